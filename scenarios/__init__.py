@@ -1,0 +1,1 @@
+"""The hydra scenario tree, shipped in the wheel as ``simulator.scenarios``."""

@@ -1,0 +1,51 @@
+"""``servesim [hydra overrides]``: run one scenario (or a sweep with ``-m``).
+
+Each run writes requests.parquet, steps.parquet, summary.json, scenario.yaml
+and latency_cdf.png into hydra's run directory and prints a summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from simulator.config.schema import register
+from simulator.errors import ServesimError
+
+log = logging.getLogger("servesim")
+
+register()
+
+
+@hydra.main(config_path="pkg://simulator.scenarios", config_name="config", version_base="1.3")
+def _app(cfg: DictConfig) -> float | None:
+    from simulator.api import run
+    from simulator.report.console import render_summary
+
+    hc = HydraConfig.get()
+    outdir = hc.runtime.output_dir
+    try:
+        result = run(config=cfg)
+    except ServesimError as exc:
+        if hc.mode == RunMode.MULTIRUN:  # one bad point must not end the sweep
+            log.error("servesim: error: %s", exc)
+            return None
+        print(f"servesim: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    result.save(outdir)
+    if result.config.output.console:
+        render_summary(result.summary, outdir)
+    return result.summary["slo"]["goodput_rps"]
+
+
+def main() -> None:
+    _app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""Structured scenario configuration.
+
+Every key a scenario understands is declared here as a dataclass field with a
+type and a default; hydra's ConfigStore registers the tree as ``base_config``
+so that a typo (``workload.rte=5``) or a wrong type (``workload.rate=abc``)
+fails while composing. Semantic checks that types cannot express (a negative
+rate, a model that does not fit, an unknown policy name) live in
+:mod:`simulator.config.validate`.
+
+The hardware and model groups double as the catalogs: each YAML file under
+``scenarios/hardware`` and ``scenarios/model`` holds one GPU or one model, with
+its sources.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class HardwareConfig:
+    """One accelerator type (per-GPU figures)."""
+
+    name: str = MISSING
+    vendor: str = "nvidia"
+    memory_gb: float = MISSING  # 1 GB = 1e9 bytes
+    memory_bw_gbps: float = MISSING  # HBM bandwidth, GB/s
+    bf16_tflops: float = MISSING  # dense tensor-core peak
+    fp8_tflops: Optional[float] = None  # dense; None = no FP8 tensor cores
+    int8_tops: Optional[float] = None  # dense
+    interconnect_gbps: float = MISSING  # one-way GPU-to-GPU bandwidth (NVLink/PCIe), GB/s
+    host_link_gbps: float = MISSING  # one-way GPU-to-host bandwidth (PCIe), GB/s
+    price_per_gpu_hour: Optional[float] = None  # USD, point-in-time snapshot
+    price_source: str = ""
+    confidence: str = ""
+    source: str = MISSING
+
+
+@dataclass
+class ModelConfig:
+    """A decoder-only transformer, as its Hugging Face config.json describes it."""
+
+    name: str = MISSING
+    hf_id: str = ""
+    num_layers: int = MISSING
+    hidden_size: int = MISSING
+    num_attention_heads: int = MISSING
+    num_kv_heads: int = MISSING
+    head_dim: int = MISSING
+    intermediate_size: int = MISSING
+    vocab_size: int = MISSING
+    max_context: int = MISSING  # max_position_embeddings
+    qkv_bias: bool = False
+    tie_word_embeddings: bool = False
+    params_total: float = MISSING  # published / derived parameter count
+    # Precision knobs: bytes per weight and per KV element follow from these.
+    weight_dtype: str = "bf16"
+    kv_dtype: str = "bf16"
+    source: str = MISSING
+
+
+@dataclass
+class LengthConfig:
+    """A token-length distribution. Only the parameters of ``dist`` are read.
+
+    fixed: value | uniform: low, high (inclusive) |
+    lognormal: median, sigma, min, max | exponential: mean
+    """
+
+    dist: str = "fixed"
+    value: Optional[int] = None
+    low: Optional[int] = None
+    high: Optional[int] = None
+    median: Optional[float] = None
+    sigma: Optional[float] = None
+    min: Optional[int] = None
+    max: Optional[int] = None
+    mean: Optional[float] = None
+
+
+@dataclass
+class WorkloadConfig:
+    name: str = "custom"
+    arrival: str = "poisson"  # poisson | gamma | constant
+    rate: float = 1.0  # requests per second
+    cv: float = 1.0  # coefficient of variation of inter-arrival times (gamma)
+    num_requests: Optional[int] = 1000
+    duration_s: Optional[float] = None
+    prompt_tokens: LengthConfig = field(default_factory=LengthConfig)
+    output_tokens: LengthConfig = field(default_factory=LengthConfig)
+
+
+@dataclass
+class SchedulerConfig:
+    policy: str = "continuous"
+    max_batch_size: int = 256  # vLLM --max-num-seqs
+    max_batch_tokens: int = 8192  # vLLM --max-num-batched-tokens
+    max_wait_s: float = 0.0  # static batching: longest wait for a full batch
+
+
+@dataclass
+class ProfileConfig:
+    path: Optional[str] = None
+
+
+@dataclass
+class LatencyConfig:
+    model: str = "roofline"  # constant | roofline | profile
+    step_s: float = 0.01  # constant: every step takes exactly this long
+    # roofline: achieved fraction of peak, and a fixed per-step cost
+    compute_efficiency: float = 0.70
+    memory_efficiency: float = 0.80
+    comm_efficiency: float = 0.80
+    allreduce_latency_s: float = 5e-6
+    step_overhead_s: float = 0.002
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
+
+
+@dataclass
+class MemoryConfig:
+    allocation: str = "paged"
+    block_size: int = 16  # tokens per KV block (vLLM --block-size)
+    gpu_memory_utilization: float = 0.90  # vLLM --gpu-memory-utilization
+    activation_reserve_gb: float = 2.0  # per GPU, kept for activations and runtime
+    watermark: float = 0.01  # fraction of blocks kept free when admitting prefills
+    prefix_caching: bool = False
+
+
+@dataclass
+class ClusterConfig:
+    replicas: int = 1
+    tp: int = 1
+
+
+@dataclass
+class SLOConfig:
+    ttft_s: Optional[float] = 1.0
+    tpot_s: Optional[float] = 0.1
+    e2e_s: Optional[float] = None
+
+
+@dataclass
+class OutputConfig:
+    charts: bool = True  # write latency_cdf.png next to the data
+    console: bool = True  # print the summary table
+
+
+@dataclass
+class ScenarioConfig:
+    """The whole scenario; see scenarios/config.yaml for the defaults used."""
+
+    name: str = "default"
+    seed: int = 0
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    slo: SLOConfig = field(default_factory=SLOConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+def register() -> None:
+    """Register the schema with hydra (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=ScenarioConfig)
+
+
+register()
+
+__all__: list[Any] = [
+    "HardwareConfig",
+    "ModelConfig",
+    "LengthConfig",
+    "WorkloadConfig",
+    "SchedulerConfig",
+    "LatencyConfig",
+    "ProfileConfig",
+    "MemoryConfig",
+    "ClusterConfig",
+    "SLOConfig",
+    "OutputConfig",
+    "ScenarioConfig",
+    "register",
+]

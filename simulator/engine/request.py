@@ -1,0 +1,67 @@
+"""The state of one request while it is inside the simulator.
+
+A request is created when it arrives and written to the per-request columns
+(then dropped) when it ends, so long traces do not keep objects alive.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+class Request:
+    __slots__ = (
+        "id",
+        "arrival_s",
+        "prompt",
+        "output",
+        "replica",
+        # progress
+        "generated",  # output tokens produced so far
+        "prefilled",  # tokens of the current prefill target already computed
+        "target",  # tokens the current prefill must compute (prompt, or prompt+generated after recompute)
+        "blocks",  # KV blocks held
+        # decode bookkeeping (see RunningSet)
+        "join_step",
+        "kv0",
+        "g0",
+        "epoch",
+        # timestamps and counters
+        "first_scheduled_s",
+        "first_token_s",
+        "last_token_s",
+        "finish_s",
+        "preemptions",
+        "status",
+        "reject_reason",
+    )
+
+    def __init__(self, rid: int, arrival_s: float, prompt: int, output: int):
+        self.id = rid
+        self.arrival_s = arrival_s
+        self.prompt = prompt
+        self.output = output
+        self.replica = -1
+        self.generated = 0
+        self.prefilled = 0
+        self.target = prompt
+        self.blocks = 0
+        self.join_step = 0
+        self.kv0 = 0
+        self.g0 = 0
+        self.epoch = 0
+        self.first_scheduled_s = math.nan
+        self.first_token_s = math.nan
+        self.last_token_s = math.nan
+        self.finish_s = math.nan
+        self.preemptions = 0
+        self.status = "waiting"
+        self.reject_reason = ""
+
+    @property
+    def max_kv_tokens(self) -> int:
+        """KV entries held just before the last token is produced."""
+        return self.prompt + self.output - 1
+
+    def __repr__(self) -> str:
+        return f"Request(id={self.id}, prompt={self.prompt}, output={self.output}, generated={self.generated})"

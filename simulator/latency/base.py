@@ -1,0 +1,63 @@
+"""The latency-model interface: how long one engine iteration takes.
+
+A replica asks its latency model for the duration of every step, describing
+the step only by its *shape* (how many prefill and decode tokens, how much
+attention context). Models never see request objects, so they can cache and
+vectorise freely.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from simulator.registry import Registry
+from simulator.specs import ModelSpec
+
+
+@dataclass(slots=True)
+class StepShape:
+    """The work in one engine iteration on one replica.
+
+    prefill_seqs        sequences that process prompt tokens this step
+    prefill_tokens      prompt tokens computed this step (sum of chunk lengths)
+    prefill_attn_pairs  causal query-key pairs of the prefill chunks:
+                        sum over chunks of c * (p + (c + 1) / 2) for a chunk of
+                        c tokens after p tokens already in the KV cache
+    prefill_ctx_tokens  sum over prefill chunks of p (cached context re-read)
+    decode_seqs         sequences generating one token each this step
+    decode_ctx_tokens   sum of their context lengths (KV entries read)
+    """
+
+    prefill_seqs: int = 0
+    prefill_tokens: int = 0
+    prefill_attn_pairs: float = 0.0
+    prefill_ctx_tokens: int = 0
+    decode_seqs: int = 0
+    decode_ctx_tokens: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.prefill_tokens + self.decode_seqs
+
+
+class LatencyModel(ABC):
+    """Maps a step shape to seconds. Subclasses register under ``latency.model``."""
+
+    def __init__(self, cfg, spec: ModelSpec):
+        self.cfg = cfg
+        self.spec = spec
+
+    @abstractmethod
+    def step_time(self, shape: StepShape) -> float:
+        """Seconds the step takes on this replica (all TP ranks together)."""
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+LATENCY_MODELS: Registry[type[LatencyModel]] = Registry("latency.model", "latency model")
+
+
+def build_latency_model(cfg, spec: ModelSpec) -> LatencyModel:
+    return LATENCY_MODELS.get(cfg.latency.model)(cfg, spec)

@@ -1,0 +1,22 @@
+"""``latency.model=constant``: every step takes exactly ``latency.step_s``.
+
+Useless for capacity planning, invaluable as an oracle: with a fixed step time
+the engine reduces to a textbook queue whose answers are known in closed form.
+"""
+
+from __future__ import annotations
+
+from simulator.latency.base import LATENCY_MODELS, LatencyModel, StepShape
+
+
+@LATENCY_MODELS.register("constant")
+class ConstantLatency(LatencyModel):
+    def __init__(self, cfg, spec):
+        super().__init__(cfg, spec)
+        self.step_s = float(cfg.latency.step_s)
+
+    def step_time(self, shape: StepShape) -> float:
+        return self.step_s
+
+    def describe(self) -> str:
+        return f"constant {self.step_s * 1e3:g} ms/step"

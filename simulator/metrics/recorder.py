@@ -1,0 +1,113 @@
+"""Columnar buffers for what a run produces.
+
+Each step appends one tuple and each ended request one value per column;
+the tables are built once, at the end (``requests_table``, ``steps_table``).
+Inter-token gaps are kept as (gap, count) pairs: in a decode step every
+sequence that also decoded in the previous step shares the same gap, so one
+pair stands for all of them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+REQUEST_COLUMNS = (
+    "request_id",
+    "arrival_s",
+    "prompt_tokens",
+    "output_tokens",
+    "status",
+    "reject_reason",
+    "replica",
+    "first_scheduled_s",
+    "first_token_s",
+    "finish_s",
+    "preemptions",
+)
+
+STEP_COLUMNS = (
+    "replica",
+    "step",
+    "start_s",
+    "duration_s",
+    "prefill_tokens",
+    "prefill_seqs",
+    "decode_seqs",
+    "batch_size",
+    "decode_ctx_tokens",
+    "kv_blocks_used",
+    "kv_blocks_total",
+    "num_waiting",
+    "num_running",
+    "preempted",
+)
+
+_STEP_INT = {c for c in STEP_COLUMNS if c not in ("start_s", "duration_s")}
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.req: dict[str, list] = {c: [] for c in REQUEST_COLUMNS}
+        self.step_rows: list[tuple] = []
+        self.itl_gap: list[float] = []
+        self.itl_count: list[int] = []
+        #: hot path: ``record_step(row)`` with one value per STEP_COLUMNS entry
+        self.record_step = self.step_rows.append
+
+    def record_itl(self, gap: float, count: int) -> None:
+        if count:
+            self.itl_gap.append(gap)
+            self.itl_count.append(count)
+
+    def end_request(self, r) -> None:
+        q = self.req
+        q["request_id"].append(r.id)
+        q["arrival_s"].append(r.arrival_s)
+        q["prompt_tokens"].append(r.prompt)
+        q["output_tokens"].append(r.output)
+        q["status"].append(r.status)
+        q["reject_reason"].append(r.reject_reason)
+        q["replica"].append(r.replica)
+        q["first_scheduled_s"].append(r.first_scheduled_s)
+        q["first_token_s"].append(r.first_token_s)
+        q["finish_s"].append(r.finish_s)
+        q["preemptions"].append(r.preemptions)
+
+    # -- tables ----------------------------------------------------------
+    def requests_table(self) -> pd.DataFrame:
+        df = pd.DataFrame(self.req)
+        df = df.astype(
+            {
+                "request_id": "int64",
+                "arrival_s": "float64",
+                "prompt_tokens": "int64",
+                "output_tokens": "int64",
+                "replica": "int64",
+                "first_scheduled_s": "float64",
+                "first_token_s": "float64",
+                "finish_s": "float64",
+                "preemptions": "int64",
+            }
+        )
+        df["status"] = df["status"].astype("string")
+        df["reject_reason"] = df["reject_reason"].astype("string")
+        df = df.sort_values("request_id", kind="stable").reset_index(drop=True)
+        done = df["status"] == "completed"
+        df["queue_s"] = (df["first_scheduled_s"] - df["arrival_s"]).where(done)
+        df["ttft_s"] = (df["first_token_s"] - df["arrival_s"]).where(done)
+        decode_tokens = (df["output_tokens"] - 1).where(df["output_tokens"] > 1)
+        df["tpot_s"] = ((df["finish_s"] - df["first_token_s"]) / decode_tokens).where(done)
+        df["e2e_s"] = (df["finish_s"] - df["arrival_s"]).where(done)
+        return df
+
+    def steps_table(self) -> pd.DataFrame:
+        # Every value is an int below 2**53 or a float, so one float64 matrix
+        # holds them exactly; columns are then cast back to their types.
+        arr = np.array(self.step_rows, dtype=np.float64).reshape(-1, len(STEP_COLUMNS))
+        return pd.DataFrame(
+            {c: (arr[:, i].astype(np.int64) if c in _STEP_INT else arr[:, i]) for i, c in enumerate(STEP_COLUMNS)}
+        )
+
+    def itl(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(self.itl_gap, dtype=np.float64), np.asarray(self.itl_count, dtype=np.int64)

@@ -1,0 +1,91 @@
+"""Charts for design reviews.
+
+Figures are built with matplotlib's object API (no pyplot state) under the
+project style sheet, and saved with fixed metadata so the same data gives
+byte-identical PNGs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+import matplotlib.style
+
+STYLE = Path(__file__).with_name("servesim.mplstyle")
+PNG_METADATA = {"Software": None}
+
+
+def _cdf(ax, values: np.ndarray, weights: np.ndarray | None = None, **kw) -> None:
+    v = np.asarray(values, dtype=float)
+    w = np.ones_like(v) if weights is None else np.asarray(weights, dtype=float)
+    keep = ~np.isnan(v)
+    v, w = v[keep], w[keep]
+    if v.size == 0:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+        return
+    order = np.argsort(v, kind="stable")
+    v, w = v[order], w[order]
+    y = np.cumsum(w) / w.sum()
+    ax.step(v, y, where="post", **kw)
+
+
+def _mark(ax, value: float | None, label: str) -> None:
+    if value is not None:
+        ax.axvline(value, color="0.35", linestyle="--", linewidth=1)
+        ax.text(value, 0.03, f" {label}", color="0.35", fontsize=8, rotation=90, va="bottom")
+
+
+def _percentiles(ax, values, weights=None) -> None:
+    for p in (0.5, 0.99):
+        ax.axhline(p, color="0.8", linewidth=0.8, zorder=0)
+
+
+def latency_cdf_chart(result, path: str | Path) -> Path:
+    """TTFT, TPOT, inter-token latency and end-to-end latency CDFs of one run."""
+    s = result.summary["scenario"]
+    req = result.requests
+    done = req[req["status"] == "completed"]
+    gaps, counts = result.itl if result.itl is not None else (np.empty(0), np.empty(0))
+    slo = result.config.slo
+    panels = [
+        ("Time to first token", done["ttft_s"].to_numpy(), None, slo.ttft_s, "SLO"),
+        ("Time per output token", done["tpot_s"].to_numpy(), None, slo.tpot_s, "SLO"),
+        ("Inter-token latency (all tokens)", gaps, counts, None, ""),
+        ("End-to-end latency", done["e2e_s"].to_numpy(), None, slo.e2e_s, "SLO"),
+    ]
+    with matplotlib.style.context(STYLE):
+        fig = Figure(figsize=(13, 3.6))
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(1, 4)
+        for ax, (title, values, weights, line, label) in zip(axes, panels):
+            scale, unit = _unit(values)
+            _cdf(ax, np.asarray(values, dtype=float) * scale, weights)
+            _mark(ax, None if line is None else line * scale, label)
+            _percentiles(ax, values)
+            ax.set_title(title)
+            ax.set_xlabel(f"seconds" if unit == "s" else "milliseconds")
+            ax.set_ylim(0, 1.01)
+            ax.set_xlim(left=0)
+        axes[0].set_ylabel("fraction of requests")
+        axes[2].set_ylabel("fraction of tokens")
+        fig.suptitle(
+            f"{s['model']} on {s['replicas']}x {s['hardware']} (TP{s['tp']}), {s['scheduler']} batching, "
+            f"{s['arrival']} {s['rate_rps']:g} req/s, {len(done)} requests - latency model: {s['latency_model']}",
+            fontsize=9.5,
+        )
+        fig.tight_layout()
+        path = Path(path)
+        fig.savefig(path, metadata=PNG_METADATA)
+    return path
+
+
+def _unit(values) -> tuple[float, str]:
+    """Milliseconds for sub-second distributions, seconds otherwise."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if v.size and np.percentile(v, 99) < 1.0:
+        return 1e3, "ms"
+    return 1.0, "s"

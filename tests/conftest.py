@@ -1,0 +1,35 @@
+"""Shared helpers for the test suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import simulator
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+#: A small, fast scenario on the default model and GPU (roofline latency).
+SMALL = ["workload.num_requests=300", "output.charts=false", "output.console=false"]
+
+#: The queueing oracle: fixed step time, one request at a time, short prompts.
+ORACLE = [
+    "latency=constant",
+    "latency.step_s=0.01",
+    "scheduler.max_batch_size=1",
+    "workload.arrival=poisson",
+    "workload.prompt_tokens.dist=fixed",
+    "workload.prompt_tokens.value=16",
+    "output.charts=false",
+]
+
+
+def run(*overrides: str, base: list[str] | None = None) -> simulator.Result:
+    return simulator.run(list(base if base is not None else SMALL) + list(overrides))
+
+
+@pytest.fixture(scope="session")
+def default_result() -> simulator.Result:
+    """The default scenario, shortened; shared by tests that only read it."""
+    return run("workload.num_requests=600")

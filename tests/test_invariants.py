@@ -1,0 +1,133 @@
+"""Conservation laws and invariants that must hold on every run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import run
+
+SCENARIOS = {
+    "default": [],
+    "constant-batched": ["latency=constant", "latency.step_s=0.02"],
+    "memory-pressure": ["memory.activation_reserve_gb=54.5", "workload.rate=20"],
+    "tight-batch-limits": ["scheduler.max_batch_size=8", "scheduler.max_batch_tokens=4096"],
+    "gamma-bursty": ["workload.arrival=gamma", "workload.cv=3", "workload.rate=15"],
+    "two-replicas": ["cluster.replicas=2", "workload.rate=20"],
+}
+
+
+@pytest.fixture(scope="module", params=list(SCENARIOS), ids=list(SCENARIOS))
+def result(request):
+    return run(*SCENARIOS[request.param])
+
+
+def test_every_request_ends_exactly_once(result):
+    df = result.requests
+    n = result.config.workload.num_requests
+    assert sorted(df["request_id"]) == list(range(n))
+    assert set(df["status"]) <= {"completed", "rejected"}
+    rejected = df[df["status"] == "rejected"]
+    assert (rejected["reject_reason"] != "").all()
+    done = df[df["status"] == "completed"]
+    assert (done["reject_reason"] == "").all()
+    assert done[["first_token_s", "finish_s"]].notna().all().all()
+
+
+def test_tokens_produced_equal_tokens_requested(result):
+    # Every prefill step completion yields a token, every decode slot one more.
+    produced = result.steps["decode_seqs"].sum() + result.steps["prefill_seqs"].sum()
+    done = result.requests[result.requests["status"] == "completed"]
+    assert produced == done["output_tokens"].sum()
+
+
+def test_timestamps_are_ordered(result):
+    done = result.requests[result.requests["status"] == "completed"]
+    assert (done["first_scheduled_s"] >= done["arrival_s"]).all()
+    assert (done["first_token_s"] > done["first_scheduled_s"]).all()
+    assert (done["finish_s"] >= done["first_token_s"]).all()
+    one = done["output_tokens"] == 1
+    assert (done.loc[one, "finish_s"] == done.loc[one, "first_token_s"]).all()
+    assert done.loc[one, "tpot_s"].isna().all()
+
+
+def test_kv_blocks_never_negative_and_all_returned(result):
+    st = result.steps
+    assert (st["kv_blocks_used"] >= 0).all()
+    assert (st["kv_blocks_used"] <= st["kv_blocks_total"]).all()
+    assert result.summary["kv_cache"]["blocks_in_use_at_end"] == 0
+
+
+def test_batch_limits_respected(result):
+    st = result.steps
+    sch = result.config.scheduler
+    assert (st["batch_size"] <= sch.max_batch_size).all()
+    # One prefill may exceed the token budget only when it runs alone (a recompute).
+    over = st[st["prefill_tokens"] > sch.max_batch_tokens]
+    assert (over["prefill_seqs"] == 1).all()
+    # Continuous batching: a step is either all prefill or all decode.
+    assert ((st["prefill_seqs"] == 0) | (st["decode_seqs"] == 0)).all()
+
+
+def test_steps_are_back_to_back_per_replica(result):
+    for _, st in result.steps.groupby("replica"):
+        end = (st["start_s"] + st["duration_s"]).to_numpy()[:-1]
+        assert (st["start_s"].to_numpy()[1:] >= end - 1e-9).all()
+
+
+def test_littles_law(result):
+    """L (time-average number in system, from the engine's per-step state)
+    equals lambda*W (from request timestamps) up to the lag between an
+    arrival and the next step start, which is under one step per request."""
+    ll = result.summary["littles_law"]
+    window = result.summary["window"]["end_s"]
+    accepted = (result.requests["status"] != "rejected").sum()
+    max_lag = accepted * result.steps["duration_s"].max() / window
+    assert 0 <= ll["lambda_times_W"] - ll["L_from_steps"] <= max_lag + 1e-9
+    assert ll["L_from_steps"] == pytest.approx(ll["lambda_times_W"], rel=0.05)
+
+
+def test_memory_pressure_preempts_and_still_finishes():
+    r = run(*SCENARIOS["memory-pressure"])
+    assert r.summary["requests"]["preemptions"] > 0
+    assert (r.requests["status"] == "completed").all()
+    assert r.requests["preemptions"].max() >= 1
+    assert r.summary["kv_cache"]["peak_usage"] > 0.9
+
+
+def test_request_that_can_never_fit_is_rejected_not_deadlocked():
+    # About 4,800 KV tokens; some requests grow beyond that and can never run.
+    r = run(
+        "memory.activation_reserve_gb=55.3",
+        "workload.prompt_tokens.dist=uniform",
+        "workload.prompt_tokens.low=100",
+        "workload.prompt_tokens.high=8000",
+        "workload.num_requests=200",
+    )
+    df = r.requests
+    tokens = r.summary["kv_cache"]["tokens_per_replica"]
+    too_big = df["prompt_tokens"] + df["output_tokens"] - 1 > tokens * 0.99
+    assert too_big.any() and (~too_big).any()
+    assert (df.loc[too_big, "reject_reason"] == "kv_capacity").all()
+    assert (df.loc[~too_big, "status"] == "completed").all()
+
+
+def test_prompt_longer_than_batch_token_budget_is_rejected():
+    r = run("scheduler.max_batch_tokens=1024", "workload.num_requests=200")
+    df = r.requests
+    long = df["prompt_tokens"] > 1024
+    assert long.any()
+    assert (df.loc[long, "reject_reason"] == "prompt_exceeds_max_batch_tokens").all()
+    assert (df.loc[~long, "status"] == "completed").all()
+
+
+def test_itl_distribution_covers_every_decode_token(result):
+    gaps, counts = result.itl
+    done = result.requests[result.requests["status"] == "completed"]
+    assert counts.sum() == (done["output_tokens"] - 1).sum()
+    assert (gaps > 0).all()
+    # A request's gaps add up to finish - first token = TPOT x (output - 1),
+    # so the token-weighted mean TPOT is the mean ITL, preemptions or not.
+    w = done["output_tokens"] - 1
+    tpot_weighted = np.nansum(done["tpot_s"] * w) / w.sum()
+    assert tpot_weighted == pytest.approx(result.summary["latency_s"]["itl"]["mean"], rel=1e-9)

@@ -1,0 +1,280 @@
+"""The roofline latency model and the hardware/model catalogs it reads."""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from simulator.config.schema import HardwareConfig, ModelConfig, ScenarioConfig
+from simulator.errors import ConfigError
+from simulator.latency.base import LATENCY_MODELS, StepShape, build_latency_model
+from simulator.latency.roofline import RooflineLatency
+from simulator.specs import ModelSpec
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+HARDWARE_FILES = sorted((SCENARIOS / "hardware").glob("*.yaml"))
+MODEL_FILES = sorted((SCENARIOS / "model").glob("*.yaml"))
+
+# KV bytes per token at 16-bit and parameter counts, transcribed from
+# shared/reference/models.yaml (derived there from the models' HF config.json
+# files; they match the vendors' published sizes).
+REFERENCE_MODELS = {
+    "llama-3.1-8b": (131072, 8.030e9),
+    "llama-3.1-70b": (327680, 70.554e9),
+    "llama-2-7b": (524288, 6.738e9),
+    "llama-2-70b": (327680, 68.977e9),
+    "mistral-7b": (131072, 7.242e9),
+    "qwen2.5-7b": (57344, 7.616e9),
+    "qwen2.5-72b": (327680, 72.706e9),
+}
+REFERENCE_GPUS = {"a100-40gb", "a100-80gb", "h100-sxm", "h100-pcie", "h200", "l40s", "b200", "mi300x"}
+
+H100_BW = 3.35e12
+OVERHEAD = 0.002
+
+
+def load(schema, path: Path):
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.load(path)))
+
+
+def scenario(hardware="h100-sxm", model="llama-3.1-8b", tp=1, weight_dtype=None, **latency) -> ScenarioConfig:
+    model_node = OmegaConf.load(SCENARIOS / "model" / f"{model}.yaml")
+    if weight_dtype is not None:
+        model_node.weight_dtype = weight_dtype
+    merged = OmegaConf.merge(
+        OmegaConf.structured(ScenarioConfig),
+        {
+            "hardware": OmegaConf.load(SCENARIOS / "hardware" / f"{hardware}.yaml"),
+            "model": model_node,
+            "cluster": {"tp": tp},
+            "latency": {"model": "roofline", **latency},
+        },
+    )
+    return OmegaConf.to_object(merged)
+
+
+def roofline(hardware="h100-sxm", model="llama-3.1-8b", tp=1, weight_dtype=None, **latency) -> RooflineLatency:
+    cfg = scenario(hardware, model, tp, weight_dtype, **latency)
+    return RooflineLatency(cfg, ModelSpec.from_config(cfg.model, tp))
+
+
+def decode(batch: int, ctx: int = 1024) -> StepShape:
+    return StepShape(decode_seqs=batch, decode_ctx_tokens=batch * ctx)
+
+
+def prefill(seqs: int, length: int) -> StepShape:
+    """``seqs`` whole prompts of ``length`` tokens, none cached."""
+    return StepShape(
+        prefill_seqs=seqs,
+        prefill_tokens=seqs * length,
+        prefill_attn_pairs=seqs * length * (length + 1) / 2,
+    )
+
+
+# -- catalogs ---------------------------------------------------------------
+
+
+def test_catalogs_hold_the_expected_entries():
+    assert REFERENCE_GPUS <= {p.stem for p in HARDWARE_FILES}
+    assert set(REFERENCE_MODELS) <= {p.stem for p in MODEL_FILES}
+
+
+@pytest.mark.parametrize("path", HARDWARE_FILES, ids=lambda p: p.stem)
+def test_hardware_entry_loads_and_is_consistent(path):
+    hw = load(HardwareConfig, path)
+    assert hw.name == path.stem
+    assert hw.vendor in {"nvidia", "amd"}
+    assert hw.source.strip() and hw.confidence in {"high", "medium", "low"}
+    assert 0 < hw.memory_gb <= 300 and 500 < hw.memory_bw_gbps < 20000
+    assert 0 < hw.host_link_gbps <= 128 and 0 < hw.interconnect_gbps <= 1000
+    # Dense figures: FP8 doubles BF16 on every GPU here; a sparse headline
+    # slipping into one of the two would break the ratio.
+    if hw.fp8_tflops is not None:
+        assert hw.fp8_tflops / hw.bf16_tflops == pytest.approx(2.0, rel=0.03)
+    if hw.int8_tops is not None:
+        assert hw.int8_tops == pytest.approx(hw.fp8_tflops or 2 * hw.bf16_tflops, rel=0.01)
+    if hw.price_per_gpu_hour is not None:
+        assert 0.5 < hw.price_per_gpu_hour < 20
+        assert re.search(r"20\d\d", hw.price_source), "a price needs a dated source"
+
+
+@pytest.mark.parametrize("path", MODEL_FILES, ids=lambda p: p.stem)
+def test_model_entry_loads_and_is_consistent(path):
+    m = load(ModelConfig, path)
+    assert m.name == path.stem and m.source.strip() and m.hf_id
+    assert m.num_attention_heads % m.num_kv_heads == 0
+    assert m.max_context >= 4096
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE_MODELS))
+def test_kv_bytes_per_token_match_the_reference(name):
+    m = load(ModelConfig, SCENARIOS / "model" / f"{name}.yaml")
+    assert ModelSpec.from_config(m).kv_bytes_per_token == REFERENCE_MODELS[name][0]
+    assert ModelSpec.from_config(m, tp=2).kv_bytes_per_token_per_gpu == REFERENCE_MODELS[name][0] / 2
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE_MODELS))
+def test_parameter_count_follows_from_the_widths(name):
+    m = load(ModelConfig, SCENARIOS / "model" / f"{name}.yaml")
+    spec = ModelSpec.from_config(m)
+    h = spec.hidden_size
+    embeddings = spec.vocab_size * h
+    norms = (2 * spec.num_layers + 1) * h  # two RMSNorms per layer + the final one
+    counted = spec.layer_linear_params * spec.num_layers + spec.lm_head_params + embeddings + norms
+    assert counted == pytest.approx(m.params_total, rel=0.01)
+    assert m.params_total == pytest.approx(REFERENCE_MODELS[name][1], rel=1e-6)
+    assert spec.weight_bytes == 2 * m.params_total  # bf16 by default
+
+
+# -- the latency model --------------------------------------------------------
+
+
+def test_registered_and_built_by_name():
+    assert LATENCY_MODELS.get("roofline") is RooflineLatency
+    cfg = scenario()
+    model = build_latency_model(cfg, ModelSpec.from_config(cfg.model))
+    assert isinstance(model, RooflineLatency)
+    assert model.describe() == "roofline h100-sxm (70% MFU, 80% MBU, 2 ms overhead)"
+    assert roofline(tp=2).describe().startswith("roofline h100-sxm x2 ")
+
+
+def test_empty_step_costs_the_overhead():
+    assert roofline().step_time(StepShape()) == OVERHEAD
+    assert roofline(step_overhead_s=0.005).step_time(StepShape()) == 0.005
+
+
+def test_decode_batch_one_is_memory_bound_at_weight_read_time():
+    model = roofline()
+    shape = decode(1, ctx=512)
+    parts = model.breakdown(shape)
+    assert parts["linear_memory"] > 10 * parts["linear_compute"]
+    assert parts["decode_attn_memory"] > parts["decode_attn_compute"]
+    # Every weight but the input embedding table (128256 x 4096) is streamed once.
+    expected = 2 * (8.030e9 - 128256 * 4096) / (H100_BW * 0.8) + OVERHEAD
+    assert model.step_time(shape) == pytest.approx(expected, rel=0.03)
+    assert model.step_time(shape) == pytest.approx(parts["total"], rel=1e-12)
+
+
+def test_large_prefill_is_compute_bound_and_linear_in_tokens():
+    model = roofline()
+    one, two = prefill(16, 512), prefill(32, 512)  # 8192 and 16384 tokens
+    parts = model.breakdown(one)
+    assert parts["linear_compute"] > 3 * parts["linear_memory"]
+    assert parts["prefill_attn_compute"] > parts["prefill_attn_memory"]
+    t1 = model.step_time(one) - OVERHEAD
+    t2 = model.step_time(two) - OVERHEAD
+    assert t2 / t1 == pytest.approx(2.0, rel=0.02)
+    # ~2 * 7.5e9 FLOP per token at 70% of 989 TFLOP/s
+    assert t1 == pytest.approx(8192 * 2 * 7.5e9 / (989.4e12 * 0.7), rel=0.10)
+
+
+def test_one_long_prompt_costs_more_than_many_short_ones():
+    model = roofline()
+    assert model.step_time(prefill(1, 8192)) > model.step_time(prefill(16, 512))
+
+
+FIELDS = ("prefill_seqs", "prefill_tokens", "prefill_attn_pairs", "prefill_ctx_tokens", "decode_seqs", "decode_ctx_tokens")
+
+
+@pytest.mark.parametrize("tp", [1, 4])
+@pytest.mark.parametrize("field", FIELDS)
+def test_step_time_is_monotone_in_every_field(field, tp):
+    model = roofline(model="llama-3.1-70b", tp=tp) if tp > 1 else roofline()
+    rng = random.Random(7)
+    grew = 0
+    for _ in range(300):
+        shape = StepShape(
+            prefill_seqs=rng.randint(0, 8),
+            prefill_tokens=rng.choice([0, 1, 16, 200, 2000, 8000]),
+            prefill_attn_pairs=rng.choice([0.0, 1.0, 1e3, 1e5, 1e7]),
+            prefill_ctx_tokens=rng.choice([0, 100, 10_000]),
+            decode_seqs=rng.choice([0, 1, 32, 256]),
+            decode_ctx_tokens=rng.choice([0, 1000, 100_000, 1_000_000]),
+        )
+        base = model.step_time(shape)
+        assert base == pytest.approx(model.breakdown(shape)["total"], rel=1e-12)
+        for step in (1, 10, 1000, 100_000):
+            bigger = replace(shape, **{field: getattr(shape, field) + step})
+            t = model.step_time(bigger)
+            assert t >= base, (field, shape, step)
+            grew += t > base
+    assert grew > 0, f"{field} never changes the step time"
+
+
+def test_tp2_halves_weight_reads_and_adds_communication():
+    one, two = roofline(tp=1), roofline(tp=2)
+    shape = decode(1, ctx=512)
+    p1, p2 = one.breakdown(shape), two.breakdown(shape)
+    assert p1["comm"] == 0.0
+    assert p2["linear_memory"] == pytest.approx(p1["linear_memory"] / 2, rel=1e-9)
+    # 2 all-reduces per layer, each at least the fixed latency.
+    assert p2["comm"] >= 2 * 32 * 5e-6
+    t1, t2 = one.step_time(shape), two.step_time(shape)
+    assert t2 < t1
+    assert t2 - OVERHEAD > (t1 - OVERHEAD) / 2 + p2["comm"] * 0.99
+
+
+def test_tp_communication_grows_with_tokens_and_shrinks_with_bandwidth():
+    nvlink = roofline(tp=4)
+    pcie = roofline(hardware="l40s", tp=4)
+    small, large = decode(8), prefill(4, 1024)
+    assert nvlink.breakdown(large)["comm"] > nvlink.breakdown(small)["comm"]
+    assert pcie.breakdown(large)["comm"] > nvlink.breakdown(large)["comm"] * 5
+
+
+def test_fp8_weights_cut_decode_time():
+    bf16, fp8 = roofline(), roofline(weight_dtype="fp8")
+    shape = decode(8)
+    assert fp8.step_time(shape) < bf16.step_time(shape)
+    assert fp8.breakdown(shape)["linear_memory"] == pytest.approx(bf16.breakdown(shape)["linear_memory"] / 2, rel=0.05)
+    # and prefill math runs at the FP8 peak
+    big = prefill(16, 512)
+    assert fp8.breakdown(big)["linear_compute"] == pytest.approx(bf16.breakdown(big)["linear_compute"] / 2, rel=0.01)
+
+
+def test_fp8_on_a100_names_the_key_and_the_gpu():
+    with pytest.raises(ConfigError, match=r"model\.weight_dtype") as err:
+        roofline(hardware="a100-80gb", weight_dtype="fp8")
+    assert "a100-80gb" in str(err.value)
+
+
+def test_int_weights_shrink_bytes_but_not_the_math_peak():
+    bf16, int4 = roofline(), roofline(weight_dtype="int4")
+    big = prefill(16, 512)
+    assert int4.breakdown(big)["linear_compute"] == bf16.breakdown(big)["linear_compute"]
+    assert int4.breakdown(decode(1))["linear_memory"] < bf16.breakdown(decode(1))["linear_memory"] / 3
+    # weight-only INT8 works on a GPU without FP8
+    assert roofline(hardware="a100-80gb", weight_dtype="int8").step_time(decode(1)) > 0
+
+
+def test_fp32_weights_run_at_the_tf32_rate():
+    bf16, fp32 = roofline(), roofline(weight_dtype="fp32")
+    big = prefill(16, 512)
+    assert fp32.breakdown(big)["linear_compute"] == pytest.approx(2 * bf16.breakdown(big)["linear_compute"])
+    assert fp32.breakdown(decode(1))["linear_memory"] == pytest.approx(2 * bf16.breakdown(decode(1))["linear_memory"], rel=0.01)
+
+
+def test_faster_memory_means_faster_decode():
+    shape = decode(1)
+    times = [roofline(hardware=hw).step_time(shape) for hw in ("a100-40gb", "a100-80gb", "h100-sxm", "h200", "b200")]
+    assert times == sorted(times, reverse=True) and len(set(times)) == len(times)
+
+
+def test_efficiency_knobs_scale_their_regime():
+    base, slow_mem = roofline(step_overhead_s=0.0), roofline(step_overhead_s=0.0, memory_efficiency=0.4)
+    assert slow_mem.step_time(decode(1, ctx=16)) == pytest.approx(2 * base.step_time(decode(1, ctx=16)), rel=0.01)
+    slow_math = roofline(step_overhead_s=0.0, compute_efficiency=0.35)
+    big = prefill(16, 512)
+    assert slow_math.step_time(big) == pytest.approx(2 * base.step_time(big), rel=0.01)
+
+
+def test_decode_attention_grows_with_context():
+    model = roofline()
+    short, long = model.step_time(decode(64, ctx=256)), model.step_time(decode(64, ctx=8192))
+    kv_read = 64 * (8192 - 256) * 131072 / (H100_BW * 0.8)
+    assert long - short == pytest.approx(kv_read, rel=0.01)
