@@ -43,7 +43,26 @@ def _app(cfg: DictConfig) -> float | None:
     return result.summary["slo"]["goodput_rps"]
 
 
+def _preflight(argv: list[str]) -> None:
+    """Compose a single run's overrides first, so mistakes read as one sentence.
+
+    Sweeps and hydra flags (``-m``, ``--cfg``, ``--help``...) go straight to hydra.
+    """
+    if any(a.startswith("-") for a in argv):
+        return
+    from simulator.api import load_config
+    from simulator.config import compose
+
+    overrides = [a for a in argv if not a.lstrip("+~").startswith("hydra.")]
+    try:
+        load_config(config=compose(overrides))
+    except ServesimError as exc:
+        print(f"servesim: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
 def main() -> None:
+    _preflight(sys.argv[1:])
     _app()
 
 

@@ -7,6 +7,7 @@ other.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable
 
 from omegaconf import DictConfig, OmegaConf
@@ -41,17 +42,58 @@ def _wrap(fn):
 
 
 def describe_hydra_error(exc: BaseException) -> str:
-    """Hydra's message, trimmed to its informative lines."""
-    text = str(exc).strip()
-    cause = exc.__cause__
-    if cause is not None and str(cause).strip() and str(cause).strip() not in text:
-        text = f"{text}: {str(cause).strip()}"
+    """One sentence for a hydra / omegaconf composition error."""
+    text = str(exc)
+    if exc.__cause__ is not None and str(exc.__cause__) not in text:
+        text += "\n" + str(exc.__cause__)
+    full_key = re.search(r"full_key: (\S+)", text)
+
+    missing = re.search(r"Could not find '([^']+)/([^']+)'", text)
+    if missing:
+        group, option = missing.groups()
+        options = re.findall(r"^\t(\S+)$", text.split("Available options", 1)[-1], flags=re.M)
+        allowed = f"; choose one of: {', '.join(options)}" if options else ""
+        return f"{group}={option} is not a known {group}{allowed}."
+
+    unknown = re.search(r"Key '([^']+)' not in '([^']+)'", text)
+    if unknown and full_key:
+        key = full_key.group(1)
+        parent = key.rpartition(".")[0]
+        return f"{key} is not a known key; {_keys_of(parent)}."
+
+    bad_value = re.search(r"Value '([^']*)' (?:of type '\w+' )?could not be converted to (\w+)", text) or re.search(
+        r"Value '([^']*)' is not a valid (\w+)", text
+    )
+    if bad_value and full_key:
+        value, kind = bad_value.groups()
+        return f"{full_key.group(1)}={value!r} is invalid; it must be {_ARTICLE.get(kind, kind)}."
+
+    bad_enum = re.search(r"Invalid value '([^']*)', expected one of \[([^\]]*)\]", text)
+    if bad_enum and full_key:
+        return f"{full_key.group(1)}={bad_enum.group(1)!r} is invalid; choose one of: {bad_enum.group(2)}."
+
     keep = [
         line.strip()
         for line in text.splitlines()
-        if line.strip() and not line.strip().startswith(("reference_type", "object_type"))
+        if line.strip()
+        and not line.strip().startswith(("reference_type", "object_type", "Config search path", "provider=", "Set the environment"))
     ]
     return " ".join(keep)
+
+
+_ARTICLE = {"Float": "a number", "Integer": "an integer", "Boolean": "true or false", "bool": "true or false", "String": "a string"}
+
+
+def _keys_of(parent: str) -> str:
+    node = OmegaConf.structured(ScenarioConfig)
+    try:
+        for part in filter(None, parent.split(".")):
+            node = node[part]
+        keys = list(node.keys())
+    except Exception:
+        return "see simulator/config/schema.py for the keys"
+    where = parent or "the top level"
+    return f"the keys of {where} are: {', '.join(keys)}"
 
 
 def to_scenario(config: Any) -> ScenarioConfig:

@@ -1,0 +1,71 @@
+"""Bad input fails with one clear sentence naming the key - no tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import simulator
+
+# (overrides, a fragment the message must contain)
+CASES = [
+    (["scheduler=foo"], "scheduler=foo is not a known scheduler; choose one of: continuous"),
+    (["scheduler.policy=foo"], "scheduler.policy='foo' is not a known scheduling policy; choose one of: continuous"),
+    (["latency.model=magic"], "latency.model='magic' is not a known latency model; choose one of: constant, roofline"),
+    (["memory.allocation=magic"], "memory.allocation='magic' is not a known KV allocation mode; choose one of: paged"),
+    (["hardware=tpu9"], "hardware=tpu9 is not a known hardware; choose one of:"),
+    (["workload.rate=-1"], "workload.rate must be a finite number > 0"),
+    (["workload.rate=abc"], "workload.rate='abc' is invalid; it must be a number"),
+    (["workload.rte=3"], "workload.rte is not a known key; the keys of workload are: name, arrival, rate"),
+    (["model=llama-3.1-70b"], "model=llama-3.1-70b does not fit"),
+    (["workload.prompt_tokens.max=200000"], "longer than model llama-3.1-8b's context of 131072 tokens"),
+    (["cluster.tp=3"], "cluster.tp=3 must divide model llama-3.1-8b's 32 attention heads"),
+    (["memory.gpu_memory_utilization=1.5"], "memory.gpu_memory_utilization must lie in (0, 1]"),
+    (["memory.block_size=0"], "memory.block_size must be >= 1"),
+    (["model.kv_dtype=fp7"], "model.kv_dtype='fp7' is not a known precision"),
+    (["hardware=a100-80gb", "model.weight_dtype=fp8"], "model.weight_dtype='fp8' needs FP8 tensor cores"),
+    (["latency=constant", "latency.step_s=0"], "latency.step_s must be a finite number > 0"),
+    (["scheduler.max_batch_size=0"], "scheduler.max_batch_size must be >= 1"),
+    (["slo.ttft_s=-1"], "slo.ttft_s must be a finite number > 0"),
+    (["memory.prefix_caching=true"], "memory.prefix_caching=true is not supported yet"),
+]
+
+
+@pytest.mark.parametrize("overrides,fragment", CASES, ids=[" ".join(o) for o, _ in CASES])
+def test_api_raises_config_error(overrides, fragment):
+    with pytest.raises(simulator.ConfigError) as info:
+        simulator.run(overrides + ["workload.num_requests=10"])
+    message = str(info.value)
+    assert fragment in message
+    assert "\n" not in message  # one sentence, one line
+    assert message.endswith(".")
+
+
+def test_big_model_fits_with_enough_tensor_parallelism():
+    # The fix the error message proposes must work.
+    with pytest.raises(simulator.ConfigError, match="raise cluster.tp to at least 3"):
+        simulator.load_config(["model=llama-3.1-70b"])
+    cfg = simulator.load_config(["model=llama-3.1-70b", "cluster.tp=4"])
+    assert cfg.cluster.tp == 4
+
+
+CLI_CASES = [CASES[0], CASES[2], CASES[6], CASES[7], CASES[8]]
+
+
+@pytest.mark.parametrize("overrides,fragment", CLI_CASES, ids=[" ".join(o) for o, _ in CLI_CASES])
+def test_cli_prints_one_line_and_exits_2(overrides, fragment, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "simulator.cli", *overrides],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"servesim: error: {proc.stderr.strip().removeprefix('servesim: error: ')}"
+    assert fragment in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "outputs").exists()  # nothing half-written
