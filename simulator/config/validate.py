@@ -72,6 +72,7 @@ def validate(cfg) -> None:
     from simulator.workload.arrivals import ARRIVALS
     from simulator.workload.lengths import upper_bound
 
+    _need(cfg.seed >= 0, f"seed must be an integer >= 0 (got {cfg.seed}).")
     wl = cfg.workload
     ARRIVALS.get(wl.arrival)
     _positive(wl.rate, "workload.rate")

@@ -35,12 +35,18 @@ def _cdf(ax, values: np.ndarray, weights: np.ndarray | None = None, **kw) -> Non
 def _mark(ax, value: float | None, label: str) -> None:
     if value is not None:
         ax.axvline(value, color="0.35", linestyle="--", linewidth=1)
-        ax.text(value, 0.03, f" {label}", color="0.35", fontsize=8, rotation=90, va="bottom")
+        ax.text(value, 0.62, f"{label} ", color="0.35", fontsize=8, rotation=90, va="top", ha="right")
 
 
-def _percentiles(ax, values, weights=None) -> None:
+def _annotate_percentiles(ax, stats: dict, scale: float, unit: str) -> None:
+    """Faint p50/p99 guide lines and their values, lower right."""
     for p in (0.5, 0.99):
-        ax.axhline(p, color="0.8", linewidth=0.8, zorder=0)
+        ax.axhline(p, color="0.82", linewidth=0.8, zorder=0)
+    if stats.get("p50") is None:
+        return
+    text = f"p50 {stats['p50'] * scale:,.3g} {unit}\np99 {stats['p99'] * scale:,.3g} {unit}"
+    ax.text(0.97, 0.06, text, transform=ax.transAxes, ha="right", va="bottom", fontsize=8.5,
+            bbox={"boxstyle": "round,pad=0.3", "facecolor": "white", "edgecolor": "0.85"})
 
 
 def latency_cdf_chart(result, path: str | Path) -> Path:
@@ -50,25 +56,29 @@ def latency_cdf_chart(result, path: str | Path) -> Path:
     done = req[req["status"] == "completed"]
     gaps, counts = result.itl if result.itl is not None else (np.empty(0), np.empty(0))
     slo = result.config.slo
+    lat = result.summary["latency_s"]
     panels = [
-        ("Time to first token", done["ttft_s"].to_numpy(), None, slo.ttft_s, "SLO"),
-        ("Time per output token", done["tpot_s"].to_numpy(), None, slo.tpot_s, "SLO"),
-        ("Inter-token latency (all tokens)", gaps, counts, None, ""),
-        ("End-to-end latency", done["e2e_s"].to_numpy(), None, slo.e2e_s, "SLO"),
+        ("Time to first token", done["ttft_s"].to_numpy(), None, slo.ttft_s, lat["ttft"], False),
+        ("Time per output token", done["tpot_s"].to_numpy(), None, slo.tpot_s, lat["tpot"], False),
+        ("Inter-token latency (all tokens)", gaps, counts, None, lat["itl"], True),
+        ("End-to-end latency", done["e2e_s"].to_numpy(), None, slo.e2e_s, lat["e2e"], False),
     ]
     with matplotlib.style.context(STYLE):
         fig = Figure(figsize=(13, 3.6))
         FigureCanvasAgg(fig)
         axes = fig.subplots(1, 4)
-        for ax, (title, values, weights, line, label) in zip(axes, panels):
+        for ax, (title, values, weights, line, stats, log) in zip(axes, panels):
             scale, unit = _unit(values)
             _cdf(ax, np.asarray(values, dtype=float) * scale, weights)
-            _mark(ax, None if line is None else line * scale, label)
-            _percentiles(ax, values)
+            _mark(ax, None if line is None else line * scale, "SLO")
+            _annotate_percentiles(ax, stats, scale, unit)
             ax.set_title(title)
-            ax.set_xlabel(f"seconds" if unit == "s" else "milliseconds")
+            ax.set_xlabel(("seconds" if unit == "s" else "milliseconds") + (" (log scale)" if log else ""))
             ax.set_ylim(0, 1.01)
-            ax.set_xlim(left=0)
+            if log and np.size(values):
+                ax.set_xscale("log")
+            else:
+                ax.set_xlim(left=0)
         axes[0].set_ylabel("fraction of requests")
         axes[2].set_ylabel("fraction of tokens")
         fig.suptitle(

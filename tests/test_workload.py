@@ -1,0 +1,458 @@
+"""The workload generator: arrival processes, stopping rules, length
+distributions, named random streams and the validation of ``workload.*``.
+
+Statistical tests follow the project rule: the tolerance is the sampling
+error. Each estimate comes with a standard error (SE), taken from the sample
+itself (or from theory where the distribution is known exactly), and the test
+asserts ``|estimate - truth| <= 4 SE`` *and* that SE is small next to the
+quantity (at most 1% of it), so a passing test has the power to catch a wrong
+rate, scale, bound or parameterisation. Seeds are fixed, so every outcome is
+deterministic; the sample sizes keep the whole file to a few seconds.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import pytest
+
+import simulator
+from simulator.workload import Workload, generate
+
+Z = 4.0  # tolerance, in standard errors
+POWER = 0.01  # the largest SE allowed, relative to the quantity estimated
+
+
+@functools.lru_cache(maxsize=1)
+def _base():
+    """The packaged default scenario, composed by hydra once per session."""
+    return simulator.compose([])
+
+
+def workload(*overrides: str) -> Workload:
+    """Generate the workload of the default scenario with ``key=value`` overrides.
+
+    The overrides go through :func:`simulator.load_config` (so through
+    validation) on a once-composed base; re-running hydra for each of the
+    many configs here would dominate the file's runtime. The validation tests
+    below use the full hydra path.
+    """
+    return generate(simulator.load_config(list(overrides), config=_base()))
+
+
+def gaps(w: Workload) -> np.ndarray:
+    return np.diff(w.arrival_s, prepend=0.0)
+
+
+def phi(x: float) -> float:
+    """Standard normal CDF."""
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def assert_close(estimate: float, truth: float, se: float, *, scale: float | None = None) -> None:
+    """|estimate - truth| <= Z*SE, and SE <= POWER * |scale| (scale defaults to truth)."""
+    scale = abs(truth if scale is None else scale)
+    assert se <= POWER * scale, f"experiment too small: SE={se:.3g} vs {POWER:.0%} of {scale:.4g}"
+    assert abs(estimate - truth) <= Z * se, f"estimate {estimate:.6g} vs truth {truth:.6g} (SE {se:.3g})"
+
+
+def mean_and_se(x: np.ndarray) -> tuple[float, float]:
+    x = np.asarray(x, dtype=float)
+    return float(x.mean()), float(x.std(ddof=1) / math.sqrt(len(x)))
+
+
+def cv_and_se(x: np.ndarray, batches: int = 50) -> tuple[float, float]:
+    """Coefficient of variation of ``x``, with its SE by batch means.
+
+    The sample is cut into ``batches`` equal consecutive batches; the spread of
+    the per-batch CVs, divided by sqrt(batches), estimates the SE of the CV of
+    the whole sample (the gaps are i.i.d., so batches are independent).
+    """
+    x = np.asarray(x, dtype=float)
+    b = x[: len(x) // batches * batches].reshape(batches, -1)
+    per_batch = b.std(axis=1, ddof=1) / b.mean(axis=1)
+    return float(x.std(ddof=1) / x.mean()), float(per_batch.std(ddof=1) / math.sqrt(batches))
+
+
+def fraction_and_se(hits: np.ndarray, p_true: float) -> tuple[float, float]:
+    """An observed proportion and its binomial SE under the true p."""
+    n = len(hits)
+    return float(np.mean(hits)), math.sqrt(p_true * (1 - p_true) / n)
+
+
+# --------------------------------------------------------------------------- arrivals
+
+
+RATE = 5.0  # deliberately not 1, so a rate/scale mix-up (gap = rate) shows
+
+
+def test_poisson_mean_gap_and_cv():
+    w = workload("workload.arrival=poisson", f"workload.rate={RATE}", "workload.num_requests=200000")
+    g = gaps(w)
+    m, se_m = mean_and_se(g)
+    assert_close(m, 1 / RATE, se_m)
+    cv, se = cv_and_se(g)
+    assert_close(cv, 1.0, se)
+
+
+def test_poisson_gaps_are_exponential():
+    """CV 1 alone does not make a Poisson process: check a tail of the gap law.
+
+    For exponential gaps P(gap > 1/rate) = 1/e exactly.
+    """
+    w = workload("workload.arrival=poisson", f"workload.rate={RATE}", "workload.num_requests=200000")
+    p = math.exp(-1.0)
+    frac, se = fraction_and_se(gaps(w) > 1 / RATE, p)
+    assert_close(frac, p, se)
+
+
+@pytest.mark.parametrize("cv,n", [(0.5, 100_000), (3.0, 400_000)])
+def test_gamma_mean_gap_and_cv(cv, n):
+    """Mean gap 1/rate and the requested CV (not sqrt(cv), not cv**2)."""
+    w = workload("workload.arrival=gamma", f"workload.cv={cv}", f"workload.rate={RATE}", f"workload.num_requests={n}")
+    g = gaps(w)
+    m, se_m = mean_and_se(g)
+    assert_close(m, 1 / RATE, se_m)
+    est, se = cv_and_se(g)
+    assert_close(est, cv, se)
+
+
+def test_constant_gaps_are_exact():
+    # rate 4 -> gap 0.25, exactly representable: every partial sum is exact.
+    w = workload("workload.arrival=constant", "workload.rate=4", "workload.num_requests=10000")
+    expected = np.arange(1, 10001) * 0.25
+    assert np.array_equal(w.arrival_s, expected)
+    assert np.all(gaps(w) == 0.25)
+
+
+def test_constant_gaps_other_rate():
+    # rate 3: 1/3 is not representable; gaps agree to floating-point rounding
+    # of the running sum (a few ulps of the largest time), nothing more.
+    n = 10000
+    w = workload("workload.arrival=constant", "workload.rate=3", f"workload.num_requests={n}")
+    ulp = np.spacing(w.arrival_s[-1])
+    assert np.max(np.abs(w.arrival_s - np.arange(1, n + 1) / 3.0)) <= n * ulp
+    assert np.max(np.abs(gaps(w) - 1 / 3.0)) <= 4 * ulp
+
+
+@pytest.mark.parametrize("arrival", ["poisson", "gamma", "constant"])
+def test_arrivals_sorted_and_positive(arrival):
+    w = workload(f"workload.arrival={arrival}", "workload.cv=3", "workload.num_requests=20000")
+    a = w.arrival_s
+    assert a.dtype == np.float64
+    assert a[0] > 0
+    assert np.all(np.diff(a) >= 0)
+    assert np.all(np.isfinite(a))
+
+
+# --------------------------------------------------------------------------- stopping
+
+
+@pytest.mark.parametrize("n", [1, 7, 4096, 4097, 10000])  # 4096 is the generator's chunk size
+def test_num_requests_exact(n):
+    w = workload(f"workload.num_requests={n}")
+    assert len(w) == len(w.arrival_s) == len(w.prompt_tokens) == len(w.output_tokens) == n
+
+
+def test_duration_poisson_count():
+    rate, horizon = 100.0, 1000.0
+    w = workload(
+        "workload.arrival=poisson",
+        f"workload.rate={rate}",
+        "workload.num_requests=null",
+        f"workload.duration_s={horizon}",
+    )
+    assert np.all(w.arrival_s < horizon)
+    assert len(w.prompt_tokens) == len(w.output_tokens) == len(w)
+    # N(T) ~ Poisson(rate*T): SE = sqrt(rate*T), 0.3% of the mean here.
+    expected = rate * horizon
+    assert_close(len(w), expected, math.sqrt(expected))
+    # The process runs right up to the horizon: the gap left after the last
+    # arrival is Exp(rate), so it exceeds 20/rate with probability e^-20.
+    assert horizon - w.arrival_s[-1] < 20 / rate
+
+
+def test_duration_is_exclusive_deterministic():
+    """Constant arrivals at 0.25, 0.5, ...: those before T, never at T."""
+    base = ["workload.arrival=constant", "workload.rate=4", "workload.num_requests=null"]
+    w = workload(*base, "workload.duration_s=10")
+    assert len(w) == 39 and w.arrival_s[-1] == 9.75
+    w = workload(*base, "workload.duration_s=10.1")
+    assert len(w) == 40 and w.arrival_s[-1] == 10.0
+
+
+def test_both_limits_whichever_first():
+    base = ["workload.arrival=constant", "workload.rate=4"]
+    w = workload(*base, "workload.num_requests=10", "workload.duration_s=100")
+    assert len(w) == 10 and w.arrival_s[-1] == 2.5
+    w = workload(*base, "workload.num_requests=1000", "workload.duration_s=10")
+    assert len(w) == 39 and np.all(w.arrival_s < 10)
+    # Poisson, both ways round.
+    w = workload("workload.rate=10", "workload.num_requests=500", "workload.duration_s=1e6")
+    assert len(w) == 500
+    w = workload("workload.rate=10", "workload.num_requests=100000", "workload.duration_s=100")
+    assert 0 < len(w) < 100000 and np.all(w.arrival_s < 100)
+
+
+# --------------------------------------------------------------------------- lengths
+
+
+@pytest.mark.parametrize("which", ["prompt_tokens", "output_tokens"])
+def test_fixed_lengths(which):
+    w = workload(f"workload.{which}.dist=fixed", f"workload.{which}.value=37", "workload.num_requests=5000")
+    x = getattr(w, which)
+    assert x.dtype == np.int64
+    assert np.all(x == 37)
+
+
+@pytest.mark.parametrize("which", ["prompt_tokens", "output_tokens"])
+def test_uniform_inclusive(which):
+    low, high, n = 3, 7, 100_000
+    w = workload(
+        f"workload.{which}.dist=uniform",
+        f"workload.{which}.low={low}",
+        f"workload.{which}.high={high}",
+        f"workload.num_requests={n}",
+    )
+    x = getattr(w, which)
+    assert x.dtype == np.int64
+    assert set(np.unique(x).tolist()) == set(range(low, high + 1))  # both ends, nothing outside
+    k = high - low + 1
+    for v in range(low, high + 1):  # each value has probability 1/k (an off-by-one gives 1/(k-1) or 0)
+        frac, se = fraction_and_se(x == v, 1 / k)
+        assert_close(frac, 1 / k, se)
+    m, se = mean_and_se(x)
+    assert_close(m, (low + high) / 2, se)
+
+
+def test_uniform_single_point():
+    w = workload("workload.prompt_tokens.dist=uniform", "workload.prompt_tokens.low=9", "workload.prompt_tokens.high=9")
+    assert np.all(w.prompt_tokens == 9)
+
+
+@pytest.mark.parametrize("which", ["prompt_tokens", "output_tokens"])
+def test_lognormal_log_moments_unclipped(which):
+    """log(x) ~ N(ln median, sigma): its mean is ln(median), not ln(mean).
+
+    Bounds far out (the clip never fires) and a median of 1000 (rounding to an
+    integer moves log(x) by < 0.5/x, which averages out) keep the law exact.
+    A median/mean confusion would shift the log-mean by sigma^2/2 = 0.125,
+    about 80 SE.
+    """
+    median, sigma, n = 1000.0, 0.5, 100_000
+    w = workload(
+        f"workload.{which}.dist=lognormal",
+        f"workload.{which}.median={median}",
+        f"workload.{which}.sigma={sigma}",
+        f"workload.{which}.min=1",
+        f"workload.{which}.max=60000",
+        f"workload.num_requests={n}",
+    )
+    x = getattr(w, which)
+    assert x.dtype == np.int64
+    assert x.min() > 1 and x.max() < 60000  # really unclipped
+    lx = np.log(x)
+    assert_close(float(lx.mean()), math.log(median), sigma / math.sqrt(n))
+    # SE of a normal sample's standard deviation: sigma / sqrt(2 (n - 1)).
+    assert_close(float(lx.std(ddof=1)), sigma, sigma / math.sqrt(2 * (n - 1)))
+
+
+def test_lognormal_clipping_piles_mass_at_bounds():
+    """Clipped draws land on min and max, in the proportions the law predicts.
+
+    x = rint(lognormal) clipped to [50, 200]: P(x == 50) = P(draw < 50.5) and
+    P(x == 200) = P(draw >= 199.5).
+    """
+    median, sigma, lo, hi, n = 100.0, 1.0, 50, 200, 100_000
+    w = workload(
+        "workload.prompt_tokens.dist=lognormal",
+        f"workload.prompt_tokens.median={median}",
+        f"workload.prompt_tokens.sigma={sigma}",
+        f"workload.prompt_tokens.min={lo}",
+        f"workload.prompt_tokens.max={hi}",
+        f"workload.num_requests={n}",
+    )
+    x = w.prompt_tokens
+    assert x.min() == lo and x.max() == hi
+    p_lo = phi(math.log((lo + 0.5) / median) / sigma)
+    p_hi = 1.0 - phi(math.log((hi - 0.5) / median) / sigma)
+    frac, se = fraction_and_se(x == lo, p_lo)
+    assert_close(frac, p_lo, se)
+    frac, se = fraction_and_se(x == hi, p_hi)
+    assert_close(frac, p_hi, se)
+
+
+def test_lognormal_sigma_zero_is_the_median():
+    w = workload(
+        "workload.output_tokens.dist=lognormal",
+        "workload.output_tokens.median=129",
+        "workload.output_tokens.sigma=0",
+        "workload.num_requests=1000",
+    )
+    assert np.all(w.output_tokens == 129)
+
+
+@pytest.mark.parametrize("which", ["prompt_tokens", "output_tokens"])
+@pytest.mark.parametrize("mean", [2.5, 50.0])
+def test_exponential_lengths(which, mean):
+    """Geometric on {1, 2, ...} with the given mean."""
+    n = 100_000
+    w = workload(f"workload.{which}.dist=exponential", f"workload.{which}.mean={mean}", f"workload.num_requests={n}")
+    x = getattr(w, which)
+    assert x.dtype == np.int64
+    assert x.min() == 1  # support starts at 1, never 0
+    m, se = mean_and_se(x)
+    assert_close(m, mean, se)
+    # Shape, not just the mean: P(x <= k) = 1 - (1 - 1/mean)^k at k = floor(mean).
+    k = math.floor(mean)
+    p = 1.0 - (1.0 - 1.0 / mean) ** k
+    frac, se = fraction_and_se(x <= k, p)
+    assert_close(frac, p, se)
+
+
+def test_exponential_mean_one_is_all_ones():
+    w = workload("workload.output_tokens.dist=exponential", "workload.output_tokens.mean=1", "workload.num_requests=1000")
+    assert np.all(w.output_tokens == 1)
+
+
+# --------------------------------------------------------------------------- streams
+
+
+def _arrays(w: Workload) -> tuple[bytes, bytes, bytes]:
+    return w.arrival_s.tobytes(), w.prompt_tokens.tobytes(), w.output_tokens.tobytes()
+
+
+STOCHASTIC = ["workload.arrival=poisson", "workload.num_requests=5000"]  # chat: lognormal prompt and output
+
+
+def test_same_seed_same_workload():
+    a = workload(*STOCHASTIC, "seed=123")
+    b = workload(*STOCHASTIC, "seed=123")
+    assert _arrays(a) == _arrays(b)
+
+
+def test_different_seed_different_workload():
+    a = workload(*STOCHASTIC, "seed=123")
+    b = workload(*STOCHASTIC, "seed=124")
+    for x, y in zip(_arrays(a), _arrays(b)):
+        assert x != y
+
+
+def test_output_distribution_does_not_touch_other_streams():
+    a = workload(*STOCHASTIC)
+    b = workload(*STOCHASTIC, "workload.output_tokens.dist=exponential", "workload.output_tokens.mean=100")
+    assert a.arrival_s.tobytes() == b.arrival_s.tobytes()
+    assert a.prompt_tokens.tobytes() == b.prompt_tokens.tobytes()
+    assert a.output_tokens.tobytes() != b.output_tokens.tobytes()
+
+
+def test_prompt_distribution_does_not_touch_other_streams():
+    a = workload(*STOCHASTIC)
+    b = workload(*STOCHASTIC, "workload.prompt_tokens.dist=uniform", "workload.prompt_tokens.low=1", "workload.prompt_tokens.high=500")
+    assert a.arrival_s.tobytes() == b.arrival_s.tobytes()
+    assert a.output_tokens.tobytes() == b.output_tokens.tobytes()
+    assert a.prompt_tokens.tobytes() != b.prompt_tokens.tobytes()
+
+
+@pytest.mark.parametrize("change", [["workload.rate=3"], ["workload.arrival=gamma", "workload.cv=2"]])
+def test_arrival_process_does_not_touch_lengths(change):
+    a = workload(*STOCHASTIC)
+    b = workload(*STOCHASTIC, *change)
+    assert a.prompt_tokens.tobytes() == b.prompt_tokens.tobytes()
+    assert a.output_tokens.tobytes() == b.output_tokens.tobytes()
+    assert a.arrival_s.tobytes() != b.arrival_s.tobytes()
+
+
+def test_streams_are_uncorrelated():
+    """Prompt and output with the same law must not share a stream.
+
+    Under independence the sample correlation has SE 1/sqrt(n); a shared
+    stream would give correlation 1.
+    """
+    n = 100_000
+    same = [f"workload.{k}.{p}" for k in ("prompt_tokens", "output_tokens") for p in ("dist=uniform", "low=1", "high=1000")]
+    w = workload(*same, f"workload.num_requests={n}", "workload.arrival=poisson")
+    assert not np.array_equal(w.prompt_tokens, w.output_tokens)
+    se = 1 / math.sqrt(n)
+    for x, y in [(w.prompt_tokens, w.output_tokens), (gaps(w), w.prompt_tokens), (gaps(w), w.output_tokens)]:
+        assert abs(np.corrcoef(x, y)[0, 1]) <= Z * se
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        # a dist without its parameters: the message names the missing key
+        (["workload.prompt_tokens.dist=uniform", "workload.prompt_tokens.low=null", "workload.prompt_tokens.high=5"],
+         r"workload\.prompt_tokens\.low.*missing: low"),
+        (["workload.output_tokens.dist=exponential", "workload.output_tokens.mean=null"],
+         r"workload\.output_tokens\.mean.*missing: mean"),
+        (["workload.output_tokens.dist=lognormal", "workload.output_tokens.sigma=null"],
+         r"workload\.output_tokens\.sigma.*missing: sigma"),
+        (["workload.prompt_tokens.dist=fixed", "workload.prompt_tokens.value=null"],
+         r"workload\.prompt_tokens\.value.*missing: value"),
+        # uniform with low > high
+        (["workload.prompt_tokens.dist=uniform", "workload.prompt_tokens.low=10", "workload.prompt_tokens.high=5"],
+         r"workload\.prompt_tokens\.low.*low=10, high=5"),
+        (["workload.prompt_tokens.dist=uniform", "workload.prompt_tokens.low=0", "workload.prompt_tokens.high=5"],
+         r"workload\.prompt_tokens\.low"),
+        (["workload.output_tokens.min=100", "workload.output_tokens.max=10"], r"workload\.output_tokens\.min"),
+        (["workload.output_tokens.dist=exponential", "workload.output_tokens.mean=0.5"], r"workload\.output_tokens\.mean"),
+        (["workload.prompt_tokens.dist=fixed", "workload.prompt_tokens.value=0"], r"workload\.prompt_tokens\.value"),
+        # rates and counts
+        (["workload.rate=-1"], r"workload\.rate.*-1"),
+        (["workload.rate=0"], r"workload\.rate"),
+        (["workload.rate=inf"], r"workload\.rate"),
+        (["workload.arrival=gamma", "workload.cv=0"], r"workload\.cv"),
+        (["workload.arrival=gamma", "workload.cv=-2"], r"workload\.cv.*-2"),
+        (["workload.num_requests=0"], r"workload\.num_requests"),
+        (["workload.num_requests=null", "workload.duration_s=0"], r"workload\.duration_s"),
+        (["workload.num_requests=null", "workload.duration_s=null"], r"workload\.num_requests.*workload\.duration_s"),
+    ],
+)
+def test_invalid_workload_rejected(overrides, match):
+    with pytest.raises(simulator.ConfigError, match=match):
+        simulator.load_config(overrides)
+
+
+def test_unknown_arrival_lists_allowed():
+    with pytest.raises(simulator.ConfigError, match=r"workload\.arrival='bursty'") as e:
+        simulator.load_config(["workload.arrival=bursty"])
+    for name in ("poisson", "gamma", "constant"):
+        assert name in str(e.value)
+
+
+@pytest.mark.parametrize("which", ["prompt_tokens", "output_tokens"])
+def test_unknown_dist_lists_allowed(which):
+    with pytest.raises(simulator.ConfigError, match=rf"workload\.{which}\.dist='zipf'") as e:
+        simulator.load_config([f"workload.{which}.dist=zipf"])
+    for name in ("fixed", "uniform", "lognormal", "exponential"):
+        assert name in str(e.value)
+
+
+def test_cv_is_only_checked_for_gamma():
+    # cv is not read by the other processes, so a nonsense cv there is harmless.
+    w = workload("workload.arrival=poisson", "workload.cv=0", "workload.num_requests=10")
+    assert len(w) == 10
+
+
+def test_empty_workload_rejected_by_run():
+    overrides = [
+        "workload.duration_s=0.001",
+        "workload.num_requests=null",
+        "workload.rate=0.1",
+        "output.charts=false",
+        "output.console=false",
+    ]
+    assert len(workload(*overrides)) == 0  # the config is valid; the sample is empty
+    with pytest.raises(simulator.ConfigError, match=r"empty.*workload\.duration_s=0\.001.*workload\.rate=0\.1"):
+        simulator.run(overrides)
+
+
+def test_negative_seed_rejected():
+    with pytest.raises(simulator.ConfigError, match=r"\bseed\b"):
+        generate(simulator.load_config(["seed=-1", "workload.num_requests=10"]))
