@@ -62,7 +62,7 @@ def main() -> None:
         f"{best['requests']:,} requests, {best['steps']:,} engine steps, {best['sim_s']:,.0f} s simulated, "
         f"engine busy {best['busy']:.0%}, p99 TTFT {best['p99_ttft'] * 1e3:.0f} ms"
     )
-    print("wall time (best of %d): " % args.repeat + ", ".join(f"{k} {best[k]:.3f} s" for k in ("compose", "workload", "simulate", "tables+summary", "total")))
+    print(f"wall time (best of {args.repeat}): " + ", ".join(f"{k} {best[k]:.3f} s" for k in ("compose", "workload", "simulate", "tables+summary", "total")))
     print(f"simulated requests per wall-second: {best['requests'] / best['total']:,.0f} (end to end), "
           f"{best['requests'] / best['simulate']:,.0f} (event loop only)")
     print(f"engine steps per wall-second: {best['steps'] / best['simulate']:,.0f} (event loop only)")

@@ -8,7 +8,8 @@ the error for an unknown name always lists exactly what exists.
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 from simulator.errors import ConfigError
 

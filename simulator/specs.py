@@ -51,7 +51,7 @@ class ModelSpec:
     tie_word_embeddings: bool = False
 
     @classmethod
-    def from_config(cls, model, tp: int = 1) -> "ModelSpec":
+    def from_config(cls, model, tp: int = 1) -> ModelSpec:
         return cls(
             name=model.name,
             num_layers=int(model.num_layers),

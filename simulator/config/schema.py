@@ -15,7 +15,7 @@ its sources.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -30,11 +30,11 @@ class HardwareConfig:
     memory_gb: float = MISSING  # 1 GB = 1e9 bytes
     memory_bw_gbps: float = MISSING  # HBM bandwidth, GB/s
     bf16_tflops: float = MISSING  # dense tensor-core peak
-    fp8_tflops: Optional[float] = None  # dense; None = no FP8 tensor cores
-    int8_tops: Optional[float] = None  # dense
+    fp8_tflops: float | None = None  # dense; None = no FP8 tensor cores
+    int8_tops: float | None = None  # dense
     interconnect_gbps: float = MISSING  # one-way GPU-to-GPU bandwidth (NVLink/PCIe), GB/s
     host_link_gbps: float = MISSING  # one-way GPU-to-host bandwidth (PCIe), GB/s
-    price_per_gpu_hour: Optional[float] = None  # USD, point-in-time snapshot
+    price_per_gpu_hour: float | None = None  # USD, point-in-time snapshot
     price_source: str = ""
     confidence: str = ""
     source: str = MISSING
@@ -72,14 +72,14 @@ class LengthConfig:
     """
 
     dist: str = "fixed"
-    value: Optional[int] = None
-    low: Optional[int] = None
-    high: Optional[int] = None
-    median: Optional[float] = None
-    sigma: Optional[float] = None
-    min: Optional[int] = None
-    max: Optional[int] = None
-    mean: Optional[float] = None
+    value: int | None = None
+    low: int | None = None
+    high: int | None = None
+    median: float | None = None
+    sigma: float | None = None
+    min: int | None = None
+    max: int | None = None
+    mean: float | None = None
 
 
 @dataclass
@@ -88,8 +88,8 @@ class WorkloadConfig:
     arrival: str = "poisson"  # poisson | gamma | constant
     rate: float = 1.0  # requests per second
     cv: float = 1.0  # coefficient of variation of inter-arrival times (gamma)
-    num_requests: Optional[int] = 1000
-    duration_s: Optional[float] = None
+    num_requests: int | None = 1000
+    duration_s: float | None = None
     prompt_tokens: LengthConfig = field(default_factory=LengthConfig)
     output_tokens: LengthConfig = field(default_factory=LengthConfig)
 
@@ -104,7 +104,7 @@ class SchedulerConfig:
 
 @dataclass
 class ProfileConfig:
-    path: Optional[str] = None
+    path: str | None = None
 
 
 @dataclass
@@ -138,9 +138,9 @@ class ClusterConfig:
 
 @dataclass
 class SLOConfig:
-    ttft_s: Optional[float] = 1.0
-    tpot_s: Optional[float] = 0.1
-    e2e_s: Optional[float] = None
+    ttft_s: float | None = 1.0
+    tpot_s: float | None = 0.1
+    e2e_s: float | None = None
 
 
 @dataclass

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.style
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-import matplotlib.style
 
 STYLE = Path(__file__).with_name("servesim.mplstyle")
 PNG_METADATA = {"Software": None}

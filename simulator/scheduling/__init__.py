@@ -3,8 +3,8 @@
 Importing this package registers every policy in ``SCHEDULERS``.
 """
 
-from simulator.scheduling.base import SCHEDULERS, Plan, Scheduler
 from simulator.scheduling import continuous  # noqa: F401  (register)
+from simulator.scheduling.base import SCHEDULERS, Plan, Scheduler
 
 
 def build_scheduler(cfg, replica) -> Scheduler:

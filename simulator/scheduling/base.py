@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class Plan:
-    prefill: list[tuple["Request", int]] = field(default_factory=list)  # (request, tokens this step)
+    prefill: list[tuple[Request, int]] = field(default_factory=list)  # (request, tokens this step)
     decode: bool = False  # the whole running set decodes one token each
     preempted: int = 0  # preemptions made while planning this step
 
@@ -32,12 +32,12 @@ class Plan:
 class Scheduler(ABC):
     """One policy per engine; registered under ``scheduler.policy``."""
 
-    def __init__(self, cfg, replica: "Replica"):
+    def __init__(self, cfg, replica: Replica):
         self.replica = replica
         self.max_batch_size = int(cfg.scheduler.max_batch_size)
         self.max_batch_tokens = int(cfg.scheduler.max_batch_tokens)
 
-    def reject_reason(self, req: "Request") -> str | None:
+    def reject_reason(self, req: Request) -> str | None:
         """Why ``req`` can never run under this policy, or None if it can."""
         if not self.replica.kv.ever_fits(req.max_kv_tokens):
             return "kv_capacity"
