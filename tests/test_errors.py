@@ -11,10 +11,10 @@ import simulator
 
 # (overrides, a fragment the message must contain)
 CASES = [
-    (["scheduler=foo"], "scheduler=foo is not a known scheduler; choose one of: continuous"),
-    (["scheduler.policy=foo"], "scheduler.policy='foo' is not a known scheduling policy; choose one of: continuous"),
+    (["scheduler=foo"], "scheduler=foo is not a known scheduler; choose one of: chunked_prefill, continuous, static"),
+    (["scheduler.policy=foo"], "scheduler.policy='foo' is not a known scheduling policy; choose one of: chunked_prefill, continuous, static"),
     (["latency.model=magic"], "latency.model='magic' is not a known latency model; choose one of: constant, roofline"),
-    (["memory.allocation=magic"], "memory.allocation='magic' is not a known KV allocation mode; choose one of: paged"),
+    (["memory.allocation=magic"], "memory.allocation='magic' is not a known KV allocation mode; choose one of: paged, reserve_max, reserve_pow2, reserve_exact"),
     (["hardware=tpu9"], "hardware=tpu9 is not a known hardware; choose one of:"),
     (["workload.rate=-1"], "workload.rate must be a finite number > 0"),
     (["workload.rate=abc"], "workload.rate='abc' is invalid; it must be a number"),
@@ -30,6 +30,15 @@ CASES = [
     (["scheduler.max_batch_size=0"], "scheduler.max_batch_size must be >= 1"),
     (["slo.ttft_s=-1"], "slo.ttft_s must be a finite number > 0"),
     (["memory.prefix_caching=true"], "memory.prefix_caching=true is not supported yet"),
+    (["scheduler.preemption_mode=drop"], "scheduler.preemption_mode='drop' is not a known preemption mode; choose one of: recompute, swap"),
+    (["memory.max_model_len=200000"], "memory.max_model_len must lie in [1, 131072]"),
+    (["memory.max_model_len=4096"], "longer than memory.max_model_len=4096"),
+    (["scheduler=chunked_prefill", "scheduler.max_batch_tokens=128"], "scheduler.max_batch_tokens (128) must be >= scheduler.max_batch_size (256)"),
+    (["cluster=disaggregated", "cluster.disaggregation.decode.hardware=tpu9"], "cluster.disaggregation.decode.hardware='tpu9' is not a known hardware; choose one of: a100-40gb"),
+    (["cluster=disaggregated", "cluster.disaggregation.prefill.tp=3"], "cluster.disaggregation.prefill.tp=3 must divide"),
+    (["cluster=disaggregated", "model=llama-3.1-70b", "cluster.disaggregation.prefill.tp=4"], "cluster.disaggregation.decode.tp=1 leaves"),
+    (["cluster=disaggregated", "cluster.disaggregation.decode_router=random"], "cluster.disaggregation.decode_router='random' is not a known decode router"),
+    (["cluster=disaggregated", "cluster.disaggregation.link.bandwidth_gbps=0"], "cluster.disaggregation.link.bandwidth_gbps must be a finite number > 0"),
 ]
 
 

@@ -100,6 +100,7 @@ class SchedulerConfig:
     max_batch_size: int = 256  # vLLM --max-num-seqs
     max_batch_tokens: int = 8192  # vLLM --max-num-batched-tokens
     max_wait_s: float = 0.0  # static batching: longest wait for a full batch
+    preemption_mode: str = "recompute"  # recompute | swap (vLLM --preemption-mode)
 
 
 @dataclass
@@ -127,13 +128,56 @@ class MemoryConfig:
     gpu_memory_utilization: float = 0.90  # vLLM --gpu-memory-utilization
     activation_reserve_gb: float = 2.0  # per GPU, kept for activations and runtime
     watermark: float = 0.01  # fraction of blocks kept free when admitting prefills
+    max_model_len: int | None = None  # vLLM --max-model-len; None = the model's context
+    swap_space_gb: float = 4.0  # per GPU host memory for swapped KV (vLLM --swap-space)
     prefix_caching: bool = False
+
+
+@dataclass
+class PoolSchedulerConfig:
+    """A pool's scheduler; unset (null) fields inherit the scenario's ``scheduler``."""
+
+    policy: str | None = None
+    max_batch_size: int | None = None
+    max_batch_tokens: int | None = None
+    max_wait_s: float | None = None
+    preemption_mode: str | None = None
+
+
+@dataclass
+class PoolConfig:
+    """One side of a disaggregated deployment."""
+
+    replicas: int = 1
+    tp: int = 1
+    hardware: str | None = None  # a hardware catalog name; null = the scenario's hardware
+    scheduler: PoolSchedulerConfig = field(default_factory=PoolSchedulerConfig)
+
+
+@dataclass
+class LinkConfig:
+    """The path KV caches take from a prefill replica to a decode replica."""
+
+    bandwidth_gbps: float = 50.0  # one-way GB/s per prefill replica (a 400 Gb/s NIC)
+    latency_s: float = 5e-5  # fixed cost per transfer
+
+
+@dataclass
+class DisaggregationConfig:
+    enabled: bool = False
+    prefill: PoolConfig = field(default_factory=PoolConfig)
+    decode: PoolConfig = field(default_factory=PoolConfig)
+    link: LinkConfig = field(default_factory=LinkConfig)
+    decode_router: str = "least_loaded"  # least_loaded | round_robin
 
 
 @dataclass
 class ClusterConfig:
     replicas: int = 1
     tp: int = 1
+    # Prefill/decode disaggregation: when enabled, replicas/tp above are
+    # ignored and each pool has its own.
+    disaggregation: DisaggregationConfig = field(default_factory=DisaggregationConfig)
 
 
 @dataclass
@@ -184,6 +228,10 @@ __all__: list[Any] = [
     "ProfileConfig",
     "MemoryConfig",
     "ClusterConfig",
+    "DisaggregationConfig",
+    "PoolConfig",
+    "PoolSchedulerConfig",
+    "LinkConfig",
     "SLOConfig",
     "OutputConfig",
     "ScenarioConfig",

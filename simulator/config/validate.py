@@ -68,7 +68,6 @@ def validate(cfg) -> None:
     """Raise :class:`ConfigError` for the first problem found in ``cfg``."""
     from simulator.latency import LATENCY_MODELS
     from simulator.memory import ALLOCATIONS
-    from simulator.scheduling import SCHEDULERS
     from simulator.workload.arrivals import ARRIVALS
     from simulator.workload.lengths import upper_bound
 
@@ -89,14 +88,7 @@ def validate(cfg) -> None:
     _length(wl.prompt_tokens, "workload.prompt_tokens")
     _length(wl.output_tokens, "workload.output_tokens")
 
-    SCHEDULERS.get(cfg.scheduler.policy)
-    _need(cfg.scheduler.max_batch_size >= 1, f"scheduler.max_batch_size must be >= 1 (got {cfg.scheduler.max_batch_size}).")
-    _need(
-        cfg.scheduler.max_batch_tokens >= 1,
-        f"scheduler.max_batch_tokens must be >= 1 (got {cfg.scheduler.max_batch_tokens}).",
-    )
-    _positive(cfg.scheduler.max_wait_s, "scheduler.max_wait_s", allow_zero=True)
-
+    _scheduler(cfg.scheduler, "scheduler")
     lat = cfg.latency
     LATENCY_MODELS.get(lat.model)
     if lat.model == "constant":
@@ -115,41 +107,98 @@ def validate(cfg) -> None:
     _positive(mem.activation_reserve_gb, "memory.activation_reserve_gb", allow_zero=True)
     _need(not mem.prefix_caching, "memory.prefix_caching=true is not supported yet; set it to false.")
 
+    _positive(mem.swap_space_gb, "memory.swap_space_gb", allow_zero=True)
+    m = cfg.model
+    if mem.max_model_len is not None:
+        _need(
+            1 <= mem.max_model_len <= m.max_context,
+            f"memory.max_model_len must lie in [1, {m.max_context}] for model {m.name} (got {mem.max_model_len}).",
+        )
     cl = cfg.cluster
     _need(cl.replicas >= 1, f"cluster.replicas must be >= 1 (got {cl.replicas}).")
     _need(cl.tp >= 1, f"cluster.tp must be >= 1 (got {cl.tp}).")
-    m = cfg.model
-    _need(
-        m.num_attention_heads % cl.tp == 0,
-        f"cluster.tp={cl.tp} must divide model {m.name}'s {m.num_attention_heads} attention heads.",
-    )
+    dis = cl.disaggregation
+    if dis.enabled:
+        from simulator.engine.disaggregation import DECODE_ROUTERS
+        from simulator.engine.simulation import pool_configs
+
+        DECODE_ROUTERS.get(dis.decode_router)
+        _positive(dis.link.bandwidth_gbps, "cluster.disaggregation.link.bandwidth_gbps")
+        _positive(dis.link.latency_s, "cluster.disaggregation.link.latency_s", allow_zero=True)
+        for name, pcfg in pool_configs(cfg):
+            key = f"cluster.disaggregation.{name}"
+            _need(pcfg.cluster.replicas >= 1, f"{key}.replicas must be >= 1 (got {pcfg.cluster.replicas}).")
+            _scheduler(pcfg.scheduler, f"{key}.scheduler")
+            _fits(pcfg, f"{key}.tp", f"{key}.hardware")
+    else:
+        _fits(cfg, "cluster.tp", "hardware")
 
     for key in ("ttft_s", "tpot_s", "e2e_s"):
         v = getattr(cfg.slo, key)
         if v is not None:
             _positive(v, f"slo.{key}")
 
-    spec = ModelSpec.from_config(m, cl.tp)  # checks the precision names
+    longest = upper_bound(wl.prompt_tokens) + upper_bound(wl.output_tokens)
+    limit, what = max_len(cfg)
+    if math.isfinite(longest):
+        _need(
+            longest <= limit,
+            f"the workload can produce requests of {int(longest)} tokens (workload.prompt_tokens up to "
+            f"{int(upper_bound(wl.prompt_tokens))} + workload.output_tokens up to {int(upper_bound(wl.output_tokens))}), "
+            f"longer than {what}; lower those maxima.",
+        )
+
+
+def max_len(cfg) -> tuple[int, str]:
+    """The longest request (prompt + output) the engine accepts, and its name for messages."""
+    if cfg.memory.max_model_len is not None:
+        return int(cfg.memory.max_model_len), f"memory.max_model_len={cfg.memory.max_model_len}"
+    return int(cfg.model.max_context), f"model {cfg.model.name}'s context of {cfg.model.max_context} tokens"
+
+
+def _scheduler(sched, key: str) -> None:
+    from simulator.scheduling import SCHEDULERS
+
+    if sched.policy not in SCHEDULERS:
+        raise ConfigError(
+            f"{key}.policy={sched.policy!r} is not a known scheduling policy; choose one of: {', '.join(SCHEDULERS.names())}."
+        )
+    _need(sched.max_batch_size >= 1, f"{key}.max_batch_size must be >= 1 (got {sched.max_batch_size}).")
+    _need(sched.max_batch_tokens >= 1, f"{key}.max_batch_tokens must be >= 1 (got {sched.max_batch_tokens}).")
+    _positive(sched.max_wait_s, f"{key}.max_wait_s", allow_zero=True)
+    modes = ("recompute", "swap")
+    _need(
+        sched.preemption_mode in modes,
+        f"{key}.preemption_mode={sched.preemption_mode!r} is not a known preemption mode; choose one of: {', '.join(modes)}.",
+    )
+    if sched.policy == "chunked_prefill":
+        _need(
+            sched.max_batch_tokens >= sched.max_batch_size,
+            f"{key}.max_batch_tokens ({sched.max_batch_tokens}) must be >= {key}.max_batch_size "
+            f"({sched.max_batch_size}) with chunked prefill, so every running request can decode each step.",
+        )
+
+
+def _fits(cfg, tp_key: str, hw_key: str) -> None:
+    """The model's weights fit on the hardware at the TP degree, with room for KV."""
+    m, mem, tp = cfg.model, cfg.memory, cfg.cluster.tp
+    _need(tp >= 1, f"{tp_key} must be >= 1 (got {tp}).")
+    _need(
+        m.num_attention_heads % tp == 0,
+        f"{tp_key}={tp} must divide model {m.name}'s {m.num_attention_heads} attention heads.",
+    )
+    spec = ModelSpec.from_config(m, tp)  # checks the precision names
     budget = memory_budget(cfg.hardware, mem, spec)
     if budget.kv_blocks < 1:
         per_gpu = float(cfg.hardware.memory_gb) * mem.gpu_memory_utilization - mem.activation_reserve_gb
         need_tp = math.ceil(spec.weight_bytes / 1e9 / per_gpu) if per_gpu > 0 else None
-        hint = f"raise cluster.tp to at least {need_tp}" if need_tp else "lower memory.activation_reserve_gb"
+        hint = f"raise {tp_key} to at least {need_tp}" if need_tp else "lower memory.activation_reserve_gb"
         raise ConfigError(
             f"model={m.name} does not fit: its weights need {spec.weight_bytes / 1e9:.1f} GB but "
-            f"hardware={cfg.hardware.name} x cluster.tp={cl.tp} leaves "
+            f"{hw_key}={cfg.hardware.name} x {tp_key}={tp} leaves "
             f"{(budget.usable - budget.activation_reserve) / 1e9:.1f} GB at "
             f"memory.gpu_memory_utilization={mem.gpu_memory_utilization}, with no room for a KV block; "
             f"{hint}, pick a larger GPU, or a smaller model.weight_dtype."
-        )
-
-    longest = upper_bound(wl.prompt_tokens) + upper_bound(wl.output_tokens)
-    if math.isfinite(longest):
-        _need(
-            longest <= m.max_context,
-            f"the workload can produce requests of {int(longest)} tokens (workload.prompt_tokens up to "
-            f"{int(upper_bound(wl.prompt_tokens))} + workload.output_tokens up to {int(upper_bound(wl.output_tokens))}), "
-            f"longer than model {m.name}'s context of {m.max_context} tokens; lower those maxima.",
         )
 
 
@@ -161,8 +210,9 @@ def check_workload(cfg, workload) -> None:
             f"at workload.rate={cfg.workload.rate}; raise either."
         )
     longest = int((workload.prompt_tokens + workload.output_tokens).max())
-    if longest > cfg.model.max_context:
+    limit, what = max_len(cfg)
+    if longest > limit:
         raise ConfigError(
-            f"the workload drew a request of {longest} tokens, longer than model {cfg.model.name}'s context "
-            f"of {cfg.model.max_context} tokens; lower workload.prompt_tokens / workload.output_tokens."
+            f"the workload drew a request of {longest} tokens, longer than {what}; "
+            f"lower workload.prompt_tokens / workload.output_tokens."
         )

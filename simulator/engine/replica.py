@@ -2,12 +2,26 @@
 
 Each iteration: the scheduler plans the step -> the latency model prices it ->
 the clock advances -> the replica applies the step's effects. When there is
-nothing to run the process sleeps until a request arrives.
+nothing to run the process sleeps until a request arrives (or until the
+scheduler's next wake-up time, e.g. a static batch's wait limit).
+
+Where a request can be, on one replica::
+
+    waiting ──admit──► prefilling ──last chunk──► running ──last token──► done
+       ▲                    │                        │
+       └──── recompute ─────┴────────────────────────┤
+                                                     └── swap ──► swapped ──swap in──► running
+
+Static batching adds *held*: requests whose tokens are all produced but whose
+batch is still decoding; they keep their KV until the batch ends. Under
+disaggregation a prefill replica hands finished prefills to a hook instead of
+its own running set, and a decode replica receives them with KV attached.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 import simpy
 
@@ -27,57 +41,122 @@ class Replica:
         kv: BlockManager,
         latency: LatencyModel,
         recorder: Recorder,
+        *,
+        pool: str = "mixed",
+        kv_bytes_per_token: float = 0.0,
+        host_link_bps: float = 0.0,
+        swap_blocks: int = 0,
     ):
         from simulator.scheduling import build_scheduler
 
         self.env = env
         self.index = index
+        self.pool = pool
         self.kv = kv
         self.latency = latency
         self.rec = recorder
         self.waiting: deque[Request] = deque()
-        self.running = RunningSet(kv.block_size)
-        self.in_flight = 0  # admitted requests (holding KV), running or prefilling
+        self.prefilling: dict[int, Request] = {}  # admitted, prompt not yet fully computed
+        self.running = RunningSet(kv.block_size, grows=kv.grows)
+        self.swapped: deque[Request] = deque()
+        self.held: list[tuple[Request, int]] = []  # static batching: (request, KV entries), done, batch still running
+        self.prefill_kv = 0  # KV entries of the prefilling requests
+        self.held_kv = 0
+        self.in_flight = 0  # admitted requests holding KV here (prefilling, running, held)
         self.steps = 0
+        # swap preemption: host memory and the PCIe path to it
+        self.block_bytes = kv.block_size * kv_bytes_per_token
+        self.host_link_bps = host_link_bps
+        self.swap_blocks_total = swap_blocks
+        self.swap_blocks_free = swap_blocks
+        #: called with a request whose prefill completed, instead of decoding it here
+        self.on_prefilled: Callable[[Replica, Request], None] | None = None
+        #: called after every step, e.g. to retry KV transfers into this replica
+        self.on_step_end: Callable[[Replica], None] | None = None
         self.scheduler = build_scheduler(cfg, self)
         self._wake: simpy.Event | None = None
         self.process = env.process(self._loop())
 
+    # -- load figures (for routers) ---------------------------------------
+    @property
+    def load(self) -> int:
+        return len(self.waiting) + len(self.swapped) + self.in_flight
+
     # -- called by the router / scheduler --------------------------------
     def submit(self, req: Request) -> None:
         req.replica = self.index
+        req.pool = self.pool
         reason = self.scheduler.reject_reason(req)
         if reason is not None:
-            req.status = "rejected"
-            req.reject_reason = reason
-            req.finish_s = self.env.now
-            self.rec.end_request(req)
+            self.reject(req, reason)
             return
         self.waiting.append(req)
+        self.wake()
+
+    def reject(self, req: Request, reason: str) -> None:
+        req.status = "rejected"
+        req.reject_reason = reason
+        req.finish_s = self.env.now
+        self.rec.end_request(req)
+
+    def wake(self) -> None:
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
 
     def admit(self, req: Request) -> None:
-        """The scheduler took ``req`` from the queue and allocated its KV."""
+        """The scheduler took ``req`` from the queue and allocated its first KV."""
         if req.first_scheduled_s != req.first_scheduled_s:  # NaN: first admission
             req.first_scheduled_s = self.env.now
         req.status = "prefilling"
+        self.prefilling[req.id] = req
         self.in_flight += 1
 
-    def preempt(self, req: Request) -> None:
-        """Recompute preemption: drop the KV, requeue at the head."""
+    def receive(self, req: Request, kv_entries: int) -> None:
+        """Disaggregation: ``req`` arrives with its KV (blocks already allocated here)."""
+        req.replica = self.index
+        req.pool = self.pool
+        self.in_flight += 1
+        self.running.add(req, kv_entries)
+        self.wake()
+
+    def preempt(self, req: Request, mode: str = "recompute") -> float:
+        """Evict ``req`` to make room. Returns the bytes copied to host memory."""
         running = self.running
-        if req.join_step < running.clock:  # it decoded since joining
-            req.last_token_s = running.last_decode_end
-        running.remove(req)
-        self.kv.release(req.blocks)
+        if req.id in self.prefilling:
+            del self.prefilling[req.id]
+            self.prefill_kv -= req.prefilled
+            entries = req.prefilled
+            mode = "recompute"  # a partial prompt is cheaper to redo than to swap
+        else:
+            if req.join_step < running.clock:  # it decoded since joining
+                req.last_token_s = running.last_decode_end
+            entries = running.remove(req)
+        blocks = req.blocks
+        self.kv.release(blocks)
         req.blocks = 0
         req.preemptions += 1
+        self.in_flight -= 1
+        if mode == "swap" and blocks <= self.swap_blocks_free:
+            self.swap_blocks_free -= blocks
+            req.swapped_kv = entries
+            req.swaps += 1
+            req.status = "swapped"
+            self.swapped.append(req)
+            return blocks * self.block_bytes
         req.prefilled = 0
         req.target = req.prompt + req.generated
+        req.redo = entries
         req.status = "waiting"
-        self.in_flight -= 1
         self.waiting.appendleft(req)
+        return 0.0
+
+    def swap_in(self, req: Request) -> float:
+        """Bring a swapped request back (its blocks are already allocated). Returns bytes copied."""
+        blocks = req.blocks
+        self.swap_blocks_free += blocks
+        self.in_flight += 1
+        self.running.add(req, req.swapped_kv)
+        return blocks * self.block_bytes
 
     # -- the engine loop -------------------------------------------------
     def _loop(self):
@@ -91,10 +170,15 @@ class Replica:
             plan = plan_step()
             if plan is None:
                 self._wake = env.event()
-                yield self._wake
+                wake_at = self.scheduler.next_wakeup
+                if wake_at is not None and wake_at > env.now:
+                    yield self._wake | env.timeout(wake_at - env.now)
+                else:
+                    yield self._wake
                 self._wake = None
                 continue
             shape = StepShape()
+            recompute = 0
             if plan.prefill:
                 pt = pairs = ctx = 0
                 for req, n in plan.prefill:
@@ -102,36 +186,49 @@ class Replica:
                     pt += n
                     pairs += n * (p + (n + 1) / 2)
                     ctx += p
+                    if req.redo:
+                        r = n if n < req.redo else req.redo
+                        req.redo -= r
+                        recompute += r
                 shape.prefill_seqs = len(plan.prefill)
-                shape.prefill_tokens = pt
-                shape.prefill_attn_pairs = pairs
+                shape.prefill_tokens = pt + plan.padding_tokens
+                shape.prefill_attn_pairs = pairs + plan.padding_pairs
                 shape.prefill_ctx_tokens = ctx
             n_decode = len(running) if plan.decode else 0
             if n_decode:
-                shape.decode_seqs = n_decode
-                shape.decode_ctx_tokens = running.decode_ctx_tokens()
+                shape.decode_seqs = n_decode + plan.padded_seqs
+                shape.decode_ctx_tokens = running.decode_ctx_tokens() + plan.padded_ctx
             dt = price(shape)
+            swap_s = plan.swap_bytes / self.host_link_bps if plan.swap_bytes else 0.0
+            dt += swap_s
             record(
                 (
                     self.index,
                     self.steps,
                     env.now,
                     dt,
-                    shape.prefill_tokens,
+                    shape.prefill_tokens - plan.padding_tokens,
                     shape.prefill_seqs,
                     n_decode,
-                    shape.prefill_seqs + n_decode,
+                    shape.prefill_seqs + n_decode + plan.padded_seqs,
                     shape.decode_ctx_tokens,
                     kv.total - kv.free,
                     kv.total,
+                    running.kv_entries() + self.prefill_kv + self.held_kv,
                     len(self.waiting),
                     self.in_flight,
+                    len(self.swapped),
                     plan.preempted,
+                    recompute,
+                    swap_s,
+                    plan.padding_tokens + plan.padded_seqs,
                 )
             )
             self.steps += 1
             yield env.timeout(dt)
             self._apply(plan, env.now)
+            if self.on_step_end is not None:
+                self.on_step_end(self)
 
     def _apply(self, plan, now: float) -> None:
         running = self.running
@@ -150,23 +247,55 @@ class Replica:
             done, gap = running.decode_done(now)
             rec.record_itl(gap, continuing)
             for r in done:
-                running.remove(r)
+                entries = running.remove(r)
                 r.last_token_s = now
-                self._finish(r, now)
+                self._complete(r, now, entries)
         for req, n in plan.prefill:
             req.prefilled += n
+            self.prefill_kv += n
             if req.prefilled < req.target:
                 continue  # chunked prefill: more chunks to come
+            del self.prefilling[req.id]
+            self.prefill_kv -= req.target
             req.generated += 1
             if req.first_token_s != req.first_token_s:  # NaN: the first token
+                req.prefill_done_s = now
+                if self.on_prefilled is not None and req.generated < req.output:
+                    # Disaggregation: the KV stays here until the transfer ends.
+                    req.last_token_s = now
+                    self.on_prefilled(self, req)
+                    continue
                 req.first_token_s = now
             else:  # re-prefill after preemption: the gap since its last token
                 rec.record_itl(now - req.last_token_s, 1)
             req.last_token_s = now
             if req.generated >= req.output:
-                self._finish(req, now)
+                self._complete(req, now, req.target)
             else:
                 running.add(req, req.target)
+        if self.held and not running and not self.prefilling:
+            self._end_batch(now)
+
+    def release_transferred(self, req: Request) -> None:
+        """Disaggregation: ``req``'s KV has reached its decode replica."""
+        self.kv.release(req.blocks)
+        req.blocks = 0
+        self.in_flight -= 1
+        self.wake()
+
+    def _complete(self, req: Request, now: float, kv_entries: int) -> None:
+        """``req`` produced its last token."""
+        if self.scheduler.holds_finished:
+            self.held.append((req, kv_entries))
+            self.held_kv += kv_entries
+            return
+        self._finish(req, now)
+
+    def _end_batch(self, now: float) -> None:
+        for req, _ in self.held:
+            self._finish(req, now)
+        self.held = []
+        self.held_kv = 0
 
     def _finish(self, req: Request, now: float) -> None:
         self.kv.release(req.blocks)

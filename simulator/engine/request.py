@@ -21,6 +21,9 @@ class Request:
         "prefilled",  # tokens of the current prefill target already computed
         "target",  # tokens the current prefill must compute (prompt, or prompt+generated after recompute)
         "blocks",  # KV blocks held
+        "dst_blocks",  # KV blocks held on a decode replica while the KV is in transit
+        "redo",  # tokens of discarded KV still to be recomputed
+        "swapped_kv",  # KV entries parked in host memory (swap preemption)
         # decode bookkeeping (see RunningSet)
         "join_step",
         "kv0",
@@ -30,8 +33,11 @@ class Request:
         "first_scheduled_s",
         "first_token_s",
         "last_token_s",
+        "prefill_done_s",  # when the prefill produced the first token (before any KV transfer)
         "finish_s",
         "preemptions",
+        "swaps",
+        "pool",
         "status",
         "reject_reason",
     )
@@ -46,6 +52,9 @@ class Request:
         self.prefilled = 0
         self.target = prompt
         self.blocks = 0
+        self.dst_blocks = 0
+        self.redo = 0
+        self.swapped_kv = 0
         self.join_step = 0
         self.kv0 = 0
         self.g0 = 0
@@ -55,6 +64,9 @@ class Request:
         self.last_token_s = math.nan
         self.finish_s = math.nan
         self.preemptions = 0
+        self.swaps = 0
+        self.pool = ""
+        self.prefill_done_s = math.nan
         self.status = "waiting"
         self.reject_reason = ""
 

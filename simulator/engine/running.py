@@ -23,8 +23,9 @@ from simulator.engine.request import Request
 
 
 class RunningSet:
-    def __init__(self, block_size: int):
+    def __init__(self, block_size: int, grows: bool = True):
         self.block_size = block_size
+        self.grows = grows  # paged KV: members take a block whenever a token starts one
         self.members: dict[int, Request] = {}
         self.clock = 0  # decode steps completed
         self._finish: list[tuple[int, int, int, Request]] = []
@@ -53,21 +54,31 @@ class RunningSet:
         self._ctx_base += kv_entries - k
         last = k + (req.output - req.generated)  # the decode step that makes the last token
         heapq.heappush(self._finish, (last, req.id, e, req))
-        bs = self.block_size
-        first_need = k + 1 + (-(-kv_entries // bs)) * bs - kv_entries
-        if first_need <= last:
-            heapq.heappush(self._blocks, (first_need, req.id, e, req))
+        if self.grows:
+            bs = self.block_size
+            first_need = k + 1 + (-(-kv_entries // bs)) * bs - kv_entries
+            if first_need <= last:
+                heapq.heappush(self._blocks, (first_need, req.id, e, req))
         heapq.heappush(self._newest, (-req.arrival_s, -req.id, e, req))
         self.fresh.append((req, e))
 
-    def remove(self, req: Request) -> None:
-        """Take ``req`` out (finished or preempted); its heap entries go stale."""
+    def remove(self, req: Request) -> int:
+        """Take ``req`` out (finished or preempted); its heap entries go stale.
+
+        Updates ``req.generated`` and returns the KV entries it holds now.
+        """
         del self.members[req.id]
         self._ctx_base -= req.kv0 - req.join_step
-        req.generated = req.g0 + (self.clock - req.join_step)
+        steps = self.clock - req.join_step
+        req.generated = req.g0 + steps
         req.epoch += 1
+        return req.kv0 + steps
 
     # -- queries ---------------------------------------------------------
+    def kv_entries(self) -> int:
+        """KV entries the members hold now (between steps)."""
+        return self._ctx_base + len(self.members) * self.clock
+
     def decode_ctx_tokens(self) -> int:
         """Sum of context lengths attended to in the next decode step."""
         return self._ctx_base + len(self.members) * (self.clock + 1)

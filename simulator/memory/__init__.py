@@ -1,9 +1,12 @@
 """KV-cache memory managers (``memory.allocation``)."""
 
-from simulator.memory.paged import BlockManager
+from simulator.memory.paged import BlockManager, ReserveExact, ReserveMax, ReservePow2
 from simulator.registry import Registry
 
-ALLOCATIONS: Registry = Registry("memory.allocation", "KV allocation mode")
+ALLOCATIONS: Registry[type[BlockManager]] = Registry("memory.allocation", "KV allocation mode")
 ALLOCATIONS.register("paged")(BlockManager)
+ALLOCATIONS.register("reserve_max")(ReserveMax)
+ALLOCATIONS.register("reserve_pow2")(ReservePow2)
+ALLOCATIONS.register("reserve_exact")(ReserveExact)
 
-__all__ = ["BlockManager", "ALLOCATIONS"]
+__all__ = ["ALLOCATIONS", "BlockManager", "ReserveMax", "ReservePow2", "ReserveExact"]

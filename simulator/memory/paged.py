@@ -1,23 +1,43 @@
-"""Paged KV-cache memory (vLLM's PagedAttention block manager).
+"""KV-cache memory managers.
 
 The cache is a pool of fixed-size blocks of ``memory.block_size`` tokens.
-A request holds ceil(tokens / block_size) blocks; a new block is taken only
-when a token starts one, so waste is below one block per request. Admission
-keeps ``memory.watermark`` of the pool free (as vLLM does) so that running
-requests can still grow right after a burst of prefills.
+Managers differ in *how much* they take for a request and *when*:
+
+``paged`` (vLLM's PagedAttention)
+    ceil(tokens / block_size) blocks, taken as tokens are produced, so waste
+    is below one block per request.
+``reserve_max``
+    At admission, the whole ``memory.max_model_len`` (prompt + the most
+    output the engine allows), as FasterTransformer and Orca-era engines did.
+``reserve_pow2``
+    At admission, prompt + the next power of two of the request's actual
+    output length (bucketed reservation with an output-length oracle).
+``reserve_exact``
+    At admission, prompt + exact output length - 1 (the oracle bound: the
+    least a contiguous reservation could take).
+
+Contiguous reservations are counted in blocks too (rounded up), and external
+fragmentation is not modelled: any free blocks can hold a reservation.
+Admission keeps ``memory.watermark`` of the pool free (as vLLM does) so
+running requests can still grow right after a burst of prefills.
 """
 
 from __future__ import annotations
 
 
 class BlockManager:
-    def __init__(self, total_blocks: int, block_size: int, watermark: float = 0.0):
+    """Paged allocation: blocks follow the tokens actually stored."""
+
+    grows = True  # running requests take new blocks as they produce tokens
+
+    def __init__(self, total_blocks: int, block_size: int, watermark: float = 0.0, max_model_len: int = 0):
         if total_blocks <= 0:
             raise ValueError("the KV cache must hold at least one block")
         self.total = int(total_blocks)
         self.block_size = int(block_size)
         self.free = self.total
         self.watermark_blocks = int(watermark * self.total)
+        self.max_model_len = int(max_model_len)
         self.peak_used = 0
 
     @property
@@ -27,13 +47,24 @@ class BlockManager:
     def blocks_for(self, tokens: int) -> int:
         return -(-tokens // self.block_size)
 
+    def reservation(self, req) -> int:
+        """Tokens reserved for ``req`` at admission (0: none, blocks follow tokens)."""
+        return 0
+
+    def blocks_to_hold(self, req, tokens: int) -> int:
+        """Extra blocks ``req`` needs so that it can hold ``tokens`` KV entries."""
+        need = self.blocks_for(max(tokens, self.reservation(req))) - req.blocks
+        return need if need > 0 else 0
+
     def can_admit(self, blocks: int) -> bool:
         """Whether a new request needing ``blocks`` may be admitted now."""
         return self.free - blocks >= self.watermark_blocks
 
-    def ever_fits(self, tokens: int) -> bool:
-        """Whether a request that grows to ``tokens`` can run even alone."""
-        return self.blocks_for(tokens) <= self.total - self.watermark_blocks
+    def ever_fits(self, req, tokens: int | None = None) -> bool:
+        """Whether ``req`` can run to completion even alone (holding at most
+        ``tokens`` KV entries here; default: its longest, prompt + output - 1)."""
+        tokens = req.max_kv_tokens if tokens is None else tokens
+        return self.blocks_for(max(tokens, self.reservation(req))) <= self.total - self.watermark_blocks
 
     def allocate(self, blocks: int) -> None:
         if blocks > self.free:
@@ -47,3 +78,24 @@ class BlockManager:
         self.free += blocks
         if self.free > self.total:
             raise RuntimeError("released more KV blocks than were allocated")
+
+
+class ReserveMax(BlockManager):
+    grows = False
+
+    def reservation(self, req) -> int:
+        return self.max_model_len
+
+
+class ReservePow2(BlockManager):
+    grows = False
+
+    def reservation(self, req) -> int:
+        return min(req.prompt + (1 << (req.output - 1).bit_length()), self.max_model_len)
+
+
+class ReserveExact(BlockManager):
+    grows = False
+
+    def reservation(self, req) -> int:
+        return req.prompt + req.output - 1

@@ -21,9 +21,12 @@ REQUEST_COLUMNS = (
     "reject_reason",
     "replica",
     "first_scheduled_s",
+    "prefill_done_s",
     "first_token_s",
+    "last_token_s",
     "finish_s",
     "preemptions",
+    "swaps",
 )
 
 STEP_COLUMNS = (
@@ -38,16 +41,24 @@ STEP_COLUMNS = (
     "decode_ctx_tokens",
     "kv_blocks_used",
     "kv_blocks_total",
+    "kv_tokens",
     "num_waiting",
     "num_running",
+    "num_swapped",
     "preempted",
+    "recompute_tokens",
+    "swap_s",
+    "padding_tokens",
 )
 
-_STEP_INT = {c for c in STEP_COLUMNS if c not in ("start_s", "duration_s")}
+_STEP_FLOAT = {"start_s", "duration_s", "swap_s"}
+_STEP_INT = {c for c in STEP_COLUMNS if c not in _STEP_FLOAT}
 
 
 class Recorder:
-    def __init__(self) -> None:
+    def __init__(self, pools: list[str] | None = None, block_size: int = 16) -> None:
+        self.pools = pools or []  # pool name of each replica index
+        self.block_size = block_size
         self.req: dict[str, list] = {c: [] for c in REQUEST_COLUMNS}
         self.step_rows: list[tuple] = []
         self.itl_gap: list[float] = []
@@ -70,9 +81,12 @@ class Recorder:
         q["reject_reason"].append(r.reject_reason)
         q["replica"].append(r.replica)
         q["first_scheduled_s"].append(r.first_scheduled_s)
+        q["prefill_done_s"].append(r.prefill_done_s)
         q["first_token_s"].append(r.first_token_s)
+        q["last_token_s"].append(r.last_token_s)
         q["finish_s"].append(r.finish_s)
         q["preemptions"].append(r.preemptions)
+        q["swaps"].append(r.swaps)
 
     # -- tables ----------------------------------------------------------
     def requests_table(self) -> pd.DataFrame:
@@ -85,9 +99,12 @@ class Recorder:
                 "output_tokens": "int64",
                 "replica": "int64",
                 "first_scheduled_s": "float64",
+                "prefill_done_s": "float64",
                 "first_token_s": "float64",
+                "last_token_s": "float64",
                 "finish_s": "float64",
                 "preemptions": "int64",
+                "swaps": "int64",
             }
         )
         df["status"] = df["status"].astype("string")
@@ -105,9 +122,15 @@ class Recorder:
         # Every value is an int below 2**53 or a float, so one float64 matrix
         # holds them exactly; columns are then cast back to their types.
         arr = np.array(self.step_rows, dtype=np.float64).reshape(-1, len(STEP_COLUMNS))
-        return pd.DataFrame(
+        df = pd.DataFrame(
             {c: (arr[:, i].astype(np.int64) if c in _STEP_INT else arr[:, i]) for i, c in enumerate(STEP_COLUMNS)}
         )
+        allocated = df["kv_blocks_used"].to_numpy() * self.block_size
+        with np.errstate(invalid="ignore", divide="ignore"):
+            df["kv_token_share"] = np.where(allocated > 0, df["kv_tokens"].to_numpy() / allocated, np.nan)
+        if self.pools:
+            df.insert(1, "pool", pd.Series(np.asarray(self.pools, dtype=object)[df["replica"].to_numpy()], dtype="string"))
+        return df
 
     def itl(self) -> tuple[np.ndarray, np.ndarray]:
         return np.asarray(self.itl_gap, dtype=np.float64), np.asarray(self.itl_count, dtype=np.int64)

@@ -11,6 +11,8 @@ Definitions (they match vLLM's benchmark tools):
   the weighted inverted-CDF over all gaps.
 * The measured window is the whole run, from t=0 to the last event: warm-up
   and drain are *included* in throughput and goodput.
+* Recompute time is attributed per step: a step's duration times the share
+  of its tokens that recompute preempted work.
 * SLO attainment = share of *all* requests (rejected ones count as misses)
   that completed and met every configured SLO; goodput = those requests per
   second of the window.
@@ -62,6 +64,30 @@ def slo_met(requests: pd.DataFrame, slo) -> pd.Series:
     return ok.fillna(False).astype(bool)
 
 
+def _pool_summary(pool, steps: pd.DataFrame, window: float) -> dict:
+    st = steps[steps["replica"].isin([r.index for r in pool.replicas])]
+    busy = float(st["duration_s"].sum())
+    cfg = pool.cfg
+    return {
+        "name": pool.name,
+        "hardware": cfg.hardware.name,
+        "replicas": len(pool.replicas),
+        "tp": pool.spec.tp,
+        "gpus": pool.gpus,
+        "scheduler": cfg.scheduler.policy,
+        "latency_model": pool.latency_description,
+        "kv_blocks_per_replica": int(pool.budget.kv_blocks),
+        "kv_tokens_per_replica": int(pool.budget.kv_tokens),
+        "kv_gb_per_replica": pool.budget.kv / 1e9,
+        "steps": int(len(st)),
+        "busy_fraction": busy / (window * len(pool.replicas)) if window else 0.0,
+        "mean_batch_size": float(st["batch_size"].mean()) if len(st) else 0.0,
+        "prefill_tokens": int(st["prefill_tokens"].sum()),
+        "decode_tokens": int(st["decode_seqs"].sum()),
+        "price_per_gpu_hour": cfg.hardware.price_per_gpu_hour,
+    }
+
+
 def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
     window = float(out.end_s) if out.end_s > 0 else float("nan")
     done = requests[requests["status"] == "completed"]
@@ -70,36 +96,54 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
     met = slo_met(requests, cfg.slo)
     out_tokens = int(done["output_tokens"].sum())
     in_tokens = int(done["prompt_tokens"].sum())
-    gpus = int(cfg.cluster.replicas * cfg.cluster.tp)
-    gpu_hours = gpus * window / 3600.0
-    price = cfg.hardware.price_per_gpu_hour
     gaps, counts = out.recorder.itl()
+    pools = [_pool_summary(p, steps, window) for p in out.pools]
+    first = out.pools[0]
 
-    # KV usage, time-weighted over steps
+    gpus = sum(p["gpus"] for p in pools)
+    gpu_hours = gpus * window / 3600.0
+    prices = [p["price_per_gpu_hour"] for p in pools]
+    usd = sum(p["gpus"] * window / 3600.0 * p["price_per_gpu_hour"] for p in pools) if None not in prices else None
+
+    # KV usage and the share of allocated KV memory holding real tokens, time-weighted over steps
     dur = steps["duration_s"].to_numpy()
     busy = float(dur.sum())
-    kv_mean = float(np.dot(steps["kv_blocks_used"], dur) / np.dot(steps["kv_blocks_total"], dur)) if busy else 0.0
+    used = steps["kv_blocks_used"].to_numpy()
+    kv_mean = float(np.dot(used, dur) / np.dot(steps["kv_blocks_total"], dur)) if busy else 0.0
     kv_peak = float((steps["kv_blocks_used"] / steps["kv_blocks_total"]).max()) if len(steps) else 0.0
+    allocated = used * cfg.memory.block_size
+    share = float(np.dot(steps["kv_tokens"], dur) / np.dot(allocated, dur)) if np.dot(allocated, dur) > 0 else None
 
     # Little's law: L from the engine's own state per step, lambda*W from timestamps.
-    in_system = (steps["num_waiting"] + steps["num_running"]).to_numpy()
+    in_system = (steps["num_waiting"] + steps["num_running"] + steps["num_swapped"]).to_numpy()
     accepted = requests[requests["status"] != "rejected"]
     L = float(np.dot(in_system, dur) / window) if busy else 0.0
     lam_w = float((accepted["finish_s"] - accepted["arrival_s"]).sum() / window) if len(accepted) else 0.0
 
-    return {
+    # Preemption and what it cost
+    prefill_tok = steps["prefill_tokens"].to_numpy()
+    recompute = steps["recompute_tokens"].to_numpy()
+    work = prefill_tok + steps["decode_seqs"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recompute_s = float(np.nansum(np.where(work > 0, dur * recompute / work, 0.0)))
+    swap_s = float(steps["swap_s"].sum())
+
+    summary = {
         "scenario": {
             "name": cfg.name,
             "model": cfg.model.name,
-            "hardware": cfg.hardware.name,
-            "replicas": int(cfg.cluster.replicas),
-            "tp": int(cfg.cluster.tp),
+            "hardware": "+".join(dict.fromkeys(p["hardware"] for p in pools)),
+            "replicas": out.replicas,
+            "tp": int(first.spec.tp),
             "scheduler": cfg.scheduler.policy,
-            "latency_model": out.latency_description,
+            "disaggregated": len(pools) > 1,
+            "memory_allocation": cfg.memory.allocation,
+            "latency_model": first.latency_description,
             "arrival": cfg.workload.arrival,
             "rate_rps": float(cfg.workload.rate),
             "seed": int(cfg.seed),
         },
+        "pools": pools,
         "requests": {
             "total": n,
             "completed": int(len(done)),
@@ -132,13 +176,23 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
             "goodput_rps": float(met.sum()) / window,
         },
         "kv_cache": {
-            "blocks_per_replica": int(out.budget.kv_blocks),
+            "allocation": cfg.memory.allocation,
+            "blocks_per_replica": int(first.budget.kv_blocks),
             "block_size": int(cfg.memory.block_size),
-            "tokens_per_replica": int(out.budget.kv_tokens),
-            "gb_per_replica": out.budget.kv / 1e9,
+            "tokens_per_replica": int(first.budget.kv_tokens),
+            "gb_per_replica": first.budget.kv / 1e9,
             "peak_usage": kv_peak,
             "mean_usage": kv_mean,
+            "real_token_share": share,
             "blocks_in_use_at_end": int(out.kv_blocks_in_use_at_end),
+        },
+        "preemption": {
+            "mode": cfg.scheduler.preemption_mode,
+            "count": int(requests["preemptions"].sum()),
+            "swaps": int(requests["swaps"].sum()),
+            "recomputed_tokens": int(recompute.sum()),
+            "recompute_time_s": recompute_s,
+            "swap_time_s": swap_s,
         },
         "engine": {
             "steps": int(len(steps)),
@@ -149,7 +203,16 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
         "cost": {
             "gpus": gpus,
             "gpu_hours": gpu_hours,
-            "price_per_gpu_hour": price,
-            "usd": gpu_hours * price if price is not None else None,
+            "price_per_gpu_hour": prices[0] if len(set(prices)) == 1 else None,
+            "usd": usd,
         },
     }
+    if out.transfers is not None:
+        t = out.transfers
+        summary["kv_transfer"] = {
+            "transfers": int(t.transfers),
+            "gb": t.bytes / 1e9,
+            "mean_s": t.busy_s / t.transfers if t.transfers else None,
+            "bandwidth_gbps": t.bandwidth / 1e9,
+        }
+    return summary

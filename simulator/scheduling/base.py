@@ -2,11 +2,14 @@
 
 A scheduler *chooses*; the replica *applies*. Each iteration the replica calls
 :meth:`Scheduler.plan`, which may admit waiting requests (allocating their KV
-blocks), preempt running ones, and returns a :class:`Plan` - the prefill
-chunks to compute and whether the running set decodes - or ``None`` when
-there is nothing to do. The replica then asks the latency model for the
-step's duration, advances the clock and applies the plan's effects in one
-place (tokens, first tokens, completions, freed blocks).
+blocks), preempt or swap running ones, and returns a :class:`Plan` - the
+prefill chunks to compute and whether the running set decodes - or ``None``
+when there is nothing to do (optionally with ``next_wakeup`` set). The
+replica then asks the latency model for the step's duration, advances the
+clock and applies the plan's effects in one place.
+
+Policies share the helpers below for the parts real engines share: growing
+KV for decodes with preemption of the newest request, and swapping back in.
 """
 
 from __future__ import annotations
@@ -27,25 +30,85 @@ class Plan:
     prefill: list[tuple[Request, int]] = field(default_factory=list)  # (request, tokens this step)
     decode: bool = False  # the whole running set decodes one token each
     preempted: int = 0  # preemptions made while planning this step
+    swap_bytes: float = 0.0  # KV copied between GPU and host memory in this step
+    padding_tokens: int = 0  # static batching: prompt padding computed for nothing
+    padding_pairs: float = 0.0  # ... and its attention pairs
+    padded_seqs: int = 0  # static batching: finished sequences still computed in decode
+    padded_ctx: int = 0  # ... and their context
 
 
 class Scheduler(ABC):
     """One policy per engine; registered under ``scheduler.policy``."""
 
+    #: finished requests keep their KV until the whole batch ends (static batching)
+    holds_finished = False
+    #: needs KV reserved up front (a contiguous allocation mode)
+    requires_reservation = False
+
     def __init__(self, cfg, replica: Replica):
+        sched = cfg.scheduler
         self.replica = replica
-        self.max_batch_size = int(cfg.scheduler.max_batch_size)
-        self.max_batch_tokens = int(cfg.scheduler.max_batch_tokens)
+        self.max_batch_size = int(sched.max_batch_size)
+        self.max_batch_tokens = int(sched.max_batch_tokens)
+        self.preemption_mode = str(sched.preemption_mode)
+        self.next_wakeup: float | None = None
 
     def reject_reason(self, req: Request) -> str | None:
-        """Why ``req`` can never run under this policy, or None if it can."""
-        if not self.replica.kv.ever_fits(req.max_kv_tokens):
+        """Why ``req`` can never run on this replica, or None if it can."""
+        # A prefill-pool replica only ever holds the prompt's KV.
+        tokens = req.prompt if self.replica.pool == "prefill" else None
+        if not self.replica.kv.ever_fits(req, tokens):
             return "kv_capacity"
         return None
 
     @abstractmethod
     def plan(self) -> Plan | None:
         """Choose the next iteration's work, or None if the replica is idle."""
+
+    # -- shared mechanics --------------------------------------------------
+    def victim(self) -> Request:
+        """The newest admitted request (latest arrival): vLLM's preemption choice."""
+        rep = self.replica
+        best = rep.running.newest() if rep.running else None
+        for req in rep.prefilling.values():
+            if best is None or (req.arrival_s, req.id) > (best.arrival_s, best.id):
+                best = req
+        return best
+
+    def grow_for_decode(self, plan: Plan) -> None:
+        """Give every running request that starts a KV block in the next decode
+        step its block, preempting the newest requests while the pool is short."""
+        rep = self.replica
+        kv = rep.kv
+        needers = rep.running.block_needers()
+        if len(needers) > kv.free:
+            pending = {r.id for r in needers}
+            while len(pending) > kv.free and (rep.running or rep.prefilling):
+                v = self.victim()
+                plan.swap_bytes += rep.preempt(v, self.preemption_mode)
+                pending.discard(v.id)
+                plan.preempted += 1
+            needers = [r for r in needers if r.id in pending]
+        if needers:
+            kv.allocate(len(needers))
+            for r in needers:
+                r.blocks += 1
+
+    def swap_in(self, plan: Plan) -> None:
+        """Bring swapped requests back, oldest first, while their blocks fit."""
+        rep = self.replica
+        kv = rep.kv
+        while rep.swapped and len(rep.running) + len(rep.prefilling) < self.max_batch_size:
+            req = rep.swapped[0]
+            blocks = kv.blocks_for(req.swapped_kv)
+            if not kv.can_admit(blocks) and (rep.running or rep.prefilling):
+                break
+            if blocks > kv.free:
+                break
+            rep.swapped.popleft()
+            kv.allocate(blocks)
+            req.blocks = blocks
+            plan.swap_bytes += rep.swap_in(req)
 
 
 SCHEDULERS: Registry[type[Scheduler]] = Registry("scheduler.policy", "scheduling policy")

@@ -2,18 +2,21 @@
 
 Every iteration is either a *prefill step* or a *decode step*:
 
-* If requests are waiting, admit them first-come first-served while the batch
-  stays within ``max_batch_size`` sequences (running + new), the new prompt
-  tokens within ``max_batch_tokens``, and their prompt KV blocks fit above the
-  watermark; run one step that prefills all of them (running requests pause).
+* If requests are waiting (and none is swapped out), admit them first-come
+  first-served while the batch stays within ``max_batch_size`` sequences
+  (running + new), the new prompt tokens within ``max_batch_tokens``, and
+  their KV fits above the watermark; run one step that prefills all of them
+  (running requests pause).
 * Otherwise every running request decodes one token. Before the step, each
   request that starts a new KV block gets one; when the pool is empty the
-  newest running request is preempted (KV dropped, recomputed later) and put
-  back at the head of the queue, as vLLM does with its default recompute mode.
+  newest running request is preempted (``scheduler.preemption_mode``:
+  ``recompute`` drops its KV and requeues it at the head; ``swap`` copies
+  its blocks to host memory). Swapped requests come back before any new
+  prefill, as in vLLM's v0 scheduler.
 
-This matches vLLM's default (v0) scheduler without chunked prefill:
-``--max-num-seqs`` = max_batch_size, ``--max-num-batched-tokens`` =
-max_batch_tokens. A prompt longer than max_batch_tokens can never be
+This matches vLLM's scheduler without chunked prefill: ``--max-num-seqs`` =
+max_batch_size, ``--max-num-batched-tokens`` = max_batch_tokens,
+``--preemption-mode``. A prompt longer than max_batch_tokens can never be
 scheduled and is rejected (vLLM refuses it the same way); a preempted request
 whose recompute exceeds the budget is prefilled alone, so it always finishes.
 """
@@ -33,44 +36,40 @@ class ContinuousScheduler(Scheduler):
     def plan(self):
         rep = self.replica
         waiting, running, kv = rep.waiting, rep.running, rep.kv
-        if waiting:
-            admitted = []
+        plan = Plan()
+        if rep.swapped:
+            self.swap_in(plan)
+        elif waiting:
             tokens = 0
             seqs = len(running)
             while waiting and seqs < self.max_batch_size:
                 req = waiting[0]
                 need = req.target
                 # A recomputed request may exceed the budget; it then runs alone.
-                if admitted and tokens + need > self.max_batch_tokens:
+                if plan.prefill and tokens + need > self.max_batch_tokens:
                     break
-                blocks = kv.blocks_for(need)
+                blocks = kv.blocks_to_hold(req, need)
                 if not kv.can_admit(blocks):
                     break
                 waiting.popleft()
                 kv.allocate(blocks)
-                req.blocks = blocks
+                req.blocks += blocks
                 rep.admit(req)
-                admitted.append((req, need))
+                plan.prefill.append((req, need))
                 tokens += need
                 seqs += 1
-            if admitted:
-                return Plan(prefill=admitted)
+            if plan.prefill:
+                return plan
         if not running:
+            if rep.swapped and not plan.swap_bytes:  # nothing fits: cannot happen, each request fits alone
+                raise RuntimeError("swapped requests cannot be brought back to an idle replica")
             return None
-        preempted = 0
-        needers = running.block_needers()
-        if len(needers) > kv.free:
-            pending = {r.id for r in needers}
-            while len(pending) > kv.free:
-                victim = running.newest()
-                rep.preempt(victim)
-                pending.discard(victim.id)
-                preempted += 1
-            needers = [r for r in needers if r.id in pending]
-        if needers:
-            kv.allocate(len(needers))
-            for r in needers:
-                r.blocks += 1
+        self.grow_for_decode(plan)
         if not running:  # all preempted: re-plan, which re-admits the oldest
-            return self.plan()
-        return Plan(decode=True, preempted=preempted)
+            again = self.plan()
+            if again is not None:
+                again.preempted += plan.preempted
+                again.swap_bytes += plan.swap_bytes
+            return again
+        plan.decode = True
+        return plan

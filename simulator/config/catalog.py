@@ -1,0 +1,33 @@
+"""Look up catalog entries (hardware, model) by name outside hydra composition.
+
+Used where one scenario needs a second entry of a group, e.g. a
+disaggregated pool on another GPU type.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from omegaconf import OmegaConf
+
+from simulator.config.schema import HardwareConfig, ModelConfig
+from simulator.errors import ConfigError
+
+_SCHEMAS = {"hardware": HardwareConfig, "model": ModelConfig}
+
+
+def names(group: str) -> list[str]:
+    root = resources.files("simulator.scenarios").joinpath(group)
+    return sorted(p.name.removesuffix(".yaml") for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def load(group: str, name: str, key: str):
+    path = resources.files("simulator.scenarios").joinpath(group, f"{name}.yaml")
+    if not path.is_file():
+        raise ConfigError(f"{key}={name!r} is not a known {group}; choose one of: {', '.join(names(group))}.")
+    node = OmegaConf.merge(OmegaConf.structured(_SCHEMAS[group]), OmegaConf.load(str(path)))
+    return OmegaConf.to_object(node)
+
+
+def load_hardware(name: str, key: str = "hardware"):
+    return load("hardware", name, key)

@@ -1,0 +1,116 @@
+"""Prefill/decode disaggregation: the KV-transfer stage between two pools.
+
+A prefill replica computes a prompt and produces the first token; instead of
+decoding, it hands the request here. The stage picks a decode replica
+(``cluster.disaggregation.decode_router``), allocates the request's KV there
+*before* the copy starts (waiting, in arrival order per decode replica, until
+blocks are free and the decode batch has room), then copies
+``prompt tokens x KV bytes per token`` over the prefill replica's link
+(``link.bandwidth_gbps``, one transfer at a time per link, plus
+``link.latency_s``). The prefill replica keeps its copy until the transfer
+completes; the request then joins the decode replica's running set.
+
+TTFT choice: the first token reaches the user when the KV transfer completes
+(the decode instance streams the response, as with vLLM's disaggregated
+prefill proxy), so TTFT = queueing + prefill + waiting for decode memory +
+transfer. ``prefill_done_s`` in requests.parquet keeps the time the prefill
+itself ended.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+
+import simpy
+
+from simulator.engine.replica import Replica
+from simulator.engine.request import Request
+from simulator.registry import Registry
+
+DECODE_ROUTERS: Registry = Registry("cluster.disaggregation.decode_router", "decode router")
+
+
+@DECODE_ROUTERS.register("least_loaded")
+def least_loaded(stage: KVTransfer, req: Request) -> Replica:
+    """The decode replica with the fewest requests running, incoming or queued for it."""
+    return min(stage.decode, key=lambda d: (len(d.running) + stage.incoming[d.index] + len(stage.pending[d.index]), d.index))
+
+
+@DECODE_ROUTERS.register("round_robin")
+def round_robin(stage: KVTransfer, req: Request) -> Replica:
+    return next(stage._cycle)
+
+
+class KVTransfer:
+    def __init__(self, env: simpy.Environment, cfg, prefill: list[Replica], decode: list[Replica], decode_spec):
+        dis = cfg.cluster.disaggregation
+        self.env = env
+        self.decode = decode
+        self.route = DECODE_ROUTERS.get(dis.decode_router)
+        self._cycle = itertools.cycle(decode)
+        self.bytes_per_token = decode_spec.kv_bytes_per_token
+        self.bandwidth = float(dis.link.bandwidth_gbps) * 1e9
+        self.latency_s = float(dis.link.latency_s)
+        self.links = {p.index: simpy.Resource(env, capacity=1) for p in prefill}
+        self.pending: dict[int, deque[tuple[Replica, Request]]] = {d.index: deque() for d in decode}
+        self.incoming: dict[int, int] = {d.index: 0 for d in decode}
+        self.transfers = 0
+        self.bytes = 0.0
+        self.busy_s = 0.0
+        for p in prefill:
+            p.on_prefilled = self.handoff
+        for d in decode:
+            d.on_step_end = self._retry
+
+    def reject_reason(self, req: Request) -> str | None:
+        """Decode replicas must be able to hold the request's KV at its longest."""
+        return self.decode[0].scheduler.reject_reason(req)
+
+    def in_transit(self) -> int:
+        return sum(self.incoming.values()) + sum(len(q) for q in self.pending.values())
+
+    # -- the stage ----------------------------------------------------------
+    def handoff(self, src: Replica, req: Request) -> None:
+        dst = self.route(self, req)
+        self.pending[dst.index].append((src, req))
+        self._start(dst)
+
+    def _retry(self, dst: Replica) -> None:
+        if self.pending[dst.index]:
+            self._start(dst)
+
+    def _start(self, dst: Replica) -> None:
+        queue = self.pending[dst.index]
+        kv = dst.kv
+        while queue:
+            src, req = queue[0]
+            if len(dst.running) + self.incoming[dst.index] >= dst.scheduler.max_batch_size:
+                return
+            blocks = kv.blocks_for(max(req.target, kv.reservation(req)))
+            idle = not dst.running and not self.incoming[dst.index]
+            if not kv.can_admit(blocks) and not (idle and blocks <= kv.free):
+                return
+            queue.popleft()
+            kv.allocate(blocks)
+            req.dst_blocks = blocks
+            self.incoming[dst.index] += 1
+            self.env.process(self._copy(src, dst, req))
+
+    def _copy(self, src: Replica, dst: Replica, req: Request):
+        size = req.target * self.bytes_per_token
+        with self.links[src.index].request() as slot:
+            yield slot
+            duration = self.latency_s + size / self.bandwidth
+            yield self.env.timeout(duration)
+        self.transfers += 1
+        self.bytes += size
+        self.busy_s += duration
+        src.release_transferred(req)
+        req.blocks = req.dst_blocks
+        req.dst_blocks = 0
+        now = self.env.now
+        req.first_token_s = now
+        req.last_token_s = now
+        self.incoming[dst.index] -= 1
+        dst.receive(req, req.target)
