@@ -74,6 +74,7 @@ class KVTransfer:
     def handoff(self, src: Replica, req: Request) -> None:
         dst = self.route(self, req)
         self.pending[dst.index].append((src, req))
+        dst.inbound += 1
         self._start(dst)
 
     def _retry(self, dst: Replica) -> None:
@@ -113,4 +114,5 @@ class KVTransfer:
         req.first_token_s = now
         req.last_token_s = now
         self.incoming[dst.index] -= 1
+        dst.inbound -= 1
         dst.receive(req, req.target)

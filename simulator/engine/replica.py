@@ -63,6 +63,8 @@ class Replica:
         self.prefill_kv = 0  # KV entries of the prefilling requests
         self.held_kv = 0
         self.in_flight = 0  # admitted requests holding KV here (prefilling, running, held)
+        self.inbound = 0  # disaggregation: requests queued for or in transfer to this replica
+        self._inbox: list[tuple[Request, int]] = []  # arrived with KV during a step; join before the next
         self.steps = 0
         # swap preemption: host memory and the PCIe path to it
         self.block_bytes = kv.block_size * kv_bytes_per_token
@@ -112,11 +114,12 @@ class Replica:
         self.in_flight += 1
 
     def receive(self, req: Request, kv_entries: int) -> None:
-        """Disaggregation: ``req`` arrives with its KV (blocks already allocated here)."""
+        """Disaggregation: ``req`` arrives with its KV (blocks already allocated
+        here). It joins the running set between steps, never during one."""
         req.replica = self.index
         req.pool = self.pool
         self.in_flight += 1
-        self.running.add(req, kv_entries)
+        self._inbox.append((req, kv_entries))
         self.wake()
 
     def preempt(self, req: Request, mode: str = "recompute") -> float:
@@ -167,22 +170,33 @@ class Replica:
         price = self.latency.step_time
         record = self.rec.record_step
         while True:
+            if self._inbox:
+                for req, entries in self._inbox:
+                    running.add(req, entries)
+                self._inbox = []
             plan = plan_step()
             if plan is None:
                 self._wake = env.event()
                 wake_at = self.scheduler.next_wakeup
+                idle_from = env.now
+                queued = len(self.waiting) + self.inbound + self.in_flight + len(self.swapped)
                 if wake_at is not None and wake_at > env.now:
                     yield self._wake | env.timeout(wake_at - env.now)
                 else:
                     yield self._wake
                 self._wake = None
+                if queued:  # idle but not empty: blocked on memory or a batch timer
+                    self.rec.record_blocked(env.now - idle_from, queued)
                 continue
             shape = StepShape()
             recompute = 0
+            completing = 0  # prefills whose last chunk runs now: each yields a token
             if plan.prefill:
                 pt = pairs = ctx = 0
                 for req, n in plan.prefill:
                     p = req.prefilled
+                    if p + n >= req.target:
+                        completing += 1
                     pt += n
                     pairs += n * (p + (n + 1) / 2)
                     ctx += p
@@ -215,13 +229,14 @@ class Replica:
                     kv.total - kv.free,
                     kv.total,
                     running.kv_entries() + self.prefill_kv + self.held_kv,
-                    len(self.waiting),
+                    len(self.waiting) + self.inbound,
                     self.in_flight,
                     len(self.swapped),
                     plan.preempted,
                     recompute,
                     swap_s,
                     plan.padding_tokens + plan.padded_seqs,
+                    n_decode + completing,
                 )
             )
             self.steps += 1
@@ -261,8 +276,10 @@ class Replica:
             if req.first_token_s != req.first_token_s:  # NaN: the first token
                 req.prefill_done_s = now
                 if self.on_prefilled is not None and req.generated < req.output:
-                    # Disaggregation: the KV stays here until the transfer ends.
+                    # Disaggregation: the request now waits for its decode
+                    # replica; its KV stays here until the transfer ends.
                     req.last_token_s = now
+                    self.in_flight -= 1
                     self.on_prefilled(self, req)
                     continue
                 req.first_token_s = now
@@ -280,7 +297,6 @@ class Replica:
         """Disaggregation: ``req``'s KV has reached its decode replica."""
         self.kv.release(req.blocks)
         req.blocks = 0
-        self.in_flight -= 1
         self.wake()
 
     def _complete(self, req: Request, now: float, kv_entries: int) -> None:

@@ -49,6 +49,7 @@ STEP_COLUMNS = (
     "recompute_tokens",
     "swap_s",
     "padding_tokens",
+    "new_tokens",
 )
 
 _STEP_FLOAT = {"start_s", "duration_s", "swap_s"}
@@ -61,10 +62,14 @@ class Recorder:
         self.block_size = block_size
         self.req: dict[str, list] = {c: [] for c in REQUEST_COLUMNS}
         self.step_rows: list[tuple] = []
+        self.blocked_area = 0.0  # request-seconds spent on idle replicas with work queued
         self.itl_gap: list[float] = []
         self.itl_count: list[int] = []
         #: hot path: ``record_step(row)`` with one value per STEP_COLUMNS entry
         self.record_step = self.step_rows.append
+
+    def record_blocked(self, duration: float, requests: int) -> None:
+        self.blocked_area += duration * requests
 
     def record_itl(self, gap: float, count: int) -> None:
         if count:

@@ -117,7 +117,7 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
     # Little's law: L from the engine's own state per step, lambda*W from timestamps.
     in_system = (steps["num_waiting"] + steps["num_running"] + steps["num_swapped"]).to_numpy()
     accepted = requests[requests["status"] != "rejected"]
-    L = float(np.dot(in_system, dur) / window) if busy else 0.0
+    L = float((np.dot(in_system, dur) + out.recorder.blocked_area) / window) if busy else 0.0
     lam_w = float((accepted["finish_s"] - accepted["arrival_s"]).sum() / window) if len(accepted) else 0.0
 
     # Preemption and what it cost
@@ -199,7 +199,11 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
             "busy_fraction": busy / (window * out.replicas) if window else 0.0,
             "mean_batch_size": float(steps["batch_size"].mean()) if len(steps) else 0.0,
         },
-        "littles_law": {"L_from_steps": L, "lambda_times_W": lam_w},
+        "littles_law": {
+            "L_from_steps": L,
+            "lambda_times_W": lam_w,
+            "note": "L integrates the requests each replica holds over its steps (and idle spells with work queued)",
+        },
         "cost": {
             "gpus": gpus,
             "gpu_hours": gpu_hours,
