@@ -17,8 +17,10 @@ from simulator.latency.roofline import RooflineLatency
 from simulator.specs import ModelSpec
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
-HARDWARE_FILES = sorted((SCENARIOS / "hardware").glob("*.yaml"))
-MODEL_FILES = sorted((SCENARIOS / "model").glob("*.yaml"))
+#: Catalog entries that describe the CPU test rig, not real GPUs and models.
+TEST_RIG = {"cpu", "tiny-llama"}
+HARDWARE_FILES = sorted(p for p in (SCENARIOS / "hardware").glob("*.yaml") if p.stem not in TEST_RIG)
+MODEL_FILES = sorted(p for p in (SCENARIOS / "model").glob("*.yaml") if p.stem not in TEST_RIG)
 
 # KV bytes per token at 16-bit and parameter counts, transcribed from
 # shared/reference/models.yaml (derived there from the models' HF config.json
@@ -278,3 +280,11 @@ def test_decode_attention_grows_with_context():
     short, long = model.step_time(decode(64, ctx=256)), model.step_time(decode(64, ctx=8192))
     kv_read = 64 * (8192 - 256) * 131072 / (H100_BW * 0.8)
     assert long - short == pytest.approx(kv_read, rel=0.01)
+
+
+def test_tiny_test_model_parameter_count_follows_from_its_widths():
+    m = load(ModelConfig, SCENARIOS / "model" / "tiny-llama.yaml")
+    spec = ModelSpec.from_config(m)
+    h = spec.hidden_size
+    counted = spec.layer_linear_params * spec.num_layers + spec.lm_head_params + spec.vocab_size * h + (2 * spec.num_layers + 1) * h
+    assert counted == m.params_total

@@ -129,9 +129,20 @@ def validate(cfg) -> None:
             key = f"cluster.disaggregation.{name}"
             _need(pcfg.cluster.replicas >= 1, f"{key}.replicas must be >= 1 (got {pcfg.cluster.replicas}).")
             _scheduler(pcfg.scheduler, f"{key}.scheduler")
+            _need(
+                pcfg.scheduler.policy != "static",
+                f"{key}.scheduler.policy=static is not supported: request-level batching has no separate "
+                f"prefill and decode phases to split; choose continuous or chunked_prefill.",
+            )
             _fits(pcfg, f"{key}.tp", f"{key}.hardware")
     else:
         _fits(cfg, "cluster.tp", "hardware")
+    if lat.model == "profile":  # load it now, so a wrong profile fails before the run
+        from simulator.engine.simulation import pool_configs
+        from simulator.latency import build_latency_model
+
+        for _, pcfg in pool_configs(cfg):
+            build_latency_model(pcfg, ModelSpec.from_config(pcfg.model, pcfg.cluster.tp))
 
     for key in ("ttft_s", "tpot_s", "e2e_s"):
         v = getattr(cfg.slo, key)

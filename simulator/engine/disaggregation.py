@@ -3,8 +3,9 @@
 A prefill replica computes a prompt and produces the first token; instead of
 decoding, it hands the request here. The stage picks a decode replica
 (``cluster.disaggregation.decode_router``), allocates the request's KV there
-*before* the copy starts (waiting, in arrival order per decode replica, until
-blocks are free and the decode batch has room), then copies
+*before* the copy starts (waiting, in hand-off order per decode replica,
+until blocks are free, the decode batch has room and no swapped-out request
+is waiting for that memory), then copies
 ``prompt tokens x KV bytes per token`` over the prefill replica's link
 (``link.bandwidth_gbps``, one transfer at a time per link, plus
 ``link.latency_s``). The prefill replica keeps its copy until the transfer
@@ -64,8 +65,11 @@ class KVTransfer:
             d.on_step_end = self._retry
 
     def reject_reason(self, req: Request) -> str | None:
-        """Decode replicas must be able to hold the request's KV at its longest."""
-        return self.decode[0].scheduler.reject_reason(req)
+        """Decode replicas must be able to hold the request's KV at its longest
+        (their token budget does not apply: they never prefill a new prompt)."""
+        from simulator.scheduling.base import Scheduler
+
+        return Scheduler.reject_reason(self.decode[0].scheduler, req)
 
     def in_transit(self) -> int:
         return sum(self.incoming.values()) + sum(len(q) for q in self.pending.values())
@@ -86,10 +90,13 @@ class KVTransfer:
         kv = dst.kv
         while queue:
             src, req = queue[0]
-            if len(dst.running) + self.incoming[dst.index] >= dst.scheduler.max_batch_size:
+            if dst.swapped:  # requests swapped out of this replica get its memory first
+                return
+            joining = len(dst.running) + self.incoming[dst.index] + len(dst._inbox)
+            if joining >= dst.scheduler.max_batch_size:
                 return
             blocks = kv.blocks_for(max(req.target, kv.reservation(req)))
-            idle = not dst.running and not self.incoming[dst.index]
+            idle = not dst.running and not self.incoming[dst.index] and not dst._inbox
             if not kv.can_admit(blocks) and not (idle and blocks <= kv.free):
                 return
             queue.popleft()

@@ -20,6 +20,7 @@ its own running set, and a decode replica receives them with KV attached.
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Callable
 
@@ -58,12 +59,15 @@ class Replica:
         self.waiting: deque[Request] = deque()
         self.prefilling: dict[int, Request] = {}  # admitted, prompt not yet fully computed
         self.running = RunningSet(kv.block_size, grows=kv.grows)
-        self.swapped: deque[Request] = deque()
+        self.swapped: list[tuple[float, int, Request]] = []  # heap: oldest arrival first
         self.held: list[tuple[Request, int]] = []  # static batching: (request, KV entries), done, batch still running
         self.prefill_kv = 0  # KV entries of the prefilling requests
         self.held_kv = 0
         self.in_flight = 0  # admitted requests holding KV here (prefilling, running, held)
         self.inbound = 0  # disaggregation: requests queued for or in transfer to this replica
+        # preemption effects since the last recorded step (a plan may be dropped, these never are)
+        self._preempted = 0
+        self._swap_bytes = 0.0
         self._inbox: list[tuple[Request, int]] = []  # arrived with KV during a step; join before the next
         self.steps = 0
         # swap preemption: host memory and the PCIe path to it
@@ -96,6 +100,7 @@ class Replica:
         self.wake()
 
     def reject(self, req: Request, reason: str) -> None:
+        req.replica = self.index
         req.status = "rejected"
         req.reject_reason = reason
         req.finish_s = self.env.now
@@ -122,8 +127,8 @@ class Replica:
         self._inbox.append((req, kv_entries))
         self.wake()
 
-    def preempt(self, req: Request, mode: str = "recompute") -> float:
-        """Evict ``req`` to make room. Returns the bytes copied to host memory."""
+    def preempt(self, req: Request, mode: str = "recompute") -> None:
+        """Evict ``req`` to make room (its swap copy is priced in the next step)."""
         running = self.running
         if req.id in self.prefilling:
             del self.prefilling[req.id]
@@ -138,28 +143,31 @@ class Replica:
         self.kv.release(blocks)
         req.blocks = 0
         req.preemptions += 1
+        self._preempted += 1
         self.in_flight -= 1
         if mode == "swap" and blocks <= self.swap_blocks_free:
             self.swap_blocks_free -= blocks
             req.swapped_kv = entries
             req.swaps += 1
             req.status = "swapped"
-            self.swapped.append(req)
-            return blocks * self.block_bytes
+            heapq.heappush(self.swapped, (req.arrival_s, req.id, req))
+            self._swap_bytes += blocks * self.block_bytes
+            return
         req.prefilled = 0
         req.target = req.prompt + req.generated
         req.redo = entries
         req.status = "waiting"
         self.waiting.appendleft(req)
-        return 0.0
 
-    def swap_in(self, req: Request) -> float:
-        """Bring a swapped request back (its blocks are already allocated). Returns bytes copied."""
+    def swap_in(self) -> Request:
+        """Bring the oldest swapped request back (the scheduler allocated its blocks)."""
+        _, _, req = heapq.heappop(self.swapped)
         blocks = req.blocks
         self.swap_blocks_free += blocks
         self.in_flight += 1
         self.running.add(req, req.swapped_kv)
-        return blocks * self.block_bytes
+        self._swap_bytes += blocks * self.block_bytes
+        return req
 
     # -- the engine loop -------------------------------------------------
     def _loop(self):
@@ -213,8 +221,9 @@ class Replica:
                 shape.decode_seqs = n_decode + plan.padded_seqs
                 shape.decode_ctx_tokens = running.decode_ctx_tokens() + plan.padded_ctx
             dt = price(shape)
-            swap_s = plan.swap_bytes / self.host_link_bps if plan.swap_bytes else 0.0
+            swap_s = self._swap_bytes / self.host_link_bps if self._swap_bytes else 0.0
             dt += swap_s
+            preempted, self._preempted, self._swap_bytes = self._preempted, 0, 0.0
             record(
                 (
                     self.index,
@@ -232,7 +241,7 @@ class Replica:
                     len(self.waiting) + self.inbound,
                     self.in_flight,
                     len(self.swapped),
-                    plan.preempted,
+                    preempted,
                     recompute,
                     swap_s,
                     plan.padding_tokens + plan.padded_seqs,

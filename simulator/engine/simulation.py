@@ -17,7 +17,7 @@ import simpy
 from simulator.engine.replica import Replica
 from simulator.engine.request import Request
 from simulator.latency import build_latency_model
-from simulator.memory import ALLOCATIONS, ReserveMax
+from simulator.memory import ALLOCATIONS
 from simulator.metrics.recorder import Recorder
 from simulator.scheduling import SCHEDULERS
 from simulator.specs import MemoryBudget, ModelSpec, memory_budget
@@ -30,6 +30,7 @@ class Pool:
 
     name: str  # "mixed" (colocated), "prefill" or "decode"
     cfg: object  # the scenario as this pool sees it (its hardware, tp, scheduler)
+    allocation: str  # the KV allocation mode in effect
     spec: ModelSpec
     budget: MemoryBudget
     latency_description: str
@@ -84,9 +85,12 @@ def simulate(cfg, workload: Workload | None = None) -> SimulationOutput:
         spec = ModelSpec.from_config(pcfg.model, pcfg.cluster.tp)
         budget = memory_budget(pcfg.hardware, pcfg.memory, spec)
         latency = build_latency_model(pcfg, spec)
-        kv_cls = ALLOCATIONS.get(pcfg.memory.allocation)
-        if SCHEDULERS.get(pcfg.scheduler.policy).requires_reservation and kv_cls.grows:
-            kv_cls = ReserveMax  # request-level batching reserves up front
+        allocation = pcfg.memory.allocation
+        if name == "prefill":
+            allocation = "paged"  # a prefill replica only ever holds prompts, until their transfer
+        elif SCHEDULERS.get(pcfg.scheduler.policy).requires_reservation and ALLOCATIONS.get(allocation).grows:
+            allocation = "reserve_max"  # request-level batching reserves up front
+        kv_cls = ALLOCATIONS.get(allocation)
         max_len = pcfg.memory.max_model_len or pcfg.model.max_context
         swap_blocks = int(pcfg.memory.swap_space_gb * 1e9 * spec.tp // (pcfg.memory.block_size * spec.kv_bytes_per_token))
         replicas = []
@@ -108,7 +112,7 @@ def simulate(cfg, workload: Workload | None = None) -> SimulationOutput:
             )
             rec.pools.append(name)
             index += 1
-        pools.append(Pool(name, pcfg, spec, budget, latency.describe(), replicas))
+        pools.append(Pool(name, pcfg, allocation, spec, budget, latency.describe(), replicas))
 
     transfers = None
     if len(pools) == 2:

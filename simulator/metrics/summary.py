@@ -11,6 +11,9 @@ Definitions (they match vLLM's benchmark tools):
   the weighted inverted-CDF over all gaps.
 * The measured window is the whole run, from t=0 to the last event: warm-up
   and drain are *included* in throughput and goodput.
+* KV figures describe the pool that decodes (the decode pool when
+  disaggregated; each pool's capacity is under ``pools``). The real-token
+  share is stored KV tokens over allocated block capacity, time-weighted.
 * Recompute time is attributed per step: a step's duration times the share
   of its tokens that recompute preempted work.
 * SLO attainment = share of *all* requests (rejected ones count as misses)
@@ -75,6 +78,7 @@ def _pool_summary(pool, steps: pd.DataFrame, window: float) -> dict:
         "tp": pool.spec.tp,
         "gpus": pool.gpus,
         "scheduler": cfg.scheduler.policy,
+        "allocation": pool.allocation,
         "latency_model": pool.latency_description,
         "kv_blocks_per_replica": int(pool.budget.kv_blocks),
         "kv_tokens_per_replica": int(pool.budget.kv_tokens),
@@ -99,6 +103,8 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
     gaps, counts = out.recorder.itl()
     pools = [_pool_summary(p, steps, window) for p in out.pools]
     first = out.pools[0]
+    decoding = out.pools[-1]  # where KV lives longest: the decode pool when disaggregated
+    dsteps = steps[steps["replica"].isin([r.index for r in decoding.replicas])]
 
     gpus = sum(p["gpus"] for p in pools)
     gpu_hours = gpus * window / 3600.0
@@ -108,11 +114,12 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
     # KV usage and the share of allocated KV memory holding real tokens, time-weighted over steps
     dur = steps["duration_s"].to_numpy()
     busy = float(dur.sum())
-    used = steps["kv_blocks_used"].to_numpy()
-    kv_mean = float(np.dot(used, dur) / np.dot(steps["kv_blocks_total"], dur)) if busy else 0.0
-    kv_peak = float((steps["kv_blocks_used"] / steps["kv_blocks_total"]).max()) if len(steps) else 0.0
+    ddur = dsteps["duration_s"].to_numpy()
+    used = dsteps["kv_blocks_used"].to_numpy()
+    kv_mean = float(np.dot(used, ddur) / np.dot(dsteps["kv_blocks_total"], ddur)) if ddur.sum() else 0.0
+    kv_peak = float((dsteps["kv_blocks_used"] / dsteps["kv_blocks_total"]).max()) if len(dsteps) else 0.0
     allocated = used * cfg.memory.block_size
-    share = float(np.dot(steps["kv_tokens"], dur) / np.dot(allocated, dur)) if np.dot(allocated, dur) > 0 else None
+    share = float(np.dot(dsteps["kv_tokens"], ddur) / np.dot(allocated, ddur)) if np.dot(allocated, ddur) > 0 else None
 
     # Little's law: L from the engine's own state per step, lambda*W from timestamps.
     in_system = (steps["num_waiting"] + steps["num_running"] + steps["num_swapped"]).to_numpy()
@@ -135,9 +142,9 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
             "hardware": "+".join(dict.fromkeys(p["hardware"] for p in pools)),
             "replicas": out.replicas,
             "tp": int(first.spec.tp),
-            "scheduler": cfg.scheduler.policy,
+            "scheduler": " / ".join(f"{p['name']}: {p['scheduler']}" for p in pools) if len(pools) > 1 else pools[0]["scheduler"],
             "disaggregated": len(pools) > 1,
-            "memory_allocation": cfg.memory.allocation,
+            "memory_allocation": decoding.allocation,
             "latency_model": first.latency_description,
             "arrival": cfg.workload.arrival,
             "rate_rps": float(cfg.workload.rate),
@@ -176,11 +183,12 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
             "goodput_rps": float(met.sum()) / window,
         },
         "kv_cache": {
-            "allocation": cfg.memory.allocation,
-            "blocks_per_replica": int(first.budget.kv_blocks),
+            "pool": decoding.name,
+            "allocation": decoding.allocation,
+            "blocks_per_replica": int(decoding.budget.kv_blocks),
             "block_size": int(cfg.memory.block_size),
-            "tokens_per_replica": int(first.budget.kv_tokens),
-            "gb_per_replica": first.budget.kv / 1e9,
+            "tokens_per_replica": int(decoding.budget.kv_tokens),
+            "gb_per_replica": decoding.budget.kv / 1e9,
             "peak_usage": kv_peak,
             "mean_usage": kv_mean,
             "real_token_share": share,

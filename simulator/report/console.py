@@ -22,8 +22,14 @@ def render_summary(summary: dict, outdir: str | None = None, console: Console | 
     slo, kv, cost = summary["slo"], summary["kv_cache"], summary["cost"]
     p = console.print
     p(
-        f"[bold]servesim[/bold] · {s['model']} · {s['replicas']}x {s['hardware']} TP{s['tp']} · "
-        f"{s['scheduler']} batching"
+        f"[bold]servesim[/bold] · {s['model']} · "
+        + (
+            " + ".join(f"{p['replicas']}x {p['hardware']} TP{p['tp']} {p['name']}" for p in summary["pools"])
+            if s.get("disaggregated")
+            else f"{s['replicas']}x {s['hardware']} TP{s['tp']}"
+        )
+        + " · "
+        + (f"{s['scheduler']}" if s.get("disaggregated") else f"{s['scheduler']} batching")
     )
     p(f"latency model: {s['latency_model']}")
     p(
@@ -57,7 +63,8 @@ def render_summary(summary: dict, outdir: str | None = None, console: Console | 
             f"goodput {slo['goodput_rps']:.2f} req/s"
         )
     p(
-        f"KV cache: {kv['tokens_per_replica']:,} tokens/replica ({kv['blocks_per_replica']:,} blocks, "
+        ("KV cache (decode pool)" if s.get("disaggregated") else "KV cache")
+        + f": {kv['tokens_per_replica']:,} tokens/replica ({kv['blocks_per_replica']:,} blocks, "
         f"{kv['gb_per_replica']:.1f} GB) · peak {kv['peak_usage'] * 100:.0f}% · mean {kv['mean_usage'] * 100:.0f}%"
     )
     usd = f" · ${cost['usd']:,.2f} at ${cost['price_per_gpu_hour']:g}/GPU-h" if cost["usd"] is not None else ""

@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 class Plan:
     prefill: list[tuple[Request, int]] = field(default_factory=list)  # (request, tokens this step)
     decode: bool = False  # the whole running set decodes one token each
-    preempted: int = 0  # preemptions made while planning this step
-    swap_bytes: float = 0.0  # KV copied between GPU and host memory in this step
     padding_tokens: int = 0  # static batching: prompt padding computed for nothing
     padding_pairs: float = 0.0  # ... and its attention pairs
     padded_seqs: int = 0  # static batching: finished sequences still computed in decode
@@ -75,7 +73,7 @@ class Scheduler(ABC):
                 best = req
         return best
 
-    def grow_for_decode(self, plan: Plan) -> None:
+    def grow_for_decode(self) -> None:
         """Give every running request that starts a KV block in the next decode
         step its block, preempting the newest requests while the pool is short."""
         rep = self.replica
@@ -85,30 +83,31 @@ class Scheduler(ABC):
             pending = {r.id for r in needers}
             while len(pending) > kv.free and (rep.running or rep.prefilling):
                 v = self.victim()
-                plan.swap_bytes += rep.preempt(v, self.preemption_mode)
+                rep.preempt(v, self.preemption_mode)
                 pending.discard(v.id)
-                plan.preempted += 1
             needers = [r for r in needers if r.id in pending]
         if needers:
             kv.allocate(len(needers))
             for r in needers:
                 r.blocks += 1
 
-    def swap_in(self, plan: Plan) -> None:
-        """Bring swapped requests back, oldest first, while their blocks fit."""
+    def swap_in(self) -> int:
+        """Bring swapped requests back, oldest first, while their blocks fit
+        with one block to spare (so a returning request can take its next
+        block without being evicted again at once). Returns how many came back."""
         rep = self.replica
         kv = rep.kv
+        back = 0
         while rep.swapped and len(rep.running) + len(rep.prefilling) < self.max_batch_size:
-            req = rep.swapped[0]
+            req = rep.swapped[0][2]
             blocks = kv.blocks_for(req.swapped_kv)
-            if not kv.can_admit(blocks) and (rep.running or rep.prefilling):
+            if blocks + 1 > kv.free or (not kv.can_admit(blocks) and (rep.running or rep.prefilling)):
                 break
-            if blocks > kv.free:
-                break
-            rep.swapped.popleft()
             kv.allocate(blocks)
             req.blocks = blocks
-            plan.swap_bytes += rep.swap_in(req)
+            rep.swap_in()
+            back += 1
+        return back
 
 
 SCHEDULERS: Registry[type[Scheduler]] = Registry("scheduler.policy", "scheduling policy")

@@ -9,12 +9,13 @@ all). A long prompt is spread over several steps, so it no longer stalls
 the decodes behind it: each step mixes decodes and at most one budget's
 worth of prefill.
 
-KV blocks follow the chunks (paged), so a chunk may be shortened to the free
-blocks. When a decode needs a block and none is free, the newest admitted
-request (running or part-prefilled) is preempted. If memory is full of
-part-prefilled prompts and nothing can move, the newest of them is
-preempted too, so the oldest always progresses. This is vLLM's default
-since v1 (``--enable-chunked-prefill``).
+A request is admitted only when the KV blocks for its whole prompt fit
+(above the watermark), and takes them all at once, as vLLM's v0 scheduler
+does with chunked prefill; its later chunks need no more memory, so partly
+computed prompts never starve each other. When a decode needs a block and
+none is free, the newest admitted request (running or part-prefilled) is
+preempted. This is vLLM's ``--enable-chunked-prefill`` (the default since
+its v1 engine, whose KV allocation per chunk is not modelled).
 """
 
 from __future__ import annotations
@@ -29,36 +30,29 @@ class ChunkedPrefillScheduler(Scheduler):
         waiting, running, kv = rep.waiting, rep.running, rep.kv
         plan = Plan()
         if rep.swapped:
-            self.swap_in(plan)
+            self.swap_in()
         if running:
-            self.grow_for_decode(plan)
+            self.grow_for_decode()
         budget = self.max_batch_tokens
         if running:
             plan.decode = True
             budget -= len(running)
-        bs = kv.block_size
-        # 1. continue part-computed prompts, oldest admission first
-        for req in list(rep.prefilling.values()):
+        # 1. continue part-computed prompts, oldest admission first (their blocks are held)
+        for req in rep.prefilling.values():
             if budget <= 0:
                 break
             n = min(req.target - req.prefilled, budget)
-            need = kv.blocks_to_hold(req, req.prefilled + n)
-            if need > kv.free:  # shorten the chunk to the blocks there are
-                n = (req.blocks + kv.free) * bs - req.prefilled
-                need = kv.free
-            if n <= 0:
-                continue
-            kv.allocate(need)
-            req.blocks += need
             plan.prefill.append((req, n))
             budget -= n
-        # 2. admit new requests
+        # 2. admit new requests: their whole prompt's blocks must fit now
         seqs = len(running) + len(rep.prefilling)
         while waiting and budget > 0 and seqs < self.max_batch_size and not rep.swapped:
             req = waiting[0]
             n = min(req.target, budget)
-            blocks = kv.blocks_to_hold(req, n)
-            if not kv.can_admit(blocks):
+            blocks = kv.blocks_to_hold(req, req.target)
+            if not kv.can_admit(blocks) and (running or rep.prefilling or plan.prefill):
+                break
+            if blocks > kv.free:
                 break
             waiting.popleft()
             kv.allocate(blocks)
@@ -69,10 +63,4 @@ class ChunkedPrefillScheduler(Scheduler):
             seqs += 1
         if plan.prefill or plan.decode:
             return plan
-        if rep.prefilling:  # memory full of partial prompts: free the newest, retry
-            plan.swap_bytes += rep.preempt(self.victim(), "recompute")
-            again = self.plan()
-            if again is not None:
-                again.preempted += plan.preempted + 1
-            return again
         return None

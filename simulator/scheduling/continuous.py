@@ -38,7 +38,7 @@ class ContinuousScheduler(Scheduler):
         waiting, running, kv = rep.waiting, rep.running, rep.kv
         plan = Plan()
         if rep.swapped:
-            self.swap_in(plan)
+            self.swap_in()
         elif waiting:
             tokens = 0
             seqs = len(running)
@@ -61,15 +61,11 @@ class ContinuousScheduler(Scheduler):
             if plan.prefill:
                 return plan
         if not running:
-            if rep.swapped and not plan.swap_bytes:  # nothing fits: cannot happen, each request fits alone
-                raise RuntimeError("swapped requests cannot be brought back to an idle replica")
+            # Idle; swapped requests wait for memory held by KV in transit to
+            # this replica (disaggregation), which frees when it arrives.
             return None
-        self.grow_for_decode(plan)
+        self.grow_for_decode()
         if not running:  # all preempted: re-plan, which re-admits the oldest
-            again = self.plan()
-            if again is not None:
-                again.preempted += plan.preempted
-                again.swap_bytes += plan.swap_bytes
-            return again
+            return self.plan()
         plan.decode = True
         return plan

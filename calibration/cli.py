@@ -1,0 +1,185 @@
+"""``servesim-calibrate``: measure -> fit -> validate, and import Vidur profiles.
+
+    servesim-calibrate run --model tiny-llama --out calibration/profiles/cpu-tiny-llama
+    servesim-calibrate run --model llama-3.1-8b --device cuda --out h100-llama-3.1-8b-tp1
+    servesim-calibrate validate PROFILE_DIR
+    servesim-calibrate import-vidur VIDUR_MODEL_DIR --tp 1 --out DIR
+    servesim-calibrate show PROFILE_DIR
+
+``run`` times the operators of one transformer layer (``measure``), fits the
+per-step overhead on whole decoder-stack steps, then validates the fitted
+predictor on other steps and writes validation.{md,json,png} beside the
+profile. A profile is then usable with
+``servesim latency.model=profile latency.profile.path=DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from simulator.errors import ServesimError
+
+from . import profile as fmt
+
+
+def _shape(model_name: str) -> tuple[dict, object]:
+    from simulator.config.catalog import load
+
+    m = load("model", model_name, "--model")
+    shape = {k: int(getattr(m, k)) for k in fmt.SHAPE_KEYS}
+    return shape, m
+
+
+def _torch_or_exit():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print(
+            'servesim-calibrate: error: measuring needs torch; install it with  pip install -e ".[calibration]"  '
+            "(or pip install torch).",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def cmd_measure(args, *, validate_after: bool) -> int:
+    _torch_or_exit()
+    from . import harness
+    from .stack import DecoderStack
+    from .validate import fit_overhead
+
+    shape, model = _shape(args.model)
+    device_kind = "cuda" if str(args.device).startswith("cuda") else "cpu"
+    dtype = args.dtype or ("bf16" if device_kind == "cuda" else "fp32")
+    layers = args.layers or (model.num_layers if device_kind == "cuda" else min(model.num_layers, 4))
+    grid = harness.grid_for(args.device)
+    _say(f"measuring {model.name} (TP{args.tp}, {dtype}) on {args.device} ...")
+    table = harness.measure(
+        shape, tp=args.tp, dtype=dtype, device=args.device, grid=grid, warmup=args.warmup,
+        repeats=args.repeats, progress=_say if args.verbose else None, threads=args.threads,
+    )
+    meta = harness.measure_metadata(shape, args.tp, dtype, None, args.device, grid, args.warmup, args.repeats)
+    meta["model"] = {"name": model.name, **shape}
+    prof = fmt.Profile(table, meta)
+    if args.tp == 1:
+        _say(f"fitting the per-step overhead on a {layers}-layer decoder stack ...")
+        stack = DecoderStack(shape, layers, dtype=dtype, device=args.device)
+        prof.metadata["step_overhead_s"] = fit_overhead(
+            prof, stack, device_kind=device_kind, repeats=args.repeats, threads=args.threads
+        )
+        prof.metadata["overhead_fit_layers"] = layers
+    else:
+        prof.metadata["step_overhead_s"] = None  # the stack runs TP1 only
+    out = prof.save(args.out)
+    _say(f"profile written to {out}")
+    if validate_after:
+        if args.tp != 1:
+            _say("validation runs a single-GPU stack: skipped for TP > 1")
+            return 0
+        return _validate(out, layers, args)
+    return 0
+
+
+def _validate(directory: Path, layers: int | None, args) -> int:
+    _torch_or_exit()
+    from .stack import DecoderStack
+    from .validate import validate, write_report
+
+    prof = fmt.load(str(directory))
+    meta = prof.metadata
+    shape = {k: int(meta["model"][k]) for k in fmt.SHAPE_KEYS}
+    device = args.device
+    device_kind = "cuda" if str(device).startswith("cuda") else "cpu"
+    layers = layers or meta.get("overhead_fit_layers") or 4
+    stack = DecoderStack(shape, layers, dtype=meta.get("dtype", "fp32"), device=device)
+    _say(f"validating {directory} on {layers}-layer decoder-stack steps ...")
+    df, summary = validate(prof, stack, device_kind=device_kind, repeats=args.repeats, threads=args.threads)
+    write_report(prof.path, df, summary, meta)
+    meta = dict(prof.metadata)
+    meta["validation"] = summary
+    (prof.path / fmt.METADATA).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    print(
+        f"validation: median APE {summary['median_ape']:.1%}, p90 {summary['p90_ape']:.1%}, "
+        f"max {summary['max_ape']:.1%} over {summary['steps']} steps -> {prof.path / 'validation.md'}"
+    )
+    return 0
+
+
+def cmd_import_vidur(args) -> int:
+    from .vidur import import_vidur
+
+    prof = import_vidur(args.directory, tp=args.tp, name=args.name)
+    out = prof.save(args.out)
+    print(f"imported {len(prof.table)} rows ({', '.join(sorted(prof.ops()))}) -> {out}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    prof = fmt.load(args.profile)
+    meta = {k: v for k, v in prof.metadata.items() if k != "grid"}
+    print(json.dumps(meta, indent=2, sort_keys=True))
+    counts = prof.table.groupby("op").agg(points=("time_s", "size"), min_s=("time_s", "min"), max_s=("time_s", "max"))
+    print(counts.to_string())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="servesim-calibrate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def measuring(p):
+        p.add_argument("--model", required=True, help="a model catalog name, e.g. llama-3.1-8b or tiny-llama")
+        p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree whose shards are timed")
+        p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], help="default: bf16 on CUDA, fp32 on CPU")
+        p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+        p.add_argument("--layers", type=int, help="decoder-stack depth for overhead fit and validation")
+        p.add_argument("--out", required=True, type=Path, help="profile directory to write")
+        p.add_argument("--repeats", type=int, default=9)
+        p.add_argument("--warmup", type=int, default=3)
+        p.add_argument("--threads", type=int, help="torch CPU threads (1 gives steadier CPU timings)")
+        p.add_argument("-v", "--verbose", action="store_true")
+
+    measuring(sub.add_parser("run", help="measure, fit and validate"))
+    measuring(sub.add_parser("measure", help="measure and fit, without validation"))
+    v = sub.add_parser("validate", help="validate a profile on decoder-stack steps")
+    v.add_argument("profile", type=Path)
+    v.add_argument("--device", default="cpu")
+    v.add_argument("--layers", type=int)
+    v.add_argument("--repeats", type=int, default=9)
+    v.add_argument("--threads", type=int)
+    i = sub.add_parser("import-vidur", help="convert a Vidur compute/<gpu>/<model>/ directory")
+    i.add_argument("directory", type=Path)
+    i.add_argument("--tp", type=int, default=1)
+    i.add_argument("--name", help="model name to record (default: the directory name)")
+    i.add_argument("--out", required=True, type=Path)
+    s = sub.add_parser("show", help="print a profile's metadata and coverage")
+    s.add_argument("profile")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_measure(args, validate_after=True)
+        if args.command == "measure":
+            return cmd_measure(args, validate_after=False)
+        if args.command == "validate":
+            return _validate(args.profile, args.layers, args)
+        if args.command == "import-vidur":
+            return cmd_import_vidur(args)
+        return cmd_show(args)
+    except (ServesimError, ValueError, FileNotFoundError) as exc:
+        print(f"servesim-calibrate: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
