@@ -65,15 +65,17 @@ def cmd_measure(args, *, validate_after: bool) -> int:
         shape, tp=args.tp, dtype=dtype, device=args.device, grid=grid, warmup=args.warmup,
         repeats=args.repeats, progress=_say if args.verbose else None, threads=args.threads,
     )
-    meta = harness.measure_metadata(shape, args.tp, dtype, None, args.device, grid, args.warmup, args.repeats)
+    meta = harness.measure_metadata(
+        shape, args.tp, dtype, None, args.device, grid, args.warmup, args.repeats, threads=args.threads
+    )
     meta["model"] = {"name": model.name, **shape}
     prof = fmt.Profile(table, meta)
     if args.tp == 1:
         _say(f"fitting the per-step overhead on a {layers}-layer decoder stack ...")
         stack = DecoderStack(shape, layers, dtype=dtype, device=args.device)
-        prof.metadata["step_overhead_s"] = fit_overhead(
-            prof, stack, device_kind=device_kind, repeats=args.repeats, threads=args.threads
-        )
+        a, b = fit_overhead(prof, stack, device_kind=device_kind, repeats=args.repeats, threads=args.threads)
+        prof.metadata["step_overhead_s"] = a
+        prof.metadata["step_overhead_per_token_s"] = b
         prof.metadata["overhead_fit_layers"] = layers
     else:
         prof.metadata["step_overhead_s"] = None  # the stack runs TP1 only

@@ -18,8 +18,9 @@ The predictor prices an engine iteration the way the decoder stack runs it:
 * ``attn_decode``: bilinear over (decode sequences, mean context length).
 * ``comm``: two all-reduces per layer when TP > 1: measured rows when the
   profile has them, else the ring cost over the link given to the predictor.
-* ``step_overhead``: the per-step cost outside the operators (sampling,
-  scheduling, launches), fitted by the harness on whole decoder-stack steps.
+* ``step_overhead``: the per-step cost outside the operators, ``a + b * T``
+  (launches, sampling and Python per step; embedding lookup, splits and
+  concatenations per token), fitted on whole decoder-stack steps.
 
 Everything is pure Python arithmetic over small sorted lists (``bisect``),
 so a prediction costs a few microseconds; the simulator calls it every step.
@@ -105,7 +106,7 @@ class Prediction:
     attn_decode: float
     comm: float
     lm_head: float
-    overhead: float
+    overhead: float  # fixed and per-token parts together
     num_layers: int
 
     @property
@@ -123,6 +124,7 @@ class Predictor:
         *,
         num_layers: int,
         step_overhead_s: float | None = None,
+        step_overhead_per_token_s: float | None = None,
         comm_per_token_s: float = 0.0,
         comm_fixed_s: float = 0.0,
     ):
@@ -131,6 +133,10 @@ class Predictor:
         self.num_layers = int(num_layers)
         meta_overhead = profile.metadata.get("step_overhead_s")
         self.overhead = float(step_overhead_s if step_overhead_s is not None else (meta_overhead or 0.0))
+        meta_tok = profile.metadata.get("step_overhead_per_token_s")
+        self.overhead_per_token = float(
+            step_overhead_per_token_s if step_overhead_per_token_s is not None else (meta_tok or 0.0)
+        )
         present = set(t["op"])
         self.missing = sorted(({*PER_LAYER, "lm_head", *ATTENTION_OPS}) - present)
 
@@ -181,7 +187,7 @@ class Predictor:
             comm = (self.comm_fixed + self.comm_per_token * tokens) if tokens else 0.0
         rows = prefill_seqs + decode_seqs
         lm = self.lm_head(rows) if (self.lm_head is not None and rows) else 0.0
-        return Prediction(tok, pre, dec, comm, lm, self.overhead, self.num_layers)
+        return Prediction(tok, pre, dec, comm, lm, self.overhead + self.overhead_per_token * tokens, self.num_layers)
 
     def predict(self, prefill_seqs, prefill_tokens, prefill_attn_pairs, decode_seqs, decode_ctx_tokens) -> float:
         return self.parts(prefill_seqs, prefill_tokens, prefill_attn_pairs, decode_seqs, decode_ctx_tokens).total

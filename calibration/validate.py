@@ -7,8 +7,9 @@ repeats; the profile's predictor prices the same compositions. The report
 gives the absolute percentage error (APE) of every step, its median and 90th
 percentile, and a predicted-vs-measured chart.
 
-The per-step overhead (the cost outside the operators) is fitted first on a
-*separate* set of compositions, so validation never scores a step the fit saw.
+The per-step overhead (the cost outside the operators, ``a + b * tokens``)
+is fitted first on a *separate* set of compositions, so validation never
+scores a step the fit saw.
 """
 
 from __future__ import annotations
@@ -46,13 +47,15 @@ class Composition:
 
 
 def fit_compositions(device_kind: str) -> list[Composition]:
-    """Steps used only to fit the per-step overhead."""
-    big = device_kind == "cuda"
+    """Steps used only to fit the per-step overhead (disjoint from validation)."""
+    if device_kind == "cuda":
+        return [
+            Composition(0, 0, 2, 384), Composition(0, 0, 24, 768), Composition(0, 0, 96, 1536),
+            Composition(1, 384, 0, 0), Composition(1, 1536, 0, 0), Composition(1, 768, 24, 768),
+        ]
     return [
-        Composition(0, 0, 2, 96),
-        Composition(0, 0, 8 if not big else 48, 384 if not big else 1536),
-        Composition(1, 48 if not big else 768, 0, 0),
-        Composition(1, 96 if not big else 1536, 4 if not big else 24, 192 if not big else 768),
+        Composition(0, 0, 2, 96), Composition(0, 0, 8, 384), Composition(0, 0, 24, 160),
+        Composition(1, 48, 0, 0), Composition(1, 192, 0, 0), Composition(1, 96, 6, 192),
     ]
 
 
@@ -75,7 +78,7 @@ def predict(predictor: Predictor, c: Composition, *, with_overhead: bool = True)
         c.prefill_seqs * c.prompt_len,
         causal_pairs(c.prefill_seqs, c.prompt_len),
         c.decode_seqs,
-        c.decode_seqs * c.ctx,
+        c.decode_seqs * (c.ctx + 1),  # the step's own token joins the context, as in the simulator
     )
     return parts.total if with_overhead else parts.total - parts.overhead
 
@@ -87,13 +90,31 @@ def measure_steps(stack, comps: list[Composition], *, warmup: int, repeats: int,
     ]
 
 
-def fit_overhead(profile: Profile, stack, *, device_kind: str, warmup=2, repeats=7, threads=None) -> float:
-    """Median of (measured step - summed operators) over the fit compositions, >= 0."""
-    pred = Predictor(profile, num_layers=stack.num_layers, step_overhead_s=0.0)
+def fit_overhead(profile: Profile, stack, *, device_kind: str, warmup=2, repeats=7, threads=None) -> tuple[float, float]:
+    """Per-step cost outside the timed operators, as ``a + b * tokens``.
+
+    Least squares of (measured step - summed operators) on the fit
+    compositions, weighted by 1 / measured so that it minimises the
+    *relative* error that validation reports (an absolute fit lets the long
+    prefill steps dictate the fixed term). ``a`` (fixed: launches, sampling,
+    Python) and ``b`` (per token: embedding lookup, splits and
+    concatenations) are kept >= 0.
+    """
+    pred = Predictor(profile, num_layers=stack.num_layers, step_overhead_s=0.0, step_overhead_per_token_s=0.0)
     comps = fit_compositions(device_kind)
     samples = measure_steps(stack, comps, warmup=warmup, repeats=repeats, threads=threads)
-    residual = [float(np.median(s)) - predict(pred, c, with_overhead=False) for c, s in zip(comps, samples)]
-    return max(float(np.median(residual)), 0.0)
+    measured = np.array([float(np.median(s)) for s in samples])
+    resid = measured - np.array([predict(pred, c, with_overhead=False) for c in comps])
+    tokens = np.array([c.prefill_seqs * c.prompt_len + c.decode_seqs for c in comps], dtype=float)
+    w = 1.0 / measured
+    A = np.column_stack([np.ones_like(tokens), tokens]) * w[:, None]
+    (a, b), *_ = np.linalg.lstsq(A, resid * w, rcond=None)
+    if b < 0:  # constant only
+        a, b = max(float(np.dot(w * w, resid) / np.dot(w, w)), 0.0), 0.0
+    elif a < 0:  # per-token only
+        wt = w * tokens
+        a, b = 0.0, max(float(np.dot(wt, resid * w) / np.dot(wt, wt)), 0.0)
+    return float(a), float(b)
 
 
 def validate(profile: Profile, stack, *, device_kind: str, warmup=2, repeats=7, threads=None) -> tuple[pd.DataFrame, dict]:
@@ -127,6 +148,7 @@ def validate(profile: Profile, stack, *, device_kind: str, warmup=2, repeats=7, 
         "p90_ape": float(df["ape"].quantile(0.9)),
         "max_ape": float(df["ape"].max()),
         "step_overhead_s": pred.overhead,
+        "step_overhead_per_token_s": pred.overhead_per_token,
         "repeats": repeats,
     }
     return df, summary
@@ -200,7 +222,7 @@ def write_report(directory: Path, df: pd.DataFrame, summary: dict, metadata: dic
         "",
         f"**Median absolute percentage error {summary['median_ape']:.1%}, p90 {summary['p90_ape']:.1%}, "
         f"max {summary['max_ape']:.1%}** over {summary['steps']} steps; fitted per-step overhead "
-        f"{summary['step_overhead_s'] * 1e3:.3f} ms.",
+        f"{summary['step_overhead_s'] * 1e3:.3f} ms + {summary['step_overhead_per_token_s'] * 1e6:.2f} µs per token.",
         "",
         "| step | measured (ms) | p10-p90 (ms) | predicted (ms) | error |",
         "|---|---:|---:|---:|---:|",

@@ -15,7 +15,6 @@ import simulator
 from simulator.calibration import profile as fmt
 from simulator.calibration.fit import PER_LAYER, Grid2D, Interp1D, Predictor, causal_pairs
 from simulator.calibration.vidur import VidurFormatError, import_vidur
-from simulator.latency.base import StepShape
 from tests.conftest import SHARED
 
 VIDUR = SHARED / "reference" / "vidur_profiles" / "compute"
