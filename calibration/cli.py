@@ -73,7 +73,10 @@ def cmd_measure(args, *, validate_after: bool) -> int:
     if args.tp == 1:
         _say(f"fitting the per-step overhead on a {layers}-layer decoder stack ...")
         stack = DecoderStack(shape, layers, dtype=dtype, device=args.device)
-        a, b = fit_overhead(prof, stack, device_kind=device_kind, repeats=args.repeats, threads=args.threads)
+        prof.metadata["statistic"] = args.statistic
+        a, b = fit_overhead(
+            prof, stack, device_kind=device_kind, repeats=args.repeats, threads=args.threads, statistic=args.statistic
+        )
         prof.metadata["step_overhead_s"] = a
         prof.metadata["step_overhead_per_token_s"] = b
         prof.metadata["overhead_fit_layers"] = layers
@@ -146,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--repeats", type=int, default=9)
         p.add_argument("--warmup", type=int, default=3)
         p.add_argument("--threads", type=int, help="torch CPU threads (1 gives steadier CPU timings)")
+        p.add_argument(
+            "--statistic", choices=["median", "p10"], default="median",
+            help="timing statistic to fit and validate: median, or p10 (steadier on a busy CPU)",
+        )
         p.add_argument("-v", "--verbose", action="store_true")
 
     measuring(sub.add_parser("run", help="measure, fit and validate"))

@@ -36,6 +36,9 @@ import pandas as pd
 
 from .profile import ATTENTION_OPS, Profile
 
+#: Timing statistics a predictor can be fitted to, and their profile column.
+STATISTICS = {"median": "time_s", "p10": "p10_s"}
+
 #: How many times each token op runs per layer.
 PER_LAYER = {"qkv": 1, "attn_out": 1, "mlp_gate_up": 1, "mlp_down": 1, "norm": 2, "act": 1, "rope": 1, "add": 2}
 
@@ -127,8 +130,15 @@ class Predictor:
         step_overhead_per_token_s: float | None = None,
         comm_per_token_s: float = 0.0,
         comm_fixed_s: float = 0.0,
+        statistic: str | None = None,
     ):
-        t = profile.table
+        # Which timing column to fit: the median (default), or the 10th
+        # percentile, steadier on shared CPUs where load inflates medians.
+        statistic = statistic or profile.metadata.get("statistic", "median")
+        if statistic not in STATISTICS:
+            raise ValueError(f"statistic must be one of {', '.join(STATISTICS)} (got {statistic!r})")
+        self.statistic = statistic
+        t = profile.table.assign(time_s=profile.table[STATISTICS[statistic]])
         self.profile = profile
         self.num_layers = int(num_layers)
         meta_overhead = profile.metadata.get("step_overhead_s")

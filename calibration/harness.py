@@ -178,6 +178,17 @@ def decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
     return o.reshape(b, hq * d)
 
 
+def cached_decode_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, slot: int
+) -> torch.Tensor:
+    """Write this step's k, v [b, KV, d] into cache slot ``slot``, then attend over
+    slots 0..slot: the decode attention of a step, KV write included (engines
+    fuse the two, e.g. vLLM's reshape_and_cache + paged attention)."""
+    k_cache[:, :, slot] = k
+    v_cache[:, :, slot] = v
+    return decode_attention(q, k_cache[:, :, : slot + 1], v_cache[:, :, : slot + 1])
+
+
 # -- the grid -----------------------------------------------------------------
 
 
@@ -411,11 +422,14 @@ def _measure_attention(s: dict, prefill: list, decode: list, dt, dev, timed, say
     if decode:
         say(f"attn_decode: {len(decode)} (batch, context) points")
     for b, c in decode:
+        # ctx c counts the step's own token: c - 1 cached keys plus the one written now.
         q = _randn((b, hq, d), dtype=dt, device=dev)
+        k = _randn((b, hkv, d), dtype=dt, device=dev)
+        v = _randn((b, hkv, d), dtype=dt, device=dev)
         kc = _randn((b, hkv, c, d), dtype=dt, device=dev)
         vc = _randn((b, hkv, c, d), dtype=dt, device=dev)
-        timed("attn_decode", b, b, c, partial(decode_attention, q, kc, vc))
-        del q, kc, vc
+        timed("attn_decode", b, b, c, partial(cached_decode_attention, q, k, v, kc, vc, c - 1))
+        del q, k, v, kc, vc
 
 
 def allreduce_note() -> str:

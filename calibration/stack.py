@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from .harness import (
     apply_rope,
-    decode_attention,
+    cached_decode_attention,
     linear,
     op_shapes,
     prefill_attention,
@@ -175,9 +175,7 @@ class DecoderStack:
                     parts.append(prefill_attention(q[:tp_], k[:tp_], v[:tp_], b_p, n))
                 if b_d:
                     kc, vc = step.caches[i]
-                    kc[:, :, c] = k[tp_:]
-                    vc[:, :, c] = v[tp_:]
-                    parts.append(decode_attention(q[tp_:], kc, vc))
+                    parts.append(cached_decode_attention(q[tp_:], k[tp_:], v[tp_:], kc, vc, c))
                 o = parts[0] if len(parts) == 1 else torch.cat(parts)
                 x = residual_add(x, linear(o, layer.attn_out))
                 h = rms_norm(x, layer.post_norm, eps)

@@ -90,7 +90,13 @@ def measure_steps(stack, comps: list[Composition], *, warmup: int, repeats: int,
     ]
 
 
-def fit_overhead(profile: Profile, stack, *, device_kind: str, warmup=2, repeats=7, threads=None) -> tuple[float, float]:
+def _summary_stat(samples: np.ndarray, statistic: str) -> float:
+    return float(np.percentile(samples, 10)) if statistic == "p10" else float(np.median(samples))
+
+
+def fit_overhead(
+    profile: Profile, stack, *, device_kind: str, warmup=2, repeats=7, threads=None, statistic: str = "median"
+) -> tuple[float, float]:
     """Per-step cost outside the timed operators, as ``a + b * tokens``.
 
     Least squares of (measured step - summed operators) on the fit
@@ -100,10 +106,12 @@ def fit_overhead(profile: Profile, stack, *, device_kind: str, warmup=2, repeats
     Python) and ``b`` (per token: embedding lookup, splits and
     concatenations) are kept >= 0.
     """
-    pred = Predictor(profile, num_layers=stack.num_layers, step_overhead_s=0.0, step_overhead_per_token_s=0.0)
+    pred = Predictor(
+        profile, num_layers=stack.num_layers, step_overhead_s=0.0, step_overhead_per_token_s=0.0, statistic=statistic
+    )
     comps = fit_compositions(device_kind)
     samples = measure_steps(stack, comps, warmup=warmup, repeats=repeats, threads=threads)
-    measured = np.array([float(np.median(s)) for s in samples])
+    measured = np.array([_summary_stat(s, statistic) for s in samples])
     resid = measured - np.array([predict(pred, c, with_overhead=False) for c in comps])
     tokens = np.array([c.prefill_seqs * c.prompt_len + c.decode_seqs for c in comps], dtype=float)
     w = 1.0 / measured
@@ -124,7 +132,7 @@ def validate(profile: Profile, stack, *, device_kind: str, warmup=2, repeats=7, 
     samples = measure_steps(stack, comps, warmup=warmup, repeats=repeats, threads=threads)
     rows = []
     for c, s in zip(comps, samples):
-        measured = float(np.median(s))
+        measured = _summary_stat(s, pred.statistic)
         predicted = predict(pred, c)
         rows.append(
             {
@@ -149,6 +157,7 @@ def validate(profile: Profile, stack, *, device_kind: str, warmup=2, repeats=7, 
         "max_ape": float(df["ape"].max()),
         "step_overhead_s": pred.overhead,
         "step_overhead_per_token_s": pred.overhead_per_token,
+        "statistic": pred.statistic,
         "repeats": repeats,
     }
     return df, summary
@@ -189,7 +198,7 @@ def chart(df: pd.DataFrame, summary: dict, title: str, path: Path) -> Path:
         ax.set_yscale("log")
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
-        ax.set_xlabel("measured step time (ms, median; bars p10-p90)")
+        ax.set_xlabel(f"measured step time (ms, {summary['statistic']}; bars p10-p90)")
         ax.set_ylabel("predicted step time (ms)")
         ax.set_title(title, fontsize=9.5)
         ax.text(
@@ -218,7 +227,8 @@ def write_report(directory: Path, df: pd.DataFrame, summary: dict, metadata: dic
         "",
         f"Profile measured {metadata.get('date', '?')} with torch {metadata.get('torch', '?')}, "
         f"{metadata.get('dtype', '?')} weights, TP {metadata.get('tp', 1)}; decoder stack of "
-        f"{summary['layers']} layers with random weights; {summary['repeats']} timed repeats per step.",
+        f"{summary['layers']} layers with random weights; {summary['repeats']} timed repeats per step; "
+        f"times compared at their {summary['statistic']}.",
         "",
         f"**Median absolute percentage error {summary['median_ape']:.1%}, p90 {summary['p90_ape']:.1%}, "
         f"max {summary['max_ape']:.1%}** over {summary['steps']} steps; fitted per-step overhead "
