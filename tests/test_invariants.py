@@ -29,6 +29,12 @@ SCENARIOS = {
         "cluster.disaggregation.prefill.scheduler.policy=chunked_prefill", "workload.rate=20",
     ],
     "disaggregated-pressure": ["cluster=disaggregated", "memory.activation_reserve_gb=54.5", "workload.rate=12"],
+    "disaggregated-pressure-small-batch": [
+        "cluster=disaggregated", "memory.activation_reserve_gb=54.5", "workload.rate=12", "scheduler.max_batch_size=8",
+    ],
+    "disaggregated-swap": [
+        "cluster=disaggregated", "memory.activation_reserve_gb=54.5", "workload.rate=12", "scheduler.preemption_mode=swap",
+    ],
 }
 
 

@@ -35,7 +35,7 @@ DECODE_ROUTERS: Registry = Registry("cluster.disaggregation.decode_router", "dec
 @DECODE_ROUTERS.register("least_loaded")
 def least_loaded(stage: KVTransfer, req: Request) -> Replica:
     """The decode replica with the fewest requests running, incoming or queued for it."""
-    return min(stage.decode, key=lambda d: (len(d.running) + stage.incoming[d.index] + len(stage.pending[d.index]), d.index))
+    return min(stage.decode, key=lambda d: (d.load + d.inbound + len(d._inbox), d.index))
 
 
 @DECODE_ROUTERS.register("round_robin")
@@ -90,18 +90,19 @@ class KVTransfer:
         kv = dst.kv
         while queue:
             src, req = queue[0]
-            if dst.swapped:  # requests swapped out of this replica get its memory first
+            if dst.swapped or dst.waiting:  # requests preempted on this replica get its memory first
                 return
-            joining = len(dst.running) + self.incoming[dst.index] + len(dst._inbox)
+            joining = len(dst.running) + len(dst.prefilling) + dst.arriving
             if joining >= dst.scheduler.max_batch_size:
                 return
             blocks = kv.blocks_for(max(req.target, kv.reservation(req)))
-            idle = not dst.running and not self.incoming[dst.index] and not dst._inbox
+            idle = not dst.running and not dst.arriving
             if not kv.can_admit(blocks) and not (idle and blocks <= kv.free):
                 return
             queue.popleft()
             kv.allocate(blocks)
             req.dst_blocks = blocks
+            dst.arriving += 1
             self.incoming[dst.index] += 1
             self.env.process(self._copy(src, dst, req))
 

@@ -65,6 +65,7 @@ class Replica:
         self.held_kv = 0
         self.in_flight = 0  # admitted requests holding KV here (prefilling, running, held)
         self.inbound = 0  # disaggregation: requests queued for or in transfer to this replica
+        self.arriving = 0  # disaggregation: ... of which KV is allocated here (copying, or copied and about to join)
         # preemption effects since the last recorded step (a plan may be dropped, these never are)
         self._preempted = 0
         self._swap_bytes = 0.0
@@ -181,6 +182,7 @@ class Replica:
             if self._inbox:
                 for req, entries in self._inbox:
                     running.add(req, entries)
+                self.arriving -= len(self._inbox)
                 self._inbox = []
             plan = plan_step()
             if plan is None:

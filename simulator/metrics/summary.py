@@ -195,7 +195,7 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
             "blocks_in_use_at_end": int(out.kv_blocks_in_use_at_end),
         },
         "preemption": {
-            "mode": cfg.scheduler.preemption_mode,
+            "mode": decoding.cfg.scheduler.preemption_mode,
             "count": int(requests["preemptions"].sum()),
             "swaps": int(requests["swaps"].sum()),
             "recomputed_tokens": int(recompute.sum()),

@@ -98,7 +98,7 @@ class Scheduler(ABC):
         rep = self.replica
         kv = rep.kv
         back = 0
-        while rep.swapped and len(rep.running) + len(rep.prefilling) < self.max_batch_size:
+        while rep.swapped and len(rep.running) + len(rep.prefilling) + rep.arriving < self.max_batch_size:
             req = rep.swapped[0][2]
             blocks = kv.blocks_for(req.swapped_kv)
             if blocks + 1 > kv.free or (not kv.can_admit(blocks) and (rep.running or rep.prefilling)):

@@ -45,7 +45,7 @@ class ChunkedPrefillScheduler(Scheduler):
             plan.prefill.append((req, n))
             budget -= n
         # 2. admit new requests: their whole prompt's blocks must fit now
-        seqs = len(running) + len(rep.prefilling)
+        seqs = len(running) + len(rep.prefilling) + rep.arriving
         while waiting and budget > 0 and seqs < self.max_batch_size and not rep.swapped:
             req = waiting[0]
             n = min(req.target, budget)

@@ -41,7 +41,7 @@ class ContinuousScheduler(Scheduler):
             self.swap_in()
         elif waiting:
             tokens = 0
-            seqs = len(running)
+            seqs = len(running) + rep.arriving
             while waiting and seqs < self.max_batch_size:
                 req = waiting[0]
                 need = req.target
