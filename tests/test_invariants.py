@@ -29,6 +29,23 @@ SCENARIOS = {
         "cluster.disaggregation.prefill.scheduler.policy=chunked_prefill", "workload.rate=20",
     ],
     "disaggregated-pressure": ["cluster=disaggregated", "memory.activation_reserve_gb=54.5", "workload.rate=12"],
+    "prefix-system-prompts": [
+        "memory.prefix_caching=true", "workload.prefix.system_prompts=3", "workload.prefix.system_tokens=1000",
+        "workload.prompt_tokens.max=4096", "workload.output_tokens.max=1024",
+    ],
+    "prefix-sessions-chunked-pressure": [
+        "memory.prefix_caching=true", "scheduler=chunked_prefill", "workload.prefix.sessions=20",
+        "workload.prefix.turns=4", "workload.prompt_tokens.max=2048", "workload.output_tokens.max=512",
+        "memory.activation_reserve_gb=54.5",
+    ],
+    "prefix-swap-pressure": [
+        "memory.prefix_caching=true", "workload.prefix.system_prompts=2", "workload.prefix.system_tokens=512",
+        "scheduler.preemption_mode=swap", "workload.prompt_tokens.max=4096", "workload.output_tokens.max=1024", *PRESSURE,
+    ],
+    "prefix-disaggregated": [
+        "memory.prefix_caching=true", "cluster=disaggregated", "workload.prefix.system_prompts=2",
+        "workload.prefix.system_tokens=512", "workload.prompt_tokens.max=4096", "workload.output_tokens.max=1024",
+    ],
     "disaggregated-pressure-small-batch": [
         "cluster=disaggregated", "memory.activation_reserve_gb=54.5", "workload.rate=12", "scheduler.max_batch_size=8",
     ],

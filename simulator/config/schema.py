@@ -83,6 +83,32 @@ class LengthConfig:
 
 
 @dataclass
+class TraceConfig:
+    """Replay of a recorded trace (``workload.arrival=trace``)."""
+
+    path: str | None = None
+    format: str = "auto"  # auto | azure | burstgpt | mooncake | servesim
+    start_s: float | None = None  # keep requests in [start_s, end_s) of the trace's own clock (after re-basing to 0)
+    end_s: float | None = None
+    speedup: float = 1.0  # divide inter-arrival times by this
+    target_rate: float | None = None  # or rescale time so the mean rate is this (req/s)
+    sample: float = 1.0  # keep this fraction of requests (seeded)
+    clip: bool = True  # clip prompt/output lengths to the engine's max length (counted in the summary)
+    loop: bool = False  # repeat the trace until workload.num_requests / workload.duration_s
+    sort: bool = False  # sort rows whose timestamps go backwards (warning) instead of failing
+
+
+@dataclass
+class SharedPrefixConfig:
+    """Synthetic prefix reuse: shared system prompts and multi-turn sessions."""
+
+    system_prompts: int = 0  # number of distinct shared system prompts (0 = none)
+    system_tokens: int = 0  # tokens of each system prompt, prepended to the sampled prompt
+    sessions: int = 0  # number of concurrent multi-turn sessions (0 = none)
+    turns: int = 1  # turns per session: turn k's prompt holds turns 1..k-1 and their answers
+
+
+@dataclass
 class WorkloadConfig:
     name: str = "custom"
     arrival: str = "poisson"  # poisson | gamma | constant
@@ -92,6 +118,8 @@ class WorkloadConfig:
     duration_s: float | None = None
     prompt_tokens: LengthConfig = field(default_factory=LengthConfig)
     output_tokens: LengthConfig = field(default_factory=LengthConfig)
+    trace: TraceConfig = field(default_factory=TraceConfig)
+    prefix: SharedPrefixConfig = field(default_factory=SharedPrefixConfig)
 
 
 @dataclass
@@ -223,6 +251,8 @@ __all__: list[Any] = [
     "ModelConfig",
     "LengthConfig",
     "WorkloadConfig",
+    "TraceConfig",
+    "SharedPrefixConfig",
     "SchedulerConfig",
     "LatencyConfig",
     "ProfileConfig",

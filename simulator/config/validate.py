@@ -73,7 +73,13 @@ def validate(cfg) -> None:
 
     _need(cfg.seed >= 0, f"seed must be an integer >= 0 (got {cfg.seed}).")
     wl = cfg.workload
-    ARRIVALS.get(wl.arrival)
+    if wl.arrival == "trace":
+        _need(bool(wl.trace.path), "workload.arrival=trace needs workload.trace.path (a trace file).")
+    elif wl.arrival not in ARRIVALS:
+        raise ConfigError(
+            f"workload.arrival={wl.arrival!r} is not a known arrival process; "
+            f"choose one of: {', '.join([*ARRIVALS.names(), 'trace'])}."
+        )
     _positive(wl.rate, "workload.rate")
     if wl.arrival == "gamma":
         _positive(wl.cv, "workload.cv")
@@ -105,7 +111,24 @@ def validate(cfg) -> None:
     _fraction(mem.gpu_memory_utilization, "memory.gpu_memory_utilization")
     _fraction(mem.watermark, "memory.watermark", allow_zero=True, allow_one=False)
     _positive(mem.activation_reserve_gb, "memory.activation_reserve_gb", allow_zero=True)
-    _need(not mem.prefix_caching, "memory.prefix_caching=true is not supported yet; set it to false.")
+    if mem.prefix_caching:
+        _need(
+            mem.allocation == "paged",
+            f"memory.prefix_caching=true needs memory.allocation=paged (got {mem.allocation}): "
+            "cached blocks are shared page by page.",
+        )
+        _need(
+            cfg.scheduler.policy != "static",
+            "memory.prefix_caching=true is not supported with scheduler.policy=static, which reserves KV contiguously.",
+        )
+    pf = wl.prefix
+    for key in ("system_prompts", "system_tokens", "sessions"):
+        _need(getattr(pf, key) >= 0, f"workload.prefix.{key} must be >= 0 (got {getattr(pf, key)}).")
+    _need(pf.turns >= 1, f"workload.prefix.turns must be >= 1 (got {pf.turns}).")
+    _need(
+        (pf.system_prompts > 0) == (pf.system_tokens > 0),
+        "set workload.prefix.system_prompts and workload.prefix.system_tokens together (both > 0, or both 0).",
+    )
 
     _positive(mem.swap_space_gb, "memory.swap_space_gb", allow_zero=True)
     m = cfg.model
@@ -149,14 +172,17 @@ def validate(cfg) -> None:
         if v is not None:
             _positive(v, f"slo.{key}")
 
-    longest = upper_bound(wl.prompt_tokens) + upper_bound(wl.output_tokens)
+    longest = upper_bound(wl.prompt_tokens) + upper_bound(wl.output_tokens) + pf.system_tokens
+    if pf.sessions > 0 and pf.turns > 1:
+        longest *= pf.turns  # a last turn holds the whole conversation
     limit, what = max_len(cfg)
-    if math.isfinite(longest):
+    if math.isfinite(longest) and wl.arrival != "trace":
         _need(
             longest <= limit,
             f"the workload can produce requests of {int(longest)} tokens (workload.prompt_tokens up to "
-            f"{int(upper_bound(wl.prompt_tokens))} + workload.output_tokens up to {int(upper_bound(wl.output_tokens))}), "
-            f"longer than {what}; lower those maxima.",
+            f"{int(upper_bound(wl.prompt_tokens))} + workload.output_tokens up to {int(upper_bound(wl.output_tokens))}"
+            + (", with shared prefixes and conversation history" if longest != upper_bound(wl.prompt_tokens) + upper_bound(wl.output_tokens) else "")
+            + f"), longer than {what}; lower those maxima.",
         )
 
 

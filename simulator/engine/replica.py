@@ -117,6 +117,7 @@ class Replica:
             req.first_scheduled_s = self.env.now
         req.status = "prefilling"
         self.prefilling[req.id] = req
+        self.prefill_kv += req.prefilled  # a prefix found in the cache is already stored
         self.in_flight += 1
 
     def receive(self, req: Request, kv_entries: int) -> None:
@@ -141,8 +142,7 @@ class Replica:
                 req.last_token_s = running.last_decode_end
             entries = running.remove(req)
         blocks = req.blocks
-        self.kv.release(blocks)
-        req.blocks = 0
+        self.kv.release_request(req)
         req.preemptions += 1
         self._preempted += 1
         self.in_flight -= 1
@@ -283,6 +283,7 @@ class Replica:
                 continue  # chunked prefill: more chunks to come
             del self.prefilling[req.id]
             self.prefill_kv -= req.target
+            self.kv.register(req)
             req.generated += 1
             if req.first_token_s != req.first_token_s:  # NaN: the first token
                 req.prefill_done_s = now
@@ -306,8 +307,7 @@ class Replica:
 
     def release_transferred(self, req: Request) -> None:
         """Disaggregation: ``req``'s KV has reached its decode replica."""
-        self.kv.release(req.blocks)
-        req.blocks = 0
+        self.kv.release_request(req)
         self.wake()
 
     def _complete(self, req: Request, now: float, kv_entries: int) -> None:
@@ -325,8 +325,7 @@ class Replica:
         self.held_kv = 0
 
     def _finish(self, req: Request, now: float) -> None:
-        self.kv.release(req.blocks)
-        req.blocks = 0
+        self.kv.release_request(req)
         req.finish_s = now
         req.status = "completed"
         self.in_flight -= 1

@@ -24,6 +24,8 @@ class Request:
         "dst_blocks",  # KV blocks held on a decode replica while the KV is in transit
         "redo",  # tokens of discarded KV still to be recomputed
         "swapped_kv",  # KV entries parked in host memory (swap preemption)
+        "prefix_keys",  # prefix caching: one key per full prompt block (hash chain)
+        "shared",  # prefix caching: leading blocks held as references to cached blocks
         # decode bookkeeping (see RunningSet)
         "join_step",
         "kv0",
@@ -55,6 +57,8 @@ class Request:
         self.dst_blocks = 0
         self.redo = 0
         self.swapped_kv = 0
+        self.prefix_keys: tuple = ()
+        self.shared = 0
         self.join_step = 0
         self.kv0 = 0
         self.g0 = 0
@@ -74,6 +78,13 @@ class Request:
     def max_kv_tokens(self) -> int:
         """KV entries held just before the last token is produced."""
         return self.prompt + self.output - 1
+
+    def set_prefix(self, ids, granularity: int, block_size: int) -> None:
+        """Keys of the full prompt blocks from chained prefix ids (one id per
+        ``granularity`` tokens): block j's key is (id covering its last token,
+        its end position), which names the whole prompt up to that point."""
+        n = min(self.prompt // block_size, len(ids) * granularity // block_size)
+        self.prefix_keys = tuple((ids[((j + 1) * block_size - 1) // granularity], (j + 1) * block_size) for j in range(n))
 
     def __repr__(self) -> str:
         return f"Request(id={self.id}, prompt={self.prompt}, output={self.output}, generated={self.generated})"

@@ -17,7 +17,7 @@ import simpy
 from simulator.engine.replica import Replica
 from simulator.engine.request import Request
 from simulator.latency import build_latency_model
-from simulator.memory import ALLOCATIONS
+from simulator.memory import ALLOCATIONS, PrefixCachingBlockManager
 from simulator.metrics.recorder import Recorder
 from simulator.scheduling import SCHEDULERS
 from simulator.specs import MemoryBudget, ModelSpec, memory_budget
@@ -91,6 +91,8 @@ def simulate(cfg, workload: Workload | None = None) -> SimulationOutput:
         elif SCHEDULERS.get(pcfg.scheduler.policy).requires_reservation and ALLOCATIONS.get(allocation).grows:
             allocation = "reserve_max"  # request-level batching reserves up front
         kv_cls = ALLOCATIONS.get(allocation)
+        if pcfg.memory.prefix_caching and allocation == "paged" and name != "decode":
+            kv_cls = PrefixCachingBlockManager  # a decode pool receives KV and never prefills prompts
         max_len = pcfg.memory.max_model_len or pcfg.model.max_context
         swap_blocks = int(pcfg.memory.swap_space_gb * 1e9 * spec.tp // (pcfg.memory.block_size * spec.kv_bytes_per_token))
         replicas = []
@@ -119,7 +121,10 @@ def simulate(cfg, workload: Workload | None = None) -> SimulationOutput:
         from simulator.engine.disaggregation import KVTransfer
 
         transfers = KVTransfer(env, cfg, pools[0].replicas, pools[1].replicas, pools[1].spec)
-    env.process(_arrivals(env, workload, pools[0].replicas, transfers))
+    prefix = None
+    if cfg.memory.prefix_caching and workload.prefix_ids is not None:
+        prefix = (workload.prefix_ids, int(workload.prefix_block_tokens), int(cfg.memory.block_size))
+    env.process(_arrivals(env, workload, pools[0].replicas, transfers, prefix))
     env.run()
     every = [r for p in pools for r in p.replicas]
     return SimulationOutput(
@@ -133,7 +138,7 @@ def simulate(cfg, workload: Workload | None = None) -> SimulationOutput:
     )
 
 
-def _arrivals(env: simpy.Environment, workload: Workload, replicas: list[Replica], transfers):
+def _arrivals(env: simpy.Environment, workload: Workload, replicas: list[Replica], transfers, prefix=None):
     """Feed requests one at a time (round-robin across the entry replicas)."""
     targets = itertools.cycle(replicas)
     arrival = workload.arrival_s.tolist()
@@ -144,6 +149,9 @@ def _arrivals(env: simpy.Environment, workload: Workload, replicas: list[Replica
         if delay > 0:
             yield env.timeout(delay)
         req = Request(i, t, prompt[i], output[i])
+        if prefix is not None:
+            ids, granularity, block_size = prefix
+            req.set_prefix(ids[i], granularity, block_size)
         target = next(targets)
         if transfers is not None:
             reason = transfers.reject_reason(req)

@@ -29,6 +29,7 @@ class BlockManager:
     """Paged allocation: blocks follow the tokens actually stored."""
 
     grows = True  # running requests take new blocks as they produce tokens
+    caches_prefixes = False
 
     def __init__(self, total_blocks: int, block_size: int, watermark: float = 0.0, max_model_len: int = 0):
         if total_blocks <= 0:
@@ -55,6 +56,29 @@ class BlockManager:
         """Extra blocks ``req`` needs so that it can hold ``tokens`` KV entries."""
         need = self.blocks_for(max(tokens, self.reservation(req))) - req.blocks
         return need if need > 0 else 0
+
+    # -- admission and release (overridden by prefix caching) -------------------
+    def cached_tokens(self, req) -> int:
+        """Prompt tokens of ``req`` that admission would find already computed."""
+        return 0
+
+    def admit_cost(self, req, tokens: int) -> int:
+        """Free blocks ``req`` would consume to hold ``tokens`` KV entries."""
+        return self.blocks_to_hold(req, tokens)
+
+    def admit(self, req, tokens: int) -> None:
+        """Give ``req`` the blocks to hold ``tokens`` KV entries (after ``admit_cost`` fitted)."""
+        blocks = self.blocks_to_hold(req, tokens)
+        self.allocate(blocks)
+        req.blocks += blocks
+
+    def register(self, req) -> None:
+        """``req``'s prompt is computed (prefix caching registers its blocks)."""
+
+    def release_request(self, req) -> None:
+        """Return every block ``req`` holds."""
+        self.release(req.blocks)
+        req.blocks = 0
 
     def can_admit(self, blocks: int) -> bool:
         """Whether a new request needing ``blocks`` may be admitted now."""

@@ -219,6 +219,16 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
             "usd": usd,
         },
     }
+    caches = [r.kv for p in out.pools for r in p.replicas if r.kv.caches_prefixes]
+    if caches:
+        st = {k: sum(c.stats()[k] for c in caches) for k in ("lookups_blocks", "hit_blocks", "saved_prefill_tokens", "evictions", "cached_blocks_at_end")}
+        admitted_prompt = int(requests.loc[requests["status"] != "rejected", "prompt_tokens"].sum())
+        summary["prefix_cache"] = {
+            **st,
+            "block_hit_rate": st["hit_blocks"] / st["lookups_blocks"] if st["lookups_blocks"] else 0.0,
+            "token_hit_rate": st["saved_prefill_tokens"] / admitted_prompt if admitted_prompt else 0.0,
+            "note": "token_hit_rate = prompt tokens found cached / prompt tokens of accepted requests (recomputes included)",
+        }
     if out.transfers is not None:
         t = out.transfers
         summary["kv_transfer"] = {

@@ -48,16 +48,15 @@ class ChunkedPrefillScheduler(Scheduler):
         seqs = len(running) + len(rep.prefilling) + rep.arriving
         while waiting and budget > 0 and seqs < self.max_batch_size and not rep.swapped:
             req = waiting[0]
-            n = min(req.target, budget)
-            blocks = kv.blocks_to_hold(req, req.target)
+            blocks = kv.admit_cost(req, req.target)
             if not kv.can_admit(blocks) and (running or rep.prefilling or plan.prefill):
                 break
             if blocks > kv.free:
                 break
             waiting.popleft()
-            kv.allocate(blocks)
-            req.blocks += blocks
+            kv.admit(req, req.target)
             rep.admit(req)
+            n = min(req.target - req.prefilled, budget)
             plan.prefill.append((req, n))
             budget -= n
             seqs += 1

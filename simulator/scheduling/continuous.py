@@ -44,19 +44,18 @@ class ContinuousScheduler(Scheduler):
             seqs = len(running) + rep.arriving
             while waiting and seqs < self.max_batch_size:
                 req = waiting[0]
-                need = req.target
+                need = req.target - max(req.prefilled, kv.cached_tokens(req))  # tokens to compute
                 # A recomputed request may exceed the budget; it then runs alone.
                 if plan.prefill and tokens + need > self.max_batch_tokens:
                     break
-                blocks = kv.blocks_to_hold(req, need)
-                if not kv.can_admit(blocks):
+                if not kv.can_admit(kv.admit_cost(req, req.target)):
                     break
                 waiting.popleft()
-                kv.allocate(blocks)
-                req.blocks += blocks
+                kv.admit(req, req.target)
                 rep.admit(req)
-                plan.prefill.append((req, need))
-                tokens += need
+                n = req.target - req.prefilled
+                plan.prefill.append((req, n))
+                tokens += n
                 seqs += 1
             if plan.prefill:
                 return plan

@@ -47,12 +47,10 @@ class StaticScheduler(Scheduler):
         plan = Plan()
         while waiting and len(plan.prefill) < self.max_batch_size:
             req = waiting[0]
-            blocks = kv.blocks_to_hold(req, req.target)
-            if not kv.can_admit(blocks) and plan.prefill:
+            if not kv.can_admit(kv.admit_cost(req, req.target)) and plan.prefill:
                 break
             waiting.popleft()
-            kv.allocate(blocks)
-            req.blocks += blocks
+            kv.admit(req, req.target)
             rep.admit(req)
             plan.prefill.append((req, req.target))
         longest = max(n for _, n in plan.prefill)

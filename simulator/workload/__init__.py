@@ -8,7 +8,7 @@ loop one at a time by a single arrival process; nothing is pre-scheduled.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,6 +24,16 @@ class Workload:
     arrival_s: np.ndarray  # float64, non-decreasing, seconds from t=0
     prompt_tokens: np.ndarray  # int64 >= 1
     output_tokens: np.ndarray  # int64 >= 1
+    #: Optional prefix identity: for request i, ``prefix_ids[i]`` is a sequence
+    #: of ints, one per ``prefix_block_tokens`` tokens of its prompt, chained
+    #: (equal ids at position k mean equal prompts up to the end of block k).
+    prefix_ids: list | None = None
+    prefix_block_tokens: int = 512
+    #: Optional labels carried to requests.parquet (trace columns).
+    tenant: np.ndarray | None = None
+    session: np.ndarray | None = None
+    #: What replay changed, for the summary (e.g. clipped requests).
+    notes: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.arrival_s)
@@ -31,6 +41,10 @@ class Workload:
 
 def generate(cfg) -> Workload:
     wl = cfg.workload
+    if wl.arrival == "trace":
+        from simulator.workload.traces import load
+
+        return load(cfg)
     arrivals = ARRIVALS.get(wl.arrival)
     rng_arr = stream(cfg.seed, "arrivals")
     limit_n = wl.num_requests if wl.num_requests is not None else np.iinfo(np.int64).max
@@ -50,6 +64,12 @@ def generate(cfg) -> Workload:
     n = len(arrival_s)
     prompt = LENGTHS.get(wl.prompt_tokens.dist)(wl.prompt_tokens, stream(cfg.seed, "prompt_tokens"), n)
     output = LENGTHS.get(wl.output_tokens.dist)(wl.output_tokens, stream(cfg.seed, "output_tokens"), n)
+    pf = wl.prefix
+    if pf.system_prompts > 0 or (pf.sessions > 0 and pf.turns > 1):
+        from simulator.workload import prefixes
+
+        prompt, ids = prefixes.apply(cfg, prompt, output)
+        return Workload(arrival_s, prompt, output, prefix_ids=ids, prefix_block_tokens=prefixes.GRANULARITY)
     return Workload(arrival_s, prompt, output)
 
 

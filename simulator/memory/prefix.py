@@ -1,0 +1,140 @@
+"""Prefix caching on top of paged KV memory (vLLM ``--enable-prefix-caching``).
+
+Every full ``block_size``-token block of a prompt has a key that identifies
+the whole prompt up to the block's end (a hash chain, computed from the
+workload's prefix ids). When a prompt's prefill completes, its full blocks
+are registered under their keys. A later request whose prompt starts with
+the same blocks *references* them instead of computing them: its prefill
+starts after the cached tokens, so prefill work and TTFT shrink.
+
+A cached block lives while any request references it; when the last one
+ends, the block stays cached but *evictable*, and counts as free: a new
+allocation takes truly free blocks first, then evicts the least recently
+released cached blocks. At least the prompt's last token is always
+recomputed (it produces the first output token), as in vLLM.
+
+Left out: caching of generated tokens' blocks (only prompt blocks are
+registered); registration block by block during a chunked prefill (blocks are
+registered when the prompt completes); hash collisions.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from simulator.memory.paged import BlockManager
+
+
+class PrefixCachingBlockManager(BlockManager):
+    caches_prefixes = True
+
+    def __init__(self, total_blocks: int, block_size: int, watermark: float = 0.0, max_model_len: int = 0):
+        super().__init__(total_blocks, block_size, watermark, max_model_len)
+        self.refs: dict = {}  # key -> number of requests referencing the cached block
+        self.evictable: OrderedDict = OrderedDict()  # key -> None, least recently released first
+        # counters for the summary
+        self.lookups = 0  # prompt blocks looked up
+        self.hit_blocks = 0  # ... found in the cache
+        self.saved_tokens = 0  # prompt tokens not computed thanks to hits
+        self.evictions = 0
+
+    # -- matching ------------------------------------------------------------
+    def _hits(self, req) -> int:
+        """Leading full prompt blocks of ``req`` present in the cache (at most
+        all but the one holding the prompt's last token)."""
+        keys = req.prefix_keys
+        if not keys:
+            return 0
+        limit = min(len(keys), (req.prompt - 1) // self.block_size)
+        refs = self.refs
+        h = 0
+        while h < limit and keys[h] in refs:
+            h += 1
+        return h
+
+    def cached_tokens(self, req) -> int:
+        return 0 if req.blocks else self._hits(req) * self.block_size
+
+    def admit_cost(self, req, tokens: int) -> int:
+        """Free blocks ``req`` would consume to hold ``tokens`` KV entries."""
+        h = self._hits(req) if not req.blocks else 0
+        new = self.blocks_for(max(tokens, self.reservation(req))) - req.blocks - h
+        revived = sum(1 for k in req.prefix_keys[:h] if self.refs[k] == 0)
+        return max(new, 0) + revived
+
+    def admit(self, req, tokens: int) -> None:
+        """Reference cached prefix blocks, allocate the rest, skip cached tokens."""
+        h = self._hits(req) if not req.blocks else 0
+        keys = req.prefix_keys
+        if req.blocks == 0 and keys:
+            limit = min(len(keys), (req.prompt - 1) // self.block_size)
+            self.lookups += limit
+        if h:
+            for k in keys[:h]:
+                if self.refs[k] == 0:
+                    del self.evictable[k]
+                    self.free -= 1
+                self.refs[k] += 1
+            req.shared = h
+            self.hit_blocks += h
+            cached = h * self.block_size
+            if cached > req.prefilled:
+                self.saved_tokens += cached - req.prefilled
+                req.prefilled = cached
+        new = self.blocks_for(max(tokens, self.reservation(req))) - req.blocks - h
+        if new > 0:
+            self.allocate(new)
+        req.blocks += h + max(new, 0)
+        used = self.total - self.free
+        if used > self.peak_used:
+            self.peak_used = used
+
+    def allocate(self, blocks: int) -> None:
+        truly_free = self.free - len(self.evictable)
+        while truly_free < blocks and self.evictable:
+            key, _ = self.evictable.popitem(last=False)
+            del self.refs[key]
+            self.evictions += 1
+            truly_free += 1
+        super().allocate(blocks)
+
+    # -- after the prefill, at the end ---------------------------------------
+    def register(self, req) -> None:
+        """The prompt of ``req`` is computed: cache its full blocks it does not share yet."""
+        keys = req.prefix_keys
+        if not keys:
+            return
+        full = min(len(keys), req.prompt // self.block_size)
+        owned = 0
+        for k in keys[req.shared : full]:
+            if k in self.refs:  # computed concurrently by another request: keep ours private
+                break
+            self.refs[k] = 1
+            owned += 1
+        req.shared += owned
+
+    def release_request(self, req) -> None:
+        shared = req.shared
+        if shared:
+            refs, evictable = self.refs, self.evictable
+            for k in req.prefix_keys[:shared]:
+                n = refs[k] - 1
+                refs[k] = n
+                if n == 0:
+                    evictable[k] = None
+            req.shared = 0
+        # Shared blocks still referenced by others stay used; the rest return.
+        private = req.blocks - shared
+        released_shared = sum(1 for k in req.prefix_keys[:shared] if self.refs[k] == 0) if shared else 0
+        self.release(private + released_shared)
+        req.blocks = 0
+
+    def stats(self) -> dict:
+        return {
+            "lookups_blocks": self.lookups,
+            "hit_blocks": self.hit_blocks,
+            "block_hit_rate": self.hit_blocks / self.lookups if self.lookups else 0.0,
+            "saved_prefill_tokens": self.saved_tokens,
+            "evictions": self.evictions,
+            "cached_blocks_at_end": len(self.refs),
+        }

@@ -1,0 +1,125 @@
+"""Prefix caching: shared prompt blocks are computed once, referenced, and evicted LRU."""
+
+from __future__ import annotations
+
+import pytest
+
+import simulator
+from simulator.engine.request import Request
+from simulator.memory.prefix import PrefixCachingBlockManager
+
+QUIET = ["output.charts=false", "workload.prompt_tokens.max=4096", "workload.output_tokens.max=1024"]
+SYSTEM = ["workload.prefix.system_prompts=1", "workload.prefix.system_tokens=1024"]
+
+
+def req(rid: int, prompt: int, ids: list, granularity: int = 16, block: int = 16) -> Request:
+    r = Request(rid, 0.0, prompt, 10)
+    r.set_prefix(ids, granularity, block)
+    return r
+
+
+def test_keys_map_coarse_prefix_ids_onto_engine_blocks():
+    # Mooncake: one id per 512 tokens; engine blocks of 16 tokens.
+    r = req(0, 1100, [7, 8, 9], granularity=512)
+    assert len(r.prefix_keys) == 1100 // 16  # full blocks only
+    assert r.prefix_keys[0] == (7, 16) and r.prefix_keys[31] == (7, 512) and r.prefix_keys[32] == (8, 528)
+    other = req(1, 1100, [7, 5, 6], granularity=512)  # same first 512 tokens only
+    shared = sum(a == b for a, b in zip(r.prefix_keys, other.prefix_keys))
+    assert shared == 32
+
+
+def test_second_request_reuses_the_first_ones_blocks():
+    kv = PrefixCachingBlockManager(100, 16)
+    a, b = req(0, 100, list(range(7))), req(1, 100, list(range(7)))
+    kv.admit(a, a.target)
+    assert a.prefilled == 0 and a.blocks == 7
+    kv.register(a)  # a's prompt is computed: its 6 full blocks are cached
+    assert kv.cached_tokens(b) == 96
+    cost = kv.admit_cost(b, b.target)
+    kv.admit(b, b.target)
+    assert b.prefilled == 96 and b.shared == 6 and cost == 1  # only the partial block is new
+    assert kv.free == 100 - 7 - 1
+    kv.release_request(a)
+    assert kv.free == 100 - 7  # shared blocks stay in use while b holds them
+    kv.release_request(b)
+    assert kv.free == 100 and len(kv.evictable) == 6  # cached, evictable, counted free
+
+
+def test_the_last_prompt_token_is_always_recomputed():
+    kv = PrefixCachingBlockManager(100, 16)
+    a, b = req(0, 96, list(range(6))), req(1, 96, list(range(6)))  # 6 full blocks exactly
+    kv.admit(a, 96)
+    kv.register(a)
+    kv.admit(b, 96)
+    assert b.prefilled == 80  # 5 blocks: the block with the last token is computed again
+
+
+def test_lru_eviction_reclaims_unreferenced_blocks():
+    kv = PrefixCachingBlockManager(10, 16)
+    a = req(0, 160, list(range(10)))
+    kv.admit(a, 160)
+    kv.register(a)
+    kv.release_request(a)
+    assert kv.free == 10 and len(kv.evictable) == 10
+    c = req(1, 64, [100, 101, 102, 103])  # unrelated: must evict 4 of a's blocks, oldest first
+    kv.admit(c, 64)
+    assert kv.evictions == 4 and (0, 16) not in kv.refs and (9, 160) in kv.refs
+
+
+def run(*overrides):
+    return simulator.run(QUIET + list(overrides))
+
+
+@pytest.fixture(scope="module")
+def shared_prompt():
+    common = [*SYSTEM, "workload.num_requests=1000", "workload.rate=8"]
+    return run(*common, "memory.prefix_caching=false"), run(*common, "memory.prefix_caching=true")
+
+
+def test_caching_cuts_prefill_work_and_ttft(shared_prompt):
+    off, on = shared_prompt
+    saved = on.summary["prefix_cache"]["saved_prefill_tokens"]
+    # every request but the first few finds the 1,024-token system prompt (64 blocks) cached
+    assert saved >= 0.95 * 1000 * 1024
+    assert on.steps["prefill_tokens"].sum() == off.steps["prefill_tokens"].sum() - saved
+    assert on.summary["latency_s"]["ttft"]["p50"] < 0.7 * off.summary["latency_s"]["ttft"]["p50"]
+    assert on.summary["prefix_cache"]["token_hit_rate"] == pytest.approx(saved / on.requests["prompt_tokens"].sum())
+
+
+def test_outputs_do_not_change_with_caching_only_timing(shared_prompt):
+    off, on = shared_prompt
+    assert (off.requests["prompt_tokens"] == on.requests["prompt_tokens"]).all()
+    assert (on.requests["status"] == "completed").all()
+
+
+def test_sessions_hit_their_own_history():
+    r = run("memory.prefix_caching=true", "workload.prefix.sessions=10", "workload.prefix.turns=4",
+            "workload.num_requests=400", "workload.prompt_tokens.max=1024", "workload.output_tokens.max=256",
+            "workload.rate=4")
+    pc = r.summary["prefix_cache"]
+    assert pc["hit_blocks"] > 0 and pc["token_hit_rate"] > 0.2
+    # turn k's prompt contains turns 1..k-1: prompts grow along a session
+    df = r.requests.sort_values("request_id")
+    first, fourth = df.iloc[0:10]["prompt_tokens"], df.iloc[30:40]["prompt_tokens"]
+    assert (fourth.to_numpy() > first.to_numpy()).all()
+
+
+def test_small_cache_evicts_and_still_finishes():
+    r = run("memory.prefix_caching=true", *SYSTEM, "workload.num_requests=300", "workload.rate=20",
+            "memory.activation_reserve_gb=54.5")
+    assert r.summary["prefix_cache"]["evictions"] > 0
+    assert (r.requests["status"] == "completed").all()
+    assert r.summary["kv_cache"]["blocks_in_use_at_end"] == 0
+
+
+@pytest.mark.parametrize(
+    "overrides,fragment",
+    [
+        (["memory.allocation=reserve_max"], "memory.prefix_caching=true needs memory.allocation=paged"),
+        (["scheduler=static"], "not supported with scheduler.policy=static"),
+        (["workload.prefix.system_prompts=2"], "set workload.prefix.system_prompts and workload.prefix.system_tokens together"),
+    ],
+)
+def test_prefix_configuration_errors(overrides, fragment):
+    with pytest.raises(simulator.ConfigError, match=fragment):
+        simulator.load_config(["memory.prefix_caching=true", *QUIET[1:], *overrides])
