@@ -67,6 +67,16 @@ def render_summary(summary: dict, outdir: str | None = None, console: Console | 
         + f": {kv['tokens_per_replica']:,} tokens/replica ({kv['blocks_per_replica']:,} blocks, "
         f"{kv['gb_per_replica']:.1f} GB) · peak {kv['peak_usage'] * 100:.0f}% · mean {kv['mean_usage'] * 100:.0f}%"
     )
+    if "prefix_cache" in summary:
+        pc = summary["prefix_cache"]
+        p(
+            f"prefix cache: {pc['token_hit_rate'] * 100:.1f}% of prompt tokens found cached "
+            f"({pc['saved_prefill_tokens']:,} tokens not recomputed) · {pc['evictions']:,} evictions"
+        )
+    if "kv_transfer" in summary:
+        t = summary["kv_transfer"]
+        if t["transfers"]:
+            p(f"KV transfer: {t['transfers']:,} copies, {t['gb']:,.1f} GB, {t['mean_s'] * 1e3:.2f} ms mean copy")
     usd = f" · ${cost['usd']:,.2f} at ${cost['price_per_gpu_hour']:g}/GPU-h" if cost["usd"] is not None else ""
     p(f"cost: {cost['gpus']} GPU · {cost['gpu_hours']:.3f} GPU-h{usd}")
     if outdir:
