@@ -1,7 +1,7 @@
 """``servesim-calibrate``: measure -> fit -> validate, and import Vidur profiles.
 
-    servesim-calibrate run --model tiny-llama --out calibration/profiles/cpu-tiny-llama
     servesim-calibrate run --model llama-3.1-8b --device cuda --out h100-llama-3.1-8b-tp1
+    servesim-calibrate run --model tiny-llama --threads 1 --statistic p10 --out my-cpu-profile
     servesim-calibrate validate PROFILE_DIR
     servesim-calibrate import-vidur VIDUR_MODEL_DIR --tp 1 --out DIR
     servesim-calibrate show PROFILE_DIR

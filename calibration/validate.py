@@ -234,6 +234,17 @@ def write_report(directory: Path, df: pd.DataFrame, summary: dict, metadata: dic
         f"max {summary['max_ape']:.1%}** over {summary['steps']} steps; fitted per-step overhead "
         f"{summary['step_overhead_s'] * 1e3:.3f} ms + {summary['step_overhead_per_token_s'] * 1e6:.2f} µs per token.",
         "",
+        "Signed error by kind of step (positive: predicted slower than measured): "
+        + ", ".join(
+            f"{kind} {err:+.1%}"
+            for kind, err in (
+                ("decode only", (df["predicted_s"] / df["measured_s"] - 1)[df["prefill_seqs"] == 0].mean()),
+                ("prefill only", (df["predicted_s"] / df["measured_s"] - 1)[df["decode_seqs"] == 0].mean()),
+                ("mixed", (df["predicted_s"] / df["measured_s"] - 1)[(df["prefill_seqs"] > 0) & (df["decode_seqs"] > 0)].mean()),
+            )
+        )
+        + ".",
+        "",
         "| step | measured (ms) | p10-p90 (ms) | predicted (ms) | error |",
         "|---|---:|---:|---:|---:|",
     ]

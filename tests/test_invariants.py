@@ -14,7 +14,7 @@ SCENARIOS = {
     "constant-batched": ["latency=constant", "latency.step_s=0.02"],
     "memory-pressure": PRESSURE,
     "swap": PRESSURE + ["scheduler.preemption_mode=swap", "memory.swap_space_gb=0.5"],
-    "tight-batch-limits": ["scheduler.max_batch_size=8", "scheduler.max_batch_tokens=4096"],
+    "tight-batch-limits": ["scheduler.max_batch_size=8", "scheduler.max_batch_tokens=8192", "workload.prompt_tokens.max=4096"],
     "gamma-bursty": ["workload.arrival=gamma", "workload.cv=3", "workload.rate=15"],
     "two-replicas": ["cluster.replicas=2", "workload.rate=20"],
     "static": ["scheduler=static", "memory.max_model_len=10240", "workload.rate=6"],
@@ -167,7 +167,10 @@ def test_request_that_can_never_fit_is_rejected_not_deadlocked():
 
 
 def test_prompt_longer_than_batch_token_budget_is_rejected():
-    r = run("scheduler.max_batch_tokens=1024", "workload.num_requests=200")
+    # Bounded prompt lengths above the budget are a config error; an unbounded
+    # distribution can still draw one, which is then rejected at arrival.
+    r = run("scheduler.max_batch_tokens=1024", "workload.num_requests=200",
+            "workload.prompt_tokens.dist=exponential", "workload.prompt_tokens.mean=500")
     df = r.requests
     long = df["prompt_tokens"] > 1024
     assert long.any()

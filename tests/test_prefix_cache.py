@@ -7,6 +7,7 @@ import pytest
 import simulator
 from simulator.engine.request import Request
 from simulator.memory.prefix import PrefixCachingBlockManager
+from tests.conftest import SHARED
 
 QUIET = ["output.charts=false", "workload.prompt_tokens.max=4096", "workload.output_tokens.max=1024"]
 SYSTEM = ["workload.prefix.system_prompts=1", "workload.prefix.system_tokens=1024"]
@@ -123,3 +124,25 @@ def test_small_cache_evicts_and_still_finishes():
 def test_prefix_configuration_errors(overrides, fragment):
     with pytest.raises(simulator.ConfigError, match=fragment):
         simulator.load_config(["memory.prefix_caching=true", *QUIET[1:], *overrides])
+
+
+MOONCAKE = SHARED / "traces" / "mooncake_synthetic" / "synthetic_trace.jsonl"
+
+
+@pytest.mark.skipif(not MOONCAKE.is_file(), reason="../shared/traces/mooncake_synthetic is not beside the project")
+def test_prefix_caching_cuts_ttft_on_the_mooncake_trace():
+    """The whole Mooncake trace at half speed on one H200 (Qwen2.5-7B, chunked prefill).
+
+    Measured: mean TTFT 26.2 s without caching, 2.0 s with it; 23% of prompt
+    tokens served from cache (an unbounded cache would serve 65%: the trace's
+    1.3M distinct blocks far exceed one GPU's KV memory)."""
+    base = ["workload.arrival=trace", f"workload.trace.path={MOONCAKE}", "workload.num_requests=null",
+            "workload.trace.speedup=0.5", "scheduler=chunked_prefill", "hardware=h200", "model=qwen2.5-7b",
+            "output.charts=false"]
+    off = simulator.run(base + ["memory.prefix_caching=false"]).summary
+    on = simulator.run(base + ["memory.prefix_caching=true"]).summary
+    assert on["requests"]["completed"] == off["requests"]["completed"] == 3993
+    assert on["prefix_cache"]["token_hit_rate"] >= 0.15
+    assert on["latency_s"]["ttft"]["mean"] < 0.25 * off["latency_s"]["ttft"]["mean"]
+    assert on["latency_s"]["ttft"]["p99"] < 0.25 * off["latency_s"]["ttft"]["p99"]
+    assert on["workload"]["clipped_requests"] == 10  # prompts beyond Qwen2.5's 131,072-token context

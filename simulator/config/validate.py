@@ -74,7 +74,10 @@ def validate(cfg) -> None:
     _need(cfg.seed >= 0, f"seed must be an integer >= 0 (got {cfg.seed}).")
     wl = cfg.workload
     if wl.arrival == "trace":
+        from simulator.workload.traces import check_config
+
         _need(bool(wl.trace.path), "workload.arrival=trace needs workload.trace.path (a trace file).")
+        check_config(wl.trace, wl.num_requests, wl.duration_s)
     elif wl.arrival not in ARRIVALS:
         raise ConfigError(
             f"workload.arrival={wl.arrival!r} is not a known arrival process; "
@@ -84,8 +87,9 @@ def validate(cfg) -> None:
     if wl.arrival == "gamma":
         _positive(wl.cv, "workload.cv")
     _need(
-        wl.num_requests is not None or wl.duration_s is not None,
-        "set workload.num_requests or workload.duration_s (or both) so the workload ends.",
+        wl.num_requests is not None or wl.duration_s is not None or (wl.arrival == "trace" and not wl.trace.loop),
+        "set workload.num_requests or workload.duration_s (or both) so the workload ends"
+        + (" (a looped trace never does)." if wl.arrival == "trace" else "."),
     )
     if wl.num_requests is not None:
         _need(wl.num_requests >= 1, f"workload.num_requests must be >= 1 (got {wl.num_requests}).")
@@ -94,7 +98,32 @@ def validate(cfg) -> None:
     _length(wl.prompt_tokens, "workload.prompt_tokens")
     _length(wl.output_tokens, "workload.output_tokens")
 
-    _scheduler(cfg.scheduler, "scheduler")
+    m = cfg.model
+    mem = cfg.memory
+    if mem.max_model_len is not None:
+        _need(
+            1 <= mem.max_model_len <= m.max_context,
+            f"memory.max_model_len must lie in [1, {m.max_context}] for model {m.name} (got {mem.max_model_len}).",
+        )
+    pf = wl.prefix
+    longest = upper_bound(wl.prompt_tokens) + upper_bound(wl.output_tokens) + pf.system_tokens
+    if pf.sessions > 0 and pf.turns > 1:
+        longest *= pf.turns  # a last turn holds the whole conversation
+    limit, what = max_len(cfg)
+    if math.isfinite(longest) and wl.arrival != "trace":
+        _need(
+            longest <= limit,
+            f"the workload can produce requests of {int(longest)} tokens (workload.prompt_tokens up to "
+            f"{int(upper_bound(wl.prompt_tokens))} + workload.output_tokens up to {int(upper_bound(wl.output_tokens))}"
+            + (", with shared prefixes and conversation history" if longest != upper_bound(wl.prompt_tokens) + upper_bound(wl.output_tokens) else "")
+            + f"), longer than {what}; lower those maxima.",
+        )
+
+    prompt_max = None if wl.arrival == "trace" else upper_bound(wl.prompt_tokens) + wl.prefix.system_tokens
+    if wl.prefix.sessions > 0 and wl.prefix.turns > 1:
+        prompt_max = None  # conversations grow; long turns are rejected at run time
+    disagg = cfg.cluster.disaggregation.enabled
+    _scheduler(cfg.scheduler, "scheduler", None if disagg else prompt_max)
     lat = cfg.latency
     LATENCY_MODELS.get(lat.model)
     if lat.model == "constant":
@@ -131,12 +160,6 @@ def validate(cfg) -> None:
     )
 
     _positive(mem.swap_space_gb, "memory.swap_space_gb", allow_zero=True)
-    m = cfg.model
-    if mem.max_model_len is not None:
-        _need(
-            1 <= mem.max_model_len <= m.max_context,
-            f"memory.max_model_len must lie in [1, {m.max_context}] for model {m.name} (got {mem.max_model_len}).",
-        )
     cl = cfg.cluster
     _need(cl.replicas >= 1, f"cluster.replicas must be >= 1 (got {cl.replicas}).")
     _need(cl.tp >= 1, f"cluster.tp must be >= 1 (got {cl.tp}).")
@@ -151,7 +174,7 @@ def validate(cfg) -> None:
         for name, pcfg in pool_configs(cfg):
             key = f"cluster.disaggregation.{name}"
             _need(pcfg.cluster.replicas >= 1, f"{key}.replicas must be >= 1 (got {pcfg.cluster.replicas}).")
-            _scheduler(pcfg.scheduler, f"{key}.scheduler")
+            _scheduler(pcfg.scheduler, f"{key}.scheduler", prompt_max if name == "prefill" else None)
             _need(
                 pcfg.scheduler.policy != "static",
                 f"{key}.scheduler.policy=static is not supported: request-level batching has no separate "
@@ -172,19 +195,6 @@ def validate(cfg) -> None:
         if v is not None:
             _positive(v, f"slo.{key}")
 
-    longest = upper_bound(wl.prompt_tokens) + upper_bound(wl.output_tokens) + pf.system_tokens
-    if pf.sessions > 0 and pf.turns > 1:
-        longest *= pf.turns  # a last turn holds the whole conversation
-    limit, what = max_len(cfg)
-    if math.isfinite(longest) and wl.arrival != "trace":
-        _need(
-            longest <= limit,
-            f"the workload can produce requests of {int(longest)} tokens (workload.prompt_tokens up to "
-            f"{int(upper_bound(wl.prompt_tokens))} + workload.output_tokens up to {int(upper_bound(wl.output_tokens))}"
-            + (", with shared prefixes and conversation history" if longest != upper_bound(wl.prompt_tokens) + upper_bound(wl.output_tokens) else "")
-            + f"), longer than {what}; lower those maxima.",
-        )
-
 
 def max_len(cfg) -> tuple[int, str]:
     """The longest request (prompt + output) the engine accepts, and its name for messages."""
@@ -193,7 +203,7 @@ def max_len(cfg) -> tuple[int, str]:
     return int(cfg.model.max_context), f"model {cfg.model.name}'s context of {cfg.model.max_context} tokens"
 
 
-def _scheduler(sched, key: str) -> None:
+def _scheduler(sched, key: str, prompt_max: float | None = None) -> None:
     from simulator.scheduling import SCHEDULERS
 
     if sched.policy not in SCHEDULERS:
@@ -208,6 +218,13 @@ def _scheduler(sched, key: str) -> None:
         sched.preemption_mode in modes,
         f"{key}.preemption_mode={sched.preemption_mode!r} is not a known preemption mode; choose one of: {', '.join(modes)}.",
     )
+    if sched.policy == "continuous" and prompt_max is not None and math.isfinite(prompt_max):
+        _need(
+            prompt_max <= sched.max_batch_tokens,
+            f"{key}.max_batch_tokens={sched.max_batch_tokens} is below the longest prompt the workload can produce "
+            f"({int(prompt_max)}), which continuous batching could never schedule (vLLM refuses to start likewise); "
+            f"raise it or use scheduler=chunked_prefill.",
+        )
     if sched.policy == "chunked_prefill":
         _need(
             sched.max_batch_tokens >= sched.max_batch_size,

@@ -26,6 +26,7 @@ class Request:
         "swapped_kv",  # KV entries parked in host memory (swap preemption)
         "prefix_keys",  # prefix caching: one key per full prompt block (hash chain)
         "shared",  # prefix caching: leading blocks held as references to cached blocks
+        "hit_memo",  # prefix caching: (cache version, cache, hits) of the last lookup
         # decode bookkeeping (see RunningSet)
         "join_step",
         "kv0",
@@ -40,6 +41,8 @@ class Request:
         "preemptions",
         "swaps",
         "pool",
+        "tenant",
+        "session",
         "status",
         "reject_reason",
     )
@@ -59,6 +62,7 @@ class Request:
         self.swapped_kv = 0
         self.prefix_keys: tuple = ()
         self.shared = 0
+        self.hit_memo = None
         self.join_step = 0
         self.kv0 = 0
         self.g0 = 0
@@ -70,6 +74,8 @@ class Request:
         self.preemptions = 0
         self.swaps = 0
         self.pool = ""
+        self.tenant = ""
+        self.session = ""
         self.prefill_done_s = math.nan
         self.status = "waiting"
         self.reject_reason = ""
@@ -84,7 +90,10 @@ class Request:
         ``granularity`` tokens): block j's key is (id covering its last token,
         its end position), which names the whole prompt up to that point."""
         n = min(self.prompt // block_size, len(ids) * granularity // block_size)
-        self.prefix_keys = tuple((ids[((j + 1) * block_size - 1) // granularity], (j + 1) * block_size) for j in range(n))
+        ids = ids.tolist() if hasattr(ids, "tolist") else ids
+        self.prefix_keys = tuple(
+            [(ids[(end - 1) // granularity], end) for end in range(block_size, (n + 1) * block_size, block_size)]
+        )
 
     def __repr__(self) -> str:
         return f"Request(id={self.id}, prompt={self.prompt}, output={self.output}, generated={self.generated})"

@@ -144,11 +144,17 @@ def _arrivals(env: simpy.Environment, workload: Workload, replicas: list[Replica
     arrival = workload.arrival_s.tolist()
     prompt = workload.prompt_tokens.tolist()
     output = workload.output_tokens.tolist()
+    tenant = workload.tenant.tolist() if workload.tenant is not None else None
+    session = workload.session.tolist() if workload.session is not None else None
     for i, t in enumerate(arrival):
         delay = t - env.now
         if delay > 0:
             yield env.timeout(delay)
         req = Request(i, t, prompt[i], output[i])
+        if tenant is not None:
+            req.tenant = str(tenant[i])
+        if session is not None:
+            req.session = str(session[i])
         if prefix is not None:
             ids, granularity, block_size = prefix
             req.set_prefix(ids[i], granularity, block_size)

@@ -37,6 +37,7 @@ class PrefixCachingBlockManager(BlockManager):
         self.hit_blocks = 0  # ... found in the cache
         self.saved_tokens = 0  # prompt tokens not computed thanks to hits
         self.evictions = 0
+        self.version = 0  # bumps whenever a key enters or leaves the cache
 
     # -- matching ------------------------------------------------------------
     def _hits(self, req) -> int:
@@ -45,11 +46,15 @@ class PrefixCachingBlockManager(BlockManager):
         keys = req.prefix_keys
         if not keys:
             return 0
+        memo = req.hit_memo
+        if memo is not None and memo[0] == self.version and memo[1] is self:
+            return memo[2]  # a waiting request is asked again every step: reuse the scan
         limit = min(len(keys), (req.prompt - 1) // self.block_size)
         refs = self.refs
         h = 0
         while h < limit and keys[h] in refs:
             h += 1
+        req.hit_memo = (self.version, self, h)
         return h
 
     def cached_tokens(self, req) -> int:
@@ -95,6 +100,7 @@ class PrefixCachingBlockManager(BlockManager):
             key, _ = self.evictable.popitem(last=False)
             del self.refs[key]
             self.evictions += 1
+            self.version += 1
             truly_free += 1
         super().allocate(blocks)
 
@@ -111,22 +117,23 @@ class PrefixCachingBlockManager(BlockManager):
                 break
             self.refs[k] = 1
             owned += 1
+        if owned:
+            self.version += 1
         req.shared += owned
 
     def release_request(self, req) -> None:
         shared = req.shared
+        released = req.blocks - shared  # private blocks always return
         if shared:
             refs, evictable = self.refs, self.evictable
             for k in req.prefix_keys[:shared]:
                 n = refs[k] - 1
                 refs[k] = n
-                if n == 0:
+                if n == 0:  # no one else holds it: cached, evictable, counted free
                     evictable[k] = None
+                    released += 1
             req.shared = 0
-        # Shared blocks still referenced by others stay used; the rest return.
-        private = req.blocks - shared
-        released_shared = sum(1 for k in req.prefix_keys[:shared] if self.refs[k] == 0) if shared else 0
-        self.release(private + released_shared)
+        self.release(released)
         req.blocks = 0
 
     def stats(self) -> dict:

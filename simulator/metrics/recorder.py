@@ -27,6 +27,8 @@ REQUEST_COLUMNS = (
     "finish_s",
     "preemptions",
     "swaps",
+    "tenant",
+    "session",
 )
 
 STEP_COLUMNS = (
@@ -92,6 +94,8 @@ class Recorder:
         q["finish_s"].append(r.finish_s)
         q["preemptions"].append(r.preemptions)
         q["swaps"].append(r.swaps)
+        q["tenant"].append(r.tenant)
+        q["session"].append(r.session)
 
     # -- tables ----------------------------------------------------------
     def requests_table(self) -> pd.DataFrame:
@@ -114,6 +118,8 @@ class Recorder:
         )
         df["status"] = df["status"].astype("string")
         df["reject_reason"] = df["reject_reason"].astype("string")
+        df["tenant"] = df["tenant"].astype("string")
+        df["session"] = df["session"].astype("string")
         df = df.sort_values("request_id", kind="stable").reset_index(drop=True)
         done = df["status"] == "completed"
         df["queue_s"] = (df["first_scheduled_s"] - df["arrival_s"]).where(done)

@@ -67,6 +67,14 @@ def slo_met(requests: pd.DataFrame, slo) -> pd.Series:
     return ok.fillna(False).astype(bool)
 
 
+def _offered_rate(cfg, workload) -> float:
+    """workload.rate, or for a trace the mean arrival rate actually replayed."""
+    if cfg.workload.arrival != "trace":
+        return float(cfg.workload.rate)
+    a = workload.arrival_s
+    return float((len(a) - 1) / a[-1]) if len(a) > 1 and a[-1] > 0 else 0.0
+
+
 def _pool_summary(pool, steps: pd.DataFrame, window: float) -> dict:
     st = steps[steps["replica"].isin([r.index for r in pool.replicas])]
     busy = float(st["duration_s"].sum())
@@ -147,7 +155,7 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
             "memory_allocation": decoding.allocation,
             "latency_model": first.latency_description,
             "arrival": cfg.workload.arrival,
-            "rate_rps": float(cfg.workload.rate),
+            "rate_rps": _offered_rate(cfg, out.workload),
             "seed": int(cfg.seed),
         },
         "pools": pools,
@@ -219,6 +227,8 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
             "usd": usd,
         },
     }
+    if out.workload.notes:
+        summary["workload"] = {k: (v.item() if hasattr(v, "item") else v) for k, v in out.workload.notes.items()}
     caches = [r.kv for p in out.pools for r in p.replicas if r.kv.caches_prefixes]
     if caches:
         st = {k: sum(c.stats()[k] for c in caches) for k in ("lookups_blocks", "hit_blocks", "saved_prefill_tokens", "evictions", "cached_blocks_at_end")}

@@ -33,7 +33,7 @@ def render_summary(summary: dict, outdir: str | None = None, console: Console | 
     )
     p(f"latency model: {s['latency_model']}")
     p(
-        f"workload: {s['arrival']} {s['rate_rps']:g} req/s · {rq['total']:,} requests · seed {s['seed']} · "
+        f"workload: {s['arrival']} {s['rate_rps']:.3g} req/s · {rq['total']:,} requests · seed {s['seed']} · "
         f"{summary['window']['end_s']:,.1f} s simulated"
     )
     reasons = ", ".join(f"{k} {v}" for k, v in rq["rejected_by_reason"].items())
@@ -43,8 +43,8 @@ def render_summary(summary: dict, outdir: str | None = None, console: Console | 
         + f" · {rq['preemptions']:,} preemptions"
     )
     p(
-        f"throughput: {th['requests_per_s']:.2f} req/s · {th['output_tokens_per_s']:,.0f} output tok/s · "
-        f"{th['total_tokens_per_s']:,.0f} tok/s"
+        f"throughput: {th['requests_per_s']:.2f} req/s (offered {s['rate_rps']:.3g}; whole run incl. drain) · "
+        f"{th['output_tokens_per_s']:,.0f} output tok/s · {th['total_tokens_per_s']:,.0f} tok/s"
     )
     table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 1))
     table.add_column("latency (ms)")
@@ -58,10 +58,14 @@ def render_summary(summary: dict, outdir: str | None = None, console: Console | 
         f"{name} <= {_secs(slo[k])}" for k, name in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "e2e")) if slo[k] is not None
     ]
     if slo["attainment"] is not None:
+        met = round(slo["attainment"] * rq["total"])
+        pct = f"{slo['attainment'] * 100:.2f}".rstrip("0").rstrip(".")
         p(
-            f"SLO {', '.join(targets) or '(none)'}: {slo['attainment'] * 100:.1f}% met · "
+            f"SLO {', '.join(targets) or '(none)'}: {met:,} of {rq['total']:,} requests met it ({pct}%) · "
             f"goodput {slo['goodput_rps']:.2f} req/s"
         )
+    if s["scheduler"] == "static":
+        p("note: static batching returns responses when the batch ends, so TPOT and e2e include waiting for its longest request")
     p(
         ("KV cache (decode pool)" if s.get("disaggregated") else "KV cache")
         + f": {kv['tokens_per_replica']:,} tokens/replica ({kv['blocks_per_replica']:,} blocks, "
@@ -71,7 +75,7 @@ def render_summary(summary: dict, outdir: str | None = None, console: Console | 
         pc = summary["prefix_cache"]
         p(
             f"prefix cache: {pc['token_hit_rate'] * 100:.1f}% of prompt tokens found cached "
-            f"({pc['saved_prefill_tokens']:,} tokens not recomputed) · {pc['evictions']:,} evictions"
+            f"({pc['saved_prefill_tokens']:,} tokens not recomputed) · {pc['evictions']:,} cached blocks evicted to make room"
         )
     if "kv_transfer" in summary:
         t = summary["kv_transfer"]

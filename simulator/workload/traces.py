@@ -1,0 +1,1404 @@
+"""Recorded traces: read them, check them, replay them as a :class:`Workload`.
+
+Two layers, each usable on its own:
+
+* :func:`read` parses one file into a :class:`Trace` (columns as numpy
+  arrays, on the trace's own clock, in file order). Every bad cell is a
+  :class:`ConfigError` naming the file, the row (and, for CSV and JSONL, the
+  file line) and the column; nothing is returned half-loaded.
+* :func:`replay` applies the ``workload.trace.*`` controls to a :class:`Trace`
+  and returns the :class:`Workload` the simulator feeds, with what each step
+  kept in ``Workload.notes``.
+
+:func:`load` is both in one call for a whole scenario (``workload.arrival=trace``).
+
+Supported formats (``workload.trace.format``; ``auto`` detects them from the
+extension and the header or first record):
+
+``azure``     Azure LLM inference trace CSV, 2023 and 2024: ``TIMESTAMP``
+              (date-time), ``ContextTokens``, ``GeneratedTokens``.
+``burstgpt``  BurstGPT CSV: ``Timestamp`` (s), ``Request tokens``,
+              ``Response tokens`` (``Model`` is kept as the tenant, ``Session
+              ID`` as the session when present).
+``mooncake``  Mooncake JSONL: ``timestamp`` (ms), ``input_length``,
+              ``output_length``, ``hash_ids`` (one id per 512-token block).
+``servesim``  servesim's own schema, Parquet or CSV: ``arrival_s``,
+              ``prompt_tokens``, ``output_tokens``; optional ``tenant``,
+              ``priority``, ``session_id``, ``prefix_ids``. Every other format
+              converts into it (:func:`write`, ``servesim-trace convert``).
+
+Readers stream: CSV through ``pyarrow.csv.open_csv`` restricted to the
+columns used, Parquet through ``iter_batches`` of those columns, JSONL line by
+line, so memory follows the columns kept, not the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import math
+import os
+import warnings
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from simulator.errors import ConfigError
+from simulator.workload import Workload
+from simulator.workload.rng import stream
+
+FORMATS = ("azure", "burstgpt", "mooncake", "servesim")
+DEFAULT_BLOCK_TOKENS = 512  # Mooncake's hash block; servesim CSV's default
+_BLOCK_KEY = b"prefix_block_tokens"
+_CSV_BLOCK = 1 << 20  # bytes per streamed CSV block
+
+
+# --------------------------------------------------------------------------- the parsed trace
+
+
+@dataclass
+class Trace:
+    """One trace file, parsed and checked cell by cell, in file order.
+
+    ``arrival_s`` is on the trace's own clock (seconds; Azure date-times are
+    counted from the first row, ``origin``). Prefix ids are stored flat:
+    request ``i`` owns ``prefix_flat[prefix_offsets[i]:prefix_offsets[i+1]]``.
+    """
+
+    path: str
+    format: str
+    arrival_s: np.ndarray  # float64
+    prompt_tokens: np.ndarray  # int64 >= 1
+    output_tokens: np.ndarray  # int64 >= 1
+    prefix_flat: np.ndarray | None = None  # int64
+    prefix_offsets: np.ndarray | None = None  # int64, len n + 1
+    prefix_block_tokens: int = DEFAULT_BLOCK_TOKENS
+    tenant: np.ndarray | None = None
+    session: np.ndarray | None = None
+    priority: np.ndarray | None = None
+    #: The file line of each row when it is not ``row + line_offset`` (JSONL with blank lines).
+    lines: np.ndarray | None = None
+    #: File line of data row 1, minus 1 (CSV: 1, the header); None where lines mean nothing (Parquet).
+    line_offset: int | None = None
+    origin: str | None = None  # the first row's original timestamp, when it was a date-time
+    columns: dict = field(default_factory=dict)  # role -> the file's own column / key name
+
+    def __len__(self) -> int:
+        return len(self.arrival_s)
+
+    def where(self, i: int) -> str:
+        """``row 5 (line 6)`` for the 0-based index ``i``."""
+        if self.lines is not None:
+            return f"row {i + 1} (line {int(self.lines[i])})"
+        if self.line_offset is not None:
+            return f"row {i + 1} (line {i + 1 + self.line_offset})"
+        return f"row {i + 1}"
+
+    def prefix_list(self) -> list | None:
+        if self.prefix_flat is None:
+            return None
+        return _split(self.prefix_flat, self.prefix_offsets)
+
+
+def _split(flat: np.ndarray, offsets: np.ndarray) -> list:
+    return [flat[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _fail(path, msg: str, where: str | None = None, column: str | None = None) -> ConfigError:
+    loc = f"trace {path}"
+    if where:
+        loc += f", {where}"
+    if column:
+        loc += f", column {column!r}"
+    return ConfigError(f"{loc}: {msg}")
+
+
+def _supported() -> str:
+    return (
+        "supported formats: azure (CSV: TIMESTAMP, ContextTokens, GeneratedTokens), "
+        "burstgpt (CSV: Timestamp, Request tokens, Response tokens), "
+        "mooncake (JSONL: timestamp, input_length, output_length, hash_ids), "
+        "servesim (Parquet or CSV: arrival_s, prompt_tokens, output_tokens)"
+    )
+
+
+# --------------------------------------------------------------------------- detection
+
+# role -> (file column, kind); required roles first.
+_CSV_SPECS: dict[str, tuple[dict[str, tuple[str, str]], dict[str, tuple[str, str]]]] = {
+    "azure": (
+        {
+            "arrival": ("TIMESTAMP", "datetime"),
+            "prompt": ("ContextTokens", "count"),
+            "output": ("GeneratedTokens", "count"),
+        },
+        {},
+    ),
+    "burstgpt": (
+        {
+            "arrival": ("Timestamp", "seconds"),
+            "prompt": ("Request tokens", "count"),
+            "output": ("Response tokens", "count"),
+        },
+        {"tenant": ("Model", "label"), "session": ("Session ID", "label")},
+    ),
+    "servesim": (
+        {
+            "arrival": ("arrival_s", "seconds"),
+            "prompt": ("prompt_tokens", "count"),
+            "output": ("output_tokens", "count"),
+        },
+        {
+            "tenant": ("tenant", "label"),
+            "priority": ("priority", "int"),
+            "session": ("session_id", "label"),
+            "prefix": ("prefix_ids", "ids"),
+            "block": ("prefix_block_tokens", "const"),
+        },
+    ),
+}
+_MOONCAKE_REQUIRED = {"arrival": "timestamp", "prompt": "input_length", "output": "output_length"}
+_MOONCAKE_OPTIONAL = {"prefix": "hash_ids"}
+
+
+def _kind_of(path: Path) -> tuple[str, bool]:
+    """(``csv`` | ``jsonl`` | ``parquet`` | ``?``, gzipped) from the file name, then its first bytes."""
+    name = path.name.lower()
+    gz = name.endswith(".gz")
+    if gz:
+        name = name[:-3]
+    ext = name.rsplit(".", 1)[-1] if "." in name else ""
+    if ext == "csv":
+        return "csv", gz
+    if ext in ("jsonl", "json", "ndjson"):
+        return "jsonl", gz
+    if ext in ("parquet", "pq") and not gz:
+        return "parquet", gz
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head == b"PAR1":
+        return "parquet", False
+    if head[:2] == b"\x1f\x8b":
+        gz = True
+        with gzip.open(path, "rb") as fh:
+            head = fh.read(64)
+    text = head.lstrip(b"\xef\xbb\xbf").lstrip()
+    if text.startswith(b"{"):
+        return "jsonl", gz
+    return ("csv" if b"," in head or text[:1].isalpha() else "?"), gz
+
+
+def _open_text(path: Path, gz: bool):
+    return gzip.open(path, "rt", encoding="utf-8", newline="") if gz else open(path, encoding="utf-8", newline="")
+
+
+def _csv_header(path: Path, gz: bool) -> list[str] | None:
+    with _open_text(path, gz) as fh:
+        for line in fh:
+            if line.strip():
+                return next(csv.reader([line.lstrip("\ufeff").rstrip("\r\n")]))
+    return None
+
+
+def _first_record(path: Path, gz: bool) -> tuple[int, str] | None:
+    with _open_text(path, gz) as fh:
+        for n, line in enumerate(fh, start=1):
+            if line.strip():
+                return n, line
+    return None
+
+
+def _best_csv_format(header: list[str], path) -> str:
+    cols = set(header)
+    scores = {f: sum(c in cols for c, _ in req.values()) for f, (req, _) in _CSV_SPECS.items()}
+    full = [f for f, s in scores.items() if s == 3]
+    if len(full) > 1:
+        raise _fail(
+            path,
+            f"the header matches more than one format ({', '.join(full)}); set workload.trace.format (or --format) to one of them; {_supported()}.",
+        )
+    if full:
+        return full[0]
+    best = max(scores.values())
+    partial = [f for f, s in scores.items() if s == best]
+    if best > 0 and len(partial) == 1:
+        return partial[0]  # read() then names the missing columns
+    raise _fail(
+        path,
+        f"cannot tell the trace format from its CSV header (columns: {', '.join(header) or 'none'}); set workload.trace.format (or --format); {_supported()}.",
+    )
+
+
+def detect(path: str | os.PathLike) -> str:
+    """The format of ``path``, from its extension and its header or first record."""
+    p = _existing(path)
+    kind, gz = _kind_of(p)
+    if kind == "parquet":
+        return "servesim"
+    if kind == "jsonl":
+        first = _first_record(p, gz)
+        if first is None:
+            raise _fail(p, "the file is empty (no rows).")
+        line_no, line = first
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise _fail(p, f"malformed JSON ({exc.msg} at column {exc.colno}).", f"line {line_no}") from None
+        if isinstance(obj, dict) and ({"timestamp", "input_length", "output_length"} & set(obj)):
+            return "mooncake"
+        keys = ", ".join(obj) if isinstance(obj, dict) else type(obj).__name__
+        raise _fail(p, f"cannot tell the trace format from its first record (keys: {keys}); {_supported()}.")
+    if kind == "csv":
+        header = _csv_header(p, gz)
+        if header is None:
+            raise _fail(p, "the file is empty (no rows).")
+        return _best_csv_format(header, p)
+    raise _fail(
+        p,
+        f"cannot tell the trace format from the file name or its first bytes; set workload.trace.format (or --format); {_supported()}.",
+    )
+
+
+def _existing(path) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ConfigError(f"trace file {str(path)!r} does not exist (relative paths start at {os.getcwd()}).")
+    if p.is_dir():
+        raise ConfigError(f"trace path {str(path)!r} is a directory, not a trace file.")
+    return p
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read(path: str | os.PathLike, fmt: str = "auto") -> Trace:
+    """Parse and check ``path`` (``fmt``: ``auto`` or one of :data:`FORMATS`)."""
+    if fmt not in ("auto", *FORMATS):
+        raise ConfigError(
+            f"workload.trace.format={fmt!r} is not a known trace format; choose one of: auto, {', '.join(FORMATS)}."
+        )
+    p = _existing(path)
+    if fmt == "auto":
+        fmt = detect(p)
+    kind, gz = _kind_of(p)
+    if fmt == "mooncake":
+        trace = _read_jsonl(p, gz)
+    elif fmt == "servesim" and kind == "parquet":
+        trace = _read_parquet(p)
+    else:
+        if kind == "parquet":
+            raise _fail(p, f"is a Parquet file, but format {fmt} is CSV; Parquet traces use format servesim.")
+        trace = _read_csv(p, gz, fmt)
+    if len(trace) == 0:
+        raise _fail(p, "the file has no rows.")
+    return trace
+
+
+class _Cols:
+    """Accumulates converted column chunks."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, list] = {}
+
+    def add(self, role: str, values) -> None:
+        self.parts.setdefault(role, []).append(values)
+
+    def get(self, role: str):
+        parts = self.parts.get(role)
+        if parts is None:
+            return None
+        return np.concatenate(parts) if parts else np.empty(0)
+
+
+def _first_failing(n: int, ok: Callable[[int, int], bool]) -> int:
+    """The smallest i with ``ok(0, i + 1)`` false, given ``ok(0, n)`` is false (bisection)."""
+    lo, hi = 0, n  # ok(0, lo) true, ok(0, hi) false
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(0, mid):
+            lo = mid
+        else:
+            hi = mid
+    return hi - 1
+
+
+def _castable(arr: pa.Array, typ) -> Callable[[int, int], bool]:
+    def ok(a: int, b: int) -> bool:
+        try:
+            pc.cast(arr.slice(a, b - a), typ)
+            return True
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return False
+
+    return ok
+
+
+class _Where:
+    """Names a cell in a batch: (trace, first row of the batch) -> 'row r (line l)'."""
+
+    def __init__(self, path, base: int, line_offset: int | None, column: str) -> None:
+        self.path, self.base, self.line_offset, self.column = path, base, line_offset, column
+
+    def row(self, i: int) -> str:
+        r = self.base + i + 1
+        return f"row {r}" if self.line_offset is None else f"row {r} (line {r + self.line_offset})"
+
+    def fail(self, i: int, msg: str) -> ConfigError:
+        return _fail(self.path, msg, self.row(i), self.column)
+
+
+def _strings(arr: pa.Array, w: _Where) -> pa.Array:
+    """Trimmed strings; empty or null cells are errors."""
+    s = pc.utf8_trim_whitespace(arr)
+    bad = pc.or_kleene(pc.is_null(s), pc.equal(s, ""))
+    if pc.any(bad).as_py():
+        raise w.fail(int(np.flatnonzero(bad.to_numpy(zero_copy_only=False))[0]), "the cell is empty.")
+    return s
+
+
+def _numbers(arr: pa.Array, w: _Where, what: str) -> np.ndarray:
+    """float64 values of a string or numeric column; empty, non-numeric, NaN and infinite cells fail."""
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        s = _strings(arr, w)
+        try:
+            v = pc.cast(s, pa.float64()).to_numpy(zero_copy_only=False)
+        except pa.ArrowInvalid:
+            i = _first_failing(len(s), _castable(s, pa.float64()))
+            raise w.fail(i, f"{s[i].as_py()!r} is not a number ({what}).") from None
+    elif pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type) or pa.types.is_decimal(arr.type):
+        if arr.null_count:
+            raise w.fail(
+                int(np.flatnonzero(pc.is_null(arr).to_numpy(zero_copy_only=False))[0]), "the cell is empty (null)."
+            )
+        v = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
+    else:
+        raise _fail(w.path, f"has type {arr.type}; it must hold numbers ({what}).", column=w.column)
+    bad = ~np.isfinite(v)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise w.fail(i, f"{v[i]} is not a finite number ({what}).")
+    return v
+
+
+def _whole(v: np.ndarray, w: _Where, positive: bool, what: str) -> np.ndarray:
+    frac = v != np.floor(v)
+    if frac.any():
+        i = int(np.flatnonzero(frac)[0])
+        raise w.fail(i, f"{v[i]:g} is not a whole number ({what}).")
+    if positive:
+        low = v < 1
+        if low.any():
+            i = int(np.flatnonzero(low)[0])
+            raise w.fail(i, f"{int(v[i])} is not a positive token count; every request needs at least 1 {what}.")
+    return v.astype(np.int64)
+
+
+def _datetimes_ns(arr: pa.Array, w: _Where) -> np.ndarray:
+    s = _strings(arr, w)
+    for typ in (pa.timestamp("ns"), pa.timestamp("ns", tz="UTC")):
+        try:
+            return pc.cast(s, typ).cast(pa.int64()).to_numpy(zero_copy_only=False)
+        except pa.ArrowInvalid:
+            continue
+    # Locate the first cell that does not parse the way the batch's first cell does.
+    ok_naive, ok_tz = _castable(s, pa.timestamp("ns")), _castable(s, pa.timestamp("ns", tz="UTC"))
+    ok = ok_naive if ok_naive(0, 1) else ok_tz
+    i = _first_failing(len(s), ok)
+    mixed = (
+        " (all rows must either carry a zone offset or not)"
+        if i > 0 and (ok_naive(i, i + 1) or ok_tz(i, i + 1))
+        else ""
+    )
+    raise w.fail(i, f"{s[i].as_py()!r} is not a date-time like 2023-11-16 18:15:46.6805900{mixed}.")
+
+
+def _id_lists(arr: pa.Array, w: _Where) -> tuple[np.ndarray, np.ndarray]:
+    """(flat int64 ids, per-row counts) from space-separated CSV cells or a Parquet list column."""
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        s = pc.fill_null(pc.utf8_trim_whitespace(arr), "")
+        lists = pc.split_pattern_regex(s, r"[\s,;]+")
+        counts = pc.list_value_length(lists).to_numpy(zero_copy_only=False).astype(np.int64)
+        counts[pc.equal(s, "").to_numpy(zero_copy_only=False)] = 0
+        flat = pc.filter(lists.flatten(), pc.not_equal(lists.flatten(), ""))
+        try:
+            ids = pc.cast(flat, pa.int64()).to_numpy(zero_copy_only=False)
+        except pa.ArrowInvalid:
+            j = _first_failing(len(flat), _castable(flat, pa.int64()))
+            row = int(np.searchsorted(np.cumsum(counts), j, side="right"))
+            raise w.fail(
+                row, f"prefix id {flat[j].as_py()!r} is not an integer (prefix_ids holds space-separated integers)."
+            ) from None
+        return ids, counts
+    if pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type):
+        if not pa.types.is_integer(arr.type.value_type):
+            raise _fail(w.path, f"has type {arr.type}; it must be a list of integers.", column=w.column)
+        counts = pc.fill_null(pc.list_value_length(arr), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+        flat = arr.flatten()
+        if flat.null_count:
+            j = int(np.flatnonzero(pc.is_null(flat).to_numpy(zero_copy_only=False))[0])
+            raise w.fail(int(np.searchsorted(np.cumsum(counts), j, side="right")), "a prefix id is null.")
+        return flat.cast(pa.int64()).to_numpy(zero_copy_only=False), counts
+    raise _fail(
+        w.path,
+        f"has type {arr.type}; it must be a list of integers (Parquet) or space-separated integers (CSV).",
+        column=w.column,
+    )
+
+
+def _labels(arr: pa.Array) -> np.ndarray:
+    if pa.types.is_integer(arr.type):
+        return arr.fill_null(-1).to_numpy(zero_copy_only=False)
+    return pc.cast(arr, pa.string()).fill_null("").to_numpy(zero_copy_only=False).astype(object)
+
+
+_WHAT = {"prompt": "prompt token", "output": "output token"}
+
+
+def _convert_batch(
+    batch: pa.RecordBatch, roles: dict[str, tuple[str, str]], cols: _Cols, path, base: int, line_offset, state: dict
+) -> None:
+    for role, (name, kind) in roles.items():
+        arr = batch.column(name)
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        w = _Where(path, base, line_offset, name)
+        if kind == "datetime":
+            cols.add(role, _datetimes_ns(arr, w))
+        elif kind == "seconds":
+            cols.add(role, _numbers(arr, w, "seconds"))
+        elif kind == "count":
+            cols.add(role, _whole(_numbers(arr, w, "tokens"), w, True, _WHAT[role]))
+        elif kind == "int":
+            cols.add(role, _whole(_numbers(arr, w, "an integer"), w, False, "integer"))
+        elif kind == "label":
+            cols.add(role, _labels(arr))
+        elif kind == "ids":
+            ids, counts = _id_lists(arr, w)
+            cols.add("prefix_flat", ids)
+            cols.add("prefix_counts", counts)
+        elif kind == "const":
+            v = _whole(_numbers(arr, w, "tokens per prefix block"), w, True, "token per prefix block")
+            if len(v):
+                state.setdefault("block", int(v[0]))
+                diff = np.flatnonzero(v != state["block"])
+                if diff.size:
+                    raise w.fail(
+                        int(diff[0]),
+                        f"prefix_block_tokens must be the same on every row (got {int(v[diff[0]])} after {state['block']}).",
+                    )
+
+
+def _read_csv(p: Path, gz: bool, fmt: str) -> Trace:
+    if fmt not in _CSV_SPECS:
+        raise _fail(p, f"format {fmt} is not a CSV format; CSV traces are azure, burstgpt or servesim.")
+    header = _csv_header(p, gz)
+    if header is None:
+        raise _fail(p, "the file is empty (no rows).")
+    required, optional = _CSV_SPECS[fmt]
+    missing = [c for c, _ in required.values() if c not in header]
+    if missing:
+        raise _fail(
+            p,
+            f"missing required column(s) {', '.join(missing)} for format {fmt}; found: {', '.join(header) or 'none'}.",
+        )
+    roles = dict(required)
+    roles.update({r: spec for r, spec in optional.items() if spec[0] in header})
+    used = [c for c, _ in roles.values()]
+    invalid: list = []
+
+    def on_invalid(row) -> str:
+        if not invalid:
+            invalid.append(row)
+        return "skip"
+
+    source = pa.input_stream(str(p), compression="gzip" if gz else None)
+    try:
+        reader = pacsv.open_csv(
+            source,
+            read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=used,
+                column_types={c: pa.string() for c in used},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        raise _fail(p, f"cannot be read as CSV ({str(exc).splitlines()[0]}).") from None
+    cols, state, base = _Cols(), {}, 0
+    try:
+        for batch in reader:
+            if invalid:
+                break
+            _convert_batch(batch, roles, cols, p, base, 1, state)
+            base += batch.num_rows
+    except pa.ArrowInvalid as exc:
+        raise _fail(p, f"cannot be read as CSV ({str(exc).splitlines()[0]}).") from None
+    finally:
+        source.close()
+    if invalid:
+        row = invalid[0]
+        line = _find_line(p, gz, row.text)
+        at = f"line {line}" if line else None
+        raise _fail(
+            p,
+            f"a row has {row.actual_columns} fields where the header has {row.expected_columns} ({row.text[:60]!r}).",
+            at,
+        )
+    return _finish(p, fmt, cols, roles, state.get("block", DEFAULT_BLOCK_TOKENS), line_offset=1)
+
+
+def _find_line(p: Path, gz: bool, text: str) -> int | None:
+    """The line holding ``text`` (error path only)."""
+    with _open_text(p, gz) as fh:
+        for n, line in enumerate(fh, start=1):
+            if line.rstrip("\r\n") == text:
+                return n
+    return None
+
+
+def _finish(p, fmt, cols: _Cols, roles, block: int, *, line_offset=None, lines=None, origin=None) -> Trace:
+    arrival = cols.get("arrival")
+    origin_text = origin
+    if arrival is None:
+        arrival = np.empty(0)
+    elif roles["arrival"][1] == "datetime":
+        ns = arrival.astype(np.int64)
+        if len(ns):
+            origin_text = np.datetime_as_string(np.datetime64(int(ns[0]), "ns"), unit="us").replace("T", " ")
+            arrival = (ns - ns[0]).astype(np.float64) / 1e9
+        else:
+            arrival = arrival.astype(np.float64)
+    flat = offsets = None
+    if "prefix" in roles:
+        flat = cols.get("prefix_flat").astype(np.int64)
+        offsets = np.concatenate([[0], np.cumsum(cols.get("prefix_counts"))]).astype(np.int64)
+        if flat.size == 0:
+            flat = offsets = None
+    return Trace(
+        path=str(p),
+        format=fmt,
+        arrival_s=np.asarray(arrival, dtype=np.float64),
+        prompt_tokens=np.asarray(_or_empty(cols.get("prompt")), dtype=np.int64),
+        output_tokens=np.asarray(_or_empty(cols.get("output")), dtype=np.int64),
+        prefix_flat=flat,
+        prefix_offsets=offsets,
+        prefix_block_tokens=int(block),
+        tenant=cols.get("tenant"),
+        session=cols.get("session"),
+        priority=cols.get("priority"),
+        lines=lines,
+        line_offset=line_offset,
+        origin=origin_text,
+        columns={r: c for r, (c, _) in roles.items()},
+    )
+
+
+def _or_empty(a):
+    return np.empty(0) if a is None else a
+
+
+def _read_parquet(p: Path) -> Trace:
+    try:
+        pf = pq.ParquetFile(p)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise _fail(p, f"cannot be read as Parquet ({str(exc).splitlines()[0]}).") from None
+    schema = pf.schema_arrow
+    names = list(schema.names)
+    required, optional = _CSV_SPECS["servesim"]
+    missing = [c for c, _ in required.values() if c not in names]
+    if missing:
+        raise _fail(
+            p,
+            f"missing required column(s) {', '.join(missing)} for format servesim; found: {', '.join(names) or 'none'}.",
+        )
+    roles = dict(required)
+    roles.update({r: spec for r, spec in optional.items() if spec[0] in names})
+    meta = schema.metadata or {}
+    block = DEFAULT_BLOCK_TOKENS
+    if _BLOCK_KEY in meta:
+        try:
+            block = int(meta[_BLOCK_KEY])
+            assert block >= 1
+        except (ValueError, AssertionError):
+            raise _fail(
+                p,
+                f"the metadata key prefix_block_tokens must be a positive integer (got {meta[_BLOCK_KEY].decode(errors='replace')!r}).",
+            ) from None
+    cols, state, base = _Cols(), {}, 0
+    for batch in pf.iter_batches(columns=[c for c, _ in roles.values()], batch_size=65536):
+        _convert_batch(batch, roles, cols, p, base, None, state)
+        base += batch.num_rows
+    block = state.get("block", block)
+    origin = meta.get(b"origin", b"").decode() or None
+    return _finish(p, "servesim", cols, roles, block, origin=origin)
+
+
+def _read_jsonl(p: Path, gz: bool) -> Trace:
+    arrival = array("d")
+    prompt, output, flat, counts, lines = array("q"), array("q"), array("q"), array("q"), array("q")
+    has_prefix = False
+    row = 0
+    with _open_text(p, gz) as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            row += 1
+            at = f"row {row} (line {line_no})"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise _fail(p, f"malformed JSON ({exc.msg} at column {exc.colno}).", f"line {line_no}") from None
+            if not isinstance(obj, dict):
+                raise _fail(p, f"each line must be a JSON object, got {type(obj).__name__}.", f"line {line_no}")
+            if row == 1:
+                missing = [k for k in _MOONCAKE_REQUIRED.values() if k not in obj]
+                if missing:
+                    raise _fail(
+                        p,
+                        f"missing required key(s) {', '.join(missing)} for format mooncake; found: {', '.join(obj) or 'none'}.",
+                        at,
+                    )
+            ts = _json_number(obj, "timestamp", p, at)
+            arrival.append(ts / 1000.0)
+            prompt.append(_json_count(obj, "input_length", p, at, "prompt token"))
+            output.append(_json_count(obj, "output_length", p, at, "output token"))
+            ids = obj.get("hash_ids")
+            if ids is None:
+                counts.append(0)
+            else:
+                if not isinstance(ids, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in ids):
+                    raise _fail(p, "hash_ids must be a list of integers.", at, "hash_ids")
+                has_prefix = True
+                flat.extend(ids)
+                counts.append(len(ids))
+            lines.append(line_no)
+    n = len(arrival)
+    line_arr = np.frombuffer(lines, dtype=np.int64).copy() if n else None
+    contiguous = n and line_arr[-1] - line_arr[0] == n - 1 and line_arr[0] == 1
+    trace = Trace(
+        path=str(p),
+        format="mooncake",
+        arrival_s=np.frombuffer(arrival, dtype=np.float64).copy() if n else np.empty(0),
+        prompt_tokens=np.frombuffer(prompt, dtype=np.int64).copy() if n else np.empty(0, np.int64),
+        output_tokens=np.frombuffer(output, dtype=np.int64).copy() if n else np.empty(0, np.int64),
+        prefix_block_tokens=DEFAULT_BLOCK_TOKENS,
+        lines=None if contiguous else line_arr,
+        line_offset=0,
+        columns={"arrival": "timestamp", "prompt": "input_length", "output": "output_length", "prefix": "hash_ids"},
+    )
+    if has_prefix:
+        trace.prefix_flat = np.frombuffer(flat, dtype=np.int64).copy() if len(flat) else np.empty(0, np.int64)
+        trace.prefix_offsets = np.concatenate([[0], np.cumsum(np.frombuffer(counts, dtype=np.int64))]).astype(np.int64)
+    return trace
+
+
+def _json_number(obj: dict, key: str, p, at: str) -> float:
+    if key not in obj:
+        raise _fail(p, f"the key {key!r} is missing.", at)
+    v = obj[key]
+    if v is None:
+        raise _fail(p, "the value is null.", at, key)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise _fail(p, f"{v!r} is not a number.", at, key)
+    if not math.isfinite(v):
+        raise _fail(p, f"{v} is not a finite number.", at, key)
+    return float(v)
+
+
+def _json_count(obj: dict, key: str, p, at: str, what: str) -> int:
+    v = _json_number(obj, key, p, at)
+    if v != math.floor(v):
+        raise _fail(p, f"{v:g} is not a whole number of tokens.", at, key)
+    if v < 1:
+        raise _fail(p, f"{int(v)} is not a positive token count; every request needs at least 1 {what}.", at, key)
+    return int(v)
+
+
+# --------------------------------------------------------------------------- replay
+
+
+@dataclass
+class _Rows:
+    """The replay's working set: columns plus the original row of each request."""
+
+    t: np.ndarray
+    prompt: np.ndarray
+    output: np.ndarray
+    rows: np.ndarray  # 0-based index into the Trace
+    flat: np.ndarray | None
+    offsets: np.ndarray | None
+    tenant: np.ndarray | None
+    session: np.ndarray | None
+
+    def take(self, idx: np.ndarray) -> _Rows:
+        flat, offsets = _take_lists(self.flat, self.offsets, idx)
+        pick = lambda a: None if a is None else a[idx]  # noqa: E731
+        return _Rows(
+            self.t[idx],
+            self.prompt[idx],
+            self.output[idx],
+            self.rows[idx],
+            flat,
+            offsets,
+            pick(self.tenant),
+            pick(self.session),
+        )
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+
+def _take_lists(flat, offsets, idx):
+    if flat is None:
+        return None, None
+    starts = offsets[:-1][idx]
+    lengths = offsets[1:][idx] - starts
+    new_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    total = int(new_offsets[-1])
+    within = np.arange(total, dtype=np.int64) - np.repeat(new_offsets[:-1], lengths)
+    return flat[np.repeat(starts, lengths) + within], new_offsets
+
+
+def check_config(tc, num_requests: int | None = None, duration_s: float | None = None) -> None:
+    """Raise :class:`ConfigError` for a bad ``workload.trace`` value (no file access)."""
+    if tc.format not in ("auto", *FORMATS):
+        raise ConfigError(
+            f"workload.trace.format={tc.format!r} is not a known trace format; choose one of: auto, {', '.join(FORMATS)}."
+        )
+    if not (tc.speedup > 0 and math.isfinite(tc.speedup)):
+        raise ConfigError(f"workload.trace.speedup must be a number > 0 (got {tc.speedup}).")
+    if tc.target_rate is not None and not (tc.target_rate > 0 and math.isfinite(tc.target_rate)):
+        raise ConfigError(f"workload.trace.target_rate must be > 0 requests/s, or null (got {tc.target_rate}).")
+    if tc.target_rate is not None and tc.speedup != 1.0:
+        raise ConfigError(
+            f"set workload.trace.speedup (got {tc.speedup}) or workload.trace.target_rate (got {tc.target_rate}), not both: each sets the time scale."
+        )
+    if not (0 < tc.sample <= 1):
+        raise ConfigError(f"workload.trace.sample must lie in (0, 1] (got {tc.sample}).")
+    if tc.start_s is not None and not (tc.start_s >= 0):
+        raise ConfigError(f"workload.trace.start_s must be >= 0 seconds, or null (got {tc.start_s}).")
+    if tc.end_s is not None and not (tc.end_s > 0):
+        raise ConfigError(f"workload.trace.end_s must be > 0 seconds, or null (got {tc.end_s}).")
+    if tc.start_s is not None and tc.end_s is not None and not tc.start_s < tc.end_s:
+        raise ConfigError(
+            f"workload.trace.start_s must be < workload.trace.end_s (got start_s={tc.start_s}, end_s={tc.end_s})."
+        )
+    if tc.loop and num_requests is None and duration_s is None:
+        raise ConfigError(
+            "workload.trace.loop=true repeats the trace forever; set workload.num_requests or workload.duration_s to end it."
+        )
+
+
+def order(trace: Trace, sort: bool) -> np.ndarray | None:
+    """The stable time order of ``trace`` when its timestamps go backwards (None when in order).
+
+    Without ``sort`` that is a ConfigError naming the first offending row; with
+    it, a warning.
+    """
+    t = trace.arrival_s
+    back = np.flatnonzero(np.diff(t) < 0)
+    if back.size == 0:
+        return None
+    i = int(back[0]) + 1
+    col = trace.columns.get("arrival", "timestamp")
+    if not sort:
+        raise _fail(
+            trace.path,
+            f"timestamps go backwards ({t[i] - t[0]:.6g} s after the first row, before the previous row's {t[i - 1] - t[0]:.6g} s); "
+            "set workload.trace.sort=true to sort the rows by time (with a warning).",
+            trace.where(i),
+            col,
+        )
+    warnings.warn(
+        f"trace {trace.path}: {back.size:,} row(s) have timestamps earlier than the row before (first at {trace.where(i)}); "
+        "sorted the rows by time (workload.trace.sort=true).",
+        stacklevel=3,
+    )
+    return np.argsort(t, kind="stable")
+
+
+def replay(
+    trace: Trace,
+    tc,
+    *,
+    seed: int = 0,
+    num_requests: int | None = None,
+    duration_s: float | None = None,
+    max_len: int | None = None,
+) -> Workload:
+    """Apply the ``workload.trace`` controls ``tc`` to ``trace``.
+
+    In order: sort check, re-base to t=0, window ``[start_s, end_s)`` (re-based
+    again), ``sample``, ``speedup`` or ``target_rate``, ``clip`` to ``max_len``,
+    then ``loop`` or the ``num_requests`` / ``duration_s`` caps.
+    """
+    check_config(tc, num_requests, duration_s)
+    n0 = len(trace)
+    notes: dict = {"trace": trace.path, "trace_format": trace.format, "rows_read": n0}
+    idx = order(trace, tc.sort)
+    notes["rows_sorted"] = 0 if idx is None else int(np.count_nonzero(idx != np.arange(n0)))
+    if idx is None:
+        idx = np.arange(n0)
+    flat, offsets = (
+        _take_lists(trace.prefix_flat, trace.prefix_offsets, idx)
+        if notes["rows_sorted"]
+        else (trace.prefix_flat, trace.prefix_offsets)
+    )
+    r = _Rows(
+        trace.arrival_s[idx],
+        trace.prompt_tokens[idx],
+        trace.output_tokens[idx],
+        idx,
+        flat,
+        offsets,
+        None if trace.tenant is None else trace.tenant[idx],
+        None if trace.session is None else trace.session[idx],
+    )
+    r.t = r.t - r.t[0]
+    span0 = float(r.t[-1])
+
+    # window [start_s, end_s) on the re-based clock, then re-base again
+    if tc.start_s is not None or tc.end_s is not None:
+        lo = -np.inf if tc.start_s is None else tc.start_s
+        hi = np.inf if tc.end_s is None else tc.end_s
+        keep = np.flatnonzero((r.t >= lo) & (r.t < hi))
+        if keep.size == 0:
+            raise ConfigError(
+                f"workload.trace.start_s={tc.start_s} / end_s={tc.end_s} keep no request of trace {trace.path}, "
+                f"which spans 0 to {span0:,.6g} s after re-basing its first request to 0."
+            )
+        r = r.take(keep)
+        r.t = r.t - r.t[0]
+    notes["kept_after_window"] = len(r)
+
+    # sample: keep each request with probability `sample`, order preserved
+    if tc.sample < 1.0:
+        u = stream(seed, "trace_sample").random(len(r))
+        keep = np.flatnonzero(u < tc.sample)
+        if keep.size == 0:
+            raise ConfigError(
+                f"workload.trace.sample={tc.sample} kept none of the {len(r):,} requests of trace {trace.path}; raise it."
+            )
+        r = r.take(keep)
+    notes["kept_after_sample"] = len(r)
+
+    # time scale
+    scale = 1.0
+    if tc.target_rate is not None:
+        span = float(r.t[-1] - r.t[0])
+        if len(r) < 2 or span <= 0:
+            raise ConfigError(
+                f"workload.trace.target_rate needs at least two requests at different times, but trace {trace.path} has "
+                f"{len(r)} request(s) spanning {span:g} s after the window and sampling."
+            )
+        scale = (len(r) - 1) / span / tc.target_rate
+    elif tc.speedup != 1.0:
+        scale = 1.0 / tc.speedup
+    if scale != 1.0:
+        r.t = r.t * scale
+    notes["time_scale"] = scale
+
+    # clip to the engine's max length
+    clipped = 0
+    if max_len is not None:
+        too_long = r.prompt + r.output > max_len
+        if too_long.any():
+            if not tc.clip:
+                i = int(np.flatnonzero(too_long)[0])
+                raise _fail(
+                    trace.path,
+                    f"the request needs {int(r.prompt[i]):,} prompt + {int(r.output[i]):,} output tokens, more than the engine's "
+                    f"max length {max_len:,}; set workload.trace.clip=true to clip such requests, or raise memory.max_model_len.",
+                    trace.where(int(r.rows[i])),
+                )
+            if max_len < 2:
+                raise ConfigError(
+                    f"cannot clip trace requests to a max length of {max_len} token(s); it must allow 1 prompt and 1 output token."
+                )
+            prompt = np.minimum(r.prompt, max_len - 1)
+            output = np.minimum(r.output, max_len - prompt)
+            clipped = int(np.count_nonzero(too_long))
+            if r.flat is not None and (prompt < r.prompt).any():
+                r.flat, r.offsets = _truncate_lists(r.flat, r.offsets, -(-prompt // trace.prefix_block_tokens))
+            r.prompt, r.output = prompt, output
+    notes["clipped_requests"] = clipped
+
+    # loop or cap
+    loops = 1
+    if tc.loop:
+        r, loops = _loop(r, num_requests, duration_s, trace)
+    notes["loops"] = loops
+    capped_by = None
+    if duration_s is not None and r.t[-1] >= duration_s:
+        r = r.take(np.flatnonzero(r.t < duration_s))
+        capped_by = "duration_s"
+    if num_requests is not None and len(r) > num_requests:
+        r = r.take(np.arange(num_requests))
+        capped_by = "num_requests"
+    if len(r) == 0:
+        raise ConfigError(f"workload.duration_s={duration_s} ends before the first request of trace {trace.path}.")
+    notes["capped_by"] = capped_by
+    notes["requests"] = len(r)
+
+    return Workload(
+        arrival_s=np.ascontiguousarray(r.t, dtype=np.float64),
+        prompt_tokens=np.ascontiguousarray(r.prompt, dtype=np.int64),
+        output_tokens=np.ascontiguousarray(r.output, dtype=np.int64),
+        prefix_ids=None if r.flat is None else _split(r.flat, r.offsets),
+        prefix_block_tokens=trace.prefix_block_tokens,
+        tenant=r.tenant,
+        session=r.session,
+        notes=notes,
+    )
+
+
+def _truncate_lists(flat, offsets, max_counts):
+    lengths = np.diff(offsets)
+    new_lengths = np.minimum(lengths, max_counts)
+    within = np.arange(len(flat), dtype=np.int64) - np.repeat(offsets[:-1], lengths)
+    keep = within < np.repeat(new_lengths, lengths)
+    return flat[keep], np.concatenate([[0], np.cumsum(new_lengths)]).astype(np.int64)
+
+
+def _loop(r: _Rows, num_requests, duration_s, trace: Trace) -> tuple[_Rows, int]:
+    """Repeat ``r`` back to back: each copy starts one mean gap after the previous one ends.
+
+    Prefix ids are shifted per copy so that copies do not share cached blocks
+    (reuse within a copy is the trace's own).
+    """
+    n = len(r)
+    span = float(r.t[-1] - r.t[0])
+    if n < 2 or span <= 0:
+        raise ConfigError(
+            f"workload.trace.loop=true needs at least two requests at different times to know the gap between copies; "
+            f"trace {trace.path} has {n} request(s) spanning {span:g} s after the window and sampling."
+        )
+    period = span + span / (n - 1)
+    copies = []
+    if num_requests is not None:
+        copies.append(-(-num_requests // n))
+    if duration_s is not None:
+        copies.append(max(1, math.ceil((duration_s - r.t[0]) / period)))
+    k = max(1, min(copies))
+    if k == 1:
+        return r, 1
+    shift = np.repeat(np.arange(k, dtype=np.float64) * period, n)
+    out = _Rows(
+        np.tile(r.t, k) + shift,
+        np.tile(r.prompt, k),
+        np.tile(r.output, k),
+        np.tile(r.rows, k),
+        None,
+        None,
+        None if r.tenant is None else np.tile(r.tenant, k),
+        None if r.session is None else np.tile(r.session, k),
+    )
+    if r.flat is not None:
+        width = int(r.flat.max() - r.flat.min() + 1) if r.flat.size else 1
+        out.flat = np.concatenate([r.flat + j * width for j in range(k)])
+        lengths = np.tile(np.diff(r.offsets), k)
+        out.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return out, k
+
+
+def max_length(cfg) -> int:
+    """The engine's max request length: ``memory.max_model_len`` or the model's context."""
+    return int(cfg.memory.max_model_len or cfg.model.max_context)
+
+
+def load(cfg) -> Workload:
+    """The :class:`Workload` of ``cfg.workload.trace`` for the scenario ``cfg``."""
+    wl = cfg.workload
+    tc = wl.trace
+    if not tc.path:
+        raise ConfigError("workload.arrival=trace needs workload.trace.path (a trace file).")
+    check_config(tc, wl.num_requests, wl.duration_s)
+    if not Path(tc.path).expanduser().is_file():
+        raise ConfigError(
+            f"workload.trace.path={tc.path!r} is not a file (relative paths start at {os.getcwd()}); "
+            "sample traces live in the repository's traces/ folder."
+        )
+    trace = read(tc.path, tc.format)
+    return replay(
+        trace, tc, seed=cfg.seed, num_requests=wl.num_requests, duration_s=wl.duration_s, max_len=max_length(cfg)
+    )
+
+
+# --------------------------------------------------------------------------- convert
+
+
+def write(trace: Trace, out: str | os.PathLike, *, sort: bool = False) -> Path:
+    """Write ``trace`` in servesim's schema (``.parquet`` or ``.csv``), re-based to t=0.
+
+    Rows keep their file order; timestamps that go backwards are an error
+    unless ``sort`` (then sorted, with a warning).
+    """
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise ConfigError(f"output {str(out)!r} must end in .parquet or .csv (servesim's trace schema).")
+    idx = order(trace, sort)
+    if idx is None:
+        idx = np.arange(len(trace))
+    t = trace.arrival_s[idx]
+    t = t - t[0]
+    data: dict[str, pa.Array] = {
+        "arrival_s": pa.array(t, pa.float64()),
+        "prompt_tokens": pa.array(trace.prompt_tokens[idx], pa.int64()),
+        "output_tokens": pa.array(trace.output_tokens[idx], pa.int64()),
+    }
+    if trace.tenant is not None:
+        data["tenant"] = pa.array(trace.tenant[idx].astype(str) if trace.tenant.dtype == object else trace.tenant[idx])
+    if trace.priority is not None:
+        data["priority"] = pa.array(trace.priority[idx], pa.int64())
+    if trace.session is not None:
+        data["session_id"] = pa.array(trace.session[idx])
+    flat, offsets = _take_lists(trace.prefix_flat, trace.prefix_offsets, idx)
+    meta = {"source_format": trace.format, "source_file": Path(trace.path).name}
+    if trace.origin:
+        meta["origin"] = trace.origin
+    if flat is not None:
+        meta["prefix_block_tokens"] = str(trace.prefix_block_tokens)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".parquet":
+        if flat is not None:
+            data["prefix_ids"] = pa.ListArray.from_arrays(
+                pa.array(offsets, pa.int32() if offsets[-1] < 2**31 else pa.int64()), pa.array(flat, pa.int64())
+            )
+            if not isinstance(data["prefix_ids"].type, pa.ListType):
+                data["prefix_ids"] = data["prefix_ids"].cast(pa.list_(pa.int64()))
+        table = pa.table(data).replace_schema_metadata({k.encode(): v.encode() for k, v in meta.items()})
+        pq.write_table(table, out, compression="zstd")
+    else:
+        if flat is not None:
+            data["prefix_ids"] = pa.array([" ".join(map(str, x.tolist())) for x in _split(flat, offsets)], pa.string())
+            data["prefix_block_tokens"] = pa.array(np.full(len(t), trace.prefix_block_tokens, np.int64))
+        buf = io.BytesIO()
+        pacsv.write_csv(pa.table(data), buf, write_options=pacsv.WriteOptions(quoting_style="needed"))
+        out.write_bytes(buf.getvalue())
+    return out
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def _dist(v: np.ndarray) -> dict:
+    v = np.asarray(v, dtype=float)
+    return {
+        "mean": float(v.mean()),
+        "p50": float(np.percentile(v, 50)),
+        "p90": float(np.percentile(v, 90)),
+        "p99": float(np.percentile(v, 99)),
+        "max": float(v.max()),
+    }
+
+
+def prefix_reuse(trace_or_flat, offsets=None, prompt=None, block: int = DEFAULT_BLOCK_TOKENS):
+    """Per block occurrence: whether an earlier request already had that block, and the tokens it covers.
+
+    Returns ``(request_of_block, reused, tokens)`` arrays aligned with the flat ids.
+    """
+    if isinstance(trace_or_flat, Trace):
+        tr = trace_or_flat
+        flat, offsets, prompt, block = tr.prefix_flat, tr.prefix_offsets, tr.prompt_tokens, tr.prefix_block_tokens
+    else:
+        flat = trace_or_flat
+    lengths = np.diff(offsets)
+    req = np.repeat(np.arange(len(lengths)), lengths)
+    _, first, inv = np.unique(flat, return_index=True, return_inverse=True)
+    reused = req[first[inv]] < req
+    pos = np.arange(len(flat)) - np.repeat(offsets[:-1], lengths)
+    tokens = np.clip(np.repeat(prompt, lengths) - pos * block, 0, block)
+    return req, reused, tokens
+
+
+def describe(trace: Trace) -> dict:
+    """The numbers ``servesim-trace stats`` prints (times in file order, sorted if needed)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idx = order(trace, sort=True)
+    t = trace.arrival_s if idx is None else trace.arrival_s[idx]
+    t = t - t[0]
+    n = len(t)
+    gaps = np.diff(t)
+    span = float(t[-1]) if n else 0.0
+    out = {
+        "path": trace.path,
+        "format": trace.format,
+        "requests": n,
+        "duration_s": span,
+        "mean_rate_rps": (n - 1) / span if span > 0 else float("nan"),
+        "interarrival_cv": float(gaps.std() / gaps.mean()) if gaps.size and gaps.mean() > 0 else float("nan"),
+        "zero_gaps": int(np.count_nonzero(gaps == 0)),
+        "rows_out_of_order": int(np.count_nonzero(np.diff(trace.arrival_s) < 0)),
+        "prompt_tokens": _dist(trace.prompt_tokens),
+        "output_tokens": _dist(trace.output_tokens),
+        "origin": trace.origin,
+        "prefix": None,
+    }
+    if trace.prefix_flat is not None and trace.prefix_flat.size:
+        p = _reordered_prefix(trace, idx)
+        _, reused, tokens = prefix_reuse(p.prefix_flat, p.prefix_offsets, p.prompt_tokens, p.prefix_block_tokens)
+        out["prefix"] = {
+            "block_tokens": trace.prefix_block_tokens,
+            "blocks": int(len(reused)),
+            "distinct_blocks": int(np.unique(trace.prefix_flat).size),
+            "block_reuse": float(reused.mean()),
+            "token_reuse": float(tokens[reused].sum() / trace.prompt_tokens.sum()),
+        }
+    return out
+
+
+def _reordered_prefix(trace: Trace, idx) -> Trace:
+    if idx is None:
+        return trace
+    flat, offsets = _take_lists(trace.prefix_flat, trace.prefix_offsets, idx)
+    return Trace(
+        trace.path,
+        trace.format,
+        trace.arrival_s[idx],
+        trace.prompt_tokens[idx],
+        trace.output_tokens[idx],
+        flat,
+        offsets,
+        trace.prefix_block_tokens,
+    )
+
+
+_NICE_BINS = (
+    0.1,
+    0.2,
+    0.5,
+    1,
+    2,
+    5,
+    10,
+    15,
+    30,
+    60,
+    120,
+    300,
+    600,
+    900,
+    1800,
+    3600,
+    7200,
+    3 * 3600,
+    6 * 3600,
+    12 * 3600,
+    86400,
+)
+
+
+def _time_unit(span: float) -> tuple[float, str]:
+    if span > 3 * 3600:
+        return 3600.0, "hours"
+    if span > 600:
+        return 60.0, "minutes"
+    return 1.0, "seconds"
+
+
+def _fmt_s(s: float) -> str:
+    if s >= 3600 and s % 3600 == 0:
+        return f"{s / 3600:g} h"
+    if s >= 60 and s % 60 == 0:
+        return f"{s / 60:g} min"
+    return f"{s:g} s"
+
+
+def _token_bins(v: np.ndarray, n: int = 50) -> np.ndarray:
+    """About ``n`` log-spaced bins with integer edges (no empty bins between small integers)."""
+    lo, hi = max(float(v.min()), 1.0), float(v.max())
+    edges = np.unique(np.round(np.logspace(np.log10(lo), np.log10(hi + 1), n + 1)))
+    if len(edges) < 2:
+        edges = np.array([lo, lo + 1])
+    return edges - 0.5
+
+
+def stats_chart(trace: Trace, path: str | os.PathLike, summary: dict | None = None) -> Path:
+    """Rate over time, inter-arrival and length distributions (and prefix reuse over time) as a PNG."""
+    import matplotlib.style
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+    from simulator.report.charts import PNG_METADATA, STYLE
+
+    s = summary or describe(trace)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idx = order(trace, sort=True)
+    tr = _reordered_prefix(trace, idx)
+    t = tr.arrival_s - tr.arrival_s[0]
+    span = float(t[-1])
+    has_prefix = s["prefix"] is not None
+    tscale, tunit = _time_unit(span)
+    width = next((b for b in _NICE_BINS if span / b <= 120), _NICE_BINS[-1]) if span > 0 else 1.0
+    edges = np.arange(0.0, span, width)
+    if len(edges) > 1 and span - edges[-1] < width / 2:
+        edges = edges[:-1]  # fold a short last piece into the bin before
+    edges = np.append(edges, span if span > edges[-1] else edges[-1] + width)  # the last bin may be partial
+    counts, _ = np.histogram(t, bins=edges)
+    widths = np.diff(edges)
+    centers = (edges[:-1] + edges[1:]) / 2 / tscale
+    thousands = FuncFormatter(lambda x, _: f"{x:,.0f}" if x >= 1 else "")
+
+    with matplotlib.style.context(STYLE):
+        fig = Figure(figsize=(13, 7.2))
+        FigureCanvasAgg(fig)
+        grid = fig.add_gridspec(2, 6)
+        if has_prefix:
+            ax_rate, ax_reuse = fig.add_subplot(grid[0, :3]), fig.add_subplot(grid[0, 3:])
+        else:
+            ax_rate, ax_reuse = fig.add_subplot(grid[0, :]), None
+        ax_gap, ax_in, ax_out = (fig.add_subplot(grid[1, 2 * i : 2 * i + 2]) for i in range(3))
+
+        ax_rate.stairs(counts / widths, edges / tscale, color="C0", fill=True, alpha=0.15)
+        ax_rate.stairs(counts / widths, edges / tscale, color="C0", linewidth=1.4)
+        ax_rate.axhline(s["mean_rate_rps"], color="0.35", linestyle="--", linewidth=1)
+        ax_rate.text(
+            0.99,
+            0.97,
+            f"mean {s['mean_rate_rps']:.3g} req/s",
+            transform=ax_rate.transAxes,
+            ha="right",
+            va="top",
+            fontsize=8.5,
+            color="0.25",
+        )
+        ax_rate.set_title(f"Request rate ({_fmt_s(width)} bins)")
+        ax_rate.set_xlabel(f"time since first request ({tunit})")
+        ax_rate.set_ylabel("requests / s")
+        ax_rate.set_xlim(0, span / tscale if span > 0 else 1)
+        ax_rate.set_ylim(bottom=0)
+
+        gaps = np.diff(t)
+        pos = gaps[gaps > 0]
+        if pos.size:
+            lo, hi = pos.min(), pos.max()
+            bins = np.logspace(np.log10(lo), np.log10(hi * 1.0001) if hi > lo else np.log10(lo) + 1, 50)
+            ax_gap.hist(pos, bins=bins, color="C0", alpha=0.8)
+            ax_gap.set_xscale("log")
+        note = f"mean {gaps.mean():.3g} s, CV {s['interarrival_cv']:.2f}" if gaps.size else "one request"
+        if s["zero_gaps"]:
+            note += f"\n{s['zero_gaps']:,} zero gaps not shown"
+        ax_gap.text(
+            0.97,
+            0.95,
+            note,
+            transform=ax_gap.transAxes,
+            ha="right",
+            va="top",
+            fontsize=8.5,
+            bbox={"boxstyle": "round,pad=0.3", "facecolor": "white", "edgecolor": "0.85"},
+        )
+        ax_gap.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax_gap.set_title("Inter-arrival time")
+        ax_gap.set_xlabel("seconds (log scale)")
+        ax_gap.set_ylabel("requests")
+
+        for ax, values, key, title, color in (
+            (ax_in, tr.prompt_tokens, "prompt_tokens", "Prompt length", "C2"),
+            (ax_out, tr.output_tokens, "output_tokens", "Output length", "C3"),
+        ):
+            v = values.astype(float)
+            heights, _, _ = ax.hist(v, bins=_token_bins(v), color=color, alpha=0.8)
+            ax.set_ylim(0, 1.3 * max(heights.max(), 1))  # room for the numbers box
+            ax.set_xscale("log")
+            d = s[key]
+            for q, style in (("p50", "--"), ("p99", ":")):
+                ax.axvline(d[q], color="0.3", linestyle=style, linewidth=1)
+            ax.text(
+                0.97,
+                0.95,
+                f"mean {d['mean']:,.0f}\np50 {d['p50']:,.0f}\np99 {d['p99']:,.0f}\nmax {d['max']:,.0f}",
+                transform=ax.transAxes,
+                ha="right",
+                va="top",
+                fontsize=8.5,
+                bbox={"boxstyle": "round,pad=0.3", "facecolor": "white", "edgecolor": "0.85"},
+            )
+            ax.set_title(title + " (dashed p50, dotted p99)")
+            ax.set_xlabel("tokens (log scale)")
+            decades = np.log10(max(v.max(), 2.0) / max(v.min(), 1.0))
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0,) if decades > 2.5 else (1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(thousands)
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax_in.set_ylabel("requests")
+
+        if ax_reuse is not None:
+            req, reused, tokens = prefix_reuse(tr)
+            b = np.clip(np.digitize(t[req], edges) - 1, 0, len(edges) - 2)
+            nb = len(edges) - 1
+            blocks = np.bincount(b, minlength=nb)
+            share = np.bincount(b, weights=reused, minlength=nb) / np.maximum(blocks, 1)
+            prompt_tok = np.bincount(
+                np.clip(np.digitize(t, edges) - 1, 0, nb - 1), weights=tr.prompt_tokens, minlength=nb
+            )
+            tok_share = np.bincount(b, weights=tokens * reused, minlength=nb) / np.maximum(prompt_tok, 1)
+            has = blocks > 0
+            ax_reuse.step(
+                centers[has],
+                100 * share[has],
+                where="mid",
+                color="C4",
+                label=f"blocks reused (all: {100 * s['prefix']['block_reuse']:.1f}%)",
+            )
+            ax_reuse.step(
+                centers[has],
+                100 * tok_share[has],
+                where="mid",
+                color="C5",
+                linestyle="--",
+                label=f"prompt tokens in reused blocks (all: {100 * s['prefix']['token_reuse']:.1f}%)",
+            )
+            ax_reuse.set_ylim(0, 100)
+            ax_reuse.set_xlim(0, span / tscale if span > 0 else 1)
+            ax_reuse.set_title(f"Prefix reuse ({s['prefix']['block_tokens']}-token blocks seen in an earlier request)")
+            ax_reuse.set_xlabel(f"time since first request ({tunit})")
+            ax_reuse.set_ylabel("% per bin")
+            ax_reuse.legend(loc="lower right")
+
+        name = Path(trace.path).name
+        first = f", first request {s['origin']}" if s.get("origin") else ""
+        fig.suptitle(
+            f"{name} ({trace.format}): {s['requests']:,} requests over {s['duration_s'] / tscale:,.3g} {tunit}{first}",
+            fontsize=11,
+        )
+        fig.tight_layout()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, metadata=PNG_METADATA)
+    return path
+
+
+__all__ = [
+    "FORMATS",
+    "Trace",
+    "check_config",
+    "describe",
+    "detect",
+    "load",
+    "max_length",
+    "order",
+    "prefix_reuse",
+    "read",
+    "replay",
+    "stats_chart",
+    "write",
+]
