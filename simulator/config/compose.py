@@ -69,6 +69,11 @@ def describe_hydra_error(exc: BaseException) -> str:
         value, kind = bad_value.groups()
         return f"{full_key.group(1)}={value!r} is invalid; it must be {_ARTICLE.get(kind, kind)}."
 
+    group = re.search(r"Invalid type assigned: \w+ is not a subclass of (\w+)\. value: (.*)", text)
+    if group and full_key:
+        key = full_key.group(1)
+        return f"{key}={group.group(2).strip()!r} is invalid: {key} is a group of settings; set its keys one by one ({_keys_of(key)})."
+
     bad_enum = re.search(r"Invalid value '([^']*)', expected one of \[([^\]]*)\]", text)
     if bad_enum and full_key:
         return f"{full_key.group(1)}={bad_enum.group(1)!r} is invalid; choose one of: {bad_enum.group(2)}."
@@ -102,12 +107,25 @@ def to_scenario(config: Any) -> ScenarioConfig:
     if isinstance(config, ScenarioConfig):
         return config
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(ScenarioConfig), config)
-        if "hydra" in merged:
-            del merged["hydra"]
-        return OmegaConf.to_object(merged)
+        config = OmegaConf.create(config) if isinstance(config, dict) else config
+        if isinstance(config, DictConfig) and "hydra" in config:
+            config = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+        base = OmegaConf.structured(ScenarioConfig)
+        _unknown_keys(base, config, "")  # a key the schema lacks (e.g. +foo=1) is an error
+        return OmegaConf.to_object(OmegaConf.merge(base, config))
     except Exception as exc:
         raise ConfigError(describe_hydra_error(exc)) from exc
+
+
+def _unknown_keys(schema, config, prefix: str) -> None:
+    if not isinstance(config, DictConfig):
+        return
+    for key in config:
+        if key not in schema.keys():  # ("in" would skip keys whose value is MISSING)
+            parent = prefix.rstrip(".")
+            raise ConfigError(f"{prefix}{key} is not a known key; {_keys_of(parent)}.")
+        if isinstance(schema._get_node(key), DictConfig):
+            _unknown_keys(schema[key], config._get_node(key), f"{prefix}{key}.")
 
 
 def apply_overrides(config: Any, overrides: Iterable[str]) -> ScenarioConfig:
