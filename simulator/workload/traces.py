@@ -204,6 +204,20 @@ def _open_text(path: Path, gz: bool):
     return gzip.open(path, "rt", encoding="utf-8", newline="") if gz else open(path, encoding="utf-8", newline="")
 
 
+def _roles(p, fmt: str, names: list[str]) -> dict:
+    """Column roles of ``fmt`` present in ``names``; missing required columns are an error."""
+    required, optional = _CSV_SPECS[fmt]
+    missing = [c for c, _ in required.values() if c not in names]
+    if missing:
+        raise _fail(
+            p,
+            f"missing required column(s) {', '.join(missing)} for format {fmt}; found: {', '.join(names) or 'none'}.",
+        )
+    roles = dict(required)
+    roles.update({r: spec for r, spec in optional.items() if spec[0] in names})
+    return roles
+
+
 def _csv_header(path: Path, gz: bool) -> list[str] | None:
     with _open_text(path, gz) as fh:
         for line in fh:
@@ -506,15 +520,7 @@ def _read_csv(p: Path, gz: bool, fmt: str) -> Trace:
     header = _csv_header(p, gz)
     if header is None:
         raise _fail(p, "the file is empty (no rows).")
-    required, optional = _CSV_SPECS[fmt]
-    missing = [c for c, _ in required.values() if c not in header]
-    if missing:
-        raise _fail(
-            p,
-            f"missing required column(s) {', '.join(missing)} for format {fmt}; found: {', '.join(header) or 'none'}.",
-        )
-    roles = dict(required)
-    roles.update({r: spec for r, spec in optional.items() if spec[0] in header})
+    roles = _roles(p, fmt, header)
     used = [c for c, _ in roles.values()]
     invalid: list = []
 
@@ -618,15 +624,7 @@ def _read_parquet(p: Path) -> Trace:
         raise _fail(p, f"cannot be read as Parquet ({str(exc).splitlines()[0]}).") from None
     schema = pf.schema_arrow
     names = list(schema.names)
-    required, optional = _CSV_SPECS["servesim"]
-    missing = [c for c, _ in required.values() if c not in names]
-    if missing:
-        raise _fail(
-            p,
-            f"missing required column(s) {', '.join(missing)} for format servesim; found: {', '.join(names) or 'none'}.",
-        )
-    roles = dict(required)
-    roles.update({r: spec for r, spec in optional.items() if spec[0] in names})
+    roles = _roles(p, "servesim", names)
     meta = schema.metadata or {}
     block = DEFAULT_BLOCK_TOKENS
     if _BLOCK_KEY in meta:
