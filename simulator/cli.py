@@ -7,7 +7,10 @@ and latency_cdf.png into hydra's run directory and prints a summary.
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
+import warnings
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -35,12 +38,24 @@ def _app(cfg: DictConfig) -> float | None:
         if hc.mode == RunMode.MULTIRUN:  # one bad point must not end the sweep
             log.error("servesim: error: %s", exc)
             return None
+        _discard_empty_run_dir(outdir)
         print(f"servesim: error: {exc}", file=sys.stderr)
         sys.exit(2)
     result.save(outdir)
     if result.config.output.console:
         render_summary(result.summary, outdir)
     return result.summary["slo"]["goodput_rps"]
+
+
+def _discard_empty_run_dir(outdir: str) -> None:
+    """A run that failed before writing results leaves no directory behind."""
+    d = Path(outdir)
+    if d.is_dir() and {p.name for p in d.iterdir()} <= {".hydra", "cli.log"}:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"servesim: warning: {message}", file=sys.stderr)
 
 
 def _preflight(argv: list[str]) -> None:
@@ -62,6 +77,7 @@ def _preflight(argv: list[str]) -> None:
 
 
 def main() -> None:
+    warnings.showwarning = _warning_line  # user-facing warnings as one line, not a source excerpt
     _preflight(sys.argv[1:])
     _app()
 

@@ -98,11 +98,31 @@ def test_sessions_hit_their_own_history():
             "workload.num_requests=400", "workload.prompt_tokens.max=1024", "workload.output_tokens.max=256",
             "workload.rate=4")
     pc = r.summary["prefix_cache"]
-    assert pc["hit_blocks"] > 0 and pc["token_hit_rate"] > 0.2
+    assert pc["hit_blocks"] > 0 and pc["token_hit_rate"] > 0.4
     # turn k's prompt contains turns 1..k-1: prompts grow along a session
     df = r.requests.sort_values("request_id")
     first, fourth = df.iloc[0:10]["prompt_tokens"], df.iloc[30:40]["prompt_tokens"]
     assert (fourth.to_numpy() > first.to_numpy()).all()
+
+
+def test_each_turn_shares_the_previous_turns_whole_prompt():
+    """Turn k's prompt = turns 0..k-1 (prompts and answers) + its message, so
+    its ids repeat every full block of turn k-1's prompt, and no more."""
+    import numpy as np
+
+    from simulator.workload import prefixes
+
+    cfg = simulator.load_config(["workload.prefix.sessions=2", "workload.prefix.turns=4", *QUIET[1:]])
+    prompt = np.array([160] * 8)
+    output = np.array([32] * 8)
+    new_prompt, ids = prefixes.apply(cfg, prompt, output)
+    assert new_prompt.tolist() == [160, 160, 352, 352, 544, 544, 736, 736]
+    for i in range(2, 8):  # request i is the next turn of request i - 2
+        prev = ids[i - 2]
+        full = new_prompt[i - 2] // prefixes.GRANULARITY
+        assert ids[i][:full] == prev[:full]
+        assert ids[i][full] != prev[full] if full < len(prev) else True
+    assert ids[0][0] != ids[1][0]  # different sessions share nothing
 
 
 def test_small_cache_evicts_and_still_finishes():

@@ -78,6 +78,11 @@ def validate(cfg) -> None:
 
         _need(bool(wl.trace.path), "workload.arrival=trace needs workload.trace.path (a trace file).")
         check_config(wl.trace, wl.num_requests, wl.duration_s)
+    elif wl.trace.path:
+        raise ConfigError(
+            f"workload.trace.path is set but workload.arrival={wl.arrival}; set workload.arrival=trace to replay "
+            f"the trace, or clear workload.trace.path."
+        )
     elif wl.arrival not in ARRIVALS:
         raise ConfigError(
             f"workload.arrival={wl.arrival!r} is not a known arrival process; "

@@ -59,7 +59,7 @@ def apply(cfg, prompt: np.ndarray, output: np.ndarray) -> tuple[np.ndarray, list
             end = (b + 1) * GRANULARITY
             if end <= S:  # inside the system prompt: shared by everyone who picked it
                 row.append(hash((_SYSTEM, k, b)))
-            elif conv >= 0 and end <= S + hist:  # inside the conversation so far
+            elif conv >= 0:  # the conversation: history and this turn's message, which the next turn repeats
                 row.append(hash((_CONVERSATION, k, conv, b)))
             else:
                 row.append(hash((_PRIVATE, i, b)))

@@ -912,6 +912,7 @@ def replay(
 
     # clip to the engine's max length
     clipped = 0
+    clipped_rows = np.empty(0, dtype=np.int64)
     if max_len is not None:
         too_long = r.prompt + r.output > max_len
         if too_long.any():
@@ -930,10 +931,11 @@ def replay(
             prompt = np.minimum(r.prompt, max_len - 1)
             output = np.minimum(r.output, max_len - prompt)
             clipped = int(np.count_nonzero(too_long))
+            clipped_rows = r.rows[too_long]
             if r.flat is not None and (prompt < r.prompt).any():
                 r.flat, r.offsets = _truncate_lists(r.flat, r.offsets, -(-prompt // trace.prefix_block_tokens))
             r.prompt, r.output = prompt, output
-    notes["clipped_requests"] = clipped
+    notes["clipped_in_trace"] = clipped
 
     # loop or cap
     loops = 1
@@ -951,6 +953,7 @@ def replay(
         raise ConfigError(f"workload.duration_s={duration_s} ends before the first request of trace {trace.path}.")
     notes["capped_by"] = capped_by
     notes["requests"] = len(r)
+    notes["clipped_requests"] = int(np.isin(r.rows, clipped_rows).sum())  # among the requests replayed
 
     return Workload(
         arrival_s=np.ascontiguousarray(r.t, dtype=np.float64),
