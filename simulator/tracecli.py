@@ -131,7 +131,7 @@ def _convert(args) -> int:
     trace = read(args.input, args.format)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        out = write(trace, args.output, sort=args.sort)
+        out = write(trace, args.output, sort=args.sort, sort_option="--sort")
     for w in caught:
         print(f"{PROG}: warning: {w.message}", file=sys.stderr)
     extra = " with prefix ids" if trace.prefix_flat is not None else ""

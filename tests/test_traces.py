@@ -686,3 +686,17 @@ def test_generator_reproduces_the_samples(tmp_path):
     assert pq.read_table(tmp_path / "sample_servesim.parquet").equals(
         pq.read_table(SAMPLES / "sample_servesim.parquet")
     )
+
+
+def test_convert_refuses_to_overwrite_its_input_and_names_its_own_sort_flag(tmp_path, capsys):
+    from simulator import tracecli
+
+    src = tmp_path / "t.csv"
+    src.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:48.0000000,374,44\n2023-11-16 18:15:47.0000000,300,44\n")
+    with pytest.raises(SystemExit) as info:
+        tracecli.main(["convert", str(src), str(src)])
+    assert info.value.code == 2 and "is the input trace itself" in capsys.readouterr().err
+    assert src.read_text().startswith("TIMESTAMP")  # untouched
+    with pytest.raises(SystemExit) as info:
+        tracecli.main(["convert", str(src), str(tmp_path / "out.parquet")])
+    assert info.value.code == 2 and "use --sort to sort the rows" in capsys.readouterr().err

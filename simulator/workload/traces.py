@@ -801,7 +801,7 @@ def check_config(tc, num_requests: int | None = None, duration_s: float | None =
         )
 
 
-def order(trace: Trace, sort: bool) -> np.ndarray | None:
+def order(trace: Trace, sort: bool, sort_option: str = "workload.trace.sort=true") -> np.ndarray | None:
     """The stable time order of ``trace`` when its timestamps go backwards (None when in order).
 
     Without ``sort`` that is a ConfigError naming the first offending row; with
@@ -817,13 +817,13 @@ def order(trace: Trace, sort: bool) -> np.ndarray | None:
         raise _fail(
             trace.path,
             f"timestamps go backwards ({t[i] - t[0]:.6g} s after the first row, before the previous row's {t[i - 1] - t[0]:.6g} s); "
-            "set workload.trace.sort=true to sort the rows by time (with a warning).",
+            f"use {sort_option} to sort the rows by time (with a warning).",
             trace.where(i),
             col,
         )
     warnings.warn(
         f"trace {trace.path}: {back.size:,} row(s) have timestamps earlier than the row before (first at {trace.where(i)}); "
-        "sorted the rows by time (workload.trace.sort=true).",
+        f"sorted the rows by time ({sort_option}).",
         stacklevel=3,
     )
     return np.argsort(t, kind="stable")
@@ -1042,7 +1042,7 @@ def load(cfg) -> Workload:
 # --------------------------------------------------------------------------- convert
 
 
-def write(trace: Trace, out: str | os.PathLike, *, sort: bool = False) -> Path:
+def write(trace: Trace, out: str | os.PathLike, *, sort: bool = False, sort_option: str = "sort=True") -> Path:
     """Write ``trace`` in servesim's schema (``.parquet`` or ``.csv``), re-based to t=0.
 
     Rows keep their file order; timestamps that go backwards are an error
@@ -1052,7 +1052,9 @@ def write(trace: Trace, out: str | os.PathLike, *, sort: bool = False) -> Path:
     suffix = out.suffix.lower()
     if suffix not in (".parquet", ".csv"):
         raise ConfigError(f"output {str(out)!r} must end in .parquet or .csv (servesim's trace schema).")
-    idx = order(trace, sort)
+    if out.exists() and Path(trace.path).exists() and out.resolve() == Path(trace.path).resolve():
+        raise ConfigError(f"output {str(out)!r} is the input trace itself; write the converted trace to another file.")
+    idx = order(trace, sort, sort_option)
     if idx is None:
         idx = np.arange(len(trace))
     t = trace.arrival_s[idx]
