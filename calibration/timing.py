@@ -79,7 +79,7 @@ def _cpu_model() -> str:
                 if line.lower().startswith("model name"):
                     return line.split(":", 1)[1].strip()
     except OSError:
-        pass
+        pass  # no /proc (not Linux): fall back to what platform knows
     return platform.processor() or platform.machine() or "unknown cpu"
 
 

@@ -45,7 +45,7 @@ SHAPE_COLUMNS = {"n_head": "num_attention_heads", "n_kv_head": "num_kv_heads", "
 
 
 class VidurFormatError(ValueError):
-    pass
+    """A file is not in Vidur's profile format (the message names file and column)."""
 
 
 def _stat(df: pd.DataFrame, op: str, stat: str, path: Path) -> pd.Series:
