@@ -97,10 +97,6 @@ class ModelSpec:
             return self.weight_bytes
         return self.weight_bytes - self.lm_head_params * self.weight_bytes_per_param
 
-    @property
-    def weight_bytes_per_gpu(self) -> float:
-        return self.weight_bytes / self.tp
-
     # -- KV cache ---------------------------------------------------------
     @property
     def kv_bytes_per_token(self) -> float:

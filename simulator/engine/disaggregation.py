@@ -71,9 +71,6 @@ class KVTransfer:
 
         return Scheduler.reject_reason(self.decode[0].scheduler, req)
 
-    def in_transit(self) -> int:
-        return sum(self.incoming.values()) + sum(len(q) for q in self.pending.values())
-
     # -- the stage ----------------------------------------------------------
     def handoff(self, src: Replica, req: Request) -> None:
         dst = self.route(self, req)

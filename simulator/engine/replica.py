@@ -74,7 +74,6 @@ class Replica:
         # swap preemption: host memory and the PCIe path to it
         self.block_bytes = kv.block_size * kv_bytes_per_token
         self.host_link_bps = host_link_bps
-        self.swap_blocks_total = swap_blocks
         self.swap_blocks_free = swap_blocks
         #: called with a request whose prefill completed, instead of decoding it here
         self.on_prefilled: Callable[[Replica, Request], None] | None = None

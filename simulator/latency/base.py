@@ -36,10 +36,6 @@ class StepShape:
     decode_seqs: int = 0
     decode_ctx_tokens: int = 0
 
-    @property
-    def tokens(self) -> int:
-        return self.prefill_tokens + self.decode_seqs
-
 
 class LatencyModel(ABC):
     """Maps a step shape to seconds. Subclasses register under ``latency.model``."""

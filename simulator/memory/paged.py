@@ -39,7 +39,6 @@ class BlockManager:
         self.free = self.total
         self.watermark_blocks = int(watermark * self.total)
         self.max_model_len = int(max_model_len)
-        self.peak_used = 0
 
     @property
     def used(self) -> int:
@@ -94,9 +93,6 @@ class BlockManager:
         if blocks > self.free:
             raise RuntimeError(f"KV allocation of {blocks} blocks with only {self.free} free")
         self.free -= blocks
-        used = self.total - self.free
-        if used > self.peak_used:
-            self.peak_used = used
 
     def release(self, blocks: int) -> None:
         self.free += blocks

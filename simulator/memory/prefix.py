@@ -90,9 +90,6 @@ class PrefixCachingBlockManager(BlockManager):
         if new > 0:
             self.allocate(new)
         req.blocks += h + max(new, 0)
-        used = self.total - self.free
-        if used > self.peak_used:
-            self.peak_used = used
 
     def allocate(self, blocks: int) -> None:
         truly_free = self.free - len(self.evictable)
