@@ -111,8 +111,24 @@ def resolve(path_or_name: str) -> Path:
     )
 
 
+_LOADED: dict[tuple, Profile] = {}
+
+
 def load(path_or_name: str) -> Profile:
+    """Read a profile; a directory already read (same files, unchanged) is not read again.
+
+    Validation and the simulation both need the profile of a run; callers
+    must treat the returned Profile as read-only.
+    """
     d = resolve(path_or_name)
+    stamp = tuple((f.stat().st_mtime_ns, f.stat().st_size) if f.is_file() else None for f in (d / PARQUET, d / METADATA))
+    key = (str(d.resolve()), stamp)
+    if key not in _LOADED:
+        _LOADED[key] = _read(d)
+    return _LOADED[key]
+
+
+def _read(d: Path) -> Profile:
     meta = json.loads((d / METADATA).read_text()) if (d / METADATA).is_file() else {}
     if meta.get("format") != FORMAT:
         from simulator.errors import ConfigError
