@@ -43,6 +43,37 @@ CASES = [
     (["cluster=disaggregated", "model=llama-3.1-70b", "cluster.disaggregation.prefill.tp=4"], "cluster.disaggregation.decode.tp=1 leaves"),
     (["cluster=disaggregated", "cluster.disaggregation.decode_router=random"], "cluster.disaggregation.decode_router='random' is not a known decode router"),
     (["cluster=disaggregated", "cluster.disaggregation.link.bandwidth_gbps=0"], "cluster.disaggregation.link.bandwidth_gbps must be a finite number > 0"),
+    # time-varying rate
+    (["workload.rate_schedule=[]"], "workload.rate_schedule must hold at least one [start_s, rate] pair, or be null (got [])"),
+    (["workload.rate_schedule=[[0,10],5]"], "workload.rate_schedule[1] must be a [start_s, rate] pair of numbers (got 5)"),
+    (["workload.rate_schedule=[[0,10,3]]"], "workload.rate_schedule[0] must be a [start_s, rate] pair of numbers (got [0, 10, 3])"),
+    (["workload.rate_schedule=[[10,5]]"], "workload.rate_schedule[0] must start at 0 s, so the rate is known from the start (got start_s=10)"),
+    (["workload.rate_schedule=[[0,10],[300,40],[300,10]]"], "workload.rate_schedule[2] starts at 300 s, not after the previous piece's 300 s; start times must strictly increase"),
+    (["workload.rate_schedule=[[0,10],[60,-1]]"], "workload.rate_schedule[1] rate must be a finite number >= 0 (got -1)"),
+    (["workload.rate_schedule=[[0,0],[60,0]]"], "workload.rate_schedule needs a piece with a rate > 0 (got rates 0, 0)"),
+    (["workload.arrival=closed_loop", "workload.rate_schedule=[[0,1]]"], "workload.rate_schedule is set but workload.arrival=closed_loop, which has no rate"),
+    # closed-loop users and tenants
+    (["workload.arrival=closed_loop", "workload.users=0"], "workload.users must be an integer >= 1 (got 0)"),
+    (["workload.arrival=closed_loop", "workload.think_s=-1"], "workload.think_s must be a finite number >= 0 (got -1.0)"),
+    (["workload.tenants=-1"], "workload.tenants must be an integer >= 0 (got -1)"),
+    (["workload.tenant_skew=-0.5"], "workload.tenant_skew must be a finite number >= 0 (got -0.5)"),
+    # client retries
+    (["workload.retry.max_attempts=0"], "workload.retry.max_attempts must be an integer >= 1 (got 0)"),
+    (["workload.retry.backoff_s=-1"], "workload.retry.backoff_s must be a finite number >= 0 (got -1.0)"),
+    (["workload.retry.multiplier=0.5"], "workload.retry.multiplier must be a finite number >= 1 (got 0.5)"),
+    (["workload.retry.max_backoff_s=0.5"], "workload.retry.max_backoff_s must be >= workload.retry.backoff_s (got max_backoff_s=0.5, backoff_s=1.0)"),
+    (["workload.retry.jitter=1.5"], "workload.retry.jitter must lie in [0, 1] (got 1.5)"),
+    # tiers
+    (["++tiers={free: {share: -1}}"], "tiers.free.share must be a finite number >= 0 (got -1.0)"),
+    (["++tiers={free: {share: 0}, pro: {share: 0}}"], "tiers.*.share must sum to > 0, so some tier gets traffic (got 0 over free, pro)"),
+    (["++tiers={pro: {ttft_s: 0}}"], "tiers.pro.ttft_s must be a finite number > 0 (got 0.0)"),
+    (["++tiers={pro: {tpot_s: -0.1}}"], "tiers.pro.tpot_s must be a finite number > 0 (got -0.1)"),
+    (["++tiers={pro: {max_wait_s: 0}}"], "tiers.pro.max_wait_s must be a finite number > 0 (got 0.0)"),
+    (["++tiers={pro: {max_queue: -1}}"], "tiers.pro.max_queue must be an integer >= 0, or null (got -1)"),
+    (["++tiers={pro: {kv_watermark: 0}}"], "tiers.pro.kv_watermark must lie in (0, 1] (got 0.0)"),
+    (["++tiers={pro: {kv_watermark: 1.5}}"], "tiers.pro.kv_watermark must lie in (0, 1] (got 1.5)"),
+    (["++tiers={free: {tokens_per_s: 0}}"], "tiers.free.tokens_per_s must be a finite number > 0 (got 0.0)"),
+    (["++tiers={free: {burst_tokens: -5}}"], "tiers.free.burst_tokens must be a finite number > 0 (got -5.0)"),
 ]
 
 
@@ -62,6 +93,38 @@ def test_big_model_fits_with_enough_tensor_parallelism():
         simulator.load_config(["model=llama-3.1-70b"])
     cfg = simulator.load_config(["model=llama-3.1-70b", "cluster.tp=4"])
     assert cfg.cluster.tp == 4
+
+
+def _one_sentence(info) -> str:
+    message = str(info.value)
+    assert "\n" not in message and message.endswith(".")
+    return message
+
+
+def test_closed_loop_needs_num_requests():
+    # not in CASES: those append workload.num_requests=10
+    with pytest.raises(simulator.ConfigError) as info:
+        simulator.run(["workload.arrival=closed_loop", "workload.num_requests=null", "workload.duration_s=60"])
+    assert "workload.arrival=closed_loop needs workload.num_requests (got null)" in _one_sentence(info)
+
+
+def test_empty_tier_name():
+    # hydra's override grammar cannot spell an empty key; a config built in Python can
+    base = simulator.compose(["workload.num_requests=10"])
+    with pytest.raises(simulator.ConfigError) as info:
+        simulator.run(["tiers={'': {share: 1}}"], config=base)
+    assert "tiers has a tier named ''; tier names must be non-empty strings" in _one_sentence(info)
+
+
+def test_trace_tier_not_in_tiers(tmp_path):
+    trace = tmp_path / "tiers.csv"
+    trace.write_text("arrival_s,prompt_tokens,output_tokens,tier\n0,10,5,free\n1,10,5,gold\n")
+    overrides = ["workload.arrival=trace", f"workload.trace.path={trace}", "++tiers={free: {share: 1}}"]
+    with pytest.raises(simulator.ConfigError) as info:
+        simulator.run(overrides)
+    message = _one_sentence(info)
+    assert f"trace {trace}, row 2 (line 3), column 'tier': tier 'gold' is not a tier of the scenario" in message
+    assert "(the scenario defines free)" in message
 
 
 CLI_CASES = [CASES[0], CASES[2], CASES[6], CASES[7], CASES[8]]

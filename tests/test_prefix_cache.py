@@ -115,7 +115,7 @@ def test_each_turn_shares_the_previous_turns_whole_prompt():
     cfg = simulator.load_config(["workload.prefix.sessions=2", "workload.prefix.turns=4", *QUIET[1:]])
     prompt = np.array([160] * 8)
     output = np.array([32] * 8)
-    new_prompt, ids = prefixes.apply(cfg, prompt, output)
+    new_prompt, ids, sessions = prefixes.apply(cfg, prompt, output)
     assert new_prompt.tolist() == [160, 160, 352, 352, 544, 544, 736, 736]
     for i in range(2, 8):  # request i is the next turn of request i - 2
         prev = ids[i - 2]
@@ -123,6 +123,7 @@ def test_each_turn_shares_the_previous_turns_whole_prompt():
         assert ids[i][:full] == prev[:full]
         assert ids[i][full] != prev[full] if full < len(prev) else True
     assert ids[0][0] != ids[1][0]  # different sessions share nothing
+    assert sessions.tolist() == ["conv-0", "conv-1"] * 4  # one label per conversation
 
 
 def test_small_cache_evicts_and_still_finishes():

@@ -582,6 +582,62 @@ def test_load_from_a_scenario_config():
         T.load(cfg)
 
 
+# --------------------------------------------------------------------------- tier and tenant labels
+
+
+def _scenario(path, *overrides):
+    import simulator
+
+    return simulator.load_config([f"workload.trace.path={path}", "workload.arrival=trace", *overrides])
+
+
+def test_servesim_tier_column_is_read_kept_and_converted(tmp_path):
+    p = write(
+        tmp_path,
+        "t.csv",
+        "arrival_s,prompt_tokens,output_tokens,tenant,tier\n0,10,5,acme,pro\n1,10,5,zed,free\n2,10,5,acme,pro\n",
+    )
+    tr = T.read(p)
+    assert tr.tier.tolist() == ["pro", "free", "pro"]
+    w = T.load(_scenario(p, "++tiers={free: {share: 1}, pro: {share: 0}}", "workload.tenants=3"))
+    assert w.tier.tolist() == ["pro", "free", "pro"]  # the trace's tiers, not drawn by share
+    assert w.tenant.tolist() == ["acme", "zed", "acme"]  # the trace's tenants, not drawn
+    out = tmp_path / "t.parquet"
+    T.write(tr, out)
+    assert T.read(out).tier.tolist() == ["pro", "free", "pro"]
+    looped = T.replay(tr, tc(loop=True), num_requests=7)
+    assert looped.tier.tolist() == ["pro", "free", "pro"] * 2 + ["pro"]
+
+
+def test_trace_labels_missing_are_drawn(tmp_path):
+    """A trace without tier or tenant columns gets them as synthetic traffic would."""
+    tiers = "++tiers={free: {share: 3}, pro: {share: 1}}"
+    w = T.load(_scenario(SAMPLE["azure"], tiers, "workload.tenants=2", "workload.num_requests=null"))
+    assert set(w.tier.tolist()) == {"free", "pro"}
+    assert all(t.startswith(f"{tier}-") for t, tier in zip(w.tenant.tolist(), w.tier.tolist()))
+    plain = T.load(_scenario(SAMPLE["azure"], "workload.num_requests=null"))
+    assert plain.tier is None and plain.tenant is None
+    assert plain.arrival_s.tobytes() == w.arrival_s.tobytes()
+    # a trace tier column with tenants drawn per trace tier
+    p = write(tmp_path, "t.csv", "arrival_s,prompt_tokens,output_tokens,tier\n0,10,5,pro\n1,10,5,free\n")
+    w = T.load(_scenario(p, tiers, "workload.tenants=1"))
+    assert w.tier.tolist() == ["pro", "free"] and w.tenant.tolist() == ["pro-0", "free-0"]
+
+
+def test_trace_tier_errors(tmp_path):
+    p = write(tmp_path, "t.csv", "arrival_s,prompt_tokens,output_tokens,tier\n0,10,5,pro\n1,10,5,gold\n")
+    with pytest.raises(ConfigError) as exc:
+        T.load(_scenario(p, "++tiers={pro: {share: 1}}"))
+    assert str(exc.value) == (
+        f"trace {p}, row 2 (line 3), column 'tier': tier 'gold' is not a tier of the scenario "
+        "(the scenario defines pro); add it to tiers or drop the column."
+    )
+    with pytest.raises(ConfigError, match=r"row 1 \(line 2\), column 'tier'.*the scenario defines no tiers"):
+        T.load(_scenario(p))
+    empty = write(tmp_path, "e.csv", "arrival_s,prompt_tokens,output_tokens,tier\n0,10,5,pro\n1,10,5,\n")
+    assert "row 2 (line 3), column 'tier': the cell is empty." in error(empty)
+
+
 # --------------------------------------------------------------------------- convert and stats
 
 

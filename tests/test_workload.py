@@ -381,6 +381,212 @@ def test_streams_are_uncorrelated():
         assert abs(np.corrcoef(x, y)[0, 1]) <= Z * se
 
 
+# --------------------------------------------------------------------------- rate schedule
+
+SCHEDULE = "workload.rate_schedule=[[0,100],[200,400],[260,100]]"
+
+
+def test_schedule_counts_per_piece_are_poisson():
+    """Each piece holds N ~ Poisson(rate x length) arrivals: SE = sqrt(mean), <= 1% of it here."""
+    w = workload(SCHEDULE, "workload.arrival=poisson", "workload.num_requests=null", "workload.duration_s=460")
+    edges = [0.0, 200.0, 260.0, 460.0]
+    counts = np.histogram(w.arrival_s, bins=edges)[0]
+    for count, expected in zip(counts, [100 * 200, 400 * 60, 100 * 200]):
+        assert_close(float(count), expected, math.sqrt(expected))
+    assert np.all(np.diff(w.arrival_s) >= 0) and w.arrival_s[-1] < 460
+
+
+def test_schedule_gaps_within_a_piece_are_exponential():
+    """Inside the 400 req/s piece the process is Poisson at 400: mean gap 1/400."""
+    w = workload(SCHEDULE, "workload.num_requests=null", "workload.duration_s=460")
+    inside = w.arrival_s[(w.arrival_s >= 200) & (w.arrival_s < 260)]
+    m, se = mean_and_se(np.diff(inside))
+    assert_close(m, 1 / 400, se)
+
+
+def test_one_piece_schedule_is_the_constant_rate():
+    """Time rescaling by a constant rate is a change of units: the same draws, rounding aside."""
+    a = workload("workload.rate_schedule=[[0,5]]", "workload.num_requests=10000")
+    b = workload("workload.rate=5", "workload.num_requests=10000")
+    np.testing.assert_allclose(a.arrival_s, b.arrival_s, rtol=1e-12)
+    assert a.prompt_tokens.tobytes() == b.prompt_tokens.tobytes()
+
+
+def test_schedule_constant_arrivals_skip_a_zero_rate_stretch():
+    """4 req/s for 10 s, nothing for 10 s, then 2 req/s: 0.25 .. 10.0, then 20.5, 21.0, ...
+
+    The 40th arrival falls exactly where the expected count reaches 40, the
+    start of the idle stretch; the next comes half a second after it ends.
+    """
+    w = workload(
+        "workload.arrival=constant", "workload.rate_schedule=[[0,4],[10,0],[20,2]]", "workload.num_requests=44"
+    )
+    expected = np.concatenate([np.arange(1, 41) * 0.25, 20 + np.arange(1, 5) * 0.5])
+    assert np.array_equal(w.arrival_s, expected)
+    base = ["workload.arrival=constant", "workload.rate_schedule=[[0,4],[10,0],[20,2]]", "workload.num_requests=null"]
+    assert len(workload(*base, "workload.duration_s=20.5")) == 40  # the horizon is exclusive
+    assert len(workload(*base, "workload.duration_s=20.6")) == 41
+
+
+def test_trailing_zero_rate_stops_arrivals():
+    """A last rate of 0 ends the process: N ~ Poisson(1000 x 100), all before 100 s, however many are asked for."""
+    w = workload("workload.rate_schedule=[[0,1000],[100,0]]", "workload.num_requests=1000000")
+    assert np.all(w.arrival_s < 100) and np.all(np.isfinite(w.arrival_s))
+    assert_close(float(len(w)), 1e5, math.sqrt(1e5))
+    assert len(w.prompt_tokens) == len(w.output_tokens) == len(w)
+
+
+@pytest.mark.parametrize("n", [1, 4096, 4097, 10000])  # around the generator's chunk size
+def test_schedule_num_requests_exact(n):
+    w = workload(SCHEDULE, f"workload.num_requests={n}")
+    assert len(w) == len(w.prompt_tokens) == n
+    assert np.all(np.diff(w.arrival_s) >= 0)
+
+
+def test_schedule_both_limits_whichever_first():
+    w = workload(SCHEDULE, "workload.num_requests=500", "workload.duration_s=1000")
+    assert len(w) == 500
+    w = workload(SCHEDULE, "workload.num_requests=1000000", "workload.duration_s=250")
+    assert 0 < len(w) < 1000000 and np.all(w.arrival_s < 250) and w.arrival_s[-1] > 249
+
+
+def test_schedule_gamma_keeps_its_cv():
+    """Gamma gaps stay gamma in operational time: the CV of the gaps within one piece is cv."""
+    w = workload(
+        "workload.arrival=gamma", "workload.cv=2", "workload.rate_schedule=[[0,1],[10,1000]]", "workload.num_requests=100000"
+    )
+    g = np.diff(w.arrival_s[w.arrival_s > 10])
+    cv, se = cv_and_se(g)
+    assert_close(cv, 2.0, se)
+
+
+def test_schedule_cumulative_and_inverse():
+    from simulator.workload import RateSchedule
+
+    s = RateSchedule.from_config([[0, 10], [300, 40], [360, 0], [400, 10]])
+    assert s.cumulative([0, 300, 330, 360, 380, 400, 410]).tolist() == [0, 3000, 4200, 5400, 5400, 5400, 5500]
+    assert s.inverse([3000, 4200, 5400, 5500]).tolist() == [300, 330, 360, 410]
+    assert np.isinf(RateSchedule.from_config([[0, 10], [5, 0]]).inverse([51.0])).all()
+
+
+def test_schedule_leaves_lengths_alone():
+    a = workload(*STOCHASTIC)
+    b = workload(*STOCHASTIC, SCHEDULE)
+    assert a.prompt_tokens.tobytes() == b.prompt_tokens.tobytes()
+    assert a.output_tokens.tobytes() == b.output_tokens.tobytes()
+
+
+# --------------------------------------------------------------------------- tiers and tenants
+
+TIERS = "tiers={free: {share: 7}, pro: {share: 3, priority: 1}, internal: {share: 0}}"
+
+
+def test_tier_shares_are_binomial():
+    """Shares are normalised (7:3 is 70%/30%); a zero share gets nothing."""
+    n = 100_000
+    w = workload(TIERS, f"workload.num_requests={n}")
+    assert w.tier is not None and len(w.tier) == n and w.tenant is None
+    for name, p in [("free", 0.7), ("pro", 0.3)]:
+        frac, se = fraction_and_se(w.tier == name, p)
+        assert_close(frac, p, se)
+    assert not np.any(w.tier == "internal")
+
+
+@pytest.mark.parametrize("skew", [0.0, 1.2])
+def test_tenants_follow_zipf(skew):
+    """Tenant k of N gets traffic k^-skew / sum_j j^-skew, within each tier, names {tier}-{k-1}."""
+    n, count = 100_000, 4
+    w = workload(TIERS, f"workload.num_requests={n}", f"workload.tenants={count}", f"workload.tenant_skew={skew}")
+    weights = np.arange(1, count + 1, dtype=float) ** -skew
+    p = weights / weights.sum()
+    tier = w.tier.astype(str)
+    tenant = w.tenant.astype(str)
+    assert np.all(np.char.startswith(tenant, np.char.add(tier, "-")))
+    k = np.char.rpartition(tenant, "-")[:, 2].astype(int)
+    assert set(np.unique(k).tolist()) == set(range(count))
+    for j in range(count):
+        frac, se = fraction_and_se(k == j, p[j])
+        assert_close(frac, p[j], se)
+    if skew > 0:  # Zipf: the first tenant is the busiest, in every tier
+        for name in ("free", "pro"):
+            counts = np.bincount(k[tier == name], minlength=count)
+            assert np.all(np.diff(counts) < 0)
+
+
+def test_tenants_without_tiers():
+    w = workload("workload.tenants=3", "workload.num_requests=3000")
+    assert w.tier is None
+    assert set(w.tenant.tolist()) == {"tenant-0", "tenant-1", "tenant-2"}
+
+
+def test_no_labels_by_default():
+    w = workload(*STOCHASTIC)
+    assert w.tier is None and w.tenant is None and w.think_s is None
+
+
+def test_labels_are_seeded():
+    args = (TIERS, "workload.tenants=5", "workload.tenant_skew=1", "workload.num_requests=5000")
+    a, b = workload(*args, "seed=9"), workload(*args, "seed=9")
+    assert _arrays(a) == _arrays(b)
+    assert a.tier.tolist() == b.tier.tolist() and a.tenant.tolist() == b.tenant.tolist()
+    c = workload(*args, "seed=10")
+    assert a.tier.tolist() != c.tier.tolist() and a.tenant.tolist() != c.tenant.tolist()
+
+
+def test_labels_leave_arrivals_and_lengths_alone():
+    """Labels come from their own streams, and the new keys at their defaults change nothing."""
+    plain = workload(*STOCHASTIC)
+    labelled = workload(*STOCHASTIC, TIERS, "workload.tenants=4", "workload.tenant_skew=1")
+    assert _arrays(plain) == _arrays(labelled)
+    idle = workload(*STOCHASTIC, "workload.users=3", "workload.think_s=9", "workload.retry.max_attempts=4")
+    assert _arrays(plain) == _arrays(idle)
+
+
+def test_default_streams_unchanged():
+    """Without a schedule, arrivals and lengths are exactly the draws of their named streams, as before."""
+    from simulator.workload.lengths import LENGTHS
+    from simulator.workload.rng import stream
+
+    w = workload("workload.arrival=poisson", "workload.rate=7", "workload.num_requests=1000", "seed=4")
+    assert w.arrival_s.tobytes() == np.cumsum(stream(4, "arrivals").exponential(1 / 7, size=1000)).tobytes()
+    spec = _base().workload.prompt_tokens
+    assert w.prompt_tokens.tobytes() == LENGTHS.get(spec.dist)(spec, stream(4, "prompt_tokens"), 1000).tobytes()
+
+
+# --------------------------------------------------------------------------- closed loop
+
+
+def test_closed_loop_workload_shape():
+    """No arrival times (the engine makes them); think times Exp(mean think_s) from their own stream."""
+    n, think = 100_000, 4.0
+    args = ("workload.arrival=closed_loop", f"workload.num_requests={n}", f"workload.think_s={think}", "workload.users=8")
+    w = workload(*args)
+    assert len(w) == n and w.arrival_s.dtype == np.float64 and np.isnan(w.arrival_s).all()
+    assert w.think_s.dtype == np.float64 and len(w.think_s) == n and (w.think_s >= 0).all()
+    m, se = mean_and_se(w.think_s)
+    assert_close(m, think, se)
+    frac, se = fraction_and_se(w.think_s > think, math.exp(-1.0))  # exponential, not just the right mean
+    assert_close(frac, math.exp(-1.0), se)
+    # lengths and labels are drawn as for open arrivals
+    open_ = workload("workload.arrival=poisson", f"workload.num_requests={n}")
+    assert w.prompt_tokens.tobytes() == open_.prompt_tokens.tobytes()
+    labelled = workload(*args, TIERS, "workload.tenants=2")
+    assert labelled.tier.tolist() == workload(TIERS, f"workload.num_requests={n}").tier.tolist()
+    assert labelled.think_s.tobytes() == w.think_s.tobytes()
+
+
+def test_closed_loop_zero_think_time():
+    w = workload("workload.arrival=closed_loop", "workload.think_s=0", "workload.num_requests=10")
+    assert np.all(w.think_s == 0)
+
+
+def test_closed_loop_passes_check_workload():
+    from simulator.config.validate import check_workload
+
+    cfg = simulator.load_config(["workload.arrival=closed_loop", "workload.num_requests=50"], config=_base())
+    check_workload(cfg, generate(cfg))
+
+
 # --------------------------------------------------------------------------- validation
 
 
@@ -413,6 +619,11 @@ def test_streams_are_uncorrelated():
         (["workload.num_requests=0"], r"workload\.num_requests"),
         (["workload.num_requests=null", "workload.duration_s=0"], r"workload\.duration_s"),
         (["workload.num_requests=null", "workload.duration_s=null"], r"workload\.num_requests.*workload\.duration_s"),
+        # schedules, closed loop, labels, retries (one test each in test_errors.py)
+        (["workload.rate_schedule=[[5,1]]"], r"workload\.rate_schedule\[0\].*start_s=5"),
+        (["workload.arrival=closed_loop", "workload.num_requests=null", "workload.duration_s=60"],
+         r"workload\.arrival=closed_loop needs workload\.num_requests"),
+        (["workload.tenants=-2"], r"workload\.tenants.*-2"),
     ],
 )
 def test_invalid_workload_rejected(overrides, match):
@@ -423,7 +634,7 @@ def test_invalid_workload_rejected(overrides, match):
 def test_unknown_arrival_lists_allowed():
     with pytest.raises(simulator.ConfigError, match=r"workload\.arrival='bursty'") as e:
         simulator.load_config(["workload.arrival=bursty"])
-    for name in ("poisson", "gamma", "constant"):
+    for name in ("poisson", "gamma", "constant", "closed_loop", "trace"):
         assert name in str(e.value)
 
 
@@ -452,6 +663,16 @@ def test_empty_workload_rejected_by_run():
     assert len(workload(*overrides)) == 0  # the config is valid; the sample is empty
     with pytest.raises(simulator.ConfigError, match=r"empty.*workload\.duration_s=0\.001.*workload\.rate=0\.1"):
         simulator.run(overrides)
+
+
+def test_empty_scheduled_workload_names_the_schedule():
+    from simulator.config.validate import check_workload
+
+    cfg = simulator.load_config(
+        ["workload.rate_schedule=[[0,0],[10,1]]", "workload.num_requests=null", "workload.duration_s=5"], config=_base()
+    )
+    with pytest.raises(simulator.ConfigError, match=r"empty.*workload\.rate_schedule=\[\[0,0\],\[10,1\]\]"):
+        check_workload(cfg, generate(cfg))
 
 
 def test_negative_seed_rejected():

@@ -31,3 +31,7 @@ def load(group: str, name: str, key: str):
 
 def load_hardware(name: str, key: str = "hardware"):
     return load("hardware", name, key)
+
+
+def load_model(name: str, key: str = "model"):
+    return load("model", name, key)

@@ -7,6 +7,7 @@ other.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -94,7 +95,11 @@ def _keys_of(parent: str) -> str:
     node = OmegaConf.structured(ScenarioConfig)
     try:
         for part in filter(None, parent.split(".")):
-            node = node[part]
+            element = node._metadata.element_type
+            if part not in node and node._metadata.object_type is dict and dataclasses.is_dataclass(element):
+                node = OmegaConf.structured(element)  # an entry of a name -> settings mapping
+            else:
+                node = node[part]
         keys = list(node.keys())
     except Exception:
         return "see simulator/config/schema.py for the keys"
@@ -124,7 +129,17 @@ def _unknown_keys(schema, config, prefix: str) -> None:
         if key not in schema.keys():  # ("in" would skip keys whose value is MISSING)
             parent = prefix.rstrip(".")
             raise ConfigError(f"{prefix}{key} is not a known key; {_keys_of(parent)}.")
-        if isinstance(schema._get_node(key), DictConfig):
+        node = schema._get_node(key)
+        if not isinstance(node, DictConfig):
+            continue
+        element = node._metadata.element_type
+        if node._metadata.object_type is dict and dataclasses.is_dataclass(element):
+            # a name -> settings mapping (tiers, cluster.groups): check each entry's keys
+            entries = config._get_node(key)
+            if isinstance(entries, DictConfig):
+                for name in entries:
+                    _unknown_keys(OmegaConf.structured(element), entries._get_node(name), f"{prefix}{key}.{name}.")
+        else:
             _unknown_keys(schema[key], config._get_node(key), f"{prefix}{key}.")
 
 

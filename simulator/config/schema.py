@@ -109,17 +109,36 @@ class SharedPrefixConfig:
 
 
 @dataclass
+class RetryConfig:
+    """Clients that retry a rejected request after an exponential backoff."""
+
+    max_attempts: int = 1  # attempts per request, the first included (1 = never retry)
+    backoff_s: float = 1.0  # delay before the first retry
+    multiplier: float = 2.0  # each further retry waits this many times longer
+    max_backoff_s: float = 60.0  # cap on one delay
+    jitter: float = 1.0  # delay x U(1 - jitter, 1): 1 = "full jitter", 0 = none
+
+
+@dataclass
 class WorkloadConfig:
     name: str = "custom"
-    arrival: str = "poisson"  # poisson | gamma | constant
+    arrival: str = "poisson"  # poisson | gamma | constant | closed_loop | trace
     rate: float = 1.0  # requests per second
+    #: time-varying rate: [[start_s, rate], ...] pieces, each holding until the next
+    #: (a non-homogeneous process; ``rate`` is then unused). null = constant ``rate``.
+    rate_schedule: list[Any] | None = None
     cv: float = 1.0  # coefficient of variation of inter-arrival times (gamma)
     num_requests: int | None = 1000
     duration_s: float | None = None
+    users: int = 16  # closed_loop: concurrent users, each waiting for its answer then thinking
+    think_s: float = 5.0  # closed_loop: mean think time between a user's requests (exponential)
+    tenants: int = 0  # tenants per tier (0 = no tenant labels); requests spread over them
+    tenant_skew: float = 0.0  # Zipf exponent of traffic over a tier's tenants (0 = uniform)
     prompt_tokens: LengthConfig = field(default_factory=LengthConfig)
     output_tokens: LengthConfig = field(default_factory=LengthConfig)
     trace: TraceConfig = field(default_factory=TraceConfig)
     prefix: SharedPrefixConfig = field(default_factory=SharedPrefixConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
 
 
 @dataclass
@@ -200,12 +219,102 @@ class DisaggregationConfig:
 
 
 @dataclass
+class GroupConfig:
+    """One group of identical colocated replicas in a heterogeneous cluster."""
+
+    replicas: int = 1
+    tp: int = 1
+    hardware: str | None = None  # a hardware catalog name; null = the scenario's hardware
+    model: str | None = None  # a model catalog name; null = the scenario's model
+    scheduler: PoolSchedulerConfig = field(default_factory=PoolSchedulerConfig)
+
+
+@dataclass
+class ColdStartConfig:
+    """What a new (or repaired) replica goes through before it serves."""
+
+    provision_s: float = 60.0  # get a node and start the engine
+    storage_gbps: float = 2.0  # weight loading bandwidth per GPU (GB/s); load time = weight bytes per GPU / this
+
+
+@dataclass
+class AutoscalerConfig:
+    """Adds or removes replicas from a load metric, like Kubernetes' HPA:
+    desired = ceil(serving x metric / target), stabilised over windows."""
+
+    enabled: bool = False
+    metric: str = "queue"  # queue (requests waiting per replica) | kv_usage (fraction of KV blocks in use)
+    target: float = 8.0  # the metric's desired value per serving replica
+    min_replicas: int = 1
+    max_replicas: int = 8
+    interval_s: float = 10.0  # how often the metric is read
+    up_window_s: float = 0.0  # scale up to the lowest recommendation over this window
+    down_window_s: float = 120.0  # scale down to the highest recommendation over this window
+    group: str | None = None  # which replica group scales (null = the first)
+
+
+@dataclass
+class FailureConfig:
+    """Replica failures: at fixed times and/or at random, and their repair."""
+
+    at_s: list[float] = field(default_factory=list)  # fail one replica at each of these times
+    replica: list[int] = field(default_factory=list)  # ... which one (replica index); empty = the busiest
+    mtbf_gpu_hours: float | None = None  # random failures: mean hours between failures of one GPU
+    repair_s: float = 300.0  # a failed replica is replaced after this long (then cold start)
+    in_flight: str = "retry"  # retry: requests on it go back to the router | lost: they end rejected
+
+
+@dataclass
 class ClusterConfig:
     replicas: int = 1
     tp: int = 1
+    router: str = "round_robin"
+    #: Heterogeneous replica groups (name -> group); when set, replicas/tp
+    #: above are ignored and each group has its own count, TP, hardware, model.
+    groups: dict[str, GroupConfig] = field(default_factory=dict)
+    affinity_slack: float = 2.0  # affinity routers leave a replica holding more than slack x (the least load + 1)
     # Prefill/decode disaggregation: when enabled, replicas/tp above are
     # ignored and each pool has its own.
     disaggregation: DisaggregationConfig = field(default_factory=DisaggregationConfig)
+    autoscaler: AutoscalerConfig = field(default_factory=AutoscalerConfig)
+    cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)
+    failures: FailureConfig = field(default_factory=FailureConfig)
+
+
+@dataclass
+class RateLimitConfig:
+    """A token bucket per tenant, charged prompt + requested output tokens."""
+
+    tokens_per_s: float | None = None  # refill rate per tenant (null = no limit)
+    burst_tokens: float | None = None  # bucket size (null = one second of refill)
+
+
+@dataclass
+class AdmissionConfig:
+    """Gateway checks, in order, after the router picked a replica; each
+    rejection is recorded with its reason (see docs/cluster.md)."""
+
+    max_queue: int | None = None  # queue_full: the replica already has this many requests waiting
+    max_wait_s: float | None = None  # wait_too_long: the expected queueing delay exceeds this
+    kv_watermark: float | None = None  # kv_pressure: the replica's KV usage is above this fraction
+    slo_aware: bool = False  # slo_unattainable: the predicted TTFT exceeds the request's TTFT SLO
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+
+
+@dataclass
+class TierConfig:
+    """A priority tier (free / pro / enterprise ...). Null fields inherit
+    ``slo.*`` and ``admission.*``."""
+
+    share: float = 1.0  # share of synthetic traffic (normalised over tiers)
+    priority: int = 0  # higher is queued ahead and preempted last
+    ttft_s: float | None = None
+    tpot_s: float | None = None
+    max_queue: int | None = None
+    max_wait_s: float | None = None
+    kv_watermark: float | None = None
+    tokens_per_s: float | None = None
+    burst_tokens: float | None = None
 
 
 @dataclass
@@ -234,6 +343,9 @@ class ScenarioConfig:
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)
+    #: priority tiers by name; empty = one implicit tier
+    tiers: dict[str, TierConfig] = field(default_factory=dict)
     slo: SLOConfig = field(default_factory=SLOConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
@@ -258,6 +370,14 @@ __all__: list[Any] = [
     "ProfileConfig",
     "MemoryConfig",
     "ClusterConfig",
+    "GroupConfig",
+    "ColdStartConfig",
+    "AutoscalerConfig",
+    "FailureConfig",
+    "AdmissionConfig",
+    "RateLimitConfig",
+    "TierConfig",
+    "RetryConfig",
     "DisaggregationConfig",
     "PoolConfig",
     "PoolSchedulerConfig",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from omegaconf import ListConfig, OmegaConf
+
 from simulator.errors import ConfigError
 from simulator.specs import ModelSpec, memory_budget
 
@@ -68,7 +70,7 @@ def validate(cfg) -> None:
     """Raise :class:`ConfigError` for the first problem found in ``cfg``."""
     from simulator.latency import LATENCY_MODELS
     from simulator.memory import ALLOCATIONS
-    from simulator.workload.arrivals import ARRIVALS
+    from simulator.workload.arrivals import ARRIVALS, names
     from simulator.workload.lengths import upper_bound
 
     _need(cfg.seed >= 0, f"seed must be an integer >= 0 (got {cfg.seed}).")
@@ -83,14 +85,32 @@ def validate(cfg) -> None:
             f"workload.trace.path is set but workload.arrival={wl.arrival}; set workload.arrival=trace to replay "
             f"the trace, or clear workload.trace.path."
         )
-    elif wl.arrival not in ARRIVALS:
+    elif wl.arrival not in ARRIVALS and wl.arrival != "closed_loop":
         raise ConfigError(
-            f"workload.arrival={wl.arrival!r} is not a known arrival process; "
-            f"choose one of: {', '.join([*ARRIVALS.names(), 'trace'])}."
+            f"workload.arrival={wl.arrival!r} is not a known arrival process; choose one of: {', '.join(names())}."
         )
-    _positive(wl.rate, "workload.rate")
+    if wl.rate_schedule is not None:
+        _need(
+            wl.arrival in ARRIVALS,
+            f"workload.rate_schedule is set but workload.arrival={wl.arrival}, which has no rate; "
+            f"use it with {', '.join(ARRIVALS.names())}, or set workload.rate_schedule=null.",
+        )
+        _rate_schedule(wl.rate_schedule)
+    elif wl.arrival != "closed_loop":
+        _positive(wl.rate, "workload.rate")
     if wl.arrival == "gamma":
         _positive(wl.cv, "workload.cv")
+    if wl.arrival == "closed_loop":
+        _need(
+            wl.num_requests is not None,
+            "workload.arrival=closed_loop needs workload.num_requests (got null): "
+            "the users' requests are drawn before the run, so their number must be known.",
+        )
+        _need(wl.users >= 1, f"workload.users must be an integer >= 1 (got {wl.users}).")
+        _positive(wl.think_s, "workload.think_s", allow_zero=True)
+    _need(wl.tenants >= 0, f"workload.tenants must be an integer >= 0 (got {wl.tenants}).")
+    _positive(wl.tenant_skew, "workload.tenant_skew", allow_zero=True)
+    _retry(wl.retry)
     _need(
         wl.num_requests is not None or wl.duration_s is not None or (wl.arrival == "trace" and not wl.trace.loop),
         "set workload.num_requests or workload.duration_s (or both) so the workload ends"
@@ -186,8 +206,11 @@ def validate(cfg) -> None:
                 f"prefill and decode phases to split; choose continuous or chunked_prefill.",
             )
             _fits(pcfg, f"{key}.tp", f"{key}.hardware")
-    else:
+    elif not cl.groups:  # groups are checked one by one in check_cluster
         _fits(cfg, "cluster.tp", "hardware")
+    from simulator.config.validate_cluster import check_cluster
+
+    check_cluster(cfg, None if disagg else prompt_max)
     if lat.model == "profile":  # load it now, so a wrong profile fails before the run
         from simulator.engine.simulation import pool_configs
         from simulator.latency import build_latency_model
@@ -199,6 +222,81 @@ def validate(cfg) -> None:
         v = getattr(cfg.slo, key)
         if v is not None:
             _positive(v, f"slo.{key}")
+    _tiers(cfg)
+
+
+def _rate_schedule(pieces) -> None:
+    """``workload.rate_schedule``: ``[[start_s, rate], ...]`` from 0, starts increasing, some rate > 0."""
+    key = "workload.rate_schedule"
+    pieces = list(pieces)
+    _need(len(pieces) >= 1, f"{key} must hold at least one [start_s, rate] pair, or be null (got []).")
+    prev = None
+    for i, p in enumerate(pieces):
+        pair = list(p) if isinstance(p, (list, tuple, ListConfig)) else None
+        _need(
+            pair is not None
+            and len(pair) == 2
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in pair),
+            f"{key}[{i}] must be a [start_s, rate] pair of numbers (got {_plain(p)!r}).",
+        )
+        start, rate = pair
+        if i == 0:
+            _need(start == 0, f"{key}[0] must start at 0 s, so the rate is known from the start (got start_s={start}).")
+        else:
+            _need(
+                math.isfinite(start) and start > prev,
+                f"{key}[{i}] starts at {start} s, not after the previous piece's {prev} s; start times must strictly increase.",
+            )
+        _positive(rate, f"{key}[{i}] rate", allow_zero=True)
+        prev = start
+    rates = [list(p)[1] for p in pieces]
+    _need(any(r > 0 for r in rates), f"{key} needs a piece with a rate > 0 (got rates {', '.join(map(str, rates))}).")
+
+
+def _plain(value):
+    """A config node as plain Python, for messages."""
+    return OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
+
+
+def _retry(rt) -> None:
+    key = "workload.retry"
+    _need(rt.max_attempts >= 1, f"{key}.max_attempts must be an integer >= 1 (got {rt.max_attempts}).")
+    _positive(rt.backoff_s, f"{key}.backoff_s", allow_zero=True)
+    _need(
+        rt.multiplier >= 1 and math.isfinite(rt.multiplier),
+        f"{key}.multiplier must be a finite number >= 1 (got {rt.multiplier}).",
+    )
+    _need(
+        rt.max_backoff_s >= rt.backoff_s,
+        f"{key}.max_backoff_s must be >= {key}.backoff_s (got max_backoff_s={rt.max_backoff_s}, backoff_s={rt.backoff_s}).",
+    )
+    _fraction(rt.jitter, f"{key}.jitter", allow_zero=True)
+
+
+def _tiers(cfg) -> None:
+    """``tiers``: named, shares >= 0 summing to > 0, limits in range where set."""
+    tiers = cfg.tiers
+    if not tiers:
+        return
+    for name, t in tiers.items():
+        _need(
+            isinstance(name, str) and name.strip() != "",
+            f"tiers has a tier named {name!r}; tier names must be non-empty strings such as free or pro.",
+        )
+        key = f"tiers.{name}"
+        _positive(t.share, f"{key}.share", allow_zero=True)
+        for field in ("ttft_s", "tpot_s", "max_wait_s", "tokens_per_s", "burst_tokens"):
+            if getattr(t, field) is not None:
+                _positive(getattr(t, field), f"{key}.{field}")
+        if t.max_queue is not None:
+            _need(t.max_queue >= 0, f"{key}.max_queue must be an integer >= 0, or null (got {t.max_queue}).")
+        if t.kv_watermark is not None:
+            _fraction(t.kv_watermark, f"{key}.kv_watermark")
+    total = sum(float(t.share) for t in tiers.values())
+    _need(
+        total > 0,
+        f"tiers.*.share must sum to > 0, so some tier gets traffic (got {total:g} over {', '.join(map(str, tiers))}).",
+    )
 
 
 def max_len(cfg) -> tuple[int, str]:
@@ -264,9 +362,14 @@ def _fits(cfg, tp_key: str, hw_key: str) -> None:
 def check_workload(cfg, workload) -> None:
     """Checks that need the sampled requests (unbounded distributions)."""
     if len(workload) == 0:
+        wl = cfg.workload
+        rate = (
+            f"workload.rate={wl.rate}"
+            if wl.rate_schedule is None
+            else f"workload.rate_schedule={_plain(wl.rate_schedule)}".replace(" ", "")
+        )
         raise ConfigError(
-            f"the workload is empty: no request arrives within workload.duration_s={cfg.workload.duration_s} "
-            f"at workload.rate={cfg.workload.rate}; raise either."
+            f"the workload is empty: no request arrives within workload.duration_s={wl.duration_s} at {rate}; raise either."
         )
     longest = int((workload.prompt_tokens + workload.output_tokens).max())
     limit, what = max_len(cfg)

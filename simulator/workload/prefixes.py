@@ -26,8 +26,12 @@ GRANULARITY = 16  # tokens per prefix id
 _SYSTEM, _CONVERSATION, _PRIVATE = 1, 2, 3
 
 
-def apply(cfg, prompt: np.ndarray, output: np.ndarray) -> tuple[np.ndarray, list]:
-    """Prompts with their shared parts prepended, and each request's prefix ids."""
+def apply(cfg, prompt: np.ndarray, output: np.ndarray) -> tuple[np.ndarray, list, np.ndarray | None]:
+    """Prompts with their shared parts prepended, each request's prefix ids, and session labels.
+
+    The labels (``conv-{n}``, one per conversation) let session-affinity
+    routing and the requests table follow a conversation; None without sessions.
+    """
     pf = cfg.workload.prefix
     n = len(prompt)
     system = np.zeros(n, dtype=np.int64)
@@ -38,6 +42,7 @@ def apply(cfg, prompt: np.ndarray, output: np.ndarray) -> tuple[np.ndarray, list
     sessions = pf.sessions if pf.sessions > 0 and pf.turns > 1 else 0
     new_prompt = prompt.astype(np.int64).copy()
     ids: list = []
+    labels = np.empty(n, dtype=object) if sessions else None
     history = {}  # session -> (conversation number, tokens so far)
     for i in range(n):
         S = int(system[i])
@@ -51,6 +56,7 @@ def apply(cfg, prompt: np.ndarray, output: np.ndarray) -> tuple[np.ndarray, list
             conv = number * sessions + s
             hist = history.get(s, 0) if turn else 0
             history[s] = hist + int(prompt[i]) + int(output[i])
+            labels[i] = f"conv-{conv}"
         total = S + hist + int(prompt[i])
         new_prompt[i] = total
         blocks = -(-total // GRANULARITY)
@@ -64,4 +70,4 @@ def apply(cfg, prompt: np.ndarray, output: np.ndarray) -> tuple[np.ndarray, list
             else:
                 row.append(hash((_PRIVATE, i, b)))
         ids.append(row)
-    return new_prompt, ids
+    return new_prompt, ids, labels

@@ -24,8 +24,13 @@ extension and the header or first record):
               ``output_length``, ``hash_ids`` (one id per 512-token block).
 ``servesim``  servesim's own schema, Parquet or CSV: ``arrival_s``,
               ``prompt_tokens``, ``output_tokens``; optional ``tenant``,
-              ``priority``, ``session_id``, ``prefix_ids``. Every other format
-              converts into it (:func:`write`, ``servesim-trace convert``).
+              ``tier``, ``priority``, ``session_id``, ``prefix_ids``. Every
+              other format converts into it (:func:`write`, ``servesim-trace
+              convert``).
+
+Labels: a trace's tenants are kept; its tiers (``tier``) must be tiers of the
+scenario (``tiers``). Labels a trace lacks are drawn as for synthetic traffic
+when the scenario asks for them (:mod:`simulator.workload.labels`).
 
 Readers stream: CSV through ``pyarrow.csv.open_csv`` restricted to the
 columns used, Parquet through ``iter_batches`` of those columns, JSONL line by
@@ -53,7 +58,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from simulator.errors import ConfigError
-from simulator.workload import Workload
+from simulator.workload import Workload, labels
 from simulator.workload.rng import stream
 
 FORMATS = ("azure", "burstgpt", "mooncake", "servesim")
@@ -85,6 +90,7 @@ class Trace:
     tenant: np.ndarray | None = None
     session: np.ndarray | None = None
     priority: np.ndarray | None = None
+    tier: np.ndarray | None = None  # str (object array)
     #: The file line of each row when it is not ``row + line_offset`` (JSONL with blank lines).
     lines: np.ndarray | None = None
     #: File line of data row 1, minus 1 (CSV: 1, the header); None where lines mean nothing (Parquet).
@@ -162,6 +168,7 @@ _CSV_SPECS: dict[str, tuple[dict[str, tuple[str, str]], dict[str, tuple[str, str
         },
         {
             "tenant": ("tenant", "label"),
+            "tier": ("tier", "name"),
             "priority": ("priority", "int"),
             "session": ("session_id", "label"),
             "prefix": ("prefix_ids", "ids"),
@@ -498,6 +505,9 @@ def _convert_batch(
             cols.add(role, _whole(_numbers(arr, w, "an integer"), w, False, "integer"))
         elif kind == "label":
             cols.add(role, _labels(arr))
+        elif kind == "name":  # a non-empty string; numbers are read as their text
+            text = _strings(pc.cast(arr, pa.string()), w)
+            cols.add(role, text.to_numpy(zero_copy_only=False).astype(object))
         elif kind == "ids":
             ids, counts = _id_lists(arr, w)
             cols.add("prefix_flat", ids)
@@ -606,6 +616,7 @@ def _finish(p, fmt, cols: _Cols, roles, block: int, *, line_offset=None, lines=N
         tenant=cols.get("tenant"),
         session=cols.get("session"),
         priority=cols.get("priority"),
+        tier=cols.get("tier"),
         lines=lines,
         line_offset=line_offset,
         origin=origin_text,
@@ -741,6 +752,7 @@ class _Rows:
     offsets: np.ndarray | None
     tenant: np.ndarray | None
     session: np.ndarray | None
+    tier: np.ndarray | None = None
 
     def take(self, idx: np.ndarray) -> _Rows:
         flat, offsets = _take_lists(self.flat, self.offsets, idx)
@@ -754,6 +766,7 @@ class _Rows:
             offsets,
             pick(self.tenant),
             pick(self.session),
+            pick(self.tier),
         )
 
     def __len__(self) -> int:
@@ -865,6 +878,7 @@ def replay(
         offsets,
         None if trace.tenant is None else trace.tenant[idx],
         None if trace.session is None else trace.session[idx],
+        None if trace.tier is None else trace.tier[idx],
     )
     r.t = r.t - r.t[0]
     span0 = float(r.t[-1])
@@ -963,6 +977,7 @@ def replay(
         prefix_block_tokens=trace.prefix_block_tokens,
         tenant=r.tenant,
         session=r.session,
+        tier=r.tier,
         notes=notes,
     )
 
@@ -1007,6 +1022,7 @@ def _loop(r: _Rows, num_requests, duration_s, trace: Trace) -> tuple[_Rows, int]
         None,
         None if r.tenant is None else np.tile(r.tenant, k),
         None if r.session is None else np.tile(r.session, k),
+        None if r.tier is None else np.tile(r.tier, k),
     )
     if r.flat is not None:
         width = int(r.flat.max() - r.flat.min() + 1) if r.flat.size else 1
@@ -1034,9 +1050,29 @@ def load(cfg) -> Workload:
             "sample traces live in the repository's traces/ folder."
         )
     trace = read(tc.path, tc.format)
-    return replay(
+    check_tiers(trace, cfg.tiers)
+    w = replay(
         trace, tc, seed=cfg.seed, num_requests=wl.num_requests, duration_s=wl.duration_s, max_len=max_length(cfg)
     )
+    labels.label(cfg, w)
+    return w
+
+
+def check_tiers(trace: Trace, tiers) -> None:
+    """Every tier the trace names must be one of ``tiers`` (the scenario's ``tiers`` keys)."""
+    if trace.tier is None:
+        return
+    known = [str(k) for k in tiers]
+    bad = np.flatnonzero(~np.isin(trace.tier.astype(str), known))
+    if bad.size:
+        i = int(bad[0])
+        defined = f"the scenario defines {', '.join(known)}" if known else "the scenario defines no tiers"
+        raise _fail(
+            trace.path,
+            f"tier {str(trace.tier[i])!r} is not a tier of the scenario ({defined}); add it to tiers or drop the column.",
+            trace.where(i),
+            trace.columns.get("tier", "tier"),
+        )
 
 
 # --------------------------------------------------------------------------- convert
@@ -1066,6 +1102,8 @@ def write(trace: Trace, out: str | os.PathLike, *, sort: bool = False, sort_opti
     }
     if trace.tenant is not None:
         data["tenant"] = pa.array(trace.tenant[idx].astype(str) if trace.tenant.dtype == object else trace.tenant[idx])
+    if trace.tier is not None:
+        data["tier"] = pa.array(trace.tier[idx].astype(str), pa.string())
     if trace.priority is not None:
         data["priority"] = pa.array(trace.priority[idx], pa.int64())
     if trace.session is not None:
@@ -1394,6 +1432,7 @@ __all__ = [
     "FORMATS",
     "Trace",
     "check_config",
+    "check_tiers",
     "describe",
     "detect",
     "load",
