@@ -19,7 +19,9 @@ from simulator.config.validate import check_workload
 REQUESTS_FILE = "requests.parquet"
 STEPS_FILE = "steps.parquet"
 SUMMARY_FILE = "summary.json"
+REPLICAS_FILE = "replicas.parquet"
 CDF_CHART = "latency_cdf.png"
+TIMELINE_CHART = "cluster_timeline.png"
 CONFIG_FILE = "scenario.yaml"
 
 
@@ -32,19 +34,28 @@ class Result:
     steps: pd.DataFrame  # one row per engine iteration
     summary: dict
     itl: tuple[Any, Any] | None = None  # (gaps, counts): inter-token gaps over all tokens
+    replicas: pd.DataFrame | None = None  # one row per replica lifecycle event
 
     def save(self, directory: str | Path, *, charts: bool | None = None) -> Path:
-        """Write requests.parquet, steps.parquet, summary.json, scenario.yaml (and the CDF chart)."""
+        """Write requests.parquet, steps.parquet, replicas.parquet, summary.json,
+        scenario.yaml, and the charts (the latency CDFs; the cluster timeline
+        when the scenario has tiers, autoscaling or failures)."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         self.requests.to_parquet(out / REQUESTS_FILE, index=False)
         self.steps.to_parquet(out / STEPS_FILE, index=False)
+        if self.replicas is not None:
+            self.replicas.to_parquet(out / REPLICAS_FILE, index=False)
         (out / SUMMARY_FILE).write_text(json.dumps(_json_safe(self.summary), indent=2) + "\n")
         (out / CONFIG_FILE).write_text(OmegaConf.to_yaml(OmegaConf.structured(self.config)))
         if self.config.output.charts if charts is None else charts:
             from simulator.report.charts import latency_cdf_chart
 
             latency_cdf_chart(self, out / CDF_CHART)
+            from simulator.report.timeline import cluster_timeline_chart, wants_cluster_timeline
+
+            if wants_cluster_timeline(self.config):
+                cluster_timeline_chart(self, out / TIMELINE_CHART)
         return out
 
 
@@ -89,4 +100,11 @@ def run(overrides: list[str] | None = None, *, config: Any = None) -> Result:
     requests = out.recorder.requests_table()
     steps = out.recorder.steps_table()
     summary = summarize(cfg, out, requests, steps)
-    return Result(config=cfg, requests=requests, steps=steps, summary=summary, itl=out.recorder.itl())
+    return Result(
+        config=cfg,
+        requests=requests,
+        steps=steps,
+        summary=summary,
+        itl=out.recorder.itl(),
+        replicas=out.recorder.replicas_table(),
+    )

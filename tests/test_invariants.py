@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from simulator.engine.simulation import pool_configs
 from tests.conftest import run
 
 PRESSURE = ["memory.activation_reserve_gb=54.5", "workload.rate=20"]
@@ -52,18 +53,58 @@ SCENARIOS = {
     "disaggregated-swap": [
         "cluster=disaggregated", "memory.activation_reserve_gb=54.5", "workload.rate=12", "scheduler.preemption_mode=swap",
     ],
+    # the cluster: routers, admission control, retries, failures, autoscaling, groups
+    "jsq-3": ["cluster.replicas=3", "cluster.router=jsq", "workload.rate=40"],
+    "power-of-two-3": ["cluster.replicas=3", "cluster.router=power_of_two", "workload.rate=40"],
+    "least-kv-pressure": ["cluster.replicas=2", "cluster.router=least_kv", *PRESSURE],
+    "shed-and-retry": [
+        "workload.rate=30", "admission.max_queue=4", "admission.kv_watermark=0.8",
+        "workload.retry.max_attempts=3", "workload.retry.backoff_s=0.5",
+    ],
+    "slo-aware": ["workload.rate=30", "admission.slo_aware=true", "admission.max_wait_s=2"],
+    "rate-limited-retry": ["admission.rate_limit.tokens_per_s=20000", "workload.retry.max_attempts=2"],
+    "failure-retry": ["cluster.replicas=2", "workload.rate=20", "cluster.failures.at_s=[5,12]", "cluster.failures.repair_s=3",
+                      "cluster.cold_start.provision_s=1", "cluster.cold_start.storage_gbps=50"],
+    "failure-lost-chunked-pressure": [
+        "scheduler=chunked_prefill", "cluster.replicas=2", "cluster.failures.at_s=[8]",
+        "cluster.failures.in_flight=lost", *PRESSURE,
+    ],
+    "failure-swap": ["scheduler.preemption_mode=swap", "cluster.replicas=2", "cluster.failures.at_s=[6,6.01]", *PRESSURE],
+    "autoscale": [
+        "workload.rate=35", "cluster.autoscaler.enabled=true", "cluster.autoscaler.metric=requests",
+        "cluster.autoscaler.target=16", "cluster.autoscaler.interval_s=2", "cluster.autoscaler.down_window_s=4",
+        "cluster.cold_start.provision_s=2",
+    ],
+    "autoscale-failures-random": [
+        "workload.rate=25", "cluster.autoscaler.enabled=true", "cluster.autoscaler.metric=kv_usage",
+        "cluster.autoscaler.target=0.5", "cluster.autoscaler.interval_s=2", "cluster.cold_start.provision_s=1",
+        "cluster.cold_start.storage_gbps=50", "cluster.failures.mtbf_gpu_hours=0.004", "cluster.failures.repair_s=2",
+        "workload.retry.max_attempts=4",
+    ],
+    "groups-static-failure": [
+        "++cluster.groups={a: {replicas: 2, scheduler: {policy: static}}, b: {replicas: 1, hardware: a100-80gb}}",
+        "memory.max_model_len=10240", "cluster.router=least_tokens", "workload.rate=15", "cluster.failures.at_s=[4]",
+    ],
 }
+
+#: scenarios whose failed replicas lose work in progress (tokens made then lost)
+LOSES_WORK = {k for k, v in SCENARIOS.items() if any("failures." in o for o in v)}
 
 
 @pytest.fixture(scope="module", params=list(SCENARIOS), ids=list(SCENARIOS))
 def result(request):
-    return run(*SCENARIOS[request.param])
+    r = run(*SCENARIOS[request.param])
+    r.key = request.param
+    return r
 
 
 def test_every_request_ends_exactly_once(result):
     df = result.requests
     n = result.config.workload.num_requests
     assert sorted(df["request_id"]) == list(range(n))
+    assert (df["attempts"] >= 1).all()
+    if result.key not in LOSES_WORK:  # a failed replica's requests are re-sent without counting against the client
+        assert (df["attempts"] <= result.config.workload.retry.max_attempts).all()
     assert set(df["status"]) <= {"completed", "rejected"}
     rejected = df[df["status"] == "rejected"]
     assert (rejected["reject_reason"] != "").all()
@@ -75,6 +116,9 @@ def test_every_request_ends_exactly_once(result):
 def test_tokens_produced_equal_tokens_requested(result):
     # Every completed prefill yields a token, every decoding sequence one more.
     done = result.requests[result.requests["status"] == "completed"]
+    if result.key in LOSES_WORK:  # lost attempts made tokens too
+        assert result.steps["new_tokens"].sum() >= done["output_tokens"].sum()
+        return
     assert result.steps["new_tokens"].sum() == done["output_tokens"].sum()
     assert (result.steps["new_tokens"] >= result.steps["decode_seqs"]).all()
 
@@ -90,8 +134,8 @@ def test_timestamps_are_ordered(result):
     one = done["output_tokens"] == 1
     assert (done.loc[one, "last_token_s"] == done.loc[one, "first_token_s"]).all()
     assert done.loc[one, "tpot_s"].isna().all()
-    if result.config.scheduler.policy != "static":  # only static batching holds finished requests
-        assert (done["finish_s"] == done["last_token_s"]).all()
+    if "static" not in {pcfg.scheduler.policy for _, pcfg in pool_configs(result.config)}:
+        assert (done["finish_s"] == done["last_token_s"]).all()  # only static batching holds finished requests
 
 
 def test_kv_blocks_never_negative_and_all_returned(result):
@@ -102,20 +146,22 @@ def test_kv_blocks_never_negative_and_all_returned(result):
 
 
 def test_batch_limits_respected(result):
-    st = result.steps
-    sch = result.config.scheduler
-    assert (st["batch_size"] <= sch.max_batch_size).all()
-    if sch.policy == "continuous":
-        # One prefill may exceed the token budget only when it runs alone (a recompute).
-        over = st[st["prefill_tokens"] > sch.max_batch_tokens]
-        assert (over["prefill_seqs"] == 1).all()
-    if sch.policy in ("continuous", "static"):
-        # A step is either all prefill or all decode.
-        assert ((st["prefill_seqs"] == 0) | (st["decode_seqs"] == 0)).all()
-    if sch.policy == "chunked_prefill":
-        # Decodes and prompt chunks share one token budget.
-        assert (st["prefill_tokens"] + st["decode_seqs"] <= sch.max_batch_tokens).all()
-        assert ((st["prefill_seqs"] > 0) & (st["decode_seqs"] > 0)).any()  # mixed steps happen
+    for name, pcfg in pool_configs(result.config):  # each pool (group) has its own scheduler
+        st = result.steps[result.steps["pool"] == name] if "pool" in result.steps else result.steps
+        sch = pcfg.scheduler
+        assert (st["batch_size"] <= sch.max_batch_size).all()
+        if sch.policy == "continuous":
+            # One prefill may exceed the token budget only when it runs alone (a recompute).
+            over = st[st["prefill_tokens"] > sch.max_batch_tokens]
+            assert (over["prefill_seqs"] == 1).all()
+        if sch.policy in ("continuous", "static"):
+            # A step is either all prefill or all decode.
+            assert ((st["prefill_seqs"] == 0) | (st["decode_seqs"] == 0)).all()
+        if sch.policy == "chunked_prefill":
+            # Decodes and prompt chunks share one token budget.
+            assert (st["prefill_tokens"] + st["decode_seqs"] <= sch.max_batch_tokens).all()
+            if name != "prefill":  # a prefill pool never decodes
+                assert ((st["prefill_seqs"] > 0) & (st["decode_seqs"] > 0)).any()  # mixed steps happen
 
 
 def test_steps_are_back_to_back_per_replica(result):
@@ -131,12 +177,14 @@ def test_littles_law(result):
     under disaggregation, a KV copy into an idle decode replica."""
     ll = result.summary["littles_law"]
     window = result.summary["window"]["end_s"]
-    accepted = (result.requests["status"] != "rejected").sum()
+    df = result.requests
+    # each attempt that reached a replica may wait up to a step before the engine counts it
+    entered = df.loc[df["finish_s"] > df["arrival_s"], "attempts"].sum()
     lag = result.steps["duration_s"].max()
     if "kv_transfer" in result.summary:
         done = result.requests
         lag += (done["first_token_s"] - done["prefill_done_s"]).max()
-    max_lag = accepted * lag / window
+    max_lag = entered * lag / window
     assert 0 <= ll["lambda_times_W"] - ll["L_from_steps"] <= max_lag + 1e-9
     assert ll["L_from_steps"] == pytest.approx(ll["lambda_times_W"], rel=0.05)
 
@@ -181,6 +229,9 @@ def test_prompt_longer_than_batch_token_budget_is_rejected():
 def test_itl_distribution_covers_every_decode_token(result):
     gaps, counts = result.itl
     done = result.requests[result.requests["status"] == "completed"]
+    if result.key in LOSES_WORK:  # attempts cut short by a failure made gaps too
+        assert counts.sum() >= (done["output_tokens"] - 1).sum()
+        return
     assert counts.sum() == (done["output_tokens"] - 1).sum()
     assert (gaps > 0).all()
     # A request's gaps add up to last token - first token, preemptions or not.

@@ -16,16 +16,21 @@ Static batching adds *held*: requests whose tokens are all produced but whose
 batch is still decoding; they keep their KV until the batch ends. Under
 disaggregation a prefill replica hands finished prefills to a hook instead of
 its own running set, and a decode replica receives them with KV attached.
+
+In a cluster a replica is *serving* (the router may pick it), *draining*
+(no new work; it is removed once empty) or *failed* (its process stopped and
+every request it held was handed back, see :meth:`Replica.fail`).
 """
 
 from __future__ import annotations
 
 import heapq
-from collections import deque
+import math
 from collections.abc import Callable
 
 import simpy
 
+from simulator.engine.queue import FifoQueue, TieredQueue
 from simulator.engine.request import Request
 from simulator.engine.running import RunningSet
 from simulator.latency.base import LatencyModel, StepShape
@@ -56,7 +61,14 @@ class Replica:
         self.kv = kv
         self.latency = latency
         self.rec = recorder
-        self.waiting: deque[Request] = deque()
+        self.state = "serving"
+        self._prefill_s: dict[int, float] = {}
+        priorities = sorted({int(t.priority) for t in getattr(cfg, "tiers", {}).values()})
+        self.tiered = len(priorities) > 1
+        self.waiting = TieredQueue(self.prefill_s, priorities) if self.tiered else FifoQueue(self.prefill_s)
+        self.outstanding_tokens = 0  # prompt + output tokens of the requests assigned here and not ended
+        self.admit_gap_s = math.nan  # smoothed time between admissions (for wait prediction)
+        self._last_admit_s = math.nan
         self.prefilling: dict[int, Request] = {}  # admitted, prompt not yet fully computed
         self.running = RunningSet(kv.block_size, grows=kv.grows)
         self.swapped: list[tuple[float, int, Request]] = []  # heap: oldest arrival first
@@ -79,6 +91,13 @@ class Replica:
         self.on_prefilled: Callable[[Replica, Request], None] | None = None
         #: called after every step, e.g. to retry KV transfers into this replica
         self.on_step_end: Callable[[Replica], None] | None = None
+        #: called with every request that ends here (completed or rejected)
+        self.ended: Callable[[Request], None] = recorder.end_request
+        #: called once a draining replica has nothing left
+        self.on_drained: Callable[[Replica], None] | None = None
+        self._kv_factory = None  # set by the cluster: builds an empty KV manager after a failure
+        self.cfg = cfg
+        self.swap_blocks = swap_blocks
         self.scheduler = build_scheduler(cfg, self)
         self._wake: simpy.Event | None = None
         self.process = env.process(self._loop())
@@ -88,6 +107,35 @@ class Replica:
     def load(self) -> int:
         return len(self.waiting) + len(self.swapped) + self.in_flight
 
+    @property
+    def kv_usage(self) -> float:
+        return (self.kv.total - self.kv.free) / self.kv.total
+
+    @property
+    def empty(self) -> bool:
+        return not (self.waiting or self.in_flight or self.swapped or self.inbound or self._inbox or self.held)
+
+    def prefill_s(self, req: Request) -> float:
+        """Seconds a lone prefill of ``req``'s pending prompt takes here (memoised by length)."""
+        n = req.target
+        t = self._prefill_s.get(n)
+        if t is None:
+            t = self._prefill_s[n] = self.latency.step_time(
+                StepShape(prefill_seqs=1, prefill_tokens=n, prefill_attn_pairs=n * (n + 1) / 2)
+            )
+        return t
+
+    def expected_wait_s(self, priority: int = 0) -> float:
+        """Predicted queueing delay of a request arriving now with ``priority``:
+        the larger of the prefill work queued ahead of it and the queue ahead
+        divided by the recent admission rate (which sees memory-bound waits)."""
+        ahead = self.waiting.work_ahead(priority)
+        gap = self.admit_gap_s
+        if gap == gap and self.waiting:  # not NaN: admissions observed
+            n = len(self.waiting) if not self.tiered else sum(1 for r in self.waiting if r.priority >= priority)
+            ahead = max(ahead, n * gap)
+        return ahead
+
     # -- called by the router / scheduler --------------------------------
     def submit(self, req: Request) -> None:
         req.replica = self.index
@@ -96,6 +144,7 @@ class Replica:
         if reason is not None:
             self.reject(req, reason)
             return
+        self.outstanding_tokens += req.prompt + req.output
         self.waiting.append(req)
         self.wake()
 
@@ -104,7 +153,7 @@ class Replica:
         req.status = "rejected"
         req.reject_reason = reason
         req.finish_s = self.env.now
-        self.rec.end_request(req)
+        self.ended(req)
 
     def wake(self) -> None:
         if self._wake is not None and not self._wake.triggered:
@@ -112,8 +161,14 @@ class Replica:
 
     def admit(self, req: Request) -> None:
         """The scheduler took ``req`` from the queue and allocated its first KV."""
+        now = self.env.now
         if req.first_scheduled_s != req.first_scheduled_s:  # NaN: first admission
-            req.first_scheduled_s = self.env.now
+            req.first_scheduled_s = now
+        last = self._last_admit_s
+        if last == last:
+            gap = self.admit_gap_s
+            self.admit_gap_s = now - last if gap != gap else 0.9 * gap + 0.1 * (now - last)
+        self._last_admit_s = now
         req.status = "prefilling"
         self.prefilling[req.id] = req
         self.prefill_kv += req.prefilled  # a prefix found in the cache is already stored
@@ -125,6 +180,7 @@ class Replica:
         req.replica = self.index
         req.pool = self.pool
         self.in_flight += 1
+        self.outstanding_tokens += req.prompt + req.output
         self._inbox.append((req, kv_entries))
         self.wake()
 
@@ -169,6 +225,43 @@ class Replica:
         self._swap_bytes += blocks * self.block_bytes
         return req
 
+    # -- failure and recovery (a TP group fails as a whole) ------------------
+    def fail(self) -> list[Request]:
+        """Stop this replica now: its process ends (a step in progress is cut
+        short and its work lost), its KV memory is wiped, and every request it
+        held - queued, prefilling, decoding, swapped out - is returned, in
+        arrival order, for the cluster to retry elsewhere or report lost."""
+        from simulator.scheduling import build_scheduler
+
+        self.state = "failed"
+        if self.process.is_alive:
+            self.process.interrupt("replica failure")
+        held = self.waiting.drain()
+        held += self.prefilling.values()
+        held += self.running.members.values()
+        held += [r for _, _, r in self.swapped]
+        held += [r for r, _ in self.held]
+        held += [r for r, _ in self._inbox]
+        held.sort(key=lambda r: (r.arrival_s, r.id))
+        self.kv = self._kv_factory()
+        self.prefilling = {}
+        self.running = RunningSet(self.kv.block_size, grows=self.kv.grows)
+        self.swapped = []
+        self.held = []
+        self._inbox = []
+        self.prefill_kv = self.held_kv = self.in_flight = self.outstanding_tokens = 0
+        self._preempted, self._swap_bytes = 0, 0.0
+        self.swap_blocks_free = self.swap_blocks
+        self.admit_gap_s = self._last_admit_s = math.nan
+        self._wake = None
+        self.scheduler = build_scheduler(self.cfg, self)
+        return held
+
+    def restart(self) -> None:
+        """Serve again after a failure (the cold start has been paid)."""
+        self.state = "serving"
+        self.process = self.env.process(self._loop())
+
     # -- the engine loop -------------------------------------------------
     def _loop(self):
         env = self.env
@@ -185,14 +278,22 @@ class Replica:
                 self._inbox = []
             plan = plan_step()
             if plan is None:
+                if self.state == "draining" and self.empty:
+                    self.on_drained(self)
+                    return
                 self._wake = env.event()
                 wake_at = self.scheduler.next_wakeup
                 idle_from = env.now
                 queued = len(self.waiting) + self.inbound + self.in_flight + len(self.swapped)
-                if wake_at is not None and wake_at > env.now:
-                    yield self._wake | env.timeout(wake_at - env.now)
-                else:
-                    yield self._wake
+                try:
+                    if wake_at is not None and wake_at > env.now:
+                        yield self._wake | env.timeout(wake_at - env.now)
+                    else:
+                        yield self._wake
+                except simpy.Interrupt:  # failed while idle
+                    if queued:
+                        self.rec.record_blocked(env.now - idle_from, queued)
+                    return
                 self._wake = None
                 if queued:  # idle but not empty: blocked on memory or a batch timer
                     self.rec.record_blocked(env.now - idle_from, queued)
@@ -250,7 +351,16 @@ class Replica:
                 )
             )
             self.steps += 1
-            yield env.timeout(dt)
+            try:
+                yield env.timeout(dt)
+            except simpy.Interrupt:  # failed mid-step: the step ends now, its work is lost
+                rows = self.rec.step_rows
+                for i in range(len(rows) - 1, -1, -1):
+                    if rows[i][0] == self.index:
+                        row = rows[i]
+                        rows[i] = (*row[:3], env.now - row[2], *row[4:])
+                        break
+                return
             self._apply(plan, env.now)
             if self.on_step_end is not None:
                 self.on_step_end(self)
@@ -291,6 +401,7 @@ class Replica:
                     # replica; its KV stays here until the transfer ends.
                     req.last_token_s = now
                     self.in_flight -= 1
+                    self.outstanding_tokens -= req.prompt + req.output
                     self.on_prefilled(self, req)
                     continue
                 req.first_token_s = now
@@ -328,4 +439,5 @@ class Replica:
         req.finish_s = now
         req.status = "completed"
         self.in_flight -= 1
-        self.rec.end_request(req)
+        self.outstanding_tokens -= req.prompt + req.output
+        self.ended(req)

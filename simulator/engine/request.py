@@ -43,6 +43,10 @@ class Request:
         "pool",
         "tenant",
         "session",
+        "tier",
+        "affinity",  # routing key of the prompt's shared prefix (prefix_affinity), or None
+        "priority",  # the tier's priority: higher is queued ahead and preempted last
+        "attempts",  # times the client sent it (retries after rejection or replica failure)
         "status",
         "reject_reason",
     )
@@ -76,9 +80,26 @@ class Request:
         self.pool = ""
         self.tenant = ""
         self.session = ""
+        self.tier = ""
+        self.affinity = None
+        self.priority = 0
+        self.attempts = 1
         self.prefill_done_s = math.nan
         self.status = "waiting"
         self.reject_reason = ""
+
+    def restart(self) -> None:
+        """Start over, as a retry elsewhere after a replica failure: the lost
+        attempt's progress, KV and timestamps are dropped; arrival, labels and
+        counters stay (so TTFT and e2e include the time lost)."""
+        self.replica = -1
+        self.generated = self.prefilled = self.blocks = self.dst_blocks = self.redo = self.swapped_kv = 0
+        self.target = self.prompt
+        self.shared = 0
+        self.hit_memo = None
+        self.epoch += 1
+        self.first_scheduled_s = self.first_token_s = self.last_token_s = self.prefill_done_s = math.nan
+        self.status = "waiting"
 
     @property
     def max_kv_tokens(self) -> int:

@@ -1,44 +1,30 @@
 """Wire one scenario into a SimPy environment and run it to the end.
 
-    Workload -> arrival process -> router -> Replica x N -> Recorder
+    Workload -> Gateway (rate limits, router, admission, retries) -> Replica x N -> Recorder
 
-With ``cluster.disaggregation.enabled`` the replicas form two pools: arrivals
-go to the prefill pool; each finished prefill's KV cache crosses a link to a
-decode replica (see :mod:`simulator.engine.disaggregation`).
+The replicas form pools: one colocated pool (``mixed``), one per
+``cluster.groups`` entry (a heterogeneous cluster), or with
+``cluster.disaggregation.enabled`` a prefill pool whose finished prefills
+cross a link to a decode pool (see :mod:`simulator.engine.disaggregation`).
+The fleet (:mod:`simulator.cluster.fleet`) owns the replicas' lifecycle;
+the autoscaler and failure injector act on it. The run ends when every
+request issued has ended.
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, replace
 
 import simpy
 
+from simulator.cluster.fleet import Fleet, Pool
 from simulator.engine.replica import Replica
-from simulator.engine.request import Request
 from simulator.latency import build_latency_model
 from simulator.memory import ALLOCATIONS, PrefixCachingBlockManager
 from simulator.metrics.recorder import Recorder
 from simulator.scheduling import SCHEDULERS
-from simulator.specs import MemoryBudget, ModelSpec, memory_budget
+from simulator.specs import ModelSpec, memory_budget
 from simulator.workload import Workload, generate
-
-
-@dataclass
-class Pool:
-    """A group of identical replicas."""
-
-    name: str  # "mixed" (colocated), "prefill" or "decode"
-    cfg: object  # the scenario as this pool sees it (its hardware, tp, scheduler)
-    allocation: str  # the KV allocation mode in effect
-    spec: ModelSpec
-    budget: MemoryBudget
-    latency_description: str
-    replicas: list[Replica]
-
-    @property
-    def gpus(self) -> int:
-        return len(self.replicas) * self.spec.tp
 
 
 @dataclass
@@ -50,83 +36,117 @@ class SimulationOutput:
     steps: int
     kv_blocks_in_use_at_end: int
     transfers: object | None = None  # the KV-transfer stage, when disaggregated
+    gateway: object | None = None
+    autoscaler: object | None = None
+    failures: object | None = None
 
     @property
     def replicas(self) -> int:
-        return sum(len(p.replicas) for p in self.pools)
+        """Replicas present at the end (every one ever started, less those removed)."""
+        return sum(1 for p in self.pools for r in p.replicas if r.state != "removed")
+
+
+def _pool_scheduler(cfg, pool_cfg):
+    return replace(cfg.scheduler, **{k: v for k, v in vars(pool_cfg.scheduler).items() if v is not None})
 
 
 def pool_configs(cfg) -> list[tuple[str, object]]:
     """(pool name, the scenario as that pool sees it), in replica-index order."""
-    dis = cfg.cluster.disaggregation
-    if not dis.enabled:
-        return [("mixed", cfg)]
-    from simulator.config.catalog import load_hardware
+    from simulator.config.catalog import load_hardware, load_model
 
+    dis = cfg.cluster.disaggregation
+    if dis.enabled:
+        parts = [("prefill", dis.prefill, "cluster.disaggregation.prefill"), ("decode", dis.decode, "cluster.disaggregation.decode")]
+    elif cfg.cluster.groups:
+        parts = [(name, g, f"cluster.groups.{name}") for name, g in cfg.cluster.groups.items()]
+    else:
+        return [("mixed", cfg)]
     out = []
-    for name, pool in (("prefill", dis.prefill), ("decode", dis.decode)):
-        sched = replace(cfg.scheduler, **{k: v for k, v in vars(pool.scheduler).items() if v is not None})
-        key = f"cluster.disaggregation.{name}.hardware"
-        hw = load_hardware(pool.hardware, key) if pool.hardware else cfg.hardware
+    for name, pool, key in parts:
+        hw = load_hardware(pool.hardware, f"{key}.hardware") if pool.hardware else cfg.hardware
+        model = load_model(pool.model, f"{key}.model") if getattr(pool, "model", None) else cfg.model
         cluster = replace(cfg.cluster, replicas=pool.replicas, tp=pool.tp)
-        out.append((name, replace(cfg, hardware=hw, scheduler=sched, cluster=cluster)))
+        out.append((name, replace(cfg, hardware=hw, model=model, scheduler=_pool_scheduler(cfg, pool), cluster=cluster)))
     return out
+
+
+def _build_pool(env, name, pcfg, rec: Recorder, counter: list[int]) -> Pool:
+    spec = ModelSpec.from_config(pcfg.model, pcfg.cluster.tp)
+    budget = memory_budget(pcfg.hardware, pcfg.memory, spec)
+    latency = build_latency_model(pcfg, spec)
+    allocation = pcfg.memory.allocation
+    if name == "prefill":
+        allocation = "paged"  # a prefill replica only ever holds prompts, until their transfer
+    elif SCHEDULERS.get(pcfg.scheduler.policy).requires_reservation and ALLOCATIONS.get(allocation).grows:
+        allocation = "reserve_max"  # request-level batching reserves up front
+    kv_cls = ALLOCATIONS.get(allocation)
+    if pcfg.memory.prefix_caching and allocation == "paged" and name != "decode":
+        kv_cls = PrefixCachingBlockManager  # a decode pool receives KV and never prefills prompts
+    max_len = pcfg.memory.max_model_len or pcfg.model.max_context
+    mem = pcfg.memory
+    swap_blocks = int(mem.swap_space_gb * 1e9 * spec.tp // (mem.block_size * spec.kv_bytes_per_token))
+
+    def kv_factory():
+        return kv_cls(budget.kv_blocks, mem.block_size, mem.watermark, max_len)
+
+    def make() -> Replica:
+        rep = Replica(
+            env,
+            counter[0],
+            pcfg,
+            kv_factory(),
+            latency,
+            rec,
+            pool=name,
+            kv_bytes_per_token=spec.kv_bytes_per_token,
+            host_link_bps=float(pcfg.hardware.host_link_gbps) * 1e9 * spec.tp,
+            swap_blocks=swap_blocks,
+        )
+        rep._kv_factory = kv_factory
+        rec.pools.append(name)
+        counter[0] += 1
+        return rep
+
+    cold = pcfg.cluster.cold_start
+    load_s = spec.weight_bytes / spec.tp / (float(cold.storage_gbps) * 1e9)
+    return Pool(name, pcfg, allocation, spec, budget, latency.describe(), make, float(cold.provision_s) + load_s)
 
 
 def simulate(cfg, workload: Workload | None = None) -> SimulationOutput:
     """Run the scenario ``cfg`` (a validated ``ScenarioConfig``) on ``workload``."""
+    from simulator.cluster.gateway import Gateway
+
     if workload is None:
         workload = generate(cfg)
     env = simpy.Environment()
     rec = Recorder(block_size=int(cfg.memory.block_size))
-    pools: list[Pool] = []
-    index = 0
-    for name, pcfg in pool_configs(cfg):
-        spec = ModelSpec.from_config(pcfg.model, pcfg.cluster.tp)
-        budget = memory_budget(pcfg.hardware, pcfg.memory, spec)
-        latency = build_latency_model(pcfg, spec)
-        allocation = pcfg.memory.allocation
-        if name == "prefill":
-            allocation = "paged"  # a prefill replica only ever holds prompts, until their transfer
-        elif SCHEDULERS.get(pcfg.scheduler.policy).requires_reservation and ALLOCATIONS.get(allocation).grows:
-            allocation = "reserve_max"  # request-level batching reserves up front
-        kv_cls = ALLOCATIONS.get(allocation)
-        if pcfg.memory.prefix_caching and allocation == "paged" and name != "decode":
-            kv_cls = PrefixCachingBlockManager  # a decode pool receives KV and never prefills prompts
-        max_len = pcfg.memory.max_model_len or pcfg.model.max_context
-        swap_blocks = int(pcfg.memory.swap_space_gb * 1e9 * spec.tp // (pcfg.memory.block_size * spec.kv_bytes_per_token))
-        replicas = []
-        for _ in range(pcfg.cluster.replicas):
-            kv = kv_cls(budget.kv_blocks, pcfg.memory.block_size, pcfg.memory.watermark, max_len)
-            replicas.append(
-                Replica(
-                    env,
-                    index,
-                    pcfg,
-                    kv,
-                    latency,
-                    rec,
-                    pool=name,
-                    kv_bytes_per_token=spec.kv_bytes_per_token,
-                    host_link_bps=float(pcfg.hardware.host_link_gbps) * 1e9 * spec.tp,
-                    swap_blocks=swap_blocks,
-                )
-            )
-            rec.pools.append(name)
-            index += 1
-        pools.append(Pool(name, pcfg, allocation, spec, budget, latency.describe(), replicas))
+    counter = [0]
+    pools = [_build_pool(env, name, pcfg, rec, counter) for name, pcfg in pool_configs(cfg)]
+    entry = [p for p in pools if p.name != "decode"]
+    fleet = Fleet(env, rec, pools, entry, float(cfg.cluster.failures.repair_s))
 
     transfers = None
-    if len(pools) == 2:
+    if cfg.cluster.disaggregation.enabled:
         from simulator.engine.disaggregation import KVTransfer
 
         transfers = KVTransfer(env, cfg, pools[0].replicas, pools[1].replicas, pools[1].spec)
-    prefix = None
-    if cfg.memory.prefix_caching and workload.prefix_ids is not None:
-        prefix = (workload.prefix_ids, int(workload.prefix_block_tokens), int(cfg.memory.block_size))
-    env.process(_arrivals(env, workload, pools[0].replicas, transfers, prefix))
-    env.run()
-    every = [r for p in pools for r in p.replicas]
+    gateway = Gateway(env, cfg, workload, fleet, rec, transfers)
+    autoscaler = failures = None
+    if cfg.cluster.autoscaler.enabled:
+        from simulator.cluster.autoscaler import Autoscaler
+
+        group = cfg.cluster.autoscaler.group
+        pool = next(p for p in pools if p.name == group) if group else pools[0]
+        autoscaler = Autoscaler(env, cfg, fleet, pool)
+    f = cfg.cluster.failures
+    if f.at_s or f.mtbf_gpu_hours is not None:
+        from simulator.cluster.failures import FailureInjector
+
+        failures = FailureInjector(env, cfg, fleet)
+    gateway.start()
+    if not gateway.done.triggered:
+        env.run(until=gateway.done)
+    every = fleet.all_replicas
     return SimulationOutput(
         recorder=rec,
         workload=workload,
@@ -135,34 +155,7 @@ def simulate(cfg, workload: Workload | None = None) -> SimulationOutput:
         steps=sum(r.steps for r in every),
         kv_blocks_in_use_at_end=sum(r.kv.used for r in every),
         transfers=transfers,
+        gateway=gateway,
+        autoscaler=autoscaler,
+        failures=failures,
     )
-
-
-def _arrivals(env: simpy.Environment, workload: Workload, replicas: list[Replica], transfers, prefix=None):
-    """Feed requests one at a time (round-robin across the entry replicas)."""
-    targets = itertools.cycle(replicas)
-    arrival = workload.arrival_s.tolist()
-    prompt = workload.prompt_tokens.tolist()
-    output = workload.output_tokens.tolist()
-    tenant = workload.tenant.tolist() if workload.tenant is not None else None
-    session = workload.session.tolist() if workload.session is not None else None
-    for i, t in enumerate(arrival):
-        delay = t - env.now
-        if delay > 0:
-            yield env.timeout(delay)
-        req = Request(i, t, prompt[i], output[i])
-        if tenant is not None:
-            req.tenant = str(tenant[i])
-        if session is not None:
-            req.session = str(session[i])
-        if prefix is not None:
-            ids, granularity, block_size = prefix
-            req.set_prefix(ids[i], granularity, block_size)
-        target = next(targets)
-        if transfers is not None:
-            reason = transfers.reject_reason(req)
-            if reason is not None:
-                req.pool = "decode"
-                target.reject(req, reason)
-                continue
-        target.submit(req)

@@ -29,7 +29,13 @@ REQUEST_COLUMNS = (
     "swaps",
     "tenant",
     "session",
+    "tier",
+    "attempts",
 )
+
+#: replicas.parquet: one row per replica lifecycle event (see docs/cluster.md)
+REPLICA_COLUMNS = ("time_s", "replica", "group", "event", "gpus", "serving", "billed_gpus")
+REPLICA_EVENTS = ("provisioning", "serving", "draining", "failed", "removed")
 
 STEP_COLUMNS = (
     "replica",
@@ -67,6 +73,7 @@ class Recorder:
         self.blocked_area = 0.0  # request-seconds spent on idle replicas with work queued
         self.itl_gap: list[float] = []
         self.itl_count: list[int] = []
+        self.replica_rows: list[tuple] = []
         #: hot path: ``record_step(row)`` with one value per STEP_COLUMNS entry
         self.record_step = self.step_rows.append
 
@@ -96,6 +103,12 @@ class Recorder:
         q["swaps"].append(r.swaps)
         q["tenant"].append(r.tenant)
         q["session"].append(r.session)
+        q["tier"].append(r.tier)
+        q["attempts"].append(r.attempts)
+
+    def replica_event(self, time_s: float, replica: int, group: str, event: str, gpus: int, serving: int, billed_gpus: int) -> None:
+        """A replica changed state; ``serving`` and ``billed_gpus`` are the cluster's totals after it."""
+        self.replica_rows.append((time_s, replica, group, event, gpus, serving, billed_gpus))
 
     # -- tables ----------------------------------------------------------
     def requests_table(self) -> pd.DataFrame:
@@ -114,12 +127,14 @@ class Recorder:
                 "finish_s": "float64",
                 "preemptions": "int64",
                 "swaps": "int64",
+                "attempts": "int64",
             }
         )
         df["status"] = df["status"].astype("string")
         df["reject_reason"] = df["reject_reason"].astype("string")
         df["tenant"] = df["tenant"].astype("string")
         df["session"] = df["session"].astype("string")
+        df["tier"] = df["tier"].astype("string")
         df = df.sort_values("request_id", kind="stable").reset_index(drop=True)
         done = df["status"] == "completed"
         df["queue_s"] = (df["first_scheduled_s"] - df["arrival_s"]).where(done)
@@ -141,6 +156,13 @@ class Recorder:
             df["kv_token_share"] = np.where(allocated > 0, df["kv_tokens"].to_numpy() / allocated, np.nan)
         if self.pools:
             df.insert(1, "pool", pd.Series(np.asarray(self.pools, dtype=object)[df["replica"].to_numpy()], dtype="string"))
+        return df
+
+    def replicas_table(self) -> pd.DataFrame:
+        df = pd.DataFrame(self.replica_rows, columns=list(REPLICA_COLUMNS))
+        df = df.astype({"time_s": "float64", "replica": "int64", "gpus": "int64", "serving": "int64", "billed_gpus": "int64"})
+        df["group"] = df["group"].astype("string")
+        df["event"] = df["event"].astype("string")
         return df
 
     def itl(self) -> tuple[np.ndarray, np.ndarray]:

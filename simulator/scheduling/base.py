@@ -65,8 +65,12 @@ class Scheduler(ABC):
 
     # -- shared mechanics --------------------------------------------------
     def victim(self) -> Request:
-        """The newest admitted request (latest arrival): vLLM's preemption choice."""
+        """The newest admitted request (latest arrival): vLLM's preemption
+        choice. With priority tiers, the newest of the lowest tier present."""
         rep = self.replica
+        if rep.tiered:
+            members = [*rep.running.members.values(), *rep.prefilling.values()]
+            return min(members, key=lambda r: (r.priority, -r.arrival_s, -r.id))
         best = rep.running.newest() if rep.running else None
         for req in rep.prefilling.values():
             if best is None or (req.arrival_s, req.id) > (best.arrival_s, best.id):
