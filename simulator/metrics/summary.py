@@ -18,7 +18,13 @@ Definitions (they match vLLM's benchmark tools):
   of its tokens that recompute preempted work.
 * SLO attainment = share of *all* requests (rejected ones count as misses)
   that completed and met every configured SLO; goodput = those requests per
-  second of the window.
+  second of the window. With priority tiers, a request's TTFT and TPOT
+  targets are its tier's where the tier sets them (``tiers.<name>.ttft_s``),
+  else ``slo.*``; ``tiers`` and ``tenants`` break the figures down per label
+  (:mod:`simulator.metrics.breakdown`).
+* Cost: GPU-hours integrate the GPUs billed over the window (from the
+  replica lifecycle events when the cluster changed size; a replica is
+  billed from provisioning until removed), priced per group's hardware.
 """
 
 from __future__ import annotations
@@ -56,35 +62,64 @@ def weighted_stats(values: np.ndarray, weights: np.ndarray) -> dict:
     return out
 
 
-def slo_met(requests: pd.DataFrame, slo) -> pd.Series:
+def slo_targets(requests: pd.DataFrame, slo, tiers=None) -> tuple[pd.Series, pd.Series]:
+    """Each request's (TTFT, TPOT) target in seconds: its tier's where set, else ``slo``'s; NaN = none."""
+
+    def per_request(field: str) -> pd.Series:
+        default = getattr(slo, field)
+        default = np.nan if default is None else float(default)
+        own = {name: getattr(t, field) for name, t in (tiers or {}).items() if getattr(t, field) is not None}
+        if not own or "tier" not in requests.columns:
+            return pd.Series(default, index=requests.index, dtype=np.float64)
+        return requests["tier"].astype(object).map(own).astype(np.float64).fillna(default)
+
+    return per_request("ttft_s"), per_request("tpot_s")
+
+
+def slo_met(requests: pd.DataFrame, slo, tiers=None) -> pd.Series:
+    """Completed and within every SLO; ``tiers`` (name -> TierConfig) override TTFT/TPOT per tier."""
     ok = requests["status"] == "completed"
-    if slo.ttft_s is not None:
-        ok &= requests["ttft_s"] <= slo.ttft_s
-    if slo.tpot_s is not None:
-        ok &= requests["tpot_s"].isna() | (requests["tpot_s"] <= slo.tpot_s)
+    ttft, tpot = slo_targets(requests, slo, tiers)
+    ok &= ttft.isna() | (requests["ttft_s"] <= ttft)
+    ok &= tpot.isna() | requests["tpot_s"].isna() | (requests["tpot_s"] <= tpot)
     if slo.e2e_s is not None:
         ok &= requests["e2e_s"] <= slo.e2e_s
     return ok.fillna(False).astype(bool)
 
 
-def _offered_rate(cfg, workload) -> float:
-    """workload.rate, or for a trace the mean arrival rate actually replayed."""
-    if cfg.workload.arrival != "trace":
-        return float(cfg.workload.rate)
-    a = workload.arrival_s
+def _offered_rate(cfg, requests: pd.DataFrame) -> float:
+    """``workload.rate`` for a steady open process, else the mean rate of the arrivals that happened.
+
+    A trace, a ``workload.rate_schedule`` or closed-loop users have no single
+    rate: the figure is (arrivals - 1) / time of the last arrival.
+    """
+    wl = cfg.workload
+    if wl.arrival not in ("trace", "closed_loop") and wl.rate_schedule is None:
+        return float(wl.rate)
+    a = np.sort(requests["arrival_s"].to_numpy(dtype=np.float64))
     return float((len(a) - 1) / a[-1]) if len(a) > 1 and a[-1] > 0 else 0.0
 
 
-def _pool_summary(pool, steps: pd.DataFrame, window: float) -> dict:
+def _arrival_shape(wl) -> dict:
+    """What else defines the arrivals: the rate schedule, or the closed-loop users and think time."""
+    if wl.arrival == "closed_loop":
+        return {"users": int(wl.users), "think_s": float(wl.think_s)}
+    if wl.rate_schedule is not None and wl.arrival != "trace":
+        return {"rate_schedule": [[float(t), float(r)] for t, r in wl.rate_schedule]}
+    return {}
+
+
+def _pool_summary(pool, steps: pd.DataFrame, up_s: float) -> dict:
+    """One pool's capacity and activity; ``up_s`` = its replica-seconds serving (see breakdown.serving_seconds)."""
     st = steps[steps["replica"].isin([r.index for r in pool.replicas])]
     busy = float(st["duration_s"].sum())
     cfg = pool.cfg
     return {
         "name": pool.name,
         "hardware": cfg.hardware.name,
-        "replicas": len(pool.replicas),
+        "replicas": pool.initial,  # at the start; the cluster section follows changes
         "tp": pool.spec.tp,
-        "gpus": pool.gpus,
+        "gpus": pool.initial * pool.spec.tp,
         "scheduler": cfg.scheduler.policy,
         "allocation": pool.allocation,
         "latency_model": pool.latency_description,
@@ -92,7 +127,7 @@ def _pool_summary(pool, steps: pd.DataFrame, window: float) -> dict:
         "kv_tokens_per_replica": int(pool.budget.kv_tokens),
         "kv_gb_per_replica": pool.budget.kv / 1e9,
         "steps": int(len(st)),
-        "busy_fraction": busy / (window * len(pool.replicas)) if window else 0.0,
+        "busy_fraction": busy / up_s if up_s > 0 else 0.0,
         "mean_batch_size": float(st["batch_size"].mean()) if len(st) else 0.0,
         "prefill_tokens": int(st["prefill_tokens"].sum()),
         "decode_tokens": int(st["decode_seqs"].sum()),
@@ -105,19 +140,29 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
     done = requests[requests["status"] == "completed"]
     rejected = requests[requests["status"] == "rejected"]
     n = len(requests)
-    met = slo_met(requests, cfg.slo)
+    tiers = getattr(cfg, "tiers", None) or {}
+    met = slo_met(requests, cfg.slo, tiers)
     out_tokens = int(done["output_tokens"].sum())
     in_tokens = int(done["prompt_tokens"].sum())
     gaps, counts = out.recorder.itl()
-    pools = [_pool_summary(p, steps, window) for p in out.pools]
+    from simulator.metrics.breakdown import breakdown, replica_figures, serving_seconds
+
+    lifecycle = out.recorder.replicas_table()
+    up_s = serving_seconds(lifecycle, 0.0 if math.isnan(window) else window)
+    pools = [_pool_summary(p, steps, up_s.get(p.name, 0.0)) for p in out.pools]
     first = out.pools[0]
     decoding = out.pools[-1]  # where KV lives longest: the decode pool when disaggregated
     dsteps = steps[steps["replica"].isin([r.index for r in decoding.replicas])]
 
     gpus = sum(p["gpus"] for p in pools)
-    gpu_hours = gpus * window / 3600.0
-    prices = [p["price_per_gpu_hour"] for p in pools]
-    usd = sum(p["gpus"] * window / 3600.0 * p["price_per_gpu_hour"] for p in pools) if None not in prices else None
+    cluster, cost = replica_figures(
+        lifecycle,
+        0.0 if math.isnan(window) else window,
+        static_replicas=sum(p.initial for p in out.pools),
+        static_gpus={p["name"]: p["gpus"] for p in pools},
+        prices={p["name"]: p["price_per_gpu_hour"] for p in pools},
+        default_price=cfg.hardware.price_per_gpu_hour,
+    )
 
     # KV usage and the share of allocated KV memory holding real tokens, time-weighted over steps
     dur = steps["duration_s"].to_numpy()
@@ -131,9 +176,9 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
 
     # Little's law: L from the engine's own state per step, lambda*W from timestamps.
     in_system = (steps["num_waiting"] + steps["num_running"] + steps["num_swapped"]).to_numpy()
-    accepted = requests[requests["status"] != "rejected"]
     L = float((np.dot(in_system, dur) + out.recorder.blocked_area) / window) if busy else 0.0
-    lam_w = float((accepted["finish_s"] - accepted["arrival_s"]).sum() / window) if len(accepted) else 0.0
+    # every request counts from arrival to its end: one rejected at once adds 0, one that waited to retry adds its wait
+    lam_w = float((requests["finish_s"] - requests["arrival_s"]).sum() / window) if n else 0.0
 
     # Preemption and what it cost
     prefill_tok = steps["prefill_tokens"].to_numpy()
@@ -148,15 +193,16 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
             "name": cfg.name,
             "model": cfg.model.name,
             "hardware": "+".join(dict.fromkeys(p["hardware"] for p in pools)),
-            "replicas": out.replicas,
+            "replicas": sum(p.initial for p in out.pools),  # at the start; see "cluster" for changes
             "tp": int(first.spec.tp),
             "scheduler": " / ".join(f"{p['name']}: {p['scheduler']}" for p in pools) if len(pools) > 1 else pools[0]["scheduler"],
-            "disaggregated": len(pools) > 1,
+            "disaggregated": bool(cfg.cluster.disaggregation.enabled),
             "memory_allocation": decoding.allocation,
             "latency_model": first.latency_description,
             "arrival": cfg.workload.arrival,
-            "rate_rps": _offered_rate(cfg, out.workload),
+            "rate_rps": _offered_rate(cfg, requests),
             "seed": int(cfg.seed),
+            **_arrival_shape(cfg.workload),
         },
         "pools": pools,
         "requests": {
@@ -165,6 +211,7 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
             "rejected": int(len(rejected)),
             "rejected_by_reason": {str(k): int(v) for k, v in rejected["reject_reason"].value_counts().sort_index().items()},
             "preemptions": int(requests["preemptions"].sum()),
+            "retries": int((requests["attempts"] - 1).sum()) if "attempts" in requests.columns else 0,
         },
         "window": {
             "start_s": 0.0,
@@ -212,7 +259,7 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
         },
         "engine": {
             "steps": int(len(steps)),
-            "busy_fraction": busy / (window * out.replicas) if window else 0.0,
+            "busy_fraction": busy / sum(up_s.values()) if sum(up_s.values()) > 0 else 0.0,
             "mean_batch_size": float(steps["batch_size"].mean()) if len(steps) else 0.0,
         },
         "littles_law": {
@@ -220,13 +267,18 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
             "lambda_times_W": lam_w,
             "note": "L integrates the requests each replica holds over its steps (and idle spells with work queued)",
         },
+        "cluster": cluster,
         "cost": {
             "gpus": gpus,
-            "gpu_hours": gpu_hours,
-            "price_per_gpu_hour": prices[0] if len(set(prices)) == 1 else None,
-            "usd": usd,
+            "peak_gpus": cluster["billed_gpus"]["max"],
+            **cost,
+            "note": "GPU-hours integrate the GPUs billed over the window (provisioning to removal)",
         },
     }
+    if tiers:
+        summary["tiers"] = breakdown(requests, "tier", window_s=window, slo=cfg.slo, tiers=tiers, met=met)
+    if "tenant" in requests.columns and (requests["tenant"].fillna("").astype(str) != "").any():
+        summary["tenants"] = breakdown(requests, "tenant", window_s=window, slo=cfg.slo, tiers=tiers, met=met)
     if out.workload.notes:
         summary["workload"] = {k: (v.item() if hasattr(v, "item") else v) for k, v in out.workload.notes.items()}
     caches = [r.kv for p in out.pools for r in p.replicas if r.kv.caches_prefixes]

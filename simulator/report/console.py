@@ -16,31 +16,124 @@ def _secs(v: float) -> str:
     return f"{v:g} s" if v >= 1 else f"{v * 1e3:g} ms"
 
 
+def _pct(part: float | None) -> str:
+    return "-" if part is None else f"{part * 100:.1f}%"
+
+
+#: short names of rejection reasons, so a tier row fits 80 columns
+REASON_ABBREV = {
+    "queue_full": "queue",
+    "wait_too_long": "wait",
+    "kv_pressure": "kv",
+    "slo_unattainable": "slo",
+    "rate_limited": "rate",
+    "no_replica": "noreplica",
+    "replica_failure": "failure",
+    "kv_capacity": "kvcap",
+    "prompt_exceeds_max_batch_tokens": "toolong",
+}
+
+
+def _rejected_cell(d: dict, top: int = 2) -> str:
+    """The tier's rejected share and its most frequent reasons (counts are in summary.json)."""
+    if not d["rejected"]:
+        return "0%"
+    reasons = sorted(d["rejected_by_reason"].items(), key=lambda kv: (-kv[1], kv[0]))
+    names = ", ".join(REASON_ABBREV.get(k, k) for k, _ in reasons[:top]) + ("…" if len(reasons) > top else "")
+    return f"{_pct(d['rejection_rate'])} {names}"
+
+
+def tier_table(tiers: dict) -> Table:
+    """One row per tier (highest priority first): the table ``render_summary`` prints."""
+    table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 1, 0, 1), collapse_padding=True)
+    table.add_column("tier", overflow="fold", max_width=14)
+    table.add_column("requests", justify="right", no_wrap=True)
+    table.add_column("done", justify="right", no_wrap=True)
+    table.add_column("rejected, why", overflow="fold", min_width=16)
+    table.add_column("SLO met", justify="right", no_wrap=True)
+    table.add_column("goodput\nreq/s", justify="right", no_wrap=True)
+    table.add_column("p99 TTFT\nms", justify="right", no_wrap=True)
+    table.add_column("p99 TPOT\nms", justify="right", no_wrap=True)
+    shown: dict[str, str] = {}
+    for name, d in tiers.items():
+        n = d["requests"]
+        top = sorted(d["rejected_by_reason"].items(), key=lambda kv: (-kv[1], kv[0]))[:2]
+        shown.update({REASON_ABBREV[k]: k for k, _ in top if k in REASON_ABBREV})
+        table.add_row(
+            name or "(none)",
+            f"{n:,}",
+            _pct(d["completed"] / n if n else None),
+            _rejected_cell(d),
+            _pct(d["slo_attainment"]),
+            f"{d['goodput_rps']:.2f}" if d["goodput_rps"] == d["goodput_rps"] else "-",
+            _ms(d["latency_s"]["ttft"]["p99"]),
+            _ms(d["latency_s"]["tpot"]["p99"]),
+        )
+    if shown:
+        table.caption = "why: " + ", ".join(f"{a} = {k}" for a, k in sorted(shown.items()))
+        table.caption_justify = "left"
+    return table
+
+
+def cluster_line(summary: dict) -> str | None:
+    """The fleet in one line when it changed (autoscaling, failures), else None."""
+    cl = summary.get("cluster")
+    if not cl:
+        return None
+    sr = cl["serving_replicas"]
+    if not (cl["scale_ups"] or cl["scale_downs"] or cl["failures"] or sr["min"] != sr["max"]):
+        return None
+    fail = f"{cl['failures']} failure" + ("" if cl["failures"] == 1 else "s")
+    return (
+        f"fleet: {sr['min']}–{sr['max']} replicas serving (mean {sr['mean']:.1f}) · scaled {cl['scale_ups']} up, "
+        f"{cl['scale_downs']} down · {fail}"
+        + (f" ({cl['replacements']} replaced)" if cl.get("replacements") else "")
+    )
+
+
+def _fleet_size(summary: dict) -> str:
+    """Replica count, or its range when the fleet changed size during the run."""
+    sr = (summary.get("cluster") or {}).get("serving_replicas") or {}
+    lo, hi = sr.get("min"), sr.get("max")
+    return f"{lo}–{hi}" if lo is not None and lo != hi else str(summary["scenario"]["replicas"])
+
+
+def _workload_words(summary: dict) -> str:
+    """How requests arrive, in words: process and rate, a schedule's mean, or the closed-loop users."""
+    s = summary["scenario"]
+    if s["arrival"] == "closed_loop":
+        think = _secs(s["think_s"]) if s["think_s"] else "0 s"
+        return f"closed loop, {s['users']:,} users thinking {think} on average · {s['rate_rps']:.3g} req/s sent"
+    if s.get("rate_schedule"):
+        rates = "→".join(f"{r:g}" for _, r in s["rate_schedule"])
+        return f"{s['arrival']} at {rates} req/s (schedule; mean {s['rate_rps']:.3g})"
+    return f"{s['arrival']} {s['rate_rps']:.3g} req/s"
+
+
 def render_summary(summary: dict, outdir: str | None = None, console: Console | None = None) -> None:
     console = console or Console(highlight=False, soft_wrap=True)
     s, rq, th, lat = summary["scenario"], summary["requests"], summary["throughput"], summary["latency_s"]
     slo, kv, cost = summary["slo"], summary["kv_cache"], summary["cost"]
     p = console.print
+    pools = summary["pools"]
     p(
         f"[bold]servesim[/bold] · {s['model']} · "
         + (
-            " + ".join(f"{p['replicas']}x {p['hardware']} TP{p['tp']} {p['name']}" for p in summary["pools"])
-            if s.get("disaggregated")
-            else f"{s['replicas']}x {s['hardware']} TP{s['tp']}"
+            " + ".join(f"{p['replicas']}x {p['hardware']} TP{p['tp']} {p['name']}" for p in pools)
+            if len(pools) > 1
+            else f"{_fleet_size(summary)}x {s['hardware']} TP{s['tp']}"
         )
         + " · "
-        + (f"{s['scheduler']}" if s.get("disaggregated") else f"{s['scheduler']} batching")
+        + (f"{s['scheduler']}" if len(pools) > 1 else f"{s['scheduler']} batching")
     )
     p(f"latency model: {s['latency_model']}")
-    p(
-        f"workload: {s['arrival']} {s['rate_rps']:.3g} req/s · {rq['total']:,} requests · seed {s['seed']} · "
-        f"{summary['window']['end_s']:,.1f} s simulated"
-    )
+    p(f"workload: {_workload_words(summary)} · {rq['total']:,} requests · seed {s['seed']} · {summary['window']['end_s']:,.1f} s simulated")
     reasons = ", ".join(f"{k} {v}" for k, v in rq["rejected_by_reason"].items())
     p(
         f"requests: {rq['completed']:,} completed · {rq['rejected']:,} rejected"
         + (f" ({reasons})" if reasons else "")
         + f" · {rq['preemptions']:,} preemptions"
+        + (f" · {rq['retries']:,} retries" if rq.get("retries") else "")
     )
     p(
         f"throughput: {th['requests_per_s']:.2f} req/s (offered {s['rate_rps']:.3g}; whole run incl. drain) · "
@@ -54,9 +147,14 @@ def render_summary(summary: dict, outdir: str | None = None, console: Console | 
         d = lat[key]
         table.add_row(label, *(_ms(d[c]) for c in ("mean", "p50", "p90", "p99", "max")))
     p(table)
-    targets = [
-        f"{name} <= {_secs(slo[k])}" for k, name in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "e2e")) if slo[k] is not None
-    ]
+    tiers = summary.get("tiers") or {}
+    targets = []
+    for k, name in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "e2e")):
+        per_tier = {d.get(k, slo[k]) for d in tiers.values()} if k != "e2e_s" else set()
+        if per_tier - {slo[k]}:
+            targets.append(f"{name} per tier")
+        elif slo[k] is not None:
+            targets.append(f"{name} <= {_secs(slo[k])}")
     if slo["attainment"] is not None:
         met = round(slo["attainment"] * rq["total"])
         pct = f"{slo['attainment'] * 100:.2f}".rstrip("0").rstrip(".")
@@ -64,6 +162,8 @@ def render_summary(summary: dict, outdir: str | None = None, console: Console | 
             f"SLO {', '.join(targets) or '(none)'}: {met:,} of {rq['total']:,} requests met it ({pct}%) · "
             f"goodput {slo['goodput_rps']:.2f} req/s"
         )
+    if summary.get("tiers"):
+        p(tier_table(summary["tiers"]))
     if s["scheduler"] == "static":
         p("note: static batching returns responses when the batch ends, so TPOT and e2e include waiting for its longest request")
     p(
@@ -82,6 +182,12 @@ def render_summary(summary: dict, outdir: str | None = None, console: Console | 
         if t["transfers"]:
             p(f"KV transfer: {t['transfers']:,} copies, {t['gb']:,.1f} GB, {t['mean_s'] * 1e3:.2f} ms mean copy")
     usd = f" · ${cost['usd']:,.2f} at ${cost['price_per_gpu_hour']:g}/GPU-h" if cost["usd"] is not None else ""
-    p(f"cost: {cost['gpus']} GPU · {cost['gpu_hours']:.3f} GPU-h{usd}")
+    line = cluster_line(summary)
+    if line:
+        billed = summary["cluster"]["billed_gpus"]
+        p(line)
+        p(f"cost: {cost['gpu_hours']:.3f} GPU-h{usd} · GPUs billed: mean {billed['mean']:.1f}, peak {billed['max']}")
+    else:
+        p(f"cost: {cost['gpus']} GPU · {cost['gpu_hours']:.3f} GPU-h{usd}")
     if outdir:
         p(f"outputs: {outdir}")

@@ -1,0 +1,292 @@
+"""The cluster timeline: what the fleet, the traffic and the tiers did over time.
+
+One figure, five panels sharing one time axis (seconds of simulated time):
+
+1. replicas serving and GPUs billed (step functions of the replica events in
+   ``replicas.parquet``), with replica failures marked (red dotted lines,
+   repeated faintly in every panel);
+2. requests per second in time bins: arrivals offered (line), completions
+   stacked by tier above zero, rejections stacked by reason below zero
+   (each counted when it finally ended: after its retries);
+3. p99 TTFT of the requests *arriving* in each bin, per tier, with each
+   tier's TTFT target dashed in the same colour (log scale when the values
+   span more than a factor of 30);
+4. requests waiting, summed over replicas and averaged over each bin;
+5. KV-cache usage: the share of KV blocks in use, averaged over the busy
+   replicas' steps in each bin, with the admission KV watermarks dashed.
+
+Written as ``cluster_timeline.png`` by ``Result.save`` when the scenario has
+tiers, autoscaling or failures (:func:`wants_cluster_timeline`). Like the
+other charts it uses the project style sheet inside the function and fixed
+PNG metadata, so the same data gives a byte-identical file.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib.style
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+from simulator.metrics.breakdown import label_order
+from simulator.report.charts import PNG_METADATA, STYLE
+
+#: tiers: cool colours; rejection reasons: warm ones and greys (red is also failures)
+TIER_COLORS = ("#1f77b4", "#2ca02c", "#9467bd", "#17becf", "#8c564b", "#bcbd22")
+REASON_COLORS = {
+    "queue_full": "#d62728",
+    "wait_too_long": "#ff7f0e",
+    "kv_pressure": "#e377c2",
+    "slo_unattainable": "#ff9896",
+    "rate_limited": "#7f7f7f",
+    "no_replica": "#000000",
+    "replica_failure": "#8c564b",
+    "kv_capacity": "#c49c94",
+    "prompt_exceeds_max_batch_tokens": "#dbdb8d",
+}
+OTHER_REASON_COLORS = ("#f7b6d2", "#c7c7c7", "#bcbd22", "#ffbb78")
+FAILURE_COLOR = "#d62728"
+
+
+def wants_cluster_timeline(cfg) -> bool:
+    """True when the scenario has tiers, an autoscaler, or replica failures."""
+    cluster = getattr(cfg, "cluster", None)
+    autoscaler = getattr(cluster, "autoscaler", None)
+    failures = getattr(cluster, "failures", None)
+    return bool(
+        getattr(cfg, "tiers", None)
+        or getattr(autoscaler, "enabled", False)
+        or getattr(failures, "at_s", None)
+        or getattr(failures, "mtbf_gpu_hours", None) is not None
+    )
+
+
+def _bin_width(window: float, target_bins: int = 60) -> float:
+    """A round bin width (1, 2 or 5 x 10^k seconds) giving about ``target_bins`` bins."""
+    raw = max(window, 1e-9) / target_bins
+    base = 10.0 ** math.floor(math.log10(raw))
+    for m in (1.0, 2.0, 5.0, 10.0):
+        if m * base >= raw:
+            return m * base
+    return 10.0 * base
+
+
+def _labels(df: pd.DataFrame, col: str) -> np.ndarray:
+    if col not in df.columns:
+        return np.full(len(df), "", dtype=object)
+    return df[col].astype(object).where(df[col].notna(), "").astype(str).to_numpy()
+
+
+def _replica_steps(result, end_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(times, serving, billed GPUs, failure times): step functions held until ``end_s``."""
+    rep = getattr(result, "replicas", None)
+    if rep is None or len(rep) == 0:
+        cl = result.summary.get("cluster", {})
+        n = cl.get("serving_replicas", {}).get("max", result.summary["scenario"].get("replicas", 0))
+        g = result.summary.get("cost", {}).get("gpus", n)
+        return np.array([0.0, end_s]), np.array([n, n], float), np.array([g, g], float), np.empty(0)
+    ev = rep.iloc[np.argsort(rep["time_s"].to_numpy(), kind="stable")]
+    t = ev["time_s"].to_numpy(dtype=float)
+    last = np.append(t[1:] != t[:-1], True)  # the state after the last event of each instant
+    times = np.append(t[last], max(end_s, t[-1]))
+    serving = ev["serving"].to_numpy(dtype=float)[last]
+    billed = ev["billed_gpus"].to_numpy(dtype=float)[last]
+    failed = t[ev["event"].astype(str).to_numpy() == "failed"]
+    return times, np.append(serving, serving[-1]), np.append(billed, billed[-1]), failed
+
+
+def _tier_targets(cfg, tiers: list[str]) -> dict[str, float | None]:
+    conf = getattr(cfg, "tiers", None) or {}
+    out = {}
+    for name in tiers:
+        t = conf.get(name)
+        out[name] = t.ttft_s if t is not None and t.ttft_s is not None else cfg.slo.ttft_s
+    return out
+
+
+def _legend(ax) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+
+
+def cluster_timeline_chart(result, path: str | Path) -> Path:
+    """Draw the cluster timeline of one run (see the module docstring) to ``path`` (PNG)."""
+    cfg, req, steps, summary = result.config, result.requests, result.steps, result.summary
+    s = summary["scenario"]
+    window = summary.get("window", {}).get("end_s")
+    window = float(window) if window and np.isfinite(window) else 0.0
+    if len(req):
+        window = max(window, float(np.nanmax(req["finish_s"].to_numpy(dtype=float))), float(req["arrival_s"].max()))
+    window = window or 1.0
+    width = _bin_width(window)
+    nbins = int(math.ceil(window / width - 1e-9)) or 1
+    edges = np.arange(nbins + 1) * width
+    centers = edges[:-1] + width / 2
+
+    def counts(times: np.ndarray) -> np.ndarray:
+        idx = np.clip((np.asarray(times, float) // width).astype(np.int64), 0, nbins - 1)
+        return np.bincount(idx, minlength=nbins)[:nbins].astype(float)
+
+    tier_col = _labels(req, "tier")
+    has_tiers = bool(getattr(cfg, "tiers", None)) or (tier_col != "").any()
+    tiers = label_order(set(tier_col), "tier", getattr(cfg, "tiers", None)) if has_tiers else [""]
+    colors = {t: TIER_COLORS[i % len(TIER_COLORS)] for i, t in enumerate(tiers)}
+    tier_name = {t: (t or "untiered") if has_tiers else "all requests" for t in tiers}
+    status = req["status"].astype(str).to_numpy()
+    done = status == "completed"
+    rejected = status == "rejected"
+    finish = req["finish_s"].to_numpy(dtype=float)
+    arrival = req["arrival_s"].to_numpy(dtype=float)
+    times, serving, billed, failed = _replica_steps(result, window)
+
+    with matplotlib.style.context(STYLE):
+        fig = Figure(figsize=(11, 11.5))
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(5, 1, sharex=True, gridspec_kw={"height_ratios": [1.0, 1.5, 1.3, 0.9, 0.9]})
+        ax_rep, ax_rps, ax_ttft, ax_queue, ax_kv = axes
+
+        # (1) the fleet
+        ax_rep.step(times, serving, where="post", color="#1f77b4", label="replicas serving")
+        ax_rep.step(times, billed, where="post", color="#ff7f0e", linestyle="--", label="GPUs billed")
+        top = max(float(serving.max()), float(billed.max()), 1.0)
+        ax_rep.set_ylim(0, top * 1.2 + 0.5)
+        for i, t in enumerate(failed):
+            ax_rep.axvline(t, color=FAILURE_COLOR, linestyle=":", linewidth=1.4, label="replica failure" if i == 0 else None)
+        ax_rep.set_ylabel("replicas / GPUs")
+        ax_rep.set_title("Fleet: replicas serving and GPUs billed")
+
+        # (2) traffic: offered, completed by tier, rejected by reason
+        ax_rps.axhline(0, color="0.3", linewidth=0.8)
+        bottom = np.zeros(nbins)
+        tier_of_done = tier_col[done]
+        completed_bars, rejected_bars = [], []
+        for t in tiers:
+            rate = counts(finish[done][tier_of_done == t]) / width
+            completed_bars.append(ax_rps.bar(centers, rate, width=width, bottom=bottom, color=colors[t], alpha=0.85,
+                                             linewidth=0, label=f"completed: {tier_name[t]}"))
+            bottom += rate
+        reasons = _labels(req, "reject_reason")[rejected]
+        known = [r for r in REASON_COLORS if r in set(reasons)]
+        others = sorted(set(reasons) - set(known))
+        palette = {**REASON_COLORS, **{r: OTHER_REASON_COLORS[i % len(OTHER_REASON_COLORS)] for i, r in enumerate(others)}}
+        below = np.zeros(nbins)
+        for r in known + others:
+            rate = counts(finish[rejected][reasons == r]) / width
+            rejected_bars.append(ax_rps.bar(centers, -rate, width=width, bottom=-below, color=palette[r], alpha=0.85,
+                                            linewidth=0, label=f"rejected: {r or 'unknown'}"))
+            below += rate
+        (offered,) = ax_rps.step(edges, np.append(counts(arrival), counts(arrival)[-1:]) / width, where="post", color="black",
+                    linewidth=1.3, label="offered (arrivals)")
+        if below.any():
+            lim = max(float(ax_rps.get_ylim()[1]), float(below.max()) * 1.1)
+            ax_rps.set_ylim(-float(below.max()) * 1.15, lim)
+        ax_rps.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{abs(v):g}"))
+        ax_rps.set_ylabel("requests/s")
+        # legend top to bottom as drawn: offered, completions (last stacked on top first), rejections
+        handles = [offered, *completed_bars[::-1], *rejected_bars]
+        ax_rps.legend(handles, [h.get_label() for h in handles], loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                      borderaxespad=0.0)
+        ax_rps.set_title(f"Requests per second ({width:g} s bins): completed above zero, rejected below")
+
+        # (3) p99 TTFT by arrival bin, per tier, with each tier's target
+        ttft = req["ttft_s"].to_numpy(dtype=float)
+        targets = _tier_targets(cfg, tiers)
+        spread = []
+        for t in tiers:
+            mine = done & (tier_col == t) & ~np.isnan(ttft)
+            idx = np.clip((arrival[mine] // width).astype(np.int64), 0, nbins - 1)
+            values = ttft[mine]
+            p99 = np.full(nbins, np.nan)
+            if values.size:
+                order = np.argsort(idx, kind="stable")
+                idx, values = idx[order], values[order]
+                cuts = np.flatnonzero(np.diff(idx)) + 1
+                for b, chunk in zip(idx[np.r_[0, cuts]], np.split(values, cuts)):
+                    p99[b] = np.percentile(chunk, 99)
+            ok = ~np.isnan(p99)
+            if ok.any():
+                ax_ttft.plot(centers[ok], p99[ok], marker="o", markersize=2.8, color=colors[t], label=f"p99 TTFT: {tier_name[t]}")
+                spread.extend([np.nanmin(p99), np.nanmax(p99)])
+            if targets[t] is not None:
+                ax_ttft.axhline(targets[t], color=colors[t], linestyle="--", linewidth=1.1, label=f"TTFT target: {tier_name[t]}")
+                spread.append(targets[t])
+        positive = [v for v in spread if v > 0]
+        if positive and max(positive) / min(positive) > 30:
+            ax_ttft.set_yscale("log")
+            ax_ttft.set_ylabel("seconds (log scale)")
+        else:
+            ax_ttft.set_ylim(bottom=0)
+            ax_ttft.set_ylabel("seconds")
+        if not spread:
+            ax_ttft.text(0.5, 0.5, "no completed requests", ha="center", va="center", transform=ax_ttft.transAxes)
+        ax_ttft.set_title("p99 time to first token of the requests arriving in each bin (completed ones)")
+
+        # (4) queue and (5) KV usage, from the engine steps
+        if len(steps):
+            start = steps["start_s"].to_numpy(dtype=float)
+            dur = steps["duration_s"].to_numpy(dtype=float)
+            sidx = np.clip((start // width).astype(np.int64), 0, nbins - 1)
+            waiting = np.bincount(sidx, weights=steps["num_waiting"].to_numpy(dtype=float) * dur, minlength=nbins)[:nbins]
+            ax_queue.step(edges, np.append(waiting, waiting[-1:]) / width, where="post", color="#9467bd",
+                          label="requests waiting")
+            used = steps["kv_blocks_used"].to_numpy(dtype=float)
+            total = steps["kv_blocks_total"].to_numpy(dtype=float)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                share = np.where(total > 0, used / total, 0.0)
+                busy = np.bincount(sidx, weights=dur, minlength=nbins)[:nbins]
+                kv = np.bincount(sidx, weights=share * dur, minlength=nbins)[:nbins] / busy * 100
+            ax_kv.step(edges, np.append(kv, kv[-1:]), where="post", color="#8c564b", label="KV blocks in use")
+        else:
+            for ax in (ax_queue, ax_kv):
+                ax.text(0.5, 0.5, "no engine steps", ha="center", va="center", transform=ax.transAxes)
+        ax_queue.set_ylim(bottom=0)
+        ax_queue.set_ylabel("requests")
+        ax_queue.set_title("Requests waiting (sum over replicas, time-averaged per bin)")
+        marks = {}
+        default_mark = getattr(getattr(cfg, "admission", None), "kv_watermark", None)
+        for t in tiers:
+            conf = (getattr(cfg, "tiers", None) or {}).get(t)
+            mark = conf.kv_watermark if conf is not None and conf.kv_watermark is not None else default_mark
+            if mark is not None:
+                marks.setdefault(float(mark), []).append(tier_name[t])
+        for mark, names in sorted(marks.items()):
+            ax_kv.axhline(mark * 100, color=colors[next(t for t in tiers if tier_name[t] == names[0])], linestyle="--",
+                          linewidth=1.0, label=f"shed above: {', '.join(names)}")
+        ax_kv.set_ylim(0, 105)
+        ax_kv.set_ylabel("% of blocks")
+        ax_kv.set_title("KV-cache usage (mean over busy replicas)")
+        ax_kv.set_xlabel("simulated time (s)")
+        ax_kv.set_xlim(0, window)
+
+        for ax in axes:
+            if ax is not ax_rep:
+                for t in failed:
+                    ax.axvline(t, color=FAILURE_COLOR, linestyle=":", linewidth=1.0, alpha=0.5)
+            if ax is not ax_rps:
+                _legend(ax)
+
+        cl = summary.get("cluster", {})
+        sr = cl.get("serving_replicas", {})
+        fleet = (f"{sr['min']}-{sr['max']}" if sr.get("min") != sr.get("max") else f"{sr.get('max', s['replicas'])}")
+        span = float(arrival.max()) if len(arrival) else 0.0
+        rate = f"{len(arrival) / span:.3g} req/s mean offered" if span > 0 else f"{s['rate_rps']:g} req/s"
+        extra = []
+        if has_tiers:
+            extra.append(f"{len(tiers)} tiers")
+        if cl.get("failures"):
+            extra.append(f"{cl['failures']} failure" + ("s" if cl["failures"] != 1 else ""))
+        fig.suptitle(
+            f"{s['model']} on {fleet}x {s['hardware']} (TP{s['tp']}), {s['scheduler']} batching, "
+            f"{s['arrival']} arrivals, {rate}, {len(req):,} requests" + (f" - {', '.join(extra)}" if extra else ""),
+            fontsize=10,
+        )
+        fig.tight_layout()
+        path = Path(path)
+        fig.savefig(path, metadata=PNG_METADATA)
+    return path
