@@ -184,9 +184,38 @@ def test_token_bucket_bounds_accepted_tokens():
     assert cum[-1] >= 0.8 * rate * acc["arrival_s"].max()
 
 
+def test_each_tier_has_its_own_buckets_even_without_tenants():
+    tiers = "++tiers={free: {share: 0.5, tokens_per_s: 3000}, pro: {share: 0.5, priority: 1, tokens_per_s: 3000}}"
+    shared = run(tiers, "workload.rate=4")  # one tenant label per tier ("")
+    split = run(tiers, "workload.rate=4", "workload.tenants=1")  # free-0, pro-0: the same buckets
+    assert shared.requests["status"].tolist() == split.requests["status"].tolist()
+    # the two tiers' buckets are independent: each admits up to its own rate
+    for tier in ("free", "pro"):
+        acc = shared.requests[(shared.requests["tier"] == tier) & (shared.requests["status"] == "completed")]
+        tokens = float((acc["prompt_tokens"] + acc["output_tokens"]).sum())
+        assert tokens <= 3000 * (1 + acc["arrival_s"].max()) + 1e-6
+        assert tokens >= 0.5 * 3000 * acc["arrival_s"].max()
+
+
+def test_a_request_larger_than_the_bucket_is_rejected_once_and_for_all():
+    r = run("admission.rate_limit.tokens_per_s=500", "workload.retry.max_attempts=3", "workload.rate=1")
+    df = r.requests
+    big = df["prompt_tokens"] + df["output_tokens"] > 500
+    assert big.any() and (df.loc[big, "reject_reason"] == "exceeds_burst").all()
+    assert (df.loc[big, "attempts"] == 1).all() and (df.loc[big, "finish_s"] == df.loc[big, "arrival_s"]).all()
+
+
+def test_max_queue_zero_admits_when_nothing_waits_ahead():
+    light = run("admission.max_queue=0", "latency=constant", "latency.step_s=0.001", "workload.arrival=constant", "workload.rate=1")
+    assert (light.requests["status"] == "completed").all()
+    heavy = run("admission.max_queue=0", *OVERLOAD)
+    assert (heavy.requests["reject_reason"] == "queue_full").sum() > 0
+
+
 def test_retries_back_off_exponentially_then_give_up():
     r = run(
-        "admission.max_queue=0", "workload.retry.max_attempts=4", "workload.retry.backoff_s=0.5",
+        "admission.slo_aware=true", "slo.ttft_s=1e-6",  # no request can ever meet it
+        "workload.retry.max_attempts=4", "workload.retry.backoff_s=0.5",
         "workload.retry.multiplier=3", "workload.retry.jitter=0", "workload.num_requests=50",
     )
     df = r.requests

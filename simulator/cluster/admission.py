@@ -3,11 +3,14 @@
 Every arriving request (and every retry) passes, in order:
 
 1. ``rate_limited``      its tenant's token bucket lacks prompt + output tokens
-                         (``admission.rate_limit``; one bucket per tenant, refilled
-                         at ``tokens_per_s`` up to ``burst_tokens``). A rejected
-                         request is not charged.
+                         (``admission.rate_limit``; one bucket per tier and tenant,
+                         refilled at ``tokens_per_s`` up to ``burst_tokens``). A
+                         rejected request is not charged. A request larger than
+                         the whole bucket can never pass: ``exceeds_burst``
+                         (final, not retried).
 2. the router picks a serving replica (``no_replica`` when none serves),
-3. ``queue_full``        that replica already has ``max_queue`` requests waiting,
+3. ``queue_full``        more than ``max_queue`` requests already wait on that
+                         replica (0: admit only when nothing waits ahead),
 4. ``wait_too_long``     its predicted queueing delay exceeds ``max_wait_s``,
 5. ``kv_pressure``       its KV usage is above ``kv_watermark`` (a fraction),
 6. ``slo_unattainable``  with ``slo_aware``: predicted queueing delay + the
@@ -28,7 +31,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from simulator.engine.replica import Replica
     from simulator.engine.request import Request
-
 
 
 @dataclass(frozen=True)
@@ -64,21 +66,25 @@ def tier_limits(cfg) -> dict[str, Limits]:
 
 
 class TokenBuckets:
-    """One token bucket per tenant, filled lazily from the time of its last use."""
+    """One token bucket per key (tier, tenant), filled lazily from the time of its last use."""
 
     def __init__(self):
-        self.level: dict[str, float] = {}
-        self.stamp: dict[str, float] = {}
+        self.level: dict[object, float] = {}
+        self.stamp: dict[object, float] = {}
 
-    def take(self, tenant: str, tokens: float, rate: float, burst: float | None, now: float) -> bool:
-        cap = rate if burst is None else burst  # default: one second of refill
-        level = self.level.get(tenant, cap)
-        level = min(cap, level + (now - self.stamp.get(tenant, now)) * rate)
-        self.stamp[tenant] = now
+    @staticmethod
+    def capacity(rate: float, burst: float | None) -> float:
+        return rate if burst is None else burst  # default: one second of refill
+
+    def take(self, key, tokens: float, rate: float, burst: float | None, now: float) -> bool:
+        cap = self.capacity(rate, burst)
+        level = self.level.get(key, cap)
+        level = min(cap, level + (now - self.stamp.get(key, now)) * rate)
+        self.stamp[key] = now
         if tokens > level:
-            self.level[tenant] = level
+            self.level[key] = level
             return False
-        self.level[tenant] = level - tokens
+        self.level[key] = level - tokens
         return True
 
 
@@ -91,18 +97,24 @@ class Admission:
             v is not None for lim in self.limits.values() for v in (lim.max_queue, lim.max_wait_s, lim.kv_watermark)
         )
 
-    def rate_limited(self, req: Request, now: float) -> bool:
+    def rate_limit_reason(self, req: Request, now: float) -> str | None:
+        """``rate_limited`` when the request's bucket is short now, ``exceeds_burst`` when it always will be."""
         lim = self.limits[req.tier]
         if lim.tokens_per_s is None:
-            return False
-        return not self.buckets.take(req.tenant, req.prompt + req.output, lim.tokens_per_s, lim.burst_tokens, now)
+            return None
+        tokens = req.prompt + req.output
+        if tokens > TokenBuckets.capacity(lim.tokens_per_s, lim.burst_tokens):
+            return "exceeds_burst"
+        if self.buckets.take((req.tier, req.tenant), tokens, lim.tokens_per_s, lim.burst_tokens, now):
+            return None
+        return "rate_limited"
 
     def reject_reason(self, req: Request, rep: Replica) -> str | None:
         """Why ``rep`` should not take ``req`` now, or None to admit it."""
         if not self.active:
             return None
         lim = self.limits[req.tier]
-        if lim.max_queue is not None and len(rep.waiting) >= lim.max_queue:
+        if lim.max_queue is not None and len(rep.waiting) > lim.max_queue:
             return "queue_full"
         wait = rep.expected_wait_s(req.priority) if (lim.max_wait_s is not None or self.slo_aware) else 0.0
         if lim.max_wait_s is not None and wait > lim.max_wait_s:

@@ -6,6 +6,10 @@
                                     │
                                     └──fail──► failed ──repair_s──► provisioning ...
 
+A replica removed before it serves (a scale-down cancelling a pending start,
+or dropping one under repair) passes through ``draining`` and ``removed``
+at the same instant, so every scale-down is one ``draining`` row.
+
 A replica is *billed* from the moment it is provisioned until it is removed,
 failed ones included (the node is still held while it is repaired). The
 cold start is ``cluster.cold_start.provision_s`` plus loading one GPU's share
@@ -132,7 +136,9 @@ class Fleet:
 
     def drain(self, rep: Replica) -> None:
         """Stop routing to ``rep``; it is removed once it has finished its work."""
-        if rep.state in ("provisioning", "failed"):  # not serving: drop it at once
+        if rep.state in ("provisioning", "failed"):  # not serving: nothing to finish, drop it at once
+            rep.state = "draining"
+            self._event(rep, "draining")
             rep.state = "removed"
             self._event(rep, "removed")
             return

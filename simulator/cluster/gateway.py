@@ -133,8 +133,9 @@ class Gateway:
     # -- one attempt --------------------------------------------------------------
     def arrive(self, req: Request) -> None:
         now = self.env.now
-        if self.admission.rate_limited(req, now):
-            self.turn_away(req, "rate_limited")
+        reason = self.admission.rate_limit_reason(req, now)
+        if reason is not None:
+            self.turn_away(req, reason)
             return
         replicas = self.fleet.serving()
         if not replicas:

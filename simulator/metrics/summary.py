@@ -152,7 +152,9 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
     pools = [_pool_summary(p, steps, up_s.get(p.name, 0.0)) for p in out.pools]
     first = out.pools[0]
     decoding = out.pools[-1]  # where KV lives longest: the decode pool when disaggregated
-    dsteps = steps[steps["replica"].isin([r.index for r in decoding.replicas])]
+    disaggregated = bool(cfg.cluster.disaggregation.enabled)
+    # KV usage: the decode pool's when disaggregated, else every replica's (all groups)
+    dsteps = steps[steps["replica"].isin([r.index for r in decoding.replicas])] if disaggregated else steps
 
     gpus = sum(p["gpus"] for p in pools)
     cluster, cost = replica_figures(
@@ -196,7 +198,7 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
             "replicas": sum(p.initial for p in out.pools),  # at the start; see "cluster" for changes
             "tp": int(first.spec.tp),
             "scheduler": " / ".join(f"{p['name']}: {p['scheduler']}" for p in pools) if len(pools) > 1 else pools[0]["scheduler"],
-            "disaggregated": bool(cfg.cluster.disaggregation.enabled),
+            "disaggregated": disaggregated,
             "memory_allocation": decoding.allocation,
             "latency_model": first.latency_description,
             "arrival": cfg.workload.arrival,
@@ -238,7 +240,7 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
             "goodput_rps": float(met.sum()) / window,
         },
         "kv_cache": {
-            "pool": decoding.name,
+            "pool": decoding.name if len(out.pools) == 1 or disaggregated else "all",
             "allocation": decoding.allocation,
             "blocks_per_replica": int(decoding.budget.kv_blocks),
             "block_size": int(cfg.memory.block_size),
@@ -267,7 +269,7 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
             "lambda_times_W": lam_w,
             "note": "L integrates the requests each replica holds over its steps (and idle spells with work queued)",
         },
-        "cluster": cluster,
+        "cluster": {**cluster, "failures_skipped": out.failures.skipped if out.failures is not None else 0},
         "cost": {
             "gpus": gpus,
             "peak_gpus": cluster["billed_gpus"]["max"],

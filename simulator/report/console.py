@@ -27,6 +27,7 @@ REASON_ABBREV = {
     "kv_pressure": "kv",
     "slo_unattainable": "slo",
     "rate_limited": "rate",
+    "exceeds_burst": "burst",
     "no_replica": "noreplica",
     "replica_failure": "failure",
     "kv_capacity": "kvcap",
@@ -126,7 +127,8 @@ def render_summary(summary: dict, outdir: str | None = None, console: Console | 
         + " · "
         + (f"{s['scheduler']}" if len(pools) > 1 else f"{s['scheduler']} batching")
     )
-    p(f"latency model: {s['latency_model']}")
+    models = dict.fromkeys(f"{p['name']}: {p['latency_model']}" if len(pools) > 1 else p["latency_model"] for p in pools)
+    p(f"latency model: {' · '.join(models)}")
     p(f"workload: {_workload_words(summary)} · {rq['total']:,} requests · seed {s['seed']} · {summary['window']['end_s']:,.1f} s simulated")
     reasons = ", ".join(f"{k} {v}" for k, v in rq["rejected_by_reason"].items())
     p(
@@ -166,11 +168,16 @@ def render_summary(summary: dict, outdir: str | None = None, console: Console | 
         p(tier_table(summary["tiers"]))
     if s["scheduler"] == "static":
         p("note: static batching returns responses when the batch ends, so TPOT and e2e include waiting for its longest request")
-    p(
-        ("KV cache (decode pool)" if s.get("disaggregated") else "KV cache")
-        + f": {kv['tokens_per_replica']:,} tokens/replica ({kv['blocks_per_replica']:,} blocks, "
-        f"{kv['gb_per_replica']:.1f} GB) · peak {kv['peak_usage'] * 100:.0f}% · mean {kv['mean_usage'] * 100:.0f}%"
-    )
+    usage = f"peak {kv['peak_usage'] * 100:.0f}% · mean {kv['mean_usage'] * 100:.0f}%"
+    if len(pools) > 1 and not s.get("disaggregated"):  # groups: each its own capacity, usage over all
+        sizes = " · ".join(f"{p['name']} {p['kv_tokens_per_replica']:,}" for p in pools)
+        p(f"KV cache: tokens/replica {sizes} · {usage}")
+    else:
+        p(
+            ("KV cache (decode pool)" if s.get("disaggregated") else "KV cache")
+            + f": {kv['tokens_per_replica']:,} tokens/replica ({kv['blocks_per_replica']:,} blocks, "
+            f"{kv['gb_per_replica']:.1f} GB) · {usage}"
+        )
     if "prefix_cache" in summary:
         pc = summary["prefix_cache"]
         p(
@@ -181,7 +188,10 @@ def render_summary(summary: dict, outdir: str | None = None, console: Console | 
         t = summary["kv_transfer"]
         if t["transfers"]:
             p(f"KV transfer: {t['transfers']:,} copies, {t['gb']:,.1f} GB, {t['mean_s'] * 1e3:.2f} ms mean copy")
-    usd = f" · ${cost['usd']:,.2f} at ${cost['price_per_gpu_hour']:g}/GPU-h" if cost["usd"] is not None else ""
+    usd = ""
+    if cost["usd"] is not None:
+        price = cost.get("price_per_gpu_hour")
+        usd = f" · ${cost['usd']:,.2f}" + (f" at ${price:g}/GPU-h" if price is not None else " (priced per group)")
     line = cluster_line(summary)
     if line:
         billed = summary["cluster"]["billed_gpus"]
