@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ REPLICAS_FILE = "replicas.parquet"
 CDF_CHART = "latency_cdf.png"
 TIMELINE_CHART = "cluster_timeline.png"
 CONFIG_FILE = "scenario.yaml"
+REPLICATION_DIR = "replication"  # replication-1/, replication-2/ ... beside the first run's files
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Result:
     summary: dict
     itl: tuple[Any, Any] | None = None  # (gaps, counts): inter-token gaps over all tokens
     replicas: pd.DataFrame | None = None  # one row per replica lifecycle event
+    replications: list[Result] = field(default_factory=list)  # with replications=N: runs 2..N (seed + 1 ..)
 
     def save(self, directory: str | Path, *, charts: bool | None = None) -> Path:
         """Write requests.parquet, steps.parquet, replicas.parquet, summary.json,
@@ -48,6 +50,8 @@ class Result:
             self.replicas.to_parquet(out / REPLICAS_FILE, index=False)
         (out / SUMMARY_FILE).write_text(json.dumps(_json_safe(self.summary), indent=2) + "\n")
         (out / CONFIG_FILE).write_text(OmegaConf.to_yaml(OmegaConf.structured(self.config)))
+        for k, other in enumerate(self.replications, start=1):  # replication k (seed + k): data, no charts
+            other.save(out / f"{REPLICATION_DIR}-{k}", charts=False)
         if self.config.output.charts if charts is None else charts:
             from simulator.report.charts import latency_cdf_chart
 
@@ -88,12 +92,30 @@ def run(overrides: list[str] | None = None, *, config: Any = None) -> Result:
     ``config`` may instead be a composed DictConfig, a dict or a
     :class:`ScenarioConfig`; ``overrides`` then apply to it as ``key=value``.
     Raises :class:`simulator.errors.ConfigError` for invalid scenarios.
+
+    With ``replications=N`` (N > 1) it runs seeds ``seed`` .. ``seed + N - 1``:
+    the result is the first run, its summary gains a ``replications``
+    section (mean and 95% CI of every headline figure, see
+    :mod:`simulator.metrics.replications`) and ``Result.replications`` holds
+    the other runs.
     """
+    cfg = load_config(overrides, config=config)
+    first = _run_once(cfg)
+    if cfg.replications > 1:
+        from simulator.metrics.replications import replication_block
+
+        others = [_run_once(replace(cfg, seed=cfg.seed + k)) for k in range(1, cfg.replications)]
+        runs = [first, *others]
+        first.summary["replications"] = replication_block([r.summary for r in runs], [r.config.seed for r in runs])
+        first.replications = others
+    return first
+
+
+def _run_once(cfg: ScenarioConfig) -> Result:
     from simulator.engine import simulate
     from simulator.metrics import summarize
     from simulator.workload import generate
 
-    cfg = load_config(overrides, config=config)
     workload = generate(cfg)
     check_workload(cfg, workload)
     out = simulate(cfg, workload)

@@ -243,7 +243,7 @@ class AutoscalerConfig:
     desired = ceil(serving x metric / target), stabilised over windows."""
 
     enabled: bool = False
-    metric: str = "queue"  # queue (requests waiting per replica) | kv_usage (fraction of KV blocks in use)
+    metric: str = "queue"  # queue (waiting per replica) | requests (waiting + running per replica) | kv_usage (fraction of KV blocks in use)
     target: float = 8.0  # the metric's desired value per serving replica
     min_replicas: int = 1
     max_replicas: int = 8
@@ -294,7 +294,7 @@ class AdmissionConfig:
     """Gateway checks, in order, after the router picked a replica; each
     rejection is recorded with its reason (see docs/cluster.md)."""
 
-    max_queue: int | None = None  # queue_full: the replica already has this many requests waiting
+    max_queue: int | None = None  # queue_full: more than this many requests already wait on the replica
     max_wait_s: float | None = None  # wait_too_long: the expected queueing delay exceeds this
     kv_watermark: float | None = None  # kv_pressure: the replica's KV usage is above this fraction
     slo_aware: bool = False  # slo_unattainable: the predicted TTFT exceeds the request's TTFT SLO
@@ -328,6 +328,8 @@ class SLOConfig:
 class OutputConfig:
     charts: bool = True  # write latency_cdf.png next to the data
     console: bool = True  # print the summary table
+    perfetto: bool = False  # also write the run as a Chrome/Perfetto trace (timeline.perfetto.json)
+    progress: str = "auto"  # progress bar: auto (only on a terminal, never in CI), on, off
 
 
 @dataclass
@@ -336,6 +338,8 @@ class ScenarioConfig:
 
     name: str = "default"
     seed: int = 0
+    #: independent runs of this point (seeds seed, seed+1, ...); the summary reports their spread
+    replications: int = 1
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)

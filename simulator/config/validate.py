@@ -74,6 +74,14 @@ def validate(cfg) -> None:
     from simulator.workload.lengths import upper_bound
 
     _need(cfg.seed >= 0, f"seed must be an integer >= 0 (got {cfg.seed}).")
+    _need(
+        cfg.replications >= 1,
+        f"replications must be an integer >= 1 (got {cfg.replications}): the number of seeds to run this point with.",
+    )
+    _need(
+        cfg.output.progress in ("auto", "on", "off"),
+        f"output.progress must be auto, on or off (got {cfg.output.progress!r}).",
+    )
     wl = cfg.workload
     if wl.arrival == "trace":
         from simulator.workload.traces import check_config

@@ -92,6 +92,25 @@ def cluster_line(summary: dict) -> str | None:
     )
 
 
+def replication_line(block: dict) -> str:
+    """Key figures over the replications (mean ± the 95% CI half-width), in three lines."""
+    f, seeds = block["figures"], block["seeds"]
+
+    def pm(name: str, scale: float, unit: str, digits: int) -> str:
+        d = f[name]
+        if d["mean"] is None:
+            return "-"
+        half = "" if d["ci95_high"] is None else f" ± {(d['ci95_high'] - d['mean']) * scale:,.{digits}f}"
+        return f"{d['mean'] * scale:,.{digits}f}{half}{unit}"
+
+    return (
+        f"replications: {block['n']} seeds ({seeds[0]}–{seeds[-1]}), above: seed {seeds[0]} · mean ± 95% CI:\n"
+        f"  p99 TTFT {pm('ttft_p99_s', 1e3, ' ms', 0)} · p99 TPOT {pm('tpot_p99_s', 1e3, ' ms', 1)} · "
+        f"goodput {pm('goodput_rps', 1, ' req/s', 2)}\n"
+        f"  SLO met {pm('slo_attainment', 100, '%', 1)} · throughput {pm('throughput_rps', 1, ' req/s', 2)}"
+    )
+
+
 def _fleet_size(summary: dict) -> str:
     """Replica count, or its range when the fleet changed size during the run."""
     sr = (summary.get("cluster") or {}).get("serving_replicas") or {}
@@ -164,6 +183,8 @@ def render_summary(summary: dict, outdir: str | None = None, console: Console | 
             f"SLO {', '.join(targets) or '(none)'}: {met:,} of {rq['total']:,} requests met it ({pct}%) · "
             f"goodput {slo['goodput_rps']:.2f} req/s"
         )
+    if summary.get("replications"):
+        p(replication_line(summary["replications"]))
     if summary.get("tiers"):
         p(tier_table(summary["tiers"]))
     if s["scheduler"] == "static":

@@ -1,0 +1,57 @@
+"""Headline figures of one run, flat: the shared vocabulary of sweeps, plans and replications.
+
+:func:`headline` turns a ``summary.json`` dict into ``{name: number}`` with
+stable, unit-suffixed names (``ttft_p99_s``, ``goodput_rps``, ...). The sweep
+table (``servesim-report``), capacity search requirements
+(``servesim-plan --require "ttft_p99_s<=2"``) and replication spreads all use
+these names, so a figure is called the same everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+
+#: latency percentiles reported per metric
+LATENCY_KEYS = ("ttft", "tpot", "itl", "e2e", "queue")
+LATENCY_STATS = ("mean", "p50", "p90", "p99", "max")
+
+
+def _num(v) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def headline(summary: dict) -> dict[str, float]:
+    """Flat numeric figures of one run's summary (NaN where a figure does not apply)."""
+    s, rq, th, slo, cost = summary["scenario"], summary["requests"], summary["throughput"], summary["slo"], summary["cost"]
+    out: dict[str, float] = {
+        "offered_rps": _num(s["rate_rps"]),
+        "requests": _num(rq["total"]),
+        "completed": _num(rq["completed"]),
+        "rejected": _num(rq["rejected"]),
+        "rejection_rate": rq["rejected"] / rq["total"] if rq["total"] else float("nan"),
+        "preemptions": _num(rq["preemptions"]),
+        "retries": _num(rq.get("retries", 0)),
+        "throughput_rps": _num(th["requests_per_s"]),
+        "output_tokens_per_s": _num(th["output_tokens_per_s"]),
+        "total_tokens_per_s": _num(th["total_tokens_per_s"]),
+        "slo_attainment": _num(slo["attainment"]),
+        "goodput_rps": _num(slo["goodput_rps"]),
+        "kv_peak_usage": _num(summary["kv_cache"]["peak_usage"]),
+        "kv_mean_usage": _num(summary["kv_cache"]["mean_usage"]),
+        "busy_fraction": _num(summary["engine"]["busy_fraction"]),
+        "mean_batch_size": _num(summary["engine"]["mean_batch_size"]),
+        "gpus": _num(cost["gpus"]),
+        "peak_gpus": _num(cost.get("peak_gpus", cost["gpus"])),
+        "gpu_hours": _num(cost["gpu_hours"]),
+        "usd": _num(cost["usd"]),
+        "usd_per_hour": _num(cost["gpus"] * cost["price_per_gpu_hour"]) if cost.get("price_per_gpu_hour") is not None else float("nan"),
+        "sim_end_s": _num(summary["window"]["end_s"]),
+    }
+    for key in LATENCY_KEYS:
+        d = summary["latency_s"].get(key) or {}
+        for stat in LATENCY_STATS:
+            out[f"{key}_{stat}_s"] = _num(d.get(stat))
+    return {k: (v if not (isinstance(v, float) and math.isinf(v)) else float("nan")) for k, v in out.items()}
+
+
+__all__ = ["headline", "LATENCY_KEYS", "LATENCY_STATS"]
