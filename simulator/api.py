@@ -23,6 +23,7 @@ REPLICAS_FILE = "replicas.parquet"
 CDF_CHART = "latency_cdf.png"
 TIMELINE_CHART = "cluster_timeline.png"
 CONFIG_FILE = "scenario.yaml"
+PERFETTO_FILE = "timeline.perfetto.json"  # with output.perfetto: the run as a Perfetto trace
 REPLICATION_DIR = "replication"  # replication-1/, replication-2/ ... beside the first run's files
 
 
@@ -38,10 +39,12 @@ class Result:
     replicas: pd.DataFrame | None = None  # one row per replica lifecycle event
     replications: list[Result] = field(default_factory=list)  # with replications=N: runs 2..N (seed + 1 ..)
 
-    def save(self, directory: str | Path, *, charts: bool | None = None) -> Path:
+    def save(self, directory: str | Path, *, charts: bool | None = None, perfetto: bool | None = None) -> Path:
         """Write requests.parquet, steps.parquet, replicas.parquet, summary.json,
         scenario.yaml, and the charts (the latency CDFs; the cluster timeline
-        when the scenario has tiers, autoscaling or failures)."""
+        when the scenario has tiers, autoscaling or failures); with
+        ``output.perfetto`` (or ``perfetto=True``) also timeline.perfetto.json.
+        Other replications go to ``replication-k/`` (data only)."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         self.requests.to_parquet(out / REQUESTS_FILE, index=False)
@@ -50,8 +53,12 @@ class Result:
             self.replicas.to_parquet(out / REPLICAS_FILE, index=False)
         (out / SUMMARY_FILE).write_text(json.dumps(_json_safe(self.summary), indent=2) + "\n")
         (out / CONFIG_FILE).write_text(OmegaConf.to_yaml(OmegaConf.structured(self.config)))
+        if self.config.output.perfetto if perfetto is None else perfetto:  # simulator.report.perfetto
+            from simulator.report.perfetto import export as export_perfetto
+
+            export_perfetto(self, out / PERFETTO_FILE)
         for k, other in enumerate(self.replications, start=1):  # replication k (seed + k): data, no charts
-            other.save(out / f"{REPLICATION_DIR}-{k}", charts=False)
+            other.save(out / f"{REPLICATION_DIR}-{k}", charts=False, perfetto=False)
         if self.config.output.charts if charts is None else charts:
             from simulator.report.charts import latency_cdf_chart
 

@@ -78,10 +78,9 @@ def validate(cfg) -> None:
         cfg.replications >= 1,
         f"replications must be an integer >= 1 (got {cfg.replications}): the number of seeds to run this point with.",
     )
-    _need(
-        cfg.output.progress in ("auto", "on", "off"),
-        f"output.progress must be auto, on or off (got {cfg.output.progress!r}).",
-    )
+    from simulator.progress import mode as progress_mode
+
+    progress_mode(cfg.output.progress)  # auto, on or off (booleans read as on/off)
     wl = cfg.workload
     if wl.arrival == "trace":
         from simulator.workload.traces import check_config

@@ -145,7 +145,9 @@ def simulate(cfg, workload: Workload | None = None) -> SimulationOutput:
         failures = FailureInjector(env, cfg, fleet)
     gateway.start()
     if not gateway.done.triggered:
-        env.run(until=gateway.done)
+        from simulator.progress import run_until_done
+
+        run_until_done(env, gateway, cfg, workload)  # env.run(until=gateway.done), with a bar if output.progress says so
     every = fleet.all_replicas
     return SimulationOutput(
         recorder=rec,

@@ -1,0 +1,586 @@
+"""A run as a Chrome / Perfetto trace: open it in https://ui.perfetto.dev.
+
+    export(result, "timeline.perfetto.json")          # from a Result
+    export_run_dir("outputs/2026-11-22/05-00-00")     # from a saved run directory
+    python -m simulator.report.perfetto RUN_DIR       # the same, from a shell
+
+The file is the JSON object form of the Trace Event Format
+(``{"traceEvents": [...], "metadata": {...}}``); timestamps and durations
+are integer microseconds of *simulated* time. What it holds (see
+docs/perfetto.md):
+
+- one process per replica, ``replica 0 (mixed, h100-sxm TP1)``, pid =
+  replica index + 1, with threads
+  - ``steps``: one complete (``X``) slice per engine step, named by its batch
+    (``prefill 3 + decode 41``), every steps.parquet column in its args;
+  - ``lifecycle``: the replica's states from replicas.parquet
+    (provisioning, serving, draining, failed) as slices, ``removed`` as an
+    instant;
+  - counters ``KV blocks used`` and ``requests waiting`` / ``running`` /
+    ``swapped``, sampled at the start of each step (as in steps.parquet);
+- one ``gateway`` process with one slice per request from arrival to finish
+  on ``requests N`` lanes (a lane holds requests that do not overlap), a
+  ``queued`` child up to the request's first scheduling, and a flow arrow
+  from there to the step whose end produced its first token (through the
+  prefill step on a prefill replica when disaggregated).
+
+The output is deterministic: the same inputs give byte-identical files.
+Request slices and flows are bounded by ``max_requests`` (the first ones by
+``request_id``); steps, counters and lifecycle are always complete.
+
+No ``displayTimeUnit`` key is written: the Trace Event Format makes it a
+display hint only, but some trace_processor versions read ``"ms"`` as the
+unit of every timestamp, which would stretch the trace 1000x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: request slices and flows exported by default (steps are always all exported)
+MAX_REQUESTS = 5000
+
+STEPS_TID = 1
+LIFECYCLE_TID = 2
+#: columns shown as the step slice's position, not repeated in its args
+_STEP_SKIP = ("replica", "pool", "start_s", "duration_s")
+_FLOW_NAME = "request"
+_FLOW_CAT = "request"
+
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
+
+
+# -- public ---------------------------------------------------------------------
+def export(result, path: str | Path, *, max_requests: int | None = MAX_REQUESTS) -> Path:
+    """Write ``result`` (a :class:`simulator.Result`) as a trace to ``path``.
+
+    ``max_requests`` bounds the request slices and flows (``None``: all).
+    """
+    from omegaconf import OmegaConf
+
+    scenario = OmegaConf.to_container(OmegaConf.structured(result.config))
+    return _write(path, *build(result.requests, result.steps, result.replicas, scenario, max_requests=max_requests))
+
+
+def export_run_dir(
+    run_dir: str | Path, path: str | Path | None = None, *, max_requests: int | None = MAX_REQUESTS
+) -> Path:
+    """Convert a saved run directory (requests/steps/replicas parquet and
+    scenario.yaml) to a trace; ``path`` defaults to
+    ``RUN_DIR/timeline.perfetto.json``."""
+    from omegaconf import OmegaConf
+
+    from simulator.api import CONFIG_FILE, PERFETTO_FILE, REPLICAS_FILE, REQUESTS_FILE, STEPS_FILE
+
+    d = Path(run_dir)
+    for name in (REQUESTS_FILE, STEPS_FILE):
+        if not (d / name).is_file():
+            raise FileNotFoundError(f"{d} is not a servesim run directory: {name} is missing")
+    requests = pd.read_parquet(d / REQUESTS_FILE)
+    steps = pd.read_parquet(d / STEPS_FILE)
+    replicas = pd.read_parquet(d / REPLICAS_FILE) if (d / REPLICAS_FILE).is_file() else None
+    scenario: dict = {}
+    if (d / CONFIG_FILE).is_file():
+        scenario = OmegaConf.to_container(OmegaConf.load(d / CONFIG_FILE), resolve=False) or {}
+    out = Path(path) if path is not None else d / PERFETTO_FILE
+    return _write(out, *build(requests, steps, replicas, scenario, max_requests=max_requests))
+
+
+def build(
+    requests: pd.DataFrame,
+    steps: pd.DataFrame,
+    replicas: pd.DataFrame | None,
+    scenario: dict,
+    *,
+    max_requests: int | None = MAX_REQUESTS,
+) -> tuple[list[dict], dict]:
+    """The trace's events and metadata (what :func:`export` writes)."""
+    pools = _pool_hardware(scenario)
+    index = _replica_index(steps, replicas)
+    gateway_pid = (max(index) + 2) if index else 1
+    steps_by = _steps_by_replica(steps)
+    tracks = {rep: _Track(s) for rep, s in steps_by.items()}
+    events: list[dict] = []
+
+    # -- names ---------------------------------------------------------------
+    events += _meta(gateway_pid, 0, "process_name", "gateway")
+    events += _meta(gateway_pid, 0, "process_sort_index", sort_index=-1)
+    for rep in sorted(index):
+        pool, tp = index[rep]
+        hw, pool_tp = pools.get(pool, (_get(scenario, "hardware", "name"), None))
+        tp = tp or pool_tp or 1
+        pid = rep + 1
+        events += _meta(pid, 0, "process_name", f"replica {rep} ({pool}, {hw or '?'} TP{tp})")
+        events += _meta(pid, 0, "process_sort_index", sort_index=rep)
+        events += _meta(pid, STEPS_TID, "thread_name", "steps")
+        events += _meta(pid, STEPS_TID, "thread_sort_index", sort_index=0)
+        events += _meta(pid, LIFECYCLE_TID, "thread_name", "lifecycle")
+        events += _meta(pid, LIFECYCLE_TID, "thread_sort_index", sort_index=1)
+
+    # -- replicas: steps, counters, lifecycle --------------------------------
+    end_us = _run_end_us(requests, steps, replicas)
+    for rep in sorted(index):
+        life = replicas[replicas["replica"] == rep] if replicas is not None else None
+        failed = (
+            []
+            if life is None
+            else _us(life["time_s"].to_numpy(dtype=np.float64)[(life["event"] == "failed").to_numpy()]).tolist()
+        )
+        events += _step_events(rep, steps_by.get(rep), tracks.get(rep), failed)
+        if life is not None:
+            events += _lifecycle_events(rep, life, end_us)
+
+    # -- requests ------------------------------------------------------------
+    total = len(requests)
+    req = requests.sort_values("request_id", kind="stable")
+    if max_requests is not None and total > max_requests:
+        req = req.iloc[: max(0, int(max_requests))]
+    events += _request_events(req, gateway_pid, tracks, index)
+
+    meta: dict[str, Any] = {
+        "generator": f"servesim {_version()}",
+        "time_unit": "ts and dur are microseconds of simulated time",
+        "scenario": _get(scenario, "name"),
+        "seed": _get(scenario, "seed"),
+        "model": _get(scenario, "model", "name"),
+        "hardware": _get(scenario, "hardware", "name"),
+        "scheduler": _get(scenario, "scheduler", "policy"),
+        "replicas": len(index),
+        "steps": int(len(steps)),
+        "requests": int(total),
+        "requests_exported": int(len(req)),
+        "pids": {"gateway": gateway_pid, "replica": "replica index + 1"},
+    }
+    if len(req) < total:
+        meta["truncated"] = (
+            f"request slices and flows cover the first {len(req):,} of {total:,} requests (by request_id); "
+            "steps, counters and lifecycle are complete. Export again with max_requests=None "
+            "(python -m simulator.report.perfetto RUN_DIR --max-requests 0) for every request."
+        )
+    return events, meta
+
+
+# -- writing ----------------------------------------------------------------------
+def _write(path: str | Path, events: list[dict], meta: dict) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", encoding="ascii", newline="\n") as f:
+        f.write('{"traceEvents":[\n')
+        f.write(",\n".join(map(_encode, events)))
+        f.write('\n],\n"metadata":')
+        f.write(json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False))
+        f.write("}\n")
+    return out
+
+
+# -- pieces -----------------------------------------------------------------------
+def _meta(pid: int, tid: int, name: str, label: str | None = None, *, sort_index: int | None = None) -> list[dict]:
+    args: dict[str, Any] = {"name": label} if label is not None else {"sort_index": sort_index}
+    return [{"ph": "M", "name": name, "pid": pid, "tid": tid, "args": args}]
+
+
+class _Track:
+    """One replica's steps in time order: end times (s) and start/end (integer us)."""
+
+    def __init__(self, s: pd.DataFrame) -> None:
+        start = s["start_s"].to_numpy(dtype=np.float64)
+        self.end_s = start + s["duration_s"].to_numpy(dtype=np.float64)
+        self.start_us = _us(start)
+        self.end_us = _us(self.end_s)
+
+    def mid(self, k: int) -> int:
+        """A timestamp strictly inside step ``k`` (its middle), so a flow binds to it unambiguously."""
+        a, b = int(self.start_us[k]), int(self.end_us[k])
+        return a + (b - a) // 2
+
+
+def _step_events(rep: int, s: pd.DataFrame | None, track: _Track | None, failed: list[int]) -> list[dict]:
+    """Step slices and KV / queue counters; a failure drops the counters to zero."""
+    out: list[dict] = []
+    pid = rep + 1
+    n = 0 if s is None else len(s)
+    cols = [c for c in s.columns if c not in _STEP_SKIP] if n else []
+    values = {c: s[c].tolist() for c in cols}
+    pf = values.get("prefill_seqs") or [None] * n
+    dc = values.get("decode_seqs") or [None] * n
+    kv = values.get("kv_blocks_used")
+    queues = [
+        (k, values[c])
+        for k, c in (("waiting", "num_waiting"), ("running", "num_running"), ("swapped", "num_swapped"))
+        if c in values
+    ]
+    last_kv = last_q = None
+    fails = list(failed)
+    for i in range(n):
+        ts = int(track.start_us[i])
+        while fails and fails[0] <= ts:  # the replica failed before this step: its KV and queues were lost
+            t = fails.pop(0)
+            if kv is not None:
+                out.append({"ph": "C", "name": "KV blocks", "pid": pid, "tid": STEPS_TID, "ts": t, "args": {"used": 0}})
+            if queues:
+                out.append(
+                    {
+                        "ph": "C",
+                        "name": "requests",
+                        "pid": pid,
+                        "tid": STEPS_TID,
+                        "ts": t,
+                        "args": {k: 0 for k, _ in queues},
+                    }
+                )
+            last_kv = last_q = None
+        out.append(
+            {
+                "ph": "X",
+                "cat": "step",
+                "name": _step_name(pf[i], dc[i]),
+                "pid": pid,
+                "tid": STEPS_TID,
+                "ts": ts,
+                "dur": int(track.end_us[i]) - ts,
+                "args": {c: _arg(values[c][i]) for c in cols},
+            }
+        )
+        if kv is not None and kv[i] != last_kv:
+            last_kv = kv[i]
+            out.append(
+                {"ph": "C", "name": "KV blocks", "pid": pid, "tid": STEPS_TID, "ts": ts, "args": {"used": int(kv[i])}}
+            )
+        q = tuple(int(v[i]) for _, v in queues)
+        if queues and q != last_q:
+            last_q = q
+            out.append(
+                {
+                    "ph": "C",
+                    "name": "requests",
+                    "pid": pid,
+                    "tid": STEPS_TID,
+                    "ts": ts,
+                    "args": {k: x for (k, _), x in zip(queues, q)},
+                }
+            )
+    for t in fails:
+        if kv is not None:
+            out.append({"ph": "C", "name": "KV blocks", "pid": pid, "tid": STEPS_TID, "ts": t, "args": {"used": 0}})
+        if queues:
+            out.append(
+                {
+                    "ph": "C",
+                    "name": "requests",
+                    "pid": pid,
+                    "tid": STEPS_TID,
+                    "ts": t,
+                    "args": {k: 0 for k, _ in queues},
+                }
+            )
+    return out
+
+
+def _step_name(prefill, decode) -> str:
+    parts = []
+    if prefill:
+        parts.append(f"prefill {int(prefill)}")
+    if decode:
+        parts.append(f"decode {int(decode)}")
+    return " + ".join(parts) or "step"
+
+
+def _lifecycle_events(rep: int, ev: pd.DataFrame, end_us: int) -> list[dict]:
+    pid = rep + 1
+    times = _us(ev["time_s"].to_numpy(dtype=np.float64)).tolist()
+    names = [str(x) for x in ev["event"].tolist()]
+    out: list[dict] = []
+    for k, (t, name) in enumerate(zip(times, names)):
+        if name == "removed":
+            out.append(
+                {
+                    "ph": "i",
+                    "cat": "lifecycle",
+                    "name": "removed",
+                    "pid": pid,
+                    "tid": LIFECYCLE_TID,
+                    "ts": int(t),
+                    "s": "t",
+                }
+            )
+            continue
+        until = times[k + 1] if k + 1 < len(times) else end_us
+        if until > t:  # an instant state (provisioning and serving at t=0) leaves no slice
+            out.append(
+                {
+                    "ph": "X",
+                    "cat": "lifecycle",
+                    "name": name,
+                    "pid": pid,
+                    "tid": LIFECYCLE_TID,
+                    "ts": int(t),
+                    "dur": int(until - t),
+                    "args": {},
+                }
+            )
+    return out
+
+
+def _request_events(req: pd.DataFrame, gateway_pid: int, tracks: dict, index: dict) -> list[dict]:
+    if not len(req):
+        return []
+    col = {c: req[c].tolist() for c in req.columns}
+    n = len(req)
+    rid = [int(x) for x in col["request_id"]]
+    arrival = _us_list(col["arrival_s"])
+    finish = _us_list(col.get("finish_s", [math.nan] * n))
+    sched = _us_list(col.get("first_scheduled_s", [math.nan] * n))
+    # a prefill replica's steps by exact end time, to find where a disaggregated prompt was prefilled
+    prefill_ends: dict[float, tuple[int, int]] = {}
+    for rep in sorted(tracks):
+        if index.get(rep, ("",))[0] == "prefill":
+            for k, e in enumerate(tracks[rep].end_s.tolist()):
+                prefill_ends.setdefault(e, (rep, k))
+
+    order = sorted(range(n), key=lambda i: (arrival[i] if arrival[i] is not None else 0, rid[i]))
+    busy: list[tuple[int, int]] = []  # (end, lane) of lanes in use
+    free: list[int] = []  # lanes free again, lowest first
+    lanes = 0
+    out: list[dict] = []
+    for i in order:
+        t0 = arrival[i] if arrival[i] is not None else 0
+        t1 = finish[i] if finish[i] is not None and finish[i] >= t0 else t0
+        while busy and busy[0][0] < t0:
+            heapq.heappush(free, heapq.heappop(busy)[1])
+        if free:
+            lane = heapq.heappop(free)
+        else:
+            lanes += 1
+            lane = lanes
+        heapq.heappush(busy, (t1, lane))
+        status = _str(col["status"][i]) if "status" in col else None
+        args: dict[str, Any] = {"request_id": rid[i], "status": status}
+        for key in ("reject_reason", "tier", "tenant", "session"):
+            v = _str(col[key][i]) if key in col else None
+            if v:
+                args[key] = v
+        for key in ("replica", "prompt_tokens", "output_tokens", "attempts", "preemptions", "swaps"):
+            if key in col and not _isna(col[key][i]):
+                args[key] = int(col[key][i])
+        for key in ("queue_s", "ttft_s", "tpot_s", "e2e_s"):
+            if key in col and not _isna(col[key][i]):
+                args[key[:-2] + "_ms"] = round(float(col[key][i]) * 1e3, 3)
+        cat = "request" if status == "completed" else (status or "request")
+        out.append(
+            {
+                "ph": "X",
+                "cat": cat,
+                "name": f"request {rid[i]}",
+                "pid": gateway_pid,
+                "tid": lane,
+                "ts": t0,
+                "dur": t1 - t0,
+                "args": args,
+            }
+        )
+        if status != "completed" or sched[i] is None or sched[i] < t0:
+            continue
+        out.append(
+            {
+                "ph": "X",
+                "cat": "queue",
+                "name": "queued",
+                "pid": gateway_pid,
+                "tid": lane,
+                "ts": t0,
+                "dur": min(sched[i], t1) - t0,
+                "args": {},
+            }
+        )
+        hops = _flow_hops(col, i, tracks, index, prefill_ends)
+        if not hops:
+            continue
+        # bound (by ts order, then file order) to the "queued" slice just written; the UI draws
+        # the arrow from its end (first scheduled) to the start of each step below
+        out.append(
+            {"ph": "s", "cat": _FLOW_CAT, "name": _FLOW_NAME, "id": rid[i], "pid": gateway_pid, "tid": lane, "ts": t0}
+        )
+        for k, (rep, ts) in enumerate(hops):
+            last = k == len(hops) - 1
+            ev = {
+                "ph": "f" if last else "t",
+                "cat": _FLOW_CAT,
+                "name": _FLOW_NAME,
+                "id": rid[i],
+                "pid": rep + 1,
+                "tid": STEPS_TID,
+                "ts": ts,
+            }
+            if last:
+                ev["bp"] = "e"
+            out.append(ev)
+    for lane in range(1, lanes + 1):
+        out += _meta(gateway_pid, lane, "thread_name", f"requests {lane}")
+        out += _meta(gateway_pid, lane, "thread_sort_index", sort_index=lane)
+    return out
+
+
+def _flow_hops(col: dict, i: int, tracks: dict, index: dict, prefill_ends: dict) -> list[tuple[int, int]]:
+    """(replica, ts inside the step) for each step the request's first token passed through."""
+    rep = col["replica"][i] if "replica" in col else None
+    ft = col["first_token_s"][i] if "first_token_s" in col else None
+    if _isna(rep) or _isna(ft) or int(rep) < 0:
+        return []
+    rep = int(rep)
+    hops: list[tuple[int, int]] = []
+    pd_s = col["prefill_done_s"][i] if "prefill_done_s" in col else None
+    if index.get(rep, ("",))[0] == "decode" and not _isna(pd_s):
+        hit = prefill_ends.get(float(pd_s))  # the prefill step that produced the first token
+        if hit is not None:
+            hops.append((hit[0], tracks[hit[0]].mid(hit[1])))
+    track = tracks.get(rep)
+    if track is not None:
+        # the step whose end produced the first token, or (KV arriving between steps) the next one
+        k = int(np.searchsorted(track.end_s, float(ft), side="left"))
+        if k < len(track.end_s):
+            hops.append((rep, track.mid(k)))
+    return hops
+
+
+# -- lookups ----------------------------------------------------------------------
+def _pool_hardware(scenario: dict) -> dict[str, tuple[str | None, int]]:
+    """pool name -> (hardware name, TP), from the scenario."""
+    hw = _get(scenario, "hardware", "name")
+    cluster = scenario.get("cluster") or {}
+    dis = cluster.get("disaggregation") or {}
+    if dis.get("enabled"):
+        parts = {"prefill": dis.get("prefill") or {}, "decode": dis.get("decode") or {}}
+    elif cluster.get("groups"):
+        parts = dict(cluster["groups"])
+    else:
+        parts = {"mixed": {"tp": cluster.get("tp", 1)}}
+    return {name: ((p or {}).get("hardware") or hw, int((p or {}).get("tp") or 1)) for name, p in parts.items()}
+
+
+def _replica_index(steps: pd.DataFrame, replicas: pd.DataFrame | None) -> dict[int, tuple[str, int | None]]:
+    """replica index -> (pool, TP when known), over every replica seen."""
+    out: dict[int, tuple[str, int | None]] = {}
+    if replicas is not None and len(replicas):
+        for rep, group, gpus in zip(
+            replicas["replica"].tolist(), replicas["group"].tolist(), replicas["gpus"].tolist()
+        ):
+            out.setdefault(int(rep), (_str(group) or "mixed", int(gpus)))
+    if len(steps):
+        pools = steps["pool"].tolist() if "pool" in steps.columns else ["mixed"] * len(steps)
+        for rep, pool in zip(steps["replica"].tolist(), pools):
+            out.setdefault(int(rep), (_str(pool) or "mixed", None))
+    return out
+
+
+def _steps_by_replica(steps: pd.DataFrame) -> dict[int, pd.DataFrame]:
+    if not len(steps):
+        return {}
+    order = ["replica", "start_s"] + (["step"] if "step" in steps.columns else [])
+    s = steps.sort_values(order, kind="stable")
+    return {int(rep): g.reset_index(drop=True) for rep, g in s.groupby("replica", sort=True)}
+
+
+def _run_end_us(requests: pd.DataFrame, steps: pd.DataFrame, replicas: pd.DataFrame | None) -> int:
+    ends = [0.0]
+    if len(steps):
+        ends.append(float((steps["start_s"] + steps["duration_s"]).max()))
+    for c in ("finish_s", "arrival_s"):
+        if c in requests.columns and requests[c].notna().any():
+            ends.append(float(requests[c].max()))
+    if replicas is not None and len(replicas):
+        ends.append(float(replicas["time_s"].max()))
+    return int(_us(np.float64(max(ends))))
+
+
+# -- values -----------------------------------------------------------------------
+def _us(seconds):
+    """Seconds -> integer microseconds (rounding is monotonic, so touching steps stay touching)."""
+    return np.rint(np.asarray(seconds, dtype=np.float64) * 1e6).astype(np.int64)
+
+
+def _us_list(values) -> list[int | None]:
+    arr = np.asarray([np.nan if _isna(v) else float(v) for v in values], dtype=np.float64)
+    ok = np.isfinite(arr)
+    us = np.rint(np.where(ok, arr, 0.0) * 1e6).astype(np.int64)
+    return [int(u) if k else None for u, k in zip(us.tolist(), ok.tolist())]
+
+
+def _isna(v) -> bool:
+    if v is None or v is pd.NA:
+        return True
+    try:
+        return bool(isinstance(v, float) and math.isnan(v))
+    except TypeError:
+        return False
+
+
+def _str(v) -> str | None:
+    return None if _isna(v) else str(v)
+
+
+def _arg(v):
+    """A step column value as JSON: ints stay ints, floats get 6 significant decimals."""
+    if _isna(v):
+        return None
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        return None if not math.isfinite(f) else float(f"{f:.6g}")
+    return str(v)
+
+
+def _get(d: dict, *keys):
+    for k in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+def _version() -> str:
+    try:
+        from simulator import __version__
+
+        return __version__
+    except ImportError:  # pragma: no cover
+        return "?"
+
+
+# -- command line -------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m simulator.report.perfetto",
+        description="Convert a servesim run directory to a Perfetto trace (open it at https://ui.perfetto.dev).",
+    )
+    ap.add_argument("run_dir", help="a run directory holding requests.parquet and steps.parquet")
+    ap.add_argument("-o", "--output", help="where to write the trace (default: RUN_DIR/timeline.perfetto.json)")
+    ap.add_argument(
+        "--max-requests",
+        type=int,
+        default=MAX_REQUESTS,
+        help=f"request slices and flows to export, the first by request_id (default {MAX_REQUESTS:,}; 0 = all)",
+    )
+    args = ap.parse_args(argv)
+    try:
+        out = export_run_dir(args.run_dir, args.output, max_requests=args.max_requests or None)
+    except FileNotFoundError as exc:
+        print(f"servesim: error: {exc}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
