@@ -73,3 +73,9 @@ def test_one_replication_adds_nothing():
 def test_replications_must_be_positive():
     with pytest.raises(ConfigError, match="replications must be an integer >= 1"):
         run(*POINT, "replications=0")
+
+
+def test_headline_names_are_the_published_list():
+    from simulator.metrics.headline import FIGURES
+
+    assert tuple(headline(run(*POINT).summary)) == FIGURES

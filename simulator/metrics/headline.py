@@ -15,6 +15,15 @@ import math
 LATENCY_KEYS = ("ttft", "tpot", "itl", "e2e", "queue")
 LATENCY_STATS = ("mean", "p50", "p90", "p99", "max")
 
+#: every figure :func:`headline` returns, in its order
+FIGURES = (
+    "offered_rps", "requests", "completed", "rejected", "rejection_rate", "preemptions", "retries",
+    "throughput_rps", "output_tokens_per_s", "total_tokens_per_s", "slo_attainment", "goodput_rps",
+    "kv_peak_usage", "kv_mean_usage", "busy_fraction", "mean_batch_size",
+    "gpus", "peak_gpus", "gpu_hours", "usd", "usd_per_hour", "sim_end_s",
+    *(f"{key}_{stat}_s" for key in LATENCY_KEYS for stat in LATENCY_STATS),
+)  # fmt: skip
+
 
 def _num(v) -> float:
     return float("nan") if v is None else float(v)
@@ -54,4 +63,4 @@ def headline(summary: dict) -> dict[str, float]:
     return {k: (v if not (isinstance(v, float) and math.isinf(v)) else float("nan")) for k, v in out.items()}
 
 
-__all__ = ["headline", "LATENCY_KEYS", "LATENCY_STATS"]
+__all__ = ["headline", "FIGURES", "LATENCY_KEYS", "LATENCY_STATS"]

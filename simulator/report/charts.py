@@ -7,6 +7,7 @@ byte-identical PNGs.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib.style
@@ -99,3 +100,32 @@ def _unit(values) -> tuple[float, str]:
     if v.size and np.percentile(v, 99) < 1.0:
         return 1e3, "ms"
     return 1.0, "s"
+
+
+def bin_width(window: float, target_bins: int = 60) -> float:
+    """A round bin width (1, 2 or 5 x 10^k seconds) giving about ``target_bins`` bins over ``window``."""
+    raw = max(window, 1e-9) / target_bins
+    base = 10.0 ** math.floor(math.log10(raw))
+    for m in (1.0, 2.0, 5.0, 10.0):
+        if m * base >= raw:
+            return m * base
+    return 10.0 * base
+
+
+def integral_per_bin(start: np.ndarray, dur: np.ndarray, values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Integral over each bin of a quantity held at ``values[i]`` during step i ([start, start + dur)).
+
+    A step that straddles bin edges contributes to each bin its overlap only,
+    so a long step near the end of a bin does not inflate that bin.
+    """
+    end = start + dur
+    order_s, order_e = np.argsort(start, kind="stable"), np.argsort(end, kind="stable")
+    s_sorted, e_sorted = start[order_s], end[order_e]
+    vs, ve = values[order_s], values[order_e]
+    cum_vs, cum_vs_t = np.concatenate(([0.0], np.cumsum(vs))), np.concatenate(([0.0], np.cumsum(vs * s_sorted)))
+    cum_ve, cum_ve_t = np.concatenate(([0.0], np.cumsum(ve))), np.concatenate(([0.0], np.cumsum(ve * e_sorted)))
+    ns = np.searchsorted(s_sorted, edges, side="right")  # steps started by each edge
+    ne = np.searchsorted(e_sorted, edges, side="right")  # steps ended by each edge
+    # the integral up to an edge: started steps count value x (edge - start), ended ones stop at their end
+    area = (cum_vs[ns] * edges - cum_vs_t[ns]) - (cum_ve[ne] * edges - cum_ve_t[ne])
+    return np.diff(area)

@@ -34,7 +34,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from simulator.metrics.breakdown import label_order
-from simulator.report.charts import PNG_METADATA, STYLE
+from simulator.report.charts import PNG_METADATA, STYLE, bin_width, integral_per_bin
 
 #: tiers: cool colours; rejection reasons: warm ones and greys (red is also failures)
 TIER_COLORS = ("#1f77b4", "#2ca02c", "#9467bd", "#17becf", "#8c564b", "#bcbd22")
@@ -64,16 +64,6 @@ def wants_cluster_timeline(cfg) -> bool:
         or getattr(failures, "at_s", None)
         or getattr(failures, "mtbf_gpu_hours", None) is not None
     )
-
-
-def _bin_width(window: float, target_bins: int = 60) -> float:
-    """A round bin width (1, 2 or 5 x 10^k seconds) giving about ``target_bins`` bins."""
-    raw = max(window, 1e-9) / target_bins
-    base = 10.0 ** math.floor(math.log10(raw))
-    for m in (1.0, 2.0, 5.0, 10.0):
-        if m * base >= raw:
-            return m * base
-    return 10.0 * base
 
 
 def _labels(df: pd.DataFrame, col: str) -> np.ndarray:
@@ -124,7 +114,7 @@ def cluster_timeline_chart(result, path: str | Path) -> Path:
     if len(req):
         window = max(window, float(np.nanmax(req["finish_s"].to_numpy(dtype=float))), float(req["arrival_s"].max()))
     window = window or 1.0
-    width = _bin_width(window)
+    width = bin_width(window, target_bins=60)
     nbins = int(math.ceil(window / width - 1e-9)) or 1
     edges = np.arange(nbins + 1) * width
     centers = edges[:-1] + width / 2
@@ -232,7 +222,7 @@ def cluster_timeline_chart(result, path: str | Path) -> Path:
             start = steps["start_s"].to_numpy(dtype=float)
             dur = steps["duration_s"].to_numpy(dtype=float)
             sidx = np.clip((start // width).astype(np.int64), 0, nbins - 1)
-            waiting = np.bincount(sidx, weights=steps["num_waiting"].to_numpy(dtype=float) * dur, minlength=nbins)[:nbins]
+            waiting = integral_per_bin(start, dur, steps["num_waiting"].to_numpy(dtype=float), edges)
             ax_queue.step(edges, np.append(waiting, waiting[-1:]) / width, where="post", color="#9467bd",
                           label="requests waiting")
             used = steps["kv_blocks_used"].to_numpy(dtype=float)

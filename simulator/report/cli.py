@@ -1,0 +1,352 @@
+"""``servesim-report DIR``: one table and the standard charts of a sweep.
+
+Collects every run under ``DIR`` (a ``servesim -m`` multirun folder, one run
+folder, or folders of sweeps) into ``sweep.parquet`` / ``sweep.csv``, draws
+``latency_vs_load``, ``cdfs``, ``cost_frontier`` and ``timeline`` (PNG and
+SVG), and prints the table's key figures. See docs/report.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from simulator.errors import ServesimError
+from simulator.report.sweep import (
+    ReportError,
+    axis_label,
+    collect,
+    collect_files,
+    fmt_value,
+    highest_load_run,
+    is_load,
+    knees,
+    series_default,
+    series_labels,
+    short_names,
+    spread_runs,
+    unfinished_runs,
+    write_table,
+    x_default,
+)
+
+PROG = "servesim-report"
+RUN_FILES = ("requests", "steps", "replicas")
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, like every servesim command
+        raise _UsageError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog=PROG,
+        description="Collect the runs of a sweep into one table (sweep.parquet, sweep.csv) and draw its charts: "
+        "latency vs load, latency CDFs, throughput/goodput vs cost, and one run's timeline.",
+    )
+    p.add_argument(
+        "dir",
+        metavar="DIR",
+        help="a sweep folder (servesim -m ... writes multirun/<date>/<time>/), a run folder, or a folder of sweeps",
+    )
+    p.add_argument("--out", metavar="DIR", help="where to write the table and charts (default: DIR)")
+    p.add_argument(
+        "--x",
+        metavar="COLUMN",
+        help="load axis: a table column (default: the varying override that "
+        "looks like load, e.g. workload.rate, else offered_rps)",
+    )
+    p.add_argument(
+        "--series",
+        metavar="COLUMNS",
+        help="comma-separated columns whose values make one line each "
+        "(default: the other varying overrides; 'none' for one series)",
+    )
+    p.add_argument(
+        "--runs",
+        metavar="RUNS",
+        help="comma-separated runs (the table's run column) for the CDF chart (default: up to 6 spread over the sweep)",
+    )
+    p.add_argument(
+        "--timeline",
+        metavar="RUN",
+        help="the run whose timeline to draw (default: the highest load of the first series)",
+    )
+    p.add_argument(
+        "--slo-ttft",
+        type=float,
+        metavar="SECONDS",
+        help="TTFT SLO for lines and knees (default: each run's slo.ttft_s)",
+    )
+    p.add_argument(
+        "--slo-tpot",
+        type=float,
+        metavar="SECONDS",
+        help="TPOT SLO for lines and knees (default: each run's slo.tpot_s)",
+    )
+    p.add_argument(
+        "--formats", default="png,svg", metavar="LIST", help="chart formats: png, svg or both (default: png,svg)"
+    )
+    p.add_argument("--no-charts", action="store_true", help="write the table only")
+    p.add_argument(
+        "--include",
+        default="",
+        metavar="FILES",
+        help="also stack these run files of every run, a "
+        "'run' column first: requests, steps, replicas (writes sweep_<name>.parquet)",
+    )
+    p.add_argument("--rows", type=int, default=15, metavar="N", help="table rows to print (default: 15)")
+    return p
+
+
+def _csv(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def _check_columns(df: pd.DataFrame, names: Sequence[str], option: str) -> None:
+    missing = [c for c in names if c not in df.columns]
+    if missing:
+        raise ReportError(
+            f"{option}: no column {', '.join(map(repr, missing))} in the table "
+            f"(overrides and figures, e.g. {', '.join(_hint(df))})"
+        )
+
+
+def _hint(df: pd.DataFrame) -> list[str]:
+    from simulator.report.sweep import override_columns
+
+    return (override_columns(df) + ["offered_rps", "gpus", "usd_per_hour"])[:6]
+
+
+def _check_runs(df: pd.DataFrame, runs: Sequence[str], option: str) -> None:
+    known = set(df["run"])
+    bad = [r for r in runs if r not in known]
+    if bad:
+        shown = ", ".join(list(df["run"])[:8]) + (", ..." if len(df) > 8 else "")
+        raise ReportError(f"{option}: no run {', '.join(map(repr, bad))} in the sweep (runs: {shown})")
+
+
+def _ms(v: float) -> str:
+    if v is None or not np.isfinite(v):
+        return "-"
+    return f"{v * 1e3:,.1f}" if v < 10 else f"{v * 1e3:,.0f}"
+
+
+def _num(v: float, fmt: str = "{:.2f}") -> str:
+    return "-" if v is None or not np.isfinite(v) else fmt.format(v)
+
+
+def _render(
+    df: pd.DataFrame,
+    x: str,
+    series: Sequence[str],
+    kn: pd.DataFrame | None,
+    written: list[Path],
+    rows: int,
+    notes: list[str],
+) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    table = Table(
+        box=None,
+        header_style="bold",
+        pad_edge=False,
+        padding=(0, 1, 0, 1),
+        collapse_padding=True,
+        title=f"sweep: {len(df)} run{'s' if len(df) != 1 else ''}",
+        title_justify="left",
+    )
+    table.add_column("run", overflow="fold", max_width=12)
+    names = short_names([c for c in [*series, x] if c != "offered_rps"])
+    shown = head_rows = df.head(rows)
+    for c in [*series, x]:
+        head = "offered\nreq/s" if c == "offered_rps" else names[c].replace(".", ".\n")
+        cells = [fmt_value(v) for v in shown[c]] if len(head_rows) else [""]
+        width = max(max(map(len, head.split("\n"))), min(max(map(len, cells)), 18))
+        table.add_column(
+            head,
+            justify="right" if c == x else "left",
+            no_wrap=True,
+            overflow="ellipsis",
+            min_width=width,
+            max_width=max(width, 18),
+        )
+    table.add_column("thru\nreq/s", justify="right", no_wrap=True)
+    table.add_column("goodput\nreq/s", justify="right", no_wrap=True)
+    table.add_column("SLO\nmet", justify="right", no_wrap=True)
+    table.add_column("p99 TTFT\nms", justify="right", no_wrap=True)
+    table.add_column("p99 TPOT\nms", justify="right", no_wrap=True)
+    table.add_column("GPUs", justify="right", no_wrap=True)
+    table.add_column("$/h", justify="right", no_wrap=True)
+    for i in range(min(rows, len(df))):
+        r = df.iloc[i]
+        cells = [str(r["run"])]
+        cells += [fmt_value(r[c]) for c in series]
+        cells += [
+            fmt_value(r[x]),
+            _num(r["throughput_rps"]),
+            _num(r["goodput_rps"]),
+            _num(r["slo_attainment"] * 100, "{:.1f}%") if np.isfinite(r["slo_attainment"]) else "-",
+            _ms(r["ttft_p99_s"]),
+            _ms(r["tpot_p99_s"]),
+            _num(r["gpus"], "{:g}"),
+            _num(r["usd_per_hour"], "{:.2f}"),
+        ]
+        table.add_row(*cells)
+    if len(df) > rows:
+        table.caption = f"... {len(df) - rows} more rows in sweep.csv"
+        table.caption_justify = "left"
+    console.print(table)
+    if kn is not None and len(kn):
+        console.print(f"knee (highest {axis_label(x)} with p99 TTFT and TPOT within SLO):")
+        for _, k in kn.iterrows():
+            value = (
+                "none (the lowest load misses)"
+                if k["knee"] is None or pd.isna(k["knee"])
+                else ((">= " if k["all_met"] else "") + f"{k['knee']:g}")
+            )
+            console.print(f"  {k['series']}: {value}")
+    for n in notes:
+        console.print(n)
+    console.print("wrote:")
+    for p in written:
+        console.print(f"  {p}")
+
+
+def report(
+    directory: str | Path,
+    *,
+    out: str | Path | None = None,
+    x: str | None = None,
+    series: Sequence[str] | None = None,
+    runs: Sequence[str] | None = None,
+    timeline: str | None = None,
+    slo_ttft: float | None = None,
+    slo_tpot: float | None = None,
+    formats: Sequence[str] = ("png", "svg"),
+    charts: bool = True,
+    include: Sequence[str] = (),
+) -> tuple[pd.DataFrame, list[Path], dict]:
+    """The whole command as a function: (table, files written, what was chosen)."""
+    from simulator.report import sweep_charts as sc
+
+    root = Path(directory)
+    df = collect(root)
+    out_dir = Path(out) if out is not None else root
+    x = x or x_default(df)
+    _check_columns(df, [x], "--x")
+    series = series_default(df, x) if series is None else [c for c in series if c.lower() != "none"]
+    _check_columns(df, series, "--series")
+    bad = [f for f in formats if f not in sc.FORMATS]
+    if bad or not formats:
+        raise ReportError(f"--formats: {', '.join(bad) or 'nothing'} is not a chart format (png, svg)")
+    bad = [f for f in include if f not in RUN_FILES]
+    if bad:
+        raise ReportError(f"--include: {', '.join(bad)} is not a run file ({', '.join(RUN_FILES)})")
+    numeric_x = pd.api.types.is_numeric_dtype(df[x]) and not pd.api.types.is_bool_dtype(df[x])
+    chosen: dict = {"x": x, "series": list(series), "knees": None, "notes": []}
+    if numeric_x and is_load(x):
+        chosen["knees"] = knees(df, x, series, slo_ttft=slo_ttft, slo_tpot=slo_tpot)
+    written = write_table(df, out_dir)
+    for name in include:
+        stacked = collect_files(root, name, list(df["run"]))
+        p = out_dir / f"sweep_{name}.parquet"
+        stacked.to_parquet(p, index=False)
+        written.append(p)
+    if runs:
+        _check_runs(df, runs, "--runs")
+    if timeline:
+        _check_runs(df, [timeline], "--timeline")
+    if not charts:
+        return df, written, chosen
+
+    written += sc.latency_vs_load_chart(
+        df, out_dir, x=x, series=series, slo_ttft=slo_ttft, slo_tpot=slo_tpot, formats=formats
+    )
+    has_requests = [r for r in df["run"] if (root / r / "requests.parquet").is_file()]
+    if runs:
+        missing = [r for r in runs if r not in has_requests]
+        if missing:
+            raise ReportError(f"--runs: {', '.join(missing)} has no requests.parquet")
+        picked = list(runs)
+    else:
+        picked = spread_runs(df[df["run"].isin(has_requests)], x, series)
+    chosen["cdf_runs"] = picked
+    if picked:
+        written += sc.cdfs_chart(
+            df, root, picked, out_dir, x=x, series=series, slo_ttft=slo_ttft, slo_tpot=slo_tpot, formats=formats
+        )
+    else:
+        chosen["notes"].append("no run has requests.parquet: no CDF chart")
+    written += sc.cost_frontier_chart(df, out_dir, x=x, series=series, formats=formats)
+    with_steps = df[[(root / r / "steps.parquet").is_file() for r in df["run"]]]
+    if timeline and timeline not in set(with_steps["run"]):
+        raise ReportError(f"--timeline: run {timeline} has no steps.parquet")
+    one = timeline or (highest_load_run(with_steps, x, series) if len(with_steps) else None)
+    chosen["timeline"] = one
+    if one is not None:
+        i = int(np.flatnonzero(df["run"].to_numpy() == one)[0])
+        row = df.iloc[i]
+        label = series_labels(df, series).iloc[i]
+        what = (f"{label}, " if series else "") + (
+            f"load {fmt_value(row[x])} req/s" if x == "offered_rps" else f"{x}={fmt_value(row[x])}"
+        )
+        title = f"Timeline of run {one} ({what})\n{sc.describe(df.iloc[[i]])}"
+        written += sc.run_timeline_chart(root / one, out_dir, title=title, formats=formats)
+    else:
+        chosen["notes"].append("no run has steps.parquet: no timeline chart")
+    return df, written, chosen
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``servesim-report``; returns the exit status."""
+    try:
+        args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    except _UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    try:
+        df, written, chosen = report(
+            args.dir,
+            out=args.out,
+            x=args.x,
+            series=_csv(args.series) if args.series is not None else None,
+            runs=_csv(args.runs) or None,
+            timeline=args.timeline,
+            slo_ttft=args.slo_ttft,
+            slo_tpot=args.slo_tpot,
+            formats=[f.lower() for f in _csv(args.formats)],
+            charts=not args.no_charts,
+            include=_csv(args.include),
+        )
+    except (ServesimError, OSError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    notes = list(chosen["notes"])
+    skipped = unfinished_runs(args.dir)
+    if skipped:
+        shown = ", ".join(skipped[:6]) + (", ..." if len(skipped) > 6 else "")
+        print(
+            f"{PROG}: warning: {len(skipped)} run folder(s) without summary.json left out (failed?): {shown}",
+            file=sys.stderr,
+        )
+    _render(df, chosen["x"], chosen["series"], chosen["knees"], written, max(args.rows, 0), notes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
