@@ -158,7 +158,7 @@ def _render(
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)  # paths stay whole, for copy and paste
     table = Table(
         box=None,
         header_style="bold",
