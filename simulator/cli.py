@@ -59,21 +59,51 @@ def _warning_line(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def _preflight(argv: list[str]) -> None:
-    """Compose a single run's overrides first, so mistakes read as one sentence.
+    """Compose the overrides first, so mistakes read as one sentence.
 
-    Sweeps and hydra flags (``-m``, ``--cfg``, ``--help``...) go straight to hydra.
+    A single run is composed and validated. A sweep (``-m``) composes its
+    first point only, which catches unknown keys and config groups; values
+    are checked point by point (a bad point logs its error and the sweep
+    goes on). Other hydra flags (``--cfg``, ``--help``...) go straight to hydra.
     """
-    if any(a.startswith("-") for a in argv):
+    sweep = [a for a in argv if a in ("-m", "--multirun")]
+    rest = [a for a in argv if a not in sweep]
+    if any(a.startswith("-") for a in rest):
         return
     from simulator.api import load_config
     from simulator.config import compose
 
-    overrides = [a for a in argv if not a.lstrip("+~").startswith("hydra.")]
+    overrides = [a for a in rest if not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
     try:
-        load_config(config=compose(overrides))
+        if sweep:
+            for point in _probe_points(overrides):
+                compose(point)
+        else:
+            load_config(config=compose(overrides))
     except ServesimError as exc:
         print(f"servesim: error: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def _probe_points(overrides: list[str], limit: int = 64) -> list[list[str]]:
+    """Points that try every value of a sweep once: the first point, then each
+    other value of each swept key on top of it (``a=1,2 b=x,y`` -> a=1 b=x, a=2 b=x, a=1 b=y)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from simulator.config.compose import describe_hydra_error
+    from simulator.errors import ConfigError
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as exc:  # hydra's grammar errors
+        raise ConfigError(describe_hydra_error(exc)) from exc
+    values = [list(o.sweep_string_iterator()) if o.is_sweep_override() else None for o in parsed]
+    first = [f"{o.get_key_element()}={v[0]}" if v else o.input_line for o, v in zip(parsed, values)]
+    points = [first]
+    for i, (o, v) in enumerate(zip(parsed, values)):
+        for other in (v or [])[1:]:
+            points.append([*first[:i], f"{o.get_key_element()}={other}", *first[i + 1 :]])
+    return points[:limit]
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ def test_spread_is_the_student_t_interval_of_the_mean():
     assert d["mean"] == 2.0 and d["values"] == [1.0, None, 3.0]
     assert spread([float("nan")])["mean"] is None
     assert spread([5.0])["ci95_low"] is None  # one value: no interval
+    assert spread([0.0, 0.0, 1.0])["ci95_low"] == 0.0  # a figure that cannot be negative
 
 
 def test_each_replication_is_the_run_with_its_own_seed(tmp_path):

@@ -67,3 +67,20 @@ def test_named_sweep_experiments_compose_at_every_point(name, count):
     for point in points:
         cfg = simulator.load_config([f"experiment={name}", *point])
         assert cfg.name == name
+
+
+@pytest.mark.parametrize(
+    ("sweep", "words"),
+    [
+        ("workload.rat=4,8", "workload.rat is not a known key"),
+        ("scheduler=static,continous", "scheduler=continous is not a known scheduler"),
+        ("experiment=batching_shodown", "experiment=batching_shodown is not a known experiment"),
+    ],
+)
+def test_a_sweep_with_a_typo_fails_at_once_in_one_line(tmp_path, sweep, words):
+    proc = subprocess.run(
+        ["servesim", "-m", sweep, f"hydra.sweep.dir={tmp_path}"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and words in proc.stderr
+    assert not any(tmp_path.iterdir())  # nothing ran

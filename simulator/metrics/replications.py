@@ -6,7 +6,8 @@ the seed, so the runs are independent). For each headline figure (see
 :mod:`simulator.metrics.headline`) the summary reports the mean over the
 replications, their standard deviation, and a 95% confidence interval for
 the mean: mean ± t(0.975, N - 1) × std / √N (Student's t, as the figures of
-independent replications of one scenario are i.i.d.). A p99 is computed
+independent replications of one scenario are i.i.d.), its lower end
+clipped at 0 as no headline figure can be negative. A p99 is computed
 within each run, then its mean and interval across runs: the interval says
 how far another N seeds would likely move the reported p99.
 """
@@ -49,7 +50,7 @@ def spread(values: list[float]) -> dict:
     return {
         "mean": mean,
         "std": None if math.isnan(std) else std,
-        "ci95_low": None if math.isnan(half) else mean - half,
+        "ci95_low": None if math.isnan(half) else max(0.0, mean - half),  # every headline figure is >= 0
         "ci95_high": None if math.isnan(half) else mean + half,
         "values": [None if math.isnan(v) else float(v) for v in a],
     }

@@ -468,24 +468,24 @@ def _check_args(
     target_rate=None,
     max_steps=1,
 ) -> None:
-    def positive(name, v):
+    def positive(name, flag, v):
         if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-            raise ConfigError(f"{name}={v} must be a positive number.")
+            raise ConfigError(f"{name}={v} ({flag}) must be a positive number.")
 
-    positive("lo", lo)
-    positive("hi", hi)
-    positive("rate", target_rate)
-    positive("min_duration_s", min_duration_s)
+    positive("lo", "--lo", lo)
+    positive("hi", "--hi", hi)
+    positive("target_rate", "--rate", target_rate)
+    positive("min_duration_s", "--duration", min_duration_s)
     if not (0 < rel_tol < 1):
-        raise ConfigError(f"rel_tol={rel_tol} must lie between 0 and 1 (e.g. 0.02).")
+        raise ConfigError(f"rel_tol={rel_tol} (--tol) must lie between 0 and 1 (e.g. 0.02).")
     if not (isinstance(max_steps, int) and max_steps >= 1):
         raise ConfigError(f"max_steps={max_steps} must be a whole number of at least 1.")
     if not (isinstance(replications, int) and replications >= 1):
-        raise ConfigError(f"replications={replications} must be a whole number of at least 1.")
+        raise ConfigError(f"replications={replications} (--replications) must be a whole number of at least 1.")
     if requests is not None and not (isinstance(requests, int) and requests >= 1):
-        raise ConfigError(f"requests={requests} must be a whole number of at least 1.")
+        raise ConfigError(f"requests={requests} (--requests) must be a whole number of at least 1.")
     if not (0 <= max_rejection <= 1):
-        raise ConfigError(f"max_rejection={max_rejection} must lie between 0 and 1.")
+        raise ConfigError(f"max_rejection={max_rejection} (--max-rejection) must lie between 0 and 1.")
 
 
 def _key_figures(reqs: list[Requirement]) -> list[str]:
@@ -584,7 +584,7 @@ def cheapest(
         if key in _GRID_KEYS:
             raise ConfigError(
                 f"{ov} conflicts with the search, which sets {key} itself; give the values to search over "
-                "as replicas, tp, hardware, policy (--replicas, --tp, --hardware, --policy) and the rate as target_rate."
+                "as replicas, tp, hardware, policy (--replicas, --tp, --hardware, --policy) and the rate as target_rate (--rate)."
             )
     grid_r, grid_tp = _ints("replicas", replicas), _ints("tp", tp)
     grid_hw, grid_pol = (

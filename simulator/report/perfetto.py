@@ -576,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = export_run_dir(args.run_dir, args.output, max_requests=args.max_requests or None)
     except FileNotFoundError as exc:
-        print(f"servesim: error: {exc}", file=sys.stderr)
+        print(f"python -m simulator.report.perfetto: error: {exc} (give one run's directory, e.g. outputs/<date>/<time> or a sweep's numbered subdirectory)", file=sys.stderr)
         return 2
     print(out)
     return 0

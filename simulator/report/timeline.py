@@ -13,7 +13,8 @@ One figure, five panels sharing one time axis (seconds of simulated time):
    span more than a factor of 30);
 4. requests waiting, summed over replicas and averaged over each bin;
 5. KV-cache usage: the share of KV blocks in use, averaged over the busy
-   replicas' steps in each bin, with the admission KV watermarks dashed.
+   replicas' steps in each bin and on the busiest replica (where the
+   shedding watermarks act), with the admission KV watermarks dashed.
 
 Written as ``cluster_timeline.png`` by ``Result.save`` when the scenario has
 tiers, autoscaling or failures (:func:`wants_cluster_timeline`). Like the
@@ -31,7 +32,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from simulator.metrics.breakdown import label_order
 from simulator.report.charts import PNG_METADATA, STYLE, bin_width, integral_per_bin
@@ -149,6 +150,7 @@ def cluster_timeline_chart(result, path: str | Path) -> Path:
         for i, t in enumerate(failed):
             ax_rep.axvline(t, color=FAILURE_COLOR, linestyle=":", linewidth=1.4, label="replica failure" if i == 0 else None)
         ax_rep.set_ylabel("replicas / GPUs")
+        ax_rep.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax_rep.set_title("Fleet: replicas serving and GPUs billed")
 
         # (2) traffic: offered, completed by tier, rejected by reason
@@ -231,7 +233,11 @@ def cluster_timeline_chart(result, path: str | Path) -> Path:
                 share = np.where(total > 0, used / total, 0.0)
                 busy = np.bincount(sidx, weights=dur, minlength=nbins)[:nbins]
                 kv = np.bincount(sidx, weights=share * dur, minlength=nbins)[:nbins] / busy * 100
-            ax_kv.step(edges, np.append(kv, kv[-1:]), where="post", color="#8c564b", label="KV blocks in use")
+            peak = np.full(nbins, np.nan)
+            np.fmax.at(peak, sidx, share * 100)  # the busiest replica: where the watermarks bite
+            ax_kv.step(edges, np.append(peak, peak[-1:]), where="post", color="#8c564b", alpha=0.4, linewidth=1.0,
+                       label="busiest replica")
+            ax_kv.step(edges, np.append(kv, kv[-1:]), where="post", color="#8c564b", label="mean over busy replicas")
         else:
             for ax in (ax_queue, ax_kv):
                 ax.text(0.5, 0.5, "no engine steps", ha="center", va="center", transform=ax.transAxes)
@@ -250,7 +256,7 @@ def cluster_timeline_chart(result, path: str | Path) -> Path:
                           linewidth=1.0, label=f"shed above: {', '.join(names)}")
         ax_kv.set_ylim(0, 105)
         ax_kv.set_ylabel("% of blocks")
-        ax_kv.set_title("KV-cache usage (mean over busy replicas)")
+        ax_kv.set_title("KV-cache usage: share of KV blocks in use (mean and busiest replica)")
         ax_kv.set_xlabel("simulated time (s)")
         ax_kv.set_xlim(0, window)
 
