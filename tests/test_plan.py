@@ -393,3 +393,17 @@ def test_console_script_error(tmp_path):
     assert p.returncode == 2 and p.stdout == ""
     assert p.stderr.startswith("servesim-plan: error: requirement 'ttft_p99_s=2' is not of the form")
     assert not (tmp_path / "plans").exists()  # a mistake leaves no plan directory behind
+
+
+def test_cheapest_prices_unpriced_hardware_from_the_overrides(tmp_path):
+    """l40s has no catalog price: skipped with a hint, then ranked once the overrides give one."""
+    kw = dict(replicas=(2,), hardware=("h100-sxm", "l40s"), requests=300, out_dir=tmp_path)
+    plain = cheapest(30, "ttft_mean_s<=0.05", overrides=QUEUE, exhaustive=True, **{**kw, "out_dir": tmp_path / "a"})
+    skipped = plain.candidates.set_index("hardware").loc["l40s", "skipped"]
+    assert "hardware.price_per_gpu_hour" in skipped
+    priced = cheapest(
+        30, "ttft_mean_s<=0.05", overrides=[*QUEUE, "hardware.price_per_gpu_hour=1.0"], exhaustive=True,
+        **{**kw, "out_dir": tmp_path / "b"},
+    )
+    row = priced.candidates.set_index("hardware").loc["l40s"]
+    assert row["skipped"] == "" and row["usd_per_hour"] == 2.0

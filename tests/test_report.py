@@ -344,3 +344,21 @@ def test_queue_integral_splits_steps_that_straddle_bins():
     per_bin = integral_per_bin(start, dur, held, np.array([0.0, 10.0, 20.0]))
     assert per_bin.tolist() == [2.0 + 10.0 * 2.0, 10.0 * 4.0 + 3.0]
     assert per_bin.sum() == pytest.approx(float(np.dot(held, dur)))
+
+
+def test_runs_without_the_load_axis_get_no_knee():
+    """A folder holding two sweeps: the runs that never set x are not judged on it."""
+    from simulator.report.sweep import knees
+
+    df = pd.DataFrame(
+        {
+            "scheduler": ["a", "a", "b"],
+            "workload.rate": [2.0, 4.0, np.nan],
+            "ttft_p99_s": [0.1, 0.2, 0.3],
+            "tpot_p99_s": [0.01, 0.02, 0.03],
+            "slo_ttft_s": [1.0, 1.0, 1.0],
+            "slo_tpot_s": [0.1, 0.1, 0.1],
+        }
+    )
+    kn = knees(df, "workload.rate", ["scheduler"])
+    assert list(kn["series"]) == ["scheduler=a"] and kn["knee"].iloc[0] == 4.0

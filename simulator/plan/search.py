@@ -607,10 +607,17 @@ def cheapest(
     seeds = [base.seed + k for k in range(replications)]
     n = probe_requests(target_rate, base.workload.num_requests, requests=requests, min_duration_s=min_duration_s)
 
+    # each GPU's price as the scenario sees it: the catalog's, or the overrides' hardware.price_per_gpu_hour
+    prices = {}
+    for hw in grid_hw:
+        try:
+            prices[hw] = simulator.load_config([*overrides, f"hardware={hw}"]).hardware.price_per_gpu_hour
+        except ConfigError:
+            prices[hw] = catalog.load_hardware(hw).price_per_gpu_hour
     rows: list[dict] = []
     for r, t, hw, pol in itertools.product(grid_r, grid_tp, grid_hw, grid_pol):
         name = f"{r}x{hw}-tp{t}-{pol}"
-        price = catalog.load_hardware(hw).price_per_gpu_hour
+        price = prices.get(hw)
         row = {
             "config": name,
             "replicas": r,
@@ -631,7 +638,10 @@ def cheapest(
         ov += [f"workload.rate={target_rate!r}", f"workload.num_requests={n}"] + _output_overrides()
         row["_overrides"] = ov
         if price is None:
-            row["skipped"] = f"hardware={hw} has no price_per_gpu_hour in the catalog, so its cost cannot be compared"
+            row["skipped"] = (
+                f"hardware={hw} has no price_per_gpu_hour in the catalog, so its cost cannot be compared; "
+                "give one with hardware.price_per_gpu_hour=..."
+            )
         else:
             try:
                 simulator.load_config(ov)

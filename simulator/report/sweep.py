@@ -486,7 +486,8 @@ def knees(
 ) -> pd.DataFrame:
     """Per series: the knee of p99 TTFT, of p99 TPOT, and both together (the lower).
 
-    SLOs default to each run's own (``slo_ttft_s``, ``slo_tpot_s``);
+    SLOs default to each run's own (``slo_ttft_s``, ``slo_tpot_s``). A series
+    whose runs lack ``x`` altogether (another sweep in the same folder) is left out;
     ``all_met`` says every load of the series met both, so the true knee lies
     beyond the sweep.
     """
@@ -494,6 +495,8 @@ def knees(
     rows = []
     for label in pd.unique(labels):
         g = df[labels == label]
+        if g[x].isna().all():  # runs of another sweep in the same folder, without this axis: no knee to read
+            continue
         out: dict[str, object] = {"series": label}
         judged, met = [], True
         for metric, override in (("ttft", slo_ttft), ("tpot", slo_tpot)):
