@@ -362,3 +362,14 @@ def test_runs_without_the_load_axis_get_no_knee():
     )
     kn = knees(df, "workload.rate", ["scheduler"])
     assert list(kn["series"]) == ["scheduler=a"] and kn["knee"].iloc[0] == 4.0
+
+
+def test_policies_keep_their_colour_across_reports():
+    from simulator.report.sweep_charts import _colors
+
+    two = _colors(["scheduler=continuous", "scheduler=chunked_prefill"])
+    three = _colors(["scheduler=static", "scheduler=continuous", "scheduler=chunked_prefill"])
+    assert two["scheduler=continuous"] == three["scheduler=continuous"]
+    assert two["scheduler=chunked_prefill"] == three["scheduler=chunked_prefill"]
+    other = _colors(["cluster.replicas=1", "cluster.replicas=2"])
+    assert len(set(other.values())) == 2

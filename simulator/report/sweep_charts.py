@@ -138,8 +138,23 @@ def describe(df: pd.DataFrame) -> str:
     return ", ".join(parts)
 
 
+#: the batching policies keep one colour in every report, so slides from different sweeps agree
+POLICY_COLORS = {"static": "#1f77b4", "continuous": "#d62728", "chunked_prefill": "#2ca02c"}
+
+
 def _colors(labels: Sequence[str]) -> dict[str, str]:
-    return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(labels)}
+    """A colour per series label: a policy's own when the label names only a policy, else the palette in order."""
+    out: dict[str, str] = {}
+    free = [c for c in PALETTE if c not in POLICY_COLORS.values()]
+    k = 0
+    for label in labels:
+        key, _, value = str(label).partition("=")
+        if key in ("scheduler", "scheduler.policy") and value in POLICY_COLORS:
+            out[label] = POLICY_COLORS[value]
+        else:
+            out[label] = free[k % len(free)]
+            k += 1
+    return out
 
 
 def _numeric_x(df: pd.DataFrame, x: str) -> tuple[np.ndarray, list[str] | None]:
@@ -218,6 +233,7 @@ def latency_vs_load_chart(
         fig = Figure(figsize=(12, 4.6))
         FigureCanvasAgg(fig)
         axes = fig.subplots(1, 2)
+        knee_labels: dict[tuple[int, float], int] = {}
         for ax, (metric, title, override) in zip(axes, panels):
             slos = _slo(df, metric, override)
             cols = [f"{metric}_p50_s", f"{metric}_p99_s"]
@@ -288,10 +304,12 @@ def latency_vs_load_chart(
                         beyond = bool(
                             (agg[f"{metric}_p99_s"].mean().to_numpy(dtype=float) * scale <= max(slos) * scale).all()
                         )
+                        nth = knee_labels.setdefault((id(ax), k), 0)  # series sharing a knee stack their labels
+                        knee_labels[(id(ax), k)] += 1
                         ax.annotate(
                             ("knee \u2265 " if beyond else "knee ") + _fmt_x(k, None),
                             (k, ky),
-                            xytext=(6, -12),
+                            xytext=(6, -12 - 11 * nth),
                             textcoords="offset points",
                             fontsize=8,
                             color=color,
