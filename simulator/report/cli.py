@@ -205,8 +205,16 @@ def _render(
             _num(r["usd_per_hour"], "{:.2f}"),
         ]
         table.add_row(*cells)
+    notes_below = []
     if len(df) > rows:
-        table.caption = f"... {len(df) - rows} more rows in sweep.csv"
+        notes_below.append(f"... {len(df) - rows} more rows in sweep.csv")
+    if "replications" in df.columns and (df["replications"] > 1).any():
+        n = sorted({int(v) for v in df["replications"] if v > 1})
+        notes_below.append(
+            f"figures are means over {'/'.join(map(str, n))} seeds; their 95% CIs are the *_ci95_low/high columns of sweep.csv"
+        )
+    if notes_below:
+        table.caption = "\n".join(notes_below)
         table.caption_justify = "left"
     console.print(table)
     if kn is not None and len(kn):

@@ -601,6 +601,9 @@ def cost_frontier_chart(
             ax.set_ylim(bottom=0, top=max(ax.get_ylim()[1], float(np.nanmax(v)) * 1.1 if np.isfinite(v).any() else 1.0))
             ax.set_xlabel(cost_label)
             ax.set_title(title)
+            if len(set(c[np.isfinite(c)].tolist())) == 1:  # e.g. a load sweep on one fleet: nothing to trade
+                ax.text(0.02, 0.02, "every run costs the same: this compares the runs'\noffered loads, not configurations",
+                        transform=ax.transAxes, fontsize=8, color=SLO_COLOR, va="bottom")
         axes[0].set_ylabel("requests/s")
         handles, names = axes[1].get_legend_handles_labels()
         last = [i for i, n in enumerate(names) if n == "Pareto front"]
