@@ -92,6 +92,18 @@ def _save(fig: Figure, out_dir: str | Path, stem: str, formats: Sequence[str]) -
     return paths
 
 
+def _finish(fig: Figure, handles, labels, ncol: int, title: str, bottom: tuple[float, float]) -> None:
+    """The shared ending of a sweep chart: a legend along the bottom, the two-line title, a layout
+    leaving ``bottom[0] + bottom[1] x legend rows`` of the figure's height for the legend."""
+    if labels is None:
+        fig.legend(handles=handles, loc="lower center", ncol=ncol, bbox_to_anchor=(0.5, -0.01))
+    else:
+        fig.legend(handles, labels, loc="lower center", ncol=ncol, bbox_to_anchor=(0.5, -0.01))
+    rows = math.ceil(len(handles) / ncol) if handles else 0
+    fig.suptitle(title, fontsize=10.5)
+    fig.tight_layout(rect=(0, bottom[0] + bottom[1] * rows, 1, 1))
+
+
 @contextmanager
 def _context():
     """The project style, plus the settings that keep SVG output reproducible."""
@@ -361,11 +373,8 @@ def latency_vs_load_chart(
                     label="knee: highest load with p99 within SLO",
                 )
             )
-        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), bbox_to_anchor=(0.5, -0.01))
-        rows = math.ceil(len(handles) / min(len(handles), 4))
         what = "load" if x == "offered_rps" or looks_like_load(x) else x
-        fig.suptitle(f"Latency vs {what}\n{describe(df)}", fontsize=10.5)
-        fig.tight_layout(rect=(0, 0.05 + 0.035 * rows, 1, 1))
+        _finish(fig, handles, None, min(len(handles), 4), f"Latency vs {what}\n{describe(df)}", (0.05, 0.035))
         return _save(fig, out_dir, stem, formats)
 
 
@@ -464,14 +473,11 @@ def cdfs_chart(
         # one legend column per series when they have the same number of runs (legends fill column by column)
         per_series = [sum(1 for d in data if d[1] == n) for n in names]
         ncol = len(names) if len(set(per_series)) == 1 and len(names) <= 4 else min(3, max(1, len(handles)))
-        fig.legend(handles, legends, loc="lower center", ncol=ncol, bbox_to_anchor=(0.5, -0.01))
-        rows = math.ceil(len(handles) / ncol) if handles else 0
-        fig.suptitle(
+        title = (
             f"Latency CDFs of {len(data)} runs (completed requests; grey lines at p50 and p99)\n"
-            f"{describe(df[df['run'].isin(list(runs))])}",
-            fontsize=10.5,
+            f"{describe(df[df['run'].isin(list(runs))])}"
         )
-        fig.tight_layout(rect=(0, 0.02 + 0.04 * rows, 1, 1))
+        _finish(fig, handles, legends, ncol, title, (0.02, 0.04))
         return _save(fig, out_dir, stem, formats)
 
 
@@ -610,14 +616,11 @@ def cost_frontier_chart(
         keep = [i for i in range(len(names)) if i not in last] + last
         handles, names = [handles[i] for i in keep], [names[i] for i in keep]
         ncol = min(4, max(1, len(handles)))
-        fig.legend(handles, names, loc="lower center", ncol=ncol, bbox_to_anchor=(0.5, -0.01))
-        rows = math.ceil(len(handles) / ncol) if handles else 0
-        fig.suptitle(
+        title = (
             f"Throughput and goodput vs cost ({len(df)} runs; circled: the Pareto front, "
-            f"most requests/s for the least cost)\n{describe(df)}",
-            fontsize=10.5,
+            f"most requests/s for the least cost)\n{describe(df)}"
         )
-        fig.tight_layout(rect=(0, 0.02 + 0.045 * rows, 1, 1))
+        _finish(fig, handles, names, ncol, title, (0.02, 0.045))
         return _save(fig, out_dir, stem, formats)
 
 
