@@ -220,23 +220,18 @@ def _step_events(rep: int, s: pd.DataFrame | None, track: _Track | None, failed:
     ]
     last_kv = last_q = None
     fails = list(failed)
+
+    def zero_counters(t: int) -> None:
+        """A failure at ``t`` loses the replica's KV and queues: its counters drop to 0."""
+        if kv is not None:
+            out.append({"ph": "C", "name": "KV blocks", "pid": pid, "tid": STEPS_TID, "ts": t, "args": {"used": 0}})
+        if queues:
+            out.append({"ph": "C", "name": "requests", "pid": pid, "tid": STEPS_TID, "ts": t, "args": {k: 0 for k, _ in queues}})
+
     for i in range(n):
         ts = int(track.start_us[i])
         while fails and fails[0] <= ts:  # the replica failed before this step: its KV and queues were lost
-            t = fails.pop(0)
-            if kv is not None:
-                out.append({"ph": "C", "name": "KV blocks", "pid": pid, "tid": STEPS_TID, "ts": t, "args": {"used": 0}})
-            if queues:
-                out.append(
-                    {
-                        "ph": "C",
-                        "name": "requests",
-                        "pid": pid,
-                        "tid": STEPS_TID,
-                        "ts": t,
-                        "args": {k: 0 for k, _ in queues},
-                    }
-                )
+            zero_counters(fails.pop(0))
             last_kv = last_q = None
         out.append(
             {
@@ -269,19 +264,7 @@ def _step_events(rep: int, s: pd.DataFrame | None, track: _Track | None, failed:
                 }
             )
     for t in fails:
-        if kv is not None:
-            out.append({"ph": "C", "name": "KV blocks", "pid": pid, "tid": STEPS_TID, "ts": t, "args": {"used": 0}})
-        if queues:
-            out.append(
-                {
-                    "ph": "C",
-                    "name": "requests",
-                    "pid": pid,
-                    "tid": STEPS_TID,
-                    "ts": t,
-                    "args": {k: 0 for k, _ in queues},
-                }
-            )
+        zero_counters(t)
     return out
 
 
