@@ -373,3 +373,16 @@ def test_policies_keep_their_colour_across_reports():
     assert two["scheduler=chunked_prefill"] == three["scheduler=chunked_prefill"]
     other = _colors(["cluster.replicas=1", "cluster.replicas=2"])
     assert len(set(other.values())) == 2
+
+
+def test_runs_that_end_with_a_backlog_get_a_note(tmp_path, capsys):
+    """300 requests at 16 req/s on one H100: the drain after the last arrival is over a third of the run."""
+    for k, rate in enumerate((4, 16)):
+        simulator.run(["workload.num_requests=300", f"workload.rate={rate}", "output.console=false"]).save(
+            tmp_path / "s" / str(k), charts=False
+        )
+    assert main([str(tmp_path / "s"), "--no-charts"]) == 0
+    printed = capsys.readouterr().out
+    assert "note: 1 of 2 runs spent over 25% of their time draining" in printed
+    table = pd.read_csv(tmp_path / "s" / "sweep.csv")
+    assert (table["drain_share"] > 0.25).sum() == 1

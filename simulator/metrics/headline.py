@@ -20,13 +20,25 @@ FIGURES = (
     "offered_rps", "requests", "completed", "rejected", "rejection_rate", "preemptions", "retries",
     "throughput_rps", "output_tokens_per_s", "total_tokens_per_s", "slo_attainment", "goodput_rps",
     "kv_peak_usage", "kv_mean_usage", "busy_fraction", "mean_batch_size",
-    "gpus", "peak_gpus", "gpu_hours", "usd", "usd_per_hour", "sim_end_s",
+    "gpus", "peak_gpus", "gpu_hours", "usd", "usd_per_hour", "sim_end_s", "drain_share",
     *(f"{key}_{stat}_s" for key in LATENCY_KEYS for stat in LATENCY_STATS),
 )  # fmt: skip
 
 
 def _num(v) -> float:
     return float("nan") if v is None else float(v)
+
+
+def _drain_share(window: dict) -> float:
+    """Share of the run spent after the last arrival: the drain that throughput and goodput include.
+
+    Large (say > 0.2) means the run ended with a backlog, so per-second figures understate what the
+    configuration sustains while traffic lasts: run more requests before reading capacity from them.
+    """
+    end, last = window.get("end_s"), window.get("last_arrival_s")
+    if end is None or last is None or not end or not math.isfinite(end):
+        return float("nan")
+    return max(0.0, (float(end) - float(last)) / float(end))
 
 
 def headline(summary: dict) -> dict[str, float]:
@@ -55,6 +67,7 @@ def headline(summary: dict) -> dict[str, float]:
         "usd": _num(cost["usd"]),
         "usd_per_hour": _num(cost["gpus"] * cost["price_per_gpu_hour"]) if cost.get("price_per_gpu_hour") is not None else float("nan"),
         "sim_end_s": _num(summary["window"]["end_s"]),
+        "drain_share": _drain_share(summary["window"]),
     }
     for key in LATENCY_KEYS:
         d = summary["latency_s"].get(key) or {}

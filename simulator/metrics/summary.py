@@ -218,6 +218,8 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
         "window": {
             "start_s": 0.0,
             "end_s": window,
+            # the last arrival: what follows is the drain, which throughput and goodput include
+            "last_arrival_s": float(requests["arrival_s"].max()) if n else 0.0,
             "note": "whole run: warm-up and drain included",
         },
         "throughput": {

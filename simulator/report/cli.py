@@ -47,6 +47,9 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2, like every servesim command
         raise _UsageError(message)
 
+#: a run whose drain after the last arrival is longer than this share of it gets a note
+DRAIN_WARNING = 0.25
+
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
@@ -265,6 +268,13 @@ def report(
         raise ReportError(f"--include: {', '.join(bad)} is not a run file ({', '.join(RUN_FILES)})")
     numeric_x = pd.api.types.is_numeric_dtype(df[x]) and not pd.api.types.is_bool_dtype(df[x])
     chosen: dict = {"x": x, "series": list(series), "knees": None, "notes": []}
+    draining = df[df["drain_share"] > DRAIN_WARNING] if "drain_share" in df.columns else df.iloc[:0]
+    if len(draining):
+        chosen["notes"].append(
+            f"note: {len(draining)} of {len(df)} runs spent over {DRAIN_WARNING:.0%} of their time draining a backlog "
+            "after the last arrival (drain_share), so their throughput and goodput understate what they sustain "
+            "while traffic lasts; run more requests per point before reading capacity from them"
+        )
     if numeric_x and is_load(x):
         chosen["knees"] = knees(df, x, series, slo_ttft=slo_ttft, slo_tpot=slo_tpot)
     written = write_table(df, out_dir)
