@@ -24,6 +24,17 @@ ORACLE = [
     "output.charts=false",
 ]
 
+#: A changing fleet: an autoscaler, a failure at 3 s and its repair, quick cold starts.
+FLEET = [
+    "cluster.replicas=2",
+    "workload.rate=20",
+    "cluster.failures.at_s=[3]",
+    "cluster.failures.repair_s=2",
+    "cluster.cold_start.provision_s=1",
+    "cluster.autoscaler.enabled=true",
+    "cluster.autoscaler.interval_s=2",
+]
+
 
 def run(*overrides: str, base: list[str] | None = None) -> simulator.Result:
     return simulator.run(list(base if base is not None else SMALL) + list(overrides))

@@ -9,7 +9,7 @@ import pytest
 
 from simulator.api import PERFETTO_FILE
 from simulator.report import perfetto
-from tests.conftest import run
+from tests.conftest import FLEET, run
 
 BASE = ["workload.num_requests=150", "output.charts=false", "output.console=false"]
 #: every phase the exporter writes, with the keys each must carry
@@ -37,16 +37,7 @@ def disagg():
 @pytest.fixture(scope="module")
 def fleet():
     """Autoscaling, a failure and a repair: lifecycle slices, replicas coming and going."""
-    return run(
-        "cluster.replicas=2",
-        "workload.rate=20",
-        "cluster.failures.at_s=[3]",
-        "cluster.failures.repair_s=2",
-        "cluster.cold_start.provision_s=1",
-        "cluster.autoscaler.enabled=true",
-        "cluster.autoscaler.interval_s=2",
-        base=BASE,
-    )
+    return run(*FLEET, base=BASE)
 
 
 def load(result, tmp_path, name="t.json", **kw):

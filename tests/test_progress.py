@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from simulator import ConfigError, progress
-from tests.conftest import run
+from tests.conftest import FLEET, run
 
 BASE = ["workload.num_requests=150", "output.charts=false", "output.console=false"]
 
@@ -70,13 +70,7 @@ def test_mode_values():
 SCENARIOS = {
     "default": [],
     "fleet": [  # extra processes: an autoscaler, a failure and its repair, retries
-        "cluster.replicas=2",
-        "workload.rate=20",
-        "cluster.failures.at_s=[3]",
-        "cluster.failures.repair_s=2",
-        "cluster.cold_start.provision_s=1",
-        "cluster.autoscaler.enabled=true",
-        "cluster.autoscaler.interval_s=2",
+        *FLEET,
         "admission.max_queue=4",
         "workload.retry.max_attempts=3",
     ],

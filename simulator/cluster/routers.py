@@ -23,6 +23,7 @@ balances cache hits against load).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 from simulator.registry import Registry
@@ -33,12 +34,15 @@ if TYPE_CHECKING:
     from simulator.engine.request import Request
 
 
-class Router:
+class Router(ABC):
+    """One routing policy; registered under ``cluster.router``."""
+
     def __init__(self, cfg):
         self.rng = stream(cfg.seed, "router")
 
+    @abstractmethod
     def choose(self, req: Request, replicas: list[Replica]) -> Replica:
-        raise NotImplementedError
+        """The replica, among the serving ``replicas``, that takes ``req``."""
 
 
 ROUTERS: Registry[type[Router]] = Registry("cluster.router", "router")
@@ -102,8 +106,9 @@ class _Affinity(Router):
         self.slack = float(cfg.cluster.affinity_slack)
         self.home: dict[object, Replica] = {}
 
+    @abstractmethod
     def key(self, req: Request):
-        raise NotImplementedError
+        """What the request's affinity follows (a session, a prefix), or None for no affinity."""
 
     def choose(self, req, replicas):
         key = self.key(req)

@@ -40,7 +40,7 @@ RUN_FILES = ("requests", "steps", "replicas")
 
 
 class _UsageError(Exception):
-    pass
+    """A bad command line, raised by the argument parser instead of exiting (reported in one line)."""
 
 
 class _Parser(argparse.ArgumentParser):
