@@ -73,6 +73,7 @@ def test_tiered_queue_orders_by_priority_then_arrival_and_tracks_work():
         q.append(r)
     assert q[0] is reqs[1] and len(q) == 4
     assert q.work_ahead(2) == 10.0 and q.work_ahead(1) == 14.0 and q.work_ahead(0) == 15.0
+    assert q.count_ahead(2) == 2 and q.count_ahead(1) == 3 and q.count_ahead(0) == 4
     first = q.popleft()
     q.appendleft(first)  # a preempted request returns to the head of its own tier
     assert [r.id for r in q] == [1, 3, 2, 0]

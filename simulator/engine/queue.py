@@ -49,6 +49,10 @@ class FifoQueue(deque):
         """Prefill seconds queued ahead of a new request of ``priority``."""
         return self.work_s
 
+    def count_ahead(self, priority: int) -> int:
+        """Requests queued ahead of a new request of ``priority``."""
+        return len(self)
+
     def drain(self) -> list[Request]:
         out = list(self)
         self.clear()
@@ -110,6 +114,10 @@ class TieredQueue:
     def work_ahead(self, priority: int) -> float:
         """Prefill seconds queued at ``priority`` or above (served before a new request)."""
         return sum(w for p, w in self.work.items() if p >= priority)
+
+    def count_ahead(self, priority: int) -> int:
+        """Requests queued at ``priority`` or above (served before a new request)."""
+        return sum(len(line) for p, line in self.lines.items() if p >= priority)
 
     def drain(self) -> list[Request]:
         out = list(self)

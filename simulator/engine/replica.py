@@ -132,8 +132,7 @@ class Replica:
         ahead = self.waiting.work_ahead(priority)
         gap = self.admit_gap_s
         if gap == gap and self.waiting:  # not NaN: admissions observed
-            n = len(self.waiting) if not self.tiered else sum(1 for r in self.waiting if r.priority >= priority)
-            ahead = max(ahead, n * gap)
+            ahead = max(ahead, self.waiting.count_ahead(priority) * gap)
         return ahead
 
     # -- called by the router / scheduler --------------------------------
@@ -354,12 +353,7 @@ class Replica:
             try:
                 yield env.timeout(dt)
             except simpy.Interrupt:  # failed mid-step: the step ends now, its work is lost
-                rows = self.rec.step_rows
-                for i in range(len(rows) - 1, -1, -1):
-                    if rows[i][0] == self.index:
-                        row = rows[i]
-                        rows[i] = (*row[:3], env.now - row[2], *row[4:])
-                        break
+                self.rec.cut_last_step(self.index, env.now)
                 return
             self._apply(plan, env.now)
             if self.on_step_end is not None:

@@ -77,6 +77,17 @@ class Recorder:
         #: hot path: ``record_step(row)`` with one value per STEP_COLUMNS entry
         self.record_step = self.step_rows.append
 
+    def cut_last_step(self, replica: int, now: float) -> None:
+        """``replica`` failed at ``now``: its step in progress (its last row) ends there, its work lost."""
+        rows = self.step_rows
+        start, duration = STEP_COLUMNS.index("start_s"), STEP_COLUMNS.index("duration_s")
+        for i in range(len(rows) - 1, -1, -1):
+            if rows[i][0] == replica:
+                row = list(rows[i])
+                row[duration] = now - row[start]
+                rows[i] = tuple(row)
+                return
+
     def record_blocked(self, duration: float, requests: int) -> None:
         self.blocked_area += duration * requests
 
