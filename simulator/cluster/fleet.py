@@ -50,11 +50,6 @@ class Pool:
     replicas: list[Replica] = field(default_factory=list)  # every replica it ever had, by creation
 
     @property
-    def gpus(self) -> int:
-        """GPUs of the replicas present at the end (removed ones excluded)."""
-        return sum(self.spec.tp for r in self.replicas if r.state != "removed")
-
-    @property
     def initial(self) -> int:
         return int(self.cfg.cluster.replicas)
 

@@ -40,11 +40,6 @@ class SimulationOutput:
     autoscaler: object | None = None
     failures: object | None = None
 
-    @property
-    def replicas(self) -> int:
-        """Replicas present at the end (every one ever started, less those removed)."""
-        return sum(1 for p in self.pools for r in p.replicas if r.state != "removed")
-
 
 def _pool_scheduler(cfg, pool_cfg):
     return replace(cfg.scheduler, **{k: v for k, v in vars(pool_cfg.scheduler).items() if v is not None})
