@@ -1,26 +1,45 @@
 """Fit a step-time predictor to a profile.
 
-The predictor prices an engine iteration the way the decoder stack runs it:
+The predictor prices an engine iteration the way the decoder stack runs it::
 
-    step = num_layers x [ token_ops(T) + attn_prefill(pairs) + attn_decode(b, c) + comm(T) ]
+    step = num_layers x [ token_ops(T) + attn_prefill + attn_decode(b, c) + comm(T) ]
            + lm_head(rows) + step_overhead
 
 * ``token_ops(T)``: the per-layer operators whose cost depends on the number
   of rows T = prefill tokens + decode sequences (QKV, output projection, MLP
   gate/up and down, two RMSNorms, activation, rotary, two residual adds),
-  summed on the measured token grid and interpolated piecewise-linearly
-  (linear extrapolation past the largest measured T, the first value below
-  the smallest).
-* ``attn_prefill``: interpolated over causal query-key *pairs*
-  (sum c (p + (c+1)/2) over prefill chunks), which is what prefill attention
-  work scales with; the grid of (batch, prompt length) points is folded onto
-  that axis.
+  summed on the measured token grid and interpolated piecewise-linearly.
+* ``attn_prefill``: when the profile has prefill rows over an existing
+  context (the ``kv`` column, e.g. Vidur's ``kv_cache_size``), interpolated
+  over (chunk length, cached context) per sequence - the step's means,
+  ``prefill_tokens / prefill_seqs`` and ``prefill_ctx_tokens /
+  prefill_seqs`` - at the step's batch size (between measured batch sizes
+  linearly; past the largest, along the roofline's shape). Without context
+  rows, over causal query-key *pairs* (sum c (p + (c+1)/2) over prefill
+  chunks), which is what prefill attention work scales with; the grid of
+  (batch, prompt length) points is folded onto that axis.
 * ``attn_decode``: bilinear over (decode sequences, mean context length).
 * ``comm``: two all-reduces per layer when TP > 1: measured rows when the
-  profile has them, else the ring cost over the link given to the predictor.
+  profile has them, else the roofline's all-reduce (or a ring cost given to
+  the predictor).
+* ``lm_head``: measured rows, else the roofline's LM head.
 * ``step_overhead``: the per-step cost outside the operators, ``a + b * T``
   (launches, sampling and Python per step; embedding lookup, splits and
-  concatenations per token), fitted on whole decoder-stack steps.
+  concatenations per token), fitted on whole decoder-stack steps; else the
+  roofline's (engine) per-step overhead.
+
+**Below the grid** a lookup returns the first measured value (a kernel never
+gets cheaper than its smallest measured launch). **Past the grid** it never
+extrapolates linearly (a noisy last segment can slope down, and a line
+through two memory-bound points stays far below the compute floor of a huge
+prefill): it follows the roofline's shape from the last measured point,
+``t(x) = t(x_last) * roof(x) / roof(x_last)``, with ``roof`` the analytical
+roofline's time for the same operator family. Without a roofline (the
+predictor built on a profile alone), ``roof`` is the work axis itself -
+tokens for the token ops, query-key pairs for prefill attention, KV entries
+for decode attention - which is the compute- or memory-bound shape. The
+optional ``on_past_grid`` callback hears about each such lookup (operator
+family and axis, value, last measured value).
 
 Everything is pure Python arithmetic over small sorted lists (``bisect``),
 so a prediction costs a few microseconds; the simulator calls it every step.
@@ -29,6 +48,7 @@ so a prediction costs a few microseconds; the simulator calls it every step.
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,13 +62,24 @@ STATISTICS = {"median": "time_s", "p10": "p10_s"}
 #: How many times each token op runs per layer.
 PER_LAYER = {"qkv": 1, "attn_out": 1, "mlp_gate_up": 1, "mlp_down": 1, "norm": 2, "act": 1, "rope": 1, "add": 2}
 
+Shape1 = Callable[[float], float]
+Shape2 = Callable[[float, float], float]
+#: Told (axis name, value, last measured value) when a lookup falls past the grid.
+OnPast = Callable[[str, float, float], None]
+
+
+def _proportional(x: float) -> float:
+    return x
+
 
 class Interp1D:
-    """Piecewise-linear y(x) on sorted points; flat below, linear beyond the ends."""
+    """Piecewise-linear y(x) on sorted points; flat below the first point, and
+    past the last along ``shape``: ``y(x_last) * shape(x) / shape(x_last)``
+    (``shape`` defaults to x itself: proportional to the work axis)."""
 
-    __slots__ = ("xs", "ys", "_n", "_floor")
+    __slots__ = ("xs", "ys", "_n", "_floor", "_hi", "_y_hi", "_shape", "_shape_hi", "on_past", "axis")
 
-    def __init__(self, xs, ys):
+    def __init__(self, xs, ys, shape: Shape1 | None = None, on_past: OnPast | None = None, axis: str = "x"):
         med = pd.Series(np.asarray(ys, dtype=float)).groupby(np.asarray(xs, dtype=float)).median()  # repeated x: median
         self.xs = med.index.tolist()
         self.ys = med.tolist()
@@ -56,14 +87,35 @@ class Interp1D:
         if self._n == 0:
             raise ValueError("an interpolator needs at least one point")
         self._floor = min(self.ys)
+        self._hi = self.xs[-1]
+        self._y_hi = self.ys[-1]
+        self.set_shape(shape)
+        self.on_past = on_past
+        self.axis = axis
+
+    def set_shape(self, shape: Shape1 | None) -> None:
+        s_hi = shape(self._hi) if shape is not None else 0.0
+        if shape is None or not s_hi > 0:  # no shape, or one that is 0 there (e.g. no all-reduce at TP 1)
+            shape, s_hi = _proportional, self._hi
+        if not s_hi > 0:  # a grid ending at x = 0: nothing to scale from
+            shape, s_hi = (lambda x: 1.0), 1.0
+        self._shape, self._shape_hi = shape, s_hi
+
+    def past(self, x: float) -> bool:
+        return x > self._hi
 
     def __call__(self, x: float) -> float:
-        xs, ys, n = self.xs, self.ys, self._n
+        xs, n = self.xs, self._n
+        if x > self._hi:
+            if self.on_past is not None:
+                self.on_past(self.axis, x, self._hi)
+            return self._y_hi * self._shape(x) / self._shape_hi
         if n == 1 or x <= xs[0]:
-            return ys[0]
+            return self.ys[0]
+        ys = self.ys
         i = bisect_right(xs, x)
         if i >= n:
-            i = n - 1  # extrapolate along the last segment
+            return ys[-1]  # x == the last point
         x0, x1 = xs[i - 1], xs[i]
         y0, y1 = ys[i - 1], ys[i]
         y = y0 + (y1 - y0) * (x - x0) / (x1 - x0)
@@ -73,28 +125,42 @@ class Interp1D:
 class Grid2D:
     """Bilinear z(a, b) on a (possibly incomplete) rectangular grid.
 
-    Missing grid cells are filled by interpolating along b within each a row,
-    so grids that skip large corners (e.g. huge batch x long context) work.
+    Each measured ``a`` is a row interpolated along ``b``, so grids that skip
+    large corners (e.g. huge batch x long context) work: a row past its own
+    last ``b`` follows ``shape(a_row, b)``. Between rows, linear in ``a``;
+    past the last row, ``z(a_last, b) * shape(a, b) / shape(a_last, b)``;
+    below the first, the first row.
     """
 
-    def __init__(self, a, b, z):
+    def __init__(self, a, b, z, shape: Shape2 | None = None, on_past: OnPast | None = None, axes: tuple[str, str] = ("a", "b")):
         a = np.asarray(a, dtype=float)
         b = np.asarray(b, dtype=float)
         z = np.asarray(z, dtype=float)
         self.a_vals = np.unique(a).tolist()
-        self.rows = [Interp1D(b[a == av], z[a == av]) for av in self.a_vals]
+        self._a_hi = self.a_vals[-1]
+        self.shape = shape or (lambda a, b: a * b)
+        self.on_past = on_past
+        self.axis = axes[0]
+        self.rows = [
+            Interp1D(b[a == av], z[a == av], shape=(lambda x, av=av: self.shape(av, x)), on_past=on_past, axis=axes[1])
+            for av in self.a_vals
+        ]
 
     def __call__(self, a: float, b: float) -> float:
         av, rows = self.a_vals, self.rows
+        if a > self._a_hi:
+            if self.on_past is not None:
+                self.on_past(self.axis, a, self._a_hi)
+            z = rows[-1](b)
+            s_hi = self.shape(self._a_hi, b)
+            return z * self.shape(a, b) / s_hi if s_hi > 0 else z * a / self._a_hi
         if len(av) == 1 or a <= av[0]:
-            lo = hi = 0
-            w = 0.0
-        else:
-            i = bisect_right(av, a)
-            if i >= len(av):
-                i = len(av) - 1
-            lo, hi = i - 1, i
-            w = (a - av[lo]) / (av[hi] - av[lo])
+            return rows[0](b)
+        i = bisect_right(av, a)
+        if i >= len(av):
+            return rows[-1](b)  # a == the last row
+        lo, hi = i - 1, i
+        w = (a - av[lo]) / (av[hi] - av[lo])
         z0 = rows[lo](b)
         if w == 0.0:
             return z0
@@ -102,8 +168,50 @@ class Grid2D:
         return z if z > 0 else z0
 
 
+class PrefillGrid:
+    """Prefill attention t(batch, chunk, context): a :class:`Grid2D` over
+    (chunk length, cached context) per measured batch size, linear between
+    batch sizes, along ``shape(batch, chunk, context)`` past the largest."""
+
+    def __init__(self, batch, chunk, ctx, z, shape: Callable[[float, float, float], float] | None = None,
+                 on_past: OnPast | None = None):
+        batch = np.asarray(batch, dtype=float)
+        chunk = np.asarray(chunk, dtype=float)
+        ctx = np.asarray(ctx, dtype=float)
+        z = np.asarray(z, dtype=float)
+        self.shape = shape or (lambda b, c, p: b * c * (p + (c + 1) / 2))
+        self.on_past = on_past
+        self.b_vals = np.unique(batch).tolist()
+        self._b_hi = self.b_vals[-1]
+        self.grids = [
+            Grid2D(chunk[batch == bv], ctx[batch == bv], z[batch == bv], shape=(lambda c, p, bv=bv: self.shape(bv, c, p)),
+                   on_past=on_past, axes=("chunk", "context"))
+            for bv in self.b_vals
+        ]
+
+    def __call__(self, batch: float, chunk: float, ctx: float) -> float:
+        bv, grids = self.b_vals, self.grids
+        if batch > self._b_hi:
+            if self.on_past is not None:
+                self.on_past("batch", batch, self._b_hi)
+            z = grids[-1](chunk, ctx)
+            s_hi = self.shape(self._b_hi, chunk, ctx)
+            return z * self.shape(batch, chunk, ctx) / s_hi if s_hi > 0 else z * batch / self._b_hi
+        if len(bv) == 1 or batch <= bv[0]:
+            return grids[0](chunk, ctx)
+        i = bisect_right(bv, batch)
+        if i >= len(bv):
+            return grids[-1](chunk, ctx)
+        lo, hi = i - 1, i
+        w = (batch - bv[lo]) / (bv[hi] - bv[lo])
+        z0 = grids[lo](chunk, ctx)
+        return z0 + (grids[hi](chunk, ctx) - z0) * w
+
+
 @dataclass
 class Prediction:
+    """One step, seconds per operator family (all layers together)."""
+
     token_ops: float
     attn_prefill: float
     attn_decode: float
@@ -114,12 +222,21 @@ class Prediction:
 
     @property
     def total(self) -> float:
-        per_layer = self.token_ops + self.attn_prefill + self.attn_decode + self.comm
-        return self.num_layers * per_layer + self.lm_head + self.overhead
+        # The order of ProfileLatency.breakdown(), so that its values sum to exactly this.
+        return self.token_ops + self.lm_head + self.attn_prefill + self.attn_decode + self.comm + self.overhead
 
 
 class Predictor:
-    """Step time from a profile. ``missing`` lists ops the profile lacks."""
+    """Step time from a profile. ``missing`` lists ops the profile lacks.
+
+    ``roof`` (optional): an object with the roofline's public kernel-family
+    methods (``linear_s``, ``elementwise_s``, ``lm_head_s``,
+    ``attention_prefill_s``, ``attention_decode_s``, ``allreduce_s``,
+    ``overhead_s``), all per step. It prices the ops the profile lacks and
+    gives each measured family its shape past the grid. Without it, missing
+    ops cost nothing (or the ring cost ``comm_*`` per layer) and the shape
+    past the grid is the work axis.
+    """
 
     def __init__(
         self,
@@ -131,6 +248,8 @@ class Predictor:
         comm_per_token_s: float = 0.0,
         comm_fixed_s: float = 0.0,
         statistic: str | None = None,
+        roof=None,
+        on_past_grid: Callable[[str, float, float], None] | None = None,
     ):
         # Which timing column to fit: the median (default), or the 10th
         # percentile, steadier on shared CPUs where load inflates medians.
@@ -139,9 +258,14 @@ class Predictor:
             raise ValueError(f"statistic must be one of {', '.join(STATISTICS)} (got {statistic!r})")
         self.statistic = statistic
         t = profile.table.assign(time_s=profile.table[STATISTICS[statistic]])
+        if "kv" not in t.columns:
+            t = t.assign(kv=0)
         self.profile = profile
-        self.num_layers = int(num_layers)
+        self.num_layers = L = int(num_layers)
+        self.roof = roof
+        self.on_past_grid = on_past_grid
         meta_overhead = profile.metadata.get("step_overhead_s")
+        self._roof_overhead = step_overhead_s is None and meta_overhead is None and roof is not None
         self.overhead = float(step_overhead_s if step_overhead_s is not None else (meta_overhead or 0.0))
         meta_tok = profile.metadata.get("step_overhead_per_token_s")
         self.overhead_per_token = float(
@@ -150,7 +274,14 @@ class Predictor:
         present = set(t["op"])
         self.missing = sorted(({*PER_LAYER, "lm_head", *ATTENTION_OPS}) - present)
 
-        # token ops summed on the union of their grids
+        def hook(family: str):
+            if on_past_grid is None:
+                return None
+            return lambda axis, x, hi: on_past_grid(f"{family} {axis}", x, hi)
+
+        # token ops summed on the union of their grids (each op interpolated on
+        # it; an op measured on fewer points follows the token shape past its own)
+        tok_shape = (lambda x: roof.linear_s(int(round(x))) + roof.elementwise_s(x)) if roof is not None else None
         token_rows = t[t["op"].isin(list(PER_LAYER))]
         self.token_ops = None
         if len(token_rows):
@@ -159,48 +290,107 @@ class Predictor:
             for op, mult in PER_LAYER.items():
                 r = token_rows[token_rows["op"] == op]
                 if len(r):
-                    f = Interp1D(r["tokens"], r["time_s"])
+                    f = Interp1D(r["tokens"], r["time_s"], shape=tok_shape)
                     total += mult * np.array([f(float(x)) for x in grid])
-            self.token_ops = Interp1D(grid, total)
+            self.token_ops = Interp1D(grid, total, shape=tok_shape, on_past=hook("token ops"), axis="tokens")
 
-        # communication: measured all-reduce rows, or the ring model given
+        # communication: measured all-reduce rows, or the roofline's, or the ring model given
         ar = t[t["op"] == "allreduce"]
-        self.allreduce = Interp1D(ar["tokens"], ar["time_s"]) if len(ar) else None
+        ar_shape = (lambda x: roof.allreduce_s(int(round(x)))) if roof is not None else None
+        self.allreduce = Interp1D(ar["tokens"], ar["time_s"], shape=ar_shape, on_past=hook("all-reduce"), axis="tokens") if len(ar) else None
         self.comm_per_token = comm_per_token_s
         self.comm_fixed = comm_fixed_s
 
         lm = t[t["op"] == "lm_head"]
-        self.lm_head = Interp1D(lm["tokens"], lm["time_s"]) if len(lm) else None
+        lm_shape = (lambda x: roof.lm_head_s(int(round(x)))) if roof is not None else None
+        self.lm_head = Interp1D(lm["tokens"], lm["time_s"], shape=lm_shape, on_past=hook("LM head"), axis="rows") if len(lm) else None
 
         pf = t[t["op"] == "attn_prefill"]
+        self.attn_prefill = self.attn_prefill_ctx = None
         if len(pf):
-            b, L = pf["batch"].to_numpy(float), pf["ctx"].to_numpy(float)
-            self.attn_prefill = Interp1D(b * L * (L + 1) / 2, pf["time_s"])
-        else:
-            self.attn_prefill = None
+            b, c, p = pf["batch"].to_numpy(float), pf["ctx"].to_numpy(float), pf["kv"].to_numpy(float)
+            if (p > 0).any():  # chunks over an existing context: (batch, chunk, context)
+                shape3 = (
+                    (lambda bb, cc, pp: roof.attention_prefill_s(bb * cc * (pp + (cc + 1) / 2), bb * (pp + cc)))
+                    if roof is not None
+                    else None
+                )
+                self.attn_prefill_ctx = PrefillGrid(b, c, p, pf["time_s"], shape=shape3, on_past=hook("prefill attention"))
+            else:  # fresh prompts only: the pairs axis
+                pairs_shape = (lambda x: roof.attention_prefill_s(x, 0)) if roof is not None else None
+                self.attn_prefill = Interp1D(
+                    b * c * (c + 1) / 2, pf["time_s"], shape=pairs_shape, on_past=hook("prefill attention"), axis="pairs"
+                )
 
         dc = t[t["op"] == "attn_decode"]
-        self.attn_decode = Grid2D(dc["batch"], dc["ctx"], dc["time_s"]) if len(dc) else None
-
-    def parts(self, prefill_seqs, prefill_tokens, prefill_attn_pairs, decode_seqs, decode_ctx_tokens) -> Prediction:
-        tokens = prefill_tokens + decode_seqs
-        tok = self.token_ops(tokens) if (self.token_ops is not None and tokens) else 0.0
-        pre = self.attn_prefill(prefill_attn_pairs) if (self.attn_prefill is not None and prefill_tokens) else 0.0
-        dec = (
-            self.attn_decode(decode_seqs, decode_ctx_tokens / decode_seqs)
-            if (self.attn_decode is not None and decode_seqs)
-            else 0.0
+        dec_shape = (lambda bb, cc: roof.attention_decode_s(int(round(bb)), int(round(bb * cc)))) if roof is not None else None
+        self.attn_decode = (
+            Grid2D(dc["batch"], dc["ctx"], dc["time_s"], shape=dec_shape, on_past=hook("decode attention"), axes=("batch", "context"))
+            if len(dc)
+            else None
         )
-        if self.allreduce is not None:
-            comm = 2 * self.allreduce(tokens) if tokens else 0.0
-        else:
-            comm = (self.comm_fixed + self.comm_per_token * tokens) if tokens else 0.0
-        rows = prefill_seqs + decode_seqs
-        lm = self.lm_head(rows) if (self.lm_head is not None and rows) else 0.0
-        return Prediction(tok, pre, dec, comm, lm, self.overhead + self.overhead_per_token * tokens, self.num_layers)
 
-    def predict(self, prefill_seqs, prefill_tokens, prefill_attn_pairs, decode_seqs, decode_ctx_tokens) -> float:
-        return self.parts(prefill_seqs, prefill_tokens, prefill_attn_pairs, decode_seqs, decode_ctx_tokens).total
+    def parts(
+        self, prefill_seqs, prefill_tokens, prefill_attn_pairs, decode_seqs, decode_ctx_tokens, prefill_ctx_tokens=0
+    ) -> Prediction:
+        L, roof = self.num_layers, self.roof
+        tokens = prefill_tokens + decode_seqs
+        if not tokens:
+            tok = 0.0
+        elif self.token_ops is not None:
+            tok = L * self.token_ops(tokens)
+        elif roof is not None:
+            tok = roof.linear_s(tokens) + roof.elementwise_s(tokens)
+        else:
+            tok = 0.0
+        if not prefill_tokens:
+            pre = 0.0
+        elif self.attn_prefill_ctx is not None:
+            n = prefill_seqs or 1
+            pre = L * self.attn_prefill_ctx(n, prefill_tokens / n, prefill_ctx_tokens / n)
+        elif self.attn_prefill is not None:
+            pre = L * self.attn_prefill(prefill_attn_pairs)
+        elif roof is not None:
+            pre = roof.attention_prefill_s(prefill_attn_pairs, prefill_ctx_tokens + prefill_tokens)
+        else:
+            pre = 0.0
+        if not decode_seqs:
+            dec = 0.0
+        elif self.attn_decode is not None:
+            dec = L * self.attn_decode(decode_seqs, decode_ctx_tokens / decode_seqs)
+        elif roof is not None:
+            dec = roof.attention_decode_s(decode_seqs, decode_ctx_tokens)
+        else:
+            dec = 0.0
+        if not tokens:
+            comm = 0.0
+        elif self.allreduce is not None:
+            comm = L * 2 * self.allreduce(tokens)
+        elif roof is not None:
+            comm = roof.allreduce_s(tokens)
+        else:
+            comm = L * (self.comm_fixed + self.comm_per_token * tokens)
+        rows = prefill_seqs + decode_seqs
+        if not rows:
+            lm = 0.0
+        elif self.lm_head is not None:
+            lm = self.lm_head(rows)
+        elif roof is not None:
+            lm = roof.lm_head_s(rows)
+        else:
+            lm = 0.0
+        if self._roof_overhead:
+            overhead = roof.overhead_s(rows) + self.overhead_per_token * tokens
+        else:
+            overhead = self.overhead + self.overhead_per_token * tokens
+        return Prediction(tok, pre, dec, comm, lm, overhead, L)
+
+    def predict(
+        self, prefill_seqs, prefill_tokens, prefill_attn_pairs, decode_seqs, decode_ctx_tokens, prefill_ctx_tokens=0
+    ) -> float:
+        return self.parts(
+            prefill_seqs, prefill_tokens, prefill_attn_pairs, decode_seqs, decode_ctx_tokens, prefill_ctx_tokens
+        ).total
 
 
 def causal_pairs(batch: int, prompt_len: int, cached: int = 0) -> float:

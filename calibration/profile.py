@@ -7,10 +7,18 @@ A profile is a directory with two files:
     op          str    one of OPS below
     tokens      int64  rows through the op (attention: query tokens of the batch)
     batch       int64  sequences (attention ops; 0 for the others)
-    ctx         int64  attention: prompt length (prefill, causal) or context
-                       length (decode) per sequence; 0 for the others
+    ctx         int64  attention: prompt or chunk length (prefill, causal) or
+                       context length (decode) per sequence; 0 for the others
+    kv          int64  optional; prefill attention: tokens already in the KV
+                       cache before the chunk, per sequence (chunked prefill
+                       over an existing context, Vidur's ``kv_cache_size``);
+                       0 for the others. A table without the column (older
+                       profiles, the torch harness) means 0 everywhere: fresh
+                       prompts only.
     time_s      float  median seconds for ONE layer on ONE GPU (TP shard);
-                       lm_head: once per step, for ``tokens`` logit rows
+                       lm_head: once per step, for ``tokens`` logit rows.
+                       Zero is allowed (an op that takes no time, e.g. a
+                       no-op reshape); negative, NaN or non-numeric is not.
     p10_s       float  10th percentile of the repeats
     p90_s       float  90th percentile of the repeats
     repeats     int64  timed repeats
@@ -45,6 +53,8 @@ STEP_OPS = ("lm_head",)
 OPS = TOKEN_OPS + ATTENTION_OPS + STEP_OPS
 
 COLUMNS = ("op", "tokens", "batch", "ctx", "time_s", "p10_s", "p90_s", "repeats")
+#: Optional columns and the value their absence means.
+OPTIONAL = {"kv": 0}
 
 #: Model shape keys a profile records and a scenario's model must match.
 SHAPE_KEYS = ("hidden_size", "num_attention_heads", "num_kv_heads", "head_dim", "intermediate_size", "vocab_size")
@@ -71,22 +81,45 @@ class Profile:
 
 
 def normalise(table: pd.DataFrame) -> pd.DataFrame:
-    """Check columns and ops, fix dtypes and a stable row order."""
+    """Check columns, ops and times; fix dtypes and a stable row order.
+
+    The optional ``kv`` column is kept when present (missing cells mean 0) and
+    not added when absent, so a table without it round-trips unchanged.
+    """
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"profile table lacks columns: {', '.join(missing)}")
     unknown = sorted(set(table["op"]) - set(OPS))
     if unknown:
         raise ValueError(f"profile table has unknown ops: {', '.join(unknown)}; known: {', '.join(OPS)}")
-    t = table.loc[:, list(COLUMNS)].copy()
-    for c in ("tokens", "batch", "ctx", "repeats"):
+    cols = list(COLUMNS) + [c for c in OPTIONAL if c in table.columns]
+    t = table.loc[:, cols].copy()
+    for c, default in OPTIONAL.items():
+        if c in t.columns:
+            t[c] = t[c].fillna(default)
+    for c in ("tokens", "batch", "ctx", "repeats", *(c for c in OPTIONAL if c in t.columns)):
         t[c] = t[c].astype("int64")
     for c in ("time_s", "p10_s", "p90_s"):
-        t[c] = t[c].astype("float64")
+        values = pd.to_numeric(t[c], errors="coerce")
+        bad = values.isna() & t[c].notna()
+        if bad.any():
+            raise ValueError(f"profile {c} must be numbers; got {t.loc[bad, c].iloc[0]!r} ({int(bad.sum())} such rows)")
+        t[c] = values.astype("float64")
     t["op"] = t["op"].astype(str)
-    if (t["time_s"] <= 0).any() or t["time_s"].isna().any():
-        raise ValueError("profile times must be positive numbers")
-    return t.sort_values(["op", "batch", "ctx", "tokens"], kind="stable").reset_index(drop=True)
+    if t["time_s"].isna().any():
+        rows = t[t["time_s"].isna()]
+        raise ValueError(
+            f"profile times must be numbers >= 0: {len(rows)} rows have no time_s (NaN), e.g. op "
+            f"{rows['op'].iloc[0]} at tokens={rows['tokens'].iloc[0]}; drop or fill them"
+        )
+    if (t["time_s"] < 0).any():
+        rows = t[t["time_s"] < 0]
+        raise ValueError(
+            f"profile times must be numbers >= 0: {len(rows)} rows are negative, e.g. op "
+            f"{rows['op'].iloc[0]} at tokens={rows['tokens'].iloc[0]} time_s={rows['time_s'].iloc[0]!r}"
+        )
+    order = ["op", "batch", "ctx", *(c for c in OPTIONAL if c in t.columns), "tokens"]
+    return t.sort_values(order, kind="stable").reset_index(drop=True)
 
 
 def packaged_dir() -> Path:

@@ -9,15 +9,27 @@ anything else is an error, not a silent extrapolation.
 Operators a profile lacks (Vidur's published linear-layer tables have no
 attention or LM head) are priced by the roofline model and named in
 ``describe()``, so a run always says which parts are measured. The per-step
-overhead comes from the profile when the harness fitted one, else from
-``latency.step_overhead_s``.
+overhead comes from the profile when the harness fitted one, else from the
+roofline's (``latency.step_overhead_s`` + ``latency.step_overhead_per_seq_s``
+per sequence).
+
+Past its measured grid a profile follows the roofline's shape from the last
+measured point (``t(x) = t(x_last) * roof(x) / roof(x_last)``, per operator
+family; see :mod:`simulator.calibration.fit`), never a straight line through
+its last two points: ``describe()`` says so, and the first step of a run
+that falls past the grid warns once, in one line.
 """
 
 from __future__ import annotations
 
+import warnings
+
 from simulator.errors import ConfigError
 from simulator.latency.base import LATENCY_MODELS, LatencyModel, StepShape
 from simulator.latency.roofline import RooflineLatency
+
+#: breakdown() keys, in the order their values are summed into step_time().
+BREAKDOWN_KEYS = ("linear", "lm_head", "attention_prefill", "attention_decode", "allreduce", "step_overhead")
 
 
 @LATENCY_MODELS.register("profile")
@@ -35,47 +47,45 @@ class ProfileLatency(LatencyModel):
         meta["_missing"] = {"lm_head", "attn_prefill", "attn_decode"} - prof.ops()
         _check(meta, cfg, spec)
         overhead = meta.get("step_overhead_s")
-        self.overhead_source = "profile" if overhead is not None else "latency.step_overhead_s"
-        roof = RooflineLatency(cfg, spec)
-        self._roof = roof
-        self.predictor = Predictor(
-            prof,
-            num_layers=spec.num_layers,
-            step_overhead_s=overhead if overhead is not None else float(cfg.latency.step_overhead_s),
-            comm_per_token_s=roof._comm_tok / spec.num_layers,
-            comm_fixed_s=roof._comm_fixed / spec.num_layers,
-        )
+        self.overhead_source = "profile" if overhead is not None else "roofline (latency.step_overhead_s)"
+        self._roof = RooflineLatency(cfg, spec)
+        self.warned_past_grid = False
+        self.predictor = Predictor(prof, num_layers=spec.num_layers, roof=self._roof, on_past_grid=self._past_grid)
         self.missing = self.predictor.missing
-        self._fill_attention = "attn_prefill" in self.missing or "attn_decode" in self.missing
-        self._fill_lm_head = "lm_head" in self.missing
-        if self._fill_lm_head:
-            lin_peak = roof._lin_flop_seq  # seconds per logit row of compute
-            lm_bytes = spec.lm_head_params * spec.weight_bytes_per_param / (
-                float(cfg.hardware.memory_bw_gbps) * 1e9 * float(cfg.latency.memory_efficiency) * spec.tp
-            )
-            self._lm_compute, self._lm_bytes = lin_peak, lm_bytes
+
+    def _past_grid(self, what: str, x: float, last: float) -> None:
+        if self.warned_past_grid:
+            return
+        self.warned_past_grid = True
+        warnings.warn(
+            f"latency.model=profile: a step falls past the measured grid of profile {self.name} ({what} {x:g} > "
+            f"{last:g} measured); priced along the roofline's shape from the last measured point",
+            stacklevel=2,
+        )
+
+    def _parts(self, shape: StepShape):
+        return self.predictor.parts(
+            shape.prefill_seqs, shape.prefill_tokens, shape.prefill_attn_pairs, shape.decode_seqs,
+            shape.decode_ctx_tokens, shape.prefill_ctx_tokens,
+        )
 
     def step_time(self, shape: StepShape) -> float:
-        ds = shape.decode_seqs
-        t = self.predictor.predict(
-            shape.prefill_seqs, shape.prefill_tokens, shape.prefill_attn_pairs, ds, shape.decode_ctx_tokens
-        )
-        if self._fill_attention:
-            parts = self._roof.breakdown(shape)
-            if "attn_prefill" in self.missing:
-                t += max(parts["prefill_attn_compute"], parts["prefill_attn_memory"])
-            if "attn_decode" in self.missing:
-                t += max(parts["decode_attn_compute"], parts["decode_attn_memory"])
-        if self._fill_lm_head:
-            rows = shape.prefill_seqs + ds
-            if rows:
-                c = self._lm_compute * rows
-                t += c if c > self._lm_bytes else self._lm_bytes
-        return t
+        return self._parts(shape).total
+
+    def breakdown(self, shape: StepShape) -> dict[str, float]:
+        """Seconds per operator family for one step; the values sum to :meth:`step_time`.
+
+        ``linear``: the token ops of every layer (QKV, output projection, MLP,
+        norms, activation, rotary, residual adds); ``lm_head``;
+        ``attention_prefill`` and ``attention_decode``; ``allreduce``
+        (tensor parallelism); ``step_overhead``.
+        """
+        p = self._parts(shape)
+        return dict(zip(BREAKDOWN_KEYS, (p.token_ops, p.lm_head, p.attn_prefill, p.attn_decode, p.comm, p.overhead)))
 
     def describe(self) -> str:
         filled = f"; roofline for {', '.join(self.missing)}" if self.missing else ""
-        return f"profile {self.name}{filled}"
+        return f"profile {self.name}{filled}; past the grid: roofline shape"
 
 
 def _missing(meta: dict) -> set[str]:
