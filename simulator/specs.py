@@ -121,8 +121,14 @@ class MemoryBudget:
     kv_blocks: int
 
 
+def device_bytes(hardware) -> float:
+    """Memory of one GPU in bytes: what the driver reports (``memory_gib``), else the datasheet's GB."""
+    gib = getattr(hardware, "memory_gib", None)
+    return float(gib) * 2**30 if gib is not None else float(hardware.memory_gb) * 1e9
+
+
 def memory_budget(hardware, memory, spec: ModelSpec) -> MemoryBudget:
-    total = float(hardware.memory_gb) * 1e9 * spec.tp
+    total = device_bytes(hardware) * spec.tp
     usable = total * float(memory.gpu_memory_utilization)
     reserve = float(memory.activation_reserve_gb) * 1e9 * spec.tp
     kv = usable - spec.weight_bytes - reserve

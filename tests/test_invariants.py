@@ -200,7 +200,7 @@ def test_memory_pressure_preempts_and_still_finishes():
 def test_request_that_can_never_fit_is_rejected_not_deadlocked():
     # About 4,800 KV tokens; some requests grow beyond that and can never run.
     r = run(
-        "memory.activation_reserve_gb=55.3",
+        "memory.activation_reserve_gb=60.28",
         "workload.prompt_tokens.dist=uniform",
         "workload.prompt_tokens.low=100",
         "workload.prompt_tokens.high=8000",

@@ -22,18 +22,39 @@ from omegaconf import MISSING
 
 
 @dataclass
+class GemmConfig:
+    """Achieved GEMM efficiency of a GPU family (see simulator/latency/roofline.py).
+    Fitted to measured GEMM timings where a table exists; ``source`` says which."""
+
+    compute_efficiency: float = 0.75  # fraction of the dense BF16 peak a large GEMM reaches
+    compute_efficiency_fp8: float = 0.81  # fraction of the dense FP8 peak (W8A8 GEMMs through cuBLASLt)
+    fp8_source: str = ""
+    memory_efficiency: float = 0.82  # fraction of HBM bandwidth a weight-streaming GEMM reaches
+    overlap_exponent: float = 1.4  # smooth max of compute and memory time (inf = the plain roofline)
+    latency_us: float = 5.0  # fixed cost of one kernel
+    source: str = ""
+
+
+@dataclass
 class HardwareConfig:
     """One accelerator type (per-GPU figures)."""
 
     name: str = MISSING
     vendor: str = "nvidia"
-    memory_gb: float = MISSING  # 1 GB = 1e9 bytes
+    memory_gb: float = MISSING  # the datasheet's capacity, as marketed
+    #: device memory as the driver reports it (nvidia-smi MiB / 1024); the KV budget uses this.
+    #: null = memory_gb x 1e9 bytes
+    memory_gib: float | None = None
     memory_bw_gbps: float = MISSING  # HBM bandwidth, GB/s
     bf16_tflops: float = MISSING  # dense tensor-core peak
     fp8_tflops: float | None = None  # dense; None = no FP8 tensor cores
     int8_tops: float | None = None  # dense
     interconnect_gbps: float = MISSING  # one-way GPU-to-GPU bandwidth (NVLink/PCIe), GB/s
     host_link_gbps: float = MISSING  # one-way GPU-to-host bandwidth (PCIe), GB/s
+    #: measured all-reduce cost by GPU count: [{gpus, latency_us, bandwidth_gbps (algorithm bandwidth)}, ...]
+    allreduce: list[Any] = field(default_factory=list)
+    allreduce_source: str = ""
+    gemm: GemmConfig = field(default_factory=GemmConfig)
     price_per_gpu_hour: float | None = None  # USD, point-in-time snapshot
     price_source: str = ""
     confidence: str = ""
@@ -157,14 +178,26 @@ class ProfileConfig:
 
 @dataclass
 class LatencyConfig:
+    """Step-time model. The roofline's factors are documented, with their sources,
+    in simulator/latency/roofline.py and docs/fidelity.md."""
+
     model: str = "roofline"  # constant | roofline | profile
     step_s: float = 0.01  # constant: every step takes exactly this long
-    # roofline: achieved fraction of peak, and a fixed per-step cost
-    compute_efficiency: float = 0.70
-    memory_efficiency: float = 0.80
+    # roofline: null = the hardware catalog's measured values (hardware.gemm); a number overrides them
+    compute_efficiency: float | None = None  # BF16/FP16 tensor-core math of GEMMs
+    compute_efficiency_fp8: float | None = None  # FP8 (W8A8) GEMMs, of the dense FP8 peak
+    memory_efficiency: float | None = None  # HBM bandwidth
+    overlap_exponent: float | None = None  # smooth max of compute and memory time per GEMM (inf = the plain roofline)
+    gemm_latency_s: float | None = None  # fixed cost of one GEMM / attention kernel
+    attention_efficiency: float = 0.60  # attention math, of the BF16 peak (FlashAttention-2 reaches 50-73%)
+    # tensor-parallel all-reduce when the hardware's measured table lacks the GPU count
     comm_efficiency: float = 0.80
-    allreduce_latency_s: float = 5e-6
+    allreduce_latency_s: float = 3e-5
+    # engine CPU work per iteration (engine presets set these)
     step_overhead_s: float = 0.002
+    step_overhead_per_seq_s: float = 0.0
+    # API server work per request before it reaches the engine (tokenisation, HTTP, queueing)
+    request_overhead_s: float = 0.0
     profile: ProfileConfig = field(default_factory=ProfileConfig)
 
 
@@ -352,6 +385,8 @@ class ScenarioConfig:
     tiers: dict[str, TierConfig] = field(default_factory=dict)
     slo: SLOConfig = field(default_factory=SLOConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    #: the engine preset in force (set by ``engine=``: scenarios/engine/); "generic" = none
+    engine_name: str = "generic"
 
 
 def register() -> None:
@@ -364,6 +399,7 @@ register()
 
 __all__: list[Any] = [
     "HardwareConfig",
+    "GemmConfig",
     "ModelConfig",
     "LengthConfig",
     "WorkloadConfig",

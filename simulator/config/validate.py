@@ -160,11 +160,17 @@ def validate(cfg) -> None:
     LATENCY_MODELS.get(lat.model)
     if lat.model == "constant":
         _positive(lat.step_s, "latency.step_s")
-    _fraction(lat.compute_efficiency, "latency.compute_efficiency")
-    _fraction(lat.memory_efficiency, "latency.memory_efficiency")
-    _fraction(lat.comm_efficiency, "latency.comm_efficiency")
-    _positive(lat.step_overhead_s, "latency.step_overhead_s", allow_zero=True)
-    _positive(lat.allreduce_latency_s, "latency.allreduce_latency_s", allow_zero=True)
+    for key in ("compute_efficiency", "compute_efficiency_fp8", "memory_efficiency", "attention_efficiency", "comm_efficiency"):
+        if getattr(lat, key) is not None:
+            _fraction(getattr(lat, key), f"latency.{key}")
+    for key in ("step_overhead_s", "step_overhead_per_seq_s", "request_overhead_s", "allreduce_latency_s", "gemm_latency_s"):
+        if getattr(lat, key) is not None:
+            _positive(getattr(lat, key), f"latency.{key}", allow_zero=True)
+    _need(
+        lat.overlap_exponent is None or lat.overlap_exponent >= 1,
+        f"latency.overlap_exponent must be >= 1 (1 = compute and memory never overlap; inf = the plain roofline); "
+        f"got {lat.overlap_exponent}.",
+    )
 
     mem = cfg.memory
     ALLOCATIONS.get(mem.allocation)
@@ -328,11 +334,11 @@ def _scheduler(sched, key: str, prompt_max: float | None = None) -> None:
         sched.preemption_mode in modes,
         f"{key}.preemption_mode={sched.preemption_mode!r} is not a known preemption mode; choose one of: {', '.join(modes)}.",
     )
-    if sched.policy == "continuous" and prompt_max is not None and math.isfinite(prompt_max):
+    if sched.policy in ("continuous", "inflight") and prompt_max is not None and math.isfinite(prompt_max):
         _need(
             prompt_max <= sched.max_batch_tokens,
             f"{key}.max_batch_tokens={sched.max_batch_tokens} is below the longest prompt the workload can produce "
-            f"({int(prompt_max)}), which continuous batching could never schedule (vLLM refuses to start likewise); "
+            f"({int(prompt_max)}), which {sched.policy} batching could never schedule (engines refuse to start likewise); "
             f"raise it or use scheduler=chunked_prefill.",
         )
     if sched.policy == "chunked_prefill":

@@ -48,6 +48,11 @@ class LatencyModel(ABC):
     def step_time(self, shape: StepShape) -> float:
         """Seconds the step takes on this replica (all TP ranks together)."""
 
+    def breakdown(self, shape: StepShape) -> dict[str, float]:
+        """Seconds per operator for one step; the values sum to :meth:`step_time`.
+        Attention operators have keys containing ``attention``."""
+        return {"step": self.step_time(shape)}
+
     def describe(self) -> str:
         return type(self).__name__
 

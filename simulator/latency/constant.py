@@ -18,5 +18,8 @@ class ConstantLatency(LatencyModel):
     def step_time(self, shape: StepShape) -> float:
         return self.step_s
 
+    def breakdown(self, shape: StepShape) -> dict[str, float]:
+        return {"step_overhead": self.step_s}
+
     def describe(self) -> str:
         return f"constant {self.step_s * 1e3:g} ms/step"

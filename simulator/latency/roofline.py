@@ -1,83 +1,99 @@
 """``latency.model=roofline``: step time from hardware peaks and model shapes.
 
 The roofline model prices one engine iteration of one replica (``tp`` GPUs
-that split every layer evenly) as a sum of kernel families, each of which is
-either compute-bound or memory-bound, whichever is slower:
+that split every layer evenly) as the sum of the kernels a decoder stack
+runs, each priced on one GPU::
 
-    step = overhead + linear + attention(prefill) + attention(decode) + all-reduce
+    step = linear + lm_head + elementwise + attention_prefill + attention_decode
+           + allreduce + step_overhead
 
-**Linear layers** (QKV, O, gate, up, down in every layer, plus the LM head)::
+Every factor below is data in ``latency.*`` (or in the hardware catalog),
+overridable, and has a source; ``docs/fidelity.md`` shows what the model
+gets right and wrong against published real-engine measurements.
 
-    flops = 2 * layer_linear_params * num_layers * tokens
-          + 2 * lm_head_params * (prefill_seqs + decode_seqs)
-    bytes = weight_bytes + tokens * activation_bytes_per_token
-    time  = max(flops / (peak * compute_efficiency),
-                bytes / (hbm_bw * memory_efficiency)) / tp
+**One GEMM** of ``M`` rows (tokens) by a ``K x N`` weight shard::
 
-``tokens = prefill_tokens + decode_seqs``. The LM head runs once per sequence
-(only the last position's logits are needed). All weights are read once per
-step (``ModelSpec.weight_bytes_read_per_step``: every weight but the input
-embedding table, at ``model.weight_dtype``). The
-activation traffic is the input and output of the four GEMMs of a layer at
-2 bytes per element: ``(h + q + 2kv) + (q + h) + (h + 2I) + (I + h)``
-elements per token per layer, where ``q`` and ``kv`` are the query and KV
-widths and ``I`` the MLP width; that is about ``17 * hidden`` per layer for
-Llama-3.1-8B. It only matters between the memory-bound (decode) and the
-compute-bound (long prefill) regimes.
+    c = 2 M K N / (peak * compute_efficiency)                 (math)
+    m = (w K N + a M (K + N)) / (hbm_bw * memory_efficiency)  (weights + activations)
+    t = gemm_latency_s + (c^n + m^n)^(1/n)                    n = overlap_exponent
 
-**Attention** is priced separately for the prefill and the decode part of a
-step, since they run as different kernels::
+A kernel overlaps its memory stream and its math imperfectly, so near the
+compute/memory balance point (~100-500 rows) a real GEMM reaches neither roof;
+the ``n``-norm is the smooth maximum that says so (``n -> inf`` is the plain
+roofline). ``gemm_latency_s`` is the fixed cost of a kernel (launch, ramp-up,
+tail), which dominates small shards at high TP. The defaults were fitted
+(least squares on log time) to the per-GEMM torch timings Vidur published for
+**A100** (Llama-2-7B and Llama-3-8B at TP 1-8, 1-32k tokens:
+``compute_efficiency=0.75``, ``memory_efficiency=0.82``, ``n=1.4``,
+``gemm_latency_s=5 us``) and checked held out on Vidur's **H100** tables
+(Llama-2-7B and Llama-2-70B, TP 1-8): median per-GEMM error 7.5% there
+against 10% for the plain roofline with its former 0.70 / 0.80 factors,
+whose p90 was 41% (``tests/test_roofline_fidelity.py``).
 
-    flops = 4 * num_layers * num_heads * head_dim * pairs
-    bytes = kv_bytes_per_token * (context tokens read + new tokens written)
+A decoder layer runs four GEMMs (QKV, attention output, fused gate+up, down);
+the LM head is one more, over one row per sequence (only the last position's
+logits are sampled).
+
+**Precision.** ``bf16``/``fp16`` use ``hardware.bf16_tflops`` and
+``latency.compute_efficiency``; ``fp8`` (W8A8) uses ``hardware.fp8_tflops``
+and its own efficiency, ``hardware.gemm.compute_efficiency_fp8`` (0.81 on
+NVIDIA GPUs: cuBLASLt, which TensorRT-LLM and vLLM call directly, reaches
+~1,610 of 1,979 dense FP8 TFLOP/s on an H100 SXM at 8192^3, where torch's
+``_scaled_mm`` wrapper reaches ~1,170; the doubled peak is not the doubled
+speed of BF16's 0.76); ``int8``/``int4`` are weight-only:
+BF16 math, smaller weight bytes; ``fp32`` runs at half the BF16 peak (TF32).
+
+**Elementwise kernels** (two fused add+RMSNorms, SiLU-and-multiply, rotary:
+the four vLLM and TensorRT-LLM run per Llama layer) are memory-bound:
+``(8 h + 3 I/tp + 2 (q + kv)/tp) * 2`` bytes per token per layer at
+``memory_efficiency``, plus ``gemm_latency_s`` each (a kernel's duration floor:
+Vidur's unfused torch timings show 20-30 us a layer for six such kernels at
+1-128 tokens on A100 and H100).
+
+**Attention** is priced per kernel family, prefill and decode separately::
+
+    flops = 4 * num_layers * (num_heads / tp) * head_dim * pairs
+    bytes = kv_bytes_per_token / tp * (context tokens read + new tokens written)
+    t     = num_layers * gemm_latency_s + max(flops / (bf16_peak * attention_efficiency),
+                                              bytes / (hbm_bw * memory_efficiency))
 
 with ``pairs = prefill_attn_pairs`` (causal query-key pairs) for prefill and
-``decode_ctx_tokens`` (one query per context entry) for decode. Attention
-runs at the BF16 peak whatever the weight precision (FlashAttention-style
-kernels compute in 16-bit), with the same efficiency factors as the linear
-layers.
+``decode_ctx_tokens`` for decode. FlashAttention-2 reaches 50-73% of the A100
+peak on its forward pass (Dao, 2023, arXiv:2307.08691 fig. 4-5); the default
+``attention_efficiency=0.6`` sits in that range.
 
-**Tensor parallelism** (``tp > 1``) adds two ring all-reduces per layer
-(after attention and after the MLP) of ``tokens * hidden * 2`` bytes each::
+**Tensor parallelism** adds two all-reduces per layer of ``tokens * hidden *
+2`` bytes, not overlapped with compute (as in vLLM). Each costs
+``latency + bytes / bandwidth`` by the faster of two measured paths from the
+hardware's ``allreduce`` table for that GPU count: NCCL (fits to the
+torch.distributed all-reduce timings Vidur measured on DGX A100 and DGX H100
+nodes, ``network/*/all_reduce.csv``: 17-31 us and 190-280 GB/s of algorithm
+bandwidth on H100 for 2-8 GPUs) and the engines' one-shot custom all-reduce
+kernel, which serving engines use for small messages (vLLM's, timed on H100
+in sgl-project/sglang PR #2904: 8.7-10 us and 27-60 GB/s for 2-8 GPUs). A
+GPU count the table lacks uses a ring over ``interconnect_gbps *
+comm_efficiency`` plus ``allreduce_latency_s``.
 
-    t = 2 (tp - 1) / tp * bytes / (interconnect_gbps * 1e9 * comm_efficiency)
-        + allreduce_latency_s
+**Fixed costs.** ``step_overhead_s + step_overhead_per_seq_s * sequences`` is
+the engine's per-iteration CPU work (scheduling, input preparation, sampling,
+detokenisation) that the GPU waits for; it does not shrink on a faster GPU.
+Engine presets (``engine=``) set it per engine.
 
-They are not overlapped with compute, as in vLLM's TP implementation.
-
-**Peak compute** follows ``model.weight_dtype``: ``bf16``/``fp16`` use
-``hardware.bf16_tflops``; ``fp8`` uses ``hardware.fp8_tflops`` (W8A8; a GPU
-without FP8 tensor cores is a :class:`~simulator.errors.ConfigError`);
-``int8``/``int4`` are treated as weight-only quantisation: math at the BF16
-peak, bytes at the smaller weight size; ``fp32`` uses half the BF16 peak
-(the TF32 tensor-core rate on every GPU in the catalog).
-
-**Defaults.** ``compute_efficiency=0.70`` and ``memory_efficiency=0.80`` are
-the MFU and MBU that microsoft/vidur's linear-layer profiles reach on A100 and
-H100 (Llama-2-7B / Llama-3-8B / Llama-2-70B: MFU 0.64-0.78 at 512-4096
-tokens, MBU 0.69-0.87 at 1-16 tokens; ``achieved_efficiency`` in
-shared/reference/hardware.yaml). ``comm_efficiency=0.80`` matches the ~83% of
-NVLink4 peak that nccl's p2p bandwidth test reaches on H100 (nccl#1264).
-``step_overhead_s`` (2 ms by default) stands for scheduling, sampling, input
-preparation and kernel launches, and is an assumption, not a measurement.
-
-**Left out:** the efficiency knee between the two regimes (real GEMMs are
-below both roofs near ~100-500 tokens, so mid-size batches come out
-optimistic); per-GEMM rooflines (one max over the whole linear group);
-attention kernels' lower efficiency than GEMMs on some GPUs; norms, rotary,
-activation functions and sampling other than through the fixed overhead;
-sliding-window attention and MoE; embedding lookups (a few rows of the table,
-not counted); compute/communication overlap; pipeline
-parallelism; vendor- or kernel-specific efficiency (one set of factors for
+**Left out:** wave and tile quantisation (the smooth maximum absorbs their
+average); sliding-window attention and MoE; CPU/GPU overlap of the engine's
+scheduling (async scheduling hides some of ``step_overhead_s``);
+power/clock throttling; vendor-specific efficiency (one set of factors for
 every GPU, though e.g. MI300X software typically reaches a lower fraction of
-its peak); CPU-GPU contention and power/clock throttling.
+its peak).
 
-``step_time`` runs ~100k times per simulation, so everything that does not
-depend on the step's shape is folded into a few per-token and per-pair
-coefficients in ``__init__``; a call is a handful of multiply-adds.
+``step_time`` runs ~100k times per simulation: everything that does not
+depend on the step's shape is folded into coefficients in ``__init__``, and
+the GEMM sum is cached per token count.
 """
 
 from __future__ import annotations
+
+import math
 
 from simulator.errors import ConfigError
 from simulator.latency.base import LATENCY_MODELS, LatencyModel, StepShape
@@ -85,31 +101,91 @@ from simulator.specs import ModelSpec
 
 #: Bytes per activation element (BF16 activations, whatever the weight precision).
 ACTIVATION_BYTES = 2.0
+#: Elementwise kernels per decoder layer: 2 fused add+RMSNorm, rotary, SiLU-and-multiply.
+ELEMENTWISE_KERNELS = 4
 
 
-def peak_flops(hardware, weight_dtype: str) -> tuple[float, float]:
-    """(linear-layer peak, attention peak) in FLOP/s for ``weight_dtype`` on ``hardware``."""
+#: latency.* key -> (hardware.gemm key, scale to the latency key's unit)
+FACTORS = {
+    "compute_efficiency": ("compute_efficiency", 1.0),
+    "compute_efficiency_fp8": ("compute_efficiency_fp8", 1.0),
+    "memory_efficiency": ("memory_efficiency", 1.0),
+    "overlap_exponent": ("overlap_exponent", 1.0),
+    "gemm_latency_s": ("latency_us", 1e-6),
+}
+
+
+def factor(cfg, key: str) -> float:
+    """A roofline factor: ``latency.<key>`` when set, else the GPU's measured ``hardware.gemm`` value."""
+    value = getattr(cfg.latency, key)
+    if value is not None:
+        return float(value)
+    gemm_key, scale = FACTORS[key]
+    return float(getattr(cfg.hardware.gemm, gemm_key)) * scale
+
+
+def peak_flops(cfg, weight_dtype: str) -> tuple[float, float]:
+    """(linear-layer, attention) achievable FLOP/s of one GPU for ``weight_dtype``."""
+    hardware, latency = cfg.hardware, cfg.latency
     bf16 = float(hardware.bf16_tflops) * 1e12
+    ce = factor(cfg, "compute_efficiency")
+    attn = bf16 * float(latency.attention_efficiency)
     if weight_dtype in ("bf16", "fp16", "int8", "int4"):
-        return bf16, bf16
+        return bf16 * ce, attn
     if weight_dtype == "fp8":
         if hardware.fp8_tflops is None:
             raise ConfigError(
                 f"model.weight_dtype='fp8' needs FP8 tensor cores, which hardware={hardware.name} lacks; "
                 f"use model.weight_dtype=bf16 or int8 (weight-only), or pick an FP8-capable GPU such as h100-sxm."
             )
-        return float(hardware.fp8_tflops) * 1e12, bf16
+        return float(hardware.fp8_tflops) * 1e12 * factor(cfg, "compute_efficiency_fp8"), attn
     if weight_dtype == "fp32":
-        return bf16 / 2, bf16 / 2  # TF32 tensor cores
+        return bf16 / 2 * ce, attn / 2  # TF32 tensor cores
     raise ConfigError(
         f"model.weight_dtype={weight_dtype!r} is not supported by latency.model=roofline; "
         f"choose one of: bf16, fp16, fp8, int8, int4, fp32."
     )
 
 
+def allreduce_paths(hardware, gpus: int, latency) -> tuple[list[tuple[float, float]], str]:
+    """The ways one all-reduce over ``gpus`` GPUs can run, each (latency s, algorithm bandwidth B/s),
+    and where they come from. An engine takes the fastest for each message size."""
+    for entry in hardware.allreduce or ():
+        if int(entry["gpus"]) == gpus:
+            paths = [(float(entry["latency_us"]) * 1e-6, float(entry["bandwidth_gbps"]) * 1e9)]
+            if entry.get("custom_latency_us") is not None:
+                paths.append((float(entry["custom_latency_us"]) * 1e-6, float(entry["custom_bandwidth_gbps"]) * 1e9))
+            return paths, "measured"
+    # A ring moves 2 (n - 1) / n of the message over each GPU's link.
+    link = float(hardware.interconnect_gbps) * 1e9 * float(latency.comm_efficiency)
+    return [(float(latency.allreduce_latency_s), link * gpus / (2.0 * (gpus - 1)))], "ring model"
+
+
+class _Gemm:
+    """Time of one GEMM shard as a function of its rows (see the module docstring)."""
+
+    __slots__ = ("flop_row", "mem_fixed", "mem_row", "latency", "n", "inv_n")
+
+    def __init__(self, k: float, n_cols: float, weight_bytes: float, flops_s: float, bytes_s: float, latency: float, n: float):
+        self.flop_row = 2.0 * k * n_cols / flops_s
+        self.mem_fixed = weight_bytes * k * n_cols / bytes_s
+        self.mem_row = ACTIVATION_BYTES * (k + n_cols) / bytes_s
+        self.latency = latency
+        self.n = n  # inf: the plain roofline, max(c, m)
+        self.inv_n = 1.0 / n
+
+    def __call__(self, rows: float) -> float:
+        c = self.flop_row * rows
+        m = self.mem_fixed + self.mem_row * rows
+        n = self.n
+        if n == math.inf:
+            return self.latency + (c if c > m else m)
+        return self.latency + (c**n + m**n) ** self.inv_n
+
+
 @LATENCY_MODELS.register("roofline")
 class RooflineLatency(LatencyModel):
-    """Analytical step time: max(compute, memory) per kernel family + fixed overhead."""
+    """Analytical step time: kernel by kernel, smooth max(compute, memory) + fixed costs."""
 
     def __init__(self, cfg, spec: ModelSpec):
         super().__init__(cfg, spec)
@@ -118,98 +194,138 @@ class RooflineLatency(LatencyModel):
         tp = spec.tp
         self.tp = tp
         self.hardware_name = hw.name
-        self.compute_efficiency = ce = float(lat.compute_efficiency)
-        self.memory_efficiency = me = float(lat.memory_efficiency)
+        self.weight_dtype = cfg.model.weight_dtype
+        self.compute_efficiency = factor(cfg, "compute_efficiency_fp8" if self.weight_dtype == "fp8" else "compute_efficiency")
+        self.memory_efficiency = me = factor(cfg, "memory_efficiency")
         self.overhead = float(lat.step_overhead_s)
+        self.overhead_per_seq = float(lat.step_overhead_per_seq_s)
+        lam = factor(cfg, "gemm_latency_s")
+        n = factor(cfg, "overlap_exponent")
 
-        linear_peak, attn_peak = peak_flops(hw, cfg.model.weight_dtype)
-        flops_s = linear_peak * ce * tp  # achieved FLOP/s of the replica
-        attn_flops_s = attn_peak * ce * tp
-        bytes_s = float(hw.memory_bw_gbps) * 1e9 * me * tp  # achieved B/s of the replica
+        flops_s, attn_flops_s = peak_flops(cfg, self.weight_dtype)
+        bytes_s = float(hw.memory_bw_gbps) * 1e9 * me  # one GPU
+        wb = spec.weight_bytes_per_param
 
         h, d, L = spec.hidden_size, spec.head_dim, spec.num_layers
         q = spec.num_heads * d
         kv = spec.num_kv_heads * d
         inter = spec.intermediate_size
-        act_elems = (h + q + 2 * kv) + (q + h) + (h + 2 * inter) + (inter + h)
-        self.activation_bytes_per_token = act_elems * ACTIVATION_BYTES * L
-
-        # Linear layers: seconds per token / per sequence / per step.
-        self._lin_flop_tok = 2.0 * spec.layer_linear_params * L / flops_s
-        self._lin_flop_seq = 2.0 * spec.lm_head_params / flops_s
-        self._lin_mem_fixed = spec.weight_bytes_read_per_step / bytes_s
-        self._lin_mem_tok = self.activation_bytes_per_token / bytes_s
-        # Attention: seconds per query-key pair and per KV entry moved.
-        self._attn_flop_pair = 4.0 * L * spec.num_heads * d / attn_flops_s
-        self._kv_tok = spec.kv_bytes_per_token / bytes_s
-        # Tensor-parallel all-reduces: 2 per layer.
+        self.num_layers = L
+        # The four GEMMs of a layer, sharded: column-parallel QKV and gate+up, row-parallel O and down.
+        self._layer_gemms = [
+            _Gemm(h, (q + 2 * kv) / tp, wb, flops_s, bytes_s, lam, n),
+            _Gemm(q / tp, h, wb, flops_s, bytes_s, lam, n),
+            _Gemm(h, 2 * inter / tp, wb, flops_s, bytes_s, lam, n),
+            _Gemm(inter / tp, h, wb, flops_s, bytes_s, lam, n),
+        ]
+        self._lm_head = _Gemm(h, spec.vocab_size / tp, wb, flops_s, bytes_s, lam, n)
+        self._linear_cache: dict[int, float] = {}
+        self._lm_cache: dict[int, float] = {}
+        ew_elems = 8 * h + 3 * inter / tp + 2 * (q + kv) / tp
+        self._ew_tok = L * ew_elems * ACTIVATION_BYTES / bytes_s
+        self._ew_fixed = L * ELEMENTWISE_KERNELS * lam
+        # Attention: seconds per query-key pair, per KV entry moved, and per kernel.
+        self._attn_flop_pair = 4.0 * L * (spec.num_heads / tp) * d / attn_flops_s
+        self._kv_tok = spec.kv_bytes_per_token / tp / bytes_s
+        self._attn_fixed = L * lam
+        # Tensor-parallel all-reduces: 2 per layer of tokens x hidden x 2 bytes.
         if tp > 1:
-            ring_bw = float(hw.interconnect_gbps) * 1e9 * float(lat.comm_efficiency)
-            self._comm_tok = 2 * L * (2.0 * (tp - 1) / tp) * h * ACTIVATION_BYTES / ring_bw
-            self._comm_fixed = 2 * L * float(lat.allreduce_latency_s)
+            paths, self.allreduce_source = allreduce_paths(hw, tp, lat)
+            self._comm_paths = [(2 * L * alpha, 2 * L * h * ACTIVATION_BYTES / beta) for alpha, beta in paths]
         else:
-            self._comm_tok = 0.0
-            self._comm_fixed = 0.0
+            self.allreduce_source = "none"
+            self._comm_paths = []
 
+    # -- kernel families (seconds per step; public: the profile model fills gaps with them) --
+    def linear_s(self, tokens: int) -> float:
+        """The layer GEMMs of every layer for ``tokens`` rows."""
+        if tokens <= 0:
+            return 0.0
+        t = self._linear_cache.get(tokens)
+        if t is None:
+            t = self.num_layers * sum(g(tokens) for g in self._layer_gemms)
+            if len(self._linear_cache) < 65536:
+                self._linear_cache[tokens] = t
+        return t
+
+    def lm_head_s(self, rows: int) -> float:
+        """The LM head over ``rows`` logit rows (one per sequence in the step)."""
+        if rows <= 0:
+            return 0.0
+        t = self._lm_cache.get(rows)
+        if t is None:
+            t = self._lm_cache[rows] = self._lm_head(rows)
+        return t
+
+    def elementwise_s(self, tokens: int) -> float:
+        return self._ew_fixed + self._ew_tok * tokens if tokens > 0 else 0.0
+
+    def attention_prefill_s(self, pairs: float, kv_tokens: int) -> float:
+        """Prefill attention over ``pairs`` causal query-key pairs, reading/writing ``kv_tokens`` KV entries."""
+        if pairs <= 0 and kv_tokens <= 0:
+            return 0.0
+        c = self._attn_flop_pair * pairs
+        m = self._kv_tok * kv_tokens
+        return self._attn_fixed + (c if c > m else m)
+
+    def attention_decode_s(self, seqs: int, ctx_tokens: int) -> float:
+        """Decode attention of ``seqs`` sequences over ``ctx_tokens`` context entries in all."""
+        if seqs <= 0:
+            return 0.0
+        c = self._attn_flop_pair * ctx_tokens
+        m = self._kv_tok * (ctx_tokens + seqs)
+        return self._attn_fixed + (c if c > m else m)
+
+    def allreduce_s(self, tokens: int) -> float:
+        """Two all-reduces per layer of ``tokens`` x hidden activations, each by its fastest path."""
+        if tokens <= 0 or not self._comm_paths:
+            return 0.0
+        return min(fixed + per_token * tokens for fixed, per_token in self._comm_paths)
+
+    def overhead_s(self, seqs: int) -> float:
+        return self.overhead + self.overhead_per_seq * seqs
+
+    # -- the step --------------------------------------------------------------------------
     def step_time(self, shape: StepShape) -> float:
         pt = shape.prefill_tokens
         ds = shape.decode_seqs
         tokens = pt + ds
+        seqs = shape.prefill_seqs + ds
+        t = self.overhead + self.overhead_per_seq * seqs
         if tokens <= 0:
-            return self.overhead
-        kv = self._kv_tok
-        pair = self._attn_flop_pair
-
-        lin_c = self._lin_flop_tok * tokens + self._lin_flop_seq * (shape.prefill_seqs + ds)
-        lin_m = self._lin_mem_fixed + self._lin_mem_tok * tokens
-        t = self.overhead + self._comm_fixed + self._comm_tok * tokens
-        t += lin_c if lin_c > lin_m else lin_m
-
+            return t
+        lin = self._linear_cache.get(tokens)
+        t += lin if lin is not None else self.linear_s(tokens)
+        lm = self._lm_cache.get(seqs)
+        t += lm if lm is not None else self.lm_head_s(seqs)
+        t += self._ew_fixed + self._ew_tok * tokens
+        if self._comm_paths:
+            t += self.allreduce_s(tokens)
         if pt:
-            c = pair * shape.prefill_attn_pairs
-            m = kv * (shape.prefill_ctx_tokens + pt)
-            t += c if c > m else m
+            t += self.attention_prefill_s(shape.prefill_attn_pairs, shape.prefill_ctx_tokens + pt)
         if ds:
-            ctx = shape.decode_ctx_tokens
-            c = pair * ctx
-            m = kv * (ctx + ds)
-            t += c if c > m else m
+            t += self.attention_decode_s(ds, shape.decode_ctx_tokens)
         return t
 
     def breakdown(self, shape: StepShape) -> dict[str, float]:
-        """The terms of :meth:`step_time`, in seconds (for tests, notebooks and reports)."""
+        """Seconds per operator family; the values sum to :meth:`step_time`."""
         pt, ds = shape.prefill_tokens, shape.decode_seqs
         tokens = pt + ds
-        if tokens <= 0:
-            parts = dict.fromkeys(
-                ("linear_compute", "linear_memory", "prefill_attn_compute", "prefill_attn_memory",
-                 "decode_attn_compute", "decode_attn_memory", "comm"),
-                0.0,
-            )
-            parts["overhead"] = parts["total"] = self.overhead
-            return parts
-        parts = {
-            "linear_compute": self._lin_flop_tok * tokens + self._lin_flop_seq * (shape.prefill_seqs + ds),
-            "linear_memory": self._lin_mem_fixed + self._lin_mem_tok * tokens,
-            "prefill_attn_compute": self._attn_flop_pair * shape.prefill_attn_pairs if pt else 0.0,
-            "prefill_attn_memory": self._kv_tok * (shape.prefill_ctx_tokens + pt) if pt else 0.0,
-            "decode_attn_compute": self._attn_flop_pair * shape.decode_ctx_tokens if ds else 0.0,
-            "decode_attn_memory": self._kv_tok * (shape.decode_ctx_tokens + ds) if ds else 0.0,
-            "comm": self._comm_fixed + self._comm_tok * tokens,
-            "overhead": self.overhead,
+        seqs = shape.prefill_seqs + ds
+        return {
+            "linear": self.linear_s(tokens),
+            "lm_head": self.lm_head_s(seqs) if tokens > 0 else 0.0,
+            "elementwise": self.elementwise_s(tokens),
+            "attention_prefill": self.attention_prefill_s(shape.prefill_attn_pairs, shape.prefill_ctx_tokens + pt) if pt else 0.0,
+            "attention_decode": self.attention_decode_s(ds, shape.decode_ctx_tokens) if ds else 0.0,
+            "allreduce": self.allreduce_s(tokens),
+            "step_overhead": self.overhead_s(seqs),
         }
-        parts["total"] = (
-            parts["overhead"]
-            + parts["comm"]
-            + max(parts["linear_compute"], parts["linear_memory"])
-            + max(parts["prefill_attn_compute"], parts["prefill_attn_memory"])
-            + max(parts["decode_attn_compute"], parts["decode_attn_memory"])
-        )
-        return parts
 
     def describe(self) -> str:
         gpus = f" x{self.tp}" if self.tp > 1 else ""
+        per_seq = f" + {self.overhead_per_seq * 1e6:g} us/seq" if self.overhead_per_seq else ""
         return (
             f"roofline {self.hardware_name}{gpus} ({self.compute_efficiency:.0%} MFU, "
-            f"{self.memory_efficiency:.0%} MBU, {self.overhead * 1e3:g} ms overhead)"
+            f"{self.memory_efficiency:.0%} MBU, {self.overhead * 1e3:g} ms{per_seq} overhead)"
         )
