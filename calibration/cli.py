@@ -5,6 +5,12 @@
     servesim-calibrate validate PROFILE_DIR
     servesim-calibrate import-vidur VIDUR_MODEL_DIR --tp 1 --out DIR
     servesim-calibrate show PROFILE_DIR
+    servesim-calibrate predict [overrides] --prefill CHUNK:CONTEXT --decode COUNT:CONTEXT [--json]
+    servesim-calibrate published [--split holdout] [--out DIR] [--fit-overheads]
+
+``predict`` prices one engine step under a scenario's latency model, operator
+by operator; ``published`` runs the published-measurement suite
+(calibration/published/) and reports servesim's error against real GPUs.
 
 ``run`` times the operators of one transformer layer (``measure``), fits the
 per-step overhead on whole decoder-stack steps, then validates the fitted
@@ -135,6 +141,48 @@ def cmd_show(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    from .predict import predict, render
+
+    out = predict(args.overrides, args.prefill or [], args.decode or [])
+    print(json.dumps(out, indent=2) if args.json else render(out))
+    return 0
+
+
+def cmd_published(args) -> int:
+    from .published import OVERHEAD_GRID, error_table, fit_overheads, load_cases, preset, run_suite
+    from .published_report import chart, markdown
+
+    cases = load_cases()
+    if args.split != "all":
+        cases = [c for c in cases if c.split == args.split]
+    if args.fit_overheads:
+        for name in sorted({preset(c) for c in cases if not c.skip}):
+            fit = fit_overheads(cases, name, max_requests=args.max_requests, say=_say)
+            keys = ", ".join(f"{k}={v:g}" for k, v in fit["values"].items() if k in OVERHEAD_GRID)
+            print(f"{name}: {keys}  (mean |log error| {fit['loss']:.3f} over {len(fit['cases'])} fit cases)")
+        return 0
+
+    def progress(i, n, row):
+        if args.verbose:
+            err = f"{row['error']:+.1%}" if row["skipped"] == "" else f"skipped: {row['skipped']}"
+            _say(f"[{i}/{n}] {row['id']}: {err}")
+
+    df = run_suite(cases, max_requests=args.max_requests, progress=progress)
+    table = error_table(df)
+    print(table.to_string(index=False, formatters={c: "{:.1%}".format for c in ("median_abs", "p90_abs", "signed_median")}))
+    skipped = int((df["skipped"] != "").sum())
+    print(f"{len(df) - skipped} cases run, {skipped} not run (see the report for why)")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        df.to_csv(args.out / "published.csv", index=False)
+        command = "servesim-calibrate published" + (f" --split {args.split}" if args.split != "all" else "")
+        (args.out / "published.md").write_text(markdown(df, table, command))
+        chart(df, args.out / "published.png")
+        print(f"report: {args.out / 'published.md'}, chart: {args.out / 'published.png'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="servesim-calibrate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -170,6 +218,21 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--out", required=True, type=Path)
     s = sub.add_parser("show", help="print a profile's metadata and coverage")
     s.add_argument("profile")
+    p = sub.add_parser("predict", help="one step's time under a scenario's latency model, per operator")
+    p.add_argument("overrides", nargs="*", help="scenario overrides, as for servesim (e.g. hardware=h200 model=llama-3.1-70b cluster.tp=4)")
+    p.add_argument("--prefill", action="append", metavar="CHUNK:CONTEXT",
+                   help="a prefill chunk of CHUNK tokens after CONTEXT cached ones (repeat for several sequences)")
+    p.add_argument("--decode", action="append", metavar="COUNT:CONTEXT",
+                   help="COUNT sequences decoding one token each over CONTEXT tokens of context (repeatable)")
+    p.add_argument("--json", action="store_true", help='print {"step_s": ..., "ops": {operator: seconds}} as JSON')
+    g = sub.add_parser("published", help="run the published-measurement suite and report servesim's error")
+    g.add_argument("--split", choices=["all", "holdout", "fit"], default="all", help="which cases to run (default: all)")
+    g.add_argument("--max-requests", type=int, default=None, metavar="N",
+                   help="cap each case's requests (default: as many as the benchmark sent)")
+    g.add_argument("--out", type=Path, help="write published.csv, published.md and published.png here")
+    g.add_argument("--fit-overheads", action="store_true",
+                   help="fit each engine preset's overheads to the fit split and print them (slow)")
+    g.add_argument("-v", "--verbose", action="store_true", help="one line per case")
     return ap
 
 
@@ -184,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
             return _validate(args.profile, args.layers, args)
         if args.command == "import-vidur":
             return cmd_import_vidur(args)
+        if args.command == "predict":
+            return cmd_predict(args)
+        if args.command == "published":
+            return cmd_published(args)
         return cmd_show(args)
     except (ServesimError, ValueError, FileNotFoundError) as exc:
         print(f"servesim-calibrate: error: {exc}", file=sys.stderr)

@@ -69,6 +69,8 @@ class Gateway:
         if workload.prefix_ids is not None:
             self.prefix = (workload.prefix_ids, int(workload.prefix_block_tokens), int(cfg.memory.block_size))
         self.cache_prefixes = bool(cfg.memory.prefix_caching)
+        #: API-server time before a request reaches a replica (tokenisation, HTTP): a fixed delay
+        self.front_s = float(cfg.latency.request_overhead_s)
 
     # -- feeding ----------------------------------------------------------------
     def start(self) -> None:
@@ -104,10 +106,13 @@ class Gateway:
 
     def _open_loop(self):
         env = self.env
+        front = self.front_s
         for i, t in enumerate(self.wl.arrival_s.tolist()):
-            delay = t - env.now
+            delay = t + front - env.now
             if delay > 0:
                 yield env.timeout(delay)
+            if front:
+                self.rec.record_blocked(front, 1)  # in the API server: in the system for Little's law
             self.arrive(self._make(i, t))
         self.feeders -= 1
         self._check_done()
@@ -125,6 +130,9 @@ class Gateway:
                 break
             req = self._make(i, env.now)
             wake = self.waiters[req.id] = env.event()
+            if self.front_s:
+                self.rec.record_blocked(self.front_s, 1)
+                yield env.timeout(self.front_s)
             self.arrive(req)
             yield wake
         self.feeders -= 1

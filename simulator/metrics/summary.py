@@ -199,6 +199,7 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
             "tp": int(first.spec.tp),
             "scheduler": " / ".join(f"{p['name']}: {p['scheduler']}" for p in pools) if len(pools) > 1 else pools[0]["scheduler"],
             "disaggregated": disaggregated,
+            "engine": cfg.engine_name,
             "memory_allocation": decoding.allocation,
             "latency_model": first.latency_description,
             "arrival": cfg.workload.arrival,

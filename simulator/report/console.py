@@ -145,6 +145,7 @@ def render_summary(summary: dict, outdir: str | None = None, console: Console | 
         )
         + " · "
         + (f"{s['scheduler']}" if len(pools) > 1 else f"{s['scheduler']} batching")
+        + (f" · engine {s['engine']}" if s.get("engine", "generic") != "generic" else "")
     )
     models = dict.fromkeys(f"{p['name']}: {p['latency_model']}" if len(pools) > 1 else p["latency_model"] for p in pools)
     p(f"latency model: {' · '.join(models)}")

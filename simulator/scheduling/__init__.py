@@ -3,7 +3,7 @@
 Importing this package registers every policy in ``SCHEDULERS``.
 """
 
-from simulator.scheduling import chunked, continuous, static  # noqa: F401  (register)
+from simulator.scheduling import chunked, continuous, inflight, static  # noqa: F401  (register)
 from simulator.scheduling.base import SCHEDULERS, Plan, Scheduler
 
 

@@ -1,0 +1,80 @@
+"""``servesim-calibrate predict``: what one engine step costs, operator by operator.
+
+A step is described the way a replica describes it to its latency model
+(:class:`~simulator.latency.base.StepShape`): prefill chunks, each ``CHUNK``
+new tokens after ``CONTEXT`` cached ones, and decoding sequences, ``COUNT`` of
+them over ``CONTEXT`` tokens of context each. The scenario's latency model
+(roofline, profile or constant, with every override applied) prices it and
+says how the time splits over operators; attention operators have keys
+containing ``attention``.
+"""
+
+from __future__ import annotations
+
+from simulator.errors import ConfigError
+
+
+def _pairs(specs: list[str], flag: str) -> list[tuple[int, int]]:
+    out = []
+    for spec in specs:
+        try:
+            a, b = (int(x) for x in spec.split(":"))
+        except ValueError:
+            raise ConfigError(f"{flag} {spec!r} is not of the form N:CONTEXT with two integers (e.g. {flag} 512:0).") from None
+        if a < 1 or b < 0:
+            raise ConfigError(f"{flag} {spec!r}: the count must be >= 1 and the context >= 0.")
+        out.append((a, b))
+    return out
+
+
+def shape_of(prefill: list[str], decode: list[str]):
+    """The StepShape of ``--prefill CHUNK:CONTEXT`` and ``--decode COUNT:CONTEXT`` arguments."""
+    from simulator.latency.base import StepShape
+
+    shape = StepShape()
+    for chunk, ctx in _pairs(prefill, "--prefill"):
+        shape.prefill_seqs += 1
+        shape.prefill_tokens += chunk
+        shape.prefill_attn_pairs += chunk * (ctx + (chunk + 1) / 2)
+        shape.prefill_ctx_tokens += ctx
+    for count, ctx in _pairs(decode, "--decode"):
+        shape.decode_seqs += count
+        shape.decode_ctx_tokens += count * ctx
+    if shape.prefill_seqs + shape.decode_seqs == 0:
+        raise ConfigError("describe the step with at least one --prefill CHUNK:CONTEXT or --decode COUNT:CONTEXT.")
+    return shape
+
+
+def predict(overrides: list[str], prefill: list[str], decode: list[str]) -> dict:
+    """``{"step_s", "ops", "latency_model", "shape"}`` for one step under the scenario."""
+    from dataclasses import asdict
+
+    import simulator
+    from simulator.latency.base import build_latency_model
+    from simulator.specs import ModelSpec
+
+    shape = shape_of(prefill, decode)
+    cfg = simulator.load_config(list(overrides))
+    model = build_latency_model(cfg, ModelSpec.from_config(cfg.model, cfg.cluster.tp))
+    ops = model.breakdown(shape)
+    return {
+        "step_s": model.step_time(shape),
+        "ops": ops,
+        "latency_model": model.describe(),
+        "scenario": f"{cfg.model.name} on {cfg.cluster.tp}x {cfg.hardware.name} ({cfg.model.weight_dtype})",
+        "shape": asdict(shape),
+    }
+
+
+def render(out: dict) -> str:
+    total = out["step_s"]
+    s = out["shape"]
+    lines = [
+        f"{out['scenario']} · {out['latency_model']}",
+        f"step: {s['prefill_seqs']} prefill chunk(s), {s['prefill_tokens']} tokens · {s['decode_seqs']} decoding sequence(s)",
+        f"{'operator':<20}{'ms':>10}{'share':>8}",
+    ]
+    for op, sec in out["ops"].items():
+        lines.append(f"{op:<20}{sec * 1e3:>10.3f}{sec / total:>8.1%}")
+    lines.append(f"{'step':<20}{total * 1e3:>10.3f}")
+    return "\n".join(lines)

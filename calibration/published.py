@@ -1,0 +1,407 @@
+"""The published-measurement suite: servesim against real engines on real GPUs.
+
+``calibration/published/*.yaml`` hold cases transcribed from public benchmark
+tables and reports (TensorRT-LLM's performance overviews, AMD's vLLM results,
+vLLM and SGLang benchmark outputs in their issue trackers, ...): each with
+its engine and version, model, GPU, TP, precision, workload (fixed input and
+output lengths; offline, at a request rate, at a concurrency, or one static
+batch), the measured figure, and its source (URL or repository, path and
+commit, and the quoted row).
+
+Each case becomes a servesim scenario (:func:`overrides`): the catalog model
+and GPU, the engine's preset (``engine=``), the settings the source states,
+and a workload of the same shape. The simulated figure is computed the way
+the benchmark client computes it (:func:`measure`), and the error is signed:
+
+    error = predicted / measured - 1
+
+so a positive throughput error and a negative latency error both mean servesim
+is optimistic.
+
+**Splits.** A case is in the ``fit`` split when the first hex digit of the
+SHA-256 of its id is below 5 (about a third), else ``holdout``. The split is
+a pure function of the id, fixed before any factor was looked at; the engine
+presets' overheads are the only quantities fitted to published cases, and
+only to the fit split (:func:`fit_overheads`). The roofline's efficiencies
+come from operator timings, not from these cases.
+
+Cases servesim cannot express (a model or GPU outside the catalog, FP4, pipeline
+parallelism) are listed as skipped, with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+#: Metric -> family, for the per-family error table.
+FAMILIES = {
+    "output_throughput": "throughput",
+    "total_throughput": "throughput",
+    "request_throughput": "throughput",
+    "ttft_mean": "ttft",
+    "ttft_median": "ttft",
+    "ttft_p99": "ttft",
+    "tpot_mean": "tpot/itl",
+    "tpot_median": "tpot/itl",
+    "itl_mean": "tpot/itl",
+    "itl_median": "tpot/itl",
+    "e2e_latency_mean": "e2e",
+}
+ENGINES = ("vllm", "sglang", "trtllm")
+PRECISIONS = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8", "int4": "int4"}
+KV_PRECISIONS = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "auto": None, None: None}
+
+
+@dataclass
+class Case:
+    """One published measurement (a row of calibration/published/*.yaml)."""
+
+    raw: dict
+    file: str
+    skip: str | None = None  # why servesim cannot run it
+    extra: list[str] = field(default_factory=list)
+
+    def __getattr__(self, key):
+        try:
+            return self.__dict__["raw"][key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    @property
+    def family(self) -> str:
+        return FAMILIES[self.raw["metric"]]
+
+    @property
+    def split(self) -> str:
+        return split_of(self.raw["id"])
+
+
+def split_of(case_id: str) -> str:
+    return "fit" if int(hashlib.sha256(case_id.encode()).hexdigest()[0], 16) < 5 else "holdout"
+
+
+def published_dir() -> Path:
+    return Path(str(resources.files("simulator.calibration").joinpath("published")))
+
+
+def load_cases(paths: list[Path] | None = None) -> list[Case]:
+    """Every case of the given YAML files (default: the shipped suite), with skip reasons set."""
+    import yaml
+
+    from simulator.config.catalog import names
+
+    paths = paths or sorted(published_dir().glob("*.yaml"))
+    hardware, models = set(names("hardware")), set(names("model"))
+    cases, seen = [], set()
+    for path in paths:
+        for raw in yaml.safe_load(Path(path).read_text()).get("cases", []):
+            missing = [k for k in ("id", "engine", "model", "hardware", "tp", "workload", "metric", "value", "source") if k not in raw]
+            if missing:
+                raise ValueError(f"{path}: case {raw.get('id', '?')} lacks {', '.join(missing)}")
+            if raw["id"] in seen:
+                raise ValueError(f"{path}: case id {raw['id']} appears twice")
+            seen.add(raw["id"])
+            if raw["metric"] not in FAMILIES:
+                raise ValueError(f"{path}: case {raw['id']}: unknown metric {raw['metric']!r}; known: {', '.join(FAMILIES)}")
+            case = Case(raw, Path(path).name)
+            case.skip = _skip_reason(raw, hardware, models)
+            cases.append(case)
+    return cases
+
+
+def _skip_reason(raw: dict, hardware: set, models: set) -> str | None:
+    if raw["model"] not in models:
+        return f"model {raw['model']} is not in the catalog"
+    if raw["hardware"] not in hardware:
+        return f"hardware {raw['hardware']} is not in the catalog"
+    if str(raw.get("weight_dtype", "bf16")) not in PRECISIONS:
+        return f"precision {raw.get('weight_dtype')} is not modelled"
+    if int(raw.get("pp", 1) or 1) != 1:
+        return "pipeline parallelism is not modelled"
+    if raw["engine"] not in ENGINES:
+        return f"engine {raw['engine']} has no preset"
+    wl = raw["workload"]
+    if str(wl.get("dataset", "fixed")).lower() == "sharegpt":
+        return "ShareGPT lengths: only their means are recorded, not the distribution the engine served"
+    if wl.get("mode") not in ("offline", "rate", "concurrency", "batch"):
+        return f"workload mode {wl.get('mode')!r} is not replayed"
+    return None
+
+
+def _version(text) -> tuple[int, ...]:
+    parts = []
+    for p in str(text).lstrip("v").split("."):
+        digits = "".join(ch for ch in p if ch.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts) or (0,)
+
+
+def preset(case) -> str:
+    """The engine preset a case runs under: vLLM's V1 engine is the default from v0.8.0."""
+    if case.engine == "vllm":
+        v = _version(case.raw.get("engine_version", "0"))
+        return "vllm_v1" if v >= (0, 8) else "vllm_v0"
+    return case.engine
+
+
+def _engine_defaults(case, hw) -> list[str]:
+    """Batch limits the engine picks by itself for this GPU and client (see scenarios/engine/*.yaml)."""
+    name, offline = preset(case), case.workload["mode"] in ("offline", "batch")
+    big = float(hw.memory_gib or hw.memory_gb) >= 70 and not hw.name.startswith("a100")
+    if name == "vllm_v1":  # vllm/engine/arg_utils.py get_batch_defaults
+        tokens, seqs = (16384 if offline else 8192, 1024) if big else (8192 if offline else 2048, 256)
+        return [f"scheduler.max_batch_tokens={tokens}", f"scheduler.max_batch_size={seqs}"]
+    if name == "vllm_v0":  # vllm/config.py SchedulerConfig: max(max_model_len, 2048) without chunked prefill
+        wl = case.workload
+        return [f"scheduler.max_batch_tokens={max(int(wl['input_tokens']) + int(wl['output_tokens']), 2048)}"]
+    if name == "sglang":  # sglang/srt/server_args.py: chunked_prefill_size by GPU memory
+        mem = float(hw.memory_gib or hw.memory_gb)
+        size = 2048 if mem < 35 else 4096 if mem < 60 else 8192 if mem < 90 else 16384
+        return [f"scheduler.max_batch_tokens={size}"]
+    return []
+
+
+_ARGS = {  # engine argument -> servesim key
+    "max_num_seqs": "scheduler.max_batch_size",
+    "max_batch_size": "scheduler.max_batch_size",
+    "max_running_requests": "scheduler.max_batch_size",
+    "max_num_batched_tokens": "scheduler.max_batch_tokens",
+    "max_num_tokens": "scheduler.max_batch_tokens",
+    "chunked_prefill_size": "scheduler.max_batch_tokens",
+    "gpu_memory_utilization": "memory.gpu_memory_utilization",
+    "mem_fraction_static": "memory.gpu_memory_utilization",
+}
+
+
+def _engine_args(case, cfg_model, hw) -> list[str]:
+    out = []
+    for key, value in (case.raw.get("engine_args") or {}).items():
+        if key in _ARGS and isinstance(value, (int, float)) and not isinstance(value, bool):
+            out.append(f"{_ARGS[key]}={value}")
+        elif key in ("enable_chunked_prefill", "chunked_prefill", "enable_chunked_context") and isinstance(value, bool):
+            off = "inflight" if preset(case) == "trtllm" else "continuous"
+            out.append(f"scheduler.policy={'chunked_prefill' if value else off}")
+        elif key == "scheduler_policy" and str(value).lower().startswith("max_util"):
+            out.append("memory.allocation=paged")  # TensorRT-LLM MAX_UTILIZATION: allocate as it goes, evict if needed
+        elif key == "kv_cache_free_gpu_mem_fraction" and isinstance(value, (int, float)):
+            out.append(f"memory.gpu_memory_utilization={_free_fraction(value, cfg_model, hw, int(case.tp)):.4f}")
+    return out
+
+
+def _free_fraction(fraction: float, model, hw, tp: int) -> float:
+    """TensorRT-LLM gives the KV cache a fraction of the memory left after the weights; as a share of all memory."""
+    from simulator.specs import ModelSpec, device_bytes
+
+    total = device_bytes(hw)
+    weights = ModelSpec.from_config(model, tp).weight_bytes / tp
+    return min(1.0, (fraction * (total - weights) + weights) / total)
+
+
+def overrides(case, max_requests: int | None = 2000) -> list[str]:
+    """The servesim overrides that replay ``case``."""
+    from simulator.config.catalog import load_hardware, load_model
+
+    wl = case.workload
+    hw = load_hardware(case.hardware)
+    model = load_model(case.model)
+    model.weight_dtype = PRECISIONS[str(case.raw.get("weight_dtype", "bf16"))]
+    kv = KV_PRECISIONS.get(case.raw.get("kv_dtype"), None)
+    n = _requests(case, max_requests)
+    lengths, isl, osl = _lengths(wl)
+    ov = [
+        f"engine={preset(case)}", f"hardware={case.hardware}", f"model={case.model}", f"cluster.tp={int(case.tp)}",
+        f"model.weight_dtype={model.weight_dtype}", *lengths,
+        f"workload.num_requests={n}", f"memory.max_model_len={isl + osl}",
+        "output.charts=false", "output.console=false", "output.progress=off", f"name={case.id}",
+    ]
+    if kv is not None:
+        ov.append(f"model.kv_dtype={kv}")
+    ov += _engine_defaults(case, hw)
+    mode = wl["mode"]
+    if mode in ("offline", "batch"):
+        ov += ["workload.arrival=constant", "workload.rate=1e9"]
+    elif mode == "rate":
+        ov += ["workload.arrival=poisson", f"workload.rate={float(wl['rate'])}"]
+    else:
+        ov += ["workload.arrival=closed_loop", f"workload.users={int(wl['concurrency'])}", "workload.think_s=0"]
+    ov += _engine_args(case, model, hw)
+    if mode == "batch":
+        ov.append(f"scheduler.max_batch_size={n}")
+    if _batch_tokens(ov) <= isl and "scheduler.policy=chunked_prefill" not in ov:
+        if preset(case) == "trtllm":  # a whole prompt must fit beside the generations: trtllm-bench chunks contexts
+            ov.append("scheduler.policy=chunked_prefill")
+        elif preset(case) == "vllm_v0" and _batch_tokens(ov) < isl:  # V0's budget is at least max_model_len
+            ov.append(f"scheduler.max_batch_tokens={isl}")
+    return ov + case.extra
+
+
+def _lengths(wl: dict) -> tuple[list[str], int, int]:
+    """Length overrides, and the longest prompt and output. ``random-uniform``: SGLang's
+    random dataset without a range ratio draws U[1, L]; the case records the mean (L + 1) / 2."""
+    if str(wl.get("dataset", "fixed")) == "random-uniform":
+        top = [round(2 * float(wl[k]) - 1) for k in ("input_tokens", "output_tokens")]
+        ov = [f"workload.{k}.dist=uniform" for k in ("prompt_tokens", "output_tokens")]
+        ov += [f"workload.{k}.low=1" for k in ("prompt_tokens", "output_tokens")]
+        ov += [f"workload.prompt_tokens.high={top[0]}", f"workload.output_tokens.high={top[1]}"]
+        return ov, top[0], top[1]
+    isl, osl = int(wl["input_tokens"]), int(wl["output_tokens"])
+    ov = ["workload.prompt_tokens.dist=fixed", f"workload.prompt_tokens.value={isl}",
+          "workload.output_tokens.dist=fixed", f"workload.output_tokens.value={osl}"]
+    return ov, isl, osl
+
+
+def _batch_tokens(ov: list[str]) -> int:
+    vals = [int(float(o.split("=", 1)[1])) for o in ov if o.startswith("scheduler.max_batch_tokens=")]
+    return vals[-1] if vals else 8192
+
+
+def _requests(case, cap: int | None) -> int:
+    wl = case.workload
+    if wl["mode"] == "batch":
+        return int(wl.get("batch_size") or 1)
+    if wl["mode"] == "concurrency":  # a closed loop reaches its steady state within a few rounds
+        n = min(int(wl.get("num_requests") or 10**9), max(8 * int(wl["concurrency"]), 64))
+    else:
+        n = int(wl.get("num_requests") or 1000)
+    return min(n, cap) if cap else n
+
+
+def measure(case, result) -> float:
+    """The case's metric on a simulated run, computed as the benchmark client does, in the case's unit."""
+    req = result.requests
+    done = req[req["status"] == "completed"]
+    metric = case.metric
+    duration = float(done["finish_s"].max() - req["arrival_s"].min())
+    if FAMILIES[metric] == "throughput":
+        tokens = {
+            "output_throughput": done["output_tokens"].sum(),
+            "total_throughput": done["output_tokens"].sum() + done["prompt_tokens"].sum(),
+            "request_throughput": len(done),
+        }[metric]
+        value = float(tokens) / duration
+        return value / int(case.raw.get("gpus") or case.tp) if case.raw.get("per_gpu") else value
+    if metric == "e2e_latency_mean":
+        seconds = duration if case.workload["mode"] == "batch" else float(done["e2e_s"].mean())
+    elif metric.startswith("ttft"):
+        seconds = _stat(done["ttft_s"], metric)
+    elif metric.startswith("tpot"):
+        seconds = _stat(done["tpot_s"].dropna(), metric)
+    else:  # ITL: every gap between consecutive tokens; its mean over tokens, from the summary
+        itl = result.summary["latency_s"]["itl"]
+        seconds = float(itl["mean"] if metric == "itl_mean" else itl["p50"])
+    return seconds * {"s": 1.0, "ms": 1e3}[case.raw.get("unit", "s")]
+
+
+def _stat(series: pd.Series, metric: str) -> float:
+    if metric.endswith("_mean"):
+        return float(series.mean())
+    if metric.endswith("_median"):
+        return float(series.median())
+    return float(np.percentile(series, 99))
+
+
+def run_case(case, max_requests: int | None = 2000, extra: list[str] | None = None) -> float:
+    import simulator
+
+    result = simulator.run(overrides(case, max_requests) + list(extra or []))
+    return measure(case, result)
+
+
+def run_suite(cases: list[Case], max_requests: int | None = 2000, extra: list[str] | None = None, progress=None) -> pd.DataFrame:
+    """One row per case: what was measured, what servesim predicts, the signed error."""
+    rows = []
+    for i, case in enumerate(cases):
+        row = {
+            "id": case.id, "split": case.split, "engine": case.engine, "preset": preset(case) if not case.skip else "",
+            "version": str(case.raw.get("engine_version", "")), "hardware": case.hardware, "model": case.model,
+            "tp": int(case.tp), "dtype": str(case.raw.get("weight_dtype", "")), "mode": case.workload.get("mode"),
+            "isl": case.workload.get("input_tokens"), "osl": case.workload.get("output_tokens"),
+            "metric": case.metric, "family": case.family, "unit": case.raw.get("unit", ""),
+            "measured": float(case.value), "predicted": math.nan, "error": math.nan, "skipped": case.skip or "",
+            "file": case.file,
+        }
+        if not case.skip:
+            try:
+                row["predicted"] = run_case(case, max_requests, extra)
+                row["error"] = row["predicted"] / row["measured"] - 1
+            except Exception as exc:  # a case the simulator refuses (does not fit, ...): reported, not fatal
+                row["skipped"] = f"servesim refused it: {exc}"
+        rows.append(row)
+        if progress:
+            progress(i + 1, len(cases), row)
+    return pd.DataFrame(rows)
+
+
+def error_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Median and p90 of |error| (and the signed median) per split and metric family."""
+    ran = df[df["skipped"] == ""].copy()
+    ran["abs"] = ran["error"].abs()
+    groups = []
+    for split in ("holdout", "fit", "all"):
+        part = ran if split == "all" else ran[ran["split"] == split]
+        for family in ["all", *sorted(part["family"].unique())]:
+            sub = part if family == "all" else part[part["family"] == family]
+            if len(sub):
+                groups.append({
+                    "split": split, "family": family, "cases": len(sub),
+                    "median_abs": float(sub["abs"].median()), "p90_abs": float(sub["abs"].quantile(0.9)),
+                    "signed_median": float(sub["error"].median()),
+                })
+    return pd.DataFrame(groups)
+
+
+#: The engine overheads fitted to the fit split, their grids (seconds) and physical bounds.
+OVERHEAD_GRID = {
+    "latency.step_overhead_s": (0.00025, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.006),
+    "latency.step_overhead_per_seq_s": (0.0, 1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 4e-5, 8e-5),
+    "latency.request_overhead_s": (0.0, 0.002, 0.005, 0.01, 0.02, 0.04),
+}
+
+
+#: an engine needs at least this many fit-split cases before its overheads are fitted
+MIN_FIT_CASES = 5
+
+
+def _loss(cases: list[Case], values: dict, max_requests: int | None) -> float:
+    errors = [math.log(run_case(c, max_requests, [f"{k}={v}" for k, v in values.items()]) / float(c.value)) for c in cases]
+    return float(np.mean(np.abs(errors)))
+
+
+def fit_overheads(cases: list[Case], preset_name: str, max_requests: int | None = None, rounds: int = 1, say=None) -> dict:
+    """Fit one engine preset's overheads to the fit-split cases run under it.
+
+    Coordinate descent over :data:`OVERHEAD_GRID` (each key in turn, the others
+    held), minimising the mean |log(predicted / measured)|; the request
+    overhead is fitted only when an online case (rate or concurrency) is
+    among them, since offline figures cannot see it. An engine with fewer
+    than :data:`MIN_FIT_CASES` fit cases keeps its preset's values. Returns
+    the chosen values, the loss and the cases used.
+    """
+    from simulator.config.compose import compose
+
+    used = [c for c in cases if not c.skip and c.split == "fit" and preset(c) == preset_name]
+    base = compose([f"engine={preset_name}"]).latency
+    values = {k: float(getattr(base, k.split(".", 1)[1])) for k in OVERHEAD_GRID}
+    keys = [k for k in OVERHEAD_GRID if k != "latency.request_overhead_s" or any(c.workload["mode"] in ("rate", "concurrency") for c in used)]
+    if len(used) < MIN_FIT_CASES:  # too few to fit three numbers honestly: keep the preset's documented values
+        return {"values": values, "loss": math.nan, "cases": [c.id for c in used]}
+    best = _loss(used, values, max_requests)
+    for _ in range(rounds):
+        for key in keys:
+            for candidate in OVERHEAD_GRID[key]:
+                trial = {**values, key: candidate}
+                loss = _loss(used, trial, max_requests)
+                if loss < best - 1e-9:
+                    best, values = loss, trial
+            if say:
+                say(f"{preset_name}: {key}={values[key]:g} (mean |log error| {best:.3f})")
+    return {"values": values, "loss": best, "cases": [c.id for c in used]}

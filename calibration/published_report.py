@@ -1,0 +1,88 @@
+"""The published-measurement suite's outputs: a chart and a Markdown report.
+
+``servesim-calibrate published --out DIR`` writes ``published.csv`` (one row
+per case), ``published.md`` (the error tables and every case) and
+``published.png`` (predicted against measured, one panel per metric family).
+docs/fidelity.md is written from them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+#: Okabe-Ito colours (colour-blind safe): held-out cases in blue, fitted ones in orange.
+SPLIT_COLORS = {"holdout": "#0072B2", "fit": "#E69F00"}
+FAMILY_ORDER = ("throughput", "ttft", "tpot/itl", "e2e")
+
+
+def chart(df: pd.DataFrame, path: Path) -> Path:
+    """Predicted against measured on log axes, one panel per family, with the +-15% band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from importlib import resources
+
+    style = str(resources.files("simulator.report").joinpath("servesim.mplstyle"))
+    ran = df[df["skipped"] == ""]
+    families = [f for f in FAMILY_ORDER if f in set(ran["family"])]
+    with plt.style.context(style):
+        fig, axes = plt.subplots(1, len(families), figsize=(3.4 * len(families), 3.6), squeeze=False)
+        for ax, family in zip(axes[0], families):
+            part = ran[ran["family"] == family]
+            lo = min(part["measured"].min(), part["predicted"].min()) / 1.4
+            hi = max(part["measured"].max(), part["predicted"].max()) * 1.4
+            ax.fill_between([lo, hi], [lo / 1.15, hi / 1.15], [lo * 1.15, hi * 1.15], color="0.85", lw=0, label="±15%")
+            ax.plot([lo, hi], [lo, hi], color="0.4", lw=1)
+            for split, color in SPLIT_COLORS.items():
+                sub = part[part["split"] == split]
+                ax.scatter(sub["measured"], sub["predicted"], s=16, color=color, label=f"{split} ({len(sub)})",
+                           edgecolors="white", linewidths=0.4, zorder=3)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlim(lo, hi)
+            ax.set_ylim(lo, hi)
+            unit = part["unit"].mode().iloc[0] if len(part) else ""
+            ax.set_title(f"{family} ({unit})")
+            ax.set_xlabel("measured")
+            ax.set_ylabel("servesim")
+            ax.legend(loc="upper left")
+        fig.suptitle("servesim against published real-GPU measurements", fontweight="bold")
+        fig.tight_layout()
+        fig.savefig(path, metadata={"Software": None})
+        plt.close(fig)
+    return path
+
+
+def _pct(x: float) -> str:
+    return f"{x:+.1%}" if pd.notna(x) else ""
+
+
+def markdown(df: pd.DataFrame, table: pd.DataFrame, command: str) -> str:
+    """The report: error tables per split and family, then every case with its signed error."""
+    lines = [
+        "# servesim against published measurements",
+        "",
+        f"Produced by `{command}`. Error = servesim / measured - 1 (a positive throughput error or a",
+        "negative latency error means servesim is optimistic).",
+        "",
+        "| split | family | cases | median abs error | p90 abs error | signed median |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in table.itertuples():
+        lines.append(f"| {r.split} | {r.family} | {r.cases} | {r.median_abs:.1%} | {r.p90_abs:.1%} | {_pct(r.signed_median)} |")
+    ran = df[df["skipped"] == ""].sort_values(["split", "family", "id"])
+    lines += ["", "## Every case", "", "| id | split | engine | GPU | model | TP | dtype | ISL/OSL | mode | metric | measured | servesim | error |",
+              "|---|---|---|---|---|---:|---|---|---|---|---:|---:|---:|"]
+    for r in ran.itertuples():
+        lines.append(
+            f"| {r.id} | {r.split} | {r.preset} {r.version} | {r.hardware} | {r.model} | {r.tp} | {r.dtype} | {r.isl}/{r.osl} | "
+            f"{r.mode} | {r.metric} | {r.measured:,.4g} {r.unit} | {r.predicted:,.4g} | {_pct(r.error)} |"
+        )
+    skipped = df[df["skipped"] != ""]
+    if len(skipped):
+        lines += ["", "## Not run", "", "| id | why |", "|---|---|"]
+        lines += [f"| {r.id} | {r.skipped} |" for r in skipped.itertuples()]
+    return "\n".join(lines) + "\n"

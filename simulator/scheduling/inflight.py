@@ -1,0 +1,67 @@
+"""``scheduler.policy=inflight``: TensorRT-LLM's in-flight batching without context chunking.
+
+Every step has a token budget, ``max_batch_tokens`` (TensorRT-LLM
+``max_num_tokens``). Running requests generate first, one token each; then
+waiting requests join *whole*: a new request's entire prompt (its context
+phase) runs in the same step as the generations, first-come first-served,
+while it fits in the rest of the budget and the batch stays within
+``max_batch_size`` sequences. A prompt that does not fit waits for a step
+with room (requests behind it wait too: FCFS); a prompt longer than the whole
+budget can never run and is rejected, as TensorRT-LLM rejects it.
+
+Unlike ``continuous`` (vLLM V0: prefill-only steps that pause every decode),
+context and generation share a step, so arrivals do not stall the running
+batch for a whole prefill; unlike ``chunked_prefill``, a long prompt is not
+split, so a step that admits one is as long as that prompt's prefill. This is
+TensorRT-LLM's default (``enable_chunked_context=False``); with chunking on it
+behaves as ``chunked_prefill``. Admission needs the request's KV to fit
+(above the watermark); ``engine=trtllm`` pairs it with
+``memory.allocation=reserve_exact`` (the GUARANTEED_NO_EVICT policy).
+"""
+
+from __future__ import annotations
+
+from simulator.scheduling.base import SCHEDULERS, Plan, Scheduler
+
+
+@SCHEDULERS.register("inflight")
+class InflightScheduler(Scheduler):
+    def reject_reason(self, req):
+        if req.prompt > self.max_batch_tokens:
+            return "prompt_exceeds_max_batch_tokens"
+        return super().reject_reason(req)
+
+    def plan(self):
+        rep = self.replica
+        waiting, running, kv = rep.waiting, rep.running, rep.kv
+        plan = Plan()
+        if rep.swapped:
+            self.swap_in()
+        if running:
+            self.grow_for_decode()
+        budget = self.max_batch_tokens
+        if running:
+            plan.decode = True
+            budget -= len(running)
+        seqs = len(running) + rep.arriving
+        while waiting and seqs < self.max_batch_size and not rep.swapped:
+            req = waiting[0]
+            n = req.target - max(req.prefilled, kv.cached_tokens(req))
+            # a recomputed request longer than the budget runs alone, so it always finishes
+            if n > budget and (plan.prefill or running):
+                break
+            blocks = kv.admit_cost(req, req.target)
+            if not kv.can_admit(blocks) and (running or plan.prefill):
+                break
+            if blocks > kv.free:
+                break
+            waiting.popleft()
+            kv.admit(req, req.target)
+            rep.admit(req)
+            n = req.target - req.prefilled
+            plan.prefill.append((req, n))
+            budget -= n
+            seqs += 1
+        if plan.prefill or plan.decode:
+            return plan
+        return None

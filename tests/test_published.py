@@ -1,0 +1,159 @@
+"""The published-measurement suite (calibration/published/) and servesim-calibrate predict/published.
+
+The suite's cases are real-engine measurements on real GPUs, each with its
+source; these tests check the data is well formed, that a case is replayed
+as its benchmark ran, and that servesim's held-out error stays within the
+bounds docs/fidelity.md reports.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+
+import simulator
+from simulator.calibration import published as pub
+from simulator.calibration.cli import main as calibrate
+
+CASES = pub.load_cases()
+RUNNABLE = [c for c in CASES if not c.skip]
+
+
+def test_the_suite_covers_engines_gpus_precisions_and_metrics():
+    assert len(RUNNABLE) >= 30
+    engines = Counter(c.engine for c in RUNNABLE)
+    assert {"vllm", "sglang", "trtllm"} <= set(engines)
+    assert {"a100-80gb", "h100-sxm", "h200"} <= {c.hardware for c in RUNNABLE}
+    assert {"fp8"} < {str(c.raw["weight_dtype"]) for c in RUNNABLE}
+    assert {"throughput", "ttft", "tpot/itl"} <= {c.family for c in RUNNABLE}
+    assert {1, 2, 4, 8} <= {int(c.tp) for c in RUNNABLE}
+    assert {"7b", "8b", "70b"} <= {c.model.rsplit("-", 1)[1] for c in RUNNABLE}
+
+
+def test_every_case_names_its_source_quote_and_date():
+    for c in CASES:
+        src = c.raw["source"]
+        assert src.get("url") or (src.get("repo") and src.get("path")), c.id
+        assert str(src.get("quote", "")).strip(), c.id
+        assert str(c.raw.get("date", "")).strip(), c.id
+        assert float(c.value) > 0, c.id
+
+
+def test_splits_are_fixed_by_the_id_and_both_hold_cases():
+    assert pub.split_of("anything") == pub.split_of("anything")
+    splits = Counter(c.split for c in RUNNABLE)
+    assert splits["holdout"] > splits["fit"] > 10
+
+
+def test_cases_servesim_cannot_replay_say_why():
+    reasons = {c.skip for c in CASES if c.skip}
+    assert any("fp4" in r for r in reasons)
+    assert any("not in the catalog" in r for r in reasons)
+
+
+def _case(**changes) -> pub.Case:
+    raw = {
+        "id": "t", "engine": "vllm", "engine_version": "0.10.1", "model": "llama-3.1-8b", "hardware": "h100-sxm", "gpus": 1,
+        "tp": 1, "weight_dtype": "bf16", "kv_dtype": "bf16", "metric": "output_throughput", "value": 1.0, "unit": "tokens/s",
+        "workload": {"mode": "offline", "input_tokens": 128, "output_tokens": 64, "num_requests": 20}, "source": {"url": "x"},
+    }
+    for key, value in changes.items():
+        if key in raw["workload"] or key in ("rate", "concurrency", "batch_size", "dataset"):
+            raw["workload"][key] = value
+        else:
+            raw[key] = value
+    return pub.Case(raw, "test.yaml")
+
+
+def test_engine_presets_follow_the_engine_and_its_version():
+    assert pub.preset(_case(engine_version="0.6.3")) == "vllm_v0"
+    assert pub.preset(_case(engine_version="0.8.0")) == "vllm_v1"
+    assert pub.preset(_case(engine="trtllm")) == "trtllm"
+    ov = pub.overrides(_case())
+    assert "engine=vllm_v1" in ov and "scheduler.max_batch_tokens=16384" in ov  # vLLM's offline default on H100
+    a100 = pub.overrides(_case(hardware="a100-80gb", mode="rate", rate=2.0))
+    assert "scheduler.max_batch_tokens=2048" in a100 and "scheduler.max_batch_size=256" in a100  # vllm serve on A100
+
+
+def test_tensorrt_llm_free_memory_fraction_becomes_a_share_of_all_memory():
+    ov = pub.overrides(_case(engine="trtllm", engine_args={"kv_cache_free_gpu_mem_fraction": 0.9}))
+    util = float(next(o for o in ov if o.startswith("memory.gpu_memory_utilization=")).split("=")[1])
+    # 0.9 of (79.65 GiB - 16.06 GB of weights), plus the weights, over 79.65 GiB
+    total, weights = 81559 * 2**20, 8.030e9 * 2
+    assert util == pytest.approx((0.9 * (total - weights) + weights) / total, rel=1e-3)
+
+
+def test_uniform_lengths_are_replayed_from_their_mean():
+    ov = pub.overrides(_case(dataset="random-uniform", input_tokens=512.5, output_tokens=4096.5))
+    assert "workload.prompt_tokens.high=1024" in ov and "workload.output_tokens.high=8192" in ov
+
+
+def test_metrics_are_computed_as_the_benchmark_clients_compute_them():
+    case = _case(mode="offline")
+    r = simulator.run(pub.overrides(case))
+    done = r.requests
+    duration = done["finish_s"].max() - done["arrival_s"].min()
+    assert pub.measure(case, r) == pytest.approx(20 * 64 / duration)
+    ttft = _case(metric="ttft_mean", unit="ms", mode="rate", rate=1.0)
+    r = simulator.run(pub.overrides(ttft))
+    assert pub.measure(ttft, r) == pytest.approx(r.requests["ttft_s"].mean() * 1e3)
+    batch = _case(metric="e2e_latency_mean", unit="s", mode="batch", batch_size=8)
+    r = simulator.run(pub.overrides(batch))
+    assert len(r.requests) == 8 and r.steps["batch_size"].max() == 8  # one batch of 8, run together
+
+
+#: Measured with ``servesim-calibrate published --split holdout --max-requests 400`` (this test's setting);
+#: the full-length run's figures are in docs/fidelity.md.
+HOLDOUT_MEDIAN, HOLDOUT_P90 = 0.07, 0.15
+
+
+def test_held_out_error_stays_within_the_published_bounds():
+    holdout = [c for c in CASES if c.split == "holdout"]
+    df = pub.run_suite(holdout, max_requests=400)
+    ran = df[df["skipped"] == ""]
+    assert len(ran) >= 30
+    err = ran["error"].abs()
+    assert not np.isnan(err).any()
+    assert err.median() <= HOLDOUT_MEDIAN and err.quantile(0.9) <= HOLDOUT_P90, pub.error_table(df).to_string()
+
+
+def test_published_command_writes_its_report(tmp_path, capsys):
+    assert calibrate(["published", "--split", "fit", "--max-requests", "40", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "median_abs" in out and "cases run" in out
+    for name in ("published.csv", "published.md", "published.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert "| split | family |" in (tmp_path / "published.md").read_text()
+
+
+def test_predict_prints_every_operator_and_their_sum(capsys):
+    assert calibrate(["predict", "hardware=h200", "model=llama-3.1-70b", "cluster.tp=4",
+                      "--prefill", "512:1024", "--decode", "32:2048", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["step_s"] == pytest.approx(sum(out["ops"].values()), rel=1e-12)
+    assert {"attention_prefill", "attention_decode", "allreduce", "linear"} <= set(out["ops"])
+    assert out["ops"]["allreduce"] > 0 and out["shape"]["decode_seqs"] == 32
+    assert calibrate(["predict", "--decode", "1:128"]) == 0
+    assert "step_overhead" in capsys.readouterr().out
+
+
+def test_predict_rejects_a_malformed_step(capsys):
+    assert calibrate(["predict", "--prefill", "12x:0"]) == 2
+    assert "--prefill '12x:0' is not of the form" in capsys.readouterr().err
+    assert calibrate(["predict"]) == 2
+    assert "at least one --prefill" in capsys.readouterr().err
+
+
+def test_predict_works_for_the_profile_model(tmp_path, capsys):
+    from tests.test_profile_latency import synthetic
+
+    synthetic().save(tmp_path / "prof")
+    assert calibrate(["predict", "model=tiny-llama", "hardware=cpu", "latency.model=profile", f"latency.profile.path={tmp_path / 'prof'}",
+                      "model.weight_dtype=fp32", "--decode", "4:100", "--prefill", "64:0", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["latency_model"].startswith("profile prof")
+    assert any("attention" in k for k in out["ops"]) and math.isclose(out["step_s"], sum(out["ops"].values()), rel_tol=1e-12)
