@@ -49,12 +49,14 @@ def predict(overrides: list[str], prefill: list[str], decode: list[str]) -> dict
     """``{"step_s", "ops", "latency_model", "shape"}`` for one step under the scenario."""
     from dataclasses import asdict
 
-    import simulator
+    from simulator.config.compose import compose, to_scenario
     from simulator.latency.base import build_latency_model
     from simulator.specs import ModelSpec
 
     shape = shape_of(prefill, decode)
-    cfg = simulator.load_config(list(overrides))
+    # composed (typos and bad types still fail), without the workload and memory checks of a run:
+    # one step's price needs only the hardware, the model, TP and the latency model
+    cfg = to_scenario(compose(list(overrides)))
     model = build_latency_model(cfg, ModelSpec.from_config(cfg.model, cfg.cluster.tp))
     ops = model.breakdown(shape)
     return {

@@ -206,7 +206,7 @@ def _free_fraction(fraction: float, model, hw, tp: int) -> float:
     return min(1.0, (fraction * (total - weights) + weights) / total)
 
 
-def overrides(case, max_requests: int | None = 2000) -> list[str]:
+def overrides(case, max_requests: int | None = None) -> list[str]:
     """The servesim overrides that replay ``case``."""
     from simulator.config.catalog import load_hardware, load_model
 
@@ -309,14 +309,14 @@ def _stat(series: pd.Series, metric: str) -> float:
     return float(np.percentile(series, 99))
 
 
-def run_case(case, max_requests: int | None = 2000, extra: list[str] | None = None) -> float:
+def run_case(case, max_requests: int | None = None, extra: list[str] | None = None) -> float:
     import simulator
 
     result = simulator.run(overrides(case, max_requests) + list(extra or []))
     return measure(case, result)
 
 
-def run_suite(cases: list[Case], max_requests: int | None = 2000, extra: list[str] | None = None, progress=None) -> pd.DataFrame:
+def run_suite(cases: list[Case], max_requests: int | None = None, extra: list[str] | None = None, progress=None) -> pd.DataFrame:
     """One row per case: what was measured, what servesim predicts, the signed error."""
     rows = []
     for i, case in enumerate(cases):

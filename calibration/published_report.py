@@ -18,7 +18,7 @@ FAMILY_ORDER = ("throughput", "ttft", "tpot/itl", "e2e")
 
 
 def chart(df: pd.DataFrame, path: Path) -> Path:
-    """Predicted against measured on log axes, one panel per family, with the +-15% band."""
+    """Predicted against measured on log axes, one panel per family and unit, with the +-15% band."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -26,12 +26,17 @@ def chart(df: pd.DataFrame, path: Path) -> Path:
     from importlib import resources
 
     style = str(resources.files("simulator.report").joinpath("servesim.mplstyle"))
-    ran = df[df["skipped"] == ""]
-    families = [f for f in FAMILY_ORDER if f in set(ran["family"])]
+    ran = df[df["skipped"] == ""].copy()
+    seconds = ran["unit"] == "s"  # one latency unit per panel: ms
+    ran.loc[seconds, ["measured", "predicted"]] *= 1e3
+    ran.loc[seconds, "unit"] = "ms"
+    counts = ran.groupby(["family", "unit"]).size()
+    # a panel per family and unit; a unit with fewer than 3 cases (request throughput) stays in the table only
+    panels = [(f, u) for f in FAMILY_ORDER for u in sorted(set(ran.loc[ran["family"] == f, "unit"]), reverse=True) if counts[(f, u)] >= 3]
     with plt.style.context(style):
-        fig, axes = plt.subplots(1, len(families), figsize=(3.4 * len(families), 3.6), squeeze=False)
-        for ax, family in zip(axes[0], families):
-            part = ran[ran["family"] == family]
+        fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.6), squeeze=False)
+        for ax, (family, unit) in zip(axes[0], panels):
+            part = ran[(ran["family"] == family) & (ran["unit"] == unit)]
             lo = min(part["measured"].min(), part["predicted"].min()) / 1.4
             hi = max(part["measured"].max(), part["predicted"].max()) * 1.4
             ax.fill_between([lo, hi], [lo / 1.15, hi / 1.15], [lo * 1.15, hi * 1.15], color="0.85", lw=0, label="±15%")
@@ -44,7 +49,6 @@ def chart(df: pd.DataFrame, path: Path) -> Path:
             ax.set_yscale("log")
             ax.set_xlim(lo, hi)
             ax.set_ylim(lo, hi)
-            unit = part["unit"].mode().iloc[0] if len(part) else ""
             ax.set_title(f"{family} ({unit})")
             ax.set_xlabel("measured")
             ax.set_ylabel("servesim")

@@ -92,11 +92,11 @@ def test_round_robin_cycles_over_replicas_in_a_run():
 
 def test_power_of_two_beats_random_on_tail_latency():
     """Heterogeneous load (lognormal prompts and outputs) on 4 replicas at
-    about 93% utilisation: over 8 paired seeds, the log of p99 TTFT under
+    about 93% utilisation (one replica saturates at ~13.7 req/s): over 8 paired seeds, the log of p99 TTFT under
     random routing over power-of-two must exceed 3 standard errors."""
     logs = []
     for seed in range(8):
-        common = [f"seed={seed}", "cluster.replicas=4", "workload.rate=56", "workload.num_requests=1500"]
+        common = [f"seed={seed}", "cluster.replicas=4", "workload.rate=51", "workload.num_requests=1500"]
         rand = run(*common, "cluster.router=random").summary["latency_s"]["ttft"]["p99"]
         p2c = run(*common, "cluster.router=power_of_two").summary["latency_s"]["ttft"]["p99"]
         logs.append(math.log(rand / p2c))

@@ -234,7 +234,8 @@ def test_easier_requirement_gives_a_higher_rate_on_the_default_model(tmp_path):
 
 
 def test_cheapest_picks_the_lowest_cost_config_and_records_skips(tmp_path):
-    """Llama-3.1-70B (141 GB of weights) fits H100s only at TP 4, H200s at TP 2.
+    """At gpu_memory_utilization 0.84, Llama-3.1-70B (141 GB of weights) fits
+    H100s only at TP 4 (2 x 79.65 GiB x 0.84 leaves no room for KV), H200s at TP 2.
 
     On the oracle each replica serves 25 req/s whatever its GPUs, so at
     30 req/s with mean TTFT <= 50 ms one replica is overloaded and two pass:
@@ -248,7 +249,7 @@ def test_cheapest_picks_the_lowest_cost_config_and_records_skips(tmp_path):
         tp=(2, 4),
         hardware=("h100-sxm", "h200"),
         policy=("continuous", "chunked_prefill"),
-        overrides=QUEUE + ["model=llama-3.1-70b"],
+        overrides=QUEUE + ["model=llama-3.1-70b", "memory.gpu_memory_utilization=0.84"],
         requests=1500,
         out_dir=tmp_path,
     )
