@@ -261,7 +261,7 @@ class Predictor:
         if "kv" not in t.columns:
             t = t.assign(kv=0)
         self.profile = profile
-        self.num_layers = L = int(num_layers)
+        self.num_layers = int(num_layers)
         self.roof = roof
         self.on_past_grid = on_past_grid
         meta_overhead = profile.metadata.get("step_overhead_s")

@@ -22,8 +22,9 @@ def chart(df: pd.DataFrame, path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from importlib import resources
+
+    import matplotlib.pyplot as plt
 
     style = str(resources.files("simulator.report").joinpath("servesim.mplstyle"))
     ran = df[df["skipped"] == ""].copy()

@@ -95,6 +95,22 @@ class Scheduler(ABC):
             for r in needers:
                 r.blocks += 1
 
+    def decode_first(self, plan: Plan) -> int:
+        """Open a step whose decodes go first (chunked prefill, in-flight
+        batching): swap requests back in, give every running request its next
+        block, mark the running set to decode, and return the token budget
+        left for prompts."""
+        rep = self.replica
+        if rep.swapped:
+            self.swap_in()
+        if rep.running:
+            self.grow_for_decode()
+        budget = self.max_batch_tokens
+        if rep.running:
+            plan.decode = True
+            budget -= len(rep.running)
+        return budget
+
     def swap_in(self) -> int:
         """Bring swapped requests back, oldest first, while their blocks fit
         with one block to spare (so a returning request can take its next

@@ -29,14 +29,7 @@ class ChunkedPrefillScheduler(Scheduler):
         rep = self.replica
         waiting, running, kv = rep.waiting, rep.running, rep.kv
         plan = Plan()
-        if rep.swapped:
-            self.swap_in()
-        if running:
-            self.grow_for_decode()
-        budget = self.max_batch_tokens
-        if running:
-            plan.decode = True
-            budget -= len(running)
+        budget = self.decode_first(plan)
         # 1. continue part-computed prompts, oldest admission first (their blocks are held)
         for req in rep.prefilling.values():
             if budget <= 0:

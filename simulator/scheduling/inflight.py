@@ -21,28 +21,20 @@ behaves as ``chunked_prefill``. Admission needs the request's KV to fit
 
 from __future__ import annotations
 
-from simulator.scheduling.base import SCHEDULERS, Plan, Scheduler
+from simulator.scheduling.base import SCHEDULERS, Plan
+from simulator.scheduling.continuous import ContinuousScheduler
 
 
 @SCHEDULERS.register("inflight")
-class InflightScheduler(Scheduler):
-    def reject_reason(self, req):
-        if req.prompt > self.max_batch_tokens:
-            return "prompt_exceeds_max_batch_tokens"
-        return super().reject_reason(req)
+class InflightScheduler(ContinuousScheduler):
+    """Continuous batching whose steps mix the decodes with whole new prompts
+    (it shares ``continuous``'s rejection of prompts beyond the budget)."""
 
     def plan(self):
         rep = self.replica
         waiting, running, kv = rep.waiting, rep.running, rep.kv
         plan = Plan()
-        if rep.swapped:
-            self.swap_in()
-        if running:
-            self.grow_for_decode()
-        budget = self.max_batch_tokens
-        if running:
-            plan.decode = True
-            budget -= len(running)
+        budget = self.decode_first(plan)
         seqs = len(running) + rep.arriving
         while waiting and seqs < self.max_batch_size and not rep.swapped:
             req = waiting[0]
