@@ -168,15 +168,19 @@ def cmd_published(args) -> int:
             err = f"{row['error']:+.1%}" if row["skipped"] == "" else f"skipped: {row['skipped']}"
             _say(f"[{i}/{n}] {row['id']}: {err}")
 
-    df = run_suite(cases, max_requests=args.max_requests, progress=progress)
+    df = run_suite(cases, max_requests=args.max_requests, extra=args.overrides, progress=progress)
     table = error_table(df)
+    if args.split != "all":
+        table = table[table["split"] == args.split]
     print(table.to_string(index=False, formatters={c: "{:.1%}".format for c in ("median_abs", "p90_abs", "signed_median")}))
     skipped = int((df["skipped"] != "").sum())
-    print(f"{len(df) - skipped} cases run, {skipped} not run (see the report for why)")
+    print(f"{len(df) - skipped} cases run, {skipped} not run" + (" (the report says why)" if args.out else " (--out DIR writes a report saying why)"))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         df.to_csv(args.out / "published.csv", index=False)
-        command = "servesim-calibrate published" + (f" --split {args.split}" if args.split != "all" else "")
+        command = "servesim-calibrate published" + (f" --split {args.split}" if args.split != "all" else "") + "".join(
+            f" {o}" for o in args.overrides
+        )
         (args.out / "published.md").write_text(markdown(df, table, command))
         chart(df, args.out / "published.png")
         print(f"report: {args.out / 'published.md'}, chart: {args.out / 'published.png'}")
@@ -184,7 +188,8 @@ def cmd_published(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="servesim-calibrate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="servesim-calibrate", description=__doc__.replace("``", "`"),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
 
     def measuring(p):
@@ -225,7 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decode", action="append", metavar="COUNT:CONTEXT",
                    help="COUNT sequences decoding one token each over CONTEXT tokens of context (repeatable)")
     p.add_argument("--json", action="store_true", help='print {"step_s": ..., "ops": {operator: seconds}} as JSON')
-    g = sub.add_parser("published", help="run the published-measurement suite and report servesim's error")
+    g = sub.add_parser(
+        "published", help="run the published-measurement suite and report servesim's error",
+        description="Replay every case of calibration/published/*.yaml (real engines on real GPUs) under its engine's "
+        "preset and report servesim's signed error per case, and median / p90 |error| per split and metric family. "
+        "Extra overrides apply to every case (e.g. to compare latency-model factors).",
+    )
+    g.add_argument("overrides", nargs="*", help="scenario overrides applied to every case, e.g. latency.attention_efficiency=0.5")
     g.add_argument("--split", choices=["all", "holdout", "fit"], default="all", help="which cases to run (default: all)")
     g.add_argument("--max-requests", type=int, default=None, metavar="N",
                    help="cap each case's requests (default: as many as the benchmark sent)")

@@ -15,14 +15,16 @@ from simulator.errors import ConfigError
 
 
 def _pairs(specs: list[str], flag: str) -> list[tuple[int, int]]:
+    what, example = ("CHUNK:CONTEXT", "512:0") if flag == "--prefill" else ("COUNT:CONTEXT", "32:1024")
+    first = what.split(":")[0].lower()
     out = []
     for spec in specs:
         try:
             a, b = (int(x) for x in spec.split(":"))
         except ValueError:
-            raise ConfigError(f"{flag} {spec!r} is not of the form N:CONTEXT with two integers (e.g. {flag} 512:0).") from None
+            raise ConfigError(f"{flag} {spec!r} is not of the form {what} with two integers (e.g. {flag} {example}).") from None
         if a < 1 or b < 0:
-            raise ConfigError(f"{flag} {spec!r}: the count must be >= 1 and the context >= 0.")
+            raise ConfigError(f"{flag} {spec!r}: the {first} must be >= 1 and the context >= 0.")
         out.append((a, b))
     return out
 
@@ -57,6 +59,10 @@ def predict(overrides: list[str], prefill: list[str], decode: list[str]) -> dict
     # composed (typos and bad types still fail), without the workload and memory checks of a run:
     # one step's price needs only the hardware, the model, TP and the latency model
     cfg = to_scenario(compose(list(overrides)))
+    longest = max([c + p for c, p in _pairs(prefill, "--prefill")] + [p + 1 for _, p in _pairs(decode, "--decode")])
+    if longest > int(cfg.model.max_context):
+        raise ConfigError(f"the step holds a sequence of {longest} tokens, longer than model {cfg.model.name}'s context "
+                          f"of {cfg.model.max_context} tokens.")
     model = build_latency_model(cfg, ModelSpec.from_config(cfg.model, cfg.cluster.tp))
     ops = model.breakdown(shape)
     return {

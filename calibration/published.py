@@ -295,7 +295,8 @@ def measure(case, result) -> float:
         seconds = _stat(done["ttft_s"], metric)
     elif metric.startswith("tpot"):
         seconds = _stat(done["tpot_s"].dropna(), metric)
-    else:  # ITL: every gap between consecutive tokens; its mean over tokens, from the summary
+    else:  # ITL: every gap between consecutive tokens, its mean over all gaps (vLLM's clients); genai-perf
+        # averages (e2e - TTFT) / (output - 1) per request instead: the same for the suite's fixed lengths
         itl = result.summary["latency_s"]["itl"]
         seconds = float(itl["mean"] if metric == "itl_mean" else itl["p50"])
     return seconds * {"s": 1.0, "ms": 1e3}[case.raw.get("unit", "s")]
@@ -310,9 +311,13 @@ def _stat(series: pd.Series, metric: str) -> float:
 
 
 def run_case(case, max_requests: int | None = None, extra: list[str] | None = None) -> float:
+    import warnings
+
     import simulator
 
-    result = simulator.run(overrides(case, max_requests) + list(extra or []))
+    with warnings.catch_warnings():  # a case replays a benchmark as it ran: advice about its settings is noise here
+        warnings.simplefilter("ignore")
+        result = simulator.run(overrides(case, max_requests) + list(extra or []))
     return measure(case, result)
 
 
@@ -327,10 +332,11 @@ def run_suite(cases: list[Case], max_requests: int | None = None, extra: list[st
             "isl": case.workload.get("input_tokens"), "osl": case.workload.get("output_tokens"),
             "metric": case.metric, "family": case.family, "unit": case.raw.get("unit", ""),
             "measured": float(case.value), "predicted": math.nan, "error": math.nan, "skipped": case.skip or "",
-            "file": case.file,
+            "file": case.file, "overrides": "",
         }
         if not case.skip:
             try:
+                row["overrides"] = " ".join(overrides(case, max_requests) + list(extra or []))
                 row["predicted"] = run_case(case, max_requests, extra)
                 row["error"] = row["predicted"] / row["measured"] - 1
             except Exception as exc:  # a case the simulator refuses (does not fit, ...): reported, not fatal

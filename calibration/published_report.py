@@ -61,6 +61,14 @@ def chart(df: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+def _len(x) -> str:
+    return f"{float(x):g}"
+
+
+def _num(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
 def _pct(x: float) -> str:
     return f"{x:+.1%}" if pd.notna(x) else ""
 
@@ -83,9 +91,10 @@ def markdown(df: pd.DataFrame, table: pd.DataFrame, command: str) -> str:
               "|---|---|---|---|---|---:|---|---|---|---|---:|---:|---:|"]
     for r in ran.itertuples():
         lines.append(
-            f"| {r.id} | {r.split} | {r.preset} {r.version} | {r.hardware} | {r.model} | {r.tp} | {r.dtype} | {r.isl}/{r.osl} | "
-            f"{r.mode} | {r.metric} | {r.measured:,.4g} {r.unit} | {r.predicted:,.4g} | {_pct(r.error)} |"
+            f"| {r.id} | {r.split} | {r.preset} {r.version} | {r.hardware} | {r.model} | {r.tp} | {r.dtype} | {_len(r.isl)}/{_len(r.osl)} | "
+            f"{r.mode} | {r.metric} | {_num(r.measured)} {r.unit} | {_num(r.predicted)} | {_pct(r.error)} |"
         )
+    lines += ["", "Every case's exact servesim overrides are in the `overrides` column of `published.csv`."]
     skipped = df[df["skipped"] != ""]
     if len(skipped):
         lines += ["", "## Not run", "", "| id | why |", "|---|---|"]

@@ -38,6 +38,18 @@ def test_prompts_beyond_the_budget_are_a_config_error_or_rejected():
     assert too_long.any() and (r.requests.loc[too_long, "reject_reason"] == "prompt_exceeds_max_batch_tokens").all()
 
 
+def test_prompts_near_the_budget_are_warned_about():
+    import pytest
+
+    with pytest.warns(UserWarning, match="a prompt joins only when the running batch leaves room for it whole"):
+        simulator.load_config(["engine=trtllm"])  # chat prompts up to 8192 against a budget of 8192
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        simulator.load_config(["engine=trtllm", "scheduler.max_batch_tokens=16384"])
+
+
 def test_engine_trtllm_selects_it_with_no_evict_reservations():
     cfg = simulator.load_config(["engine=trtllm", "memory.max_model_len=10240"])
     assert cfg.scheduler.policy == "inflight" and cfg.memory.allocation == "reserve_exact"

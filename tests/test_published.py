@@ -106,7 +106,7 @@ def test_metrics_are_computed_as_the_benchmark_clients_compute_them():
     assert len(r.requests) == 8 and r.steps["batch_size"].max() == 8  # one batch of 8, run together
 
 
-#: ``servesim-calibrate published --split holdout`` measured a median |error| of 7.6% and a p90 of 38.6%
+#: ``servesim-calibrate published --split holdout`` measured a median |error| of 7.5% and a p90 of 38.9%
 #: (docs/fidelity.md); these bounds catch a regression, they are not the goal (median 7%, p90 15%).
 HOLDOUT_MEDIAN, HOLDOUT_P90 = 0.08, 0.40
 
@@ -146,6 +146,16 @@ def test_predict_rejects_a_malformed_step(capsys):
     assert "--prefill '12x:0' is not of the form" in capsys.readouterr().err
     assert calibrate(["predict"]) == 2
     assert "at least one --prefill" in capsys.readouterr().err
+    assert calibrate(["predict", "--decode", "0:10"]) == 2
+    assert "the count must be >= 1" in capsys.readouterr().err
+    assert calibrate(["predict", "--prefill", "200000:0"]) == 2
+    assert "longer than model llama-3.1-8b's context of 131072 tokens" in capsys.readouterr().err
+
+
+def test_published_takes_overrides_for_every_case(tmp_path):
+    df = pub.run_suite([c for c in RUNNABLE if c.id.startswith("trtllm-0.17-h100-llama31-8b")][:2], extra=["latency.attention_efficiency=0.3"])
+    assert df["overrides"].str.endswith("latency.attention_efficiency=0.3").all()
+    assert df["overrides"].str.contains("engine=trtllm").all()
 
 
 def test_predict_works_for_the_profile_model(tmp_path, capsys):

@@ -334,6 +334,16 @@ def _scheduler(sched, key: str, prompt_max: float | None = None) -> None:
         sched.preemption_mode in modes,
         f"{key}.preemption_mode={sched.preemption_mode!r} is not a known preemption mode; choose one of: {', '.join(modes)}.",
     )
+    if sched.policy == "inflight" and prompt_max is not None and math.isfinite(prompt_max) and prompt_max > sched.max_batch_tokens / 2:
+        import warnings
+
+        warnings.warn(
+            f"{key}.policy=inflight with prompts up to {int(prompt_max)} tokens against a step budget of "
+            f"{sched.max_batch_tokens} ({key}.max_batch_tokens): a prompt joins only when the running batch leaves room "
+            f"for it whole, so long prompts can wait for the batch to drain; TensorRT-LLM users raise max_num_tokens "
+            f"or enable chunked context ({key}.policy=chunked_prefill).",
+            stacklevel=2,
+        )
     if sched.policy in ("continuous", "inflight") and prompt_max is not None and math.isfinite(prompt_max):
         _need(
             prompt_max <= sched.max_batch_tokens,

@@ -21,18 +21,20 @@ A kernel overlaps its memory stream and its math imperfectly, so near the
 compute/memory balance point (~100-500 rows) a real GEMM reaches neither roof;
 the ``n``-norm is the smooth maximum that says so (``n -> inf`` is the plain
 roofline). ``gemm_latency_s`` is the fixed cost of a kernel (launch, ramp-up,
-tail), which dominates small shards at high TP. The defaults were fitted
-(least squares on log time) to the per-GEMM torch timings Vidur published for
-**A100** (Llama-2-7B and Llama-3-8B at TP 1-8, 1-32k tokens:
-``compute_efficiency=0.75``, ``memory_efficiency=0.82``, ``n=1.4``,
-``gemm_latency_s=5 us``) and checked held out on Vidur's **H100** tables
-(Llama-2-7B and Llama-2-70B, TP 1-8): median per-GEMM error 7.5% there
-against 10% for the plain roofline with its former 0.70 / 0.80 factors,
-whose p90 was 41% (``tests/test_roofline_fidelity.py``).
+tail), which dominates small shards at high TP. The four factors are data of
+each GPU (``hardware.gemm``; ``latency.*`` overrides them), fitted (least
+squares on log time) to the per-GEMM torch timings Vidur published: A100's to
+the **A100** tables (Llama-2-7B and Llama-3-8B at TP 1-8, 1-32k tokens: 0.745,
+0.821, n 1.378, 5.08 us), Hopper's to the **H100** tables (Llama-2-7B and -70B:
+0.764, 0.93 at its bound, 1.292, 5.27 us), other GPUs' the joint fit. A layer's
+GEMMs then come within a median of 3.8-5.4% of each table (the plain roofline
+with the former 0.70 / 0.80 factors: 8-24%); the A100 factors priced against
+the H100 tables they were not fitted on give 10.4% and 12.3%
+(``tests/test_roofline_fidelity.py``).
 
 A decoder layer runs four GEMMs (QKV, attention output, fused gate+up, down);
 the LM head is one more, over one row per sequence (only the last position's
-logits are sampled).
+logits are sampled), kept in BF16 by FP8 checkpoints.
 
 **Precision.** ``bf16``/``fp16`` use ``hardware.bf16_tflops`` and
 ``latency.compute_efficiency``; ``fp8`` (W8A8) uses ``hardware.fp8_tflops``
@@ -82,9 +84,11 @@ Engine presets (``engine=``) set it per engine.
 **Left out:** wave and tile quantisation (the smooth maximum absorbs their
 average); sliding-window attention and MoE; CPU/GPU overlap of the engine's
 scheduling (async scheduling hides some of ``step_overhead_s``);
-power/clock throttling; vendor-specific efficiency (one set of factors for
-every GPU, though e.g. MI300X software typically reaches a lower fraction of
-its peak).
+power/clock throttling; the attention backend (one ``attention_efficiency``
+for every GPU and kernel: the A30 FlashInfer table in docs/profiles.md is
+2.8-3.8x slower on fresh prefills); measured factors for GPUs without a
+table (L40S, B200 use the joint A100+H100 fit; MI300X a published ROCm
+utilisation figure).
 
 ``step_time`` runs ~100k times per simulation: everything that does not
 depend on the step's shape is folded into coefficients in ``__init__``, and
@@ -218,7 +222,9 @@ class RooflineLatency(LatencyModel):
             _Gemm(h, 2 * inter / tp, wb, flops_s, bytes_s, lam, n),
             _Gemm(inter / tp, h, wb, flops_s, bytes_s, lam, n),
         ]
-        self._lm_head = _Gemm(h, spec.vocab_size / tp, wb, flops_s, bytes_s, lam, n)
+        # FP8 checkpoints (vLLM, ModelOpt) keep the LM head in BF16; weight-only formats quantise it
+        lm_wb, lm_flops = (2.0, peak_flops(cfg, "bf16")[0]) if self.weight_dtype == "fp8" else (wb, flops_s)
+        self._lm_head = _Gemm(h, spec.vocab_size / tp, lm_wb, lm_flops, bytes_s, lam, n)
         self._linear_cache: dict[int, float] = {}
         self._lm_cache: dict[int, float] = {}
         ew_elems = 8 * h + 3 * inter / tp + 2 * (q + kv) / tp
