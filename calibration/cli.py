@@ -188,7 +188,7 @@ def cmd_published(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="servesim-calibrate", description=__doc__.replace("``", "`"),
+    ap = argparse.ArgumentParser(prog="servesim-calibrate", description=__doc__.replace("``", ""),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
 
@@ -199,30 +199,30 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
         p.add_argument("--layers", type=int, help="decoder-stack depth for overhead fit and validation")
         p.add_argument("--out", required=True, type=Path, help="profile directory to write")
-        p.add_argument("--repeats", type=int, default=9)
-        p.add_argument("--warmup", type=int, default=3)
+        p.add_argument("--repeats", type=int, default=9, help="timed repeats per point (default: 9)")
+        p.add_argument("--warmup", type=int, default=3, help="untimed runs before timing each point (default: 3)")
         p.add_argument("--threads", type=int, help="torch CPU threads (1 gives steadier CPU timings)")
         p.add_argument(
             "--statistic", choices=["median", "p10"], default="median",
             help="timing statistic to fit and validate: median, or p10 (steadier on a busy CPU)",
         )
-        p.add_argument("-v", "--verbose", action="store_true")
+        p.add_argument("-v", "--verbose", action="store_true", help="one line per measured point")
 
     measuring(sub.add_parser("run", help="measure, fit and validate"))
     measuring(sub.add_parser("measure", help="measure and fit, without validation"))
     v = sub.add_parser("validate", help="validate a profile on decoder-stack steps")
-    v.add_argument("profile", type=Path)
-    v.add_argument("--device", default="cpu")
-    v.add_argument("--layers", type=int)
-    v.add_argument("--repeats", type=int, default=9)
-    v.add_argument("--threads", type=int)
+    v.add_argument("profile", type=Path, help="a profile directory (profile.parquet + metadata.json)")
+    v.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    v.add_argument("--layers", type=int, help="decoder-stack depth (default: the profile's fit depth, or 4)")
+    v.add_argument("--repeats", type=int, default=9, help="timed repeats per step (default: 9)")
+    v.add_argument("--threads", type=int, help="torch CPU threads")
     i = sub.add_parser("import-vidur", help="convert a Vidur compute/<gpu>/<model>/ directory")
-    i.add_argument("directory", type=Path)
-    i.add_argument("--tp", type=int, default=1)
+    i.add_argument("directory", type=Path, help="a Vidur compute/<gpu>/<model>/ directory holding mlp.csv (and attention.csv)")
+    i.add_argument("--tp", type=int, default=1, help="tensor-parallel degree whose rows to import (default: 1)")
     i.add_argument("--name", help="model name to record (default: the directory name)")
-    i.add_argument("--out", required=True, type=Path)
+    i.add_argument("--out", required=True, type=Path, help="profile directory to write")
     s = sub.add_parser("show", help="print a profile's metadata and coverage")
-    s.add_argument("profile")
+    s.add_argument("profile", help="a profile directory or the name of a shipped profile")
     p = sub.add_parser("predict", help="one step's time under a scenario's latency model, per operator")
     p.add_argument("overrides", nargs="*", help="scenario overrides, as for servesim (e.g. hardware=h200 model=llama-3.1-70b cluster.tp=4)")
     p.add_argument("--prefill", action="append", metavar="CHUNK:CONTEXT",

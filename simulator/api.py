@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from simulator.config import ScenarioConfig, apply_overrides, compose, to_scenario, validate
 from simulator.config.validate import check_workload
@@ -85,10 +85,70 @@ def load_config(overrides: Iterable[str] | None = None, *, config: Any = None) -
     overrides = list(overrides or [])
     if config is None:
         cfg = to_scenario(compose(overrides))
+        _replay_whole_trace(cfg, overrides, _group_choice(overrides, "workload"))
     else:
         cfg = apply_overrides(config, overrides) if overrides else to_scenario(config)
+        hydra_job = _hydra_job_overrides(config)
+        if hydra_job is not None:  # the servesim command line: hydra composed ``config`` from these
+            task, choice = hydra_job
+            _replay_whole_trace(cfg, [*task, *overrides], choice)
     validate(cfg)
     return cfg
+
+
+def _override_key(item: str) -> str:
+    return item.split("=", 1)[0].lstrip("+~").strip()
+
+
+def _group_choice(overrides: list[str], group: str) -> str | None:
+    choice = None
+    for item in overrides:
+        if "=" in item and _override_key(item) == group:
+            choice = item.split("=", 1)[1].strip()
+    return choice
+
+
+def _hydra_job_overrides(config) -> tuple[list[str], str | None] | None:
+    """(the job's command-line overrides, its workload group) when ``config`` is the running hydra job's."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not isinstance(config, DictConfig) or not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    return list(hc.overrides.task), hc.runtime.choices.get("workload")
+
+
+def _replay_whole_trace(cfg: ScenarioConfig, overrides: list[str], workload_group: str | None) -> None:
+    """With ``workload.arrival=trace``, ``workload.num_requests`` caps the replay only when the user set it.
+
+    The workload group's default (``chat``: 2,000 requests) is meant for
+    synthetic traffic; a replay without a cap of its own replays the whole
+    trace (``num_requests=null``; the window, ``sample`` and
+    ``workload.duration_s`` still apply). A looping replay keeps the default
+    as its end. Set on the command line, in overrides, or by an experiment
+    file (any value other than the group's), ``num_requests`` still caps.
+    """
+    wl = cfg.workload
+    if wl.arrival != "trace" or wl.trace.loop or wl.num_requests is None:
+        return
+    if any("=" in o and _override_key(o) == "workload.num_requests" for o in overrides):
+        return
+    if wl.num_requests == _group_default_requests(workload_group or "chat"):
+        wl.num_requests = None
+
+
+def _group_default_requests(group: str) -> int | None | bool:
+    """``num_requests`` as the packaged workload group file sets it (False when unknown)."""
+    from importlib import resources
+
+    from simulator.config.schema import WorkloadConfig
+
+    try:
+        text = resources.files("simulator.scenarios").joinpath("workload", f"{group}.yaml").read_text()
+    except (OSError, ValueError):
+        return False
+    node = OmegaConf.create(text)
+    return node.get("num_requests", WorkloadConfig.num_requests) if isinstance(node, DictConfig) else False
 
 
 def run(overrides: list[str] | None = None, *, config: Any = None) -> Result:

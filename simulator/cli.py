@@ -52,6 +52,15 @@ def _discard_empty_run_dir(outdir: str) -> None:
     d = Path(outdir)
     if d.is_dir() and {p.name for p in d.iterdir()} <= {".hydra", "cli.log"}:
         shutil.rmtree(d, ignore_errors=True)
+        # and the date folders above it that held nothing else (outputs/<date>/), up to the working directory
+        cwd = Path.cwd().resolve()
+        for parent in d.resolve().parents:
+            if parent == cwd or cwd not in parent.parents:
+                break
+            try:
+                parent.rmdir()  # only succeeds when empty
+            except OSError:
+                break
 
 
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:

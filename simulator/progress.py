@@ -16,6 +16,14 @@ events (adapted so the bar redraws about ten times per wall-second). It adds
 no SimPy events and no processes, so the run is the same event for event:
 results are byte-identical with the bar on or off.
 
+Off a terminal (a pipe, a log file, a batch job) ``auto`` prints plain lines
+instead, and only for long runs: one line on stderr every :data:`LINE_EVERY_S`
+seconds of wall time, the first after that long, so a short run (and every
+test) prints nothing. A daemon thread wakes on that period and reads the
+clock and the count of ended requests; the event loop is still the plain
+``env.run``, so the results are the same and the loop pays nothing.
+``SERVESIM_NO_PROGRESS`` turns the lines off too; ``off`` prints nothing.
+
 Open-loop traffic measures progress in simulated seconds up to the last
 arrival (then the run drains its queues: the bar says so); closed-loop
 traffic, whose arrival times are not known in advance, counts requests
@@ -39,6 +47,8 @@ _ALIASES = {"true": "on", "yes": "on", "1": "on", "false": "off", "no": "off", "
 QUIET_ENV = ("CI", "SERVESIM_NO_PROGRESS")
 #: wanted wall time between redraws, seconds
 REFRESH_S = 0.1
+#: off a terminal: wall seconds between plain progress lines (and before the first)
+LINE_EVERY_S = 30.0
 
 _console: Any = None  # a rich Console that bars are drawn on instead of stderr (tests, notebooks)
 _bars: list | None = None  # bars made while capturing
@@ -175,11 +185,81 @@ def _totals(cfg, workload) -> tuple[float | None, int]:
     return (float(duration) if duration else None), n
 
 
+def lines_enabled(value, *, environ=None) -> bool:
+    """Whether ``output.progress=value`` prints plain lines where it shows no bar:
+    ``auto`` unless ``SERVESIM_NO_PROGRESS`` is set (CI logs get them: that is
+    where long runs without a terminal are)."""
+    environ = os.environ if environ is None else environ
+    return mode(value) == "auto" and not environ.get("SERVESIM_NO_PROGRESS")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+class ProgressLines:
+    """Plain progress lines on stderr while a run goes, every ``every`` wall seconds.
+
+    A daemon thread waits on an event with a timeout and reads ``env.now`` and
+    ``gateway.ended``: it never touches the event queue, so the run is the same."""
+
+    def __init__(self, env, gateway, total_s: float | None, total_requests: int, *, every: float | None = None, stream=None) -> None:
+        import threading
+
+        self.env, self.gateway = env, gateway
+        self.total_s = total_s if total_s is not None and math.isfinite(total_s) and total_s > 0 else None
+        self.total_requests = int(total_requests)
+        self.every = LINE_EVERY_S if every is None else float(every)
+        self.stream = stream
+        self.printed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="servesim-progress", daemon=True)
+        self._t0 = time.perf_counter()
+
+    def line(self) -> str:
+        now, done = float(self.env.now), int(self.gateway.ended)
+        n = self.total_requests
+        if self.total_s is not None and now <= self.total_s:
+            clock = f"{now:,.0f}/{self.total_s:,.0f} s simulated ({now / self.total_s:.0%})"
+        elif self.total_s is not None:
+            clock = f"{now:,.0f} s simulated, draining after the last arrival"
+        else:
+            clock = f"{now:,.0f} s simulated"
+        share = f" ({done / n:.0%})" if n else ""
+        elapsed = time.perf_counter() - self._t0
+        return f"servesim: progress: {clock}, {done:,}/{n:,} requests ended{share}, {_duration(elapsed)} elapsed"
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                print(self.line(), file=self.stream if self.stream is not None else sys.stderr, flush=True)
+            except (OSError, ValueError):  # stderr closed or gone: stop quietly, the run goes on
+                return
+            self.printed += 1
+
+    def __enter__(self) -> ProgressLines:
+        self._t0 = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def run_until_done(env, gateway, cfg, workload, *, console=None) -> SimProgress | None:
     """Run ``env`` until ``gateway.done``, with a bar when ``cfg.output.progress``
-    asks for one (then the bar is returned)."""
+    asks for one (then the bar is returned); off a terminal, with plain lines
+    in long runs (:class:`ProgressLines`)."""
     if console is None and not enabled(cfg.output.progress):
-        env.run(until=gateway.done)
+        if lines_enabled(cfg.output.progress):
+            with ProgressLines(env, gateway, *_totals(cfg, workload)):
+                env.run(until=gateway.done)
+        else:
+            env.run(until=gateway.done)
         return None
     from simpy.core import EmptySchedule, StopSimulation
 

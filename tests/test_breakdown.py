@@ -275,3 +275,20 @@ def test_summary_of_a_fixed_cluster(default_result):
     assert s["cost"]["gpu_hours"] == pytest.approx(s["cost"]["gpus"] * s["window"]["end_s"] / 3600)
     assert s["requests"]["retries"] == 0
     assert "tiers" not in s and "tenants" not in s
+
+
+def test_a_failed_replica_removed_before_serving_again_is_not_replaced():
+    ev = _events(
+        [
+            (0.0, 0, "g", "provisioning", 1, 0, 1),
+            (0.0, 0, "g", "serving", 1, 1, 1),
+            (0.0, 1, "g", "provisioning", 1, 1, 2),
+            (0.0, 1, "g", "serving", 1, 2, 2),
+            (30.0, 0, "g", "failed", 1, 1, 2),
+            (40.0, 0, "g", "provisioning", 1, 1, 2),  # repair starts ...
+            (45.0, 0, "g", "draining", 1, 1, 2),  # ... but the autoscaler removes it before it serves
+            (45.0, 0, "g", "removed", 1, 1, 1),
+        ]
+    )
+    cluster, _ = replica_figures(ev, 100.0, static_replicas=2, static_gpus={"g": 2}, prices={"g": 1.0})
+    assert cluster["failures"] == 1 and cluster["replacements"] == 0 and cluster["scale_ups"] == 0

@@ -87,12 +87,18 @@ def test_api_raises_config_error(overrides, fragment):
     assert message.endswith(".")
 
 
-def test_big_model_fits_with_enough_tensor_parallelism():
-    # The fix the error message proposes must work.
-    with pytest.raises(simulator.ConfigError, match="raise cluster.tp to at least 3"):
-        simulator.load_config(["model=llama-3.1-70b"])
-    cfg = simulator.load_config(["model=llama-3.1-70b", "cluster.tp=4"])
-    assert cfg.cluster.tp == 4
+@pytest.mark.parametrize("hardware,advised", [("h100-sxm", 2), ("a100-40gb", 4), ("l40s", 4)])
+def test_big_model_fits_at_the_tensor_parallelism_the_error_advises(hardware, advised):
+    # The fix the error message proposes must work: the smallest TP that divides the heads and fits.
+    with pytest.raises(simulator.ConfigError, match=f"raise cluster.tp to {advised},"):
+        simulator.load_config(["model=llama-3.1-70b", f"hardware={hardware}"])
+    cfg = simulator.load_config(["model=llama-3.1-70b", f"hardware={hardware}", f"cluster.tp={advised}"])
+    assert cfg.cluster.tp == advised
+
+
+def test_a_tp_that_does_not_divide_the_heads_lists_the_ones_that_do():
+    with pytest.raises(simulator.ConfigError, match="choose one of: 1, 2, 4, 8, 16, 32, 64"):
+        simulator.load_config(["model=llama-3.1-70b", "cluster.tp=3"])
 
 
 def _one_sentence(info) -> str:

@@ -403,8 +403,136 @@ def test_cheapest_prices_unpriced_hardware_from_the_overrides(tmp_path):
     skipped = plain.candidates.set_index("hardware").loc["l40s", "skipped"]
     assert "hardware.price_per_gpu_hour" in skipped
     priced = cheapest(
-        30, "ttft_mean_s<=0.05", overrides=[*QUEUE, "hardware.price_per_gpu_hour=1.0"], exhaustive=True,
+        30,
+        "ttft_mean_s<=0.05",
+        overrides=[*QUEUE, "hardware.price_per_gpu_hour=1.0"],
+        exhaustive=True,
         **{**kw, "out_dir": tmp_path / "b"},
     )
     row = priced.candidates.set_index("hardware").loc["l40s"]
     assert row["skipped"] == "" and row["usd_per_hour"] == 2.0
+
+
+# --------------------------------------------------------------------------- cheapest: the replica search
+
+# On the oracle each replica is a D/1 queue (D = 40 ms, 25 req/s) fed 1/n of the traffic by
+# round-robin. At 45 req/s with mean TTFT <= 50 ms: 2 replicas (rho 0.9) fail, 3 (rho 0.6) pass.
+SEARCH = dict(overrides=QUEUE, requests=1500)
+
+
+def test_cheapest_searches_replica_counts_outside_any_grid(tmp_path):
+    """Issue 14, item 7: the default grid 1, 2, 4 answered 4 replicas when 3 pass."""
+    res = cheapest(45, "ttft_mean_s<=0.05", out_dir=tmp_path, **SEARCH)
+    b = res.best
+    assert (b["replicas"], b["hardware"], b["tp"]) == (3, "h100-sxm", 1)
+    assert b["usd_per_hour"] == pytest.approx(3 * 4.25) and b["met"]
+    c = res.candidates
+    assert list(c.replicas) == [1, 2, 3, 4] and list(c.status) == ["failed", "failed", "met", "met"]
+    assert list(c.usd_per_hour) == sorted(c.usd_per_hour)
+    assert (tmp_path / "3xh100-sxm-tp1-continuous" / "summary.json").is_file()
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["settings"]["replicas"] == "search" and plan["settings"]["max_replicas"] == 64
+    assert plan["answer"]["best"]["config"] == "3xh100-sxm-tp1-continuous"
+    # a grid given explicitly is tried as given
+    grid = cheapest(45, "ttft_mean_s<=0.05", replicas=(1, 2, 4), out_dir=tmp_path / "grid", **SEARCH)
+    assert grid.best["replicas"] == 4 and grid.max_replicas is None
+
+
+def test_cheapest_search_simulates_nothing_dearer_than_the_best_so_far(tmp_path):
+    """H100 $4.25, H200 $5.408 per GPU hour; on the oracle both need 3 replicas.
+
+    Probes go cheapest first: H100 1, H200 1, H100 2, H200 2, H100 4 (passes, $17),
+    H100 3 (passes, $12.75); then 3x H200 ($16.22) costs more than the best, so the
+    H200 search stops at 2 without a passing count.
+    """
+    kw = dict(hardware=("h100-sxm", "h200"), **SEARCH)
+    res = cheapest(45, "ttft_mean_s<=0.05", out_dir=tmp_path / "a", **kw)
+    assert res.best["config"] == "3xh100-sxm-tp1-continuous"
+    ev = res.candidates[res.candidates.evaluated]
+    assert set(ev.config) == {
+        "1xh100-sxm-tp1-continuous",
+        "2xh100-sxm-tp1-continuous",
+        "3xh100-sxm-tp1-continuous",
+        "4xh100-sxm-tp1-continuous",
+        "1xh200-tp1-continuous",
+        "2xh200-tp1-continuous",
+    }
+    assert not ev.loc[ev.hardware == "h200", "met"].any()
+    # exhaustive: every combination's smallest passing count
+    full = cheapest(45, "ttft_mean_s<=0.05", exhaustive=True, out_dir=tmp_path / "b", **kw)
+    assert full.best["config"] == res.best["config"]
+    c = full.candidates
+    smallest = c[c.met].groupby("hardware").replicas.min().to_dict()
+    assert smallest == {"h100-sxm": 3, "h200": 3}
+    assert set(c.loc[(c.hardware == "h200") & c.evaluated, "replicas"]) == {1, 2, 3, 4}
+    # two jobs probe two combinations at a time, to the same answer
+    two = cheapest(45, "ttft_mean_s<=0.05", n_jobs=2, out_dir=tmp_path / "c", **kw)
+    assert two.best["config"] == res.best["config"] and two.best["goodput_rps"] == res.best["goodput_rps"]
+
+
+def test_cheapest_search_gallops_to_its_bound_then_says_so(tmp_path):
+    # TTFT is at least one 10 ms step: no count meets 5 ms
+    res = cheapest(60, "ttft_mean_s<=0.005", max_replicas=5, overrides=QUEUE, requests=300, out_dir=tmp_path)
+    assert res.best is None
+    assert res.answer == "no configuration with at most 5 replicas meets ttft_mean_s<=0.005 at 60 req/s"
+    assert list(res.candidates.replicas) == [1, 2, 4, 5] and (res.candidates.status == "failed").all()
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"max_replicas": 0}, "max_replicas=0"),
+        ({"replicas": (1, 2), "max_replicas": 8}, "give one or the other"),
+    ],
+)
+def test_cheapest_replica_search_argument_errors(tmp_path, kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        cheapest(10, "ttft_p99_s<=2", out_dir=tmp_path, **kwargs)
+
+
+def test_cli_cheapest_searches_replicas(tmp_path, capsys):
+    argv = ["cheapest", "--rate", "45", "--require", "ttft_mean_s<=0.05", *QUEUE, "--requests", "1500"]
+    cli.main([*argv, "--out", str(tmp_path)])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines[:4]] == [
+        "1xh100-sxm-tp1-continuous",
+        "2xh100-sxm-tp1-continuous",
+        "4xh100-sxm-tp1-continuous",
+        "3xh100-sxm-tp1-continuous",
+    ]
+    assert lines[-2].startswith(
+        "cheapest meeting ttft_mean_s<=0.05 at 45 req/s: 3x h100-sxm TP1 continuous (3 GPUs, $12.75/h)"
+    )
+    assert lines[-1].startswith(
+        f"runs: {tmp_path} (4 configurations simulated, searching 1-64 replicas for 1 hardware x TP x policy "
+        "combination, 0 skipped; "
+    )
+    with pytest.raises(SystemExit) as e:
+        cli.main([*argv, "--replicas", "1,2", "--max-replicas", "4", "--out", str(tmp_path / "both")])
+    assert e.value.code == 2 and "give one or the other" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- CLI without a command
+
+
+def test_cli_without_a_command_prints_usage_and_exits_2(capsys):
+    """Issue 14, item 8: ``servesim-plan`` alone exited 0."""
+    with pytest.raises(SystemExit) as e:
+        cli.main([])
+    assert e.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("usage: servesim-plan max-rate") and "servesim-plan cheapest" in err
+    assert err.rstrip().splitlines()[-1] == "servesim-plan: error: give a command: max-rate or cheapest."
+    cli.main(["--help"])  # asked for: stdout, status 0
+    assert capsys.readouterr().out.startswith("usage: servesim-plan max-rate")
+
+
+def test_console_script_without_a_command(tmp_path):
+    p = subprocess.run(
+        [sys.executable, "-c", "from simulator.plan.cli import main; main()"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert p.returncode == 2 and p.stdout == "" and p.stderr.startswith("usage: servesim-plan")

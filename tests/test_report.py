@@ -47,6 +47,8 @@ POINTS = [
     ("10", ["scheduler=chunked_prefill", "workload.rate=16"]),
 ]
 CHARTS = ["latency_vs_load", "cdfs", "cost_frontier", "timeline"]
+#: one H100 for every point: nothing to trade against cost, so no cost chart
+SAME_COST_CHARTS = [c for c in CHARTS if c != "cost_frontier"]
 
 
 def _save_run(directory: Path, overrides: list[str]) -> Path:
@@ -284,15 +286,17 @@ def test_cli_on_a_real_multirun_writes_the_table_and_reproducible_charts(multiru
         assert row["goodput_rps"] == pytest.approx(h["goodput_rps"], rel=1e-12)
         assert row["ttft_p99_s"] == pytest.approx(h["ttft_p99_s"], rel=1e-12)
     assert sorted(table["workload.rate"]) == [4, 4, 16, 16]
-    for name in CHARTS:
+    for name in SAME_COST_CHARTS:
         for fmt in ("png", "svg"):
             assert (out1 / f"{name}.{fmt}").stat().st_size > 1000
+    assert not list(out1.glob("cost_frontier.*"))  # every run on one H100: said so where the charts are listed
+    assert "(no cost_frontier chart: every run costs the same ($4.25/h))" in printed.split("wrote:")[1]
     assert (out1 / "latency_vs_load.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert b"<svg" in (out1 / "cdfs.svg").read_bytes()[:1000]
 
     assert main([str(multirun), "--out", str(out2)]) == 0
     capsys.readouterr()
-    for name in CHARTS:
+    for name in SAME_COST_CHARTS:
         for fmt in ("png", "svg"):
             assert (out1 / f"{name}.{fmt}").read_bytes() == (out2 / f"{name}.{fmt}").read_bytes(), f"{name}.{fmt}"
 
@@ -309,7 +313,8 @@ def test_report_options(multirun, tmp_path):
         include=["requests"],
     )
     assert chosen["series"] == [] and chosen["cdf_runs"] == ["1", "3"] and chosen["timeline"] == "0"
-    assert sorted(p.name for p in written if p.suffix == ".svg") == sorted(f"{c}.svg" for c in CHARTS)
+    assert sorted(p.name for p in written if p.suffix == ".svg") == sorted(f"{c}.svg" for c in SAME_COST_CHARTS)
+    assert chosen["skipped"] == {"cost_frontier": "every run costs the same ($4.25/h)"}
     assert not any(p.suffix == ".png" for p in written)
     stacked = pd.read_parquet(tmp_path / "sweep_requests.parquet")
     assert stacked.columns[0] == "run" and len(stacked) == 4 * 150
@@ -373,6 +378,172 @@ def test_policies_keep_their_colour_across_reports():
     assert two["scheduler=chunked_prefill"] == three["scheduler=chunked_prefill"]
     other = _colors(["cluster.replicas=1", "cluster.replicas=2"])
     assert len(set(other.values())) == 2
+
+
+# ---------------------------------------------------------------- colours, ticks, skipped charts
+
+OKABE_ITO = {"#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442", "#000000"}
+POLICIES = ("static", "continuous", "chunked_prefill", "inflight")
+
+
+def _hex(color) -> str:
+    from matplotlib.colors import to_hex
+
+    return to_hex(color).upper()
+
+
+def _legend_colors(fig, label_part: str, axes=None) -> set[str]:
+    """The colours of the legend entries (figure's and axes') whose text contains ``label_part``."""
+    legends = list(fig.legends) + [ax.get_legend() for ax in (axes or fig.axes) if ax.get_legend()]
+    if axes is not None:
+        legends = [ax.get_legend() for ax in axes if ax.get_legend()]
+    return {
+        _hex(handle.get_color())
+        for leg in legends
+        for handle, text in zip(leg.legend_handles, leg.get_texts())
+        if label_part in text.get_text()
+    }
+
+
+def test_palette_is_okabe_ito_and_every_policy_has_its_own_colour():
+    import matplotlib.style
+    from matplotlib import rcParams
+
+    from simulator.report.charts import OTHER_COLORS, POLICY_COLORS, STYLE
+
+    assert set(POLICY_COLORS) == set(POLICIES)
+    assert {c.upper() for c in POLICY_COLORS.values()} <= OKABE_ITO and len(set(POLICY_COLORS.values())) == 4
+    assert {c.upper() for c in OTHER_COLORS} == OKABE_ITO - {c.upper() for c in POLICY_COLORS.values()}
+    with matplotlib.style.context(STYLE):
+        cycle = [_hex(c) for c in rcParams["axes.prop_cycle"].by_key()["color"]]
+    assert set(cycle) == OKABE_ITO
+    # a series that is not a policy never takes a policy's colour while four others are free
+    other = sweep_charts._colors([f"cluster.replicas={k}" for k in range(4)] + ["scheduler=static"])
+    assert not {c.upper() for k, c in other.items() if "replicas" in k} & {c.upper() for c in POLICY_COLORS.values()}
+
+
+def test_a_policy_has_the_same_colour_in_every_chart(sweep, tmp_path, monkeypatch):
+    """latency_vs_load, cdfs, cost_frontier, the run timeline and the single-run CDF draw a policy alike."""
+    from matplotlib.figure import Figure
+
+    from simulator.report.charts import POLICY_COLORS, latency_cdf_chart
+
+    figures: list[Figure] = []
+    real_save = Figure.savefig
+
+    def keep(self, *a, **kw):
+        if not figures or figures[-1] is not self:
+            figures.append(self)
+        return real_save(self, *a, **kw)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    df = collect(sweep)
+    df = df.assign(usd_per_hour=[4.25, 4.25, 8.5, 8.5])  # so the cost chart has something to show
+    kw = {"x": "workload.rate", "series": ["scheduler"], "formats": ["png"]}
+    sweep_charts.latency_vs_load_chart(df, tmp_path, **kw)
+    sweep_charts.cdfs_chart(df, sweep, ["0", "1", "2", "10"], tmp_path, **kw)
+    sweep_charts.cost_frontier_chart(df, tmp_path, **kw)
+    assert len(figures) == 3
+    for policy in ("continuous", "chunked_prefill"):
+        want = POLICY_COLORS[policy].upper()
+        assert _legend_colors(figures[0], f"scheduler={policy}") == {want}, "latency_vs_load"
+        assert want in {_hex(line.get_color()) for line in figures[0].axes[0].get_lines()}
+        assert _legend_colors(figures[2], f"scheduler={policy}") == {want}, "cost_frontier"
+        # CDFs: the policy's hue, lighter for the lower load
+        cdf = _legend_colors(figures[1], f"scheduler={policy}")
+        assert want in cdf and len(cdf) == 2, "cdfs"
+        run = "2" if policy == "continuous" else "10"
+        sweep_charts.run_timeline_chart(sweep / run, tmp_path, formats=["png"])
+        assert _legend_colors(figures[-1], "mean", axes=figures[-1].axes[:1]) == {want}, "timeline"
+    result = simulator.run(["scheduler=chunked_prefill", "workload.num_requests=60", "output.console=false"])
+    latency_cdf_chart(result, tmp_path / "cdf.png")
+    drawn = {_hex(line.get_color()) for line in figures[-1].axes[0].get_lines() if line.get_drawstyle() != "default"}
+    assert drawn == {POLICY_COLORS["chunked_prefill"].upper()}, "single-run latency_cdf"
+
+
+def test_cdf_tick_labels_do_not_overlap(tmp_path):
+    """Latencies spanning five decades (static batching beside continuous) on a narrow CDF panel."""
+    from matplotlib.figure import Figure
+
+    from simulator.report.charts import tick_labels_overlap
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "runs"
+    rows = []
+    for k, (policy, scale) in enumerate([("static", 300.0), ("continuous", 0.02), ("chunked_prefill", 0.5)]):
+        (root / str(k)).mkdir(parents=True)
+        n = 400
+        req = pd.DataFrame(
+            {
+                "status": ["completed"] * n,
+                "ttft_s": rng.lognormal(np.log(scale), 1.2, n),
+                "tpot_s": rng.lognormal(np.log(scale / 50), 1.0, n),
+                "e2e_s": rng.lognormal(np.log(scale * 10), 1.2, n),
+            }
+        )
+        req.to_parquet(root / str(k) / "requests.parquet")
+        rows.append({"run": str(k), "scheduler": policy, "workload.rate": 16, "slo_ttft_s": 1.0, "slo_tpot_s": 0.1})
+    df = pd.DataFrame(rows)
+    seen: list[Figure] = []
+    real_save = Figure.savefig
+
+    def keep(self, *a, **kw):
+        seen.append(self)
+        return real_save(self, *a, **kw)
+
+    Figure.savefig = keep
+    try:
+        sweep_charts.cdfs_chart(
+            df, root, ["0", "1", "2"], tmp_path, x="workload.rate", series=["scheduler"], formats=["png"]
+        )
+    finally:
+        Figure.savefig = real_save
+    fig = seen[0]
+    assert fig.axes[0].get_xscale() == "log"
+    assert tick_labels_overlap(fig) == []
+    # and the check itself catches overlapping labels: 1-2-5 ticks over the same span do overlap
+    from matplotlib.ticker import LogLocator
+
+    fig.axes[0].xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    assert tick_labels_overlap(fig)
+
+
+def test_showdown_charts_have_no_overlapping_tick_labels(multirun, tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from simulator.report.charts import tick_labels_overlap
+
+    seen: list[Figure] = []
+    real_save = Figure.savefig
+
+    def keep(self, *a, **kw):
+        if not seen or seen[-1] is not self:
+            seen.append(self)
+        return real_save(self, *a, **kw)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    report(multirun, out=tmp_path, formats=["png"])
+    assert len(seen) == 3
+    for fig in seen:
+        assert tick_labels_overlap(fig) == []
+
+
+def test_cost_chart_is_skipped_only_when_every_run_costs_the_same(sweep, tmp_path, capsys):
+    stale = tmp_path / "same" / "cost_frontier.png"
+    stale.parent.mkdir()
+    stale.write_bytes(b"left by an earlier report")
+    df, written, chosen = report(sweep, out=tmp_path / "same", formats=["png"])
+    assert "cost_frontier" not in {p.stem for p in written} and not stale.exists()
+    assert chosen["skipped"] == {"cost_frontier": "every run costs the same ($4.25/h)"}
+    # two fleets: the chart is drawn
+    two = tmp_path / "two"
+    shutil.copytree(sweep / "0", two / "0")
+    _save_run(two / "1", ["scheduler=continuous", "workload.rate=4", "cluster.replicas=2"])
+    df, written, chosen = report(two, out=tmp_path / "two-out", formats=["png"])
+    assert "cost_frontier" in {p.stem for p in written} and chosen["skipped"] == {}
+    assert main([str(sweep), "--out", str(tmp_path / "cli"), "--formats", "png"]) == 0
+    listed = capsys.readouterr().out.split("wrote:")[1]
+    assert "(no cost_frontier chart: every run costs the same ($4.25/h))" in listed
 
 
 def test_runs_that_end_with_a_backlog_get_a_note(tmp_path, capsys):

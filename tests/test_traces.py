@@ -756,3 +756,240 @@ def test_convert_refuses_to_overwrite_its_input_and_names_its_own_sort_flag(tmp_
     with pytest.raises(SystemExit) as info:
         tracecli.main(["convert", str(src), str(tmp_path / "out.parquet")])
     assert info.value.code == 2 and "use --sort to sort the rows" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- unreadable files (issue 14, item 2)
+
+_NOISE = np.random.default_rng(14).bytes(4096)  # random bytes: not UTF-8 (0x80-0xff without a lead byte)
+_SERVESIM_ROWS = b"arrival_s,prompt_tokens,output_tokens\n0,10,5\n1,12,6\n"
+
+
+def _gz_corrupt(body: bytes, how: str) -> bytes:
+    import gzip
+
+    z = bytearray(gzip.compress(body, mtime=0))
+    if how == "truncated":
+        return bytes(z[: len(z) // 2])
+    for k in range(len(z) // 3, len(z) // 3 + 64):  # scramble the middle of the deflate stream
+        z[k] ^= 0x5A
+    return bytes(z)
+
+
+def _big_csv() -> bytes:
+    rng = np.random.default_rng(1)
+    rows = "".join(f"{i * 0.1:.1f},{a},{b}\n" for i, (a, b) in enumerate(rng.integers(1, 5000, size=(20_000, 2))))
+    return b"arrival_s,prompt_tokens,output_tokens\n" + rows.encode()
+
+
+def _big_jsonl() -> bytes:
+    rng = np.random.default_rng(2)
+    return "".join(
+        f'{{"timestamp": {i * 100}, "input_length": {a}, "output_length": {b}}}\n'
+        for i, (a, b) in enumerate(rng.integers(1, 5000, size=(20_000, 2)))
+    ).encode()
+
+
+# name, bytes, format, what the sentence says
+UNREADABLE = [
+    ("binary.csv", lambda: _NOISE, "auto", "line 1: is not UTF-8 text"),
+    ("binary.jsonl", lambda: _NOISE, "auto", "line 1: is not UTF-8 text"),
+    ("latin1.csv", lambda: _SERVESIM_ROWS + "2,caf\xe9,3\n".encode("latin-1"), "auto", "line 4: is not UTF-8 text"),
+    ("header_then_binary.csv", lambda: _SERVESIM_ROWS + _NOISE, "auto", "line 4: is not UTF-8 text"),
+    (
+        "header_then_binary.jsonl",
+        lambda: b'{"timestamp": 0, "input_length": 10, "output_length": 5}\n' + _NOISE,
+        "auto",
+        "line 2: is not UTF-8 text",
+    ),
+    ("azure_binary.csv", lambda: AZ_HEAD.encode() + b"2023-11-16 18:15:46.6805900,10,5\n" + _NOISE, "azure", "is not UTF-8 text"),
+    ("forced_azure.csv", lambda: _NOISE, "azure", "line 1: is not UTF-8 text"),
+    ("truncated.csv.gz", lambda: _gz_corrupt(_big_csv(), "truncated"), "auto", "is a corrupt or truncated gzip file"),
+    ("scrambled.csv.gz", lambda: _gz_corrupt(_big_csv(), "scrambled"), "auto", "is a corrupt or truncated gzip file"),
+    ("truncated.jsonl.gz", lambda: _gz_corrupt(_big_jsonl(), "truncated"), "auto", "is a corrupt or truncated gzip file"),
+    ("scrambled.jsonl.gz", lambda: _gz_corrupt(_big_jsonl(), "scrambled"), "auto", "is a corrupt or truncated gzip file"),
+    ("not_gzip.csv.gz", lambda: _SERVESIM_ROWS, "auto", "is not valid gzip data"),
+    ("binary.csv.gz", lambda: __import__("gzip").compress(_SERVESIM_ROWS + _NOISE, mtime=0), "auto", "line 4: is not UTF-8 text"),
+]
+
+
+@pytest.fixture(params=UNREADABLE, ids=[u[0] for u in UNREADABLE])
+def unreadable(request, tmp_path):
+    name, make, fmt, fragment = request.param
+    p = tmp_path / "traces" / name
+    p.parent.mkdir()
+    p.write_bytes(make())
+    return p, fmt, fragment
+
+
+def test_unreadable_trace_is_one_sentence_naming_the_file(unreadable):
+    p, fmt, fragment = unreadable
+    msg = error(p, fmt)
+    assert msg.startswith(f"trace {p}") and fragment in msg and msg.endswith(".")
+
+
+def test_unreadable_trace_stats_exits_2_with_one_line(unreadable, tmp_path, capsys):
+    from simulator.tracecli import main
+
+    p, fmt, fragment = unreadable
+    with pytest.raises(SystemExit) as exc:
+        main(["stats", str(p), "--format", fmt, "--out", str(tmp_path / "charts")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"servesim-trace: error: trace {p}") and fragment in err
+    assert "Traceback" not in err and not (tmp_path / "charts").exists()
+
+
+CLI_UNREADABLE = ["header_then_binary.csv", "scrambled.csv.gz", "truncated.jsonl.gz", "azure_binary.csv"]
+
+
+@pytest.mark.parametrize("case", CLI_UNREADABLE)
+def test_unreadable_trace_run_exits_2_and_leaves_no_run_directory(case, tmp_path):
+    import subprocess
+    import sys
+
+    name, make, fmt, fragment = next(u for u in UNREADABLE if u[0] == case)
+    p = tmp_path / name
+    p.write_bytes(make())
+    proc = subprocess.run(
+        [sys.executable, "-m", "simulator.cli", "workload.arrival=trace", f"workload.trace.path={p}", f"workload.trace.format={fmt}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"servesim: error: trace {p}") and fragment in lines[0], proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "outputs").exists(), list((tmp_path / "outputs").rglob("*"))  # no run directory, no empty date folder
+
+
+# --------------------------------------------------------------------------- replay says what it changed (issue 14, item 3)
+
+
+def _rows_csv(tmp_path, n: int, prompt=lambda i: 50, name="rows.csv") -> Path:
+    p = tmp_path / name
+    p.write_text("arrival_s,prompt_tokens,output_tokens\n" + "".join(f"{i * 0.01:.2f},{prompt(i)},4\n" for i in range(n)))
+    return p
+
+
+def test_trace_replay_defaults_to_the_whole_trace(tmp_path):
+    import simulator
+
+    p = _rows_csv(tmp_path, 2_500)  # more rows than the chat workload's 2,000 requests
+    cfg = _scenario(p)
+    assert cfg.workload.num_requests is None and len(T.load(cfg)) == 2_500
+    assert _scenario(p, "workload.num_requests=2000").workload.num_requests == 2_000  # a user's cap still caps
+    assert len(T.load(_scenario(p, "workload.num_requests=300"))) == 300
+    assert _scenario(p, "workload.trace.loop=true").workload.num_requests == 2_000  # a loop needs an end
+    assert simulator.load_config([]).workload.num_requests == 2_000  # synthetic runs unchanged
+    assert simulator.load_config(["workload.arrival=poisson"]).workload.num_requests == 2_000
+
+
+def test_cli_replays_the_whole_trace_and_says_so(tmp_path):
+    import subprocess
+    import sys
+
+    p = _rows_csv(tmp_path, 2_100)
+    args = [sys.executable, "-m", "simulator.cli", "workload.arrival=trace", f"workload.trace.path={p}", "output.charts=false"]
+    proc = subprocess.run([*args, f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "replay: all 2,100 rows of rows.csv (servesim), unchanged" in proc.stdout
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["requests"]["total"] == 2_100
+    proc = subprocess.run(
+        [*args, "workload.num_requests=2000", f"hydra.run.dir={tmp_path}/capped"], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "capped at workload.num_requests=2000 (null replays the whole trace)" in proc.stdout
+
+
+def _summary_with(notes: dict, rejected: dict | None = None) -> dict:
+    base = {
+        "trace": "/x/conversation_trace.jsonl", "trace_format": "mooncake", "rows_read": 1000, "rows_sorted": 0,
+        "kept_after_window": 1000, "kept_after_sample": 1000, "sample": 1.0, "window_s": None, "time_scale": 1.0,
+        "clipped_in_trace": 0, "clipped_requests": 0, "max_len": 131072, "loops": 1, "capped_by": None,
+        "num_requests": None, "duration_s": None, "requests": 1000, "max_batch_tokens": 8192,
+    }
+    rejected = rejected or {}
+    return {"workload": {**base, **notes}, "requests": {"total": 1000, "rejected_by_reason": rejected}}
+
+
+def test_console_states_every_change_replay_made():
+    from simulator.report.console import replay_line
+
+    assert replay_line({"requests": {}}) is None  # synthetic traffic: no replay line
+    assert replay_line(_summary_with({})) == "replay: all 1,000 rows of conversation_trace.jsonl (mooncake), unchanged"
+    line = replay_line(
+        _summary_with(
+            {
+                "rows_sorted": 3, "window_s": [10.0, None], "kept_after_window": 900, "sample": 0.5,
+                "kept_after_sample": 450, "time_scale": 0.5, "clipped_requests": 7, "max_len": 4096,
+                "capped_by": "num_requests", "num_requests": 400, "requests": 400,
+            }
+        )
+    )
+    for part in (
+        "replay: 400 requests from 1,000 rows", "3 rows sorted by time", "window [10 s, end) kept 900 rows",
+        "sampled 50%: kept 450", "gaps scaled x0.5", "7 requests clipped to 4,096 tokens",
+        "capped at workload.num_requests=400 (null replays the whole trace)",
+    ):
+        assert part in line, part
+    looped = replay_line(_summary_with({"loops": 3, "capped_by": "num_requests", "num_requests": 2500, "requests": 2500}))
+    assert "looped 3 times" in looped and "capped at workload.num_requests=2500" in looped and "null" not in looped
+    assert "cut at workload.duration_s=60" in replay_line(_summary_with({"capped_by": "duration_s", "duration_s": 60.0}))
+
+
+def test_console_explains_rejections_with_a_hint():
+    from simulator.report.console import rejection_lines
+
+    lines = rejection_lines(_summary_with({}, {"prompt_exceeds_max_batch_tokens": 500, "queue_full": 3}))
+    assert lines == [
+        "note: 500 rejected (50% of requests): prompt_exceeds_max_batch_tokens (prompts longer than "
+        "scheduler.max_batch_tokens=8192; raise it or use scheduler=chunked_prefill)"
+    ]
+    assert "kv_capacity (prompt + output larger than one replica's whole KV cache" in rejection_lines(
+        _summary_with({}, {"kv_capacity": 2})
+    )[0]
+
+
+def test_run_with_overlong_prompts_prints_the_rejection_hint(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    import simulator
+    from simulator.report.console import render_summary
+
+    p = _rows_csv(tmp_path, 8, prompt=lambda i: 9_000 if i % 2 else 100)
+    result = simulator.run(["workload.arrival=trace", f"workload.trace.path={p}"])
+    assert result.summary["requests"]["rejected_by_reason"] == {"prompt_exceeds_max_batch_tokens": 4}
+    buf = io.StringIO()
+    render_summary(result.summary, console=Console(file=buf, width=200, highlight=False, soft_wrap=True))
+    out = buf.getvalue()
+    assert "replay: all 8 rows of rows.csv (servesim), unchanged" in out
+    assert (
+        "note: 4 rejected (50% of requests): prompt_exceeds_max_batch_tokens (prompts longer than "
+        "scheduler.max_batch_tokens=8192; raise it or use scheduler=chunked_prefill)" in out
+    )
+
+
+# --------------------------------------------------------------------------- stats charts with zero gaps (issue 14, item 9)
+
+
+def test_stats_chart_with_zero_gaps_and_a_narrow_gap_range_is_reproducible(tmp_path):
+    # Mooncake-like: most requests share a timestamp, the rest come every 3 s (+/- 1 ms)
+    t = np.repeat(np.arange(200) * 3000 + (np.arange(200) % 3), 10)
+    p = tmp_path / "bursty.jsonl"
+    p.write_text("".join(f'{{"timestamp": {int(x)}, "input_length": {100 + i}, "output_length": 5}}\n' for i, x in enumerate(t)))
+    tr = T.read(p)
+    s = T.describe(tr)
+    assert s["zero_gaps"] == 200 * 9
+    a = T.stats_chart(tr, tmp_path / "a.png", s).read_bytes()
+    b = T.stats_chart(tr, tmp_path / "b.png").read_bytes()
+    assert a == b and a[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_stats_chart_when_every_request_arrives_at_once(tmp_path):
+    p = write(tmp_path, "once.csv", "arrival_s,prompt_tokens,output_tokens\n" + "5,10,5\n" * 20)
+    assert T.stats_chart(T.read(p), tmp_path / "once.png").read_bytes()[:4] == b"\x89PNG"
+    assert T._fmt_gap(1e-5) == "10 µs" and T._fmt_gap(0.1) == "100 ms" and T._fmt_gap(2.0) == "2 s"

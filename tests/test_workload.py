@@ -678,3 +678,111 @@ def test_empty_scheduled_workload_names_the_schedule():
 def test_negative_seed_rejected():
     with pytest.raises(simulator.ConfigError, match=r"\bseed\b"):
         generate(simulator.load_config(["seed=-1", "workload.num_requests=10"]))
+
+
+# --------------------------------------------------------------------------- runs too big to fit; progress lines
+
+
+def test_run_that_cannot_fit_is_refused_before_the_workload_is_drawn(monkeypatch):
+    """With 1 GB available, a million requests (about 4.5 GB) is refused in one sentence, before generate."""
+    import simulator.workload as wl_module
+
+    monkeypatch.setattr(wl_module, "available_memory", lambda: 1e9)
+
+    def never(cfg):  # the refusal must come first: drawing a huge workload is what kills the machine
+        raise AssertionError("the workload was generated")
+
+    monkeypatch.setattr(wl_module, "generate", never)
+    with pytest.raises(simulator.ConfigError) as info:
+        simulator.run(["workload.num_requests=1000000", "output.charts=false", "output.console=false"])
+    message = str(info.value)
+    assert "\n" not in message and message.endswith(".") and message.count(". ") == 0
+    assert message.startswith("workload.num_requests=1000000 would need about 4.7 GB of memory")
+    assert "more than 80% of the 1.0 GB available" in message
+    assert "workload.duration_s" in message and "workload.num_requests=" in message.split("available;")[1]
+
+
+def test_memory_estimate_follows_duration_and_replications(monkeypatch, tmp_path):
+    import simulator.workload as wl_module
+
+    monkeypatch.setattr(wl_module, "available_memory", lambda: 4e9)
+    with pytest.raises(simulator.ConfigError, match=r"about 12,000,000 requests \(workload\.duration_s=1000000\.0 at workload\.rate=12"):
+        simulator.load_config(["workload.num_requests=null", "workload.duration_s=1e6", "workload.rate=12"], config=_base())
+    # the smaller of the two stops counts: 100 s at 12/s is 1,200 requests
+    simulator.load_config(["workload.num_requests=1000000000", "workload.duration_s=100"], config=_base())
+    simulator.load_config(["workload.num_requests=500000"], config=_base())  # about 2.4 GB: fits under 3.2
+    with pytest.raises(simulator.ConfigError, match=r"over replications=3"):  # each replication keeps its results
+        simulator.load_config(["workload.num_requests=500000", "replications=3"], config=_base())
+    # a trace's length is not known before it is read: no check (its rows bound the run)
+    trace = tmp_path / "small.csv"
+    trace.write_text("arrival_s,prompt_tokens,output_tokens\n0,10,5\n1,10,5\n")
+    replay = ["workload.arrival=trace", f"workload.trace.path={trace}", "workload.num_requests=1000000000"]
+    assert wl_module.expected_requests(simulator.load_config(replay, config=_base())) is None
+    monkeypatch.setattr(wl_module, "available_memory", lambda: None)  # not Linux: no check
+    simulator.load_config(["workload.num_requests=1000000000"], config=_base())
+
+
+def test_cli_refuses_a_billion_requests_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from simulator.workload import available_memory
+
+    if available_memory() is None:
+        pytest.skip("no /proc/meminfo: the memory check is off, and this run would really start")
+    proc = subprocess.run(
+        [sys.executable, "-m", "simulator.cli", "workload.num_requests=1000000000000"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr + proc.stdout
+    assert lines[0].startswith("servesim: error: workload.num_requests=1000000000000 would need about ")
+    assert "GB of memory" in lines[0] and "workload.duration_s" in lines[0]
+    assert not (tmp_path / "outputs").exists()  # refused before hydra made a run directory
+
+
+@pytest.fixture
+def lines_on(monkeypatch):
+    monkeypatch.delenv("SERVESIM_NO_PROGRESS", raising=False)
+
+
+def test_long_run_off_a_terminal_prints_progress_lines(lines_on, monkeypatch, capsys):
+    """Off a terminal (pytest captures stderr) output.progress=auto prints plain lines every
+    LINE_EVERY_S of wall time; shortened here, and the results are those of a silent run."""
+    from simulator import progress
+
+    base = ["workload.num_requests=300", "output.charts=false", "output.console=false"]
+    quiet = simulator.run([*base, "output.progress=off"])
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(progress, "LINE_EVERY_S", 0.002)
+    loud = simulator.run([*base, "output.progress=auto"])
+    lines = capsys.readouterr().err.splitlines()
+    assert lines and all(line.startswith("servesim: progress: ") for line in lines)
+    assert " s simulated" in lines[0] and "/300 requests ended" in lines[0] and "elapsed" in lines[0]
+    pd = pytest.importorskip("pandas")
+    pd.testing.assert_frame_equal(loud.requests, quiet.requests, check_exact=True)
+    pd.testing.assert_frame_equal(loud.steps, quiet.steps, check_exact=True)
+    assert loud.summary == quiet.summary
+
+
+def test_short_run_prints_no_progress_line(lines_on, capsys):
+    from simulator import progress
+
+    assert progress.LINE_EVERY_S >= 10  # a line only for runs that take a while
+    simulator.run(["workload.num_requests=100", "output.charts=false", "output.console=false"])
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_lines_off_when_asked(monkeypatch, capsys):
+    from simulator import progress
+
+    monkeypatch.setattr(progress, "LINE_EVERY_S", 0.002)
+    monkeypatch.setenv("SERVESIM_NO_PROGRESS", "1")
+    simulator.run(["workload.num_requests=300", "output.charts=false", "output.console=false"])
+    assert capsys.readouterr().err == ""
+    assert not progress.lines_enabled("off", environ={}) and not progress.lines_enabled("on", environ={})
+    assert progress.lines_enabled("auto", environ={"CI": "true"})  # CI logs are where long runs go unwatched

@@ -129,6 +129,7 @@ def validate(cfg) -> None:
         _positive(wl.duration_s, "workload.duration_s")
     _length(wl.prompt_tokens, "workload.prompt_tokens")
     _length(wl.output_tokens, "workload.output_tokens")
+    _memory(cfg)  # before the workload is drawn: a run that cannot fit is refused, not killed
 
     m = cfg.model
     mem = cfg.memory
@@ -363,16 +364,21 @@ def _fits(cfg, tp_key: str, hw_key: str) -> None:
     """The model's weights fit on the hardware at the TP degree, with room for KV."""
     m, mem, tp = cfg.model, cfg.memory, cfg.cluster.tp
     _need(tp >= 1, f"{tp_key} must be >= 1 (got {tp}).")
+    valid = [d for d in range(1, m.num_attention_heads + 1) if m.num_attention_heads % d == 0]
     _need(
         m.num_attention_heads % tp == 0,
-        f"{tp_key}={tp} must divide model {m.name}'s {m.num_attention_heads} attention heads.",
+        f"{tp_key}={tp} must divide model {m.name}'s {m.num_attention_heads} attention heads; "
+        f"choose one of: {', '.join(map(str, [d for d in valid if d <= 64]))}.",
     )
     spec = ModelSpec.from_config(m, tp)  # checks the precision names
     budget = memory_budget(cfg.hardware, mem, spec)
     if budget.kv_blocks < 1:
-        per_gpu = float(cfg.hardware.memory_gb) * mem.gpu_memory_utilization - mem.activation_reserve_gb
-        need_tp = math.ceil(spec.weight_bytes / 1e9 / per_gpu) if per_gpu > 0 else None
-        hint = f"raise {tp_key} to at least {need_tp}" if need_tp else "lower memory.activation_reserve_gb"
+        # the smallest TP degree that both divides the heads and leaves room for KV
+        need_tp = next(
+            (d for d in valid if d > tp and memory_budget(cfg.hardware, mem, ModelSpec.from_config(m, d)).kv_blocks >= 1),
+            None,
+        )
+        hint = f"raise {tp_key} to {need_tp}" if need_tp else "lower memory.activation_reserve_gb"
         raise ConfigError(
             f"model={m.name} does not fit: its weights need {spec.weight_bytes / 1e9:.1f} GB but "
             f"{hw_key}={cfg.hardware.name} x {tp_key}={tp} leaves "
@@ -401,3 +407,40 @@ def check_workload(cfg, workload) -> None:
             f"the workload drew a request of {longest} tokens, longer than {what}; "
             f"lower workload.prompt_tokens / workload.output_tokens."
         )
+
+
+
+def _memory(cfg) -> None:
+    """Refuse, before the workload is drawn, a run that cannot fit in memory: a run keeps
+    every request and step until it writes its tables (see ``simulator.workload.BYTES_PER_REQUEST``)."""
+    import simulator.workload as workload
+
+    expected = workload.expected_requests(cfg)
+    available = workload.available_memory()
+    if expected is None or available is None:  # a trace of unknown length, or not Linux: no check
+        return
+    n, source = expected
+    need = workload.memory_needed(cfg, n)
+    share = workload.MEMORY_SHARE
+    if need <= share * available:
+        return
+    per = workload.memory_needed(cfg, 1.0) - workload.BASE_BYTES
+    fits = int((share * available - workload.BASE_BYTES) / per) // 1000 * 1000
+    wl = cfg.workload
+    what = source if source.startswith("workload.num_requests") else f"about {n:,.0f} requests ({source})"
+    reps = f" over replications={cfg.replications}" if cfg.replications > 1 else ""
+    gb = lambda b: f"{b / 1e9:,.0f}" if b >= 100e9 else f"{b / 1e9:,.1f}"  # noqa: E731
+    fewer = f"at most about workload.num_requests={fits} could fit" if fits >= 1000 else "even a small run may not fit"
+    if wl.arrival in ("closed_loop", "trace"):  # their requests are drawn (or looped) up to workload.num_requests
+        advice = f"ask for fewer requests ({fewer})"
+    elif wl.rate_schedule is not None:
+        advice = f"set a shorter workload.duration_s or ask for fewer requests ({fewer})"
+    else:
+        advice = (
+            f"set workload.duration_s to end the run sooner (about {max(fits, 1) / float(wl.rate):,.0f} s at "
+            f"workload.rate={wl.rate}) or ask for fewer requests ({fewer})"
+        )
+    raise ConfigError(
+        f"{what} would need about {gb(need)} GB of memory{reps} (a run keeps every request and engine step "
+        f"until it ends), more than {share:.0%} of the {gb(available)} GB available; {advice}."
+    )

@@ -31,7 +31,8 @@ step functions of time; the figures integrate them over the window
   it (a group's billed GPUs follow the changes its own events make) at that
   group's hardware price.
 * scale-ups = provisioning events after t=0 that do not replace a failed
-  replica (those count as ``replacements``); scale-downs = draining events;
+  replica; ``replacements`` = failed replicas that served again after their
+  repair (one removed before serving again is not replaced); scale-downs = draining events;
   failures = failed events.
 
 With no replica events (a fixed cluster), the figures fall back to the
@@ -223,16 +224,20 @@ def replica_figures(
             lasting = np.zeros_like(lasting)
             lasting[-1] = True
         failed_before: set = set()
+        repairing: set = set()
         scale_ups = replacements = 0
         for t, kind, rid in zip(times, event, ev["replica"].to_numpy()):
             if kind == "failed":
                 failed_before.add(rid)
             elif kind == "provisioning" and t > 0:
                 if rid in failed_before:
-                    replacements += 1
+                    repairing.add(rid)  # replaced only once it serves again
                     failed_before.discard(rid)
                 else:
                     scale_ups += 1
+            elif kind == "serving" and rid in repairing:
+                replacements += 1
+                repairing.discard(rid)
         cluster = {
             "source": "replica events",
             "serving_replicas": {

@@ -19,7 +19,7 @@ LATENCY_STATS = ("mean", "p50", "p90", "p99", "max")
 FIGURES = (
     "offered_rps", "requests", "completed", "rejected", "rejection_rate", "preemptions", "retries",
     "throughput_rps", "output_tokens_per_s", "total_tokens_per_s", "slo_attainment", "goodput_rps",
-    "kv_peak_usage", "kv_mean_usage", "busy_fraction", "mean_batch_size",
+    "kv_peak_usage", "kv_mean_usage", "busy_fraction", "mean_batch_size", "mean_decode_batch",
     "gpus", "peak_gpus", "gpu_hours", "usd", "usd_per_hour", "sim_end_s", "drain_share",
     *(f"{key}_{stat}_s" for key in LATENCY_KEYS for stat in LATENCY_STATS),
 )  # fmt: skip
@@ -61,6 +61,7 @@ def headline(summary: dict) -> dict[str, float]:
         "kv_mean_usage": _num(summary["kv_cache"]["mean_usage"]),
         "busy_fraction": _num(summary["engine"]["busy_fraction"]),
         "mean_batch_size": _num(summary["engine"]["mean_batch_size"]),
+        "mean_decode_batch": _num(summary["engine"].get("mean_decode_batch")),
         "gpus": _num(cost["gpus"]),
         "peak_gpus": _num(cost.get("peak_gpus", cost["gpus"])),
         "gpu_hours": _num(cost["gpu_hours"]),

@@ -129,6 +129,7 @@ def _pool_summary(pool, steps: pd.DataFrame, up_s: float) -> dict:
         "steps": int(len(st)),
         "busy_fraction": busy / up_s if up_s > 0 else 0.0,
         "mean_batch_size": float(st["batch_size"].mean()) if len(st) else 0.0,
+        **_decode_batch(st),
         "prefill_tokens": int(st["prefill_tokens"].sum()),
         "decode_tokens": int(st["decode_seqs"].sum()),
         "price_per_gpu_hour": cfg.hardware.price_per_gpu_hour,
@@ -265,7 +266,8 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
         "engine": {
             "steps": int(len(steps)),
             "busy_fraction": busy / sum(up_s.values()) if sum(up_s.values()) > 0 else 0.0,
-            "mean_batch_size": float(steps["batch_size"].mean()) if len(steps) else 0.0,
+            "mean_batch_size": float(steps["batch_size"].mean()) if len(steps) else 0.0,  # every step, prefill-only ones too
+            **_decode_batch(steps),
         },
         "littles_law": {
             "L_from_steps": L,
@@ -305,3 +307,12 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
             "bandwidth_gbps": t.bandwidth / 1e9,
         }
     return summary
+
+
+def _decode_batch(steps) -> dict:
+    """The decode batch users mean by "batch size": sequences per step that decodes, and the share of such steps."""
+    dec = steps["decode_seqs"][steps["decode_seqs"] > 0] if len(steps) else steps.get("decode_seqs", [])
+    return {
+        "mean_decode_batch": float(dec.mean()) if len(dec) else 0.0,
+        "decode_step_share": float(len(dec) / len(steps)) if len(steps) else 0.0,
+    }

@@ -2,7 +2,7 @@
 
     >>> from simulator.plan import max_rate, cheapest, Requirement
     >>> max_rate([], ["ttft_p99_s<=2"]).rate                    # doctest: +SKIP
-    >>> cheapest(40, ["ttft_p99_s<=2"], replicas=(1, 2, 4)).best   # doctest: +SKIP
+    >>> cheapest(40, ["ttft_p99_s<=2"]).best                       # doctest: +SKIP
 
 See :mod:`simulator.plan.search` and docs/plan.md.
 """
@@ -10,6 +10,7 @@ See :mod:`simulator.plan.search` and docs/plan.md.
 from simulator.plan.search import (
     FIGURES,
     MAX_REJECTION,
+    MAX_REPLICAS,
     MIN_DURATION_S,
     CheapestResult,
     MaxRateResult,
@@ -33,4 +34,5 @@ __all__ = [
     "describe",
     "MIN_DURATION_S",
     "MAX_REJECTION",
+    "MAX_REPLICAS",
 ]

@@ -1,13 +1,17 @@
 """``servesim-plan``: capacity questions answered by simulated runs.
 
     servesim-plan max-rate [overrides...] --require "ttft_p99_s<=2" [--lo R] [--hi R] [--tol 0.02] [--out DIR]
-    servesim-plan cheapest --rate 40 --require "ttft_p99_s<=2" --replicas 1,2,4 --tp 1,2 \\
+    servesim-plan cheapest --rate 40 --require "ttft_p99_s<=2" --tp 1,2 \\
         --hardware h100-sxm,h200 --policy continuous,chunked_prefill [overrides...] [--jobs N]
+
+``cheapest`` searches the replica count (1 to --max-replicas) unless
+``--replicas N,N,...`` gives a grid of counts to try instead.
 
 One line per probe or configuration as it finishes, then the answer and the
 plan directory (every run, plan.parquet/plan.csv, plan.json). See docs/plan.md.
-Mistakes are one line, ``servesim-plan: error: ...``, with exit status 2;
-``cheapest`` exits 1 when no configuration of the grid meets the requirements.
+Mistakes are one line, ``servesim-plan: error: ...``, with exit status 2 (no
+command at all prints the usage first); ``cheapest`` exits 1 when no
+configuration meets the requirements.
 """
 
 from __future__ import annotations
@@ -95,7 +99,18 @@ def _parsers() -> dict[str, argparse.ArgumentParser]:
     _common(ch)
     ch.add_argument("--rate", type=float, required=True, metavar="R", help="the target request rate (req/s)")
     ch.add_argument(
-        "--replicas", type=_list, default=["1", "2", "4"], metavar="N,N,...", help="replica counts (default 1,2,4)"
+        "--replicas",
+        type=_list,
+        default=None,
+        metavar="N,N,...",
+        help="only these replica counts (default: search every count from 1 to --max-replicas)",
+    )
+    ch.add_argument(
+        "--max-replicas",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the largest replica count the search tries (default 64; not with --replicas)",
     )
     ch.add_argument("--tp", type=_list, default=["1"], metavar="N,N,...", help="tensor-parallel degrees (default 1)")
     ch.add_argument(
@@ -108,14 +123,15 @@ def _parsers() -> dict[str, argparse.ArgumentParser]:
     ch.add_argument(
         "--exhaustive",
         action="store_true",
-        help="simulate every configuration, not only up to the cheapest that passes",
+        help="simulate every configuration (with the replica search: find every combination's smallest "
+        "passing count), not only up to the cheapest that passes",
     )
     return {"max-rate": mr, "cheapest": ch}
 
 
 _USAGE = (
     f"usage: {PROG} max-rate [overrides...] --require REQ [--lo R] [--hi R] [--tol F] [--out DIR]\n"
-    f"       {PROG} cheapest --rate R --require REQ [--replicas N,..] [--tp N,..] [--hardware GPU,..] "
+    f"       {PROG} cheapest --rate R --require REQ [--tp N,..] [--hardware GPU,..] "
     "[--policy P,..] [overrides...] [--jobs N]\n"
     f"       {PROG} COMMAND --help for every option (docs/plan.md explains the search)"
 )
@@ -135,7 +151,10 @@ def _search_kwargs(a) -> dict:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = lambda message, *a, **k: print(f"{PROG}: warning: {message}", file=sys.stderr)
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv:  # no command: the usage, and the status of a usage error
+        print(_USAGE, file=sys.stderr)
+        _fail("give a command: max-rate or cheapest.")
+    if argv[0] in ("-h", "--help"):
         print(_USAGE)
         return
     parsers = _parsers()
@@ -159,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
             args.rate,
             requirements,
             replicas=args.replicas,
+            max_replicas=args.max_replicas,
             tp=args.tp,
             hardware=args.hardware,
             policy=args.policy,
@@ -171,10 +191,16 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(exc))
     print(res.answer)
     c = res.candidates
-    print(
-        f"runs: {res.runs_dir} ({int(c['evaluated'].sum())} of {len(c)} configurations simulated, "
-        f"{int((c['status'] == 'skipped').sum())} skipped; {res.wall_s:.1f} s)"
-    )
+    simulated, skipped = int(c["evaluated"].sum()), int((c["status"] == "skipped").sum())
+    if res.max_replicas is None:
+        what = f"{simulated} of {len(c)} configurations simulated"
+    else:
+        combos = len(c[["tp", "hardware", "policy"]].drop_duplicates())
+        what = (
+            f"{simulated} configurations simulated, searching 1-{res.max_replicas} replicas for {combos} "
+            f"hardware x TP x policy combination{'s' if combos != 1 else ''}"
+        )
+    print(f"runs: {res.runs_dir} ({what}, {skipped} skipped; {res.wall_s:.1f} s)")
     if res.best is None:
         sys.exit(1)
 

@@ -9,8 +9,10 @@ headline figures of :func:`simulator.metrics.headline.headline`
   low start until a probe fails (or halving until one passes), then bisects
   until the bracket is narrower than ``rel_tol``.
 * :func:`cheapest` prices a grid of replicas x TP x GPU type x batching
-  policy from the hardware catalog, then simulates it in ascending cost order
-  at the target rate and stops at the first cost that meets the requirements.
+  policy from the hardware catalog and simulates it at the target rate,
+  cheapest first, stopping at the first cost that meets the requirements. By
+  default the replica count is searched (galloping then bisection, per TP x
+  GPU x policy), so the answer does not depend on a grid of counts.
 
 Every run is kept on disk (``Result.save``, charts off) under one plan
 directory, with the table of probes or candidates (``plan.parquet``,
@@ -509,17 +511,19 @@ class CheapestResult:
     """The answer of :func:`cheapest`."""
 
     best: dict | None  # replicas, tp, hardware, policy, usd_per_hour, gpus, figures...; None if none met
-    candidates: pd.DataFrame  # one row per configuration of the grid, cheapest first
+    candidates: pd.DataFrame  # one row per configuration of the grid (or simulated by the search), cheapest first
     runs_dir: Path
     target_rate: float = 0.0
     requirements: list[Requirement] = field(default_factory=list)
     wall_s: float = 0.0
+    max_replicas: int | None = None  # the bound of the replica search; None when replicas was a grid
 
     @property
     def answer(self) -> str:
         reqs = _joined(self.requirements)
         if self.best is None:
-            return f"no configuration in the grid meets {reqs} at {self.target_rate:g} req/s"
+            where = "in the grid" if self.max_replicas is None else f"with at most {self.max_replicas} replicas"
+            return f"no configuration {where} meets {reqs} at {self.target_rate:g} req/s"
         b = self.best
         return (
             f"cheapest meeting {reqs} at {self.target_rate:g} req/s: {b['replicas']}x {b['hardware']} "
@@ -533,12 +537,16 @@ class CheapestResult:
 
 _GRID_KEYS = ("cluster.replicas", "cluster.tp", "hardware", "scheduler", "scheduler.policy", "workload.rate")
 
+#: the replica search of :func:`cheapest` tries at most this many replicas per configuration
+MAX_REPLICAS = 64
+
 
 def cheapest(
     target_rate: float,
     requirements: str | Requirement | Iterable[str | Requirement] = ("ttft_p99_s<=2",),
     *,
-    replicas: Iterable[int] = (1, 2, 4),
+    replicas: Iterable[int] | None = None,
+    max_replicas: int | None = None,
     tp: Iterable[int] = (1,),
     hardware: Iterable[str] = ("h100-sxm",),
     policy: Iterable[str] = ("continuous",),
@@ -555,15 +563,30 @@ def cheapest(
     """The cheapest replicas x TP x GPU type x policy that meets the requirements at ``target_rate``.
 
     Cost per hour = replicas x TP x the GPU's ``price_per_gpu_hour`` from the
-    hardware catalog. Configurations are simulated in ascending cost order;
-    the search stops after the first cost level where one meets every
-    requirement (all configurations of that cost are evaluated and the one
-    with the highest goodput wins), unless ``exhaustive``. Configurations that
-    do not fit (e.g. the model's weights at that TP) or have no price are
-    recorded as skipped with the reason. ``n_jobs > 1`` runs configurations
-    in parallel (joblib); the answer is the same as with one job, more
-    candidates may be evaluated past it. ``policy`` names a ``scheduler``
-    group option (its limits come with it).
+    hardware catalog.
+
+    ``replicas=None`` (the default) searches the replica count: for each TP x
+    GPU x policy, the smallest count from 1 to ``max_replicas`` (default
+    :data:`MAX_REPLICAS`) that meets every requirement, found by galloping
+    (1, 2, 4, 8, ...) until a count passes, then bisecting between the last
+    failing and the first passing count. This relies on a requirement met with
+    n replicas being met with more. The probes of all combinations are made
+    cheapest first, and none costing more than the best passing configuration
+    found so far is simulated (unless ``exhaustive``, which finds every
+    combination's smallest count). A list of ``replicas`` is a grid instead:
+    only those counts are tried.
+
+    With a grid, configurations are simulated in ascending cost order; the
+    search stops after the first cost level where one meets every requirement
+    (all configurations of that cost are evaluated), unless ``exhaustive``.
+    Either way, of the passing configurations of the lowest cost the one with
+    the highest goodput wins (then grid order). Configurations that do not fit
+    (e.g. the model's weights at that TP) or have no price are recorded as
+    skipped with the reason. ``n_jobs > 1`` runs configurations in parallel
+    (joblib; the search probes up to ``n_jobs`` TP x GPU x policy combinations
+    at once); the answer is the same as with one job, more candidates may be
+    evaluated past it. ``policy`` names a ``scheduler`` group option (its
+    limits come with it).
     """
     import simulator
     from simulator.config import catalog
@@ -586,7 +609,20 @@ def cheapest(
                 f"{ov} conflicts with the search, which sets {key} itself; give the values to search over "
                 "as replicas, tp, hardware, policy (--replicas, --tp, --hardware, --policy) and the rate as target_rate (--rate)."
             )
-    grid_r, grid_tp = _ints("replicas", replicas), _ints("tp", tp)
+    search = replicas is None
+    if search:
+        max_replicas = MAX_REPLICAS if max_replicas is None else max_replicas
+        if isinstance(max_replicas, bool) or not (isinstance(max_replicas, int) and max_replicas >= 1):
+            raise ConfigError(f"max_replicas={max_replicas} (--max-replicas) must be a whole number of at least 1.")
+        grid_r = None
+    else:
+        if max_replicas is not None:
+            raise ConfigError(
+                "max_replicas (--max-replicas) bounds the replica search, which a list of replicas (--replicas) "
+                "replaces; give one or the other."
+            )
+        grid_r = _ints("replicas", replicas)
+    grid_tp = _ints("tp", tp)
     grid_hw, grid_pol = (
         _names("hardware", hardware, catalog.names("hardware")),
         _names("policy", policy, catalog.names("scheduler")),
@@ -614,12 +650,11 @@ def cheapest(
             prices[hw] = simulator.load_config([*overrides, f"hardware={hw}"]).hardware.price_per_gpu_hour
         except ConfigError:
             prices[hw] = catalog.load_hardware(hw).price_per_gpu_hour
-    rows: list[dict] = []
-    for r, t, hw, pol in itertools.product(grid_r, grid_tp, grid_hw, grid_pol):
-        name = f"{r}x{hw}-tp{t}-{pol}"
+
+    def make_row(r: int, t: int, hw: str, pol: str, rank: tuple, check: bool = True) -> dict:
         price = prices.get(hw)
         row = {
-            "config": name,
+            "config": f"{r}x{hw}-tp{t}-{pol}",
             "replicas": r,
             "tp": t,
             "hardware": hw,
@@ -637,40 +672,22 @@ def cheapest(
         ov = overrides + [f"cluster.replicas={r}", f"cluster.tp={t}", f"hardware={hw}", f"scheduler={pol}"]
         ov += [f"workload.rate={target_rate!r}", f"workload.num_requests={n}"] + _output_overrides()
         row["_overrides"] = ov
+        row["_rank"] = rank
         if price is None:
             row["skipped"] = (
                 f"hardware={hw} has no price_per_gpu_hour in the catalog, so its cost cannot be compared; "
                 "give one with hardware.price_per_gpu_hour=..."
             )
-        else:
+        elif check:
             try:
                 simulator.load_config(ov)
             except ConfigError as exc:
                 row["skipped"] = str(exc)
-        rows.append(row)
-    reasons = {row["skipped"] for row in rows if row["price_per_gpu_hour"] is not None}
-    if len(reasons) == 1 and "" not in reasons and "does not fit" not in next(iter(reasons)):
-        raise ConfigError(next(iter(reasons)))  # the same mistake everywhere: the overrides', not the grid's
-    order = sorted(
-        (i for i, row in enumerate(rows) if not row["skipped"]), key=lambda i: (round(rows[i]["usd_per_hour"], 6), i)
-    )
-
-    # cost levels: configurations of equal cost are judged together
-    levels: list[list[int]] = []
-    for i in order:
-        if levels and round(rows[levels[-1][0]]["usd_per_hour"], 6) == round(rows[i]["usd_per_hour"], 6):
-            levels[-1].append(i)
-        else:
-            levels.append([i])
+        return row
 
     jobs = _effective_jobs(n_jobs)
-    found_level: int | None = None
-    li = 0
-    while li < len(levels) and (found_level is None or exhaustive):
-        batch_levels = [levels[li]]
-        while sum(map(len, batch_levels)) < jobs and li + len(batch_levels) < len(levels):
-            batch_levels.append(levels[li + len(batch_levels)])
-        batch = [i for lv in batch_levels for i in lv]
+
+    def run_batch(batch: list[int]) -> None:
         outs = _evaluate(rows, batch, d, seeds, jobs)
         for i, out in zip(batch, outs):
             row = rows[i]
@@ -686,10 +703,25 @@ def cheapest(
             shown = "  ".join(f"{k} {_fmt(out['figures'].get(k))}" for k in _key_figures(reqs))
             verdict = "pass" if ok else f"FAIL ({why})"
             _progress(progress, f"{row['config']:<34} ${row['usd_per_hour']:7.2f}/h  {shown}  {verdict}")
-        for k, lv in enumerate(batch_levels):
-            if found_level is None and any(rows[i]["met"] for i in lv):
-                found_level = li + k
-        li += len(batch_levels)
+
+    def refuse_common_mistake() -> None:
+        reasons = {row["skipped"] for row in rows if row["price_per_gpu_hour"] is not None}
+        if len(reasons) == 1 and "" not in reasons and "does not fit" not in next(iter(reasons)):
+            raise ConfigError(next(iter(reasons)))  # the same mistake everywhere: the overrides', not the grid's
+
+    rows: list[dict] = []
+    if search:
+        families = []
+        for k, (t, hw, pol) in enumerate(itertools.product(grid_tp, grid_hw, grid_pol)):
+            rows.append(make_row(1, t, hw, pol, (k, 1)))
+            families.append({"t": t, "hw": hw, "pol": pol, "first": len(rows) - 1, "fail": 0, "pass": None})
+        refuse_common_mistake()
+        _search_replicas(families, rows, prices, max_replicas, exhaustive, jobs, make_row, run_batch)
+    else:
+        for k, (r, t, hw, pol) in enumerate(itertools.product(grid_r, grid_tp, grid_hw, grid_pol)):
+            rows.append(make_row(r, t, hw, pol, (k,)))
+        refuse_common_mistake()
+        _search_grid(rows, exhaustive, jobs, run_batch)
 
     for row in rows:
         if row["evaluated"]:
@@ -697,12 +729,16 @@ def cheapest(
         elif row["skipped"]:
             row["status"] = "skipped"
         else:
-            row["status"] = "not evaluated"  # a cheaper configuration met the requirements
+            row["status"] = "not evaluated"  # a cheaper configuration met the requirements (search: its count 1)
     best = None
-    if found_level is not None:
-        winners = [i for i in levels[found_level] if rows[i]["met"]]
-        bi = max(winners, key=lambda i: (rows[i]["goodput_rps"], -i))  # ties: grid order
-        best = {k: v for k, v in rows[bi].items() if not k.startswith("_")}
+    met = [row for row in rows if row["met"]]
+    if met:
+        low = min(round(row["usd_per_hour"], 6) for row in met)
+        winners = [row for row in met if round(row["usd_per_hour"], 6) == low]
+        top = max(row["goodput_rps"] for row in winners)  # ties: grid order
+        b = min((row for row in winners if row["goodput_rps"] == top), key=lambda row: row["_rank"])
+        best = {k: v for k, v in b.items() if not k.startswith("_")}
+    rows.sort(key=lambda row: row["_rank"])
     table = pd.DataFrame([{k: v for k, v in row.items() if not k.startswith("_")} for row in rows])
     table = table.assign(_cost=table["usd_per_hour"].fillna(math.inf)).sort_values(["_cost"], kind="stable")
     table = table.drop(columns="_cost").reset_index(drop=True)
@@ -713,6 +749,7 @@ def cheapest(
         target_rate=target_rate,
         requirements=reqs,
         wall_s=time.perf_counter() - t0,
+        max_replicas=max_replicas if search else None,
     )
     meta = {
         "kind": "cheapest",
@@ -721,7 +758,15 @@ def cheapest(
         "target_rate": target_rate,
         "scenario": {"overrides": overrides, "model": base.model.name},
         "settings": {
-            "replicas": grid_r,
+            "replicas": "search" if search else grid_r,
+            "max_replicas": max_replicas if search else None,
+            "replicas_rule": (
+                "for each tp x hardware x policy, the smallest count in 1..max_replicas meeting the requirements "
+                "(galloping 1, 2, 4, ... then bisection; assumes more replicas never fail what fewer meet), "
+                "cheapest first, nothing dearer than the best passing configuration found so far"
+                if search
+                else "the grid given"
+            ),
             "tp": grid_tp,
             "hardware": grid_hw,
             "policy": grid_pol,
@@ -742,6 +787,95 @@ def cheapest(
     }
     _write_plan(d, table, meta)
     return result
+
+
+def _search_grid(rows: list[dict], exhaustive: bool, jobs: int, run_batch: Callable[[list[int]], None]) -> None:
+    """A grid of replica counts: simulate in ascending cost, a cost level at a time, and stop after
+    the first level where a configuration passes (unless exhaustive)."""
+    order = sorted(
+        (i for i, row in enumerate(rows) if not row["skipped"]), key=lambda i: (round(rows[i]["usd_per_hour"], 6), i)
+    )
+    # cost levels: configurations of equal cost are judged together
+    levels: list[list[int]] = []
+    for i in order:
+        if levels and round(rows[levels[-1][0]]["usd_per_hour"], 6) == round(rows[i]["usd_per_hour"], 6):
+            levels[-1].append(i)
+        else:
+            levels.append([i])
+    found = False
+    li = 0
+    while li < len(levels) and (not found or exhaustive):
+        batch_levels = [levels[li]]
+        while sum(map(len, batch_levels)) < jobs and li + len(batch_levels) < len(levels):
+            batch_levels.append(levels[li + len(batch_levels)])
+        run_batch([i for lv in batch_levels for i in lv])
+        found = found or any(rows[i]["met"] for lv in batch_levels for i in lv)
+        li += len(batch_levels)
+
+
+def _search_replicas(
+    families: list[dict],
+    rows: list[dict],
+    prices: dict,
+    max_replicas: int,
+    exhaustive: bool,
+    jobs: int,
+    make_row: Callable[..., dict],
+    run_batch: Callable[[list[int]], None],
+) -> None:
+    """For each TP x GPU x policy (a family), the smallest replica count meeting the requirements.
+
+    Per family, ``fail`` is the largest count known to fail (0 at first) and
+    ``pass`` the smallest known to pass. Until a count passes, the next probe
+    doubles ``fail`` (1, 2, 4, ...); then it bisects ``(fail, pass)``. Every
+    probe is capped at ``max_replicas`` and, unless exhaustive, at the largest
+    count whose cost does not exceed the cheapest passing configuration so far
+    (``best``): a family whose next count costs more is done. Each round probes
+    the ``jobs`` families whose next probe is cheapest. Correct when passing is
+    monotone in the replica count: then every family costing at most ``best``
+    ends with its smallest passing count simulated.
+    """
+    best = math.inf
+    for f in families:
+        f["unit"] = f["t"] * prices[f["hw"]] if prices.get(f["hw"]) is not None else math.nan
+        f["done"] = bool(rows[f["first"]]["skipped"])
+
+    def cap(f: dict) -> int:
+        c = max_replicas if f["pass"] is None else f["pass"] - 1
+        if not exhaustive and math.isfinite(best):
+            c = min(c, math.floor(best / f["unit"] * (1 + 1e-9)))
+        return c
+
+    def next_count(f: dict) -> int:
+        r = (1 if f["fail"] == 0 else 2 * f["fail"]) if f["pass"] is None else (f["fail"] + f["pass"]) // 2
+        return min(r, cap(f))
+
+    while True:
+        active = [k for k, f in enumerate(families) if not f["done"] and f["fail"] + 1 <= cap(f)]
+        if not active:
+            return
+        picks = sorted(active, key=lambda k: (round(next_count(families[k]) * families[k]["unit"], 6), k))[:jobs]
+        batch, probed = [], []
+        for k in picks:
+            f = families[k]
+            r = next_count(f)
+            if r == 1:
+                i = f["first"]  # checked when the families were made
+            else:
+                rows.append(make_row(r, f["t"], f["hw"], f["pol"], (k, r), check=False))
+                i = len(rows) - 1
+            batch.append(i)
+            probed.append((f, r, i))
+        run_batch(batch)
+        for f, r, i in probed:
+            row = rows[i]
+            if not row["evaluated"]:  # the run itself refused the configuration
+                f["done"] = True
+            elif row["met"]:
+                f["pass"] = r
+                best = min(best, row["usd_per_hour"])
+            else:
+                f["fail"] = r
 
 
 def _effective_jobs(n_jobs: int) -> int:
@@ -799,4 +933,5 @@ __all__ = [
     "describe",
     "MIN_DURATION_S",
     "MAX_REJECTION",
+    "MAX_REPLICAS",
 ]

@@ -2,7 +2,7 @@
 
 Collects every run under ``DIR`` (a ``servesim -m`` multirun folder, one run
 folder, or folders of sweeps) into ``sweep.parquet`` / ``sweep.csv``, draws
-``latency_vs_load``, ``cdfs``, ``cost_frontier`` and ``timeline`` (PNG and
+``latency_vs_load``, ``cdfs``, ``cost_frontier`` (when the runs differ in cost) and ``timeline`` (PNG and
 SVG), and prints the table's key figures. See docs/report.md.
 """
 
@@ -22,6 +22,7 @@ from simulator.report.sweep import (
     axis_label,
     collect,
     collect_files,
+    cost_axis,
     fmt_value,
     highest_load_run,
     is_load,
@@ -145,6 +146,10 @@ def _ms(v: float) -> str:
     return f"{v * 1e3:,.1f}" if v < 10 else f"{v * 1e3:,.0f}"
 
 
+def _cost_text(v: float, cost: str) -> str:
+    return f"${v:,.2f}/h" if cost == "usd_per_hour" else f"{v:g} GPUs"
+
+
 def _num(v: float, fmt: str = "{:.2f}") -> str:
     return "-" if v is None or not np.isfinite(v) else fmt.format(v)
 
@@ -157,6 +162,7 @@ def _render(
     written: list[Path],
     rows: int,
     notes: list[str],
+    skipped: dict[str, str] | None = None,
 ) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -234,6 +240,8 @@ def _render(
     console.print("wrote:")
     for p in written:
         console.print(f"  {p}")
+    for name, why in (skipped or {}).items():
+        console.print(f"  (no {name} chart: {why})")
 
 
 def report(
@@ -267,7 +275,7 @@ def report(
     if bad:
         raise ReportError(f"--include: {', '.join(bad)} is not a run file ({', '.join(RUN_FILES)})")
     numeric_x = pd.api.types.is_numeric_dtype(df[x]) and not pd.api.types.is_bool_dtype(df[x])
-    chosen: dict = {"x": x, "series": list(series), "knees": None, "notes": []}
+    chosen: dict = {"x": x, "series": list(series), "knees": None, "notes": [], "skipped": {}}
     draining = df[df["drain_share"] > DRAIN_WARNING] if "drain_share" in df.columns else df.iloc[:0]
     if len(draining):
         chosen["notes"].append(
@@ -308,7 +316,19 @@ def report(
         )
     else:
         chosen["notes"].append("no run has requests.parquet: no CDF chart")
-    written += sc.cost_frontier_chart(df, out_dir, x=x, series=series, formats=formats)
+    cost = cost_axis(df)
+    costs = set(pd.to_numeric(df[cost], errors="coerce").dropna().tolist())
+    if len(costs) > 1:
+        written += sc.cost_frontier_chart(df, out_dir, x=x, series=series, formats=formats)
+    else:  # one fleet: nothing to trade against cost, the chart would be one column of points
+        what = (
+            "no run has a cost"
+            if not costs
+            else f"every run costs the same ({_cost_text(next(iter(costs)), cost)})"
+        )
+        chosen["skipped"][sc.COST_CHART] = what
+        for fmt in formats:  # a chart left by an earlier report of other runs would mislead
+            (out_dir / f"{sc.COST_CHART}.{fmt}").unlink(missing_ok=True)
     with_steps = df[[(root / r / "steps.parquet").is_file() for r in df["run"]]]
     if timeline and timeline not in set(with_steps["run"]):
         raise ReportError(f"--timeline: run {timeline} has no steps.parquet")
@@ -362,7 +382,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{PROG}: warning: {len(skipped)} run folder(s) without summary.json left out (failed?): {shown}",
             file=sys.stderr,
         )
-    _render(df, chosen["x"], chosen["series"], chosen["knees"], written, max(args.rows, 0), notes)
+    _render(
+        df, chosen["x"], chosen["series"], chosen["knees"], written, max(args.rows, 0), notes, chosen.get("skipped")
+    )
     return 0
 
 

@@ -7,8 +7,13 @@ from rich.table import Table
 
 
 def _ms(v) -> str:
+    """A latency cell of the table (in ms); from 10 s on it names its unit, seconds or minutes."""
     if v is None:
         return "-"
+    if v >= 600:
+        return f"{v / 60:,.1f} min"
+    if v >= 10:
+        return f"{v:,.1f} s"
     return f"{v * 1e3:,.1f}" if v < 10 else f"{v * 1e3:,.0f}"
 
 
@@ -92,6 +97,24 @@ def cluster_line(summary: dict) -> str | None:
     )
 
 
+def overload_note(summary: dict) -> str | None:
+    """A line when the offered load exceeded what the run served: the queue still grew at the last arrival."""
+    s, th, win = summary["scenario"], summary["throughput"], summary.get("window", {})
+    end, last = win.get("end_s"), win.get("last_arrival_s")
+    offered = s.get("rate_rps") or 0.0
+    if s.get("arrival") == "closed_loop" or not end or last is None or offered <= 0:
+        return None
+    drain = (end - last) / end
+    served = th["requests_per_s"]
+    if drain <= 0.25 or offered <= 1.1 * served:
+        return None
+    return (
+        f"note: overloaded: {offered:.3g} req/s offered, {served:.2f} req/s served; the queue was still growing at the last "
+        f"arrival and draining it took {drain:.0%} of the run, so latencies grow with the run's length; lower "
+        f"workload.rate, add replicas or GPUs (servesim-plan max-rate finds the rate this configuration sustains)"
+    )
+
+
 def replication_line(block: dict) -> str:
     """Key figures over the replications (mean ± the 95% CI half-width), in three lines."""
     f, seeds = block["figures"], block["seeds"]
@@ -130,6 +153,78 @@ def _workload_words(summary: dict) -> str:
     return f"{s['arrival']} {s['rate_rps']:.3g} req/s"
 
 
+def _n(v: int) -> str:
+    return f"{v:,}"
+
+
+def replay_line(summary: dict) -> str | None:
+    """What trace replay did to the trace, in one line (None when the run replayed no trace).
+
+    Every change is named: rows sorted, the window, sampling, the time scale,
+    clipping to the max length, looping, and the cap (``num_requests`` or
+    ``duration_s``); with none, that the whole trace was replayed.
+    """
+    w = summary.get("workload") or {}
+    if "trace" not in w:
+        return None
+    name = w["trace"].replace("\\", "/").rsplit("/", 1)[-1]
+    rows, n = w["rows_read"], w["requests"]
+    changes = []
+    if w.get("rows_sorted"):
+        changes.append(f"{_n(w['rows_sorted'])} rows sorted by time")
+    if w.get("window_s"):
+        lo, hi = w["window_s"]
+        span = f"[{lo or 0:g} s, {'end' if hi is None else f'{hi:g} s'})"
+        changes.append(f"window {span} kept {_n(w['kept_after_window'])} rows")
+    if w.get("sample", 1.0) < 1.0:
+        changes.append(f"sampled {w['sample']:.0%}: kept {_n(w['kept_after_sample'])}")
+    if w.get("time_scale", 1.0) != 1.0:
+        changes.append(f"gaps scaled x{w['time_scale']:.4g}")
+    if w.get("clipped_requests"):
+        changes.append(
+            f"{_n(w['clipped_requests'])} requests clipped to {_n(w['max_len'])} tokens (the max length)"
+            if w.get("max_len")
+            else f"{_n(w['clipped_requests'])} requests clipped to the max length"
+        )
+    if w.get("loops", 1) > 1:
+        changes.append(f"looped {w['loops']} times")
+    if w.get("capped_by") == "num_requests":
+        whole = "" if w.get("loops", 1) > 1 else " (null replays the whole trace)"
+        changes.append(f"capped at workload.num_requests={w['num_requests']}{whole}")
+    elif w.get("capped_by") == "duration_s":
+        changes.append(f"cut at workload.duration_s={w['duration_s']:g}")
+    if not changes:
+        return f"replay: all {_n(rows)} rows of {name} ({w['trace_format']}), unchanged"
+    head = f"replay: {_n(n)} requests from {_n(rows)} rows of {name} ({w['trace_format']})"
+    return head + " · " + " · ".join(changes)
+
+
+#: why a request could never run, and what to change (reasons a scenario's limits cause, not a policy's choice)
+REJECTION_HINTS = {
+    "prompt_exceeds_max_batch_tokens": lambda w: (
+        "prompts longer than scheduler.max_batch_tokens"
+        + (f"={w['max_batch_tokens']}" if w.get("max_batch_tokens") else "")
+        + "; raise it or use scheduler=chunked_prefill"
+    ),
+    "kv_capacity": lambda w: (
+        "prompt + output larger than one replica's whole KV cache; give each replica more memory "
+        "(cluster.tp, hardware) or lower memory.max_model_len"
+    ),
+}
+
+
+def rejection_lines(summary: dict) -> list[str]:
+    """One line per rejection reason that a scenario setting causes, with the setting to change."""
+    w = summary.get("workload") or {}
+    total = summary["requests"]["total"]
+    out = []
+    for reason, count in summary["requests"]["rejected_by_reason"].items():
+        if count and reason in REJECTION_HINTS:
+            share = f" ({count / total:.0%} of requests)" if total else ""
+            out.append(f"note: {count:,} rejected{share}: {reason} ({REJECTION_HINTS[reason](w)})")
+    return out
+
+
 def render_summary(summary: dict, outdir: str | None = None, console: Console | None = None) -> None:
     console = console or Console(highlight=False, soft_wrap=True)
     s, rq, th, lat = summary["scenario"], summary["requests"], summary["throughput"], summary["latency_s"]
@@ -150,6 +245,9 @@ def render_summary(summary: dict, outdir: str | None = None, console: Console | 
     models = dict.fromkeys(f"{p['name']}: {p['latency_model']}" if len(pools) > 1 else p["latency_model"] for p in pools)
     p(f"latency model: {' · '.join(models)}")
     p(f"workload: {_workload_words(summary)} · {rq['total']:,} requests · seed {s['seed']} · {summary['window']['end_s']:,.1f} s simulated")
+    replay = replay_line(summary)
+    if replay:
+        p(replay)
     reasons = ", ".join(f"{k} {v}" for k, v in rq["rejected_by_reason"].items())
     p(
         f"requests: {rq['completed']:,} completed · {rq['rejected']:,} rejected"
@@ -157,10 +255,16 @@ def render_summary(summary: dict, outdir: str | None = None, console: Console | 
         + f" · {rq['preemptions']:,} preemptions"
         + (f" · {rq['retries']:,} retries" if rq.get("retries") else "")
     )
+    for line in rejection_lines(summary):
+        p(line)
+    offered = f"closed loop, {s.get('users', 0):,} users" if s.get("arrival") == "closed_loop" else f"offered {s['rate_rps']:.3g}"
     p(
-        f"throughput: {th['requests_per_s']:.2f} req/s (offered {s['rate_rps']:.3g}; whole run incl. drain) · "
+        f"throughput: {th['requests_per_s']:.2f} req/s ({offered}; whole run incl. drain) · "
         f"{th['output_tokens_per_s']:,.0f} output tok/s · {th['total_tokens_per_s']:,.0f} tok/s"
     )
+    note = overload_note(summary)
+    if note:
+        p(note)
     table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 1))
     table.add_column("latency (ms)")
     for col in ("mean", "p50", "p90", "p99", "max"):
@@ -222,4 +326,13 @@ def render_summary(summary: dict, outdir: str | None = None, console: Console | 
     else:
         p(f"cost: {cost['gpus']} GPU · {cost['gpu_hours']:.3f} GPU-h{usd}")
     if outdir:
+        from pathlib import Path
+
+        from simulator.api import PERFETTO_FILE
+
         p(f"outputs: {outdir}")
+        if (Path(outdir) / PERFETTO_FILE).is_file():
+            from simulator.report.perfetto import MAX_REQUESTS
+
+            capped = f"; request slices: the first {MAX_REQUESTS:,} requests" if rq["total"] > MAX_REQUESTS else ""
+            p(f"timeline: {Path(outdir) / PERFETTO_FILE} (open it at ui.perfetto.dev{capped})")

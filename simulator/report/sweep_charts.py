@@ -19,21 +19,34 @@ same table gives byte-identical files.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
+import matplotlib.colors
 import matplotlib.style
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+from matplotlib.ticker import MaxNLocator
 
-from simulator.report.charts import PNG_METADATA, STYLE, bin_width, integral_per_bin
+from simulator.report.charts import (
+    NEUTRAL_COLOR,
+    OTHER_COLORS,
+    PNG_METADATA,
+    POLICY_COLORS,
+    STYLE,
+    bin_width,
+    fit_log_ticks,
+    integral_per_bin,
+    plain_log_axis,
+    policy_color,
+)
 from simulator.report.sweep import (
     LOAD_UNITS,
     axis_label,
@@ -51,24 +64,9 @@ FORMATS = ("png", "svg")
 #: fixed save settings per format: no dates, no varying ids
 METADATA = {"png": PNG_METADATA, "svg": {"Date": None}}
 RC = {"svg.hashsalt": "servesim", "svg.fonttype": "path"}
-#: series colours: the style sheet's six, then more
-PALETTE = (
-    "#1f77b4",
-    "#d62728",
-    "#2ca02c",
-    "#ff7f0e",
-    "#9467bd",
-    "#8c564b",
-    "#17becf",
-    "#e377c2",
-    "#7f7f7f",
-    "#bcbd22",
-    "#393b79",
-    "#ad494a",
-)
 SLO_COLOR = "0.3"
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">")
-LINESTYLES = ("-", "--", ":", "-.")
+LINESTYLES = ("-", "--", ":", "-.", (0, (6, 2, 1, 2, 1, 2)), (0, (1, 4)))
 
 LATENCY_CHART = "latency_vs_load"
 CDF_CHART = "cdfs"
@@ -101,7 +99,9 @@ def _finish(fig: Figure, handles, labels, ncol: int, title: str, bottom: tuple[f
         fig.legend(handles, labels, loc="lower center", ncol=ncol, bbox_to_anchor=(0.5, -0.01))
     rows = math.ceil(len(handles) / ncol) if handles else 0
     fig.suptitle(title, fontsize=10.5)
+    fit_log_ticks(fig)
     fig.tight_layout(rect=(0, bottom[0] + bottom[1] * rows, 1, 1))
+    fit_log_ticks(fig)  # the layout may have narrowed the panels
 
 
 @contextmanager
@@ -150,23 +150,48 @@ def describe(df: pd.DataFrame) -> str:
     return ", ".join(parts)
 
 
-#: the batching policies keep one colour in every report, so slides from different sweeps agree
-POLICY_COLORS = {"static": "#1f77b4", "continuous": "#d62728", "chunked_prefill": "#2ca02c"}
+POLICY_KEYS = ("scheduler", "scheduler.policy")
+
+
+def _policy_of(label: str) -> str | None:
+    """The batching policy a series label names and nothing else (``scheduler=static``), else None."""
+    key, _, value = str(label).partition("=")
+    return value if key in POLICY_KEYS and value in POLICY_COLORS and "," not in value else None
 
 
 def _colors(labels: Sequence[str]) -> dict[str, str]:
-    """A colour per series label: a policy's own when the label names only a policy, else the palette in order."""
+    """A colour per series label, the same in every chart: a policy's own (charts.POLICY_COLORS) when the
+    label names only a policy; else the other Okabe-Ito colours in order, then the policy colours this
+    chart does not use (only past four such series), so no two series of a chart share a colour up to eight."""
+    labels = list(dict.fromkeys(labels))
+    used = {_policy_of(label) for label in labels}
+    free = list(OTHER_COLORS) + [c for p, c in POLICY_COLORS.items() if p not in used]
     out: dict[str, str] = {}
-    free = [c for c in PALETTE if c not in POLICY_COLORS.values()]
     k = 0
     for label in labels:
-        key, _, value = str(label).partition("=")
-        if key in ("scheduler", "scheduler.policy") and value in POLICY_COLORS:
-            out[label] = POLICY_COLORS[value]
+        policy = _policy_of(label)
+        if policy is not None:
+            out[label] = POLICY_COLORS[policy]
         else:
             out[label] = free[k % len(free)]
             k += 1
     return out
+
+
+def _series_colors(df: pd.DataFrame, labels: Sequence[str]) -> dict[str, str]:
+    """:func:`_colors`, except that a lone series of runs that all share one policy takes that policy's colour."""
+    labels = list(dict.fromkeys(labels))
+    if len(labels) == 1 and _policy_of(labels[0]) is None and "scheduler" in df.columns:
+        policies = set(df["scheduler"].dropna().astype(str))
+        if len(policies) == 1 and next(iter(policies)) in POLICY_COLORS:
+            return {labels[0]: policy_color(next(iter(policies)))}
+    return _colors(labels)
+
+
+def _tint(color: str, strength: float) -> tuple[float, float, float]:
+    """``color`` mixed with white: ``strength`` 1 is the colour itself, 0 white."""
+    r, g, b = matplotlib.colors.to_rgb(color)
+    return tuple(round(1.0 - strength * (1.0 - c), 6) for c in (r, g, b))
 
 
 def _numeric_x(df: pd.DataFrame, x: str) -> tuple[np.ndarray, list[str] | None]:
@@ -198,11 +223,7 @@ def _slo(df: pd.DataFrame, metric: str, override: float | None) -> list[float]:
     return sorted({float(v) for v in pd.to_numeric(df[col], errors="coerce").dropna()})
 
 
-def _log_axis(axis) -> None:
-    """Log scale with plain-number ticks (0.1, 0.2, 0.5, 1, 2 ...) instead of powers of ten."""
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
-    axis.set_minor_formatter(NullFormatter())
+_log_axis = plain_log_axis
 
 
 def _fmt_x(v: float, cats: list[str] | None) -> str:
@@ -236,7 +257,7 @@ def latency_vs_load_chart(
     """p50/p99 TTFT and TPOT against ``x``, one colour per series, SLO and knees marked."""
     labels = series_labels(df, series)
     order = list(pd.unique(labels))
-    colors = _colors(order)
+    colors = _series_colors(df, order)
     xs_all, cats = _numeric_x(df, x)
     marks_knee = cats is None and is_load(x)
     panels = [("ttft", "Time to first token", slo_ttft), ("tpot", "Time per output token", slo_tpot)]
@@ -414,11 +435,18 @@ def cdfs_chart(
         at = f"{x_name} {fmt_value(df[x].iloc[i])}" + (f" {unit}" if unit else "")
         legend = f"run {r}: " + (at if name == "all runs" else f"{name}, {at}")
         data.append((legend, name, fmt_value(df[x].iloc[i]), done))
-    # one colour per load, one line style per series: the same load reads the same across series
+    # the series' own colour (a policy's everywhere), and per load a line style and a shade, lightest
+    # for the lowest load: the same load reads the same across series
+    raw = {fmt_value(df[x].iloc[by_run[r]]): df[x].iloc[by_run[r]] for r in runs}
     loads = list(dict.fromkeys(d[2] for d in data))
+    numeric = pd.to_numeric(pd.Series([raw[v] for v in loads], dtype=object), errors="coerce")
+    if numeric.notna().all():
+        loads = [loads[i] for i in np.argsort(numeric.to_numpy(dtype=float), kind="stable")]
     names = list(dict.fromkeys(d[1] for d in data))
-    color = {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(loads)}
-    style = {n: LINESTYLES[i % len(LINESTYLES)] for i, n in enumerate(names)}
+    hue = _series_colors(df, names)
+    style = {v: LINESTYLES[i % len(LINESTYLES)] for i, v in enumerate(loads)}
+    shade = {v: 1.0 if len(loads) == 1 else 0.45 + 0.55 * i / (len(loads) - 1) for i, v in enumerate(loads)}
+    color = {(n, v): _tint(hue[n], shade[v]) for n in names for v in loads}
     panels = [
         ("ttft", "Time to first token", _slo(df, "ttft", slo_ttft)),
         ("tpot", "Time per output token", _slo(df, "tpot", slo_tpot)),
@@ -442,7 +470,7 @@ def cdfs_chart(
                 v = values * scale
                 if log:
                     v = v[v > 0]
-                _ecdf(ax, v, color=color[load], linestyle=style[name], label=legend, linewidth=1.4)
+                _ecdf(ax, v, color=color[(name, load)], linestyle=style[load], label=legend, linewidth=1.5)
             for s in slos:
                 ax.axvline(s * scale, color=SLO_COLOR, linestyle=":", linewidth=1.3)
                 ax.annotate(
@@ -496,7 +524,7 @@ def cost_frontier_chart(
     """Throughput and goodput against cost, every run a point, the goodput Pareto front labelled."""
     labels = series_labels(df, series)
     order = list(pd.unique(labels))
-    colors = _colors(order)
+    colors = _series_colors(df, order)
     markers = {label: MARKERS[i % len(MARKERS)] for i, label in enumerate(order)}
     names = short_names([k for k in [*series, x] if k != "offered_rps"])
     cost = cost_axis(df)
@@ -673,6 +701,12 @@ def run_timeline_chart(
     def stairs(ax, y, **kw):
         ax.step(edges, np.append(y, y[-1:]), where="post", **kw)
 
+    # the run's batching policy colours its lines, as it colours its series in the other charts
+    policy = row.get("scheduler") if row is not None else None
+    if policy is None and (run_dir / "summary.json").is_file():
+        policy = json.loads((run_dir / "summary.json").read_text()).get("scenario", {}).get("scheduler")
+    color = policy_color(policy)
+    tint = _tint(color, 0.4)
     n_panels = 4 if replicas is not None else 3
     with _context():
         fig = Figure(figsize=(11, 2.3 * sum([1.0, 1.0, 1.0, 0.6][:n_panels]) + 1.1))
@@ -682,17 +716,17 @@ def run_timeline_chart(
         ax_batch, ax_kv, ax_wait = axes[:3]
         if len(steps):
             mean, peak = mean_max(steps["batch_size"].to_numpy(dtype=float))
-            stairs(ax_batch, peak, color="#1f77b4", alpha=0.35, linewidth=1.0, label="max")
-            stairs(ax_batch, mean, color="#1f77b4", label="mean (step-time weighted)")
+            stairs(ax_batch, peak, color=tint, linewidth=1.0, label="max")
+            stairs(ax_batch, mean, color=color, label="mean (step-time weighted)")
             used = steps["kv_blocks_used"].to_numpy(dtype=float)
             total = steps["kv_blocks_total"].to_numpy(dtype=float)
             with np.errstate(invalid="ignore", divide="ignore"):
                 share = np.where(total > 0, used / total, 0.0) * 100
             mean, peak = mean_max(share)
-            stairs(ax_kv, peak, color="#8c564b", alpha=0.35, linewidth=1.0, label="max")
-            stairs(ax_kv, mean, color="#8c564b", label="mean (step-time weighted)")
+            stairs(ax_kv, peak, color=tint, linewidth=1.0, label="max")
+            stairs(ax_kv, mean, color=color, label="mean (step-time weighted)")
             waiting = integral_per_bin(start, dur, steps["num_waiting"].to_numpy(dtype=float), edges)
-            stairs(ax_wait, waiting / width, color="#9467bd", label="time-averaged, sum over replicas")
+            stairs(ax_wait, waiting / width, color=color, label="time-averaged, sum over replicas")
         else:
             for ax in axes[:3]:
                 ax.text(0.5, 0.5, "no engine steps", ha="center", va="center", transform=ax.transAxes)
@@ -712,14 +746,14 @@ def run_timeline_chart(
             last = np.append(t[1:] != t[:-1], True)
             times = np.append(t[last], max(window, t[-1]))
             serving = ev["serving"].to_numpy(dtype=float)[last]
-            ax_rep.step(times, np.append(serving, serving[-1]), where="post", color="#2ca02c", label="replicas serving\n(entry pool: prefill\nwhen disaggregated)")
+            ax_rep.step(times, np.append(serving, serving[-1]), where="post", color=color, label="replicas serving\n(entry pool: prefill\nwhen disaggregated)")
             if "billed_gpus" in ev.columns:
                 billed = ev["billed_gpus"].to_numpy(dtype=float)[last]
                 ax_rep.step(
                     times,
                     np.append(billed, billed[-1]),
                     where="post",
-                    color="#ff7f0e",
+                    color=NEUTRAL_COLOR,
                     linestyle="--",
                     linewidth=1.2,
                     label="GPUs billed",

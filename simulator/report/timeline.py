@@ -35,23 +35,42 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from simulator.metrics.breakdown import label_order
-from simulator.report.charts import PNG_METADATA, STYLE, bin_width, integral_per_bin
+from simulator.report.charts import (
+    NEUTRAL_COLOR,
+    OKABE_ITO,
+    PNG_METADATA,
+    STYLE,
+    bin_width,
+    fit_log_ticks,
+    integral_per_bin,
+    plain_log_axis,
+    policy_color,
+)
 
-#: tiers: cool colours; rejection reasons: warm ones and greys (red is also failures)
-TIER_COLORS = ("#1f77b4", "#2ca02c", "#9467bd", "#17becf", "#8c564b", "#bcbd22")
+#: tiers: Okabe-Ito hues (colour-blind safe); rejection reasons: the Okabe-Ito hues the first tiers leave free,
+#: then greys; the fleet, the queue and KV usage: the run's batching policy colour (as in every other chart),
+#: GPUs billed and failures in neutral dark grey and black
+TIER_COLORS = (
+    OKABE_ITO["blue"],
+    OKABE_ITO["bluish_green"],
+    OKABE_ITO["reddish_purple"],
+    OKABE_ITO["sky_blue"],
+    OKABE_ITO["orange"],
+    OKABE_ITO["yellow"],
+)
 REASON_COLORS = {
-    "queue_full": "#d62728",
-    "wait_too_long": "#ff7f0e",
-    "kv_pressure": "#e377c2",
-    "slo_unattainable": "#ff9896",
-    "rate_limited": "#7f7f7f",
-    "no_replica": "#000000",
-    "replica_failure": "#8c564b",
-    "kv_capacity": "#c49c94",
-    "prompt_exceeds_max_batch_tokens": "#dbdb8d",
+    "queue_full": OKABE_ITO["vermillion"],
+    "wait_too_long": OKABE_ITO["yellow"],
+    "kv_pressure": OKABE_ITO["orange"],
+    "slo_unattainable": "0.45",
+    "rate_limited": "0.65",
+    "no_replica": "0.1",
+    "replica_failure": "0.3",
+    "kv_capacity": "0.8",
+    "prompt_exceeds_max_batch_tokens": "0.55",
 }
-OTHER_REASON_COLORS = ("#f7b6d2", "#c7c7c7", "#bcbd22", "#ffbb78")
-FAILURE_COLOR = "#d62728"
+OTHER_REASON_COLORS = ("0.9", "0.7", "0.5", "0.35")
+FAILURE_COLOR = OKABE_ITO["black"]
 
 
 def wants_cluster_timeline(cfg) -> bool:
@@ -127,7 +146,9 @@ def cluster_timeline_chart(result, path: str | Path) -> Path:
     tier_col = _labels(req, "tier")
     has_tiers = bool(getattr(cfg, "tiers", None)) or (tier_col != "").any()
     tiers = label_order(set(tier_col), "tier", getattr(cfg, "tiers", None)) if has_tiers else [""]
-    colors = {t: TIER_COLORS[i % len(TIER_COLORS)] for i, t in enumerate(tiers)}
+    run_color = policy_color(s.get("scheduler"))
+    tier_palette = [c for c in TIER_COLORS if c != run_color]  # the fleet's lines are in the policy's colour
+    colors = {t: tier_palette[i % len(tier_palette)] for i, t in enumerate(tiers)}
     tier_name = {t: (t or "untiered") if has_tiers else "all requests" for t in tiers}
     status = req["status"].astype(str).to_numpy()
     done = status == "completed"
@@ -143,8 +164,8 @@ def cluster_timeline_chart(result, path: str | Path) -> Path:
         ax_rep, ax_rps, ax_ttft, ax_queue, ax_kv = axes
 
         # (1) the fleet
-        ax_rep.step(times, serving, where="post", color="#1f77b4", label="replicas serving")
-        ax_rep.step(times, billed, where="post", color="#ff7f0e", linestyle="--", label="GPUs billed")
+        ax_rep.step(times, serving, where="post", color=run_color, label="replicas serving")
+        ax_rep.step(times, billed, where="post", color=NEUTRAL_COLOR, linestyle="--", linewidth=1.2, label="GPUs billed")
         top = max(float(serving.max()), float(billed.max()), 1.0)
         ax_rep.set_ylim(0, top * 1.2 + 0.5)
         for i, t in enumerate(failed):
@@ -211,6 +232,7 @@ def cluster_timeline_chart(result, path: str | Path) -> Path:
         positive = [v for v in spread if v > 0]
         if positive and max(positive) / min(positive) > 30:
             ax_ttft.set_yscale("log")
+            plain_log_axis(ax_ttft.yaxis)
             ax_ttft.set_ylabel("seconds (log scale)")
         else:
             ax_ttft.set_ylim(bottom=0)
@@ -225,7 +247,7 @@ def cluster_timeline_chart(result, path: str | Path) -> Path:
             dur = steps["duration_s"].to_numpy(dtype=float)
             sidx = np.clip((start // width).astype(np.int64), 0, nbins - 1)
             waiting = integral_per_bin(start, dur, steps["num_waiting"].to_numpy(dtype=float), edges)
-            ax_queue.step(edges, np.append(waiting, waiting[-1:]) / width, where="post", color="#9467bd",
+            ax_queue.step(edges, np.append(waiting, waiting[-1:]) / width, where="post", color=run_color,
                           label="requests waiting")
             used = steps["kv_blocks_used"].to_numpy(dtype=float)
             total = steps["kv_blocks_total"].to_numpy(dtype=float)
@@ -235,9 +257,9 @@ def cluster_timeline_chart(result, path: str | Path) -> Path:
                 kv = np.bincount(sidx, weights=share * dur, minlength=nbins)[:nbins] / busy * 100
             peak = np.full(nbins, np.nan)
             np.fmax.at(peak, sidx, share * 100)  # the busiest replica: where the watermarks bite
-            ax_kv.step(edges, np.append(peak, peak[-1:]), where="post", color="#8c564b", alpha=0.4, linewidth=1.0,
+            ax_kv.step(edges, np.append(peak, peak[-1:]), where="post", color=run_color, alpha=0.4, linewidth=1.0,
                        label="busiest replica")
-            ax_kv.step(edges, np.append(kv, kv[-1:]), where="post", color="#8c564b", label="mean over busy replicas")
+            ax_kv.step(edges, np.append(kv, kv[-1:]), where="post", color=run_color, label="mean over busy replicas")
         else:
             for ax in (ax_queue, ax_kv):
                 ax.text(0.5, 0.5, "no engine steps", ha="center", va="center", transform=ax.transAxes)
@@ -282,7 +304,9 @@ def cluster_timeline_chart(result, path: str | Path) -> Path:
             f"{s['arrival']} arrivals, {rate}, {len(req):,} requests" + (f" - {', '.join(extra)}" if extra else ""),
             fontsize=10,
         )
+        fit_log_ticks(fig)
         fig.tight_layout()
+        fit_log_ticks(fig)
         path = Path(path)
         fig.savefig(path, metadata=PNG_METADATA)
     return path

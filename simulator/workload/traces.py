@@ -46,8 +46,10 @@ import json
 import math
 import os
 import warnings
+import zlib
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -193,13 +195,13 @@ def _kind_of(path: Path) -> tuple[str, bool]:
         return "jsonl", gz
     if ext in ("parquet", "pq") and not gz:
         return "parquet", gz
-    with open(path, "rb") as fh:
+    with _reading(path, gz), open(path, "rb") as fh:
         head = fh.read(4)
     if head == b"PAR1":
         return "parquet", False
     if head[:2] == b"\x1f\x8b":
         gz = True
-        with gzip.open(path, "rb") as fh:
+        with _reading(path, gz), gzip.open(path, "rb") as fh:
             head = fh.read(64)
     text = head.lstrip(b"\xef\xbb\xbf").lstrip()
     if text.startswith(b"{"):
@@ -207,8 +209,64 @@ def _kind_of(path: Path) -> tuple[str, bool]:
     return ("csv" if b"," in head or text[:1].isalpha() else "?"), gz
 
 
-def _open_text(path: Path, gz: bool):
-    return gzip.open(path, "rt", encoding="utf-8", newline="") if gz else open(path, encoding="utf-8", newline="")
+def _open_bytes(path: Path, gz: bool):
+    return gzip.open(path, "rb") if gz else open(path, "rb")
+
+
+def _lines(path: Path, gz: bool) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of each line, decoded as UTF-8 one line at a time.
+
+    A line that is not UTF-8 (a binary file, another encoding) and a corrupt or
+    truncated gzip stream are a :class:`ConfigError` naming the file (and the line).
+    """
+    with _reading(path, gz), _open_bytes(path, gz) as fh:
+        for n, raw in enumerate(fh, start=1):
+            try:
+                yield n, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _not_text(path, exc, f"line {n}") from None
+
+
+def _not_text(path, exc: UnicodeDecodeError, where: str | None = None) -> ConfigError:
+    byte = exc.object[exc.start : exc.start + 1].hex()
+    return _fail(
+        path,
+        f"is not UTF-8 text (byte 0x{byte} cannot be decoded; is it a binary file, or saved in another encoding?); "
+        "traces are UTF-8 CSV or JSONL, optionally gzipped, or Parquet.",
+        where,
+    )
+
+
+_GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
+@contextmanager
+def _reading(path, gz: bool = False):
+    """Turn what reading ``path`` can raise (undecodable bytes, a corrupt gzip stream, I/O errors) into one ConfigError."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        raise _not_text(path, exc) from None
+    except _GZIP_ERRORS as exc:
+        raise _corrupt_gzip(path, exc) from None
+    except OSError as exc:
+        if gz and _looks_like_gzip_error(exc):
+            raise _corrupt_gzip(path, exc) from None
+        raise _fail(path, f"cannot be read ({(exc.strerror or str(exc)).rstrip('.')}).") from None
+
+
+def _looks_like_gzip_error(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return any(w in text for w in ("gzip", "compress", "inflate", "zlib", "truncated"))
+
+
+def _corrupt_gzip(path, exc: Exception) -> ConfigError:
+    if "not a gzip" in str(exc).lower():  # (BadGzipFile also reports a failed CRC: that is corruption)
+        what = "is named .gz (or starts like gzip) but is not valid gzip data"
+    else:
+        what = "is a corrupt or truncated gzip file"
+    detail = str(exc).splitlines()[0].rstrip(".") if str(exc) else type(exc).__name__
+    return _fail(path, f"{what} ({detail}); check the download or decompress it to see how far it reads.")
 
 
 def _roles(p, fmt: str, names: list[str]) -> dict:
@@ -226,18 +284,17 @@ def _roles(p, fmt: str, names: list[str]) -> dict:
 
 
 def _csv_header(path: Path, gz: bool) -> list[str] | None:
-    with _open_text(path, gz) as fh:
-        for line in fh:
-            if line.strip():
-                return next(csv.reader([line.lstrip("\ufeff").rstrip("\r\n")]))
+    for _, line in _lines(path, gz):
+        for part in line.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+            if part.strip():  # (a file with bare \r line ends is one binary "line")
+                return next(csv.reader([part]))
     return None
 
 
 def _first_record(path: Path, gz: bool) -> tuple[int, str] | None:
-    with _open_text(path, gz) as fh:
-        for n, line in enumerate(fh, start=1):
-            if line.strip():
-                return n, line
+    for n, line in _lines(path, gz):
+        if line.strip():
+            return n, line
     return None
 
 
@@ -539,36 +596,37 @@ def _read_csv(p: Path, gz: bool, fmt: str) -> Trace:
             invalid.append(row)
         return "skip"
 
-    source = pa.input_stream(str(p), compression="gzip" if gz else None)
-    try:
-        reader = pacsv.open_csv(
-            source,
-            read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(
-                include_columns=used,
-                column_types={c: pa.string() for c in used},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-    except pa.ArrowInvalid as exc:
-        raise _fail(p, f"cannot be read as CSV ({str(exc).splitlines()[0]}).") from None
-    cols, state, base = _Cols(), {}, 0
-    try:
-        for batch in reader:
-            if invalid:
-                break
-            _convert_batch(batch, roles, cols, p, base, 1, state)
-            base += batch.num_rows
-    except pa.ArrowInvalid as exc:
-        raise _fail(p, f"cannot be read as CSV ({str(exc).splitlines()[0]}).") from None
-    finally:
-        source.close()
+    with _reading(p, gz), _quiet_undecodable_rows():
+        source = pa.input_stream(str(p), compression="gzip" if gz else None)
+        try:
+            reader = pacsv.open_csv(
+                source,
+                read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK),
+                parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+                convert_options=pacsv.ConvertOptions(
+                    include_columns=used,
+                    column_types={c: pa.string() for c in used},
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+            cols, state, base = _Cols(), {}, 0
+            for batch in reader:
+                if invalid:
+                    break
+                _convert_batch(batch, roles, cols, p, base, 1, state)
+                base += batch.num_rows
+        except pa.ArrowInvalid as exc:
+            _check_text(p, gz)  # undecodable bytes: say so, with the line
+            raise _fail(p, f"cannot be read as CSV ({str(exc).splitlines()[0]}).") from None
+        finally:
+            source.close()
     if invalid:
         row = invalid[0]
-        line = _find_line(p, gz, row.text)
+        line = _find_line(p, gz, row.text)  # also stops at the first line that is not UTF-8
         at = f"line {line}" if line else None
+        if line is None or not row.text.isprintable():
+            _check_text(p, gz)
         raise _fail(
             p,
             f"a row has {row.actual_columns} fields where the header has {row.expected_columns} ({row.text[:60]!r}).",
@@ -577,12 +635,36 @@ def _read_csv(p: Path, gz: bool, fmt: str) -> Trace:
     return _finish(p, fmt, cols, roles, state.get("block", DEFAULT_BLOCK_TOKENS), line_offset=1)
 
 
+@contextmanager
+def _quiet_undecodable_rows():
+    """pyarrow cannot hand a row of non-UTF-8 bytes to ``invalid_row_handler``: it prints
+    "Exception ignored" and fails the read, which ``_read_csv`` then explains. Keep that print quiet."""
+    import sys
+
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        if not isinstance(unraisable.exc_value, UnicodeDecodeError):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+
+
+def _check_text(p: Path, gz: bool) -> None:
+    """Raise the 'not UTF-8 text' error at the first line that does not decode (error path only)."""
+    for _ in _lines(p, gz):
+        pass
+
+
 def _find_line(p: Path, gz: bool, text: str) -> int | None:
     """The line holding ``text`` (error path only)."""
-    with _open_text(p, gz) as fh:
-        for n, line in enumerate(fh, start=1):
-            if line.rstrip("\r\n") == text:
-                return n
+    for n, line in _lines(p, gz):
+        if line.rstrip("\r\n") == text:
+            return n
     return None
 
 
@@ -633,6 +715,13 @@ def _read_parquet(p: Path) -> Trace:
         pf = pq.ParquetFile(p)
     except (pa.ArrowInvalid, OSError) as exc:
         raise _fail(p, f"cannot be read as Parquet ({str(exc).splitlines()[0]}).") from None
+    try:
+        return _parquet_rows(p, pf)
+    except (pa.ArrowInvalid, OSError) as exc:  # a corrupt page or column chunk
+        raise _fail(p, f"cannot be read as Parquet ({str(exc).splitlines()[0]}).") from None
+
+
+def _parquet_rows(p: Path, pf) -> Trace:
     schema = pf.schema_arrow
     names = list(schema.names)
     roles = _roles(p, "servesim", names)
@@ -657,44 +746,52 @@ def _read_parquet(p: Path) -> Trace:
 
 
 def _read_jsonl(p: Path, gz: bool) -> Trace:
+    try:
+        return _jsonl_rows(p, gz)
+    except ConfigError:
+        if gz:  # a corrupt gzip stream inflates to garbage before its checksum fails: blame the stream
+            _check_text(p, gz)
+        raise
+
+
+def _jsonl_rows(p: Path, gz: bool) -> Trace:
     arrival = array("d")
     prompt, output, flat, counts, lines = array("q"), array("q"), array("q"), array("q"), array("q")
     has_prefix = False
     row = 0
-    with _open_text(p, gz) as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            row += 1
-            at = f"row {row} (line {line_no})"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise _fail(p, f"malformed JSON ({exc.msg} at column {exc.colno}).", f"line {line_no}") from None
-            if not isinstance(obj, dict):
-                raise _fail(p, f"each line must be a JSON object, got {type(obj).__name__}.", f"line {line_no}")
-            if row == 1:
-                missing = [k for k in _MOONCAKE_REQUIRED.values() if k not in obj]
-                if missing:
-                    raise _fail(
-                        p,
-                        f"missing required key(s) {', '.join(missing)} for format mooncake; found: {', '.join(obj) or 'none'}.",
-                        at,
-                    )
-            ts = _json_number(obj, "timestamp", p, at)
-            arrival.append(ts / 1000.0)
-            prompt.append(_json_count(obj, "input_length", p, at, "prompt token"))
-            output.append(_json_count(obj, "output_length", p, at, "output token"))
-            ids = obj.get("hash_ids")
-            if ids is None:
-                counts.append(0)
-            else:
-                if not isinstance(ids, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in ids):
-                    raise _fail(p, "hash_ids must be a list of integers.", at, "hash_ids")
-                has_prefix = True
-                flat.extend(ids)
-                counts.append(len(ids))
-            lines.append(line_no)
+    for line_no, line in _lines(p, gz):
+        if not line.strip():
+            continue
+        row += 1
+        at = f"row {row} (line {line_no})"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise _fail(p, f"malformed JSON ({exc.msg} at column {exc.colno}).", f"line {line_no}") from None
+        if not isinstance(obj, dict):
+            raise _fail(p, f"each line must be a JSON object, got {type(obj).__name__}.", f"line {line_no}")
+        if row == 1:
+            missing = [k for k in _MOONCAKE_REQUIRED.values() if k not in obj]
+            if missing:
+                raise _fail(
+                    p,
+                    f"missing required key(s) {', '.join(missing)} for format mooncake; found: {', '.join(obj) or 'none'}.",
+                    at,
+                )
+        ts = _json_number(obj, "timestamp", p, at)
+        arrival.append(ts / 1000.0)
+        prompt.append(_json_count(obj, "input_length", p, at, "prompt token"))
+        output.append(_json_count(obj, "output_length", p, at, "output token"))
+        ids = obj.get("hash_ids")
+        if ids is None:
+            counts.append(0)
+        else:
+            if not isinstance(ids, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in ids):
+                raise _fail(p, "hash_ids must be a list of integers.", at, "hash_ids")
+            has_prefix = True
+            flat.extend(ids)
+            counts.append(len(ids))
+        lines.append(line_no)
     n = len(arrival)
     line_arr = np.frombuffer(lines, dtype=np.int64).copy() if n else None
     contiguous = n and line_arr[-1] - line_arr[0] == n - 1 and line_arr[0] == 1
@@ -896,6 +993,7 @@ def replay(
         r = r.take(keep)
         r.t = r.t - r.t[0]
     notes["kept_after_window"] = len(r)
+    notes["window_s"] = None if tc.start_s is None and tc.end_s is None else [tc.start_s, tc.end_s]
 
     # sample: keep each request with probability `sample`, order preserved
     if tc.sample < 1.0:
@@ -907,6 +1005,7 @@ def replay(
             )
         r = r.take(keep)
     notes["kept_after_sample"] = len(r)
+    notes["sample"] = float(tc.sample)
 
     # time scale
     scale = 1.0
@@ -950,6 +1049,7 @@ def replay(
                 r.flat, r.offsets = _truncate_lists(r.flat, r.offsets, -(-prompt // trace.prefix_block_tokens))
             r.prompt, r.output = prompt, output
     notes["clipped_in_trace"] = clipped
+    notes["max_len"] = max_len
 
     # loop or cap
     loops = 1
@@ -966,6 +1066,8 @@ def replay(
     if len(r) == 0:
         raise ConfigError(f"workload.duration_s={duration_s} ends before the first request of trace {trace.path}.")
     notes["capped_by"] = capped_by
+    notes["num_requests"] = num_requests
+    notes["duration_s"] = duration_s
     notes["requests"] = len(r)
     notes["clipped_requests"] = int(np.isin(r.rows, clipped_rows).sum())  # among the requests replayed
 
@@ -1054,6 +1156,8 @@ def load(cfg) -> Workload:
     w = replay(
         trace, tc, seed=cfg.seed, num_requests=wl.num_requests, duration_s=wl.duration_s, max_len=max_length(cfg)
     )
+    # for the console's hint when the scheduler rejects prompts longer than its token budget
+    w.notes["max_batch_tokens"] = int(cfg.scheduler.max_batch_tokens)
     labels.label(cfg, w)
     return w
 
@@ -1261,6 +1365,15 @@ def _fmt_s(s: float) -> str:
     return f"{s:g} s"
 
 
+def _fmt_gap(x: float) -> str:
+    """A gap-axis tick: 10 µs, 0.1 ms, 1 s."""
+    if x < 1e-3:
+        return f"{x * 1e6:.3g} µs"
+    if x < 1:
+        return f"{x * 1e3:.3g} ms"
+    return f"{x:.3g} s"
+
+
 def _token_bins(v: np.ndarray, n: int = 50) -> np.ndarray:
     """About ``n`` log-spaced bins with integer edges (no empty bins between small integers)."""
     lo, hi = max(float(v.min()), 1.0), float(v.max())
@@ -1289,14 +1402,14 @@ def stats_chart(trace: Trace, path: str | os.PathLike, summary: dict | None = No
     has_prefix = s["prefix"] is not None
     tscale, tunit = _time_unit(span)
     width = next((b for b in _NICE_BINS if span / b <= 120), _NICE_BINS[-1]) if span > 0 else 1.0
-    edges = np.arange(0.0, span, width)
+    edges = np.arange(0.0, span, width) if span > 0 else np.zeros(1)  # every request at one instant: one bin
     if len(edges) > 1 and span - edges[-1] < width / 2:
         edges = edges[:-1]  # fold a short last piece into the bin before
     edges = np.append(edges, span if span > edges[-1] else edges[-1] + width)  # the last bin may be partial
     counts, _ = np.histogram(t, bins=edges)
     widths = np.diff(edges)
     centers = (edges[:-1] + edges[1:]) / 2 / tscale
-    thousands = FuncFormatter(lambda x, _: f"{x:,.0f}" if x >= 1 else "")
+    thousands = FuncFormatter(lambda x, _: "" if x < 1 else f"{x / 1000:g}k" if x >= 1000 else f"{x:,.0f}")
 
     with matplotlib.style.context(STYLE):
         fig = Figure(figsize=(13, 7.2))
@@ -1306,7 +1419,14 @@ def stats_chart(trace: Trace, path: str | os.PathLike, summary: dict | None = No
             ax_rate, ax_reuse = fig.add_subplot(grid[0, :3]), fig.add_subplot(grid[0, 3:])
         else:
             ax_rate, ax_reuse = fig.add_subplot(grid[0, :]), None
-        ax_gap, ax_in, ax_out = (fig.add_subplot(grid[1, 2 * i : 2 * i + 2]) for i in range(3))
+        gaps = np.diff(t)
+        zeros = s["zero_gaps"]
+        if zeros:  # zero gaps (same-instant arrivals) get their own bar: a log axis cannot show 0
+            sub = grid[1, 0:2].subgridspec(1, 2, width_ratios=(1, 5), wspace=0.5)
+            ax_zero, ax_gap = fig.add_subplot(sub[0, 0]), fig.add_subplot(sub[0, 1])
+        else:
+            ax_zero, ax_gap = None, fig.add_subplot(grid[1, 0:2])
+        ax_in, ax_out = (fig.add_subplot(grid[1, 2 * i : 2 * i + 2]) for i in (1, 2))
 
         ax_rate.stairs(counts / widths, edges / tscale, color="C0", fill=True, alpha=0.15)
         ax_rate.stairs(counts / widths, edges / tscale, color="C0", linewidth=1.4)
@@ -1320,6 +1440,7 @@ def stats_chart(trace: Trace, path: str | os.PathLike, summary: dict | None = No
             va="top",
             fontsize=8.5,
             color="0.25",
+            bbox={"boxstyle": "round,pad=0.3", "facecolor": "white", "edgecolor": "0.85"},
         )
         ax_rate.set_title(f"Request rate ({_fmt_s(width)} bins)")
         ax_rate.set_xlabel(f"time since first request ({tunit})")
@@ -1327,16 +1448,31 @@ def stats_chart(trace: Trace, path: str | os.PathLike, summary: dict | None = No
         ax_rate.set_xlim(0, span / tscale if span > 0 else 1)
         ax_rate.set_ylim(bottom=0)
 
-        gaps = np.diff(t)
         pos = gaps[gaps > 0]
         if pos.size:
-            lo, hi = pos.min(), pos.max()
-            bins = np.logspace(np.log10(lo), np.log10(hi * 1.0001) if hi > lo else np.log10(lo) + 1, 50)
-            ax_gap.hist(pos, bins=bins, color="C0", alpha=0.8)
-            ax_gap.set_xscale("log")
+            lo, hi = float(pos.min()), float(pos.max())
+            if hi >= 20 * lo:  # spans decades: log-spaced bins, plain decade labels
+                bins = np.logspace(np.log10(lo), np.log10(hi * 1.0001), 50)
+                heights, _, _ = ax_gap.hist(pos, bins=bins, color="C0", alpha=0.8)
+                ax_gap.set_ylim(0, 1.25 * max(heights.max(), 1))  # room for the numbers box
+                ax_gap.set_xscale("log")
+                ax_gap.xaxis.set_major_locator(LogLocator(base=10, numticks=6))
+                ax_gap.xaxis.set_major_formatter(FuncFormatter(lambda x, _: _fmt_gap(x)))
+                ax_gap.xaxis.set_minor_formatter(NullFormatter())
+                ax_gap.set_xlabel("gap (log scale)")
+            else:  # a narrow range (e.g. a fixed period): linear bins, so the ticks stay readable
+                pad = max(hi - lo, 1e-3 * hi) * 0.05
+                bins = np.linspace(lo - pad, hi + pad, 51)
+                heights, _, _ = ax_gap.hist(pos, bins=bins, color="C0", alpha=0.8)
+                ax_gap.set_ylim(0, 1.25 * max(heights.max(), 1))
+                ax_gap.xaxis.set_major_locator(MaxNLocator(nbins=4))
+                ax_gap.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:.6g}"))
+                ax_gap.set_xlabel("seconds")
+        else:
+            ax_gap.set_xticks([])
+            ax_gap.text(0.5, 0.5, "no gap > 0 s", transform=ax_gap.transAxes, ha="center", va="center", color="0.4")
+            ax_gap.set_xlabel("seconds")
         note = f"mean {gaps.mean():.3g} s, CV {s['interarrival_cv']:.2f}" if gaps.size else "one request"
-        if s["zero_gaps"]:
-            note += f"\n{s['zero_gaps']:,} zero gaps not shown"
         ax_gap.text(
             0.97,
             0.95,
@@ -1348,8 +1484,21 @@ def stats_chart(trace: Trace, path: str | os.PathLike, summary: dict | None = No
             bbox={"boxstyle": "round,pad=0.3", "facecolor": "white", "edgecolor": "0.85"},
         )
         ax_gap.yaxis.set_major_locator(MaxNLocator(integer=True))
-        ax_gap.set_title("Inter-arrival time")
-        ax_gap.set_xlabel("seconds (log scale)")
+        if ax_zero is None:
+            ax_gap.set_title("Inter-arrival time")
+        else:
+            share = zeros / gaps.size
+            pct = f"{share:.0%}" if share >= 0.1 else f"{100 * share:.2g}%"
+            ax_gap.set_title(f"Inter-arrival time ({zeros:,} of {gaps.size:,} gaps are 0 s, {pct})")
+            ax_zero.bar([0], [zeros], width=0.6, color="0.45", alpha=0.8)
+            ax_zero.set_xlim(-0.6, 0.6)
+            ax_zero.set_ylim(0, 1.15 * zeros)
+            ax_zero.set_xticks([0], ["0 s"])
+            ax_zero.set_yticks([])
+            ax_zero.spines["left"].set_visible(False)
+            ax_zero.grid(False)
+            ax_zero.text(0, zeros, f"{zeros:,}", ha="center", va="bottom", fontsize=8.5)
+            ax_zero.set_xlabel("(own scale)", fontsize=8.5)
         ax_gap.set_ylabel("requests")
 
         for ax, values, key, title, color in (
