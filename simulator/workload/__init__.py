@@ -17,6 +17,7 @@ the requests. Tier and tenant labels: :mod:`simulator.workload.labels`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -175,14 +176,12 @@ def available_memory() -> float | None:
     lowered to the room left under a cgroup memory limit (containers); ``None``
     where neither can be read (not Linux)."""
     found: list[float] = []
-    try:
+    with contextlib.suppress(OSError, ValueError, IndexError):  # no /proc/meminfo (not Linux): no figure from it
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
                     found.append(float(line.split()[1]) * 1024)  # kB
                     break
-    except (OSError, ValueError, IndexError):
-        pass
     for limit_path, used_path, stat_path, cache_key in (
         ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory.stat", "inactive_file"),
         (

@@ -39,6 +39,7 @@ line, so memory follows the columns kept, not the file.
 
 from __future__ import annotations
 
+import collections
 import csv
 import gzip
 import io
@@ -656,8 +657,7 @@ def _quiet_undecodable_rows():
 
 def _check_text(p: Path, gz: bool) -> None:
     """Raise the 'not UTF-8 text' error at the first line that does not decode (error path only)."""
-    for _ in _lines(p, gz):
-        pass
+    collections.deque(_lines(p, gz), maxlen=0)  # read every line for its decoding error; keep none
 
 
 def _find_line(p: Path, gz: bool, text: str) -> int | None:
