@@ -111,6 +111,24 @@ class Scheduler(ABC):
             budget -= len(rep.running)
         return budget
 
+    def head_fits(self, req: Request, busy: bool) -> bool:
+        """The KV blocks for ``req``'s whole prompt are free now; above the
+        watermark too unless the step would otherwise run nothing (``busy``
+        false), so an idle replica always takes its next request."""
+        kv = self.replica.kv
+        blocks = kv.admit_cost(req, req.target)
+        if not kv.can_admit(blocks) and busy:
+            return False
+        return blocks <= kv.free
+
+    def admit_head(self) -> Request:
+        """Take the head of the queue: its KV blocks for the whole prompt, and a place in the running set."""
+        rep = self.replica
+        req = rep.waiting.popleft()
+        rep.kv.admit(req, req.target)
+        rep.admit(req)
+        return req
+
     def swap_in(self) -> int:
         """Bring swapped requests back, oldest first, while their blocks fit
         with one block to spare (so a returning request can take its next

@@ -27,7 +27,7 @@ from simulator.scheduling.base import SCHEDULERS, Plan, Scheduler
 class ChunkedPrefillScheduler(Scheduler):
     def plan(self):
         rep = self.replica
-        waiting, running, kv = rep.waiting, rep.running, rep.kv
+        waiting, running = rep.waiting, rep.running
         plan = Plan()
         budget = self.decode_first(plan)
         # 1. continue part-computed prompts, oldest admission first (their blocks are held)
@@ -40,15 +40,9 @@ class ChunkedPrefillScheduler(Scheduler):
         # 2. admit new requests: their whole prompt's blocks must fit now
         seqs = len(running) + len(rep.prefilling) + rep.arriving
         while waiting and budget > 0 and seqs < self.max_batch_size and not rep.swapped:
-            req = waiting[0]
-            blocks = kv.admit_cost(req, req.target)
-            if not kv.can_admit(blocks) and (running or rep.prefilling or plan.prefill):
+            if not self.head_fits(waiting[0], bool(running or rep.prefilling or plan.prefill)):
                 break
-            if blocks > kv.free:
-                break
-            waiting.popleft()
-            kv.admit(req, req.target)
-            rep.admit(req)
+            req = self.admit_head()
             n = min(req.target - req.prefilled, budget)
             plan.prefill.append((req, n))
             budget -= n

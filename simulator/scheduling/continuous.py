@@ -50,9 +50,7 @@ class ContinuousScheduler(Scheduler):
                     break
                 if not kv.can_admit(kv.admit_cost(req, req.target)):
                     break
-                waiting.popleft()
-                kv.admit(req, req.target)
-                rep.admit(req)
+                self.admit_head()
                 n = req.target - req.prefilled
                 plan.prefill.append((req, n))
                 tokens += n

@@ -42,14 +42,9 @@ class InflightScheduler(ContinuousScheduler):
             # a recomputed request longer than the budget runs alone, so it always finishes
             if n > budget and (plan.prefill or running):
                 break
-            blocks = kv.admit_cost(req, req.target)
-            if not kv.can_admit(blocks) and (running or plan.prefill):
+            if not self.head_fits(req, bool(running or plan.prefill)):
                 break
-            if blocks > kv.free:
-                break
-            waiting.popleft()
-            kv.admit(req, req.target)
-            rep.admit(req)
+            self.admit_head()
             n = req.target - req.prefilled
             plan.prefill.append((req, n))
             budget -= n
