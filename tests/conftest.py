@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,3 +46,8 @@ def run(*overrides: str, base: list[str] | None = None) -> simulator.Result:
 def default_result() -> simulator.Result:
     """The default scenario, shortened; shared by tests that only read it."""
     return run("workload.num_requests=600")
+
+
+def servesim_cli(*args: str, cwd: Path, timeout: int = 120) -> subprocess.CompletedProcess:
+    """``servesim ARGS`` as a user runs it, in ``cwd``, its output captured as text."""
+    return subprocess.run([sys.executable, "-m", "simulator.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)

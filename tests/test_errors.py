@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 import simulator
+from tests.conftest import servesim_cli
 
 # (overrides, a fragment the message must contain)
 CASES = [
@@ -138,13 +136,7 @@ CLI_CASES = [CASES[0], CASES[2], CASES[6], CASES[7], CASES[8]]
 
 @pytest.mark.parametrize("overrides,fragment", CLI_CASES, ids=[" ".join(o) for o, _ in CLI_CASES])
 def test_cli_prints_one_line_and_exits_2(overrides, fragment, tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "simulator.cli", *overrides],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = servesim_cli(*overrides, cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"servesim: error: {proc.stderr.strip().removeprefix('servesim: error: ')}"
     assert fragment in proc.stderr

@@ -422,11 +422,10 @@ def test_palette_is_okabe_ito_and_every_policy_has_its_own_colour():
     assert not {c.upper() for k, c in other.items() if "replicas" in k} & {c.upper() for c in POLICY_COLORS.values()}
 
 
-def test_a_policy_has_the_same_colour_in_every_chart(sweep, tmp_path, monkeypatch):
-    """latency_vs_load, cdfs, cost_frontier, the run timeline and the single-run CDF draw a policy alike."""
+@pytest.fixture
+def saved_figures(monkeypatch) -> list:
+    """Every figure the code under test saves, in order, once each (a figure saved as PNG and SVG counts once)."""
     from matplotlib.figure import Figure
-
-    from simulator.report.charts import POLICY_COLORS, latency_cdf_chart
 
     figures: list[Figure] = []
     real_save = Figure.savefig
@@ -437,6 +436,14 @@ def test_a_policy_has_the_same_colour_in_every_chart(sweep, tmp_path, monkeypatc
         return real_save(self, *a, **kw)
 
     monkeypatch.setattr(Figure, "savefig", keep)
+    return figures
+
+
+def test_a_policy_has_the_same_colour_in_every_chart(sweep, tmp_path, saved_figures):
+    """latency_vs_load, cdfs, cost_frontier, the run timeline and the single-run CDF draw a policy alike."""
+    from simulator.report.charts import POLICY_COLORS, latency_cdf_chart
+
+    figures = saved_figures
     df = collect(sweep)
     df = df.assign(usd_per_hour=[4.25, 4.25, 8.5, 8.5])  # so the cost chart has something to show
     kw = {"x": "workload.rate", "series": ["scheduler"], "formats": ["png"]}
@@ -461,10 +468,8 @@ def test_a_policy_has_the_same_colour_in_every_chart(sweep, tmp_path, monkeypatc
     assert drawn == {POLICY_COLORS["chunked_prefill"].upper()}, "single-run latency_cdf"
 
 
-def test_cdf_tick_labels_do_not_overlap(tmp_path):
+def test_cdf_tick_labels_do_not_overlap(tmp_path, saved_figures):
     """Latencies spanning five decades (static batching beside continuous) on a narrow CDF panel."""
-    from matplotlib.figure import Figure
-
     from simulator.report.charts import tick_labels_overlap
 
     rng = np.random.default_rng(0)
@@ -484,21 +489,8 @@ def test_cdf_tick_labels_do_not_overlap(tmp_path):
         req.to_parquet(root / str(k) / "requests.parquet")
         rows.append({"run": str(k), "scheduler": policy, "workload.rate": 16, "slo_ttft_s": 1.0, "slo_tpot_s": 0.1})
     df = pd.DataFrame(rows)
-    seen: list[Figure] = []
-    real_save = Figure.savefig
-
-    def keep(self, *a, **kw):
-        seen.append(self)
-        return real_save(self, *a, **kw)
-
-    Figure.savefig = keep
-    try:
-        sweep_charts.cdfs_chart(
-            df, root, ["0", "1", "2"], tmp_path, x="workload.rate", series=["scheduler"], formats=["png"]
-        )
-    finally:
-        Figure.savefig = real_save
-    fig = seen[0]
+    sweep_charts.cdfs_chart(df, root, ["0", "1", "2"], tmp_path, x="workload.rate", series=["scheduler"], formats=["png"])
+    fig = saved_figures[0]
     assert fig.axes[0].get_xscale() == "log"
     assert tick_labels_overlap(fig) == []
     # and the check itself catches overlapping labels: 1-2-5 ticks over the same span do overlap
@@ -508,23 +500,12 @@ def test_cdf_tick_labels_do_not_overlap(tmp_path):
     assert tick_labels_overlap(fig)
 
 
-def test_showdown_charts_have_no_overlapping_tick_labels(multirun, tmp_path, monkeypatch):
-    from matplotlib.figure import Figure
-
+def test_showdown_charts_have_no_overlapping_tick_labels(multirun, tmp_path, saved_figures):
     from simulator.report.charts import tick_labels_overlap
 
-    seen: list[Figure] = []
-    real_save = Figure.savefig
-
-    def keep(self, *a, **kw):
-        if not seen or seen[-1] is not self:
-            seen.append(self)
-        return real_save(self, *a, **kw)
-
-    monkeypatch.setattr(Figure, "savefig", keep)
     report(multirun, out=tmp_path, formats=["png"])
-    assert len(seen) == 3
-    for fig in seen:
+    assert len(saved_figures) == 3
+    for fig in saved_figures:
         assert tick_labels_overlap(fig) == []
 
 

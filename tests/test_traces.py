@@ -844,19 +844,12 @@ CLI_UNREADABLE = ["header_then_binary.csv", "scrambled.csv.gz", "truncated.jsonl
 
 @pytest.mark.parametrize("case", CLI_UNREADABLE)
 def test_unreadable_trace_run_exits_2_and_leaves_no_run_directory(case, tmp_path):
-    import subprocess
-    import sys
+    from tests.conftest import servesim_cli
 
     name, make, fmt, fragment = next(u for u in UNREADABLE if u[0] == case)
     p = tmp_path / name
     p.write_bytes(make())
-    proc = subprocess.run(
-        [sys.executable, "-m", "simulator.cli", "workload.arrival=trace", f"workload.trace.path={p}", f"workload.trace.format={fmt}"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = servesim_cli("workload.arrival=trace", f"workload.trace.path={p}", f"workload.trace.format={fmt}", cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"servesim: error: trace {p}") and fragment in lines[0], proc.stderr

@@ -723,20 +723,12 @@ def test_memory_estimate_follows_duration_and_replications(monkeypatch, tmp_path
 
 
 def test_cli_refuses_a_billion_requests_in_one_line(tmp_path):
-    import subprocess
-    import sys
-
     from simulator.workload import available_memory
+    from tests.conftest import servesim_cli
 
     if available_memory() is None:
         pytest.skip("no /proc/meminfo: the memory check is off, and this run would really start")
-    proc = subprocess.run(
-        [sys.executable, "-m", "simulator.cli", "workload.num_requests=1000000000000"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = servesim_cli("workload.num_requests=1000000000000", cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr + proc.stdout
