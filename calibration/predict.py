@@ -30,21 +30,24 @@ def _pairs(specs: list[str], flag: str) -> list[tuple[int, int]]:
 
 
 def shape_of(prefill: list[str], decode: list[str]):
-    """The StepShape of ``--prefill CHUNK:CONTEXT`` and ``--decode COUNT:CONTEXT`` arguments."""
+    """The StepShape of ``--prefill CHUNK:CONTEXT`` and ``--decode COUNT:CONTEXT`` arguments,
+    and the longest sequence it holds (tokens)."""
     from simulator.latency.base import StepShape
 
+    chunks, decodes = _pairs(prefill, "--prefill"), _pairs(decode, "--decode")
     shape = StepShape()
-    for chunk, ctx in _pairs(prefill, "--prefill"):
+    for chunk, ctx in chunks:
         shape.prefill_seqs += 1
         shape.prefill_tokens += chunk
         shape.prefill_attn_pairs += chunk * (ctx + (chunk + 1) / 2)
         shape.prefill_ctx_tokens += ctx
-    for count, ctx in _pairs(decode, "--decode"):
+    for count, ctx in decodes:
         shape.decode_seqs += count
         shape.decode_ctx_tokens += count * ctx
     if shape.prefill_seqs + shape.decode_seqs == 0:
         raise ConfigError("describe the step with at least one --prefill CHUNK:CONTEXT or --decode COUNT:CONTEXT.")
-    return shape
+    longest = max([c + p for c, p in chunks] + [p + 1 for _, p in decodes])
+    return shape, longest
 
 
 def predict(overrides: list[str], prefill: list[str], decode: list[str]) -> dict:
@@ -55,11 +58,10 @@ def predict(overrides: list[str], prefill: list[str], decode: list[str]) -> dict
     from simulator.latency.base import build_latency_model
     from simulator.specs import ModelSpec
 
-    shape = shape_of(prefill, decode)
+    shape, longest = shape_of(prefill, decode)
     # composed (typos and bad types still fail), without the workload and memory checks of a run:
     # one step's price needs only the hardware, the model, TP and the latency model
     cfg = to_scenario(compose(list(overrides)))
-    longest = max([c + p for c, p in _pairs(prefill, "--prefill")] + [p + 1 for _, p in _pairs(decode, "--decode")])
     if longest > int(cfg.model.max_context):
         raise ConfigError(f"the step holds a sequence of {longest} tokens, longer than model {cfg.model.name}'s context "
                           f"of {cfg.model.max_context} tokens.")

@@ -311,13 +311,18 @@ def _stat(series: pd.Series, metric: str) -> float:
 
 
 def run_case(case, max_requests: int | None = None, extra: list[str] | None = None) -> float:
+    return _replay(case, overrides(case, max_requests) + list(extra or []))
+
+
+def _replay(case, ov: list[str]) -> float:
+    """Simulate ``case`` under the overrides ``ov`` and measure its metric."""
     import warnings
 
     import simulator
 
     with warnings.catch_warnings():  # a case replays a benchmark as it ran: advice about its settings is noise here
         warnings.simplefilter("ignore")
-        result = simulator.run(overrides(case, max_requests) + list(extra or []))
+        result = simulator.run(ov)
     return measure(case, result)
 
 
@@ -336,8 +341,9 @@ def run_suite(cases: list[Case], max_requests: int | None = None, extra: list[st
         }
         if not case.skip:
             try:
-                row["overrides"] = " ".join(overrides(case, max_requests) + list(extra or []))
-                row["predicted"] = run_case(case, max_requests, extra)
+                ov = overrides(case, max_requests) + list(extra or [])
+                row["overrides"] = " ".join(ov)
+                row["predicted"] = _replay(case, ov)
                 row["error"] = row["predicted"] / row["measured"] - 1
             except Exception as exc:  # a case the simulator refuses (does not fit, ...): reported, not fatal
                 row["skipped"] = f"servesim refused it: {exc}"

@@ -8,6 +8,7 @@ naming the key, the value and what is allowed (a :class:`ConfigError`).
 from __future__ import annotations
 
 import math
+import warnings
 
 from omegaconf import ListConfig, OmegaConf
 
@@ -336,8 +337,6 @@ def _scheduler(sched, key: str, prompt_max: float | None = None) -> None:
         f"{key}.preemption_mode={sched.preemption_mode!r} is not a known preemption mode; choose one of: {', '.join(modes)}.",
     )
     if sched.policy == "inflight" and prompt_max is not None and math.isfinite(prompt_max) and prompt_max > sched.max_batch_tokens / 2:
-        import warnings
-
         warnings.warn(
             f"{key}.policy=inflight with prompts up to {int(prompt_max)} tokens against a step budget of "
             f"{sched.max_batch_tokens} ({key}.max_batch_tokens): a prompt joins only when the running batch leaves room "
