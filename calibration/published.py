@@ -146,10 +146,11 @@ def _version(text) -> tuple[int, ...]:
 
 
 def preset(case) -> str:
-    """The engine preset a case runs under: vLLM's V1 engine is the default from v0.8.0."""
+    """The engine preset a case runs under: vLLM's V1 engine is the default from v0.8.0, and
+    v0.6.0 moved V0's output processing off the critical path (vllm_v05 is the version before)."""
     if case.engine == "vllm":
         v = _version(case.raw.get("engine_version", "0"))
-        return "vllm_v1" if v >= (0, 8) else "vllm_v0"
+        return "vllm_v1" if v >= (0, 8) else "vllm_v0" if v >= (0, 6) else "vllm_v05"
     return case.engine
 
 
@@ -160,7 +161,7 @@ def _engine_defaults(case, hw) -> list[str]:
     if name == "vllm_v1":  # vllm/engine/arg_utils.py get_batch_defaults
         tokens, seqs = (16384 if offline else 8192, 1024) if big else (8192 if offline else 2048, 256)
         return [f"scheduler.max_batch_tokens={tokens}", f"scheduler.max_batch_size={seqs}"]
-    if name == "vllm_v0":  # vllm/config.py SchedulerConfig: max(max_model_len, 2048) without chunked prefill
+    if name in ("vllm_v0", "vllm_v05"):  # vllm/config.py SchedulerConfig: max(max_model_len, 2048) without chunked prefill
         wl = case.workload
         return [f"scheduler.max_batch_tokens={max(int(wl['input_tokens']) + int(wl['output_tokens']), 2048)}"]
     if name == "sglang":  # sglang/srt/server_args.py: chunked_prefill_size by GPU memory
@@ -239,7 +240,7 @@ def overrides(case, max_requests: int | None = None) -> list[str]:
     if _batch_tokens(ov) <= isl and "scheduler.policy=chunked_prefill" not in ov:
         if preset(case) == "trtllm":  # a whole prompt must fit beside the generations: trtllm-bench chunks contexts
             ov.append("scheduler.policy=chunked_prefill")
-        elif preset(case) == "vllm_v0" and _batch_tokens(ov) < isl:  # V0's budget is at least max_model_len
+        elif preset(case) in ("vllm_v0", "vllm_v05") and _batch_tokens(ov) < isl:  # V0's budget is at least max_model_len
             ov.append(f"scheduler.max_batch_tokens={isl}")
     return ov + case.extra
 

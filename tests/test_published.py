@@ -71,6 +71,8 @@ def _case(**changes) -> pub.Case:
 
 def test_engine_presets_follow_the_engine_and_its_version():
     assert pub.preset(_case(engine_version="0.6.3")) == "vllm_v0"
+    assert pub.preset(_case(engine_version="0.5.4.dev (main 2024-08-04)")) == "vllm_v05"
+    assert pub.preset(_case(engine_version="0.6.0")) == "vllm_v0"
     assert pub.preset(_case(engine_version="0.8.0")) == "vllm_v1"
     assert pub.preset(_case(engine="trtllm")) == "trtllm"
     ov = pub.overrides(_case())
@@ -106,9 +108,9 @@ def test_metrics_are_computed_as_the_benchmark_clients_compute_them():
     assert len(r.requests) == 8 and r.steps["batch_size"].max() == 8  # one batch of 8, run together
 
 
-#: ``servesim-calibrate published --split holdout`` measured a median |error| of 7.5% and a p90 of 38.9%
+#: ``servesim-calibrate published --split holdout`` measured a median |error| of 8.1% and a p90 of 19.2%
 #: (docs/fidelity.md); these bounds catch a regression, they are not the goal (median 7%, p90 15%).
-HOLDOUT_MEDIAN, HOLDOUT_P90 = 0.08, 0.40
+HOLDOUT_MEDIAN, HOLDOUT_P90 = 0.09, 0.22
 
 
 def test_held_out_error_stays_within_the_published_bounds():
