@@ -2,12 +2,17 @@
 
     servesim-trace stats PATH [--format F] [--out DIR]
     servesim-trace convert IN OUT.parquet|OUT.csv [--format F] [--sort]
+    servesim-trace fit PATH [--format F]
 
 ``stats`` prints requests, duration, mean rate, inter-arrival CV, prompt and
 output length percentiles and, when the trace has prefix ids, how much of it
 repeats earlier requests; it writes ``<name>_stats.png`` into ``--out``
 (default: the current directory). ``convert`` reads any supported format
 (see :mod:`simulator.workload.traces`) and writes servesim's own schema.
+``fit`` prints a workload YAML block (mean rate, inter-arrival CV and
+``empirical`` prompt and output length tables) that generates synthetic
+traffic shaped like the trace; ``scenarios/workload/chat.yaml`` is its output
+for the Azure 2023 conversation trace.
 Mistakes print one sentence and exit with status 2.
 """
 
@@ -29,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
 
     formats = ["auto", *FORMATS]
     ap = argparse.ArgumentParser(prog=PROG, description="Inspect or convert LLM request traces for servesim.")
-    sub = ap.add_subparsers(dest="command", required=True, metavar="{stats,convert}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="{stats,convert,fit}")
 
     st = sub.add_parser("stats", help="print a summary of a trace and write a chart")
     st.add_argument("path", help="trace file")
@@ -42,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     cv.add_argument("output", help="output file ending in .parquet or .csv")
     cv.add_argument("--format", default="auto", choices=formats, help="input format (default: detect)")
     cv.add_argument("--sort", action="store_true", help="sort rows whose timestamps go backwards (with a warning)")
+
+    ft = sub.add_parser("fit", help="print a workload YAML block whose lengths and rate follow the trace")
+    ft.add_argument("path", help="trace file")
+    ft.add_argument("--format", default="auto", choices=formats, help="trace format (default: detect)")
     return ap
 
 
@@ -139,10 +148,49 @@ def _convert(args) -> int:
     return 0
 
 
+def fit_yaml(trace, summary: dict) -> str:
+    """A workload YAML block fitted to ``trace``: rate, CV and empirical length tables."""
+    from simulator.workload.lengths import fit_empirical
+
+    def table(key: str, lengths) -> list[str]:
+        t = fit_empirical(lengths)
+        d = summary[key]
+        return [
+            f"{key}:  # trace: mean {d['mean']:.1f}, p50 {d['p50']:.0f}, p90 {d['p90']:.0f}, "
+            f"p99 {d['p99']:.0f}, max {d['max']:.0f}",
+            "  dist: empirical",
+            "  quantiles: [" + ", ".join(f"{q:g}" for q in t["quantiles"]) + "]",
+            "  tokens: [" + ", ".join(str(v) for v in t["tokens"]) + "]",
+        ]
+
+    cv = summary["interarrival_cv"]
+    cv = 1.0 if cv is None or math.isnan(cv) else round(cv, 3)
+    arrival = "constant" if cv < 0.05 else "poisson" if abs(cv - 1) < 0.05 else "gamma"
+    lines = [
+        f"# fitted by servesim-trace fit to {summary['path']} ({summary['requests']:,} requests, format {summary['format']})",
+        f"arrival: {arrival}",
+        f"rate: {summary['mean_rate_rps']:.4g}  # requests/s, the trace's mean",
+        f"cv: {cv if arrival == 'gamma' else 1.0}  # inter-arrival coefficient of variation"
+        + ("" if arrival == "gamma" else f" (the trace's: {cv}; read by gamma only)"),
+        *table("prompt_tokens", trace.prompt_tokens),
+        *table("output_tokens", trace.output_tokens),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _fit(args) -> int:
+    from simulator.workload.traces import describe, read
+
+    trace = read(args.path, args.format)
+    print(fit_yaml(trace, describe(trace)), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    commands = {"stats": _stats, "convert": _convert, "fit": _fit}
     try:
-        code = _stats(args) if args.command == "stats" else _convert(args)
+        code = commands[args.command](args)
     except ServesimError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         sys.exit(2)

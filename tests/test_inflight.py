@@ -42,15 +42,15 @@ def test_prompts_near_the_budget_are_warned_about():
     import pytest
 
     with pytest.warns(UserWarning, match="a prompt joins only when the running batch leaves room for it whole"):
-        simulator.load_config(["engine=trtllm"])  # chat prompts up to 8192 against a budget of 8192
+        simulator.load_config(["engine=trtllm", "workload.prompt_tokens.max=8192"])  # prompts up to the budget
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        simulator.load_config(["engine=trtllm", "scheduler.max_batch_tokens=16384"])
+        simulator.load_config(["engine=trtllm", "scheduler.max_batch_tokens=32768"])
 
 
 def test_engine_trtllm_selects_it_with_no_evict_reservations():
-    cfg = simulator.load_config(["engine=trtllm", "memory.max_model_len=10240"])
+    cfg = simulator.load_config(["engine=trtllm", "memory.max_model_len=15360", "scheduler.max_batch_tokens=16384"])
     assert cfg.scheduler.policy == "inflight" and cfg.memory.allocation == "reserve_exact"
     assert cfg.engine_name == "trtllm"

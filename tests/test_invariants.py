@@ -18,7 +18,7 @@ SCENARIOS = {
     "tight-batch-limits": ["scheduler.max_batch_size=8", "scheduler.max_batch_tokens=8192", "workload.prompt_tokens.max=4096"],
     "gamma-bursty": ["workload.arrival=gamma", "workload.cv=3", "workload.rate=15"],
     "two-replicas": ["cluster.replicas=2", "workload.rate=20"],
-    "static": ["scheduler=static", "memory.max_model_len=10240", "workload.rate=6"],
+    "static": ["scheduler=static", "memory.max_model_len=15360", "workload.rate=6"],
     "chunked": ["scheduler=chunked_prefill"],
     "chunked-pressure": ["scheduler=chunked_prefill"] + PRESSURE,
     "chunked-swap": ["scheduler=chunked_prefill", "scheduler.preemption_mode=swap"] + PRESSURE,
@@ -83,7 +83,7 @@ SCENARIOS = {
     ],
     "groups-static-failure": [
         "++cluster.groups={a: {replicas: 2, scheduler: {policy: static}}, b: {replicas: 1, hardware: a100-80gb}}",
-        "memory.max_model_len=10240", "cluster.router=least_tokens", "workload.rate=15", "cluster.failures.at_s=[4]",
+        "memory.max_model_len=15360", "cluster.router=least_tokens", "workload.rate=15", "cluster.failures.at_s=[4]",
     ],
 }
 

@@ -201,8 +201,8 @@ def test_max_rate_nothing_passes_is_a_clear_error(tmp_path):
 
 
 def test_max_rate_nothing_fails_is_a_clear_error(tmp_path):
-    with pytest.raises(SearchError, match="every probed rate up to 24 req/s meets completed>=1"):
-        max_rate(QUEUE, ["completed>=1"], requests=20, max_steps=3, out_dir=tmp_path)  # 3, 6, 12, 24
+    with pytest.raises(SearchError, match="every probed rate up to 30 req/s meets completed>=1"):
+        max_rate(QUEUE, ["completed>=1"], requests=20, max_steps=3, out_dir=tmp_path)  # 3.75, 7.5, 15, 30: doubling from a quarter of the default 15 req/s
 
 
 @pytest.mark.parametrize(

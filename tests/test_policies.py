@@ -97,13 +97,13 @@ def test_static_batches_are_closed_padded_and_return_together():
 def test_static_waits_for_a_full_batch_or_max_wait():
     # One request every 0.1 s, batch of 4, wait up to 1 s: batches fill first.
     full = run("scheduler=static", "scheduler.max_batch_size=4", "scheduler.max_wait_s=1.0",
-               "memory.max_model_len=10240", "workload.arrival=constant", "workload.rate=10",
+               "memory.max_model_len=15360", "workload.arrival=constant", "workload.rate=10",
                "workload.num_requests=40", "workload.output_tokens.dist=fixed", "workload.output_tokens.value=2")
     sizes = full.steps.loc[full.steps["prefill_seqs"] > 0, "prefill_seqs"]
     assert sizes.iloc[0] == 4
     # One request every 2 s, wait up to 0.3 s: each launches alone after 0.3 s.
     lone = run("scheduler=static", "scheduler.max_batch_size=4", "scheduler.max_wait_s=0.3",
-               "memory.max_model_len=10240", "workload.arrival=constant", "workload.rate=0.5",
+               "memory.max_model_len=15360", "workload.arrival=constant", "workload.rate=0.5",
                "workload.num_requests=5", "workload.output_tokens.dist=fixed", "workload.output_tokens.value=2")
     np.testing.assert_allclose(lone.requests["queue_s"], 0.3, atol=1e-9)
 
@@ -198,7 +198,7 @@ def test_disaggregated_pools_have_their_own_size_hardware_and_scheduler():
 
 # --- KV allocation modes ------------------------------------------------------
 
-ALLOC = ["workload.num_requests=400", "workload.rate=100", "memory.max_model_len=10240"]
+ALLOC = ["workload.num_requests=400", "workload.rate=100", "memory.max_model_len=15360"]
 
 
 @pytest.fixture(scope="module")

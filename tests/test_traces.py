@@ -717,6 +717,29 @@ def test_stats_shared_mooncake(tmp_path, capsys):
         assert text in out, text
 
 
+def test_fit_prints_a_workload_that_runs(tmp_path, capsys):
+    """`servesim-trace fit` prints YAML whose tables, used as overrides, reproduce the trace's lengths."""
+    import yaml
+
+    import simulator
+    from simulator.tracecli import main
+
+    rows = "".join(f"{t},{p},{o}\n" for t, (p, o) in enumerate(zip(range(10, 1010, 10), range(100, 0, -1))))
+    path = write(tmp_path, "t.csv", "arrival_s,prompt_tokens,output_tokens\n" + rows)
+    assert main(["fit", str(path)]) == 0
+    fitted = yaml.safe_load(capsys.readouterr().out)
+    assert fitted["arrival"] == "constant" and fitted["rate"] == pytest.approx(1.0, rel=0.02)  # one a second
+    assert fitted["prompt_tokens"]["tokens"][0] == 10 and fitted["prompt_tokens"]["tokens"][-1] == 1000
+    assert fitted["output_tokens"]["tokens"][-1] == 100
+    overrides = [
+        f"workload.{key}.{field}=[{','.join(map(str, fitted[key][field]))}]"
+        for key in ("prompt_tokens", "output_tokens")
+        for field in ("quantiles", "tokens")
+    ]
+    cfg = simulator.load_config(overrides)
+    assert cfg.workload.prompt_tokens.tokens[-1] == 1000
+
+
 def test_stats_sample_and_errors(tmp_path, capsys):
     from simulator.tracecli import main
 
@@ -953,7 +976,7 @@ def test_run_with_overlong_prompts_prints_the_rejection_hint(tmp_path):
     import simulator
     from simulator.report.console import render_summary
 
-    p = _rows_csv(tmp_path, 8, prompt=lambda i: 9_000 if i % 2 else 100)
+    p = _rows_csv(tmp_path, 8, prompt=lambda i: 17_000 if i % 2 else 100)
     result = simulator.run(["workload.arrival=trace", f"workload.trace.path={p}"])
     assert result.summary["requests"]["rejected_by_reason"] == {"prompt_exceeds_max_batch_tokens": 4}
     buf = io.StringIO()
@@ -962,7 +985,7 @@ def test_run_with_overlong_prompts_prints_the_rejection_hint(tmp_path):
     assert "replay: all 8 rows of rows.csv (servesim), unchanged" in out
     assert (
         "note: 4 rejected (50% of requests): prompt_exceeds_max_batch_tokens (prompts longer than "
-        "scheduler.max_batch_tokens=8192; raise it or use scheduler=chunked_prefill)" in out
+        "scheduler.max_batch_tokens=16384; raise it or use scheduler=chunked_prefill)" in out
     )
 
 

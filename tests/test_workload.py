@@ -20,6 +20,7 @@ import pytest
 
 import simulator
 from simulator.workload import Workload, generate
+from tests.conftest import SHARED
 
 Z = 4.0  # tolerance, in standard errors
 POWER = 0.01  # the largest SE allowed, relative to the quantity estimated
@@ -290,9 +291,91 @@ def test_lognormal_sigma_zero_is_the_median():
         "workload.output_tokens.dist=lognormal",
         "workload.output_tokens.median=129",
         "workload.output_tokens.sigma=0",
+        "workload.output_tokens.min=1",
+        "workload.output_tokens.max=2048",
         "workload.num_requests=1000",
     )
     assert np.all(w.output_tokens == 129)
+
+
+EMPIRICAL_Q = [0, 0.2, 0.5, 0.9, 1]
+EMPIRICAL_V = [10, 100, 120, 1000, 5000]
+
+
+def _empirical(which: str, n: int, q=EMPIRICAL_Q, v=EMPIRICAL_V) -> np.ndarray:
+    return getattr(
+        workload(
+            f"workload.{which}.dist=empirical",
+            f"workload.{which}.quantiles=[{','.join(map(str, q))}]",
+            f"workload.{which}.tokens=[{','.join(map(str, v))}]",
+            f"workload.num_requests={n}",
+        ),
+        which,
+    )
+
+
+@pytest.mark.parametrize("which", ["prompt_tokens", "output_tokens"])
+def test_empirical_draws_hit_the_table_quantiles(which):
+    """P(x <= values[i]) = quantiles[i] at every interior knot, and the range is the table's.
+
+    Draws are rint(inverse CDF) of a continuous uniform, so P(x <= v) for an
+    integer knot v is P(u <= F(v + 0.5)), which is q + (q_next - q) * 0.5 /
+    (v_next - v) just above the knot.
+    """
+    n = 200_000
+    x = _empirical(which, n)
+    assert x.dtype == np.int64 and x.min() == 10 and x.max() == 5000
+    for i in range(1, len(EMPIRICAL_Q) - 1):
+        q, v = EMPIRICAL_Q[i], EMPIRICAL_V[i]
+        p = q + (EMPIRICAL_Q[i + 1] - q) * 0.5 / (EMPIRICAL_V[i + 1] - v)
+        frac, se = fraction_and_se(x <= v, p)
+        assert_close(frac, p, se)
+
+
+def test_empirical_mean_matches_the_table():
+    """The sample mean is the area under the piecewise-linear inverse CDF (lengths.mean)."""
+    from types import SimpleNamespace
+
+    from simulator.workload.lengths import mean
+
+    n = 200_000
+    x = _empirical("prompt_tokens", n)
+    truth = mean(SimpleNamespace(dist="empirical", quantiles=EMPIRICAL_Q, tokens=EMPIRICAL_V))
+    assert truth == pytest.approx(0.2 * 55 + 0.3 * 110 + 0.4 * 560 + 0.1 * 3000)
+    m, se = mean_and_se(x)
+    assert_close(m, truth, se)
+
+
+def test_fit_empirical_returns_observed_quantiles():
+    from simulator.workload.lengths import fit_empirical
+
+    t = fit_empirical(np.arange(1, 101), (0, 0.5, 1))
+    assert t == {"quantiles": [0.0, 0.5, 1.0], "tokens": [1, 50, 100]}
+    with pytest.raises(ValueError, match="no lengths"):
+        fit_empirical(np.array([], dtype=np.int64))
+
+
+@pytest.mark.skipif(not (SHARED / "traces/azure_conv_2023").exists(), reason="needs ../shared")
+def test_default_chat_workload_is_the_azure_conversation_fit():
+    """scenarios/workload/chat.yaml holds exactly what `servesim-trace fit` prints for the
+    Azure 2023 conversation trace, and draws from it match the trace's mean and tails."""
+    from simulator.tracecli import fit_yaml
+    from simulator.workload.traces import describe, read
+
+    trace = read(str(SHARED / "traces/azure_conv_2023/AzureLLMInferenceTrace_conv.csv"), "auto")
+    printed = fit_yaml(trace, describe(trace))
+    cfg = _base().workload
+    for key in ("prompt_tokens", "output_tokens"):
+        spec = getattr(cfg, key)
+        assert spec.dist == "empirical"
+        assert f"  tokens: [{', '.join(map(str, spec.tokens))}]" in printed
+        x = getattr(workload("workload.num_requests=100000"), key)
+        observed = getattr(trace, key)
+        m, se = mean_and_se(x)
+        # the table's own mean differs from the trace's by its interpolation (< 1%)
+        assert abs(m - observed.mean()) <= 0.01 * observed.mean() + Z * se
+        for q in (0.5, 0.9, 0.99):
+            assert np.quantile(x, q) == pytest.approx(np.quantile(observed, q), rel=0.02)
 
 
 @pytest.mark.parametrize("which", ["prompt_tokens", "output_tokens"])
@@ -598,7 +681,8 @@ def test_closed_loop_passes_check_workload():
          r"workload\.prompt_tokens\.low.*missing: low"),
         (["workload.output_tokens.dist=exponential", "workload.output_tokens.mean=null"],
          r"workload\.output_tokens\.mean.*missing: mean"),
-        (["workload.output_tokens.dist=lognormal", "workload.output_tokens.sigma=null"],
+        (["workload.output_tokens.dist=lognormal", "workload.output_tokens.median=9", "workload.output_tokens.sigma=null",
+          "workload.output_tokens.min=1", "workload.output_tokens.max=99"],
          r"workload\.output_tokens\.sigma.*missing: sigma"),
         (["workload.prompt_tokens.dist=fixed", "workload.prompt_tokens.value=null"],
          r"workload\.prompt_tokens\.value.*missing: value"),
@@ -607,9 +691,19 @@ def test_closed_loop_passes_check_workload():
          r"workload\.prompt_tokens\.low.*low=10, high=5"),
         (["workload.prompt_tokens.dist=uniform", "workload.prompt_tokens.low=0", "workload.prompt_tokens.high=5"],
          r"workload\.prompt_tokens\.low"),
-        (["workload.output_tokens.min=100", "workload.output_tokens.max=10"], r"workload\.output_tokens\.min"),
+        (["workload.output_tokens.dist=lognormal", "workload.output_tokens.median=50", "workload.output_tokens.sigma=1",
+          "workload.output_tokens.min=100", "workload.output_tokens.max=10"], r"workload\.output_tokens\.min"),
         (["workload.output_tokens.dist=exponential", "workload.output_tokens.mean=0.5"], r"workload\.output_tokens\.mean"),
         (["workload.prompt_tokens.dist=fixed", "workload.prompt_tokens.value=0"], r"workload\.prompt_tokens\.value"),
+        # empirical tables: matching lists, quantiles 0 .. 1 rising, values never falling
+        (["workload.output_tokens.tokens=[1,2]"], r"workload\.output_tokens\.quantiles and .*27 quantiles and 2 tokens"),
+        (["workload.output_tokens.quantiles=[0.1,1]", "workload.output_tokens.tokens=[1,2]"],
+         r"workload\.output_tokens\.quantiles must rise strictly from 0 to 1.*servesim-trace fit"),
+        (["workload.output_tokens.quantiles=[0,0.5,0.5,1]", "workload.output_tokens.tokens=[1,2,3,4]"],
+         r"quantiles must rise strictly"),
+        (["workload.output_tokens.quantiles=[0,0.5,1]", "workload.output_tokens.tokens=[5,3,9]"],
+         r"workload\.output_tokens\.tokens must be token counts >= 1 that never decrease"),
+        (["workload.output_tokens.quantiles=[0,1]", "workload.output_tokens.tokens=[0,3]"], r"tokens must be token counts >= 1"),
         # rates and counts
         (["workload.rate=-1"], r"workload\.rate.*-1"),
         (["workload.rate=0"], r"workload\.rate"),
@@ -642,7 +736,7 @@ def test_unknown_arrival_lists_allowed():
 def test_unknown_dist_lists_allowed(which):
     with pytest.raises(simulator.ConfigError, match=rf"workload\.{which}\.dist='zipf'") as e:
         simulator.load_config([f"workload.{which}.dist=zipf"])
-    for name in ("fixed", "uniform", "lognormal", "exponential"):
+    for name in ("fixed", "uniform", "lognormal", "exponential", "empirical"):
         assert name in str(e.value)
 
 

@@ -89,7 +89,9 @@ class LengthConfig:
     """A token-length distribution. Only the parameters of ``dist`` are read.
 
     fixed: value | uniform: low, high (inclusive) |
-    lognormal: median, sigma, min, max | exponential: mean
+    lognormal: median, sigma, min, max | exponential: mean |
+    empirical: quantiles (0 .. 1, increasing), tokens (the lengths at them),
+    optional min, max (clip)
     """
 
     dist: str = "fixed"
@@ -101,6 +103,8 @@ class LengthConfig:
     min: int | None = None
     max: int | None = None
     mean: float | None = None
+    quantiles: list[float] | None = None
+    tokens: list[int] | None = None
 
 
 @dataclass

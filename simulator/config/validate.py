@@ -65,6 +65,42 @@ def _length(spec, key: str) -> None:
         )
     elif d == "exponential":
         _need(spec.mean >= 1, f"{key}.mean must be >= 1 token (got {spec.mean}).")
+    elif d == "empirical":
+        q, v = list(spec.quantiles), list(spec.tokens)
+        _need(
+            len(q) == len(v) >= 2,
+            f"{key}.quantiles and {key}.tokens must be lists of the same length, at least 2 "
+            f"(got {len(q)} quantiles and {len(v)} tokens).",
+        )
+        _need(
+            q[0] == 0 and q[-1] == 1 and all(a < b for a, b in zip(q, q[1:])),
+            f"{key}.quantiles must rise strictly from 0 to 1 (got {q}); "
+            "`servesim-trace fit TRACE` prints a table fitted to a trace.",
+        )
+        _need(
+            v[0] >= 1 and all(a <= b for a, b in zip(v, v[1:])),
+            f"{key}.tokens must be token counts >= 1 that never decrease (got {v}).",
+        )
+        _need(
+            (spec.min or 1) >= 1 and (spec.max is None or spec.max >= (spec.min or 1)),
+            f"{key}.min and {key}.max clip an empirical table and must satisfy 1 <= min <= max "
+            f"(got min={spec.min}, max={spec.max}).",
+        )
+
+
+_BOUND_KEY = {"fixed": "value", "uniform": "high", "lognormal": "max", "empirical": "max"}
+
+
+def _cap_hint(wl, limit: int) -> str:
+    """`` (e.g. workload.prompt_tokens.max=N)`` when capping the prompt alone would fit ``limit``."""
+    from simulator.workload.lengths import upper_bound
+
+    out = upper_bound(wl.output_tokens)
+    room = int(limit - out - wl.prefix.system_tokens) // max(wl.prefix.turns if wl.prefix.sessions > 0 else 1, 1)
+    key = _BOUND_KEY.get(wl.prompt_tokens.dist)
+    if key is None or not math.isfinite(out) or room < 1:
+        return ""
+    return f" (e.g. workload.prompt_tokens.{key}={room})"
 
 
 def validate(cfg) -> None:
@@ -150,7 +186,9 @@ def validate(cfg) -> None:
             f"the workload can produce requests of {int(longest)} tokens (workload.prompt_tokens up to "
             f"{int(upper_bound(wl.prompt_tokens))} + workload.output_tokens up to {int(upper_bound(wl.output_tokens))}"
             + (", with shared prefixes and conversation history" if longest != upper_bound(wl.prompt_tokens) + upper_bound(wl.output_tokens) else "")
-            + f"), longer than {what}; lower those maxima.",
+            + f"), longer than {what}; lower those maxima"
+            + _cap_hint(wl, limit)
+            + ".",
         )
 
     prompt_max = None if wl.arrival == "trace" else upper_bound(wl.prompt_tokens) + wl.prefix.system_tokens
@@ -336,6 +374,14 @@ def _scheduler(sched, key: str, prompt_max: float | None = None) -> None:
         sched.preemption_mode in modes,
         f"{key}.preemption_mode={sched.preemption_mode!r} is not a known preemption mode; choose one of: {', '.join(modes)}.",
     )
+    if sched.policy in ("continuous", "inflight") and prompt_max is not None and math.isfinite(prompt_max):
+        _need(
+            prompt_max <= sched.max_batch_tokens,
+            f"{key}.max_batch_tokens={sched.max_batch_tokens} is below the longest prompt the workload can produce "
+            f"({int(prompt_max)}), which {sched.policy} batching could never schedule (engines refuse to start likewise); "
+            f"raise it or use scheduler=chunked_prefill"
+            + (" (TensorRT-LLM: max_num_tokens, or enable_chunked_context)." if sched.policy == "inflight" else "."),
+        )
     if sched.policy == "inflight" and prompt_max is not None and math.isfinite(prompt_max) and prompt_max > sched.max_batch_tokens / 2:
         warnings.warn(
             f"{key}.policy=inflight with prompts up to {int(prompt_max)} tokens against a step budget of "
@@ -343,13 +389,6 @@ def _scheduler(sched, key: str, prompt_max: float | None = None) -> None:
             f"for it whole, so long prompts can wait for the batch to drain; TensorRT-LLM users raise max_num_tokens "
             f"or enable chunked context ({key}.policy=chunked_prefill).",
             stacklevel=2,
-        )
-    if sched.policy in ("continuous", "inflight") and prompt_max is not None and math.isfinite(prompt_max):
-        _need(
-            prompt_max <= sched.max_batch_tokens,
-            f"{key}.max_batch_tokens={sched.max_batch_tokens} is below the longest prompt the workload can produce "
-            f"({int(prompt_max)}), which {sched.policy} batching could never schedule (engines refuse to start likewise); "
-            f"raise it or use scheduler=chunked_prefill.",
         )
     if sched.policy == "chunked_prefill":
         _need(
