@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -14,17 +13,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from simulator.config import ScenarioConfig, apply_overrides, compose, to_scenario, validate
 from simulator.config.validate import check_workload
-
-#: Files every run directory holds (the public contract).
-REQUESTS_FILE = "requests.parquet"
-STEPS_FILE = "steps.parquet"
-SUMMARY_FILE = "summary.json"
-REPLICAS_FILE = "replicas.parquet"
-CDF_CHART = "latency_cdf.png"
-TIMELINE_CHART = "cluster_timeline.png"
-CONFIG_FILE = "scenario.yaml"
-PERFETTO_FILE = "timeline.perfetto.json"  # with output.perfetto: the run as a Perfetto trace
-REPLICATION_DIR = "replication"  # replication-1/, replication-2/ ... beside the first run's files
+from simulator.files import (  # noqa: F401  (re-exported: the public contract's file names)
+    CDF_CHART,
+    CONFIG_FILE,
+    PERFETTO_FILE,
+    REPLICAS_FILE,
+    REPLICATION_DIR,
+    REQUESTS_FILE,
+    STEPS_FILE,
+    SUMMARY_FILE,
+    TIMELINE_CHART,
+    json_safe,
+)
 
 
 @dataclass
@@ -51,7 +51,7 @@ class Result:
         self.steps.to_parquet(out / STEPS_FILE, index=False)
         if self.replicas is not None:
             self.replicas.to_parquet(out / REPLICAS_FILE, index=False)
-        (out / SUMMARY_FILE).write_text(json.dumps(_json_safe(self.summary), indent=2) + "\n")
+        (out / SUMMARY_FILE).write_text(json.dumps(json_safe(self.summary), indent=2) + "\n")
         (out / CONFIG_FILE).write_text(OmegaConf.to_yaml(OmegaConf.structured(self.config)))
         if self.config.output.perfetto if perfetto is None else perfetto:  # simulator.report.perfetto
             from simulator.report.perfetto import export as export_perfetto
@@ -68,16 +68,6 @@ class Result:
             if wants_cluster_timeline(self.config):
                 cluster_timeline_chart(self, out / TIMELINE_CHART)
         return out
-
-
-def _json_safe(obj):
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def load_config(overrides: Iterable[str] | None = None, *, config: Any = None) -> ScenarioConfig:

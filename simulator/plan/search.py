@@ -38,6 +38,7 @@ from typing import Any
 import pandas as pd
 
 from simulator.errors import ConfigError, ServesimError
+from simulator.files import json_safe
 from simulator.metrics.headline import FIGURES as HEADLINE_FIGURES
 
 #: every figure a requirement may name (the flat names of :func:`simulator.metrics.headline.headline`)
@@ -204,19 +205,7 @@ def _plan_dir(out_dir: str | Path | None) -> Path:
 def _write_plan(d: Path, table: pd.DataFrame, meta: dict) -> None:
     table.to_parquet(d / "plan.parquet", index=False)
     table.to_csv(d / "plan.csv", index=False)
-    (d / "plan.json").write_text(json.dumps(_json_safe(meta), indent=2) + "\n")
-
-
-def _json_safe(obj):
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):  # numpy scalars
-        return _json_safe(obj.item())
-    return obj
+    (d / "plan.json").write_text(json.dumps(json_safe(meta), indent=2) + "\n")
 
 
 def _fmt(v) -> str:

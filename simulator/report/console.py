@@ -328,7 +328,7 @@ def render_summary(summary: dict, outdir: str | None = None, console: Console | 
     if outdir:
         from pathlib import Path
 
-        from simulator.api import PERFETTO_FILE
+        from simulator.files import PERFETTO_FILE
 
         p(f"outputs: {outdir}")
         if (Path(outdir) / PERFETTO_FILE).is_file():

@@ -79,7 +79,7 @@ def export_run_dir(
     ``RUN_DIR/timeline.perfetto.json``."""
     from omegaconf import OmegaConf
 
-    from simulator.api import CONFIG_FILE, PERFETTO_FILE, REPLICAS_FILE, REQUESTS_FILE, STEPS_FILE
+    from simulator.files import CONFIG_FILE, PERFETTO_FILE, REPLICAS_FILE, REQUESTS_FILE, STEPS_FILE
 
     d = Path(run_dir)
     for name in (REQUESTS_FILE, STEPS_FILE):

@@ -1,0 +1,35 @@
+"""The files a run directory holds (the public contract), and how a summary becomes JSON.
+
+The lowest layer of the package: the API writes these names, the report
+tools read them, and neither has to import the other to agree on them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+#: Files every run directory holds.
+REQUESTS_FILE = "requests.parquet"
+STEPS_FILE = "steps.parquet"
+SUMMARY_FILE = "summary.json"
+REPLICAS_FILE = "replicas.parquet"
+CDF_CHART = "latency_cdf.png"
+TIMELINE_CHART = "cluster_timeline.png"
+CONFIG_FILE = "scenario.yaml"
+PERFETTO_FILE = "timeline.perfetto.json"  # with output.perfetto: the run as a Perfetto trace
+REPLICATION_DIR = "replication"  # replication-1/, replication-2/ ... beside the first run's files
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with non-finite floats as None, numpy scalars as Python numbers and keys as strings,
+    so ``json.dumps`` writes standard JSON."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):  # numpy scalars
+        return json_safe(obj.item())
+    return obj
