@@ -7,8 +7,10 @@
 ``stats`` prints requests, duration, mean rate, inter-arrival CV, prompt and
 output length percentiles and, when the trace has prefix ids, how much of it
 repeats earlier requests; it writes ``<name>_stats.png`` into ``--out``
-(default: the current directory). ``convert`` reads any supported format
-(see :mod:`simulator.workload.traces`) and writes servesim's own schema.
+(default: the current directory), drawn by
+:func:`simulator.report.trace_charts.stats_chart`. ``convert`` reads any
+supported format (see :mod:`simulator.workload.traces`) and writes
+servesim's own schema.
 ``fit`` prints a workload YAML block (mean rate, inter-arrival CV and
 ``empirical`` prompt and output length tables) that generates synthetic
 traffic shaped like the trace; ``scenarios/workload/chat.yaml`` is its output
@@ -120,12 +122,14 @@ def render_stats(summary: dict, chart: Path | None, console=None) -> None:
 
 
 def _stats(args) -> int:
-    from simulator.workload.traces import describe, read, stats_chart
+    from simulator.workload.traces import describe, read
 
     trace = read(args.path, args.format)
     summary = describe(trace)
     chart = None
     if not args.no_chart:
+        from simulator.report.trace_charts import stats_chart
+
         name = Path(args.path).name
         for suffix in (".gz", ".csv", ".jsonl", ".json", ".ndjson", ".parquet", ".pq"):
             name = name.removesuffix(suffix)

@@ -21,6 +21,7 @@ import pytest
 
 from simulator.config.schema import TraceConfig
 from simulator.errors import ConfigError
+from simulator.report import trace_charts as TC
 from simulator.workload import traces as T
 from tests.conftest import SHARED
 
@@ -1000,12 +1001,12 @@ def test_stats_chart_with_zero_gaps_and_a_narrow_gap_range_is_reproducible(tmp_p
     tr = T.read(p)
     s = T.describe(tr)
     assert s["zero_gaps"] == 200 * 9
-    a = T.stats_chart(tr, tmp_path / "a.png", s).read_bytes()
-    b = T.stats_chart(tr, tmp_path / "b.png").read_bytes()
+    a = TC.stats_chart(tr, tmp_path / "a.png", s).read_bytes()
+    b = TC.stats_chart(tr, tmp_path / "b.png").read_bytes()
     assert a == b and a[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_stats_chart_when_every_request_arrives_at_once(tmp_path):
     p = write(tmp_path, "once.csv", "arrival_s,prompt_tokens,output_tokens\n" + "5,10,5\n" * 20)
-    assert T.stats_chart(T.read(p), tmp_path / "once.png").read_bytes()[:4] == b"\x89PNG"
-    assert T._fmt_gap(1e-5) == "10 µs" and T._fmt_gap(0.1) == "100 ms" and T._fmt_gap(2.0) == "2 s"
+    assert TC.stats_chart(T.read(p), tmp_path / "once.png").read_bytes()[:4] == b"\x89PNG"
+    assert TC._fmt_gap(1e-5) == "10 µs" and TC._fmt_gap(0.1) == "100 ms" and TC._fmt_gap(2.0) == "2 s"

@@ -23,6 +23,7 @@ from simulator.report.sweep import (
     collect,
     collect_files,
     cost_axis,
+    cost_text,
     fmt_value,
     highest_load_run,
     is_load,
@@ -146,12 +147,11 @@ def _ms(v: float) -> str:
     return f"{v * 1e3:,.1f}" if v < 10 else f"{v * 1e3:,.0f}"
 
 
-def _cost_text(v: float, cost: str) -> str:
-    return f"${v:,.2f}/h" if cost == "usd_per_hour" else f"{v:g} GPUs"
-
-
 def _num(v: float, fmt: str = "{:.2f}") -> str:
     return "-" if v is None or not np.isfinite(v) else fmt.format(v)
+
+
+# ---------------------------------------------------------------- printing
 
 
 def _render(
@@ -165,9 +165,24 @@ def _render(
     skipped: dict[str, str] | None = None,
 ) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     console = Console(highlight=False, soft_wrap=True)  # paths stay whole, for copy and paste
+    console.print(_sweep_table(df, x, series, rows))
+    if kn is not None and len(kn):
+        _print_knees(console, kn, x)
+    for n in notes:
+        console.print(n)
+    console.print("wrote:")
+    for p in written:
+        console.print(f"  {p}")
+    for name, why in (skipped or {}).items():
+        console.print(f"  (no {name} chart: {why})")
+
+
+def _sweep_table(df: pd.DataFrame, x: str, series: Sequence[str], rows: int):
+    """The first ``rows`` runs: their series and load, key figures, and a caption on what is not shown."""
+    from rich.table import Table
+
     table = Table(
         box=None,
         header_style="bold",
@@ -178,6 +193,25 @@ def _render(
         title_justify="left",
     )
     table.add_column("run", overflow="fold", max_width=12)
+    _add_axis_columns(table, df, x, series, rows)
+    table.add_column("thru\nreq/s", justify="right", no_wrap=True)
+    table.add_column("goodput\nreq/s", justify="right", no_wrap=True)
+    table.add_column("SLO\nmet", justify="right", no_wrap=True)
+    table.add_column("p99 TTFT\nms", justify="right", no_wrap=True)
+    table.add_column("p99 TPOT\nms", justify="right", no_wrap=True)
+    table.add_column("GPUs", justify="right", no_wrap=True)
+    table.add_column("$/h", justify="right", no_wrap=True)
+    for i in range(min(rows, len(df))):
+        table.add_row(*_row_cells(df.iloc[i], x, series))
+    notes_below = _table_notes(df, rows)
+    if notes_below:
+        table.caption = "\n".join(notes_below)
+        table.caption_justify = "left"
+    return table
+
+
+def _add_axis_columns(table, df: pd.DataFrame, x: str, series: Sequence[str], rows: int) -> None:
+    """A column per series key and the load axis, headed by its short name, as wide as its values."""
     names = short_names([c for c in [*series, x] if c != "offered_rps"])
     shown = head_rows = df.head(rows)
     for c in [*series, x]:
@@ -192,28 +226,26 @@ def _render(
             min_width=width,
             max_width=max(width, 18),
         )
-    table.add_column("thru\nreq/s", justify="right", no_wrap=True)
-    table.add_column("goodput\nreq/s", justify="right", no_wrap=True)
-    table.add_column("SLO\nmet", justify="right", no_wrap=True)
-    table.add_column("p99 TTFT\nms", justify="right", no_wrap=True)
-    table.add_column("p99 TPOT\nms", justify="right", no_wrap=True)
-    table.add_column("GPUs", justify="right", no_wrap=True)
-    table.add_column("$/h", justify="right", no_wrap=True)
-    for i in range(min(rows, len(df))):
-        r = df.iloc[i]
-        cells = [str(r["run"])]
-        cells += [fmt_value(r[c]) for c in series]
-        cells += [
-            fmt_value(r[x]),
-            _num(r["throughput_rps"]),
-            _num(r["goodput_rps"]),
-            _num(r["slo_attainment"] * 100, "{:.1f}%") if np.isfinite(r["slo_attainment"]) else "-",
-            _ms(r["ttft_p99_s"]),
-            _ms(r["tpot_p99_s"]),
-            _num(r["gpus"], "{:g}"),
-            _num(r["usd_per_hour"], "{:.2f}"),
-        ]
-        table.add_row(*cells)
+
+
+def _row_cells(r: pd.Series, x: str, series: Sequence[str]) -> list[str]:
+    cells = [str(r["run"])]
+    cells += [fmt_value(r[c]) for c in series]
+    cells += [
+        fmt_value(r[x]),
+        _num(r["throughput_rps"]),
+        _num(r["goodput_rps"]),
+        _num(r["slo_attainment"] * 100, "{:.1f}%") if np.isfinite(r["slo_attainment"]) else "-",
+        _ms(r["ttft_p99_s"]),
+        _ms(r["tpot_p99_s"]),
+        _num(r["gpus"], "{:g}"),
+        _num(r["usd_per_hour"], "{:.2f}"),
+    ]
+    return cells
+
+
+def _table_notes(df: pd.DataFrame, rows: int) -> list[str]:
+    """The table's caption: rows left out, and that replicated figures are means."""
     notes_below = []
     if len(df) > rows:
         notes_below.append(f"... {len(df) - rows} more rows in sweep.csv")
@@ -222,26 +254,21 @@ def _render(
         notes_below.append(
             f"figures are means over {'/'.join(map(str, n))} seeds; their 95% CIs are the *_ci95_low/high columns of sweep.csv"
         )
-    if notes_below:
-        table.caption = "\n".join(notes_below)
-        table.caption_justify = "left"
-    console.print(table)
-    if kn is not None and len(kn):
-        console.print(f"knee (highest {axis_label(x)} with p99 TTFT and TPOT within SLO):")
-        for _, k in kn.iterrows():
-            value = (
-                "none (the lowest load misses)"
-                if k["knee"] is None or pd.isna(k["knee"])
-                else ((">= " if k["all_met"] else "") + f"{k['knee']:g}")
-            )
-            console.print(f"  {k['series']}: {value}")
-    for n in notes:
-        console.print(n)
-    console.print("wrote:")
-    for p in written:
-        console.print(f"  {p}")
-    for name, why in (skipped or {}).items():
-        console.print(f"  (no {name} chart: {why})")
+    return notes_below
+
+
+def _print_knees(console, kn: pd.DataFrame, x: str) -> None:
+    console.print(f"knee (highest {axis_label(x)} with p99 TTFT and TPOT within SLO):")
+    for _, k in kn.iterrows():
+        value = (
+            "none (the lowest load misses)"
+            if k["knee"] is None or pd.isna(k["knee"])
+            else ((">= " if k["all_met"] else "") + f"{k['knee']:g}")
+        )
+        console.print(f"  {k['series']}: {value}")
+
+
+# ---------------------------------------------------------------- the command as a function
 
 
 def report(
@@ -264,33 +291,13 @@ def report(
     root = Path(directory)
     df = collect(root)
     out_dir = Path(out) if out is not None else root
-    x = x or x_default(df)
-    _check_columns(df, [x], "--x")
-    series = series_default(df, x) if series is None else [c for c in series if c.lower() != "none"]
-    _check_columns(df, series, "--series")
-    bad = [f for f in formats if f not in sc.FORMATS]
-    if bad or not formats:
-        raise ReportError(f"--formats: {', '.join(bad) or 'nothing'} is not a chart format (png, svg)")
-    bad = [f for f in include if f not in RUN_FILES]
-    if bad:
-        raise ReportError(f"--include: {', '.join(bad)} is not a run file ({', '.join(RUN_FILES)})")
+    x, series = _axes(df, x, series)
+    _check_options(formats, include)
     numeric_x = pd.api.types.is_numeric_dtype(df[x]) and not pd.api.types.is_bool_dtype(df[x])
-    chosen: dict = {"x": x, "series": list(series), "knees": None, "notes": [], "skipped": {}}
-    draining = df[df["drain_share"] > DRAIN_WARNING] if "drain_share" in df.columns else df.iloc[:0]
-    if len(draining):
-        chosen["notes"].append(
-            f"note: {len(draining)} of {len(df)} runs spent over {DRAIN_WARNING:.0%} of their time draining a backlog "
-            "after the last arrival (drain_share), so their throughput and goodput understate what they sustain "
-            "while traffic lasts; run more requests per point before reading capacity from them"
-        )
+    chosen: dict = {"x": x, "series": list(series), "knees": None, "notes": _drain_notes(df), "skipped": {}}
     if numeric_x and is_load(x):
         chosen["knees"] = knees(df, x, series, slo_ttft=slo_ttft, slo_tpot=slo_tpot)
-    written = write_table(df, out_dir)
-    for name in include:
-        stacked = collect_files(root, name, list(df["run"]))
-        p = out_dir / f"sweep_{name}.parquet"
-        stacked.to_parquet(p, index=False)
-        written.append(p)
+    written = _write_tables(df, root, out_dir, include)
     if runs:
         _check_runs(df, runs, "--runs")
     if timeline:
@@ -301,6 +308,60 @@ def report(
     written += sc.latency_vs_load_chart(
         df, out_dir, x=x, series=series, slo_ttft=slo_ttft, slo_tpot=slo_tpot, formats=formats
     )
+    slos = {"slo_ttft": slo_ttft, "slo_tpot": slo_tpot}
+    written += _cdfs(df, root, out_dir, x, series, runs, slos, formats, chosen)
+    written += _cost_frontier(df, out_dir, x, series, formats, chosen)
+    written += _timeline(df, root, out_dir, x, series, timeline, formats, chosen)
+    return df, written, chosen
+
+
+def _axes(df: pd.DataFrame, x: str | None, series: Sequence[str] | None) -> tuple[str, list[str]]:
+    """The load axis and the series keys: as given (checked against the table), else the defaults."""
+    x = x or x_default(df)
+    _check_columns(df, [x], "--x")
+    series = series_default(df, x) if series is None else [c for c in series if c.lower() != "none"]
+    _check_columns(df, series, "--series")
+    return x, series
+
+
+def _check_options(formats: Sequence[str], include: Sequence[str]) -> None:
+    from simulator.report.sweep_style import FORMATS
+
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ReportError(f"--formats: {', '.join(bad) or 'nothing'} is not a chart format (png, svg)")
+    bad = [f for f in include if f not in RUN_FILES]
+    if bad:
+        raise ReportError(f"--include: {', '.join(bad)} is not a run file ({', '.join(RUN_FILES)})")
+
+
+def _drain_notes(df: pd.DataFrame) -> list[str]:
+    """A note when some runs spent much of their time draining a backlog (their throughput understates)."""
+    draining = df[df["drain_share"] > DRAIN_WARNING] if "drain_share" in df.columns else df.iloc[:0]
+    if not len(draining):
+        return []
+    return [
+        f"note: {len(draining)} of {len(df)} runs spent over {DRAIN_WARNING:.0%} of their time draining a backlog "
+        "after the last arrival (drain_share), so their throughput and goodput understate what they sustain "
+        "while traffic lasts; run more requests per point before reading capacity from them"
+    ]
+
+
+def _write_tables(df: pd.DataFrame, root: Path, out_dir: Path, include: Sequence[str]) -> list[Path]:
+    """sweep.parquet and sweep.csv, and one ``sweep_<name>.parquet`` per run file of ``include``."""
+    written = write_table(df, out_dir)
+    for name in include:
+        stacked = collect_files(root, name, list(df["run"]))
+        p = out_dir / f"sweep_{name}.parquet"
+        stacked.to_parquet(p, index=False)
+        written.append(p)
+    return written
+
+
+def _cdfs(df, root: Path, out_dir: Path, x: str, series, runs, slos: dict, formats, chosen: dict) -> list[Path]:
+    """The CDF chart of ``runs`` (default: a spread of the runs that kept their requests)."""
+    from simulator.report import sweep_charts as sc
+
     has_requests = [r for r in df["run"] if (root / r / "requests.parquet").is_file()]
     if runs:
         missing = [r for r in runs if r not in has_requests]
@@ -311,41 +372,51 @@ def report(
         picked = spread_runs(df[df["run"].isin(has_requests)], x, series)
     chosen["cdf_runs"] = picked
     if picked:
-        written += sc.cdfs_chart(
-            df, root, picked, out_dir, x=x, series=series, slo_ttft=slo_ttft, slo_tpot=slo_tpot, formats=formats
-        )
-    else:
-        chosen["notes"].append("no run has requests.parquet: no CDF chart")
+        return sc.cdfs_chart(df, root, picked, out_dir, x=x, series=series, **slos, formats=formats)
+    chosen["notes"].append("no run has requests.parquet: no CDF chart")
+    return []
+
+
+def _cost_frontier(df, out_dir: Path, x: str, series, formats, chosen: dict) -> list[Path]:
+    """The cost frontier when the runs differ in cost; else none, and an old one is removed."""
+    from simulator.report import sweep_charts as sc
+
     cost = cost_axis(df)
     costs = set(pd.to_numeric(df[cost], errors="coerce").dropna().tolist())
     if len(costs) > 1:
-        written += sc.cost_frontier_chart(df, out_dir, x=x, series=series, formats=formats)
-    else:  # one fleet: nothing to trade against cost, the chart would be one column of points
-        what = (
-            "no run has a cost"
-            if not costs
-            else f"every run costs the same ({_cost_text(next(iter(costs)), cost)})"
-        )
-        chosen["skipped"][sc.COST_CHART] = what
-        for fmt in formats:  # a chart left by an earlier report of other runs would mislead
-            (out_dir / f"{sc.COST_CHART}.{fmt}").unlink(missing_ok=True)
+        return sc.cost_frontier_chart(df, out_dir, x=x, series=series, formats=formats)
+    # one fleet: nothing to trade against cost, the chart would be one column of points
+    what = (
+        "no run has a cost"
+        if not costs
+        else f"every run costs the same ({cost_text(next(iter(costs)), cost)})"
+    )
+    chosen["skipped"][sc.COST_CHART] = what
+    for fmt in formats:  # a chart left by an earlier report of other runs would mislead
+        (out_dir / f"{sc.COST_CHART}.{fmt}").unlink(missing_ok=True)
+    return []
+
+
+def _timeline(df, root: Path, out_dir: Path, x: str, series, timeline, formats, chosen: dict) -> list[Path]:
+    """The timeline of run ``timeline`` (default: the highest load of the first series)."""
+    from simulator.report import sweep_charts as sc
+
     with_steps = df[[(root / r / "steps.parquet").is_file() for r in df["run"]]]
     if timeline and timeline not in set(with_steps["run"]):
         raise ReportError(f"--timeline: run {timeline} has no steps.parquet")
     one = timeline or (highest_load_run(with_steps, x, series) if len(with_steps) else None)
     chosen["timeline"] = one
-    if one is not None:
-        i = int(np.flatnonzero(df["run"].to_numpy() == one)[0])
-        row = df.iloc[i]
-        label = series_labels(df, series).iloc[i]
-        what = (f"{label}, " if series else "") + (
-            f"load {fmt_value(row[x])} req/s" if x == "offered_rps" else f"{x}={fmt_value(row[x])}"
-        )
-        title = f"Timeline of run {one} ({what})\n{sc.describe(df.iloc[[i]])}"
-        written += sc.run_timeline_chart(root / one, out_dir, title=title, formats=formats)
-    else:
+    if one is None:
         chosen["notes"].append("no run has steps.parquet: no timeline chart")
-    return df, written, chosen
+        return []
+    i = int(np.flatnonzero(df["run"].to_numpy() == one)[0])
+    row = df.iloc[i]
+    label = series_labels(df, series).iloc[i]
+    what = (f"{label}, " if series else "") + (
+        f"load {fmt_value(row[x])} req/s" if x == "offered_rps" else f"{x}={fmt_value(row[x])}"
+    )
+    title = f"Timeline of run {one} ({what})\n{sc.runs_caption(df.iloc[[i]])}"
+    return sc.run_timeline_chart(root / one, out_dir, title=title, formats=formats)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

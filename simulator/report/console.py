@@ -226,10 +226,31 @@ def rejection_lines(summary: dict) -> list[str]:
 
 
 def render_summary(summary: dict, outdir: str | None = None, console: Console | None = None) -> None:
+    """Print a run's summary (``summary.json`` as a dict) compactly: scenario, requests, throughput,
+    latency table, SLO, tiers, KV cache, cost, and where the outputs went."""
     console = console or Console(highlight=False, soft_wrap=True)
-    s, rq, th, lat = summary["scenario"], summary["requests"], summary["throughput"], summary["latency_s"]
-    slo, kv, cost = summary["slo"], summary["kv_cache"], summary["cost"]
     p = console.print
+    _print_scenario(p, summary)
+    _print_traffic(p, summary)
+    p(_latency_table(summary["latency_s"]))
+    slo_line = _slo_line(summary)
+    if slo_line:
+        p(slo_line)
+    if summary.get("replications"):
+        p(replication_line(summary["replications"]))
+    if summary.get("tiers"):
+        p(tier_table(summary["tiers"]))
+    if summary["scenario"]["scheduler"] == "static":
+        p("note: static batching returns responses when the batch ends, so TPOT and e2e include waiting for its longest request")
+    _print_memory(p, summary)
+    _print_cost(p, summary)
+    if outdir:
+        _print_outputs(p, summary, outdir)
+
+
+def _print_scenario(p, summary: dict) -> None:
+    """The model, fleet and batching; the latency model; the workload; what replay did to a trace."""
+    s, rq = summary["scenario"], summary["requests"]
     pools = summary["pools"]
     p(
         f"[bold]servesim[/bold] · {s['model']} · "
@@ -248,6 +269,11 @@ def render_summary(summary: dict, outdir: str | None = None, console: Console | 
     replay = replay_line(summary)
     if replay:
         p(replay)
+
+
+def _print_traffic(p, summary: dict) -> None:
+    """Requests completed and rejected (with notes on why), throughput, and an overload note."""
+    s, rq, th = summary["scenario"], summary["requests"], summary["throughput"]
     reasons = ", ".join(f"{k} {v}" for k, v in rq["rejected_by_reason"].items())
     p(
         f"requests: {rq['completed']:,} completed · {rq['rejected']:,} rejected"
@@ -265,6 +291,10 @@ def render_summary(summary: dict, outdir: str | None = None, console: Console | 
     note = overload_note(summary)
     if note:
         p(note)
+
+
+def _latency_table(lat: dict) -> Table:
+    """Mean, p50, p90, p99 and max of TTFT, TPOT, ITL, e2e and queueing."""
     table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 1))
     table.add_column("latency (ms)")
     for col in ("mean", "p50", "p90", "p99", "max"):
@@ -272,7 +302,12 @@ def render_summary(summary: dict, outdir: str | None = None, console: Console | 
     for key, label in (("ttft", "TTFT"), ("tpot", "TPOT"), ("itl", "ITL"), ("e2e", "e2e"), ("queue", "queue")):
         d = lat[key]
         table.add_row(label, *(_ms(d[c]) for c in ("mean", "p50", "p90", "p99", "max")))
-    p(table)
+    return table
+
+
+def _slo_line(summary: dict) -> str | None:
+    """The SLO targets (``per tier`` when tiers set their own), how many requests met them, goodput."""
+    slo, rq = summary["slo"], summary["requests"]
     tiers = summary.get("tiers") or {}
     targets = []
     for k, name in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "e2e")):
@@ -281,19 +316,19 @@ def render_summary(summary: dict, outdir: str | None = None, console: Console | 
             targets.append(f"{name} per tier")
         elif slo[k] is not None:
             targets.append(f"{name} <= {_secs(slo[k])}")
-    if slo["attainment"] is not None:
-        met = round(slo["attainment"] * rq["total"])
-        pct = f"{slo['attainment'] * 100:.2f}".rstrip("0").rstrip(".")
-        p(
-            f"SLO {', '.join(targets) or '(none)'}: {met:,} of {rq['total']:,} requests met it ({pct}%) · "
-            f"goodput {slo['goodput_rps']:.2f} req/s"
-        )
-    if summary.get("replications"):
-        p(replication_line(summary["replications"]))
-    if summary.get("tiers"):
-        p(tier_table(summary["tiers"]))
-    if s["scheduler"] == "static":
-        p("note: static batching returns responses when the batch ends, so TPOT and e2e include waiting for its longest request")
+    if slo["attainment"] is None:
+        return None
+    met = round(slo["attainment"] * rq["total"])
+    pct = f"{slo['attainment'] * 100:.2f}".rstrip("0").rstrip(".")
+    return (
+        f"SLO {', '.join(targets) or '(none)'}: {met:,} of {rq['total']:,} requests met it ({pct}%) · "
+        f"goodput {slo['goodput_rps']:.2f} req/s"
+    )
+
+
+def _print_memory(p, summary: dict) -> None:
+    """KV-cache size and usage, the prefix cache, and KV transfers when disaggregated."""
+    s, kv, pools = summary["scenario"], summary["kv_cache"], summary["pools"]
     usage = f"peak {kv['peak_usage'] * 100:.0f}% · mean {kv['mean_usage'] * 100:.0f}%"
     if len(pools) > 1 and not s.get("disaggregated"):  # groups: each its own capacity, usage over all
         sizes = " · ".join(f"{p['name']} {p['kv_tokens_per_replica']:,}" for p in pools)
@@ -314,6 +349,11 @@ def render_summary(summary: dict, outdir: str | None = None, console: Console | 
         t = summary["kv_transfer"]
         if t["transfers"]:
             p(f"KV transfer: {t['transfers']:,} copies, {t['gb']:,.1f} GB, {t['mean_s'] * 1e3:.2f} ms mean copy")
+
+
+def _print_cost(p, summary: dict) -> None:
+    """GPU-hours and dollars; with a changing fleet, the fleet line and the GPUs billed."""
+    cost = summary["cost"]
     usd = ""
     if cost["usd"] is not None:
         price = cost.get("price_per_gpu_hour")
@@ -325,14 +365,17 @@ def render_summary(summary: dict, outdir: str | None = None, console: Console | 
         p(f"cost: {cost['gpu_hours']:.3f} GPU-h{usd} · GPUs billed: mean {billed['mean']:.1f}, peak {billed['max']}")
     else:
         p(f"cost: {cost['gpus']} GPU · {cost['gpu_hours']:.3f} GPU-h{usd}")
-    if outdir:
-        from pathlib import Path
 
-        from simulator.files import PERFETTO_FILE
 
-        p(f"outputs: {outdir}")
-        if (Path(outdir) / PERFETTO_FILE).is_file():
-            from simulator.report.perfetto import MAX_REQUESTS
+def _print_outputs(p, summary: dict, outdir: str) -> None:
+    """Where the run's files went, and the Perfetto timeline when one was written."""
+    from pathlib import Path
 
-            capped = f"; request slices: the first {MAX_REQUESTS:,} requests" if rq["total"] > MAX_REQUESTS else ""
-            p(f"timeline: {Path(outdir) / PERFETTO_FILE} (open it at ui.perfetto.dev{capped})")
+    from simulator.files import PERFETTO_FILE
+
+    p(f"outputs: {outdir}")
+    if (Path(outdir) / PERFETTO_FILE).is_file():
+        from simulator.report.perfetto import MAX_REQUESTS
+
+        capped = f"; request slices: the first {MAX_REQUESTS:,} requests" if summary["requests"]["total"] > MAX_REQUESTS else ""
+        p(f"timeline: {Path(outdir) / PERFETTO_FILE} (open it at ui.perfetto.dev{capped})")

@@ -46,6 +46,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from simulator.report.perfetto_lookups import (
+    isna,
+    json_arg,
+    lookup,
+    pool_hardware,
+    replica_index,
+    run_end_us,
+    steps_by_replica,
+    text_or_none,
+    to_us,
+    to_us_list,
+    version,
+)
+
 #: request slices and flows exported by default (steps are always all exported)
 MAX_REQUESTS = 5000
 
@@ -104,10 +118,10 @@ def build(
     max_requests: int | None = MAX_REQUESTS,
 ) -> tuple[list[dict], dict]:
     """The trace's events and metadata (what :func:`export` writes)."""
-    pools = _pool_hardware(scenario)
-    index = _replica_index(steps, replicas)
+    pools = pool_hardware(scenario)
+    index = replica_index(steps, replicas)
     gateway_pid = (max(index) + 2) if index else 1
-    steps_by = _steps_by_replica(steps)
+    steps_by = steps_by_replica(steps)
     tracks = {rep: _Track(s) for rep, s in steps_by.items()}
     events: list[dict] = []
 
@@ -116,7 +130,7 @@ def build(
     events += _meta(gateway_pid, 0, "process_sort_index", sort_index=-1)
     for rep in sorted(index):
         pool, tp = index[rep]
-        hw, pool_tp = pools.get(pool, (_get(scenario, "hardware", "name"), None))
+        hw, pool_tp = pools.get(pool, (lookup(scenario, "hardware", "name"), None))
         tp = tp or pool_tp or 1
         pid = rep + 1
         events += _meta(pid, 0, "process_name", f"replica {rep} ({pool}, {hw or '?'} TP{tp})")
@@ -127,13 +141,13 @@ def build(
         events += _meta(pid, LIFECYCLE_TID, "thread_sort_index", sort_index=1)
 
     # -- replicas: steps, counters, lifecycle --------------------------------
-    end_us = _run_end_us(requests, steps, replicas)
+    end_us = run_end_us(requests, steps, replicas)
     for rep in sorted(index):
         life = replicas[replicas["replica"] == rep] if replicas is not None else None
         failed = (
             []
             if life is None
-            else _us(life["time_s"].to_numpy(dtype=np.float64)[(life["event"] == "failed").to_numpy()]).tolist()
+            else to_us(life["time_s"].to_numpy(dtype=np.float64)[(life["event"] == "failed").to_numpy()]).tolist()
         )
         events += _step_events(rep, steps_by.get(rep), tracks.get(rep), failed)
         if life is not None:
@@ -147,13 +161,13 @@ def build(
     events += _request_events(req, gateway_pid, tracks, index)
 
     meta: dict[str, Any] = {
-        "generator": f"servesim {_version()}",
+        "generator": f"servesim {version()}",
         "time_unit": "ts and dur are microseconds of simulated time",
-        "scenario": _get(scenario, "name"),
-        "seed": _get(scenario, "seed"),
-        "model": _get(scenario, "model", "name"),
-        "hardware": _get(scenario, "hardware", "name"),
-        "scheduler": _get(scenario, "scheduler", "policy"),
+        "scenario": lookup(scenario, "name"),
+        "seed": lookup(scenario, "seed"),
+        "model": lookup(scenario, "model", "name"),
+        "hardware": lookup(scenario, "hardware", "name"),
+        "scheduler": lookup(scenario, "scheduler", "policy"),
         "replicas": len(index),
         "steps": int(len(steps)),
         "requests": int(total),
@@ -194,8 +208,8 @@ class _Track:
     def __init__(self, s: pd.DataFrame) -> None:
         start = s["start_s"].to_numpy(dtype=np.float64)
         self.end_s = start + s["duration_s"].to_numpy(dtype=np.float64)
-        self.start_us = _us(start)
-        self.end_us = _us(self.end_s)
+        self.start_us = to_us(start)
+        self.end_us = to_us(self.end_s)
 
     def mid(self, k: int) -> int:
         """A timestamp strictly inside step ``k`` (its middle), so a flow binds to it unambiguously."""
@@ -242,7 +256,7 @@ def _step_events(rep: int, s: pd.DataFrame | None, track: _Track | None, failed:
                 "tid": STEPS_TID,
                 "ts": ts,
                 "dur": int(track.end_us[i]) - ts,
-                "args": {c: _arg(values[c][i]) for c in cols},
+                "args": {c: json_arg(values[c][i]) for c in cols},
             }
         )
         if kv is not None and kv[i] != last_kv:
@@ -279,7 +293,7 @@ def _step_name(prefill, decode) -> str:
 
 def _lifecycle_events(rep: int, ev: pd.DataFrame, end_us: int) -> list[dict]:
     pid = rep + 1
-    times = _us(ev["time_s"].to_numpy(dtype=np.float64)).tolist()
+    times = to_us(ev["time_s"].to_numpy(dtype=np.float64)).tolist()
     names = [str(x) for x in ev["event"].tolist()]
     out: list[dict] = []
     for k, (t, name) in enumerate(zip(times, names)):
@@ -314,49 +328,25 @@ def _lifecycle_events(rep: int, ev: pd.DataFrame, end_us: int) -> list[dict]:
 
 
 def _request_events(req: pd.DataFrame, gateway_pid: int, tracks: dict, index: dict) -> list[dict]:
+    """Per request: its slice on a ``requests N`` lane, a ``queued`` child and the flow to its first token."""
     if not len(req):
         return []
     col = {c: req[c].tolist() for c in req.columns}
     n = len(req)
     rid = [int(x) for x in col["request_id"]]
-    arrival = _us_list(col["arrival_s"])
-    finish = _us_list(col.get("finish_s", [math.nan] * n))
-    sched = _us_list(col.get("first_scheduled_s", [math.nan] * n))
-    # a prefill replica's steps by exact end time, to find where a disaggregated prompt was prefilled
-    prefill_ends: dict[float, tuple[int, int]] = {}
-    for rep in sorted(tracks):
-        if index.get(rep, ("",))[0] == "prefill":
-            for k, e in enumerate(tracks[rep].end_s.tolist()):
-                prefill_ends.setdefault(e, (rep, k))
+    arrival = to_us_list(col["arrival_s"])
+    finish = to_us_list(col.get("finish_s", [math.nan] * n))
+    sched = to_us_list(col.get("first_scheduled_s", [math.nan] * n))
+    prefill_ends = _prefill_ends(tracks, index)
 
     order = sorted(range(n), key=lambda i: (arrival[i] if arrival[i] is not None else 0, rid[i]))
-    busy: list[tuple[int, int]] = []  # (end, lane) of lanes in use
-    free: list[int] = []  # lanes free again, lowest first
-    lanes = 0
+    lanes = _Lanes()
     out: list[dict] = []
     for i in order:
         t0 = arrival[i] if arrival[i] is not None else 0
         t1 = finish[i] if finish[i] is not None and finish[i] >= t0 else t0
-        while busy and busy[0][0] < t0:
-            heapq.heappush(free, heapq.heappop(busy)[1])
-        if free:
-            lane = heapq.heappop(free)
-        else:
-            lanes += 1
-            lane = lanes
-        heapq.heappush(busy, (t1, lane))
-        status = _str(col["status"][i]) if "status" in col else None
-        args: dict[str, Any] = {"request_id": rid[i], "status": status}
-        for key in ("reject_reason", "tier", "tenant", "session"):
-            v = _str(col[key][i]) if key in col else None
-            if v:
-                args[key] = v
-        for key in ("replica", "prompt_tokens", "output_tokens", "attempts", "preemptions", "swaps"):
-            if key in col and not _isna(col[key][i]):
-                args[key] = int(col[key][i])
-        for key in ("queue_s", "ttft_s", "tpot_s", "e2e_s"):
-            if key in col and not _isna(col[key][i]):
-                args[key[:-2] + "_ms"] = round(float(col[key][i]) * 1e3, 3)
+        lane = lanes.take(t0, t1)
+        status = text_or_none(col["status"][i]) if "status" in col else None
         cat = "request" if status == "completed" else (status or "request")
         out.append(
             {
@@ -367,7 +357,7 @@ def _request_events(req: pd.DataFrame, gateway_pid: int, tracks: dict, index: di
                 "tid": lane,
                 "ts": t0,
                 "dur": t1 - t0,
-                "args": args,
+                "args": _request_args(col, i, rid[i], status),
             }
         )
         if status != "completed" or sched[i] is None or sched[i] < t0:
@@ -384,31 +374,81 @@ def _request_events(req: pd.DataFrame, gateway_pid: int, tracks: dict, index: di
                 "args": {},
             }
         )
-        hops = _flow_hops(col, i, tracks, index, prefill_ends)
-        if not hops:
-            continue
-        # bound (by ts order, then file order) to the "queued" slice just written; the UI draws
-        # the arrow from its end (first scheduled) to the start of each step below
-        out.append(
-            {"ph": "s", "cat": _FLOW_CAT, "name": _FLOW_NAME, "id": rid[i], "pid": gateway_pid, "tid": lane, "ts": t0}
-        )
-        for k, (rep, ts) in enumerate(hops):
-            last = k == len(hops) - 1
-            ev = {
-                "ph": "f" if last else "t",
-                "cat": _FLOW_CAT,
-                "name": _FLOW_NAME,
-                "id": rid[i],
-                "pid": rep + 1,
-                "tid": STEPS_TID,
-                "ts": ts,
-            }
-            if last:
-                ev["bp"] = "e"
-            out.append(ev)
-    for lane in range(1, lanes + 1):
+        out += _flow_events(rid[i], gateway_pid, lane, t0, _flow_hops(col, i, tracks, index, prefill_ends))
+    for lane in range(1, lanes.count + 1):
         out += _meta(gateway_pid, lane, "thread_name", f"requests {lane}")
         out += _meta(gateway_pid, lane, "thread_sort_index", sort_index=lane)
+    return out
+
+
+def _prefill_ends(tracks: dict, index: dict) -> dict[float, tuple[int, int]]:
+    """A prefill replica's steps by exact end time, to find where a disaggregated prompt was prefilled."""
+    prefill_ends: dict[float, tuple[int, int]] = {}
+    for rep in sorted(tracks):
+        if index.get(rep, ("",))[0] == "prefill":
+            for k, e in enumerate(tracks[rep].end_s.tolist()):
+                prefill_ends.setdefault(e, (rep, k))
+    return prefill_ends
+
+
+class _Lanes:
+    """Gateway lanes (threads 1, 2, ...): each request takes the lowest lane free at its arrival."""
+
+    def __init__(self) -> None:
+        self.busy: list[tuple[int, int]] = []  # (end, lane) of lanes in use
+        self.free: list[int] = []  # lanes free again, lowest first
+        self.count = 0
+
+    def take(self, t0: int, t1: int) -> int:
+        """The lane for a request from ``t0`` to ``t1``."""
+        while self.busy and self.busy[0][0] < t0:
+            heapq.heappush(self.free, heapq.heappop(self.busy)[1])
+        if self.free:
+            lane = heapq.heappop(self.free)
+        else:
+            self.count += 1
+            lane = self.count
+        heapq.heappush(self.busy, (t1, lane))
+        return lane
+
+
+def _request_args(col: dict, i: int, rid: int, status: str | None) -> dict[str, Any]:
+    """A request slice's args: id, status, labels, counts, and latencies in ms."""
+    args: dict[str, Any] = {"request_id": rid, "status": status}
+    for key in ("reject_reason", "tier", "tenant", "session"):
+        v = text_or_none(col[key][i]) if key in col else None
+        if v:
+            args[key] = v
+    for key in ("replica", "prompt_tokens", "output_tokens", "attempts", "preemptions", "swaps"):
+        if key in col and not isna(col[key][i]):
+            args[key] = int(col[key][i])
+    for key in ("queue_s", "ttft_s", "tpot_s", "e2e_s"):
+        if key in col and not isna(col[key][i]):
+            args[key[:-2] + "_ms"] = round(float(col[key][i]) * 1e3, 3)
+    return args
+
+
+def _flow_events(rid: int, gateway_pid: int, lane: int, t0: int, hops: list[tuple[int, int]]) -> list[dict]:
+    """The flow from a request's ``queued`` slice through each step its first token passed (none without hops)."""
+    if not hops:
+        return []
+    # bound (by ts order, then file order) to the "queued" slice just written; the UI draws
+    # the arrow from its end (first scheduled) to the start of each step below
+    out = [{"ph": "s", "cat": _FLOW_CAT, "name": _FLOW_NAME, "id": rid, "pid": gateway_pid, "tid": lane, "ts": t0}]
+    for k, (rep, ts) in enumerate(hops):
+        last = k == len(hops) - 1
+        ev = {
+            "ph": "f" if last else "t",
+            "cat": _FLOW_CAT,
+            "name": _FLOW_NAME,
+            "id": rid,
+            "pid": rep + 1,
+            "tid": STEPS_TID,
+            "ts": ts,
+        }
+        if last:
+            ev["bp"] = "e"
+        out.append(ev)
     return out
 
 
@@ -416,12 +456,12 @@ def _flow_hops(col: dict, i: int, tracks: dict, index: dict, prefill_ends: dict)
     """(replica, ts inside the step) for each step the request's first token passed through."""
     rep = col["replica"][i] if "replica" in col else None
     ft = col["first_token_s"][i] if "first_token_s" in col else None
-    if _isna(rep) or _isna(ft) or int(rep) < 0:
+    if isna(rep) or isna(ft) or int(rep) < 0:
         return []
     rep = int(rep)
     hops: list[tuple[int, int]] = []
     pd_s = col["prefill_done_s"][i] if "prefill_done_s" in col else None
-    if index.get(rep, ("",))[0] == "decode" and not _isna(pd_s):
+    if index.get(rep, ("",))[0] == "decode" and not isna(pd_s):
         hit = prefill_ends.get(float(pd_s))  # the prefill step that produced the first token
         if hit is not None:
             hops.append((hit[0], tracks[hit[0]].mid(hit[1])))
@@ -432,113 +472,6 @@ def _flow_hops(col: dict, i: int, tracks: dict, index: dict, prefill_ends: dict)
         if k < len(track.end_s):
             hops.append((rep, track.mid(k)))
     return hops
-
-
-# -- lookups ----------------------------------------------------------------------
-def _pool_hardware(scenario: dict) -> dict[str, tuple[str | None, int]]:
-    """pool name -> (hardware name, TP), from the scenario."""
-    hw = _get(scenario, "hardware", "name")
-    cluster = scenario.get("cluster") or {}
-    dis = cluster.get("disaggregation") or {}
-    if dis.get("enabled"):
-        parts = {"prefill": dis.get("prefill") or {}, "decode": dis.get("decode") or {}}
-    elif cluster.get("groups"):
-        parts = dict(cluster["groups"])
-    else:
-        parts = {"mixed": {"tp": cluster.get("tp", 1)}}
-    return {name: ((p or {}).get("hardware") or hw, int((p or {}).get("tp") or 1)) for name, p in parts.items()}
-
-
-def _replica_index(steps: pd.DataFrame, replicas: pd.DataFrame | None) -> dict[int, tuple[str, int | None]]:
-    """replica index -> (pool, TP when known), over every replica seen."""
-    out: dict[int, tuple[str, int | None]] = {}
-    if replicas is not None and len(replicas):
-        for rep, group, gpus in zip(
-            replicas["replica"].tolist(), replicas["group"].tolist(), replicas["gpus"].tolist()
-        ):
-            out.setdefault(int(rep), (_str(group) or "mixed", int(gpus)))
-    if len(steps):
-        pools = steps["pool"].tolist() if "pool" in steps.columns else ["mixed"] * len(steps)
-        for rep, pool in zip(steps["replica"].tolist(), pools):
-            out.setdefault(int(rep), (_str(pool) or "mixed", None))
-    return out
-
-
-def _steps_by_replica(steps: pd.DataFrame) -> dict[int, pd.DataFrame]:
-    if not len(steps):
-        return {}
-    order = ["replica", "start_s"] + (["step"] if "step" in steps.columns else [])
-    s = steps.sort_values(order, kind="stable")
-    return {int(rep): g.reset_index(drop=True) for rep, g in s.groupby("replica", sort=True)}
-
-
-def _run_end_us(requests: pd.DataFrame, steps: pd.DataFrame, replicas: pd.DataFrame | None) -> int:
-    ends = [0.0]
-    if len(steps):
-        ends.append(float((steps["start_s"] + steps["duration_s"]).max()))
-    for c in ("finish_s", "arrival_s"):
-        if c in requests.columns and requests[c].notna().any():
-            ends.append(float(requests[c].max()))
-    if replicas is not None and len(replicas):
-        ends.append(float(replicas["time_s"].max()))
-    return int(_us(np.float64(max(ends))))
-
-
-# -- values -----------------------------------------------------------------------
-def _us(seconds):
-    """Seconds -> integer microseconds (rounding is monotonic, so touching steps stay touching)."""
-    return np.rint(np.asarray(seconds, dtype=np.float64) * 1e6).astype(np.int64)
-
-
-def _us_list(values) -> list[int | None]:
-    arr = np.asarray([np.nan if _isna(v) else float(v) for v in values], dtype=np.float64)
-    ok = np.isfinite(arr)
-    us = np.rint(np.where(ok, arr, 0.0) * 1e6).astype(np.int64)
-    return [int(u) if k else None for u, k in zip(us.tolist(), ok.tolist())]
-
-
-def _isna(v) -> bool:
-    if v is None or v is pd.NA:
-        return True
-    try:
-        return bool(isinstance(v, float) and math.isnan(v))
-    except TypeError:
-        return False
-
-
-def _str(v) -> str | None:
-    return None if _isna(v) else str(v)
-
-
-def _arg(v):
-    """A step column value as JSON: ints stay ints, floats get 6 significant decimals."""
-    if _isna(v):
-        return None
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        f = float(v)
-        return None if not math.isfinite(f) else float(f"{f:.6g}")
-    return str(v)
-
-
-def _get(d: dict, *keys):
-    for k in keys:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(k)
-    return d
-
-
-def _version() -> str:
-    try:
-        from simulator import __version__
-
-        return __version__
-    except ImportError:  # pragma: no cover
-        return "?"
 
 
 # -- command line -------------------------------------------------------------------

@@ -25,6 +25,7 @@ PNG metadata, so the same data gives a byte-identical file.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.style
@@ -125,10 +126,34 @@ def _legend(ax) -> None:
         ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 
-def cluster_timeline_chart(result, path: str | Path) -> Path:
-    """Draw the cluster timeline of one run (see the module docstring) to ``path`` (PNG)."""
-    cfg, req, steps, summary = result.config, result.requests, result.steps, result.summary
-    s = summary["scenario"]
+@dataclass
+class _Bins:
+    """The run's time bins: about 60 of a round width over the whole run."""
+
+    window: float
+    width: float
+    nbins: int
+    edges: np.ndarray
+    centers: np.ndarray
+
+    def counts(self, times: np.ndarray) -> np.ndarray:
+        """How many of ``times`` fall in each bin."""
+        idx = np.clip((np.asarray(times, float) // self.width).astype(np.int64), 0, self.nbins - 1)
+        return np.bincount(idx, minlength=self.nbins)[: self.nbins].astype(float)
+
+
+@dataclass
+class _Tiers:
+    """The tiers drawn (``[""]`` for one untiered series), their colours and names, each request's tier."""
+
+    has_tiers: bool
+    names: list[str]
+    colors: dict[str, str]
+    label: dict[str, str]
+    of_request: np.ndarray
+
+
+def _time_bins(summary: dict, req: pd.DataFrame) -> _Bins:
     window = summary.get("window", {}).get("end_s")
     window = float(window) if window and np.isfinite(window) else 0.0
     if len(req):
@@ -137,150 +162,42 @@ def cluster_timeline_chart(result, path: str | Path) -> Path:
     width = bin_width(window, target_bins=60)
     nbins = int(math.ceil(window / width - 1e-9)) or 1
     edges = np.arange(nbins + 1) * width
-    centers = edges[:-1] + width / 2
+    return _Bins(window, width, nbins, edges, edges[:-1] + width / 2)
 
-    def counts(times: np.ndarray) -> np.ndarray:
-        idx = np.clip((np.asarray(times, float) // width).astype(np.int64), 0, nbins - 1)
-        return np.bincount(idx, minlength=nbins)[:nbins].astype(float)
 
+def _tiers(cfg, req: pd.DataFrame, run_color: str) -> _Tiers:
     tier_col = _labels(req, "tier")
     has_tiers = bool(getattr(cfg, "tiers", None)) or (tier_col != "").any()
     tiers = label_order(set(tier_col), "tier", getattr(cfg, "tiers", None)) if has_tiers else [""]
-    run_color = policy_color(s.get("scheduler"))
     tier_palette = [c for c in TIER_COLORS if c != run_color]  # the fleet's lines are in the policy's colour
     colors = {t: tier_palette[i % len(tier_palette)] for i, t in enumerate(tiers)}
     tier_name = {t: (t or "untiered") if has_tiers else "all requests" for t in tiers}
-    status = req["status"].astype(str).to_numpy()
-    done = status == "completed"
-    rejected = status == "rejected"
-    finish = req["finish_s"].to_numpy(dtype=float)
-    arrival = req["arrival_s"].to_numpy(dtype=float)
-    times, serving, billed, failed = _replica_steps(result, window)
+    return _Tiers(has_tiers, tiers, colors, tier_name, tier_col)
+
+
+def cluster_timeline_chart(result, path: str | Path) -> Path:
+    """Draw the cluster timeline of one run (see the module docstring) to ``path`` (PNG)."""
+    cfg, req, steps, summary = result.config, result.requests, result.steps, result.summary
+    bins = _time_bins(summary, req)
+    run_color = policy_color(summary["scenario"].get("scheduler"))
+    tiers = _tiers(cfg, req, run_color)
+    times, serving, billed, failed = _replica_steps(result, bins.window)
 
     with matplotlib.style.context(STYLE):
         fig = Figure(figsize=(11, 11.5))
         FigureCanvasAgg(fig)
         axes = fig.subplots(5, 1, sharex=True, gridspec_kw={"height_ratios": [1.0, 1.5, 1.3, 0.9, 0.9]})
         ax_rep, ax_rps, ax_ttft, ax_queue, ax_kv = axes
-
-        # (1) the fleet
-        ax_rep.step(times, serving, where="post", color=run_color, label="replicas serving")
-        ax_rep.step(times, billed, where="post", color=NEUTRAL_COLOR, linestyle="--", linewidth=1.2, label="GPUs billed")
-        top = max(float(serving.max()), float(billed.max()), 1.0)
-        ax_rep.set_ylim(0, top * 1.2 + 0.5)
-        for i, t in enumerate(failed):
-            ax_rep.axvline(t, color=FAILURE_COLOR, linestyle=":", linewidth=1.4, label="replica failure" if i == 0 else None)
-        ax_rep.set_ylabel("replicas / GPUs")
-        ax_rep.yaxis.set_major_locator(MaxNLocator(integer=True))
-        ax_rep.set_title("Fleet: replicas serving and GPUs billed")
-
-        # (2) traffic: offered, completed by tier, rejected by reason
-        ax_rps.axhline(0, color="0.3", linewidth=0.8)
-        bottom = np.zeros(nbins)
-        tier_of_done = tier_col[done]
-        completed_bars, rejected_bars = [], []
-        for t in tiers:
-            rate = counts(finish[done][tier_of_done == t]) / width
-            completed_bars.append(ax_rps.bar(centers, rate, width=width, bottom=bottom, color=colors[t], alpha=0.85,
-                                             linewidth=0, label=f"completed: {tier_name[t]}"))
-            bottom += rate
-        reasons = _labels(req, "reject_reason")[rejected]
-        known = [r for r in REASON_COLORS if r in set(reasons)]
-        others = sorted(set(reasons) - set(known))
-        palette = {**REASON_COLORS, **{r: OTHER_REASON_COLORS[i % len(OTHER_REASON_COLORS)] for i, r in enumerate(others)}}
-        below = np.zeros(nbins)
-        for r in known + others:
-            rate = counts(finish[rejected][reasons == r]) / width
-            rejected_bars.append(ax_rps.bar(centers, -rate, width=width, bottom=-below, color=palette[r], alpha=0.85,
-                                            linewidth=0, label=f"rejected: {r or 'unknown'}"))
-            below += rate
-        (offered,) = ax_rps.step(edges, np.append(counts(arrival), counts(arrival)[-1:]) / width, where="post", color="black",
-                    linewidth=1.3, label="offered (arrivals)")
-        if below.any():
-            lim = max(float(ax_rps.get_ylim()[1]), float(below.max()) * 1.1)
-            ax_rps.set_ylim(-float(below.max()) * 1.15, lim)
-        ax_rps.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{abs(v):g}"))
-        ax_rps.set_ylabel("requests/s")
-        # legend top to bottom as drawn: offered, completions (last stacked on top first), rejections
-        handles = [offered, *completed_bars[::-1], *rejected_bars]
-        ax_rps.legend(handles, [h.get_label() for h in handles], loc="upper left", bbox_to_anchor=(1.01, 1.0),
-                      borderaxespad=0.0)
-        ax_rps.set_title(f"Requests per second ({width:g} s bins): completed above zero, rejected below")
-
-        # (3) p99 TTFT by arrival bin, per tier, with each tier's target
-        ttft = req["ttft_s"].to_numpy(dtype=float)
-        targets = _tier_targets(cfg, tiers)
-        spread = []
-        for t in tiers:
-            mine = done & (tier_col == t) & ~np.isnan(ttft)
-            idx = np.clip((arrival[mine] // width).astype(np.int64), 0, nbins - 1)
-            values = ttft[mine]
-            p99 = np.full(nbins, np.nan)
-            if values.size:
-                order = np.argsort(idx, kind="stable")
-                idx, values = idx[order], values[order]
-                cuts = np.flatnonzero(np.diff(idx)) + 1
-                for b, chunk in zip(idx[np.r_[0, cuts]], np.split(values, cuts)):
-                    p99[b] = np.percentile(chunk, 99)
-            ok = ~np.isnan(p99)
-            if ok.any():
-                ax_ttft.plot(centers[ok], p99[ok], marker="o", markersize=2.8, color=colors[t], label=f"p99 TTFT: {tier_name[t]}")
-                spread.extend([np.nanmin(p99), np.nanmax(p99)])
-            if targets[t] is not None:
-                ax_ttft.axhline(targets[t], color=colors[t], linestyle="--", linewidth=1.1, label=f"TTFT target: {tier_name[t]}")
-                spread.append(targets[t])
-        positive = [v for v in spread if v > 0]
-        if positive and max(positive) / min(positive) > 30:
-            ax_ttft.set_yscale("log")
-            plain_log_axis(ax_ttft.yaxis)
-            ax_ttft.set_ylabel("seconds (log scale)")
-        else:
-            ax_ttft.set_ylim(bottom=0)
-            ax_ttft.set_ylabel("seconds")
-        if not spread:
-            ax_ttft.text(0.5, 0.5, "no completed requests", ha="center", va="center", transform=ax_ttft.transAxes)
-        ax_ttft.set_title("p99 time to first token of the requests arriving in each bin (completed ones)")
-
-        # (4) queue and (5) KV usage, from the engine steps
-        if len(steps):
-            start = steps["start_s"].to_numpy(dtype=float)
-            dur = steps["duration_s"].to_numpy(dtype=float)
-            sidx = np.clip((start // width).astype(np.int64), 0, nbins - 1)
-            waiting = integral_per_bin(start, dur, steps["num_waiting"].to_numpy(dtype=float), edges)
-            ax_queue.step(edges, np.append(waiting, waiting[-1:]) / width, where="post", color=run_color,
-                          label="requests waiting")
-            used = steps["kv_blocks_used"].to_numpy(dtype=float)
-            total = steps["kv_blocks_total"].to_numpy(dtype=float)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                share = np.where(total > 0, used / total, 0.0)
-                busy = np.bincount(sidx, weights=dur, minlength=nbins)[:nbins]
-                kv = np.bincount(sidx, weights=share * dur, minlength=nbins)[:nbins] / busy * 100
-            peak = np.full(nbins, np.nan)
-            np.fmax.at(peak, sidx, share * 100)  # the busiest replica: where the watermarks bite
-            ax_kv.step(edges, np.append(peak, peak[-1:]), where="post", color=run_color, alpha=0.4, linewidth=1.0,
-                       label="busiest replica")
-            ax_kv.step(edges, np.append(kv, kv[-1:]), where="post", color=run_color, label="mean over busy replicas")
-        else:
-            for ax in (ax_queue, ax_kv):
-                ax.text(0.5, 0.5, "no engine steps", ha="center", va="center", transform=ax.transAxes)
-        ax_queue.set_ylim(bottom=0)
-        ax_queue.set_ylabel("requests")
-        ax_queue.set_title("Requests waiting (sum over replicas, time-averaged per bin)")
-        marks = {}
-        default_mark = getattr(getattr(cfg, "admission", None), "kv_watermark", None)
-        for t in tiers:
-            conf = (getattr(cfg, "tiers", None) or {}).get(t)
-            mark = conf.kv_watermark if conf is not None and conf.kv_watermark is not None else default_mark
-            if mark is not None:
-                marks.setdefault(float(mark), []).append(tier_name[t])
-        for mark, names in sorted(marks.items()):
-            ax_kv.axhline(mark * 100, color=colors[next(t for t in tiers if tier_name[t] == names[0])], linestyle="--",
-                          linewidth=1.0, label=f"shed above: {', '.join(names)}")
+        _fleet_panel(ax_rep, times, serving, billed, failed, run_color)
+        _traffic_panel(ax_rps, req, bins, tiers)
+        _ttft_panel(ax_ttft, cfg, req, bins, tiers)
+        _engine_panels(ax_queue, ax_kv, steps, bins, run_color)
+        _kv_watermarks(ax_kv, cfg, tiers)
         ax_kv.set_ylim(0, 105)
         ax_kv.set_ylabel("% of blocks")
         ax_kv.set_title("KV-cache usage: share of KV blocks in use (mean and busiest replica)")
         ax_kv.set_xlabel("simulated time (s)")
-        ax_kv.set_xlim(0, window)
+        ax_kv.set_xlim(0, bins.window)
 
         for ax in axes:
             if ax is not ax_rep:
@@ -289,24 +206,173 @@ def cluster_timeline_chart(result, path: str | Path) -> Path:
             if ax is not ax_rps:
                 _legend(ax)
 
-        cl = summary.get("cluster", {})
-        sr = cl.get("serving_replicas", {})
-        fleet = (f"{sr['min']}-{sr['max']}" if sr.get("min") != sr.get("max") else f"{sr.get('max', s['replicas'])}")
-        span = float(arrival.max()) if len(arrival) else 0.0
-        rate = f"{len(arrival) / span:.3g} req/s mean offered" if span > 0 else f"{s['rate_rps']:g} req/s"
-        extra = []
-        if has_tiers:
-            extra.append(f"{len(tiers)} tiers")
-        if cl.get("failures"):
-            extra.append(f"{cl['failures']} failure" + ("s" if cl["failures"] != 1 else ""))
-        fig.suptitle(
-            f"{s['model']} on {fleet}x {s['hardware']} (TP{s['tp']}), {s['scheduler']} batching, "
-            f"{s['arrival']} arrivals, {rate}, {len(req):,} requests" + (f" - {', '.join(extra)}" if extra else ""),
-            fontsize=10,
-        )
+        fig.suptitle(_title(summary, req, tiers), fontsize=10)
         fit_log_ticks(fig)
         fig.tight_layout()
         fit_log_ticks(fig)
         path = Path(path)
         fig.savefig(path, metadata=PNG_METADATA)
     return path
+
+
+def _fleet_panel(ax_rep, times, serving, billed, failed, run_color: str) -> None:
+    """(1) replicas serving and GPUs billed, replica failures as dotted lines."""
+    ax_rep.step(times, serving, where="post", color=run_color, label="replicas serving")
+    ax_rep.step(times, billed, where="post", color=NEUTRAL_COLOR, linestyle="--", linewidth=1.2, label="GPUs billed")
+    top = max(float(serving.max()), float(billed.max()), 1.0)
+    ax_rep.set_ylim(0, top * 1.2 + 0.5)
+    for i, t in enumerate(failed):
+        ax_rep.axvline(t, color=FAILURE_COLOR, linestyle=":", linewidth=1.4, label="replica failure" if i == 0 else None)
+    ax_rep.set_ylabel("replicas / GPUs")
+    ax_rep.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_rep.set_title("Fleet: replicas serving and GPUs billed")
+
+
+def _traffic_panel(ax_rps, req: pd.DataFrame, bins: _Bins, tiers: _Tiers) -> None:
+    """(2) traffic: offered, completed by tier (above zero), rejected by reason (below zero)."""
+    status = req["status"].astype(str).to_numpy()
+    done = status == "completed"
+    rejected = status == "rejected"
+    finish = req["finish_s"].to_numpy(dtype=float)
+    arrival = req["arrival_s"].to_numpy(dtype=float)
+    centers, width = bins.centers, bins.width
+    ax_rps.axhline(0, color="0.3", linewidth=0.8)
+    bottom = np.zeros(bins.nbins)
+    tier_of_done = tiers.of_request[done]
+    completed_bars, rejected_bars = [], []
+    for t in tiers.names:
+        rate = bins.counts(finish[done][tier_of_done == t]) / width
+        completed_bars.append(ax_rps.bar(centers, rate, width=width, bottom=bottom, color=tiers.colors[t], alpha=0.85,
+                                         linewidth=0, label=f"completed: {tiers.label[t]}"))
+        bottom += rate
+    reasons = _labels(req, "reject_reason")[rejected]
+    known = [r for r in REASON_COLORS if r in set(reasons)]
+    others = sorted(set(reasons) - set(known))
+    palette = {**REASON_COLORS, **{r: OTHER_REASON_COLORS[i % len(OTHER_REASON_COLORS)] for i, r in enumerate(others)}}
+    below = np.zeros(bins.nbins)
+    for r in known + others:
+        rate = bins.counts(finish[rejected][reasons == r]) / width
+        rejected_bars.append(ax_rps.bar(centers, -rate, width=width, bottom=-below, color=palette[r], alpha=0.85,
+                                        linewidth=0, label=f"rejected: {r or 'unknown'}"))
+        below += rate
+    offered_rate = np.append(bins.counts(arrival), bins.counts(arrival)[-1:]) / width
+    (offered,) = ax_rps.step(bins.edges, offered_rate, where="post", color="black", linewidth=1.3,
+                             label="offered (arrivals)")
+    if below.any():
+        lim = max(float(ax_rps.get_ylim()[1]), float(below.max()) * 1.1)
+        ax_rps.set_ylim(-float(below.max()) * 1.15, lim)
+    ax_rps.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{abs(v):g}"))
+    ax_rps.set_ylabel("requests/s")
+    # legend top to bottom as drawn: offered, completions (last stacked on top first), rejections
+    handles = [offered, *completed_bars[::-1], *rejected_bars]
+    ax_rps.legend(handles, [h.get_label() for h in handles], loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                  borderaxespad=0.0)
+    ax_rps.set_title(f"Requests per second ({width:g} s bins): completed above zero, rejected below")
+
+
+def _p99_per_bin(idx: np.ndarray, values: np.ndarray, nbins: int) -> np.ndarray:
+    """The 99th percentile of ``values`` in each bin (``idx``: each value's bin); NaN where empty."""
+    p99 = np.full(nbins, np.nan)
+    if values.size:
+        order = np.argsort(idx, kind="stable")
+        idx, values = idx[order], values[order]
+        cuts = np.flatnonzero(np.diff(idx)) + 1
+        for b, chunk in zip(idx[np.r_[0, cuts]], np.split(values, cuts)):
+            p99[b] = np.percentile(chunk, 99)
+    return p99
+
+
+def _ttft_panel(ax_ttft, cfg, req: pd.DataFrame, bins: _Bins, tiers: _Tiers) -> None:
+    """(3) p99 TTFT by arrival bin, per tier, with each tier's target."""
+    done = req["status"].astype(str).to_numpy() == "completed"
+    arrival = req["arrival_s"].to_numpy(dtype=float)
+    ttft = req["ttft_s"].to_numpy(dtype=float)
+    targets = _tier_targets(cfg, tiers.names)
+    spread = []
+    for t in tiers.names:
+        mine = done & (tiers.of_request == t) & ~np.isnan(ttft)
+        idx = np.clip((arrival[mine] // bins.width).astype(np.int64), 0, bins.nbins - 1)
+        p99 = _p99_per_bin(idx, ttft[mine], bins.nbins)
+        ok = ~np.isnan(p99)
+        name, color = tiers.label[t], tiers.colors[t]
+        if ok.any():
+            ax_ttft.plot(bins.centers[ok], p99[ok], marker="o", markersize=2.8, color=color, label=f"p99 TTFT: {name}")
+            spread.extend([np.nanmin(p99), np.nanmax(p99)])
+        if targets[t] is not None:
+            ax_ttft.axhline(targets[t], color=color, linestyle="--", linewidth=1.1, label=f"TTFT target: {name}")
+            spread.append(targets[t])
+    positive = [v for v in spread if v > 0]
+    if positive and max(positive) / min(positive) > 30:
+        ax_ttft.set_yscale("log")
+        plain_log_axis(ax_ttft.yaxis)
+        ax_ttft.set_ylabel("seconds (log scale)")
+    else:
+        ax_ttft.set_ylim(bottom=0)
+        ax_ttft.set_ylabel("seconds")
+    if not spread:
+        ax_ttft.text(0.5, 0.5, "no completed requests", ha="center", va="center", transform=ax_ttft.transAxes)
+    ax_ttft.set_title("p99 time to first token of the requests arriving in each bin (completed ones)")
+
+
+def _engine_panels(ax_queue, ax_kv, steps: pd.DataFrame, bins: _Bins, run_color: str) -> None:
+    """(4) queue and (5) KV usage, from the engine steps."""
+    nbins, edges, width = bins.nbins, bins.edges, bins.width
+    if len(steps):
+        start = steps["start_s"].to_numpy(dtype=float)
+        dur = steps["duration_s"].to_numpy(dtype=float)
+        sidx = np.clip((start // width).astype(np.int64), 0, nbins - 1)
+        waiting = integral_per_bin(start, dur, steps["num_waiting"].to_numpy(dtype=float), edges)
+        ax_queue.step(edges, np.append(waiting, waiting[-1:]) / width, where="post", color=run_color,
+                      label="requests waiting")
+        used = steps["kv_blocks_used"].to_numpy(dtype=float)
+        total = steps["kv_blocks_total"].to_numpy(dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(total > 0, used / total, 0.0)
+            busy = np.bincount(sidx, weights=dur, minlength=nbins)[:nbins]
+            kv = np.bincount(sidx, weights=share * dur, minlength=nbins)[:nbins] / busy * 100
+        peak = np.full(nbins, np.nan)
+        np.fmax.at(peak, sidx, share * 100)  # the busiest replica: where the watermarks bite
+        ax_kv.step(edges, np.append(peak, peak[-1:]), where="post", color=run_color, alpha=0.4, linewidth=1.0,
+                   label="busiest replica")
+        ax_kv.step(edges, np.append(kv, kv[-1:]), where="post", color=run_color, label="mean over busy replicas")
+    else:
+        for ax in (ax_queue, ax_kv):
+            ax.text(0.5, 0.5, "no engine steps", ha="center", va="center", transform=ax.transAxes)
+    ax_queue.set_ylim(bottom=0)
+    ax_queue.set_ylabel("requests")
+    ax_queue.set_title("Requests waiting (sum over replicas, time-averaged per bin)")
+
+
+def _kv_watermarks(ax_kv, cfg, tiers: _Tiers) -> None:
+    """The admission KV watermarks (per tier, else the default) as dashed lines, tiers sharing one named together."""
+    marks = {}
+    default_mark = getattr(getattr(cfg, "admission", None), "kv_watermark", None)
+    for t in tiers.names:
+        conf = (getattr(cfg, "tiers", None) or {}).get(t)
+        mark = conf.kv_watermark if conf is not None and conf.kv_watermark is not None else default_mark
+        if mark is not None:
+            marks.setdefault(float(mark), []).append(tiers.label[t])
+    for mark, names in sorted(marks.items()):
+        first = next(t for t in tiers.names if tiers.label[t] == names[0])
+        ax_kv.axhline(mark * 100, color=tiers.colors[first], linestyle="--", linewidth=1.0,
+                      label=f"shed above: {', '.join(names)}")
+
+
+def _title(summary: dict, req: pd.DataFrame, tiers: _Tiers) -> str:
+    """Model, fleet, batching, arrivals, mean offered rate, requests, and the tiers and failures."""
+    s = summary["scenario"]
+    arrival = req["arrival_s"].to_numpy(dtype=float)
+    cl = summary.get("cluster", {})
+    sr = cl.get("serving_replicas", {})
+    fleet = (f"{sr['min']}-{sr['max']}" if sr.get("min") != sr.get("max") else f"{sr.get('max', s['replicas'])}")
+    span = float(arrival.max()) if len(arrival) else 0.0
+    rate = f"{len(arrival) / span:.3g} req/s mean offered" if span > 0 else f"{s['rate_rps']:g} req/s"
+    extra = []
+    if tiers.has_tiers:
+        extra.append(f"{len(tiers.names)} tiers")
+    if cl.get("failures"):
+        extra.append(f"{cl['failures']} failure" + ("s" if cl["failures"] != 1 else ""))
+    return (
+        f"{s['model']} on {fleet}x {s['hardware']} (TP{s['tp']}), {s['scheduler']} batching, "
+        f"{s['arrival']} arrivals, {rate}, {len(req):,} requests" + (f" - {', '.join(extra)}" if extra else "")
+    )
