@@ -15,8 +15,8 @@ import time
 import simulator
 from simulator.api import load_config
 from simulator.config.validate import check_workload
-from simulator.engine import simulate
 from simulator.metrics import summarize
+from simulator.simulation import simulate
 from simulator.workload import generate
 
 

@@ -169,8 +169,8 @@ def run(overrides: list[str] | None = None, *, config: Any = None) -> Result:
 
 
 def _run_once(cfg: ScenarioConfig) -> Result:
-    from simulator.engine import simulate
     from simulator.metrics import summarize
+    from simulator.simulation import simulate
     from simulator.workload import generate
 
     workload = generate(cfg)

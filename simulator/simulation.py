@@ -5,7 +5,7 @@
 The replicas form pools: one colocated pool (``mixed``), one per
 ``cluster.groups`` entry (a heterogeneous cluster), or with
 ``cluster.disaggregation.enabled`` a prefill pool whose finished prefills
-cross a link to a decode pool (see :mod:`simulator.engine.disaggregation`).
+cross a link to a decode pool (see :mod:`simulator.cluster.disaggregation`).
 The fleet (:mod:`simulator.cluster.fleet`) owns the replicas' lifecycle;
 the autoscaler and failure injector act on it. The run ends when every
 request issued has ended.
@@ -13,11 +13,12 @@ request issued has ended.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import simpy
 
 from simulator.cluster.fleet import Fleet, Pool
+from simulator.config.pools import pool_configs
 from simulator.engine.replica import Replica
 from simulator.latency import build_latency_model
 from simulator.memory import ALLOCATIONS, PrefixCachingBlockManager
@@ -39,30 +40,6 @@ class SimulationOutput:
     gateway: object | None = None
     autoscaler: object | None = None
     failures: object | None = None
-
-
-def _pool_scheduler(cfg, pool_cfg):
-    return replace(cfg.scheduler, **{k: v for k, v in vars(pool_cfg.scheduler).items() if v is not None})
-
-
-def pool_configs(cfg) -> list[tuple[str, object]]:
-    """(pool name, the scenario as that pool sees it), in replica-index order."""
-    from simulator.config.catalog import load_hardware, load_model
-
-    dis = cfg.cluster.disaggregation
-    if dis.enabled:
-        parts = [("prefill", dis.prefill, "cluster.disaggregation.prefill"), ("decode", dis.decode, "cluster.disaggregation.decode")]
-    elif cfg.cluster.groups:
-        parts = [(name, g, f"cluster.groups.{name}") for name, g in cfg.cluster.groups.items()]
-    else:
-        return [("mixed", cfg)]
-    out = []
-    for name, pool, key in parts:
-        hw = load_hardware(pool.hardware, f"{key}.hardware") if pool.hardware else cfg.hardware
-        model = load_model(pool.model, f"{key}.model") if getattr(pool, "model", None) else cfg.model
-        cluster = replace(cfg.cluster, replicas=pool.replicas, tp=pool.tp)
-        out.append((name, replace(cfg, hardware=hw, model=model, scheduler=_pool_scheduler(cfg, pool), cluster=cluster)))
-    return out
 
 
 def _build_pool(env, name, pcfg, rec: Recorder, counter: list[int]) -> Pool:
@@ -122,7 +99,7 @@ def simulate(cfg, workload: Workload | None = None) -> SimulationOutput:
 
     transfers = None
     if cfg.cluster.disaggregation.enabled:
-        from simulator.engine.disaggregation import KVTransfer
+        from simulator.cluster.disaggregation import KVTransfer
 
         transfers = KVTransfer(env, cfg, pools[0].replicas, pools[1].replicas, pools[1].spec)
     gateway = Gateway(env, cfg, workload, fleet, rec, transfers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator.engine.simulation import pool_configs
+from simulator.config.pools import pool_configs
 from tests.conftest import run
 
 PRESSURE = ["memory.activation_reserve_gb=54.5", "workload.rate=20"]

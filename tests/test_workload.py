@@ -633,7 +633,7 @@ def test_default_streams_unchanged():
     w = workload("workload.arrival=poisson", "workload.rate=7", "workload.num_requests=1000", "seed=4")
     assert w.arrival_s.tobytes() == np.cumsum(stream(4, "arrivals").exponential(1 / 7, size=1000)).tobytes()
     spec = _base().workload.prompt_tokens
-    assert w.prompt_tokens.tobytes() == LENGTHS.get(spec.dist)(spec, stream(4, "prompt_tokens"), 1000).tobytes()
+    assert w.prompt_tokens.tobytes() == LENGTHS.get(spec.dist).sample(spec, stream(4, "prompt_tokens"), 1000).tobytes()
 
 
 # --------------------------------------------------------------------------- closed loop

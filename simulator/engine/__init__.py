@@ -1,5 +1,6 @@
-"""The event loop: requests, replicas and the simulation that wires them."""
+"""One replica's event loop and the request state it advances.
 
-from simulator.engine.simulation import SimulationOutput, simulate
-
-__all__ = ["SimulationOutput", "simulate"]
+:class:`~simulator.engine.replica.Replica` runs a scheduler's plans on the
+latency model's clock; :mod:`simulator.engine.request` holds a request's
+progress. The whole run's wiring is :mod:`simulator.simulation`.
+"""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from simulator.registry import Registry
+from simulator.registry import Component, Registry
 from simulator.specs import ModelSpec
 
 
@@ -37,8 +37,10 @@ class StepShape:
     decode_ctx_tokens: int = 0
 
 
-class LatencyModel(ABC):
-    """Maps a step shape to seconds. Subclasses register under ``latency.model``."""
+class LatencyModel(Component, ABC):
+    """Maps a step shape to seconds. Subclasses register under ``latency.model``, check their
+    own ``latency.*`` settings (:meth:`~simulator.registry.Component.check`) and build from
+    the scenario and the model's shape."""
 
     def __init__(self, cfg, spec: ModelSpec):
         self.cfg = cfg

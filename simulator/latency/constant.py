@@ -6,11 +6,19 @@ the engine reduces to a textbook queue whose answers are known in closed form.
 
 from __future__ import annotations
 
+import math
+
+from simulator.errors import ConfigError
 from simulator.latency.base import LATENCY_MODELS, LatencyModel, StepShape
 
 
 @LATENCY_MODELS.register("constant")
 class ConstantLatency(LatencyModel):
+    @classmethod
+    def check(cls, lat, key):
+        if not (lat.step_s is not None and lat.step_s > 0 and math.isfinite(lat.step_s)):
+            raise ConfigError(f"{key}.step_s must be a finite number > 0 (got {lat.step_s!r}).")
+
     def __init__(self, cfg, spec):
         super().__init__(cfg, spec)
         self.step_s = float(cfg.latency.step_s)

@@ -43,7 +43,7 @@ class ProfileLatency(LatencyModel):
             raise ConfigError("latency.model=profile needs latency.profile.path (a profile directory or a shipped profile name).")
         prof = fmt.load(cfg.latency.profile.path)
         meta = dict(prof.metadata)
-        self.name = prof.path.name
+        self.profile_name = prof.path.name
         meta["_missing"] = {"lm_head", "attn_prefill", "attn_decode"} - prof.ops()
         _check(meta, cfg, spec)
         overhead = meta.get("step_overhead_s")
@@ -58,7 +58,7 @@ class ProfileLatency(LatencyModel):
             return
         self.warned_past_grid = True
         warnings.warn(
-            f"latency.model=profile: a step falls past the measured grid of profile {self.name} ({what} {x:g} > "
+            f"latency.model=profile: a step falls past the measured grid of profile {self.profile_name} ({what} {x:g} > "
             f"{last:g} measured); priced along the roofline's shape from the last measured point",
             stacklevel=2,
         )
@@ -85,7 +85,7 @@ class ProfileLatency(LatencyModel):
 
     def describe(self) -> str:
         filled = f"; roofline for {', '.join(self.missing)}" if self.missing else ""
-        return f"profile {self.name}{filled}; past the grid: roofline shape"
+        return f"profile {self.profile_name}{filled}; past the grid: roofline shape"
 
 
 def _missing(meta: dict) -> set[str]:

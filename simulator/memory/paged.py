@@ -24,9 +24,12 @@ running requests can still grow right after a burst of prefills.
 
 from __future__ import annotations
 
+from simulator.registry import Component
 
-class BlockManager:
-    """Paged allocation: blocks follow the tokens actually stored."""
+
+class BlockManager(Component):
+    """Paged allocation: blocks follow the tokens actually stored. Each allocation mode
+    registers under ``memory.allocation`` (:data:`simulator.memory.ALLOCATIONS`)."""
 
     grows = True  # running requests take new blocks as they produce tokens
     caches_prefixes = False

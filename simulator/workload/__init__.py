@@ -27,7 +27,7 @@ import numpy as np
 
 from simulator.workload import labels
 from simulator.workload.arrivals import ARRIVALS, RateSchedule
-from simulator.workload.lengths import LENGTHS
+from simulator.workload.lengths import LENGTHS, sample
 from simulator.workload.rng import stream
 
 _CHUNK = 4096
@@ -71,8 +71,8 @@ def generate(cfg) -> Workload:
     else:
         arrival_s = _open_arrivals(cfg)
         n = len(arrival_s)
-    prompt = LENGTHS.get(wl.prompt_tokens.dist)(wl.prompt_tokens, stream(cfg.seed, "prompt_tokens"), n)
-    output = LENGTHS.get(wl.output_tokens.dist)(wl.output_tokens, stream(cfg.seed, "output_tokens"), n)
+    prompt = sample(wl.prompt_tokens, stream(cfg.seed, "prompt_tokens"), n)
+    output = sample(wl.output_tokens, stream(cfg.seed, "output_tokens"), n)
     w = Workload(arrival_s, prompt, output, think_s=think)
     pf = wl.prefix
     if pf.system_prompts > 0 or (pf.sessions > 0 and pf.turns > 1):
@@ -87,7 +87,7 @@ def generate(cfg) -> Workload:
 def _open_arrivals(cfg) -> np.ndarray:
     """Arrival times of an open process, up to ``workload.num_requests`` and before ``workload.duration_s``."""
     wl = cfg.workload
-    arrivals = ARRIVALS.get(wl.arrival)
+    arrivals = ARRIVALS.get(wl.arrival).gaps
     rng_arr = stream(cfg.seed, "arrivals")
     warp: Callable[[np.ndarray], np.ndarray] | None = None
     params = wl

@@ -1,7 +1,8 @@
 """Arrival processes: inter-arrival times at ``workload.rate`` requests/s.
 
-Each process is a function ``(cfg, rng, n) -> np.ndarray`` of ``n`` positive
-inter-arrival gaps in seconds, registered under its ``workload.arrival`` name.
+Each process is an :class:`ArrivalProcess` registered under its
+``workload.arrival`` name: ``gaps(wl, rng, n)`` draws ``n`` positive
+inter-arrival gaps in seconds, and ``check`` validates the settings it reads.
 
 A time-varying rate (``workload.rate_schedule``) reuses the same processes by
 *time rescaling*: the process runs at rate 1 in "operational time" u, and
@@ -20,13 +21,25 @@ then think; the engine issues those requests) and ``trace`` (replay, see
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.registry import Registry
+from simulator.errors import ConfigError
+from simulator.registry import Component, Registry
 
-ARRIVALS: Registry = Registry("workload.arrival", "arrival process")
+
+class ArrivalProcess(Component):
+    """A renewal process at ``workload.rate`` (or at rate 1 under a ``workload.rate_schedule``)."""
+
+    @staticmethod
+    def gaps(wl, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` inter-arrival gaps in seconds."""
+        raise NotImplementedError
+
+
+ARRIVALS: Registry[type[ArrivalProcess]] = Registry("workload.arrival", "arrival process")
 
 #: ``workload.arrival`` values outside :data:`ARRIVALS`.
 OTHER: tuple[str, ...] = ("closed_loop", "trace")
@@ -38,25 +51,41 @@ def names() -> list[str]:
 
 
 @ARRIVALS.register("poisson")
-def poisson(wl, rng: np.random.Generator, n: int) -> np.ndarray:
+class Poisson(ArrivalProcess):
     """Exponential gaps (coefficient of variation 1)."""
-    return rng.exponential(1.0 / wl.rate, size=n)
+
+    @staticmethod
+    def gaps(wl, rng, n):
+        return rng.exponential(1.0 / wl.rate, size=n)
 
 
 @ARRIVALS.register("gamma")
-def gamma(wl, rng: np.random.Generator, n: int) -> np.ndarray:
+class Gamma(ArrivalProcess):
     """Gamma gaps with mean 1/rate and coefficient of variation ``workload.cv``.
 
     cv > 1 gives bursty traffic, cv < 1 smoother than Poisson, cv = 1 is Poisson.
     """
-    shape = 1.0 / (wl.cv * wl.cv)
-    return rng.gamma(shape, 1.0 / (wl.rate * shape), size=n)
+
+    params = ("cv",)
+
+    @classmethod
+    def check(cls, wl, key):
+        if not (wl.cv > 0 and math.isfinite(wl.cv)):
+            raise ConfigError(f"{key}.cv must be a finite number > 0 (got {wl.cv!r}).")
+
+    @staticmethod
+    def gaps(wl, rng, n):
+        shape = 1.0 / (wl.cv * wl.cv)
+        return rng.gamma(shape, 1.0 / (wl.rate * shape), size=n)
 
 
 @ARRIVALS.register("constant")
-def constant(wl, rng: np.random.Generator, n: int) -> np.ndarray:
+class Constant(ArrivalProcess):
     """Evenly spaced arrivals, one every 1/rate seconds (the first at 1/rate)."""
-    return np.full(n, 1.0 / wl.rate)
+
+    @staticmethod
+    def gaps(wl, rng, n):
+        return np.full(n, 1.0 / wl.rate)
 
 
 @dataclass(frozen=True)

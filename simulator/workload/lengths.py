@@ -1,8 +1,9 @@
 """Token-length distributions for prompts and outputs.
 
-Each distribution is a function ``(spec, rng, n) -> np.ndarray[int64]`` of
-``n`` lengths >= 1, registered under its ``dist`` name, with the parameters it
-reads listed in :data:`PARAMS` (used for validation and error messages).
+Each distribution is a :class:`LengthDist` registered under its ``dist``
+name: it lists the settings it reads (``params``), checks their values, draws
+``n`` lengths >= 1 (``sample``) and states its largest length and mean (for
+validation and load estimates).
 
 ``empirical`` reproduces a measured distribution: ``quantiles`` (cumulative
 probabilities from 0 to 1) and ``tokens`` (the lengths at them) define a
@@ -13,20 +14,14 @@ for a trace), so a synthetic workload keeps a trace's body and tail.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from simulator.registry import Registry
+from simulator.errors import ConfigError
+from simulator.registry import Component, Registry
 
-LENGTHS: Registry = Registry("dist", "length distribution")
-
-#: The parameters each distribution requires, by name.
-PARAMS: dict[str, tuple[str, ...]] = {
-    "fixed": ("value",),
-    "uniform": ("low", "high"),
-    "lognormal": ("median", "sigma", "min", "max"),
-    "exponential": ("mean",),
-    "empirical": ("quantiles", "tokens"),
-}
+LENGTHS: Registry[type[LengthDist]] = Registry("dist", "length distribution")
 
 #: The cumulative probabilities :func:`fit_empirical` records by default:
 #: every 5% in the body, closer in both tails, and the maximum. On the Azure
@@ -38,38 +33,176 @@ FIT_QUANTILES: tuple[float, ...] = (
 )
 
 
+def _need(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+class LengthDist(Component):
+    """A token-length distribution (``workload.prompt_tokens`` / ``workload.output_tokens``)."""
+
+    @staticmethod
+    def sample(spec, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` lengths (int64, >= 1)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def upper_bound(spec) -> float:
+        """The largest length it can produce (inf if unbounded)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def mean(spec) -> float:
+        """Its mean, before clipping (used for load estimates)."""
+        raise NotImplementedError
+
+
 @LENGTHS.register("fixed")
-def fixed(spec, rng, n):
-    return np.full(n, int(spec.value), dtype=np.int64)
+class Fixed(LengthDist):
+    params = ("value",)
+
+    @classmethod
+    def check(cls, spec, key):
+        _need(spec.value >= 1, f"{key}.value must be an integer >= 1 (got {spec.value}).")
+
+    @staticmethod
+    def sample(spec, rng, n):
+        return np.full(n, int(spec.value), dtype=np.int64)
+
+    @staticmethod
+    def upper_bound(spec):
+        return spec.value
+
+    @staticmethod
+    def mean(spec):
+        return float(spec.value)
 
 
 @LENGTHS.register("uniform")
-def uniform(spec, rng, n):
+class Uniform(LengthDist):
     """Integers drawn uniformly from [low, high], both inclusive."""
-    return rng.integers(int(spec.low), int(spec.high), size=n, endpoint=True, dtype=np.int64)
+
+    params = ("low", "high")
+
+    @classmethod
+    def check(cls, spec, key):
+        _need(
+            1 <= spec.low <= spec.high,
+            f"{key}.low and {key}.high must satisfy 1 <= low <= high (got low={spec.low}, high={spec.high}).",
+        )
+
+    @staticmethod
+    def sample(spec, rng, n):
+        return rng.integers(int(spec.low), int(spec.high), size=n, endpoint=True, dtype=np.int64)
+
+    @staticmethod
+    def upper_bound(spec):
+        return spec.high
+
+    @staticmethod
+    def mean(spec):
+        return (spec.low + spec.high) / 2.0
 
 
 @LENGTHS.register("lognormal")
-def lognormal(spec, rng, n):
+class Lognormal(LengthDist):
     """exp(N(ln median, sigma)), rounded, clipped to [min, max]."""
-    x = rng.lognormal(np.log(spec.median), spec.sigma, size=n)
-    return np.clip(np.rint(x), spec.min, spec.max).astype(np.int64)
+
+    params = ("median", "sigma", "min", "max")
+
+    @classmethod
+    def check(cls, spec, key):
+        for name, allow_zero in (("median", False), ("sigma", True)):
+            v = getattr(spec, name)
+            ok = (v >= 0 if allow_zero else v > 0) and math.isfinite(v)
+            _need(ok, f"{key}.{name} must be a finite number {'>= 0' if allow_zero else '> 0'} (got {v!r}).")
+        _need(
+            1 <= spec.min <= spec.max,
+            f"{key}.min and {key}.max must satisfy 1 <= min <= max (got min={spec.min}, max={spec.max}).",
+        )
+
+    @staticmethod
+    def sample(spec, rng, n):
+        x = rng.lognormal(np.log(spec.median), spec.sigma, size=n)
+        return np.clip(np.rint(x), spec.min, spec.max).astype(np.int64)
+
+    @staticmethod
+    def upper_bound(spec):
+        return spec.max
+
+    @staticmethod
+    def mean(spec):
+        return float(spec.median * np.exp(spec.sigma**2 / 2))
 
 
 @LENGTHS.register("exponential")
-def exponential(spec, rng, n):
+class Exponential(LengthDist):
     """Geometric on {1, 2, ...} with the given mean: the discrete exponential."""
-    if spec.mean <= 1:
-        return np.ones(n, dtype=np.int64)
-    return rng.geometric(1.0 / spec.mean, size=n).astype(np.int64)
+
+    params = ("mean",)
+
+    @classmethod
+    def check(cls, spec, key):
+        _need(spec.mean >= 1, f"{key}.mean must be >= 1 token (got {spec.mean}).")
+
+    @staticmethod
+    def sample(spec, rng, n):
+        if spec.mean <= 1:
+            return np.ones(n, dtype=np.int64)
+        return rng.geometric(1.0 / spec.mean, size=n).astype(np.int64)
+
+    @staticmethod
+    def upper_bound(spec):
+        return float("inf")
+
+    @staticmethod
+    def mean(spec):
+        return float(max(spec.mean, 1.0))
 
 
 @LENGTHS.register("empirical")
-def empirical(spec, rng, n):
+class Empirical(LengthDist):
     """Inverse-CDF draws: u ~ U[0, 1) mapped through the (quantiles, tokens) table, rounded,
     then clipped to the optional ``min`` / ``max`` (e.g. a shorter model context)."""
-    x = np.interp(rng.random(n), np.asarray(spec.quantiles, float), np.asarray(spec.tokens, float))
-    return np.clip(np.rint(x), max(spec.min or 1, 1), spec.max or np.inf).astype(np.int64)
+
+    params = ("quantiles", "tokens")
+
+    @classmethod
+    def check(cls, spec, key):
+        q, v = list(spec.quantiles), list(spec.tokens)
+        _need(
+            len(q) == len(v) >= 2,
+            f"{key}.quantiles and {key}.tokens must be lists of the same length, at least 2 "
+            f"(got {len(q)} quantiles and {len(v)} tokens).",
+        )
+        _need(
+            q[0] == 0 and q[-1] == 1 and all(a < b for a, b in zip(q, q[1:])),
+            f"{key}.quantiles must rise strictly from 0 to 1 (got {q}); "
+            "`servesim-trace fit TRACE` prints a table fitted to a trace.",
+        )
+        _need(
+            v[0] >= 1 and all(a <= b for a, b in zip(v, v[1:])),
+            f"{key}.tokens must be token counts >= 1 that never decrease (got {v}).",
+        )
+        _need(
+            (spec.min or 1) >= 1 and (spec.max is None or spec.max >= (spec.min or 1)),
+            f"{key}.min and {key}.max clip an empirical table and must satisfy 1 <= min <= max "
+            f"(got min={spec.min}, max={spec.max}).",
+        )
+
+    @staticmethod
+    def sample(spec, rng, n):
+        x = np.interp(rng.random(n), np.asarray(spec.quantiles, float), np.asarray(spec.tokens, float))
+        return np.clip(np.rint(x), max(spec.min or 1, 1), spec.max or np.inf).astype(np.int64)
+
+    @staticmethod
+    def upper_bound(spec):
+        return min(spec.tokens[-1], spec.max or np.inf)
+
+    @staticmethod
+    def mean(spec):  # the area under the piecewise-linear inverse CDF, before clipping
+        q, v = np.asarray(spec.quantiles, float), np.asarray(spec.tokens, float)
+        return float(np.sum(np.diff(q) * (v[1:] + v[:-1]) / 2))
 
 
 def fit_empirical(lengths, quantiles=FIT_QUANTILES) -> dict[str, list]:
@@ -86,26 +219,16 @@ def fit_empirical(lengths, quantiles=FIT_QUANTILES) -> dict[str, list]:
     return {"quantiles": [float(q) for q in quantiles], "tokens": [int(v) for v in values]}
 
 
+def sample(spec, rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` lengths from the distribution ``spec.dist``."""
+    return LENGTHS.get(spec.dist).sample(spec, rng, n)
+
+
 def upper_bound(spec) -> float:
     """The largest length the distribution can produce (inf if unbounded)."""
-    return {
-        "fixed": lambda: spec.value,
-        "uniform": lambda: spec.high,
-        "lognormal": lambda: spec.max,
-        "exponential": lambda: float("inf"),
-        "empirical": lambda: min(spec.tokens[-1], spec.max or np.inf),
-    }[spec.dist]()
+    return LENGTHS.get(spec.dist).upper_bound(spec)
 
 
 def mean(spec) -> float:
     """The distribution's mean, before clipping (used for load estimates)."""
-    if spec.dist == "fixed":
-        return float(spec.value)
-    if spec.dist == "uniform":
-        return (spec.low + spec.high) / 2.0
-    if spec.dist == "lognormal":
-        return float(spec.median * np.exp(spec.sigma**2 / 2))
-    if spec.dist == "empirical":  # the area under the piecewise-linear inverse CDF, before clipping
-        q, v = np.asarray(spec.quantiles, float), np.asarray(spec.tokens, float)
-        return float(np.sum(np.diff(q) * (v[1:] + v[:-1]) / 2))
-    return float(max(spec.mean, 1.0))
+    return LENGTHS.get(spec.dist).mean(spec)

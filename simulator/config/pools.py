@@ -1,0 +1,35 @@
+"""The pools a scenario's replicas form, each with the scenario as that pool sees it.
+
+One colocated pool (``mixed``); one per ``cluster.groups`` entry (a
+heterogeneous cluster); or, with ``cluster.disaggregation.enabled``, a
+``prefill`` and a ``decode`` pool. Validation checks each pool's view and the
+simulation builds each pool from it, so both read this one function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+
+def _pool_scheduler(cfg, pool_cfg):
+    return replace(cfg.scheduler, **{k: v for k, v in vars(pool_cfg.scheduler).items() if v is not None})
+
+
+def pool_configs(cfg) -> list[tuple[str, object]]:
+    """(pool name, the scenario as that pool sees it), in replica-index order."""
+    from simulator.config.catalog import load_hardware, load_model
+
+    dis = cfg.cluster.disaggregation
+    if dis.enabled:
+        parts = [("prefill", dis.prefill, "cluster.disaggregation.prefill"), ("decode", dis.decode, "cluster.disaggregation.decode")]
+    elif cfg.cluster.groups:
+        parts = [(name, g, f"cluster.groups.{name}") for name, g in cfg.cluster.groups.items()]
+    else:
+        return [("mixed", cfg)]
+    out = []
+    for name, pool, key in parts:
+        hw = load_hardware(pool.hardware, f"{key}.hardware") if pool.hardware else cfg.hardware
+        model = load_model(pool.model, f"{key}.model") if getattr(pool, "model", None) else cfg.model
+        cluster = replace(cfg.cluster, replicas=pool.replicas, tp=pool.tp)
+        out.append((name, replace(cfg, hardware=hw, model=model, scheduler=_pool_scheduler(cfg, pool), cluster=cluster)))
+    return out

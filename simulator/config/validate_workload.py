@@ -1,0 +1,249 @@
+"""Checks of ``workload.*``: arrivals, lengths, stopping rules, retries, prefixes, and run memory.
+
+Each family member checks its own settings through its registry
+(:meth:`simulator.registry.Registry.check`); what is left here are the rules
+that span keys (a schedule needs a renewal process, a workload must end, its
+longest request must fit the model).
+"""
+
+from __future__ import annotations
+
+import math
+
+from omegaconf import ListConfig
+
+from simulator.config.checks import fraction, need, plain, positive
+from simulator.errors import ConfigError
+
+
+def check_workload_config(cfg) -> None:
+    """``workload.*`` on its own (before memory and the engine are considered)."""
+    wl = cfg.workload
+    _arrival(wl)
+    _tenants_and_retries(wl)
+    need(
+        wl.num_requests is not None or wl.duration_s is not None or (wl.arrival == "trace" and not wl.trace.loop),
+        "set workload.num_requests or workload.duration_s (or both) so the workload ends"
+        + (" (a looped trace never does)." if wl.arrival == "trace" else "."),
+    )
+    if wl.num_requests is not None:
+        need(wl.num_requests >= 1, f"workload.num_requests must be >= 1 (got {wl.num_requests}).")
+    if wl.duration_s is not None:
+        positive(wl.duration_s, "workload.duration_s")
+    _length(wl.prompt_tokens, "workload.prompt_tokens")
+    _length(wl.output_tokens, "workload.output_tokens")
+    _prefix(wl.prefix)
+
+
+def _arrival(wl) -> None:
+    from simulator.workload.arrivals import ARRIVALS, names
+
+    if wl.arrival == "trace":
+        from simulator.workload.traces import check_config
+
+        need(bool(wl.trace.path), "workload.arrival=trace needs workload.trace.path (a trace file).")
+        check_config(wl.trace, wl.num_requests, wl.duration_s)
+    elif wl.trace.path:
+        raise ConfigError(
+            f"workload.trace.path is set but workload.arrival={wl.arrival}; set workload.arrival=trace to replay "
+            f"the trace, or clear workload.trace.path."
+        )
+    elif wl.arrival not in ARRIVALS and wl.arrival != "closed_loop":
+        raise ConfigError(
+            f"workload.arrival={wl.arrival!r} is not a known arrival process; choose one of: {', '.join(names())}."
+        )
+    if wl.rate_schedule is not None:
+        need(
+            wl.arrival in ARRIVALS,
+            f"workload.rate_schedule is set but workload.arrival={wl.arrival}, which has no rate; "
+            f"use it with {', '.join(ARRIVALS.names())}, or set workload.rate_schedule=null.",
+        )
+        _rate_schedule(wl.rate_schedule)
+    elif wl.arrival != "closed_loop":
+        positive(wl.rate, "workload.rate")
+    if wl.arrival in ARRIVALS:
+        ARRIVALS.check(wl.arrival, wl, "workload")
+    if wl.arrival == "closed_loop":
+        need(
+            wl.num_requests is not None,
+            "workload.arrival=closed_loop needs workload.num_requests (got null): "
+            "the users' requests are drawn before the run, so their number must be known.",
+        )
+        need(wl.users >= 1, f"workload.users must be an integer >= 1 (got {wl.users}).")
+        positive(wl.think_s, "workload.think_s", allow_zero=True)
+
+
+def _tenants_and_retries(wl) -> None:
+    need(wl.tenants >= 0, f"workload.tenants must be an integer >= 0 (got {wl.tenants}).")
+    positive(wl.tenant_skew, "workload.tenant_skew", allow_zero=True)
+    _retry(wl.retry)
+
+
+def _prefix(pf) -> None:
+    for key in ("system_prompts", "system_tokens", "sessions"):
+        need(getattr(pf, key) >= 0, f"workload.prefix.{key} must be >= 0 (got {getattr(pf, key)}).")
+    need(pf.turns >= 1, f"workload.prefix.turns must be >= 1 (got {pf.turns}).")
+    need(
+        (pf.system_prompts > 0) == (pf.system_tokens > 0),
+        "set workload.prefix.system_prompts and workload.prefix.system_tokens together (both > 0, or both 0).",
+    )
+
+
+def _length(spec, key: str) -> None:
+    from simulator.workload.lengths import LENGTHS
+
+    LENGTHS.check(spec.dist, spec, key)
+
+
+def _rate_schedule(pieces) -> None:
+    """``workload.rate_schedule``: ``[[start_s, rate], ...]`` from 0, starts increasing, some rate > 0."""
+    key = "workload.rate_schedule"
+    pieces = list(pieces)
+    need(len(pieces) >= 1, f"{key} must hold at least one [start_s, rate] pair, or be null (got []).")
+    prev = None
+    for i, p in enumerate(pieces):
+        pair = list(p) if isinstance(p, (list, tuple, ListConfig)) else None
+        need(
+            pair is not None
+            and len(pair) == 2
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in pair),
+            f"{key}[{i}] must be a [start_s, rate] pair of numbers (got {plain(p)!r}).",
+        )
+        start, rate = pair
+        if i == 0:
+            need(start == 0, f"{key}[0] must start at 0 s, so the rate is known from the start (got start_s={start}).")
+        else:
+            need(
+                math.isfinite(start) and start > prev,
+                f"{key}[{i}] starts at {start} s, not after the previous piece's {prev} s; start times must strictly increase.",
+            )
+        positive(rate, f"{key}[{i}] rate", allow_zero=True)
+        prev = start
+    rates = [list(p)[1] for p in pieces]
+    need(any(r > 0 for r in rates), f"{key} needs a piece with a rate > 0 (got rates {', '.join(map(str, rates))}).")
+
+
+def _retry(rt) -> None:
+    key = "workload.retry"
+    need(rt.max_attempts >= 1, f"{key}.max_attempts must be an integer >= 1 (got {rt.max_attempts}).")
+    positive(rt.backoff_s, f"{key}.backoff_s", allow_zero=True)
+    need(
+        rt.multiplier >= 1 and math.isfinite(rt.multiplier),
+        f"{key}.multiplier must be a finite number >= 1 (got {rt.multiplier}).",
+    )
+    need(
+        rt.max_backoff_s >= rt.backoff_s,
+        f"{key}.max_backoff_s must be >= {key}.backoff_s (got max_backoff_s={rt.max_backoff_s}, backoff_s={rt.backoff_s}).",
+    )
+    fraction(rt.jitter, f"{key}.jitter", allow_zero=True)
+
+
+_BOUND_KEY = {"fixed": "value", "uniform": "high", "lognormal": "max", "empirical": "max"}
+
+
+def _cap_hint(wl, limit: int) -> str:
+    """`` (e.g. workload.prompt_tokens.max=N)`` when capping the prompt alone would fit ``limit``."""
+    from simulator.workload.lengths import upper_bound
+
+    out = upper_bound(wl.output_tokens)
+    room = int(limit - out - wl.prefix.system_tokens) // max(wl.prefix.turns if wl.prefix.sessions > 0 else 1, 1)
+    key = _BOUND_KEY.get(wl.prompt_tokens.dist)
+    if key is None or not math.isfinite(out) or room < 1:
+        return ""
+    return f" (e.g. workload.prompt_tokens.{key}={room})"
+
+
+def check_longest(cfg) -> float | None:
+    """The longest request fits the model (or ``memory.max_model_len``); returns the longest prompt
+    the workload can produce (``None`` when unknown before the run: traces, growing conversations)."""
+    from simulator.workload.lengths import upper_bound
+
+    wl, m, mem = cfg.workload, cfg.model, cfg.memory
+    if mem.max_model_len is not None:
+        need(
+            1 <= mem.max_model_len <= m.max_context,
+            f"memory.max_model_len must lie in [1, {m.max_context}] for model {m.name} (got {mem.max_model_len}).",
+        )
+    pf = wl.prefix
+    prompt, output = upper_bound(wl.prompt_tokens), upper_bound(wl.output_tokens)
+    longest = prompt + output + pf.system_tokens
+    if pf.sessions > 0 and pf.turns > 1:
+        longest *= pf.turns  # a last turn holds the whole conversation
+    limit, what = max_len(cfg)
+    if math.isfinite(longest) and wl.arrival != "trace":
+        need(
+            longest <= limit,
+            f"the workload can produce requests of {int(longest)} tokens (workload.prompt_tokens up to "
+            f"{int(prompt)} + workload.output_tokens up to {int(output)}"
+            + (", with shared prefixes and conversation history" if longest != prompt + output else "")
+            + f"), longer than {what}; lower those maxima"
+            + _cap_hint(wl, limit)
+            + ".",
+        )
+    if wl.arrival == "trace" or (pf.sessions > 0 and pf.turns > 1):
+        return None  # conversations grow; long turns are rejected at run time
+    return prompt + pf.system_tokens
+
+
+def max_len(cfg) -> tuple[int, str]:
+    """The longest request (prompt + output) the engine accepts, and its name for messages."""
+    if cfg.memory.max_model_len is not None:
+        return int(cfg.memory.max_model_len), f"memory.max_model_len={cfg.memory.max_model_len}"
+    return int(cfg.model.max_context), f"model {cfg.model.name}'s context of {cfg.model.max_context} tokens"
+
+
+def check_workload(cfg, workload) -> None:
+    """Checks that need the sampled requests (unbounded distributions)."""
+    if len(workload) == 0:
+        wl = cfg.workload
+        rate = (
+            f"workload.rate={wl.rate}"
+            if wl.rate_schedule is None
+            else f"workload.rate_schedule={plain(wl.rate_schedule)}".replace(" ", "")
+        )
+        raise ConfigError(
+            f"the workload is empty: no request arrives within workload.duration_s={wl.duration_s} at {rate}; raise either."
+        )
+    longest = int((workload.prompt_tokens + workload.output_tokens).max())
+    limit, what = max_len(cfg)
+    if longest > limit:
+        raise ConfigError(
+            f"the workload drew a request of {longest} tokens, longer than {what}; "
+            f"lower workload.prompt_tokens / workload.output_tokens."
+        )
+
+
+def check_run_memory(cfg) -> None:
+    """Refuse, before the workload is drawn, a run that cannot fit in memory: a run keeps
+    every request and step until it writes its tables (see ``simulator.workload.BYTES_PER_REQUEST``)."""
+    import simulator.workload as workload
+
+    expected = workload.expected_requests(cfg)
+    available = workload.available_memory()
+    if expected is None or available is None:  # a trace of unknown length, or not Linux: no check
+        return
+    n, source = expected
+    needed = workload.memory_needed(cfg, n)
+    share = workload.MEMORY_SHARE
+    if needed <= share * available:
+        return
+    per = workload.memory_needed(cfg, 1.0) - workload.BASE_BYTES
+    fits = int((share * available - workload.BASE_BYTES) / per) // 1000 * 1000
+    wl = cfg.workload
+    what = source if source.startswith("workload.num_requests") else f"about {n:,.0f} requests ({source})"
+    reps = f" over replications={cfg.replications}" if cfg.replications > 1 else ""
+    gb = lambda b: f"{b / 1e9:,.0f}" if b >= 100e9 else f"{b / 1e9:,.1f}"  # noqa: E731
+    fewer = f"at most about workload.num_requests={fits} could fit" if fits >= 1000 else "even a small run may not fit"
+    if wl.arrival in ("closed_loop", "trace"):  # their requests are drawn (or looped) up to workload.num_requests
+        advice = f"ask for fewer requests ({fewer})"
+    elif wl.rate_schedule is not None:
+        advice = f"set a shorter workload.duration_s or ask for fewer requests ({fewer})"
+    else:
+        advice = (
+            f"set workload.duration_s to end the run sooner (about {max(fits, 1) / float(wl.rate):,.0f} s at "
+            f"workload.rate={wl.rate}) or ask for fewer requests ({fewer})"
+        )
+    raise ConfigError(
+        f"{what} would need about {gb(needed)} GB of memory{reps} (a run keeps every request and engine step "
+        f"until it ends), more than {share:.0%} of the {gb(available)} GB available; {advice}."
+    )
