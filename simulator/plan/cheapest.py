@@ -1,0 +1,358 @@
+"""The cheapest cluster for a rate: :func:`cheapest`.
+
+It prices a grid of replicas x TP x GPU type x batching policy from the
+hardware catalog and simulates it at the target rate, cheapest first, stopping
+at the first cost that meets the requirements. By default the replica count is
+searched (galloping then bisection, per TP x GPU x policy; see
+:mod:`simulator.plan.replica_search`), so the answer does not depend on a grid
+of counts. The candidates' rows and runs are made in
+:mod:`simulator.plan.candidates`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from simulator.errors import ConfigError
+from simulator.plan.candidates import _best, _candidate_table, _Candidates, _prices, _settle_statuses
+from simulator.plan.formatting import _joined
+from simulator.plan.planfiles import _plan_dir, _write_plan
+from simulator.plan.point import _effective_jobs, _replications, probe_requests
+from simulator.plan.replica_search import _search_grid, _search_replicas
+from simulator.plan.requirements import Requirement, _requirements
+from simulator.plan.settings import (
+    MAX_REJECTION,
+    MAX_REPLICAS,
+    MIN_DURATION_S,
+    _check_args,
+    _check_rate_driven,
+    _ints,
+    _names,
+)
+from simulator.version import __version__
+
+
+@dataclass
+class CheapestResult:
+    """The answer of :func:`cheapest`."""
+
+    best: dict | None  # replicas, tp, hardware, policy, usd_per_hour, gpus, figures...; None if none met
+    candidates: pd.DataFrame  # one row per configuration of the grid (or simulated by the search), cheapest first
+    runs_dir: Path
+    target_rate: float = 0.0
+    requirements: list[Requirement] = field(default_factory=list)
+    wall_s: float = 0.0
+    max_replicas: int | None = None  # the bound of the replica search; None when replicas was a grid
+
+    @property
+    def answer(self) -> str:
+        reqs = _joined(self.requirements)
+        if self.best is None:
+            where = "in the grid" if self.max_replicas is None else f"with at most {self.max_replicas} replicas"
+            return f"no configuration {where} meets {reqs} at {self.target_rate:g} req/s"
+        b = self.best
+        return (
+            f"cheapest meeting {reqs} at {self.target_rate:g} req/s: {b['replicas']}x {b['hardware']} "
+            f"TP{b['tp']} {b['policy']} ({int(b['gpus'])} GPUs, ${b['usd_per_hour']:.2f}/h), "
+            f"goodput {b['goodput_rps']:.4g} req/s"
+        )
+
+    def __str__(self) -> str:
+        return self.answer
+
+
+_GRID_KEYS = ("cluster.replicas", "cluster.tp", "hardware", "scheduler", "scheduler.policy", "workload.rate")
+
+
+def cheapest(
+    target_rate: float,
+    requirements: str | Requirement | Iterable[str | Requirement] = ("ttft_p99_s<=2",),
+    *,
+    replicas: Iterable[int] | None = None,
+    max_replicas: int | None = None,
+    tp: Iterable[int] = (1,),
+    hardware: Iterable[str] = ("h100-sxm",),
+    policy: Iterable[str] = ("continuous",),
+    overrides: Sequence[str] = (),
+    out_dir: str | Path | None = None,
+    n_jobs: int = 1,
+    exhaustive: bool = False,
+    replications: int = 1,
+    requests: int | None = None,
+    min_duration_s: float = MIN_DURATION_S,
+    max_rejection: float = MAX_REJECTION,
+    progress: Callable[[str], None] | None = None,
+) -> CheapestResult:
+    """The cheapest replicas x TP x GPU type x policy that meets the requirements at ``target_rate``.
+
+    Cost per hour = replicas x TP x the GPU's ``price_per_gpu_hour`` from the
+    hardware catalog.
+
+    ``replicas=None`` (the default) searches the replica count: for each TP x
+    GPU x policy, the smallest count from 1 to ``max_replicas`` (default
+    :data:`MAX_REPLICAS`) that meets every requirement, found by galloping
+    (1, 2, 4, 8, ...) until a count passes, then bisecting between the last
+    failing and the first passing count. This relies on a requirement met with
+    n replicas being met with more. The probes of all combinations are made
+    cheapest first, and none costing more than the best passing configuration
+    found so far is simulated (unless ``exhaustive``, which finds every
+    combination's smallest count). A list of ``replicas`` is a grid instead:
+    only those counts are tried.
+
+    With a grid, configurations are simulated in ascending cost order; the
+    search stops after the first cost level where one meets every requirement
+    (all configurations of that cost are evaluated), unless ``exhaustive``.
+    Either way, of the passing configurations of the lowest cost the one with
+    the highest goodput wins (then grid order). Configurations that do not fit
+    (e.g. the model's weights at that TP) or have no price are recorded as
+    skipped with the reason. ``n_jobs > 1`` runs configurations in parallel
+    (joblib; the search probes up to ``n_jobs`` TP x GPU x policy combinations
+    at once); the answer is the same as with one job, more candidates may be
+    evaluated past it. ``policy`` names a ``scheduler`` group option (its
+    limits come with it).
+    """
+    reqs = _requirements(requirements)
+    overrides = list(overrides)
+    _check_cheapest_args(target_rate, overrides, n_jobs, replications, requests, min_duration_s, max_rejection)
+    grid = _grid(replicas, max_replicas, tp, hardware, policy)
+    base = _base_scenario(overrides)
+    cands = _start_candidates(
+        base,
+        overrides,
+        reqs,
+        target_rate,
+        grid,
+        out_dir,
+        exhaustive=exhaustive,
+        n_jobs=n_jobs,
+        replications=replications,
+        requests=requests,
+        min_duration_s=min_duration_s,
+        max_rejection=max_rejection,
+        progress=progress,
+    )
+    _simulate(cands, grid, exhaustive)
+    return _conclude(cands, grid, base.model.name)
+
+
+@dataclass
+class _Grid:
+    """What :func:`cheapest` searches over; ``replicas`` None means the replica search up to ``max_replicas``."""
+
+    replicas: list[int] | None
+    max_replicas: int | None
+    tp: list[int]
+    hardware: list[str]
+    policy: list[str]
+
+    @property
+    def search(self) -> bool:
+        return self.replicas is None
+
+
+def _check_cheapest_args(
+    target_rate: float,
+    overrides: list[str],
+    n_jobs: int,
+    replications: int,
+    requests: int | None,
+    min_duration_s: float,
+    max_rejection: float,
+) -> None:
+    """Refuse bad numbers, and overrides that set what the search sets itself."""
+    _check_args(
+        target_rate=target_rate,
+        replications=replications,
+        requests=requests,
+        min_duration_s=min_duration_s,
+        max_rejection=max_rejection,
+    )
+    if not (isinstance(n_jobs, int) and (n_jobs >= 1 or n_jobs == -1)):
+        raise ConfigError(f"n_jobs={n_jobs} must be a whole number of at least 1 (or -1 for every core).")
+    for ov in overrides:
+        key = ov.lstrip("+~").split("=", 1)[0]
+        if key in _GRID_KEYS:
+            raise ConfigError(
+                f"{ov} conflicts with the search, which sets {key} itself; give the values to search over "
+                "as replicas, tp, hardware, policy (--replicas, --tp, --hardware, --policy) and the rate as target_rate (--rate)."
+            )
+
+
+def _grid(
+    replicas: Iterable[int] | None,
+    max_replicas: int | None,
+    tp: Iterable[int],
+    hardware: Iterable[str],
+    policy: Iterable[str],
+) -> _Grid:
+    """Check the axes of the search: replica counts (or the replica search's bound), TP degrees, GPUs, policies."""
+    from simulator.config import catalog
+
+    search = replicas is None
+    if search:
+        max_replicas = MAX_REPLICAS if max_replicas is None else max_replicas
+        if isinstance(max_replicas, bool) or not (isinstance(max_replicas, int) and max_replicas >= 1):
+            raise ConfigError(f"max_replicas={max_replicas} (--max-replicas) must be a whole number of at least 1.")
+        grid_r = None
+    else:
+        if max_replicas is not None:
+            raise ConfigError(
+                "max_replicas (--max-replicas) bounds the replica search, which a list of replicas (--replicas) "
+                "replaces; give one or the other."
+            )
+        grid_r = _ints("replicas", replicas)
+    grid_tp = _ints("tp", tp)
+    grid_hw, grid_pol = (
+        _names("hardware", hardware, catalog.names("hardware")),
+        _names("policy", policy, catalog.names("scheduler")),
+    )
+    return _Grid(replicas=grid_r, max_replicas=max_replicas, tp=grid_tp, hardware=grid_hw, policy=grid_pol)
+
+
+def _base_scenario(overrides: list[str]):
+    """The scenario as given, composed but not judged: it may not fit (e.g. a 70B model at the default TP 1),
+    the grid points are judged one by one. It must be rate-driven and colocated."""
+    from simulator.config import compose, to_scenario
+
+    base = to_scenario(compose(overrides))
+    _check_rate_driven(base)
+    if base.cluster.disaggregation.enabled or base.cluster.groups:
+        raise ConfigError(
+            "cheapest searches replicas x TP of a colocated cluster; drop cluster=disaggregated and cluster.groups."
+        )
+    return base
+
+
+def _start_candidates(
+    base,
+    overrides: list[str],
+    reqs: list[Requirement],
+    target_rate: float,
+    grid: _Grid,
+    out_dir: str | Path | None,
+    *,
+    exhaustive: bool,
+    n_jobs: int,
+    replications: int,
+    requests: int | None,
+    min_duration_s: float,
+    max_rejection: float,
+    progress: Callable[[str], None] | None,
+) -> _Candidates:
+    """Start the clock, make the plan directory, settle seeds, requests per run and prices, record the settings."""
+    t0 = time.perf_counter()
+    d = _plan_dir(out_dir)
+    replications = _replications(replications, base)
+    seeds = [base.seed + k for k in range(replications)]
+    n = probe_requests(target_rate, base.workload.num_requests, requests=requests, min_duration_s=min_duration_s)
+    prices = _prices(grid.hardware, overrides)
+    settings = _settings(grid, exhaustive, n_jobs, replications, seeds, n, requests, min_duration_s, max_rejection)
+    return _Candidates(
+        overrides=overrides,
+        target_rate=target_rate,
+        num_requests=n,
+        prices=prices,
+        reqs=reqs,
+        max_rejection=max_rejection,
+        d=d,
+        seeds=seeds,
+        jobs=_effective_jobs(n_jobs),
+        progress=progress,
+        t0=t0,
+        settings=settings,
+    )
+
+
+def _settings(
+    grid: _Grid,
+    exhaustive: bool,
+    n_jobs: int,
+    replications: int,
+    seeds: list[int],
+    n: int,
+    requests: int | None,
+    min_duration_s: float,
+    max_rejection: float,
+) -> dict:
+    """The settings plan.json records."""
+    search = grid.search
+    return {
+        "replicas": "search" if search else grid.replicas,
+        "max_replicas": grid.max_replicas if search else None,
+        "replicas_rule": (
+            "for each tp x hardware x policy, the smallest count in 1..max_replicas meeting the requirements "
+            "(galloping 1, 2, 4, ... then bisection; assumes more replicas never fail what fewer meet), "
+            "cheapest first, nothing dearer than the best passing configuration found so far"
+            if search
+            else "the grid given"
+        ),
+        "tp": grid.tp,
+        "hardware": grid.hardware,
+        "policy": grid.policy,
+        "exhaustive": exhaustive,
+        "n_jobs": n_jobs,
+        "replications": replications,
+        "seeds": seeds,
+        "num_requests": n,
+        "requests": requests,
+        "min_duration_s": min_duration_s,
+        "max_rejection": max_rejection,
+        "requests_rule": "exactly `requests` when given, else max(workload.num_requests, ceil(min_duration_s x rate))",
+    }
+
+
+def _simulate(cands: _Candidates, grid: _Grid, exhaustive: bool) -> None:
+    """Make the rows of the grid (or each family's count 1) and run the search over them."""
+    rows = cands.rows
+    if grid.search:
+        families = []
+        for k, (t, hw, pol) in enumerate(itertools.product(grid.tp, grid.hardware, grid.policy)):
+            rows.append(cands.make_row(1, t, hw, pol, (k, 1)))
+            families.append({"t": t, "hw": hw, "pol": pol, "first": len(rows) - 1, "fail": 0, "pass": None})
+        cands.refuse_common_mistake()
+        _search_replicas(
+            families, rows, cands.prices, grid.max_replicas, exhaustive, cands.jobs, cands.make_row, cands.run_batch
+        )
+    else:
+        for k, (r, t, hw, pol) in enumerate(itertools.product(grid.replicas, grid.tp, grid.hardware, grid.policy)):
+            rows.append(cands.make_row(r, t, hw, pol, (k,)))
+        cands.refuse_common_mistake()
+        _search_grid(rows, exhaustive, cands.jobs, cands.run_batch)
+
+
+def _conclude(cands: _Candidates, grid: _Grid, model: str) -> CheapestResult:
+    """Statuses, the winner, the plan table and plan.json; the result."""
+
+    rows = cands.rows
+    _settle_statuses(rows)
+    best = _best(rows)
+    table = _candidate_table(rows)
+    result = CheapestResult(
+        best=best,
+        candidates=table,
+        runs_dir=cands.d,
+        target_rate=cands.target_rate,
+        requirements=cands.reqs,
+        wall_s=time.perf_counter() - cands.t0,
+        max_replicas=grid.max_replicas if grid.search else None,
+    )
+    meta = {
+        "kind": "cheapest",
+        "answer": {"best": best, "text": result.answer},
+        "requirements": [str(r) for r in cands.reqs],
+        "target_rate": cands.target_rate,
+        "scenario": {"overrides": cands.overrides, "model": model},
+        "settings": cands.settings,
+        "candidates": len(rows),
+        "evaluated": int(table["evaluated"].sum()),
+        "wall_s": result.wall_s,
+        "servesim": __version__,
+    }
+    _write_plan(cands.d, table, meta)
+    return result
