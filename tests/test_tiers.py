@@ -101,7 +101,7 @@ class _Policy(Scheduler):
 
 def _victim(tiered: bool, running: list, prefilling: list):
     sched = _Policy.__new__(_Policy)
-    sched.replica = SimpleNamespace(
+    sched.state = SimpleNamespace(
         tiered=tiered, running=_Running({r.id: r for r in running}), prefilling={r.id: r for r in prefilling}
     )
     return sched.victim()

@@ -20,22 +20,27 @@ its own running set, and a decode replica receives them with KV attached.
 In a cluster a replica is *serving* (the router may pick it), *draining*
 (no new work; it is removed once empty) or *failed* (its process stopped and
 every request it held was handed back, see :meth:`Replica.fail`).
+
+The seam with the scheduler: everything a policy reads or changes - the
+queues above, the KV manager, the clock, admission, preemption and swapping -
+is a :class:`~simulator.scheduling.state.ReplicaState` that the replica owns
+(``Replica.sched_state``) and hands to its scheduler. The replica keeps what
+the policy never sees: the SimPy process, pricing and recording each step,
+applying its effects, and the hooks to the cluster.
 """
 
 from __future__ import annotations
 
-import heapq
-import math
 from collections.abc import Callable
 
 import simpy
 
 from simulator.engine.queue import FifoQueue, TieredQueue
 from simulator.engine.request import Request
-from simulator.engine.running import RunningSet
 from simulator.latency.base import LatencyModel, StepShape
 from simulator.memory import BlockManager
 from simulator.metrics.recorder import Recorder
+from simulator.scheduling import ReplicaState, build_scheduler
 
 
 class Replica:
@@ -53,40 +58,24 @@ class Replica:
         host_link_bps: float = 0.0,
         swap_blocks: int = 0,
     ):
-        from simulator.scheduling import build_scheduler
-
         self.env = env
         self.index = index
         self.pool = pool
-        self.kv = kv
         self.latency = latency
         self.rec = recorder
         self.state = "serving"
         self._prefill_s: dict[int, float] = {}
         priorities = sorted({int(t.priority) for t in getattr(cfg, "tiers", {}).values()})
-        self.tiered = len(priorities) > 1
-        self.waiting = TieredQueue(self.prefill_s, priorities) if self.tiered else FifoQueue(self.prefill_s)
+        waiting = TieredQueue(self.prefill_s, priorities) if len(priorities) > 1 else FifoQueue(self.prefill_s)
+        #: what the scheduler sees and changes: queues, admitted requests, KV, clock
+        self.sched_state = ReplicaState(
+            env, kv, waiting, pool=pool, swap_blocks=swap_blocks, block_bytes=kv.block_size * kv_bytes_per_token
+        )
         self.outstanding_tokens = 0  # prompt + output tokens of the requests assigned here and not ended
-        self.admit_gap_s = math.nan  # smoothed time between admissions (for wait prediction)
-        self._last_admit_s = math.nan
-        self.prefilling: dict[int, Request] = {}  # admitted, prompt not yet fully computed
-        self.running = RunningSet(kv.block_size, grows=kv.grows)
-        self.swapped: list[tuple[float, int, Request]] = []  # heap: oldest arrival first
-        self.held: list[tuple[Request, int]] = []  # static batching: (request, KV entries), done, batch still running
-        self.prefill_kv = 0  # KV entries of the prefilling requests
-        self.held_kv = 0
-        self.in_flight = 0  # admitted requests holding KV here (prefilling, running, held)
         self.inbound = 0  # disaggregation: requests queued for or in transfer to this replica
-        self.arriving = 0  # disaggregation: ... of which KV is allocated here (copying, or copied and about to join)
-        # preemption effects since the last recorded step (a plan may be dropped, these never are)
-        self._preempted = 0
-        self._swap_bytes = 0.0
         self._inbox: list[tuple[Request, int]] = []  # arrived with KV during a step; join before the next
         self.steps = 0
-        # swap preemption: host memory and the PCIe path to it
-        self.block_bytes = kv.block_size * kv_bytes_per_token
-        self.host_link_bps = host_link_bps
-        self.swap_blocks_free = swap_blocks
+        self.host_link_bps = host_link_bps  # the PCIe path to host memory (swap preemption)
         #: called with a request whose prefill completed, instead of decoding it here
         self.on_prefilled: Callable[[Replica, Request], None] | None = None
         #: called after every step, e.g. to retry KV transfers into this replica
@@ -97,23 +86,59 @@ class Replica:
         self.on_drained: Callable[[Replica], None] | None = None
         self._kv_factory = None  # set by the cluster: builds an empty KV manager after a failure
         self.cfg = cfg
-        self.swap_blocks = swap_blocks
-        self.scheduler = build_scheduler(cfg, self)
+        self.scheduler = build_scheduler(cfg, self.sched_state)
         self._wake: simpy.Event | None = None
         self.process = env.process(self._loop())
+
+    # -- the scheduling state, as the cluster reads it -----------------------
+    @property
+    def kv(self) -> BlockManager:
+        return self.sched_state.kv
+
+    @property
+    def waiting(self):
+        return self.sched_state.waiting
+
+    @property
+    def running(self):
+        return self.sched_state.running
+
+    @property
+    def prefilling(self) -> dict[int, Request]:
+        return self.sched_state.prefilling
+
+    @property
+    def swapped(self) -> list:
+        return self.sched_state.swapped
+
+    @property
+    def in_flight(self) -> int:
+        return self.sched_state.in_flight
+
+    @property
+    def arriving(self) -> int:
+        """Disaggregation: requests whose KV is allocated here, copying or about to join."""
+        return self.sched_state.arriving
+
+    @arriving.setter
+    def arriving(self, n: int) -> None:
+        self.sched_state.arriving = n
 
     # -- load figures (for routers) ---------------------------------------
     @property
     def load(self) -> int:
-        return len(self.waiting) + len(self.swapped) + self.in_flight
+        st = self.sched_state
+        return len(st.waiting) + len(st.swapped) + st.in_flight
 
     @property
     def kv_usage(self) -> float:
-        return (self.kv.total - self.kv.free) / self.kv.total
+        kv = self.sched_state.kv
+        return (kv.total - kv.free) / kv.total
 
     @property
     def empty(self) -> bool:
-        return not (self.waiting or self.in_flight or self.swapped or self.inbound or self._inbox or self.held)
+        st = self.sched_state
+        return not (st.waiting or st.in_flight or st.swapped or self.inbound or self._inbox or st.held)
 
     def prefill_s(self, req: Request) -> float:
         """Seconds a lone prefill of ``req``'s pending prompt takes here (memoised by length)."""
@@ -129,13 +154,14 @@ class Replica:
         """Predicted queueing delay of a request arriving now with ``priority``:
         the larger of the prefill work queued ahead of it and the queue ahead
         divided by the recent admission rate (which sees memory-bound waits)."""
-        ahead = self.waiting.work_ahead(priority)
-        gap = self.admit_gap_s
-        if gap == gap and self.waiting:  # not NaN: admissions observed
-            ahead = max(ahead, self.waiting.count_ahead(priority) * gap)
+        st = self.sched_state
+        ahead = st.waiting.work_ahead(priority)
+        gap = st.admit_gap_s
+        if gap == gap and st.waiting:  # not NaN: admissions observed
+            ahead = max(ahead, st.waiting.count_ahead(priority) * gap)
         return ahead
 
-    # -- called by the router / scheduler --------------------------------
+    # -- called by the router / the KV-transfer stage -------------------------
     def submit(self, req: Request) -> None:
         req.replica = self.index
         req.pool = self.pool
@@ -144,7 +170,7 @@ class Replica:
             self.reject(req, reason)
             return
         self.outstanding_tokens += req.prompt + req.output
-        self.waiting.append(req)
+        self.sched_state.waiting.append(req)
         self.wake()
 
     def reject(self, req: Request, reason: str) -> None:
@@ -158,71 +184,15 @@ class Replica:
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
 
-    def admit(self, req: Request) -> None:
-        """The scheduler took ``req`` from the queue and allocated its first KV."""
-        now = self.env.now
-        if req.first_scheduled_s != req.first_scheduled_s:  # NaN: first admission
-            req.first_scheduled_s = now
-        last = self._last_admit_s
-        if last == last:
-            gap = self.admit_gap_s
-            self.admit_gap_s = now - last if gap != gap else 0.9 * gap + 0.1 * (now - last)
-        self._last_admit_s = now
-        req.status = "prefilling"
-        self.prefilling[req.id] = req
-        self.prefill_kv += req.prefilled  # a prefix found in the cache is already stored
-        self.in_flight += 1
-
     def receive(self, req: Request, kv_entries: int) -> None:
         """Disaggregation: ``req`` arrives with its KV (blocks already allocated
         here). It joins the running set between steps, never during one."""
         req.replica = self.index
         req.pool = self.pool
-        self.in_flight += 1
+        self.sched_state.in_flight += 1
         self.outstanding_tokens += req.prompt + req.output
         self._inbox.append((req, kv_entries))
         self.wake()
-
-    def preempt(self, req: Request, mode: str = "recompute") -> None:
-        """Evict ``req`` to make room (its swap copy is priced in the next step)."""
-        running = self.running
-        if req.id in self.prefilling:
-            del self.prefilling[req.id]
-            self.prefill_kv -= req.prefilled
-            entries = req.prefilled
-            mode = "recompute"  # a partial prompt is cheaper to redo than to swap
-        else:
-            if req.join_step < running.clock:  # it decoded since joining
-                req.last_token_s = running.last_decode_end
-            entries = running.remove(req)
-        blocks = req.blocks
-        self.kv.release_request(req)
-        req.preemptions += 1
-        self._preempted += 1
-        self.in_flight -= 1
-        if mode == "swap" and blocks <= self.swap_blocks_free:
-            self.swap_blocks_free -= blocks
-            req.swapped_kv = entries
-            req.swaps += 1
-            req.status = "swapped"
-            heapq.heappush(self.swapped, (req.arrival_s, req.id, req))
-            self._swap_bytes += blocks * self.block_bytes
-            return
-        req.prefilled = 0
-        req.target = req.prompt + req.generated
-        req.redo = entries
-        req.status = "waiting"
-        self.waiting.appendleft(req)
-
-    def swap_in(self) -> Request:
-        """Bring the oldest swapped request back (the scheduler allocated its blocks)."""
-        _, _, req = heapq.heappop(self.swapped)
-        blocks = req.blocks
-        self.swap_blocks_free += blocks
-        self.in_flight += 1
-        self.running.add(req, req.swapped_kv)
-        self._swap_bytes += blocks * self.block_bytes
-        return req
 
     # -- failure and recovery (a TP group fails as a whole) ------------------
     def fail(self) -> list[Request]:
@@ -230,30 +200,28 @@ class Replica:
         short and its work lost), its KV memory is wiped, and every request it
         held - queued, prefilling, decoding, swapped out - is returned, in
         arrival order, for the cluster to retry elsewhere or report lost."""
-        from simulator.scheduling import build_scheduler
-
         self.state = "failed"
         if self.process.is_alive:
             self.process.interrupt("replica failure")
-        held = self.waiting.drain()
-        held += self.prefilling.values()
-        held += self.running.members.values()
-        held += [r for _, _, r in self.swapped]
-        held += [r for r, _ in self.held]
+        old = self.sched_state
+        held = old.waiting.drain()
+        held += old.prefilling.values()
+        held += old.running.members.values()
+        held += [r for _, _, r in old.swapped]
+        held += [r for r, _ in old.held]
         held += [r for r, _ in self._inbox]
         held.sort(key=lambda r: (r.arrival_s, r.id))
-        self.kv = self._kv_factory()
-        self.prefilling = {}
-        self.running = RunningSet(self.kv.block_size, grows=self.kv.grows)
-        self.swapped = []
-        self.held = []
+        # a fresh state on the (drained) queue; KV in transfer here is still arriving
+        st = ReplicaState(
+            self.env, self._kv_factory(), old.waiting,
+            pool=self.pool, swap_blocks=old.swap_blocks, block_bytes=old.block_bytes,
+        )  # fmt: skip
+        st.arriving = old.arriving
+        self.sched_state = st
         self._inbox = []
-        self.prefill_kv = self.held_kv = self.in_flight = self.outstanding_tokens = 0
-        self._preempted, self._swap_bytes = 0, 0.0
-        self.swap_blocks_free = self.swap_blocks
-        self.admit_gap_s = self._last_admit_s = math.nan
+        self.outstanding_tokens = 0
         self._wake = None
-        self.scheduler = build_scheduler(self.cfg, self)
+        self.scheduler = build_scheduler(self.cfg, st)
         return held
 
     def restart(self) -> None:
@@ -263,68 +231,34 @@ class Replica:
 
     # -- the engine loop -------------------------------------------------
     def _loop(self):
+        """Plan, price, record, wait out and apply one step after another."""
         env = self.env
-        running = self.running
-        kv = self.kv
+        st = self.sched_state
+        running = st.running
+        kv = st.kv
         plan_step = self.scheduler.plan
         price = self.latency.step_time
         record = self.rec.record_step
         while True:
             if self._inbox:
-                for req, entries in self._inbox:
-                    running.add(req, entries)
-                self.arriving -= len(self._inbox)
-                self._inbox = []
+                self._join_inbox()
             plan = plan_step()
             if plan is None:
-                if self.state == "draining" and self.empty:
-                    self.on_drained(self)
+                if (yield from self._idle()):
                     return
-                self._wake = env.event()
-                wake_at = self.scheduler.next_wakeup
-                idle_from = env.now
-                queued = len(self.waiting) + self.inbound + self.in_flight + len(self.swapped)
-                try:
-                    if wake_at is not None and wake_at > env.now:
-                        yield self._wake | env.timeout(wake_at - env.now)
-                    else:
-                        yield self._wake
-                except simpy.Interrupt:  # failed while idle
-                    if queued:
-                        self.rec.record_blocked(env.now - idle_from, queued)
-                    return
-                self._wake = None
-                if queued:  # idle but not empty: blocked on memory or a batch timer
-                    self.rec.record_blocked(env.now - idle_from, queued)
                 continue
-            shape = StepShape()
-            recompute = 0
-            completing = 0  # prefills whose last chunk runs now: each yields a token
             if plan.prefill:
-                pt = pairs = ctx = 0
-                for req, n in plan.prefill:
-                    p = req.prefilled
-                    if p + n >= req.target:
-                        completing += 1
-                    pt += n
-                    pairs += n * (p + (n + 1) / 2)
-                    ctx += p
-                    if req.redo:
-                        r = n if n < req.redo else req.redo
-                        req.redo -= r
-                        recompute += r
-                shape.prefill_seqs = len(plan.prefill)
-                shape.prefill_tokens = pt + plan.padding_tokens
-                shape.prefill_attn_pairs = pairs + plan.padding_pairs
-                shape.prefill_ctx_tokens = ctx
+                shape, recompute, completing = self._prefill_shape(plan)
+            else:
+                shape, recompute, completing = StepShape(), 0, 0
             n_decode = len(running) if plan.decode else 0
             if n_decode:
                 shape.decode_seqs = n_decode + plan.padded_seqs
                 shape.decode_ctx_tokens = running.decode_ctx_tokens() + plan.padded_ctx
             dt = price(shape)
-            swap_s = self._swap_bytes / self.host_link_bps if self._swap_bytes else 0.0
+            swap_s = st.swap_bytes / self.host_link_bps if st.swap_bytes else 0.0
             dt += swap_s
-            preempted, self._preempted, self._swap_bytes = self._preempted, 0, 0.0
+            preempted, st.preempted, st.swap_bytes = st.preempted, 0, 0.0
             record(
                 (
                     self.index,
@@ -338,10 +272,10 @@ class Replica:
                     shape.decode_ctx_tokens,
                     kv.total - kv.free,
                     kv.total,
-                    running.kv_entries() + self.prefill_kv + self.held_kv,
-                    len(self.waiting) + self.inbound,
-                    self.in_flight,
-                    len(self.swapped),
+                    running.kv_entries() + st.prefill_kv + st.held_kv,
+                    len(st.waiting) + self.inbound,
+                    st.in_flight,
+                    len(st.swapped),
                     preempted,
                     recompute,
                     swap_s,
@@ -359,8 +293,73 @@ class Replica:
             if self.on_step_end is not None:
                 self.on_step_end(self)
 
+    def _join_inbox(self) -> None:
+        """Disaggregation: requests whose KV arrived during the last step start decoding."""
+        st = self.sched_state
+        add = st.running.add
+        for req, entries in self._inbox:
+            add(req, entries)
+        st.arriving -= len(self._inbox)
+        self._inbox = []
+
+    def _idle(self):
+        """Nothing to run: sleep until woken (an arrival) or until the
+        scheduler's wake-up time. Returns True when the loop must end (the
+        replica drained, or failed while idle)."""
+        env = self.env
+        st = self.sched_state
+        if self.state == "draining" and self.empty:
+            self.on_drained(self)
+            return True
+        self._wake = env.event()
+        wake_at = self.scheduler.next_wakeup
+        idle_from = env.now
+        queued = len(st.waiting) + self.inbound + st.in_flight + len(st.swapped)
+        try:
+            if wake_at is not None and wake_at > env.now:
+                yield self._wake | env.timeout(wake_at - env.now)
+            else:
+                yield self._wake
+        except simpy.Interrupt:  # failed while idle
+            if queued:
+                self.rec.record_blocked(env.now - idle_from, queued)
+            return True
+        self._wake = None
+        if queued:  # idle but not empty: blocked on memory or a batch timer
+            self.rec.record_blocked(env.now - idle_from, queued)
+        return False
+
+    @staticmethod
+    def _prefill_shape(plan) -> tuple[StepShape, int, int]:
+        """The step's shape as far as its prefill chunks go, the tokens of
+        discarded KV it recomputes, and how many prompts it completes (each
+        yields a token). Counts the recomputed tokens off ``req.redo``."""
+        shape = StepShape()
+        recompute = 0
+        completing = 0
+        pt = pairs = ctx = 0
+        for req, n in plan.prefill:
+            p = req.prefilled
+            if p + n >= req.target:
+                completing += 1
+            pt += n
+            pairs += n * (p + (n + 1) / 2)
+            ctx += p
+            if req.redo:
+                r = n if n < req.redo else req.redo
+                req.redo -= r
+                recompute += r
+        shape.prefill_seqs = len(plan.prefill)
+        shape.prefill_tokens = pt + plan.padding_tokens
+        shape.prefill_attn_pairs = pairs + plan.padding_pairs
+        shape.prefill_ctx_tokens = ctx
+        return shape, recompute, completing
+
+    # -- applying a step's effects ---------------------------------------------
     def _apply(self, plan, now: float) -> None:
-        running = self.running
+        """The step ended at ``now``: decodes produce their tokens, prefill chunks are stored."""
+        st = self.sched_state
+        running = st.running
         rec = self.rec
         if plan.decode:
             # Inter-token gaps: members that joined since the last decode step
@@ -379,14 +378,15 @@ class Replica:
                 entries = running.remove(r)
                 r.last_token_s = now
                 self._complete(r, now, entries)
+        prefilling = st.prefilling
         for req, n in plan.prefill:
             req.prefilled += n
-            self.prefill_kv += n
+            st.prefill_kv += n
             if req.prefilled < req.target:
                 continue  # chunked prefill: more chunks to come
-            del self.prefilling[req.id]
-            self.prefill_kv -= req.target
-            self.kv.register(req)
+            del prefilling[req.id]
+            st.prefill_kv -= req.target
+            st.kv.register(req)
             req.generated += 1
             if req.first_token_s != req.first_token_s:  # NaN: the first token
                 req.prefill_done_s = now
@@ -394,7 +394,7 @@ class Replica:
                     # Disaggregation: the request now waits for its decode
                     # replica; its KV stays here until the transfer ends.
                     req.last_token_s = now
-                    self.in_flight -= 1
+                    st.in_flight -= 1
                     self.outstanding_tokens -= req.prompt + req.output
                     self.on_prefilled(self, req)
                     continue
@@ -406,32 +406,35 @@ class Replica:
                 self._complete(req, now, req.target)
             else:
                 running.add(req, req.target)
-        if self.held and not running and not self.prefilling:
+        if st.held and not running and not prefilling:
             self._end_batch(now)
 
     def release_transferred(self, req: Request) -> None:
         """Disaggregation: ``req``'s KV has reached its decode replica."""
-        self.kv.release_request(req)
+        self.sched_state.kv.release_request(req)
         self.wake()
 
     def _complete(self, req: Request, now: float, kv_entries: int) -> None:
         """``req`` produced its last token."""
         if self.scheduler.holds_finished:
-            self.held.append((req, kv_entries))
-            self.held_kv += kv_entries
+            st = self.sched_state
+            st.held.append((req, kv_entries))
+            st.held_kv += kv_entries
             return
         self._finish(req, now)
 
     def _end_batch(self, now: float) -> None:
-        for req, _ in self.held:
+        st = self.sched_state
+        for req, _ in st.held:
             self._finish(req, now)
-        self.held = []
-        self.held_kv = 0
+        st.held = []
+        st.held_kv = 0
 
     def _finish(self, req: Request, now: float) -> None:
-        self.kv.release_request(req)
+        st = self.sched_state
+        st.kv.release_request(req)
         req.finish_s = now
         req.status = "completed"
-        self.in_flight -= 1
+        st.in_flight -= 1
         self.outstanding_tokens -= req.prompt + req.output
         self.ended(req)

@@ -1,12 +1,15 @@
 """The scheduler interface: what one replica runs in its next iteration.
 
-A scheduler *chooses*; the replica *applies*. Each iteration the replica calls
-:meth:`Scheduler.plan`, which may admit waiting requests (allocating their KV
-blocks), preempt or swap running ones, and returns a :class:`Plan` - the
-prefill chunks to compute and whether the running set decodes - or ``None``
-when there is nothing to do (optionally with ``next_wakeup`` set). The
-replica then asks the latency model for the step's duration, advances the
-clock and applies the plan's effects in one place.
+A scheduler *chooses*; the replica *applies*. A scheduler is built on a
+:class:`~simulator.scheduling.state.ReplicaState` - the replica's queues,
+admitted requests, KV manager and clock - and sees nothing else of the
+replica. Each iteration the replica calls :meth:`Scheduler.plan`, which may
+admit waiting requests (allocating their KV blocks), preempt or swap running
+ones through the state, and returns a :class:`Plan` - the prefill chunks to
+compute and whether the running set decodes - or ``None`` when there is
+nothing to do (optionally with ``next_wakeup`` set). The replica then asks
+the latency model for the step's duration, advances the clock and applies
+the plan's effects in one place.
 
 Policies share the helpers below for the parts real engines share: growing
 KV for decodes with preemption of the newest request, and swapping back in.
@@ -21,8 +24,8 @@ from typing import TYPE_CHECKING
 from simulator.registry import Registry
 
 if TYPE_CHECKING:
-    from simulator.engine.replica import Replica
     from simulator.engine.request import Request
+    from simulator.scheduling.state import ReplicaState
 
 
 @dataclass(slots=True)
@@ -43,9 +46,9 @@ class Scheduler(ABC):
     #: needs KV reserved up front (a contiguous allocation mode)
     requires_reservation = False
 
-    def __init__(self, cfg, replica: Replica):
+    def __init__(self, cfg, state: ReplicaState):
         sched = cfg.scheduler
-        self.replica = replica
+        self.state = state
         self.max_batch_size = int(sched.max_batch_size)
         self.max_batch_tokens = int(sched.max_batch_tokens)
         self.preemption_mode = str(sched.preemption_mode)
@@ -54,8 +57,9 @@ class Scheduler(ABC):
     def reject_reason(self, req: Request) -> str | None:
         """Why ``req`` can never run on this replica, or None if it can."""
         # A prefill-pool replica only ever holds the prompt's KV.
-        tokens = req.prompt if self.replica.pool == "prefill" else None
-        if not self.replica.kv.ever_fits(req, tokens):
+        state = self.state
+        tokens = req.prompt if state.pool == "prefill" else None
+        if not state.kv.ever_fits(req, tokens):
             return "kv_capacity"
         return None
 
@@ -67,12 +71,12 @@ class Scheduler(ABC):
     def victim(self) -> Request:
         """The newest admitted request (latest arrival): vLLM's preemption
         choice. With priority tiers, the newest of the lowest tier present."""
-        rep = self.replica
-        if rep.tiered:
-            members = [*rep.running.members.values(), *rep.prefilling.values()]
+        st = self.state
+        if st.tiered:
+            members = [*st.running.members.values(), *st.prefilling.values()]
             return min(members, key=lambda r: (r.priority, -r.arrival_s, -r.id))
-        best = rep.running.newest() if rep.running else None
-        for req in rep.prefilling.values():
+        best = st.running.newest() if st.running else None
+        for req in st.prefilling.values():
             if best is None or (req.arrival_s, req.id) > (best.arrival_s, best.id):
                 best = req
         return best
@@ -80,14 +84,14 @@ class Scheduler(ABC):
     def grow_for_decode(self) -> None:
         """Give every running request that starts a KV block in the next decode
         step its block, preempting the newest requests while the pool is short."""
-        rep = self.replica
-        kv = rep.kv
-        needers = rep.running.block_needers()
+        st = self.state
+        kv = st.kv
+        needers = st.running.block_needers()
         if len(needers) > kv.free:
             pending = {r.id for r in needers}
-            while len(pending) > kv.free and (rep.running or rep.prefilling):
+            while len(pending) > kv.free and (st.running or st.prefilling):
                 v = self.victim()
-                rep.preempt(v, self.preemption_mode)
+                st.preempt(v, self.preemption_mode)
                 pending.discard(v.id)
             needers = [r for r in needers if r.id in pending]
         if needers:
@@ -100,22 +104,22 @@ class Scheduler(ABC):
         batching): swap requests back in, give every running request its next
         block, mark the running set to decode, and return the token budget
         left for prompts."""
-        rep = self.replica
-        if rep.swapped:
+        st = self.state
+        if st.swapped:
             self.swap_in()
-        if rep.running:
+        if st.running:
             self.grow_for_decode()
         budget = self.max_batch_tokens
-        if rep.running:
+        if st.running:
             plan.decode = True
-            budget -= len(rep.running)
+            budget -= len(st.running)
         return budget
 
     def head_fits(self, req: Request, busy: bool) -> bool:
         """The KV blocks for ``req``'s whole prompt are free now; above the
         watermark too unless the step would otherwise run nothing (``busy``
         false), so an idle replica always takes its next request."""
-        kv = self.replica.kv
+        kv = self.state.kv
         blocks = kv.admit_cost(req, req.target)
         if not kv.can_admit(blocks) and busy:
             return False
@@ -123,27 +127,27 @@ class Scheduler(ABC):
 
     def admit_head(self) -> Request:
         """Take the head of the queue: its KV blocks for the whole prompt, and a place in the running set."""
-        rep = self.replica
-        req = rep.waiting.popleft()
-        rep.kv.admit(req, req.target)
-        rep.admit(req)
+        st = self.state
+        req = st.waiting.popleft()
+        st.kv.admit(req, req.target)
+        st.admit(req)
         return req
 
     def swap_in(self) -> int:
         """Bring swapped requests back, oldest first, while their blocks fit
         with one block to spare (so a returning request can take its next
         block without being evicted again at once). Returns how many came back."""
-        rep = self.replica
-        kv = rep.kv
+        st = self.state
+        kv = st.kv
         back = 0
-        while rep.swapped and len(rep.running) + len(rep.prefilling) + rep.arriving < self.max_batch_size:
-            req = rep.swapped[0][2]
+        while st.swapped and len(st.running) + len(st.prefilling) + st.arriving < self.max_batch_size:
+            req = st.swapped[0][2]
             blocks = kv.blocks_for(req.swapped_kv)
-            if blocks + 1 > kv.free or (not kv.can_admit(blocks) and (rep.running or rep.prefilling)):
+            if blocks + 1 > kv.free or (not kv.can_admit(blocks) and (st.running or st.prefilling)):
                 break
             kv.allocate(blocks)
             req.blocks = blocks
-            rep.swap_in()
+            st.swap_in()
             back += 1
         return back
 

@@ -26,21 +26,21 @@ from simulator.scheduling.base import SCHEDULERS, Plan, Scheduler
 @SCHEDULERS.register("chunked_prefill")
 class ChunkedPrefillScheduler(Scheduler):
     def plan(self):
-        rep = self.replica
-        waiting, running = rep.waiting, rep.running
+        st = self.state
+        waiting, running = st.waiting, st.running
         plan = Plan()
         budget = self.decode_first(plan)
         # 1. continue part-computed prompts, oldest admission first (their blocks are held)
-        for req in rep.prefilling.values():
+        for req in st.prefilling.values():
             if budget <= 0:
                 break
             n = min(req.target - req.prefilled, budget)
             plan.prefill.append((req, n))
             budget -= n
         # 2. admit new requests: their whole prompt's blocks must fit now
-        seqs = len(running) + len(rep.prefilling) + rep.arriving
-        while waiting and budget > 0 and seqs < self.max_batch_size and not rep.swapped:
-            if not self.head_fits(waiting[0], bool(running or rep.prefilling or plan.prefill)):
+        seqs = len(running) + len(st.prefilling) + st.arriving
+        while waiting and budget > 0 and seqs < self.max_batch_size and not st.swapped:
+            if not self.head_fits(waiting[0], bool(running or st.prefilling or plan.prefill)):
                 break
             req = self.admit_head()
             n = min(req.target - req.prefilled, budget)

@@ -34,14 +34,14 @@ class ContinuousScheduler(Scheduler):
         return super().reject_reason(req)
 
     def plan(self):
-        rep = self.replica
-        waiting, running, kv = rep.waiting, rep.running, rep.kv
+        st = self.state
+        waiting, running, kv = st.waiting, st.running, st.kv
         plan = Plan()
-        if rep.swapped:
+        if st.swapped:
             self.swap_in()
         elif waiting:
             tokens = 0
-            seqs = len(running) + rep.arriving
+            seqs = len(running) + st.arriving
             while waiting and seqs < self.max_batch_size:
                 req = waiting[0]
                 need = req.target - max(req.prefilled, kv.cached_tokens(req))  # tokens to compute

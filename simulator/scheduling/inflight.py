@@ -31,12 +31,12 @@ class InflightScheduler(ContinuousScheduler):
     (it shares ``continuous``'s rejection of prompts beyond the budget)."""
 
     def plan(self):
-        rep = self.replica
-        waiting, running, kv = rep.waiting, rep.running, rep.kv
+        st = self.state
+        waiting, running, kv = st.waiting, st.running, st.kv
         plan = Plan()
         budget = self.decode_first(plan)
-        seqs = len(running) + rep.arriving
-        while waiting and seqs < self.max_batch_size and not rep.swapped:
+        seqs = len(running) + st.arriving
+        while waiting and seqs < self.max_batch_size and not st.swapped:
             req = waiting[0]
             n = req.target - max(req.prefilled, kv.cached_tokens(req))
             # a recomputed request longer than the budget runs alone, so it always finishes

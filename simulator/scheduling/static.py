@@ -27,21 +27,21 @@ class StaticScheduler(Scheduler):
     holds_finished = True
     requires_reservation = True
 
-    def __init__(self, cfg, replica):
-        super().__init__(cfg, replica)
+    def __init__(self, cfg, state):
+        super().__init__(cfg, state)
         self.max_wait_s = float(cfg.scheduler.max_wait_s)
 
     def plan(self):
-        rep = self.replica
-        waiting, running, kv = rep.waiting, rep.running, rep.kv
+        st = self.state
+        waiting, running, kv = st.waiting, st.running, st.kv
         self.next_wakeup = None
         if running:  # the batch decodes on, finished members as padding
-            return Plan(decode=True, padded_seqs=len(rep.held), padded_ctx=rep.held_kv + len(rep.held))
+            return Plan(decode=True, padded_seqs=len(st.held), padded_ctx=st.held_kv + len(st.held))
         if not waiting:
             return None
         oldest = waiting[0]
         deadline = oldest.arrival_s + self.max_wait_s
-        if len(waiting) < self.max_batch_size and rep.env.now < deadline:
+        if len(waiting) < self.max_batch_size and st.clock.now < deadline:
             self.next_wakeup = deadline
             return None
         plan = Plan()
@@ -51,7 +51,7 @@ class StaticScheduler(Scheduler):
                 break
             waiting.popleft()
             kv.admit(req, req.target)
-            rep.admit(req)
+            st.admit(req)
             plan.prefill.append((req, req.target))
         longest = max(n for _, n in plan.prefill)
         for _, n in plan.prefill:
