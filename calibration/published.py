@@ -319,11 +319,11 @@ def _replay(case, ov: list[str]) -> float:
     """Simulate ``case`` under the overrides ``ov`` and measure its metric."""
     import warnings
 
-    import simulator
+    from simulator.api import run
 
     with warnings.catch_warnings():  # a case replays a benchmark as it ran: advice about its settings is noise here
         warnings.simplefilter("ignore")
-        result = simulator.run(ov)
+        result = run(ov)
     return measure(case, result)
 
 

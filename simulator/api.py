@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,12 @@ from simulator.files import (  # noqa: F401  (re-exported: the public contract's
     TIMELINE_CHART,
     json_safe,
 )
+
+#: Writers of a run's derived files, called by :meth:`Result.save` as
+#: ``write(result, directory, charts, perfetto)``. The report layer registers
+#: its own (:mod:`simulator.report.artifacts`) when the package is imported,
+#: so the API never imports the report layer.
+ARTIFACT_WRITERS: list[Callable[[Result, Path, bool, bool], None]] = []
 
 
 @dataclass
@@ -53,20 +59,12 @@ class Result:
             self.replicas.to_parquet(out / REPLICAS_FILE, index=False)
         (out / SUMMARY_FILE).write_text(json.dumps(json_safe(self.summary), indent=2) + "\n")
         (out / CONFIG_FILE).write_text(OmegaConf.to_yaml(OmegaConf.structured(self.config)))
-        if self.config.output.perfetto if perfetto is None else perfetto:  # simulator.report.perfetto
-            from simulator.report.perfetto import export as export_perfetto
-
-            export_perfetto(self, out / PERFETTO_FILE)
         for k, other in enumerate(self.replications, start=1):  # replication k (seed + k): data, no charts
             other.save(out / f"{REPLICATION_DIR}-{k}", charts=False, perfetto=False)
-        if self.config.output.charts if charts is None else charts:
-            from simulator.report.charts import latency_cdf_chart
-
-            latency_cdf_chart(self, out / CDF_CHART)
-            from simulator.report.timeline import cluster_timeline_chart, wants_cluster_timeline
-
-            if wants_cluster_timeline(self.config):
-                cluster_timeline_chart(self, out / TIMELINE_CHART)
+        charts = self.config.output.charts if charts is None else charts
+        perfetto = self.config.output.perfetto if perfetto is None else perfetto
+        for write in ARTIFACT_WRITERS:  # simulator.report.artifacts: the charts, the Perfetto trace
+            write(self, out, charts, perfetto)
         return out
 
 

@@ -1,7 +1,8 @@
 """The autoscaler (``cluster.autoscaler``): Kubernetes HPA's rule on one replica group.
 
 Every ``interval_s`` it reads a load metric averaged over the group's
-serving replicas:
+serving replicas (each an :class:`AutoscalerMetric` registered under its
+``cluster.autoscaler.metric`` name in :data:`SCALING_METRICS`):
 
 ``queue``      requests waiting per replica
 ``requests``   requests waiting or running per replica (vLLM's num_requests_*)
@@ -25,19 +26,56 @@ from collections import deque
 import simpy
 
 from simulator.cluster.fleet import Fleet, Pool
+from simulator.errors import ConfigError
+from simulator.registry import Component, Registry
 
 TOLERANCE = 0.1
 
 
-def _metric(name: str, serving) -> float:
-    if name == "queue":
+class AutoscalerMetric(Component):
+    """A load metric averaged over the serving replicas, compared with ``cluster.autoscaler.target``."""
+
+    @staticmethod
+    def value(serving) -> float:
+        raise NotImplementedError
+
+
+SCALING_METRICS: Registry[type[AutoscalerMetric]] = Registry("cluster.autoscaler.metric", "autoscaler metric")
+
+
+@SCALING_METRICS.register("queue")
+class QueueLength(AutoscalerMetric):
+    """Requests waiting per replica."""
+
+    @staticmethod
+    def value(serving):
         return sum(len(r.waiting) for r in serving) / len(serving)
-    if name == "requests":
+
+
+@SCALING_METRICS.register("requests")
+class Requests(AutoscalerMetric):
+    """Requests waiting or running per replica (vLLM's num_requests_*)."""
+
+    @staticmethod
+    def value(serving):
         return sum(r.load for r in serving) / len(serving)
-    return sum(r.kv_usage for r in serving) / len(serving)
 
 
-METRICS = ("queue", "requests", "kv_usage")
+@SCALING_METRICS.register("kv_usage")
+class KVUsage(AutoscalerMetric):
+    """Fraction of KV blocks in use; its target is a fraction too."""
+
+    @classmethod
+    def check(cls, a, key):
+        if not 0 < a.target <= 1:
+            raise ConfigError(f"{key}.target (a KV usage fraction) must lie in (0, 1] (got {a.target!r}).")
+
+    @staticmethod
+    def value(serving):
+        return sum(r.kv_usage for r in serving) / len(serving)
+
+
+METRICS = tuple(SCALING_METRICS.names())
 
 
 class Autoscaler:
@@ -53,13 +91,14 @@ class Autoscaler:
         a, env, fleet, pool = self.cfg, self.env, self.fleet, self.pool
         history: deque[tuple[float, int]] = deque()
         keep = max(a.up_window_s, a.down_window_s)
+        value = SCALING_METRICS.get(a.metric).value
         while True:
             yield env.timeout(a.interval_s)
             now = env.now
             serving = [r for r in pool.replicas if r.state == "serving"]
             current = fleet.count(pool, ("provisioning", "serving", "failed"))
             if serving:
-                metric = _metric(a.metric, serving)
+                metric = value(serving)
                 ratio = metric / a.target
                 want = current if abs(ratio - 1) <= TOLERANCE else math.ceil(len(serving) * ratio)
             else:

@@ -42,15 +42,13 @@ def check_cluster(cfg, prompt_max: float | None) -> None:
 
 
 def _autoscaler(cl) -> None:
-    from simulator.cluster.autoscaler import METRICS
+    from simulator.cluster.autoscaler import SCALING_METRICS
 
     a, dis = cl.autoscaler, cl.disaggregation.enabled
     if a.enabled:
         need(not dis, "cluster.autoscaler works on colocated replicas; it cannot be combined with cluster.disaggregation.enabled=true.")
-        need(a.metric in METRICS, f"cluster.autoscaler.metric={a.metric!r} is not known; choose one of: {', '.join(METRICS)}.")
         positive(a.target, "cluster.autoscaler.target")
-        if a.metric == "kv_usage":
-            fraction(a.target, "cluster.autoscaler.target (a KV usage fraction)")
+        SCALING_METRICS.check(a.metric, a, "cluster.autoscaler")
         need(
             1 <= a.min_replicas <= a.max_replicas,
             f"cluster.autoscaler needs 1 <= min_replicas <= max_replicas (got min_replicas={a.min_replicas}, max_replicas={a.max_replicas}).",

@@ -108,9 +108,6 @@ def lookup(d: dict, *keys):
 
 
 def version() -> str:
-    try:
-        from simulator import __version__
+    from simulator.version import __version__
 
-        return __version__
-    except ImportError:  # pragma: no cover
-        return "?"
+    return __version__

@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from simulator.errors import ConfigError
-from simulator.workload import Workload, labels
+from simulator.workload import labels
+from simulator.workload.base import Workload
 from simulator.workload.rng import stream
 from simulator.workload.traces.formats import _check_name
 from simulator.workload.traces.model import Trace, _fail, _split, _take_lists, order
