@@ -251,84 +251,91 @@ class Predictor:
         roof=None,
         on_past_grid: Callable[[str, float, float], None] | None = None,
     ):
-        # Which timing column to fit: the median (default), or the 10th
-        # percentile, steadier on shared CPUs where load inflates medians.
-        statistic = statistic or profile.metadata.get("statistic", "median")
-        if statistic not in STATISTICS:
-            raise ValueError(f"statistic must be one of {', '.join(STATISTICS)} (got {statistic!r})")
-        self.statistic = statistic
-        t = profile.table.assign(time_s=profile.table[STATISTICS[statistic]])
-        if "kv" not in t.columns:
-            t = t.assign(kv=0)
+        self.statistic, t = _timing_table(profile, statistic)
         self.profile = profile
         self.num_layers = int(num_layers)
         self.roof = roof
         self.on_past_grid = on_past_grid
-        meta_overhead = profile.metadata.get("step_overhead_s")
-        self._roof_overhead = step_overhead_s is None and meta_overhead is None and roof is not None
-        self.overhead = float(step_overhead_s if step_overhead_s is not None else (meta_overhead or 0.0))
-        meta_tok = profile.metadata.get("step_overhead_per_token_s")
-        self.overhead_per_token = float(
-            step_overhead_per_token_s if step_overhead_per_token_s is not None else (meta_tok or 0.0)
-        )
+        self._set_overheads(profile, step_overhead_s, step_overhead_per_token_s)
         present = set(t["op"])
         self.missing = sorted(({*PER_LAYER, "lm_head", *ATTENTION_OPS}) - present)
-
-        def hook(family: str):
-            if on_past_grid is None:
-                return None
-            return lambda axis, x, hi: on_past_grid(f"{family} {axis}", x, hi)
-
-        # token ops summed on the union of their grids (each op interpolated on
-        # it; an op measured on fewer points follows the token shape past its own)
-        tok_shape = (lambda x: roof.linear_s(int(round(x))) + roof.elementwise_s(x)) if roof is not None else None
-        token_rows = t[t["op"].isin(list(PER_LAYER))]
-        self.token_ops = None
-        if len(token_rows):
-            grid = np.unique(token_rows["tokens"].to_numpy())
-            total = np.zeros(len(grid))
-            for op, mult in PER_LAYER.items():
-                r = token_rows[token_rows["op"] == op]
-                if len(r):
-                    f = Interp1D(r["tokens"], r["time_s"], shape=tok_shape)
-                    total += mult * np.array([f(float(x)) for x in grid])
-            self.token_ops = Interp1D(grid, total, shape=tok_shape, on_past=hook("token ops"), axis="tokens")
-
+        self.token_ops = self._fit_token_ops(t)
         # communication: measured all-reduce rows, or the roofline's, or the ring model given
-        ar = t[t["op"] == "allreduce"]
-        ar_shape = (lambda x: roof.allreduce_s(int(round(x)))) if roof is not None else None
-        self.allreduce = Interp1D(ar["tokens"], ar["time_s"], shape=ar_shape, on_past=hook("all-reduce"), axis="tokens") if len(ar) else None
+        self.allreduce = self._fit_rows(t, "allreduce", "all-reduce", "tokens", "allreduce_s")
         self.comm_per_token = comm_per_token_s
         self.comm_fixed = comm_fixed_s
+        self.lm_head = self._fit_rows(t, "lm_head", "LM head", "rows", "lm_head_s")
+        self.attn_prefill, self.attn_prefill_ctx = self._fit_prefill(t)
+        self.attn_decode = self._fit_decode(t)
 
-        lm = t[t["op"] == "lm_head"]
-        lm_shape = (lambda x: roof.lm_head_s(int(round(x)))) if roof is not None else None
-        self.lm_head = Interp1D(lm["tokens"], lm["time_s"], shape=lm_shape, on_past=hook("LM head"), axis="rows") if len(lm) else None
+    def _set_overheads(self, profile: Profile, step_overhead_s: float | None, per_token_s: float | None) -> None:
+        """The per-step overhead ``a + b * T``: given, else the profile's, else (``a``) the roofline's."""
+        meta_overhead = profile.metadata.get("step_overhead_s")
+        self._roof_overhead = step_overhead_s is None and meta_overhead is None and self.roof is not None
+        self.overhead = float(step_overhead_s if step_overhead_s is not None else (meta_overhead or 0.0))
+        meta_tok = profile.metadata.get("step_overhead_per_token_s")
+        self.overhead_per_token = float(per_token_s if per_token_s is not None else (meta_tok or 0.0))
 
+    def _hook(self, family: str) -> OnPast | None:
+        """The ``on_past_grid`` callback for one operator family (its name prefixes the axis)."""
+        on_past_grid = self.on_past_grid
+        if on_past_grid is None:
+            return None
+        return lambda axis, x, hi: on_past_grid(f"{family} {axis}", x, hi)
+
+    def _fit_token_ops(self, t: pd.DataFrame) -> Interp1D | None:
+        """Token ops summed on the union of their grids (each op interpolated on
+        it; an op measured on fewer points follows the token shape past its own)."""
+        roof = self.roof
+        tok_shape = (lambda x: roof.linear_s(int(round(x))) + roof.elementwise_s(x)) if roof is not None else None
+        token_rows = t[t["op"].isin(list(PER_LAYER))]
+        if not len(token_rows):
+            return None
+        grid = np.unique(token_rows["tokens"].to_numpy())
+        total = np.zeros(len(grid))
+        for op, mult in PER_LAYER.items():
+            r = token_rows[token_rows["op"] == op]
+            if len(r):
+                f = Interp1D(r["tokens"], r["time_s"], shape=tok_shape)
+                total += mult * np.array([f(float(x)) for x in grid])
+        return Interp1D(grid, total, shape=tok_shape, on_past=self._hook("token ops"), axis="tokens")
+
+    def _fit_rows(self, t: pd.DataFrame, op: str, family: str, axis: str, roof_method: str) -> Interp1D | None:
+        """One op measured over its ``tokens`` column (all-reduce, LM head); past the grid along the roofline's ``roof_method``."""
+        roof = self.roof
+        rows = t[t["op"] == op]
+        if not len(rows):
+            return None
+        shape = (lambda x: getattr(roof, roof_method)(int(round(x)))) if roof is not None else None
+        return Interp1D(rows["tokens"], rows["time_s"], shape=shape, on_past=self._hook(family), axis=axis)
+
+    def _fit_prefill(self, t: pd.DataFrame) -> tuple[Interp1D | None, PrefillGrid | None]:
+        """(pairs-axis interpolator, (batch, chunk, context) grid): the one the profile's prefill rows allow."""
+        roof = self.roof
         pf = t[t["op"] == "attn_prefill"]
-        self.attn_prefill = self.attn_prefill_ctx = None
-        if len(pf):
-            b, c, p = pf["batch"].to_numpy(float), pf["ctx"].to_numpy(float), pf["kv"].to_numpy(float)
-            if (p > 0).any():  # chunks over an existing context: (batch, chunk, context)
-                shape3 = (
-                    (lambda bb, cc, pp: roof.attention_prefill_s(bb * cc * (pp + (cc + 1) / 2), bb * (pp + cc)))
-                    if roof is not None
-                    else None
-                )
-                self.attn_prefill_ctx = PrefillGrid(b, c, p, pf["time_s"], shape=shape3, on_past=hook("prefill attention"))
-            else:  # fresh prompts only: the pairs axis
-                pairs_shape = (lambda x: roof.attention_prefill_s(x, 0)) if roof is not None else None
-                self.attn_prefill = Interp1D(
-                    b * c * (c + 1) / 2, pf["time_s"], shape=pairs_shape, on_past=hook("prefill attention"), axis="pairs"
-                )
+        if not len(pf):
+            return None, None
+        b, c, p = pf["batch"].to_numpy(float), pf["ctx"].to_numpy(float), pf["kv"].to_numpy(float)
+        if (p > 0).any():  # chunks over an existing context: (batch, chunk, context)
+            shape3 = (
+                (lambda bb, cc, pp: roof.attention_prefill_s(bb * cc * (pp + (cc + 1) / 2), bb * (pp + cc)))
+                if roof is not None
+                else None
+            )
+            return None, PrefillGrid(b, c, p, pf["time_s"], shape=shape3, on_past=self._hook("prefill attention"))
+        # fresh prompts only: the pairs axis
+        pairs_shape = (lambda x: roof.attention_prefill_s(x, 0)) if roof is not None else None
+        pairs = Interp1D(b * c * (c + 1) / 2, pf["time_s"], shape=pairs_shape, on_past=self._hook("prefill attention"), axis="pairs")
+        return pairs, None
 
+    def _fit_decode(self, t: pd.DataFrame) -> Grid2D | None:
+        """Decode attention, bilinear over (decode sequences, mean context length)."""
+        roof = self.roof
         dc = t[t["op"] == "attn_decode"]
+        if not len(dc):
+            return None
         dec_shape = (lambda bb, cc: roof.attention_decode_s(int(round(bb)), int(round(bb * cc)))) if roof is not None else None
-        self.attn_decode = (
-            Grid2D(dc["batch"], dc["ctx"], dc["time_s"], shape=dec_shape, on_past=hook("decode attention"), axes=("batch", "context"))
-            if len(dc)
-            else None
-        )
+        return Grid2D(dc["batch"], dc["ctx"], dc["time_s"], shape=dec_shape, on_past=self._hook("decode attention"), axes=("batch", "context"))
 
     def parts(
         self, prefill_seqs, prefill_tokens, prefill_attn_pairs, decode_seqs, decode_ctx_tokens, prefill_ctx_tokens=0
@@ -391,6 +398,21 @@ class Predictor:
         return self.parts(
             prefill_seqs, prefill_tokens, prefill_attn_pairs, decode_seqs, decode_ctx_tokens, prefill_ctx_tokens
         ).total
+
+
+def _timing_table(profile: Profile, statistic: str | None) -> tuple[str, pd.DataFrame]:
+    """(statistic, profile rows with ``time_s`` = that statistic and a ``kv`` column, 0 when absent).
+
+    The median (default), or the 10th percentile, steadier on shared CPUs
+    where load inflates medians.
+    """
+    statistic = statistic or profile.metadata.get("statistic", "median")
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic must be one of {', '.join(STATISTICS)} (got {statistic!r})")
+    t = profile.table.assign(time_s=profile.table[STATISTICS[statistic]])
+    if "kv" not in t.columns:
+        t = t.assign(kv=0)
+    return statistic, t
 
 
 def causal_pairs(batch: int, prompt_len: int, cached: int = 0) -> float:

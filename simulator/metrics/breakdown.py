@@ -3,8 +3,9 @@
 Breakdown by a label column (``tier`` or ``tenant`` of ``requests.parquet``):
 for each label, the counts (requests, completed, rejected by reason), the SLO
 attainment and goodput, throughput and the latency percentiles of its
-completed requests. Definitions are the run's (see
-:mod:`simulator.metrics.summary`), per label:
+completed requests. Definitions are the run's (see the summary module,
+:func:`simulator.metrics.summarize`; percentiles and the per-request SLO
+test are :mod:`simulator.metrics.stats`'s), per label:
 
 * ``slo_attainment`` = share of *all* the label's requests (rejected ones
   count as misses) that completed and met *their tier's* SLO: a tier's
@@ -46,17 +47,9 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from simulator.metrics.summary import PCTS, slo_met
+from simulator.metrics.stats import percentiles, slo_met
 
 LATENCIES = (("ttft", "ttft_s"), ("tpot", "tpot_s"), ("e2e", "e2e_s"))
-
-
-def _percentiles(x: pd.Series) -> dict:
-    a = x.to_numpy(dtype=np.float64, na_value=np.nan)
-    a = a[~np.isnan(a)]
-    if a.size == 0:
-        return {f"p{p}": None for p in PCTS}
-    return {f"p{p}": float(v) for p, v in zip(PCTS, np.percentile(a, PCTS))}
 
 
 def _labels(requests: pd.DataFrame, by: str) -> pd.Series:
@@ -131,7 +124,7 @@ def breakdown(
                     "requests_per_s": len(done) / window,
                     "output_tokens_per_s": float(done["output_tokens"].sum()) / window,
                 },
-                "latency_s": {key: _percentiles(done[col]) for key, col in LATENCIES},
+                "latency_s": {key: percentiles(done[col]) for key, col in LATENCIES},
                 "mean_attempts": float(attempts.loc[idx].mean()) if n else None,
             }
         )
@@ -184,6 +177,106 @@ def serving_seconds(replicas: pd.DataFrame, end_s: float) -> dict[str, float]:
     return out
 
 
+def _static_cluster(static_replicas: int, static_gpus: Mapping[str, int], window: float) -> tuple[dict, dict[str, float]]:
+    """(cluster figures, GPU-seconds per group) of a fixed fleet: every replica serving and billed throughout."""
+    gpus = int(sum(static_gpus.values()))
+    cluster = {
+        "source": "static pools (no replica events)",
+        "serving_replicas": {"min": int(static_replicas), "max": int(static_replicas), "mean": float(static_replicas)},
+        "billed_gpus": {"max": gpus, "mean": float(gpus)},
+        "scale_ups": 0,
+        "scale_downs": 0,
+        "failures": 0,
+        "replacements": 0,
+        "failure_times_s": [],
+    }
+    return cluster, {str(g): float(n) * window for g, n in static_gpus.items()}
+
+
+def _scale_ups_and_replacements(times: np.ndarray, event: np.ndarray, replica: np.ndarray) -> tuple[int, int]:
+    """Provisioning after t=0 of a replica that never failed, and failed replicas that served again."""
+    failed_before: set = set()
+    repairing: set = set()
+    scale_ups = replacements = 0
+    for t, kind, rid in zip(times, event, replica):
+        if kind == "failed":
+            failed_before.add(rid)
+        elif kind == "provisioning" and t > 0:
+            if rid in failed_before:
+                repairing.add(rid)  # replaced only once it serves again
+                failed_before.discard(rid)
+            else:
+                scale_ups += 1
+        elif kind == "serving" and rid in repairing:
+            replacements += 1
+            repairing.discard(rid)
+    return scale_ups, replacements
+
+
+def _group_gpu_seconds(ev: pd.DataFrame, times: np.ndarray, window: float) -> dict[str, float]:
+    """GPU-seconds billed per group: each event's change of the billed total belongs to its replica's group."""
+    billed = ev["billed_gpus"].to_numpy(dtype=np.float64)
+    delta = np.diff(np.concatenate(([0.0], billed)))
+    group = ev["group"].astype(str).to_numpy()
+    group_seconds = {}
+    for g in dict.fromkeys(group):
+        mine = group == g
+        group_seconds[g] = _integral(times[mine], np.cumsum(delta[mine]), window)
+    return group_seconds
+
+
+def _event_cluster(replicas: pd.DataFrame, window: float) -> tuple[dict, dict[str, float]]:
+    """(cluster figures, GPU-seconds per group) from the replica lifecycle events."""
+    ev = replicas.iloc[np.argsort(replicas["time_s"].to_numpy(), kind="stable")]
+    times = ev["time_s"].to_numpy(dtype=np.float64)
+    event = ev["event"].astype(str).to_numpy()
+    vals, dur = _step_spells(times, ev["serving"].to_numpy(), window)
+    bvals, _ = _step_spells(times, ev["billed_gpus"].to_numpy(), window)
+    lasting = dur > 0
+    if not lasting.any():  # a zero-length window: the state after the last event
+        lasting = np.zeros_like(lasting)
+        lasting[-1] = True
+    scale_ups, replacements = _scale_ups_and_replacements(times, event, ev["replica"].to_numpy())
+    cluster = {
+        "source": "replica events",
+        "serving_replicas": {
+            "min": int(vals[lasting].min()),
+            "max": int(vals[lasting].max()),
+            "mean": float(np.dot(vals, dur) / window) if window else float(vals[-1]),
+        },
+        "billed_gpus": {
+            "max": int(bvals[lasting].max()),
+            "mean": float(np.dot(bvals, dur) / window) if window else float(bvals[-1]),
+        },
+        "scale_ups": scale_ups,
+        "scale_downs": int((event == "draining").sum()),
+        "failures": int((event == "failed").sum()),
+        "replacements": replacements,
+        "failure_times_s": [float(t) for t in times[event == "failed"]],
+    }
+    return cluster, _group_gpu_seconds(ev, times, window)
+
+
+def _cost(group_seconds: dict[str, float], prices: Mapping[str, float | None], default_price: float | None) -> dict:
+    """GPU-hours and USD, in all and per group, each group priced at its own hardware's rate."""
+    gpu_seconds = float(sum(group_seconds.values()))
+    by_group = {}
+    usd: float | None = 0.0
+    for g, seconds in group_seconds.items():
+        price = prices.get(g, default_price)
+        group_usd = None if price is None else seconds / 3600.0 * float(price)
+        by_group[g] = {"gpu_hours": seconds / 3600.0, "price_per_gpu_hour": price, "usd": group_usd}
+        usd = None if usd is None or group_usd is None else usd + group_usd
+    used = {g for g, s in group_seconds.items() if s > 0} or set(group_seconds)
+    distinct = {prices.get(g, default_price) for g in used}
+    return {
+        "gpu_hours": gpu_seconds / 3600.0,
+        "price_per_gpu_hour": distinct.pop() if len(distinct) == 1 else None,
+        "usd": usd,
+        "by_group": by_group,
+    }
+
+
 def replica_figures(
     replicas: pd.DataFrame | None,
     end_s: float,
@@ -201,82 +294,7 @@ def replica_figures(
     """
     window = float(end_s) if end_s and end_s > 0 else 0.0
     if replicas is None or len(replicas) == 0:
-        gpus = int(sum(static_gpus.values()))
-        cluster = {
-            "source": "static pools (no replica events)",
-            "serving_replicas": {"min": int(static_replicas), "max": int(static_replicas), "mean": float(static_replicas)},
-            "billed_gpus": {"max": gpus, "mean": float(gpus)},
-            "scale_ups": 0,
-            "scale_downs": 0,
-            "failures": 0,
-            "replacements": 0,
-            "failure_times_s": [],
-        }
-        group_seconds = {str(g): float(n) * window for g, n in static_gpus.items()}
+        cluster, group_seconds = _static_cluster(static_replicas, static_gpus, window)
     else:
-        ev = replicas.iloc[np.argsort(replicas["time_s"].to_numpy(), kind="stable")]
-        times = ev["time_s"].to_numpy(dtype=np.float64)
-        event = ev["event"].astype(str).to_numpy()
-        vals, dur = _step_spells(times, ev["serving"].to_numpy(), window)
-        bvals, _ = _step_spells(times, ev["billed_gpus"].to_numpy(), window)
-        lasting = dur > 0
-        if not lasting.any():  # a zero-length window: the state after the last event
-            lasting = np.zeros_like(lasting)
-            lasting[-1] = True
-        failed_before: set = set()
-        repairing: set = set()
-        scale_ups = replacements = 0
-        for t, kind, rid in zip(times, event, ev["replica"].to_numpy()):
-            if kind == "failed":
-                failed_before.add(rid)
-            elif kind == "provisioning" and t > 0:
-                if rid in failed_before:
-                    repairing.add(rid)  # replaced only once it serves again
-                    failed_before.discard(rid)
-                else:
-                    scale_ups += 1
-            elif kind == "serving" and rid in repairing:
-                replacements += 1
-                repairing.discard(rid)
-        cluster = {
-            "source": "replica events",
-            "serving_replicas": {
-                "min": int(vals[lasting].min()),
-                "max": int(vals[lasting].max()),
-                "mean": float(np.dot(vals, dur) / window) if window else float(vals[-1]),
-            },
-            "billed_gpus": {
-                "max": int(bvals[lasting].max()),
-                "mean": float(np.dot(bvals, dur) / window) if window else float(bvals[-1]),
-            },
-            "scale_ups": scale_ups,
-            "scale_downs": int((event == "draining").sum()),
-            "failures": int((event == "failed").sum()),
-            "replacements": replacements,
-            "failure_times_s": [float(t) for t in times[event == "failed"]],
-        }
-        # Each event's change of the billed total belongs to its replica's group.
-        billed = ev["billed_gpus"].to_numpy(dtype=np.float64)
-        delta = np.diff(np.concatenate(([0.0], billed)))
-        group = ev["group"].astype(str).to_numpy()
-        group_seconds = {}
-        for g in dict.fromkeys(group):
-            mine = group == g
-            group_seconds[g] = _integral(times[mine], np.cumsum(delta[mine]), window)
-    gpu_seconds = float(sum(group_seconds.values()))
-    by_group = {}
-    usd: float | None = 0.0
-    for g, seconds in group_seconds.items():
-        price = prices.get(g, default_price)
-        group_usd = None if price is None else seconds / 3600.0 * float(price)
-        by_group[g] = {"gpu_hours": seconds / 3600.0, "price_per_gpu_hour": price, "usd": group_usd}
-        usd = None if usd is None or group_usd is None else usd + group_usd
-    used = {g for g, s in group_seconds.items() if s > 0} or set(group_seconds)
-    distinct = {prices.get(g, default_price) for g in used}
-    cost = {
-        "gpu_hours": gpu_seconds / 3600.0,
-        "price_per_gpu_hour": distinct.pop() if len(distinct) == 1 else None,
-        "usd": usd,
-        "by_group": by_group,
-    }
-    return cluster, cost
+        cluster, group_seconds = _event_cluster(replicas, window)
+    return cluster, _cost(group_seconds, prices, default_price)

@@ -8,7 +8,7 @@ Definitions (they match vLLM's benchmark tools):
            of all requests (a re-prefill after preemption counts as one gap).
 * e2e    = finish - arrival.
 * Percentiles use numpy's default (linear interpolation); ITL percentiles are
-  the weighted inverted-CDF over all gaps.
+  the weighted inverted-CDF over all gaps (:mod:`simulator.metrics.stats`).
 * The measured window is the whole run, from t=0 to the last event: warm-up
   and drain are *included* in throughput and goodput.
 * KV figures describe the pool that decodes (the decode pool when
@@ -20,71 +20,334 @@ Definitions (they match vLLM's benchmark tools):
   that completed and met every configured SLO; goodput = those requests per
   second of the window. With priority tiers, a request's TTFT and TPOT
   targets are its tier's where the tier sets them (``tiers.<name>.ttft_s``),
-  else ``slo.*``; ``tiers`` and ``tenants`` break the figures down per label
+  else ``slo.*`` (the per-request test is :func:`~simulator.metrics.stats.slo_met`);
+  ``tiers`` and ``tenants`` break the figures down per label
   (:mod:`simulator.metrics.breakdown`).
 * Cost: GPU-hours integrate the GPUs billed over the window (from the
   replica lifecycle events when the cluster changed size; a replica is
   billed from provisioning until removed), priced per group's hardware.
+
+Each top-level section of the summary has its own builder below, in the
+order the sections appear; :func:`summarize` gathers what several of them
+share once (:class:`_Run`) and calls them in turn.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-PCTS = (50, 90, 99)
+from simulator.metrics.breakdown import breakdown, replica_figures, serving_seconds
+from simulator.metrics.stats import PCTS, series_stats, slo_met, slo_targets, weighted_stats
+
+# Importable from here as before (the definitions live in simulator.metrics.stats).
+__all__ = ["PCTS", "slo_met", "slo_targets", "summarize", "weighted_stats"]
 
 
-def _stats(x: pd.Series | np.ndarray) -> dict:
-    a = np.asarray(x, dtype=np.float64)
-    a = a[~np.isnan(a)]
-    if a.size == 0:
-        return {"mean": None, **{f"p{p}": None for p in PCTS}, "max": None}
-    q = np.percentile(a, PCTS)
-    return {"mean": float(a.mean()), **{f"p{p}": float(v) for p, v in zip(PCTS, q)}, "max": float(a.max())}
+@dataclass
+class _Run:
+    """What several sections share: the run's tables, pools and the request-level tallies."""
+
+    cfg: object
+    out: object
+    requests: pd.DataFrame
+    steps: pd.DataFrame
+    window: float  # the measured window [0, end]; NaN for an empty run
+    span: float  # the same, 0 for an empty run (for integrals over it)
+    done: pd.DataFrame  # completed requests
+    rejected: pd.DataFrame
+    tiers: dict
+    met: pd.Series  # per request: completed within its SLO
+    lifecycle: pd.DataFrame  # replica lifecycle events
+    up_s: dict  # replica-seconds serving, per pool
+    pools: list  # the "pools" section: one dict per pool
+    disaggregated: bool
+
+    @property
+    def n(self) -> int:
+        return len(self.requests)
+
+    @property
+    def first(self):
+        return self.out.pools[0]
+
+    @property
+    def decoding(self):
+        return self.out.pools[-1]  # where KV lives longest: the decode pool when disaggregated
+
+    @property
+    def decode_steps(self) -> pd.DataFrame:
+        """The steps KV usage is measured over: the decode pool's when disaggregated, else every replica's."""
+        if not self.disaggregated:
+            return self.steps
+        return self.steps[self.steps["replica"].isin([r.index for r in self.decoding.replicas])]
 
 
-def weighted_stats(values: np.ndarray, weights: np.ndarray) -> dict:
-    """Mean and inverted-CDF percentiles of ``values`` repeated ``weights`` times."""
-    total = int(weights.sum()) if weights.size else 0
-    if total == 0:
-        return {"mean": None, **{f"p{p}": None for p in PCTS}, "max": None}
-    order = np.argsort(values, kind="stable")
-    v, w = values[order], weights[order]
-    cum = np.cumsum(w)
-    out = {"mean": float(np.dot(values, weights) / total)}
-    for p in PCTS:
-        idx = int(np.searchsorted(cum, math.ceil(p / 100 * total), side="left"))
-        out[f"p{p}"] = float(v[min(idx, len(v) - 1)])
-    out["max"] = float(v[-1])
-    return out
+def _collect(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> _Run:
+    window = float(out.end_s) if out.end_s > 0 else float("nan")
+    span = 0.0 if math.isnan(window) else window
+    tiers = getattr(cfg, "tiers", None) or {}
+    lifecycle = out.recorder.replicas_table()
+    up_s = serving_seconds(lifecycle, span)
+    return _Run(
+        cfg=cfg,
+        out=out,
+        requests=requests,
+        steps=steps,
+        window=window,
+        span=span,
+        done=requests[requests["status"] == "completed"],
+        rejected=requests[requests["status"] == "rejected"],
+        tiers=tiers,
+        met=slo_met(requests, cfg.slo, tiers),
+        lifecycle=lifecycle,
+        up_s=up_s,
+        pools=[_pool_summary(p, steps, up_s.get(p.name, 0.0)) for p in out.pools],
+        disaggregated=bool(cfg.cluster.disaggregation.enabled),
+    )
 
 
-def slo_targets(requests: pd.DataFrame, slo, tiers=None) -> tuple[pd.Series, pd.Series]:
-    """Each request's (TTFT, TPOT) target in seconds: its tier's where set, else ``slo``'s; NaN = none."""
+def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
+    """``summary.json`` of one run: its sections in their fixed order, then the optional ones."""
+    run = _collect(cfg, out, requests, steps)
+    cluster, cost = _cluster_and_cost(run)
+    summary = {
+        "scenario": _scenario(run),
+        "pools": run.pools,
+        "requests": _requests(run),
+        "window": _window(run),
+        "throughput": _throughput(run),
+        "latency_s": _latency(run),
+        "slo": _slo(run),
+        "kv_cache": _kv_cache(run),
+        "preemption": _preemption(run),
+        "engine": _engine(run),
+        "littles_law": _littles_law(run),
+        "cluster": cluster,
+        "cost": cost,
+    }
+    summary.update(_breakdowns(run))
+    if out.workload.notes:
+        summary["workload"] = {k: (v.item() if hasattr(v, "item") else v) for k, v in out.workload.notes.items()}
+    prefix_cache = _prefix_cache(run)
+    if prefix_cache is not None:
+        summary["prefix_cache"] = prefix_cache
+    if out.transfers is not None:
+        summary["kv_transfer"] = _kv_transfer(out.transfers)
+    return summary
 
-    def per_request(field: str) -> pd.Series:
-        default = getattr(slo, field)
-        default = np.nan if default is None else float(default)
-        own = {name: getattr(t, field) for name, t in (tiers or {}).items() if getattr(t, field) is not None}
-        if not own or "tier" not in requests.columns:
-            return pd.Series(default, index=requests.index, dtype=np.float64)
-        return requests["tier"].astype(object).map(own).astype(np.float64).fillna(default)
 
-    return per_request("ttft_s"), per_request("tpot_s")
+# -- the sections, in summary order ---------------------------------------------
 
 
-def slo_met(requests: pd.DataFrame, slo, tiers=None) -> pd.Series:
-    """Completed and within every SLO; ``tiers`` (name -> TierConfig) override TTFT/TPOT per tier."""
-    ok = requests["status"] == "completed"
-    ttft, tpot = slo_targets(requests, slo, tiers)
-    ok &= ttft.isna() | (requests["ttft_s"] <= ttft)
-    ok &= tpot.isna() | requests["tpot_s"].isna() | (requests["tpot_s"] <= tpot)
-    if slo.e2e_s is not None:
-        ok &= requests["e2e_s"] <= slo.e2e_s
-    return ok.fillna(False).astype(bool)
+def _scenario(run: _Run) -> dict:
+    cfg, pools = run.cfg, run.pools
+    return {
+        "name": cfg.name,
+        "model": cfg.model.name,
+        "hardware": "+".join(dict.fromkeys(p["hardware"] for p in pools)),
+        "replicas": sum(p.initial for p in run.out.pools),  # at the start; see "cluster" for changes
+        "tp": int(run.first.spec.tp),
+        "scheduler": " / ".join(f"{p['name']}: {p['scheduler']}" for p in pools) if len(pools) > 1 else pools[0]["scheduler"],
+        "disaggregated": run.disaggregated,
+        "engine": cfg.engine_name,
+        "memory_allocation": run.decoding.allocation,
+        "latency_model": run.first.latency_description,
+        "arrival": cfg.workload.arrival,
+        "rate_rps": _offered_rate(cfg, run.requests),
+        "seed": int(cfg.seed),
+        **_arrival_shape(cfg.workload),
+    }
+
+
+def _requests(run: _Run) -> dict:
+    requests, rejected = run.requests, run.rejected
+    return {
+        "total": run.n,
+        "completed": int(len(run.done)),
+        "rejected": int(len(rejected)),
+        "rejected_by_reason": {str(k): int(v) for k, v in rejected["reject_reason"].value_counts().sort_index().items()},
+        "preemptions": int(requests["preemptions"].sum()),
+        "retries": int((requests["attempts"] - 1).sum()) if "attempts" in requests.columns else 0,
+    }
+
+
+def _window(run: _Run) -> dict:
+    return {
+        "start_s": 0.0,
+        "end_s": run.window,
+        # the last arrival: what follows is the drain, which throughput and goodput include
+        "last_arrival_s": float(run.requests["arrival_s"].max()) if run.n else 0.0,
+        "note": "whole run: warm-up and drain included",
+    }
+
+
+def _throughput(run: _Run) -> dict:
+    done, window = run.done, run.window
+    out_tokens = int(done["output_tokens"].sum())
+    in_tokens = int(done["prompt_tokens"].sum())
+    return {
+        "requests_per_s": len(done) / window,
+        "output_tokens_per_s": out_tokens / window,
+        "total_tokens_per_s": (in_tokens + out_tokens) / window,
+    }
+
+
+def _latency(run: _Run) -> dict:
+    done = run.done
+    gaps, counts = run.out.recorder.itl()
+    return {
+        "ttft": series_stats(done["ttft_s"]),
+        "tpot": series_stats(done["tpot_s"]),
+        "itl": weighted_stats(gaps, counts),
+        "e2e": series_stats(done["e2e_s"]),
+        "queue": series_stats(done["queue_s"]),
+    }
+
+
+def _slo(run: _Run) -> dict:
+    slo, met = run.cfg.slo, run.met
+    return {
+        "ttft_s": slo.ttft_s,
+        "tpot_s": slo.tpot_s,
+        "e2e_s": slo.e2e_s,
+        "attainment": float(met.mean()) if run.n else None,
+        "goodput_rps": float(met.sum()) / run.window,
+    }
+
+
+def _kv_cache(run: _Run) -> dict:
+    """KV usage of the decoding pool, and the share of allocated KV memory holding real tokens, time-weighted over steps."""
+    cfg, decoding, dsteps = run.cfg, run.decoding, run.decode_steps
+    ddur = dsteps["duration_s"].to_numpy()
+    used = dsteps["kv_blocks_used"].to_numpy()
+    kv_mean = float(np.dot(used, ddur) / np.dot(dsteps["kv_blocks_total"], ddur)) if ddur.sum() else 0.0
+    kv_peak = float((dsteps["kv_blocks_used"] / dsteps["kv_blocks_total"]).max()) if len(dsteps) else 0.0
+    allocated = used * cfg.memory.block_size
+    share = float(np.dot(dsteps["kv_tokens"], ddur) / np.dot(allocated, ddur)) if np.dot(allocated, ddur) > 0 else None
+    return {
+        "pool": decoding.name if len(run.out.pools) == 1 or run.disaggregated else "all",
+        "allocation": decoding.allocation,
+        "blocks_per_replica": int(decoding.budget.kv_blocks),
+        "block_size": int(cfg.memory.block_size),
+        "tokens_per_replica": int(decoding.budget.kv_tokens),
+        "gb_per_replica": decoding.budget.kv / 1e9,
+        "peak_usage": kv_peak,
+        "mean_usage": kv_mean,
+        "real_token_share": share,
+        "blocks_in_use_at_end": int(run.out.kv_blocks_in_use_at_end),
+    }
+
+
+def _preemption(run: _Run) -> dict:
+    """Preemption and what it cost: recompute time is each step's duration times its recomputed share of tokens."""
+    steps, requests = run.steps, run.requests
+    dur = steps["duration_s"].to_numpy()
+    recompute = steps["recompute_tokens"].to_numpy()
+    work = steps["prefill_tokens"].to_numpy() + steps["decode_seqs"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recompute_s = float(np.nansum(np.where(work > 0, dur * recompute / work, 0.0)))
+    return {
+        "mode": run.decoding.cfg.scheduler.preemption_mode,
+        "count": int(requests["preemptions"].sum()),
+        "swaps": int(requests["swaps"].sum()),
+        "recomputed_tokens": int(recompute.sum()),
+        "recompute_time_s": recompute_s,
+        "swap_time_s": float(steps["swap_s"].sum()),
+    }
+
+
+def _engine(run: _Run) -> dict:
+    steps = run.steps
+    busy = float(steps["duration_s"].to_numpy().sum())
+    up = sum(run.up_s.values())
+    return {
+        "steps": int(len(steps)),
+        "busy_fraction": busy / up if up > 0 else 0.0,
+        "mean_batch_size": float(steps["batch_size"].mean()) if len(steps) else 0.0,  # every step, prefill-only ones too
+        **_decode_batch(steps),
+    }
+
+
+def _littles_law(run: _Run) -> dict:
+    """L from the engine's own state per step, lambda*W from timestamps."""
+    steps, requests, window = run.steps, run.requests, run.window
+    dur = steps["duration_s"].to_numpy()
+    busy = float(dur.sum())
+    in_system = (steps["num_waiting"] + steps["num_running"] + steps["num_swapped"]).to_numpy()
+    L = float((np.dot(in_system, dur) + run.out.recorder.blocked_area) / window) if busy else 0.0
+    # every request counts from arrival to its end: one rejected at once adds 0, one that waited to retry adds its wait
+    lam_w = float((requests["finish_s"] - requests["arrival_s"]).sum() / window) if run.n else 0.0
+    return {
+        "L_from_steps": L,
+        "lambda_times_W": lam_w,
+        "note": "L integrates the requests each replica holds over its steps (and idle spells with work queued)",
+    }
+
+
+def _cluster_and_cost(run: _Run) -> tuple[dict, dict]:
+    """The "cluster" and "cost" sections, from the replica timeline (:func:`~simulator.metrics.breakdown.replica_figures`)."""
+    pools, out = run.pools, run.out
+    cluster, cost = replica_figures(
+        run.lifecycle,
+        run.span,
+        static_replicas=sum(p.initial for p in out.pools),
+        static_gpus={p["name"]: p["gpus"] for p in pools},
+        prices={p["name"]: p["price_per_gpu_hour"] for p in pools},
+        default_price=run.cfg.hardware.price_per_gpu_hour,
+    )
+    cluster_section = {**cluster, "failures_skipped": out.failures.skipped if out.failures is not None else 0}
+    cost_section = {
+        "gpus": sum(p["gpus"] for p in pools),
+        "peak_gpus": cluster["billed_gpus"]["max"],
+        **cost,
+        "note": "GPU-hours integrate the GPUs billed over the window (provisioning to removal)",
+    }
+    return cluster_section, cost_section
+
+
+def _breakdowns(run: _Run) -> dict:
+    """``tiers`` when tiers are configured, ``tenants`` when any request carries a tenant."""
+    requests, tiers = run.requests, run.tiers
+    figures = dict(window_s=run.window, slo=run.cfg.slo, tiers=tiers, met=run.met)
+    sections = {}
+    if tiers:
+        sections["tiers"] = breakdown(requests, "tier", **figures)
+    if "tenant" in requests.columns and (requests["tenant"].fillna("").astype(str) != "").any():
+        sections["tenants"] = breakdown(requests, "tenant", **figures)
+    return sections
+
+
+def _prefix_cache(run: _Run) -> dict | None:
+    """Prefix-cache hits over every replica that caches prefixes; None when none does."""
+    caches = [r.kv for p in run.out.pools for r in p.replicas if r.kv.caches_prefixes]
+    if not caches:
+        return None
+    st = {k: sum(c.stats()[k] for c in caches) for k in ("lookups_blocks", "hit_blocks", "saved_prefill_tokens", "evictions", "cached_blocks_at_end")}
+    requests = run.requests
+    admitted_prompt = int(requests.loc[requests["status"] != "rejected", "prompt_tokens"].sum())
+    return {
+        **st,
+        "block_hit_rate": st["hit_blocks"] / st["lookups_blocks"] if st["lookups_blocks"] else 0.0,
+        "token_hit_rate": st["saved_prefill_tokens"] / admitted_prompt if admitted_prompt else 0.0,
+        "note": "token_hit_rate = prompt tokens found cached / prompt tokens of accepted requests (recomputes included)",
+    }
+
+
+def _kv_transfer(t) -> dict:
+    """KV transfers between prefill and decode pools (disaggregated serving)."""
+    return {
+        "transfers": int(t.transfers),
+        "gb": t.bytes / 1e9,
+        "mean_s": t.busy_s / t.transfers if t.transfers else None,
+        "bandwidth_gbps": t.bandwidth / 1e9,
+    }
+
+
+# -- helpers --------------------------------------------------------------------
 
 
 def _offered_rate(cfg, requests: pd.DataFrame) -> float:
@@ -134,179 +397,6 @@ def _pool_summary(pool, steps: pd.DataFrame, up_s: float) -> dict:
         "decode_tokens": int(st["decode_seqs"].sum()),
         "price_per_gpu_hour": cfg.hardware.price_per_gpu_hour,
     }
-
-
-def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
-    window = float(out.end_s) if out.end_s > 0 else float("nan")
-    done = requests[requests["status"] == "completed"]
-    rejected = requests[requests["status"] == "rejected"]
-    n = len(requests)
-    tiers = getattr(cfg, "tiers", None) or {}
-    met = slo_met(requests, cfg.slo, tiers)
-    out_tokens = int(done["output_tokens"].sum())
-    in_tokens = int(done["prompt_tokens"].sum())
-    gaps, counts = out.recorder.itl()
-    from simulator.metrics.breakdown import breakdown, replica_figures, serving_seconds
-
-    lifecycle = out.recorder.replicas_table()
-    up_s = serving_seconds(lifecycle, 0.0 if math.isnan(window) else window)
-    pools = [_pool_summary(p, steps, up_s.get(p.name, 0.0)) for p in out.pools]
-    first = out.pools[0]
-    decoding = out.pools[-1]  # where KV lives longest: the decode pool when disaggregated
-    disaggregated = bool(cfg.cluster.disaggregation.enabled)
-    # KV usage: the decode pool's when disaggregated, else every replica's (all groups)
-    dsteps = steps[steps["replica"].isin([r.index for r in decoding.replicas])] if disaggregated else steps
-
-    gpus = sum(p["gpus"] for p in pools)
-    cluster, cost = replica_figures(
-        lifecycle,
-        0.0 if math.isnan(window) else window,
-        static_replicas=sum(p.initial for p in out.pools),
-        static_gpus={p["name"]: p["gpus"] for p in pools},
-        prices={p["name"]: p["price_per_gpu_hour"] for p in pools},
-        default_price=cfg.hardware.price_per_gpu_hour,
-    )
-
-    # KV usage and the share of allocated KV memory holding real tokens, time-weighted over steps
-    dur = steps["duration_s"].to_numpy()
-    busy = float(dur.sum())
-    ddur = dsteps["duration_s"].to_numpy()
-    used = dsteps["kv_blocks_used"].to_numpy()
-    kv_mean = float(np.dot(used, ddur) / np.dot(dsteps["kv_blocks_total"], ddur)) if ddur.sum() else 0.0
-    kv_peak = float((dsteps["kv_blocks_used"] / dsteps["kv_blocks_total"]).max()) if len(dsteps) else 0.0
-    allocated = used * cfg.memory.block_size
-    share = float(np.dot(dsteps["kv_tokens"], ddur) / np.dot(allocated, ddur)) if np.dot(allocated, ddur) > 0 else None
-
-    # Little's law: L from the engine's own state per step, lambda*W from timestamps.
-    in_system = (steps["num_waiting"] + steps["num_running"] + steps["num_swapped"]).to_numpy()
-    L = float((np.dot(in_system, dur) + out.recorder.blocked_area) / window) if busy else 0.0
-    # every request counts from arrival to its end: one rejected at once adds 0, one that waited to retry adds its wait
-    lam_w = float((requests["finish_s"] - requests["arrival_s"]).sum() / window) if n else 0.0
-
-    # Preemption and what it cost
-    prefill_tok = steps["prefill_tokens"].to_numpy()
-    recompute = steps["recompute_tokens"].to_numpy()
-    work = prefill_tok + steps["decode_seqs"].to_numpy()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        recompute_s = float(np.nansum(np.where(work > 0, dur * recompute / work, 0.0)))
-    swap_s = float(steps["swap_s"].sum())
-
-    summary = {
-        "scenario": {
-            "name": cfg.name,
-            "model": cfg.model.name,
-            "hardware": "+".join(dict.fromkeys(p["hardware"] for p in pools)),
-            "replicas": sum(p.initial for p in out.pools),  # at the start; see "cluster" for changes
-            "tp": int(first.spec.tp),
-            "scheduler": " / ".join(f"{p['name']}: {p['scheduler']}" for p in pools) if len(pools) > 1 else pools[0]["scheduler"],
-            "disaggregated": disaggregated,
-            "engine": cfg.engine_name,
-            "memory_allocation": decoding.allocation,
-            "latency_model": first.latency_description,
-            "arrival": cfg.workload.arrival,
-            "rate_rps": _offered_rate(cfg, requests),
-            "seed": int(cfg.seed),
-            **_arrival_shape(cfg.workload),
-        },
-        "pools": pools,
-        "requests": {
-            "total": n,
-            "completed": int(len(done)),
-            "rejected": int(len(rejected)),
-            "rejected_by_reason": {str(k): int(v) for k, v in rejected["reject_reason"].value_counts().sort_index().items()},
-            "preemptions": int(requests["preemptions"].sum()),
-            "retries": int((requests["attempts"] - 1).sum()) if "attempts" in requests.columns else 0,
-        },
-        "window": {
-            "start_s": 0.0,
-            "end_s": window,
-            # the last arrival: what follows is the drain, which throughput and goodput include
-            "last_arrival_s": float(requests["arrival_s"].max()) if n else 0.0,
-            "note": "whole run: warm-up and drain included",
-        },
-        "throughput": {
-            "requests_per_s": len(done) / window,
-            "output_tokens_per_s": out_tokens / window,
-            "total_tokens_per_s": (in_tokens + out_tokens) / window,
-        },
-        "latency_s": {
-            "ttft": _stats(done["ttft_s"]),
-            "tpot": _stats(done["tpot_s"]),
-            "itl": weighted_stats(gaps, counts),
-            "e2e": _stats(done["e2e_s"]),
-            "queue": _stats(done["queue_s"]),
-        },
-        "slo": {
-            "ttft_s": cfg.slo.ttft_s,
-            "tpot_s": cfg.slo.tpot_s,
-            "e2e_s": cfg.slo.e2e_s,
-            "attainment": float(met.mean()) if n else None,
-            "goodput_rps": float(met.sum()) / window,
-        },
-        "kv_cache": {
-            "pool": decoding.name if len(out.pools) == 1 or disaggregated else "all",
-            "allocation": decoding.allocation,
-            "blocks_per_replica": int(decoding.budget.kv_blocks),
-            "block_size": int(cfg.memory.block_size),
-            "tokens_per_replica": int(decoding.budget.kv_tokens),
-            "gb_per_replica": decoding.budget.kv / 1e9,
-            "peak_usage": kv_peak,
-            "mean_usage": kv_mean,
-            "real_token_share": share,
-            "blocks_in_use_at_end": int(out.kv_blocks_in_use_at_end),
-        },
-        "preemption": {
-            "mode": decoding.cfg.scheduler.preemption_mode,
-            "count": int(requests["preemptions"].sum()),
-            "swaps": int(requests["swaps"].sum()),
-            "recomputed_tokens": int(recompute.sum()),
-            "recompute_time_s": recompute_s,
-            "swap_time_s": swap_s,
-        },
-        "engine": {
-            "steps": int(len(steps)),
-            "busy_fraction": busy / sum(up_s.values()) if sum(up_s.values()) > 0 else 0.0,
-            "mean_batch_size": float(steps["batch_size"].mean()) if len(steps) else 0.0,  # every step, prefill-only ones too
-            **_decode_batch(steps),
-        },
-        "littles_law": {
-            "L_from_steps": L,
-            "lambda_times_W": lam_w,
-            "note": "L integrates the requests each replica holds over its steps (and idle spells with work queued)",
-        },
-        "cluster": {**cluster, "failures_skipped": out.failures.skipped if out.failures is not None else 0},
-        "cost": {
-            "gpus": gpus,
-            "peak_gpus": cluster["billed_gpus"]["max"],
-            **cost,
-            "note": "GPU-hours integrate the GPUs billed over the window (provisioning to removal)",
-        },
-    }
-    if tiers:
-        summary["tiers"] = breakdown(requests, "tier", window_s=window, slo=cfg.slo, tiers=tiers, met=met)
-    if "tenant" in requests.columns and (requests["tenant"].fillna("").astype(str) != "").any():
-        summary["tenants"] = breakdown(requests, "tenant", window_s=window, slo=cfg.slo, tiers=tiers, met=met)
-    if out.workload.notes:
-        summary["workload"] = {k: (v.item() if hasattr(v, "item") else v) for k, v in out.workload.notes.items()}
-    caches = [r.kv for p in out.pools for r in p.replicas if r.kv.caches_prefixes]
-    if caches:
-        st = {k: sum(c.stats()[k] for c in caches) for k in ("lookups_blocks", "hit_blocks", "saved_prefill_tokens", "evictions", "cached_blocks_at_end")}
-        admitted_prompt = int(requests.loc[requests["status"] != "rejected", "prompt_tokens"].sum())
-        summary["prefix_cache"] = {
-            **st,
-            "block_hit_rate": st["hit_blocks"] / st["lookups_blocks"] if st["lookups_blocks"] else 0.0,
-            "token_hit_rate": st["saved_prefill_tokens"] / admitted_prompt if admitted_prompt else 0.0,
-            "note": "token_hit_rate = prompt tokens found cached / prompt tokens of accepted requests (recomputes included)",
-        }
-    if out.transfers is not None:
-        t = out.transfers
-        summary["kv_transfer"] = {
-            "transfers": int(t.transfers),
-            "gb": t.bytes / 1e9,
-            "mean_s": t.busy_s / t.transfers if t.transfers else None,
-            "bandwidth_gbps": t.bandwidth / 1e9,
-        }
-    return summary
 
 
 def _decode_batch(steps) -> dict:
