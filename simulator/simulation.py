@@ -21,7 +21,7 @@ from simulator.cluster.fleet import Fleet, Pool
 from simulator.config.pools import pool_configs
 from simulator.engine.replica import Replica
 from simulator.latency import build_latency_model
-from simulator.memory import ALLOCATIONS, PrefixCachingBlockManager
+from simulator.memory import build_kv_manager, kv_allocation
 from simulator.metrics.recorder import Recorder
 from simulator.scheduling import SCHEDULERS
 from simulator.specs import ModelSpec, memory_budget
@@ -46,20 +46,12 @@ def _build_pool(env, name, pcfg, rec: Recorder, counter: list[int]) -> Pool:
     spec = ModelSpec.from_config(pcfg.model, pcfg.cluster.tp)
     budget = memory_budget(pcfg.hardware, pcfg.memory, spec)
     latency = build_latency_model(pcfg, spec)
-    allocation = pcfg.memory.allocation
-    if name == "prefill":
-        allocation = "paged"  # a prefill replica only ever holds prompts, until their transfer
-    elif SCHEDULERS.get(pcfg.scheduler.policy).requires_reservation and ALLOCATIONS.get(allocation).grows:
-        allocation = "reserve_max"  # request-level batching reserves up front
-    kv_cls = ALLOCATIONS.get(allocation)
-    if pcfg.memory.prefix_caching and allocation == "paged" and name != "decode":
-        kv_cls = PrefixCachingBlockManager  # a decode pool receives KV and never prefills prompts
-    max_len = pcfg.memory.max_model_len or pcfg.model.max_context
+    allocation = kv_allocation(pcfg, name, SCHEDULERS.get(pcfg.scheduler.policy).requires_reservation)
     mem = pcfg.memory
     swap_blocks = int(mem.swap_space_gb * 1e9 * spec.tp // (mem.block_size * spec.kv_bytes_per_token))
 
     def kv_factory():
-        return kv_cls(budget.kv_blocks, mem.block_size, mem.watermark, max_len)
+        return build_kv_manager(pcfg, name, allocation, budget.kv_blocks)
 
     def make() -> Replica:
         rep = Replica(

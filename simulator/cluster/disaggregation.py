@@ -27,20 +27,40 @@ import simpy
 
 from simulator.engine.replica import Replica
 from simulator.engine.request import Request
-from simulator.registry import Registry
+from simulator.registry import Component, Registry
 
-DECODE_ROUTERS: Registry = Registry("cluster.disaggregation.decode_router", "decode router")
+
+class DecodeRouter(Component):
+    """Which decode replica receives a finished prefill (``cluster.disaggregation.decode_router``)."""
+
+    def __init__(self, decode: list[Replica]):
+        self.decode = decode
+
+    def choose(self, req: Request) -> Replica:
+        raise NotImplementedError
+
+
+DECODE_ROUTERS: Registry[type[DecodeRouter]] = Registry("cluster.disaggregation.decode_router", "decode router")
 
 
 @DECODE_ROUTERS.register("least_loaded")
-def least_loaded(stage: KVTransfer, req: Request) -> Replica:
+class LeastLoaded(DecodeRouter):
     """The decode replica with the fewest requests running, incoming or queued for it."""
-    return min(stage.decode, key=lambda d: (d.load + d.inbound + len(d._inbox), d.index))
+
+    def choose(self, req):
+        return min(self.decode, key=lambda d: (d.load + d.inbound + d.landed, d.index))
 
 
 @DECODE_ROUTERS.register("round_robin")
-def round_robin(stage: KVTransfer, req: Request) -> Replica:
-    return next(stage._cycle)
+class RoundRobin(DecodeRouter):
+    """Each decode replica in turn."""
+
+    def __init__(self, decode):
+        super().__init__(decode)
+        self._turns = itertools.cycle(decode)
+
+    def choose(self, req):
+        return next(self._turns)
 
 
 class KVTransfer:
@@ -48,8 +68,7 @@ class KVTransfer:
         dis = cfg.cluster.disaggregation
         self.env = env
         self.decode = decode
-        self.route = DECODE_ROUTERS.get(dis.decode_router)
-        self._cycle = itertools.cycle(decode)
+        self.router = DECODE_ROUTERS.get(dis.decode_router)(decode)
         self.bytes_per_token = decode_spec.kv_bytes_per_token
         self.bandwidth = float(dis.link.bandwidth_gbps) * 1e9
         self.latency_s = float(dis.link.latency_s)
@@ -73,7 +92,7 @@ class KVTransfer:
 
     # -- the stage ----------------------------------------------------------
     def handoff(self, src: Replica, req: Request) -> None:
-        dst = self.route(self, req)
+        dst = self.router.choose(req)
         self.pending[dst.index].append((src, req))
         dst.inbound += 1
         self._start(dst)

@@ -26,7 +26,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
-from simulator.registry import Registry
+from simulator.registry import Component, Registry
 from simulator.workload.rng import stream
 
 if TYPE_CHECKING:
@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from simulator.engine.request import Request
 
 
-class Router(ABC):
-    """One routing policy; registered under ``cluster.router``."""
+class Router(Component, ABC):
+    """One routing policy; registered under ``cluster.router``, built per run from the scenario."""
 
     def __init__(self, cfg):
         self.rng = stream(cfg.seed, "router")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -114,10 +114,10 @@ def to_scenario(config: Any) -> ScenarioConfig:
     try:
         config = OmegaConf.create(config) if isinstance(config, dict) else config
         if isinstance(config, DictConfig) and "hydra" in config:
-            config = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+            config = OmegaConf.masked_copy(config, [str(k) for k in config if k != "hydra"])
         base = OmegaConf.structured(ScenarioConfig)
         _unknown_keys(base, config, "")  # a key the schema lacks (e.g. +foo=1) is an error
-        return OmegaConf.to_object(OmegaConf.merge(base, config))
+        return cast(ScenarioConfig, OmegaConf.to_object(OmegaConf.merge(base, config)))  # merged onto the schema
     except Exception as exc:
         raise ConfigError(describe_hydra_error(exc)) from exc
 
@@ -128,7 +128,7 @@ def _unknown_keys(schema, config, prefix: str) -> None:
     for key in config:
         if key not in schema.keys():  # ("in" would skip keys whose value is MISSING)
             parent = prefix.rstrip(".")
-            raise ConfigError(f"{prefix}{key} is not a known key; {_keys_of(parent)}.")
+            raise ConfigError(f"{prefix}{key!s} is not a known key; {_keys_of(parent)}.")
         node = schema._get_node(key)
         if not isinstance(node, DictConfig):
             continue
@@ -138,9 +138,9 @@ def _unknown_keys(schema, config, prefix: str) -> None:
             entries = config._get_node(key)
             if isinstance(entries, DictConfig):
                 for name in entries:
-                    _unknown_keys(OmegaConf.structured(element), entries._get_node(name), f"{prefix}{key}.{name}.")
+                    _unknown_keys(OmegaConf.structured(element), entries._get_node(name), f"{prefix}{key!s}.{name!s}.")
         else:
-            _unknown_keys(schema[key], config._get_node(key), f"{prefix}{key}.")
+            _unknown_keys(schema[key], config._get_node(key), f"{prefix}{key!s}.")
 
 
 def apply_overrides(config: Any, overrides: Iterable[str]) -> ScenarioConfig:

@@ -9,17 +9,22 @@ simulation builds each pool from it, so both read this one function.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from simulator.config.schema import GroupConfig, PoolConfig, ScenarioConfig, SchedulerConfig
 
 
-def _pool_scheduler(cfg, pool_cfg):
+def _pool_scheduler(cfg: ScenarioConfig, pool_cfg: PoolConfig | GroupConfig) -> SchedulerConfig:
     return replace(cfg.scheduler, **{k: v for k, v in vars(pool_cfg.scheduler).items() if v is not None})
 
 
-def pool_configs(cfg) -> list[tuple[str, object]]:
+def pool_configs(cfg: ScenarioConfig) -> list[tuple[str, ScenarioConfig]]:
     """(pool name, the scenario as that pool sees it), in replica-index order."""
     from simulator.config.catalog import load_hardware, load_model
 
     dis = cfg.cluster.disaggregation
+    parts: list[tuple[str, PoolConfig | GroupConfig, str]]
     if dis.enabled:
         parts = [("prefill", dis.prefill, "cluster.disaggregation.prefill"), ("decode", dis.decode, "cluster.disaggregation.decode")]
     elif cfg.cluster.groups:
@@ -29,7 +34,8 @@ def pool_configs(cfg) -> list[tuple[str, object]]:
     out = []
     for name, pool, key in parts:
         hw = load_hardware(pool.hardware, f"{key}.hardware") if pool.hardware else cfg.hardware
-        model = load_model(pool.model, f"{key}.model") if getattr(pool, "model", None) else cfg.model
+        model_name = getattr(pool, "model", None)  # groups may name a model; pools serve the scenario's
+        model = load_model(model_name, f"{key}.model") if model_name else cfg.model
         cluster = replace(cfg.cluster, replicas=pool.replicas, tp=pool.tp)
         out.append((name, replace(cfg, hardware=hw, model=model, scheduler=_pool_scheduler(cfg, pool), cluster=cluster)))
     return out

@@ -11,6 +11,8 @@ and the cluster (:mod:`~simulator.config.validate_cluster`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from simulator.config.checks import fraction, need, positive
 from simulator.config.validate_cluster import check_cluster
 from simulator.config.validate_pool import check_fits, check_scheduler
@@ -23,8 +25,11 @@ from simulator.config.validate_workload import (  # noqa: F401  (check_workload,
 )
 from simulator.specs import ModelSpec
 
+if TYPE_CHECKING:
+    from simulator.config.schema import LatencyConfig, ScenarioConfig
 
-def validate(cfg) -> None:
+
+def validate(cfg: ScenarioConfig) -> None:
     """Raise :class:`ConfigError` for the first problem found in ``cfg``."""
     _run(cfg)
     check_workload_config(cfg)
@@ -49,7 +54,7 @@ def validate(cfg) -> None:
     _tiers(cfg)
 
 
-def _run(cfg) -> None:
+def _run(cfg: ScenarioConfig) -> None:
     from simulator.progress import mode as progress_mode
 
     need(cfg.seed >= 0, f"seed must be an integer >= 0 (got {cfg.seed}).")
@@ -60,7 +65,7 @@ def _run(cfg) -> None:
     progress_mode(cfg.output.progress)  # auto, on or off (booleans read as on/off)
 
 
-def _latency(lat) -> None:
+def _latency(lat: LatencyConfig) -> None:
     from simulator.latency import LATENCY_MODELS
 
     LATENCY_MODELS.check(lat.model, lat, "latency")
@@ -77,7 +82,7 @@ def _latency(lat) -> None:
     )
 
 
-def _memory(cfg) -> None:
+def _memory(cfg: ScenarioConfig) -> None:
     from simulator.memory import ALLOCATIONS
 
     mem = cfg.memory
@@ -99,7 +104,7 @@ def _memory(cfg) -> None:
     positive(mem.swap_space_gb, "memory.swap_space_gb", allow_zero=True)
 
 
-def _cluster(cfg, prompt_max: float | None) -> None:
+def _cluster(cfg: ScenarioConfig, prompt_max: float | None) -> None:
     """Replica counts, TP, and the pools of a disaggregated cluster (groups: :func:`check_cluster`)."""
     cl = cfg.cluster
     need(cl.replicas >= 1, f"cluster.replicas must be >= 1 (got {cl.replicas}).")
@@ -110,7 +115,7 @@ def _cluster(cfg, prompt_max: float | None) -> None:
         check_fits(cfg, "cluster.tp", "hardware")
 
 
-def _disaggregation(cfg, prompt_max: float | None) -> None:
+def _disaggregation(cfg: ScenarioConfig, prompt_max: float | None) -> None:
     from simulator.cluster.disaggregation import DECODE_ROUTERS
     from simulator.config.pools import pool_configs
 
@@ -130,7 +135,7 @@ def _disaggregation(cfg, prompt_max: float | None) -> None:
         check_fits(pcfg, f"{key}.tp", f"{key}.hardware")
 
 
-def _tiers(cfg) -> None:
+def _tiers(cfg: ScenarioConfig) -> None:
     """``tiers``: named, shares >= 0 summing to > 0, limits in range where set."""
     tiers = cfg.tiers
     if not tiers:

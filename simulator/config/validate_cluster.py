@@ -4,14 +4,18 @@ start, failures and admission control (one sentence per problem)."""
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from simulator.config.checks import fraction, need, positive
 from simulator.config.validate_pool import check_fits, check_scheduler
 
+if TYPE_CHECKING:
+    from simulator.config.schema import ClusterConfig, ScenarioConfig
+
 RESERVED_GROUPS = ("mixed", "prefill", "decode")
 
 
-def check_cluster(cfg, prompt_max: float | None) -> None:
+def check_cluster(cfg: ScenarioConfig, prompt_max: float | None) -> None:
     """The router, groups, autoscaler, cold start, failures and admission control."""
     from simulator.cluster.routers import ROUTERS
 
@@ -41,7 +45,7 @@ def check_cluster(cfg, prompt_max: float | None) -> None:
     _admission(cfg)
 
 
-def _autoscaler(cl) -> None:
+def _autoscaler(cl: ClusterConfig) -> None:
     from simulator.cluster.autoscaler import SCALING_METRICS
 
     a, dis = cl.autoscaler, cl.disaggregation.enabled
@@ -64,7 +68,7 @@ def _autoscaler(cl) -> None:
             )
 
 
-def _failures(cl, initial: int) -> None:
+def _failures(cl: ClusterConfig, initial: int) -> None:
     f, dis = cl.failures, cl.disaggregation.enabled
     if f.at_s or f.mtbf_gpu_hours is not None:
         need(not dis, "cluster.failures works on colocated replicas; it cannot be combined with cluster.disaggregation.enabled=true.")
@@ -85,7 +89,7 @@ def _failures(cl, initial: int) -> None:
     need(f.in_flight in ("retry", "lost"), f"cluster.failures.in_flight={f.in_flight!r} is not known; choose retry or lost.")
 
 
-def _admission(cfg) -> None:
+def _admission(cfg: ScenarioConfig) -> None:
     adm = cfg.admission
     if adm.max_queue is not None:
         need(adm.max_queue >= 0, f"admission.max_queue must be an integer >= 0, or null (got {adm.max_queue}).")
@@ -106,7 +110,7 @@ def _admission(cfg) -> None:
         )
 
 
-def _initial_replicas(cfg) -> int:
+def _initial_replicas(cfg: ScenarioConfig) -> int:
     cl = cfg.cluster
     if cl.disaggregation.enabled:
         return cl.disaggregation.prefill.replicas + cl.disaggregation.decode.replicas

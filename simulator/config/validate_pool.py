@@ -6,51 +6,18 @@ disaggregated cluster are checked with these, each under its own key.
 
 from __future__ import annotations
 
-import math
-import warnings
-
-from simulator.config.checks import need, positive
+from simulator.config.checks import need
 from simulator.errors import ConfigError
 from simulator.specs import ModelSpec, memory_budget
 
 
 def check_scheduler(sched, key: str, prompt_max: float | None = None) -> None:
+    """The policy's own settings, and whether it can ever schedule the workload's longest prompt."""
     from simulator.scheduling import SCHEDULERS
 
-    if sched.policy not in SCHEDULERS:
-        raise ConfigError(
-            f"{key}.policy={sched.policy!r} is not a known scheduling policy; choose one of: {', '.join(SCHEDULERS.names())}."
-        )
-    need(sched.max_batch_size >= 1, f"{key}.max_batch_size must be >= 1 (got {sched.max_batch_size}).")
-    need(sched.max_batch_tokens >= 1, f"{key}.max_batch_tokens must be >= 1 (got {sched.max_batch_tokens}).")
-    positive(sched.max_wait_s, f"{key}.max_wait_s", allow_zero=True)
-    modes = ("recompute", "swap")
-    need(
-        sched.preemption_mode in modes,
-        f"{key}.preemption_mode={sched.preemption_mode!r} is not a known preemption mode; choose one of: {', '.join(modes)}.",
-    )
-    if sched.policy in ("continuous", "inflight") and prompt_max is not None and math.isfinite(prompt_max):
-        need(
-            prompt_max <= sched.max_batch_tokens,
-            f"{key}.max_batch_tokens={sched.max_batch_tokens} is below the longest prompt the workload can produce "
-            f"({int(prompt_max)}), which {sched.policy} batching could never schedule (engines refuse to start likewise); "
-            f"raise it or use scheduler=chunked_prefill"
-            + (" (TensorRT-LLM: max_num_tokens, or enable_chunked_context)." if sched.policy == "inflight" else "."),
-        )
-    if sched.policy == "inflight" and prompt_max is not None and math.isfinite(prompt_max) and prompt_max > sched.max_batch_tokens / 2:
-        warnings.warn(
-            f"{key}.policy=inflight with prompts up to {int(prompt_max)} tokens against a step budget of "
-            f"{sched.max_batch_tokens} ({key}.max_batch_tokens): a prompt joins only when the running batch leaves room "
-            f"for it whole, so long prompts can wait for the batch to drain; TensorRT-LLM users raise max_num_tokens "
-            f"or enable chunked context ({key}.policy=chunked_prefill).",
-            stacklevel=2,
-        )
-    if sched.policy == "chunked_prefill":
-        need(
-            sched.max_batch_tokens >= sched.max_batch_size,
-            f"{key}.max_batch_tokens ({sched.max_batch_tokens}) must be >= {key}.max_batch_size "
-            f"({sched.max_batch_size}) with chunked prefill, so every running request can decode each step.",
-        )
+    policy = SCHEDULERS.check(sched.policy, sched, key)
+    if prompt_max is not None:
+        policy.check_prompts(sched, key, prompt_max)
 
 
 def check_fits(cfg, tp_key: str, hw_key: str) -> None:

@@ -9,14 +9,19 @@ longest request must fit the model).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from omegaconf import ListConfig
 
 from simulator.config.checks import fraction, need, plain, positive
 from simulator.errors import ConfigError
 
+if TYPE_CHECKING:
+    from simulator.config.schema import ScenarioConfig
+    from simulator.workload.base import Workload
 
-def check_workload_config(cfg) -> None:
+
+def check_workload_config(cfg: ScenarioConfig) -> None:
     """``workload.*`` on its own (before memory and the engine are considered)."""
     wl = cfg.workload
     _arrival(wl)
@@ -36,41 +41,21 @@ def check_workload_config(cfg) -> None:
 
 
 def _arrival(wl) -> None:
-    from simulator.workload.arrivals import ARRIVALS, names
+    from simulator.workload.arrivals import ARRIVALS
 
-    if wl.arrival == "trace":
-        from simulator.workload.traces import check_config
-
-        need(bool(wl.trace.path), "workload.arrival=trace needs workload.trace.path (a trace file).")
-        check_config(wl.trace, wl.num_requests, wl.duration_s)
-    elif wl.trace.path:
+    if wl.arrival != "trace" and wl.trace.path:
         raise ConfigError(
             f"workload.trace.path is set but workload.arrival={wl.arrival}; set workload.arrival=trace to replay "
             f"the trace, or clear workload.trace.path."
         )
-    elif wl.arrival not in ARRIVALS and wl.arrival != "closed_loop":
-        raise ConfigError(
-            f"workload.arrival={wl.arrival!r} is not a known arrival process; choose one of: {', '.join(names())}."
-        )
+    source = ARRIVALS.check(wl.arrival, wl, "workload")
     if wl.rate_schedule is not None:
         need(
-            wl.arrival in ARRIVALS,
+            source.renewal,
             f"workload.rate_schedule is set but workload.arrival={wl.arrival}, which has no rate; "
-            f"use it with {', '.join(ARRIVALS.names())}, or set workload.rate_schedule=null.",
+            f"use it with {', '.join(n for n in ARRIVALS if ARRIVALS.get(n).renewal)}, or set workload.rate_schedule=null.",
         )
         _rate_schedule(wl.rate_schedule)
-    elif wl.arrival != "closed_loop":
-        positive(wl.rate, "workload.rate")
-    if wl.arrival in ARRIVALS:
-        ARRIVALS.check(wl.arrival, wl, "workload")
-    if wl.arrival == "closed_loop":
-        need(
-            wl.num_requests is not None,
-            "workload.arrival=closed_loop needs workload.num_requests (got null): "
-            "the users' requests are drawn before the run, so their number must be known.",
-        )
-        need(wl.users >= 1, f"workload.users must be an integer >= 1 (got {wl.users}).")
-        positive(wl.think_s, "workload.think_s", allow_zero=True)
 
 
 def _tenants_and_retries(wl) -> None:
@@ -109,6 +94,7 @@ def _rate_schedule(pieces) -> None:
             and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in pair),
             f"{key}[{i}] must be a [start_s, rate] pair of numbers (got {plain(p)!r}).",
         )
+        assert pair is not None  # need() raised otherwise
         start, rate = pair
         if i == 0:
             need(start == 0, f"{key}[0] must start at 0 s, so the rate is known from the start (got start_s={start}).")
@@ -153,7 +139,7 @@ def _cap_hint(wl, limit: int) -> str:
     return f" (e.g. workload.prompt_tokens.{key}={room})"
 
 
-def check_longest(cfg) -> float | None:
+def check_longest(cfg: ScenarioConfig) -> float | None:
     """The longest request fits the model (or ``memory.max_model_len``); returns the longest prompt
     the workload can produce (``None`` when unknown before the run: traces, growing conversations)."""
     from simulator.workload.lengths import upper_bound
@@ -185,14 +171,14 @@ def check_longest(cfg) -> float | None:
     return prompt + pf.system_tokens
 
 
-def max_len(cfg) -> tuple[int, str]:
+def max_len(cfg: ScenarioConfig) -> tuple[int, str]:
     """The longest request (prompt + output) the engine accepts, and its name for messages."""
     if cfg.memory.max_model_len is not None:
         return int(cfg.memory.max_model_len), f"memory.max_model_len={cfg.memory.max_model_len}"
     return int(cfg.model.max_context), f"model {cfg.model.name}'s context of {cfg.model.max_context} tokens"
 
 
-def check_workload(cfg, workload) -> None:
+def check_workload(cfg: ScenarioConfig, workload: Workload) -> None:
     """Checks that need the sampled requests (unbounded distributions)."""
     if len(workload) == 0:
         wl = cfg.workload
@@ -213,7 +199,7 @@ def check_workload(cfg, workload) -> None:
         )
 
 
-def check_run_memory(cfg) -> None:
+def check_run_memory(cfg: ScenarioConfig) -> None:
     """Refuse, before the workload is drawn, a run that cannot fit in memory: a run keeps
     every request and step until it writes its tables (see ``simulator.workload.BYTES_PER_REQUEST``)."""
     import simulator.workload as workload

@@ -116,6 +116,11 @@ class Replica:
         return self.sched_state.in_flight
 
     @property
+    def landed(self) -> int:
+        """Requests whose KV arrived during the current step; they join before the next."""
+        return len(self._inbox)
+
+    @property
     def arriving(self) -> int:
         """Disaggregation: requests whose KV is allocated here, copying or about to join."""
         return self.sched_state.arriving

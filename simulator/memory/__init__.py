@@ -10,4 +10,37 @@ ALLOCATIONS.register("reserve_max")(ReserveMax)
 ALLOCATIONS.register("reserve_pow2")(ReservePow2)
 ALLOCATIONS.register("reserve_exact")(ReserveExact)
 
-__all__ = ["ALLOCATIONS", "BlockManager", "ReserveMax", "ReservePow2", "ReserveExact", "PrefixCachingBlockManager"]
+
+
+def kv_allocation(cfg, pool: str, requires_reservation: bool) -> str:
+    """The allocation mode replicas of ``pool`` use: ``memory.allocation``, except that a prefill
+    pool only ever holds prompts until their transfer (paged), and a request-level scheduler
+    (``requires_reservation``) reserves up front (a growing mode becomes ``reserve_max``)."""
+    allocation = cfg.memory.allocation
+    if pool == "prefill":
+        return "paged"
+    if requires_reservation and ALLOCATIONS.get(allocation).grows:
+        return "reserve_max"
+    return allocation
+
+
+def build_kv_manager(cfg, pool: str, allocation: str, kv_blocks: int) -> BlockManager:
+    """One replica's KV manager: ``kv_blocks`` blocks in the ``allocation`` mode, caching prefixes
+    with ``memory.prefix_caching`` (not on a decode pool, which receives KV and never prefills)."""
+    mem = cfg.memory
+    kv_cls = ALLOCATIONS.get(allocation)
+    if mem.prefix_caching and allocation == "paged" and pool != "decode":
+        kv_cls = PrefixCachingBlockManager
+    return kv_cls(kv_blocks, mem.block_size, mem.watermark, mem.max_model_len or cfg.model.max_context)
+
+
+__all__ = [
+    "ALLOCATIONS",
+    "BlockManager",
+    "ReserveMax",
+    "ReservePow2",
+    "ReserveExact",
+    "PrefixCachingBlockManager",
+    "build_kv_manager",
+    "kv_allocation",
+]

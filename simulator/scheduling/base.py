@@ -17,11 +17,13 @@ KV for decodes with preemption of the newest request, and swapping back in.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
-from simulator.registry import Registry
+from simulator.config.checks import need, positive
+from simulator.registry import Component, Registry
 
 if TYPE_CHECKING:
     from simulator.engine.request import Request
@@ -38,13 +40,41 @@ class Plan:
     padded_ctx: int = 0  # ... and their context
 
 
-class Scheduler(ABC):
-    """One policy per engine; registered under ``scheduler.policy``."""
+class Scheduler(Component, ABC):
+    """One policy per engine; registered under ``scheduler.policy``. It checks its settings
+    (:meth:`check`, and :meth:`check_prompts` against the workload's longest prompt) and is
+    built on a replica's state by :func:`simulator.scheduling.build_scheduler`."""
 
     #: finished requests keep their KV until the whole batch ends (static batching)
     holds_finished = False
     #: needs KV reserved up front (a contiguous allocation mode)
     requires_reservation = False
+    #: a prompt must fit the step's token budget whole (no chunking)
+    whole_prompts: ClassVar[bool] = False
+    #: the engine's own words for raising the budget, appended to the too-long-prompt error
+    budget_hint: ClassVar[str] = ""
+
+    @classmethod
+    def check(cls, sched, key):
+        need(sched.max_batch_size >= 1, f"{key}.max_batch_size must be >= 1 (got {sched.max_batch_size}).")
+        need(sched.max_batch_tokens >= 1, f"{key}.max_batch_tokens must be >= 1 (got {sched.max_batch_tokens}).")
+        positive(sched.max_wait_s, f"{key}.max_wait_s", allow_zero=True)
+        modes = ("recompute", "swap")
+        need(
+            sched.preemption_mode in modes,
+            f"{key}.preemption_mode={sched.preemption_mode!r} is not a known preemption mode; choose one of: {', '.join(modes)}.",
+        )
+
+    @classmethod
+    def check_prompts(cls, sched, key: str, prompt_max: float) -> None:
+        """The workload's longest prompt (``prompt_max`` tokens) can be scheduled at all."""
+        if cls.whole_prompts and math.isfinite(prompt_max):
+            need(
+                prompt_max <= sched.max_batch_tokens,
+                f"{key}.max_batch_tokens={sched.max_batch_tokens} is below the longest prompt the workload can produce "
+                f"({int(prompt_max)}), which {cls.name} batching could never schedule (engines refuse to start likewise); "
+                f"raise it or use scheduler=chunked_prefill{cls.budget_hint}.",
+            )
 
     def __init__(self, cfg, state: ReplicaState):
         sched = cfg.scheduler

@@ -20,11 +20,21 @@ its v1 engine, whose KV allocation per chunk is not modelled).
 
 from __future__ import annotations
 
+from simulator.config.checks import need
 from simulator.scheduling.base import SCHEDULERS, Plan, Scheduler
 
 
 @SCHEDULERS.register("chunked_prefill")
 class ChunkedPrefillScheduler(Scheduler):
+    @classmethod
+    def check(cls, sched, key):
+        super().check(sched, key)
+        need(
+            sched.max_batch_tokens >= sched.max_batch_size,
+            f"{key}.max_batch_tokens ({sched.max_batch_tokens}) must be >= {key}.max_batch_size "
+            f"({sched.max_batch_size}) with chunked prefill, so every running request can decode each step.",
+        )
+
     def plan(self):
         st = self.state
         waiting, running = st.waiting, st.running

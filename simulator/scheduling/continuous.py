@@ -28,6 +28,8 @@ from simulator.scheduling.base import SCHEDULERS, Plan, Scheduler
 
 @SCHEDULERS.register("continuous")
 class ContinuousScheduler(Scheduler):
+    whole_prompts = True
+
     def reject_reason(self, req):
         if req.prompt > self.max_batch_tokens:
             return "prompt_exceeds_max_batch_tokens"

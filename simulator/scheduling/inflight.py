@@ -21,6 +21,9 @@ behaves as ``chunked_prefill``. Admission needs the request's KV to fit
 
 from __future__ import annotations
 
+import math
+import warnings
+
 from simulator.scheduling.base import SCHEDULERS, Plan
 from simulator.scheduling.continuous import ContinuousScheduler
 
@@ -29,6 +32,20 @@ from simulator.scheduling.continuous import ContinuousScheduler
 class InflightScheduler(ContinuousScheduler):
     """Continuous batching whose steps mix the decodes with whole new prompts
     (it shares ``continuous``'s rejection of prompts beyond the budget)."""
+
+    budget_hint = " (TensorRT-LLM: max_num_tokens, or enable_chunked_context)"
+
+    @classmethod
+    def check_prompts(cls, sched, key, prompt_max):
+        super().check_prompts(sched, key, prompt_max)
+        if math.isfinite(prompt_max) and prompt_max > sched.max_batch_tokens / 2:
+            warnings.warn(
+                f"{key}.policy=inflight with prompts up to {int(prompt_max)} tokens against a step budget of "
+                f"{sched.max_batch_tokens} ({key}.max_batch_tokens): a prompt joins only when the running batch leaves "
+                f"room for it whole, so long prompts can wait for the batch to drain; TensorRT-LLM users raise "
+                f"max_num_tokens or enable chunked context ({key}.policy=chunked_prefill).",
+                stacklevel=2,
+            )
 
     def plan(self):
         st = self.state

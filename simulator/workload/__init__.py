@@ -18,73 +18,15 @@ the requests. Tier and tenant labels: :mod:`simulator.workload.labels`.
 from __future__ import annotations
 
 import contextlib
-import math
-from collections.abc import Callable
-from types import SimpleNamespace
 
-import numpy as np
-
-from simulator.workload import labels
 from simulator.workload.arrivals import ARRIVALS, RateSchedule
 from simulator.workload.base import Workload
-from simulator.workload.lengths import LENGTHS, sample
-from simulator.workload.rng import stream
-
-_CHUNK = 4096
+from simulator.workload.lengths import LENGTHS
 
 
 def generate(cfg) -> Workload:
-    wl = cfg.workload
-    if wl.arrival == "trace":
-        from simulator.workload.traces import load
-
-        return load(cfg)
-    think = None
-    if wl.arrival == "closed_loop":
-        n = int(wl.num_requests)
-        arrival_s = np.full(n, np.nan)
-        think = stream(cfg.seed, "think").exponential(float(wl.think_s), size=n)
-    else:
-        arrival_s = _open_arrivals(cfg)
-        n = len(arrival_s)
-    prompt = sample(wl.prompt_tokens, stream(cfg.seed, "prompt_tokens"), n)
-    output = sample(wl.output_tokens, stream(cfg.seed, "output_tokens"), n)
-    w = Workload(arrival_s, prompt, output, think_s=think)
-    pf = wl.prefix
-    if pf.system_prompts > 0 or (pf.sessions > 0 and pf.turns > 1):
-        from simulator.workload import prefixes
-
-        w.prompt_tokens, w.prefix_ids, w.session = prefixes.apply(cfg, prompt, output)
-        w.prefix_block_tokens = prefixes.GRANULARITY
-    labels.label(cfg, w)
-    return w
-
-
-def _open_arrivals(cfg) -> np.ndarray:
-    """Arrival times of an open process, up to ``workload.num_requests`` and before ``workload.duration_s``."""
-    wl = cfg.workload
-    arrivals = ARRIVALS.get(wl.arrival).gaps
-    rng_arr = stream(cfg.seed, "arrivals")
-    warp: Callable[[np.ndarray], np.ndarray] | None = None
-    params = wl
-    if wl.rate_schedule is not None:  # rate 1 in operational time, then t = Λ⁻¹(u)
-        warp = RateSchedule.from_config(wl.rate_schedule).inverse
-        params = SimpleNamespace(rate=1.0, cv=wl.cv)
-    limit_n = wl.num_requests if wl.num_requests is not None else np.iinfo(np.int64).max
-    horizon = wl.duration_s if wl.duration_s is not None else np.inf
-
-    times: list[np.ndarray] = []
-    u0, count = 0.0, 0
-    while count < limit_n:
-        n = int(min(_CHUNK, limit_n - count))
-        u = u0 + np.cumsum(arrivals(params, rng_arr, n))
-        t = u if warp is None else warp(u)
-        if t[-1] >= horizon:  # also a final rate of 0: the times after it are inf
-            times.append(t[t < horizon])
-            break
-        times.append(t)
-        u0, count = float(u[-1]), count + n
-    return np.concatenate(times) if times else np.empty(0)
+    """The requests of ``cfg.workload``, drawn by its source (:data:`ARRIVALS`)."""
+    return ARRIVALS.get(cfg.workload.arrival).generate(cfg)
 
 
 # -- how much memory a run needs ----------------------------------------------
@@ -120,25 +62,7 @@ def expected_requests(cfg) -> tuple[float, str] | None:
     """How many requests ``cfg`` will generate (expected, for a ``workload.duration_s``
     stop) and which keys set that, or ``None`` when it is not known before the
     workload is read (a trace, unless it loops up to ``workload.num_requests``)."""
-    wl = cfg.workload
-    cap = float(wl.num_requests) if wl.num_requests is not None else math.inf
-    if wl.arrival == "trace":
-        if wl.trace.loop and wl.num_requests is not None:
-            return cap, f"workload.num_requests={wl.num_requests}"
-        return None
-    if wl.arrival == "closed_loop":
-        return cap, f"workload.num_requests={wl.num_requests}"
-    by_time = math.inf
-    if wl.duration_s is not None:
-        if wl.rate_schedule is not None:
-            by_time = float(RateSchedule.from_config(wl.rate_schedule).cumulative(float(wl.duration_s)))
-            rate = "workload.rate_schedule"
-        else:
-            by_time = float(wl.rate) * float(wl.duration_s)
-            rate = f"workload.rate={wl.rate}"
-    if cap <= by_time:
-        return (cap, f"workload.num_requests={wl.num_requests}") if math.isfinite(cap) else None
-    return by_time, f"workload.duration_s={wl.duration_s} at {rate}"
+    return ARRIVALS.get(cfg.workload.arrival).expected_requests(cfg)
 
 
 def memory_needed(cfg, n: float) -> float:

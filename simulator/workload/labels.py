@@ -21,9 +21,15 @@ it carries and gets only the missing ones drawn.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from simulator.workload.rng import stream
+
+if TYPE_CHECKING:
+    from simulator.config.schema import ScenarioConfig
+    from simulator.workload.base import Workload
 
 
 def _pick(weights: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -33,7 +39,7 @@ def _pick(weights: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
     return np.minimum(idx, len(weights) - 1)  # guards against rounding at the top of the cdf
 
 
-def tiers(cfg, n: int) -> np.ndarray | None:
+def tiers(cfg: ScenarioConfig, n: int) -> np.ndarray | None:
     """``n`` tier names drawn by share (object array of str), or None without tiers."""
     if not cfg.tiers:
         return None
@@ -42,7 +48,7 @@ def tiers(cfg, n: int) -> np.ndarray | None:
     return np.asarray(names, dtype=object)[_pick(shares, stream(cfg.seed, "tier"), n)]
 
 
-def tenants(cfg, tier: np.ndarray | None, n: int) -> np.ndarray | None:
+def tenants(cfg: ScenarioConfig, tier: np.ndarray | None, n: int) -> np.ndarray | None:
     """``n`` tenant names, Zipf over each tier's tenants, or None when ``workload.tenants`` is 0."""
     wl = cfg.workload
     count = int(wl.tenants)
@@ -58,7 +64,7 @@ def tenants(cfg, tier: np.ndarray | None, n: int) -> np.ndarray | None:
     return table[row.reshape(-1), k]
 
 
-def label(cfg, workload) -> None:
+def label(cfg: ScenarioConfig, workload: Workload) -> None:
     """Fill in ``workload.tier`` and ``workload.tenant`` where the scenario asks and they are missing."""
     n = len(workload)
     if workload.tier is None:

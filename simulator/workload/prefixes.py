@@ -18,15 +18,20 @@ which is what the prefix cache keys on.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from simulator.workload.rng import stream
+
+if TYPE_CHECKING:
+    from simulator.config.schema import ScenarioConfig
 
 GRANULARITY = 16  # tokens per prefix id
 _SYSTEM, _CONVERSATION, _PRIVATE = 1, 2, 3
 
 
-def apply(cfg, prompt: np.ndarray, output: np.ndarray) -> tuple[np.ndarray, list, np.ndarray | None]:
+def apply(cfg: ScenarioConfig, prompt: np.ndarray, output: np.ndarray) -> tuple[np.ndarray, list, np.ndarray | None]:
     """Prompts with their shared parts prepended, each request's prefix ids, and session labels.
 
     The labels (``conv-{n}``, one per conversation) let session-affinity
@@ -42,8 +47,8 @@ def apply(cfg, prompt: np.ndarray, output: np.ndarray) -> tuple[np.ndarray, list
     sessions = pf.sessions if pf.sessions > 0 and pf.turns > 1 else 0
     new_prompt = prompt.astype(np.int64).copy()
     ids: list = []
-    labels = np.empty(n, dtype=object) if sessions else None
-    history = {}  # session -> (conversation number, tokens so far)
+    conv_labels = np.empty(n if sessions else 0, dtype=object)
+    history: dict[int, int] = {}  # session -> (conversation number, tokens so far)
     for i in range(n):
         S = int(system[i])
         k = int(choice[i])
@@ -56,7 +61,7 @@ def apply(cfg, prompt: np.ndarray, output: np.ndarray) -> tuple[np.ndarray, list
             conv = number * sessions + s
             hist = history.get(s, 0) if turn else 0
             history[s] = hist + int(prompt[i]) + int(output[i])
-            labels[i] = f"conv-{conv}"
+            conv_labels[i] = f"conv-{conv}"
         total = S + hist + int(prompt[i])
         new_prompt[i] = total
         blocks = -(-total // GRANULARITY)
@@ -70,4 +75,4 @@ def apply(cfg, prompt: np.ndarray, output: np.ndarray) -> tuple[np.ndarray, list
             else:
                 row.append(hash((_PRIVATE, i, b)))
         ids.append(row)
-    return new_prompt, ids, labels
+    return new_prompt, ids, conv_labels if sessions else None

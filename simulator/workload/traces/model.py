@@ -66,6 +66,7 @@ class Trace:
     def prefix_list(self) -> list | None:
         if self.prefix_flat is None:
             return None
+        assert self.prefix_offsets is not None  # set together with prefix_flat
         return _split(self.prefix_flat, self.prefix_offsets)
 
 

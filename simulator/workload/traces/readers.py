@@ -86,7 +86,8 @@ def _read_csv(p: Path, gz: bool, fmt: str) -> Trace:
                     quoted_strings_can_be_null=False,
                 ),
             )
-            cols, state, base = _Cols(), {}, 0
+            cols, base = _Cols(), 0
+            state: dict[str, int] = {}
             for batch in reader:
                 if invalid:
                     break
@@ -198,7 +199,8 @@ def _parquet_rows(p: Path, pf, fmt: str) -> Trace:
                 p,
                 f"the metadata key prefix_block_tokens must be a positive integer (got {meta[_BLOCK_KEY].decode(errors='replace')!r}).",
             ) from None
-    cols, state, base = _Cols(), {}, 0
+    cols, base = _Cols(), 0
+    state: dict[str, int] = {}
     for batch in pf.iter_batches(columns=[c for c, _ in roles.values()], batch_size=65536):
         _convert_batch(batch, roles, cols, p, base, None, state)
         base += batch.num_rows
@@ -277,7 +279,7 @@ def _jsonl_rows(p: Path, gz: bool, fmt: str) -> Trace:
 def _jsonl_trace(p: Path, fmt: str, cols: _JsonColumns) -> Trace:
     n = len(cols.arrival)
     line_arr = np.frombuffer(cols.lines, dtype=np.int64).copy() if n else None
-    contiguous = n and line_arr[-1] - line_arr[0] == n - 1 and line_arr[0] == 1
+    contiguous = n and line_arr is not None and line_arr[-1] - line_arr[0] == n - 1 and line_arr[0] == 1
     trace = Trace(
         path=str(p),
         format=fmt,

@@ -26,6 +26,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from simulator.workload.rng import stream
 from simulator.workload.traces.formats import _check_name
 from simulator.workload.traces.model import Trace, _fail, _split, _take_lists, order
 from simulator.workload.traces.readers import read
+
+if TYPE_CHECKING:
+    from simulator.config.schema import ScenarioConfig, TraceConfig
 
 
 @dataclass
@@ -71,7 +75,7 @@ class _Rows:
         return len(self.t)
 
 
-def check_config(tc, num_requests: int | None = None, duration_s: float | None = None) -> None:
+def check_config(tc: TraceConfig, num_requests: int | None = None, duration_s: float | None = None) -> None:
     """Raise :class:`ConfigError` for a bad ``workload.trace`` value (no file access)."""
     _check_name(tc.format)
     if not (tc.speedup > 0 and math.isfinite(tc.speedup)):
@@ -103,7 +107,7 @@ class _Replay:
     """What the stages share: the trace, the controls, the caps, and the notes they fill in."""
 
     trace: Trace
-    tc: object
+    tc: TraceConfig
     seed: int
     num_requests: int | None
     duration_s: float | None
@@ -114,7 +118,7 @@ class _Replay:
 
 def replay(
     trace: Trace,
-    tc,
+    tc: TraceConfig,
     *,
     seed: int = 0,
     num_requests: int | None = None,
@@ -289,13 +293,19 @@ def _workload(r: _Rows, run: _Replay) -> Workload:
         arrival_s=np.ascontiguousarray(r.t, dtype=np.float64),
         prompt_tokens=np.ascontiguousarray(r.prompt, dtype=np.int64),
         output_tokens=np.ascontiguousarray(r.output, dtype=np.int64),
-        prefix_ids=None if r.flat is None else _split(r.flat, r.offsets),
+        prefix_ids=None if r.flat is None else _split(r.flat, _offsets(r)),
         prefix_block_tokens=run.trace.prefix_block_tokens,
         tenant=r.tenant,
         session=r.session,
         tier=r.tier,
         notes=run.notes,
     )
+
+
+def _offsets(r: _Rows) -> np.ndarray:
+    """``r.offsets`` where ``r.flat`` is set (the two are set together)."""
+    assert r.offsets is not None
+    return r.offsets
 
 
 def _truncate_lists(flat, offsets, max_counts):
@@ -343,17 +353,17 @@ def _loop(r: _Rows, num_requests, duration_s, trace: Trace) -> tuple[_Rows, int]
     if r.flat is not None:
         width = int(r.flat.max() - r.flat.min() + 1) if r.flat.size else 1
         out.flat = np.concatenate([r.flat + j * width for j in range(k)])
-        lengths = np.tile(np.diff(r.offsets), k)
+        lengths = np.tile(np.diff(_offsets(r)), k)
         out.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     return out, k
 
 
-def max_length(cfg) -> int:
+def max_length(cfg: ScenarioConfig) -> int:
     """The engine's max request length: ``memory.max_model_len`` or the model's context."""
     return int(cfg.memory.max_model_len or cfg.model.max_context)
 
 
-def load(cfg) -> Workload:
+def load(cfg: ScenarioConfig) -> Workload:
     """The :class:`Workload` of ``cfg.workload.trace`` for the scenario ``cfg``."""
     wl = cfg.workload
     tc = wl.trace

@@ -36,6 +36,7 @@ def prefix_reuse(trace_or_flat, offsets=None, prompt=None, block: int = DEFAULT_
     if isinstance(trace_or_flat, Trace):
         tr = trace_or_flat
         flat, offsets, prompt, block = tr.prefix_flat, tr.prefix_offsets, tr.prompt_tokens, tr.prefix_block_tokens
+        assert flat is not None and offsets is not None, "prefix_reuse needs a trace with prefix ids"
     else:
         flat = trace_or_flat
     lengths = np.diff(offsets)
