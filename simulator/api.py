@@ -80,6 +80,10 @@ def load_config(overrides: Iterable[str] | None = None, *, config: Any = None) -
         if hydra_job is not None:  # the servesim command line: hydra composed ``config`` from these
             task, choice = hydra_job
             _replay_whole_trace(cfg, [*task, *overrides], choice)
+    if cfg.model.hf_config:  # the model's shape from its config.json
+        from simulator.config.hf import model_from_hf
+
+        cfg = replace(cfg, model=model_from_hf(cfg.model, cfg.model.hf_config))
     validate(cfg)
     return cfg
 

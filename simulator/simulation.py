@@ -19,6 +19,7 @@ import simpy
 
 from simulator.cluster.fleet import Fleet, Pool
 from simulator.config.pools import pool_configs
+from simulator.config.schema import ScenarioConfig
 from simulator.engine.replica import Replica
 from simulator.latency import build_latency_model
 from simulator.memory import build_kv_manager, kv_allocation
@@ -43,8 +44,8 @@ class SimulationOutput:
 
 
 def _build_pool(env, name, pcfg, rec: Recorder, counter: list[int]) -> Pool:
-    spec = ModelSpec.from_config(pcfg.model, pcfg.cluster.tp)
-    budget = memory_budget(pcfg.hardware, pcfg.memory, spec)
+    spec = ModelSpec.from_config(pcfg.model, pcfg.cluster.tp, pcfg.cluster.ep)
+    budget = memory_budget(pcfg.hardware, pcfg.memory, spec, int(pcfg.scheduler.max_batch_size))
     latency = build_latency_model(pcfg, spec)
     allocation = kv_allocation(pcfg, name, SCHEDULERS.get(pcfg.scheduler.policy).requires_reservation)
     mem = pcfg.memory
@@ -76,7 +77,7 @@ def _build_pool(env, name, pcfg, rec: Recorder, counter: list[int]) -> Pool:
     return Pool(name, pcfg, allocation, spec, budget, latency.describe(), make, float(cold.provision_s) + load_s)
 
 
-def simulate(cfg, workload: Workload | None = None) -> SimulationOutput:
+def simulate(cfg: ScenarioConfig, workload: Workload | None = None) -> SimulationOutput:
     """Run the scenario ``cfg`` (a validated ``ScenarioConfig``) on ``workload``."""
     from simulator.cluster.gateway import Gateway
 

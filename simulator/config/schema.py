@@ -77,11 +77,32 @@ class ModelConfig:
     max_context: int = MISSING  # max_position_embeddings
     qkv_bias: bool = False
     tie_word_embeddings: bool = False
-    params_total: float = MISSING  # published / derived parameter count
+    params_total: float | None = None  # published parameter count (checked against the derived one); null: derived
     # Precision knobs: bytes per weight and per KV element follow from these.
     weight_dtype: str = "bf16"
     kv_dtype: str = "bf16"
     source: str = MISSING
+    #: a Hugging Face config.json (or a folder holding one): the shape comes from it (docs/models.md)
+    hf_config: str | None = None
+    mlp: str = "gated"  # gated (gate, up, down: SwiGLU) | plain (up, down: GPT/OPT-style)
+    # Mixture of experts (num_experts > 0): routed experts per MoE layer and how many each token uses.
+    num_experts: int = 0
+    experts_per_token: int = 0
+    shared_experts: int = 0  # always-on experts per MoE layer (DeepSeek, Qwen2-MoE)
+    moe_intermediate_size: int | None = None  # one expert's width (null: intermediate_size)
+    first_dense_layers: int = 0  # layers before the first MoE layer (DeepSeek's first_k_dense_replace)
+    moe_layer_step: int = 1  # every k-th layer is MoE (Llama 4's interleave_moe_layer_step)
+    expert_imbalance: float = 1.0  # routing skew: the busiest expert's load over the mean (1: uniform)
+    # Multi-head latent attention (kv_lora_rank > 0): the cache holds one latent of
+    # kv_lora_rank + qk_rope_head_dim per token and layer (DeepSeek-V2/V3).
+    kv_lora_rank: int = 0
+    q_lora_rank: int = 0
+    qk_rope_head_dim: int = 0
+    qk_nope_head_dim: int = 0
+    v_head_dim: int = 0
+    # Sliding-window attention: layers that keep only the last sliding_window tokens of KV.
+    sliding_window: int | None = None
+    sliding_window_layers: int | None = None  # how many layers use the window (null: all)
 
 
 @dataclass
@@ -305,6 +326,10 @@ class FailureConfig:
 class ClusterConfig:
     replicas: int = 1
     tp: int = 1
+    #: expert parallelism: the GPUs the routed experts are spread over. 1: every expert sharded over
+    #: the replica's TP GPUs; tp: each GPU holds whole experts; a multiple of tp: experts spread over
+    #: ep/tp replicas that run attention data-parallel, with all-to-all dispatch and combine (docs/models.md)
+    ep: int = 1
     router: str = "round_robin"
     #: Heterogeneous replica groups (name -> group); when set, replicas/tp
     #: above are ignored and each group has its own count, TP, hardware, model.

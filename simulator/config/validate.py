@@ -26,12 +26,13 @@ from simulator.config.validate_workload import (  # noqa: F401  (check_workload,
 from simulator.specs import ModelSpec
 
 if TYPE_CHECKING:
-    from simulator.config.schema import LatencyConfig, ScenarioConfig
+    from simulator.config.schema import LatencyConfig, ModelConfig, ScenarioConfig
 
 
 def validate(cfg: ScenarioConfig) -> None:
     """Raise :class:`ConfigError` for the first problem found in ``cfg``."""
     _run(cfg)
+    _model(cfg.model)
     check_workload_config(cfg)
     check_run_memory(cfg)  # before the workload is drawn: a run that cannot fit is refused, not killed
     prompt_max = check_longest(cfg)
@@ -46,12 +47,43 @@ def validate(cfg: ScenarioConfig) -> None:
         from simulator.latency import build_latency_model
 
         for _, pcfg in pool_configs(cfg):
-            build_latency_model(pcfg, ModelSpec.from_config(pcfg.model, pcfg.cluster.tp))
+            build_latency_model(pcfg, ModelSpec.from_config(pcfg.model, pcfg.cluster.tp, pcfg.cluster.ep))
     for key in ("ttft_s", "tpot_s", "e2e_s"):
         v = getattr(cfg.slo, key)
         if v is not None:
             positive(v, f"slo.{key}")
     _tiers(cfg)
+
+
+def _model(m: ModelConfig) -> None:
+    """The architecture fields beyond the dense defaults: MLP kind, experts, latent attention, windows."""
+    need(m.mlp in ("gated", "plain"), f"model.mlp={m.mlp!r} is not known; choose gated (SwiGLU) or plain (GPT-style).")
+    need(m.num_experts >= 0, f"model.num_experts must be >= 0 (got {m.num_experts}); 0 means a dense model.")
+    if m.num_experts > 0:
+        need(
+            1 <= m.experts_per_token <= m.num_experts,
+            f"model.experts_per_token must lie in [1, model.num_experts={m.num_experts}] (got {m.experts_per_token}).",
+        )
+        need(m.shared_experts >= 0, f"model.shared_experts must be >= 0 (got {m.shared_experts}).")
+        need(m.moe_layer_step >= 1, f"model.moe_layer_step must be >= 1 (got {m.moe_layer_step}).")
+        need(
+            0 <= m.first_dense_layers < m.num_layers,
+            f"model.first_dense_layers must lie in [0, model.num_layers={m.num_layers}) (got {m.first_dense_layers}).",
+        )
+        need(m.expert_imbalance >= 1, f"model.expert_imbalance must be >= 1 (1 = uniform routing; got {m.expert_imbalance}).")
+    if m.kv_lora_rank:
+        need(
+            m.kv_lora_rank > 0 and m.qk_rope_head_dim > 0 and m.v_head_dim > 0,
+            "model.kv_lora_rank > 0 (multi-head latent attention) needs model.qk_rope_head_dim and model.v_head_dim > 0 "
+            f"(got kv_lora_rank={m.kv_lora_rank}, qk_rope_head_dim={m.qk_rope_head_dim}, v_head_dim={m.v_head_dim}).",
+        )
+    if m.sliding_window is not None:
+        need(m.sliding_window >= 1, f"model.sliding_window must be >= 1 token, or null (got {m.sliding_window}).")
+    if m.sliding_window_layers is not None:
+        need(
+            0 <= m.sliding_window_layers <= m.num_layers,
+            f"model.sliding_window_layers must lie in [0, model.num_layers={m.num_layers}] (got {m.sliding_window_layers}).",
+        )
 
 
 def _run(cfg: ScenarioConfig) -> None:
@@ -109,6 +141,24 @@ def _cluster(cfg: ScenarioConfig, prompt_max: float | None) -> None:
     cl = cfg.cluster
     need(cl.replicas >= 1, f"cluster.replicas must be >= 1 (got {cl.replicas}).")
     need(cl.tp >= 1, f"cluster.tp must be >= 1 (got {cl.tp}).")
+    if cl.ep != 1:
+        m = cfg.model
+        need(m.num_experts > 0, f"cluster.ep={cl.ep} needs a mixture-of-experts model; model={m.name} is dense.")
+        need(
+            cl.ep % cl.tp == 0 and m.num_experts % cl.ep == 0,
+            f"cluster.ep={cl.ep} must be a multiple of cluster.tp={cl.tp} (the replica's GPUs, or several replicas' "
+            f"with data-parallel attention) and divide model.num_experts={m.num_experts}.",
+        )
+        need(
+            cl.replicas % (cl.ep // cl.tp) == 0,
+            f"cluster.ep={cl.ep} spreads experts over {cl.ep // cl.tp} replicas of cluster.tp={cl.tp} GPUs, so "
+            f"cluster.replicas must be a multiple of {cl.ep // cl.tp} (got {cl.replicas}).",
+        )
+        need(
+            not cl.groups and not cl.disaggregation.enabled and not cl.autoscaler.enabled,
+            "cluster.ep applies to a fixed set of colocated replicas; it cannot be combined with cluster.groups, "
+            "disaggregation or the autoscaler.",
+        )
     if cl.disaggregation.enabled:
         _disaggregation(cfg, prompt_max)
     elif not cl.groups:  # groups are checked one by one in check_cluster

@@ -7,6 +7,7 @@ disaggregated cluster are checked with these, each under its own key.
 from __future__ import annotations
 
 from simulator.config.checks import need
+from simulator.config.schema import ScenarioConfig
 from simulator.errors import ConfigError
 from simulator.specs import ModelSpec, memory_budget
 
@@ -20,7 +21,7 @@ def check_scheduler(sched, key: str, prompt_max: float | None = None) -> None:
         policy.check_prompts(sched, key, prompt_max)
 
 
-def check_fits(cfg, tp_key: str, hw_key: str) -> None:
+def check_fits(cfg: ScenarioConfig, tp_key: str, hw_key: str) -> None:
     """The model's weights fit on the hardware at the TP degree, with room for KV."""
     m, mem, tp = cfg.model, cfg.memory, cfg.cluster.tp
     need(tp >= 1, f"{tp_key} must be >= 1 (got {tp}).")
@@ -30,15 +31,17 @@ def check_fits(cfg, tp_key: str, hw_key: str) -> None:
         f"{tp_key}={tp} must divide model {m.name}'s {m.num_attention_heads} attention heads; "
         f"choose one of: {', '.join(map(str, [d for d in valid if d <= 64]))}.",
     )
-    spec = ModelSpec.from_config(m, tp)  # checks the precision names
-    budget = memory_budget(cfg.hardware, mem, spec)
+    spec = ModelSpec.from_config(m, tp, cfg.cluster.ep)  # checks the precision names
+    budget = memory_budget(cfg.hardware, mem, spec, int(cfg.scheduler.max_batch_size))
     if budget.kv_blocks < 1:
         # the smallest TP degree that both divides the heads and leaves room for KV
         need_tp = next(
-            (d for d in valid if d > tp and memory_budget(cfg.hardware, mem, ModelSpec.from_config(m, d)).kv_blocks >= 1),
+            (d for d in valid if d > tp and memory_budget(cfg.hardware, mem, ModelSpec.from_config(m, d), int(cfg.scheduler.max_batch_size)).kv_blocks >= 1),
             None,
         )
         hint = f"raise {tp_key} to {need_tp}" if need_tp else "lower memory.activation_reserve_gb"
+        if m.num_experts > 0 and hw_key == "hardware":
+            hint += " or spread the experts over more GPUs (cluster.ep, a multiple of cluster.tp, with as many replicas)"
         raise ConfigError(
             f"model={m.name} does not fit: its weights need {spec.weight_bytes / 1e9:.1f} GB but "
             f"{hw_key}={cfg.hardware.name} x {tp_key}={tp} leaves "

@@ -98,10 +98,14 @@ the GEMM sum is cached per token count.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from simulator.errors import ConfigError
 from simulator.latency.base import LATENCY_MODELS, LatencyModel, StepShape
 from simulator.specs import ModelSpec
+
+if TYPE_CHECKING:
+    from simulator.config.schema import ScenarioConfig
 
 #: Bytes per activation element (BF16 activations, whatever the weight precision).
 ACTIVATION_BYTES = 2.0
@@ -119,7 +123,7 @@ FACTORS = {
 }
 
 
-def factor(cfg, key: str) -> float:
+def factor(cfg: ScenarioConfig, key: str) -> float:
     """A roofline factor: ``latency.<key>`` when set, else the GPU's measured ``hardware.gemm`` value."""
     value = getattr(cfg.latency, key)
     if value is not None:
@@ -128,7 +132,7 @@ def factor(cfg, key: str) -> float:
     return float(getattr(cfg.hardware.gemm, gemm_key)) * scale
 
 
-def peak_flops(cfg, weight_dtype: str) -> tuple[float, float]:
+def peak_flops(cfg: ScenarioConfig, weight_dtype: str) -> tuple[float, float]:
     """(linear-layer, attention) achievable FLOP/s of one GPU for ``weight_dtype``."""
     hardware, latency = cfg.hardware, cfg.latency
     bf16 = float(hardware.bf16_tflops) * 1e12
@@ -186,12 +190,22 @@ class _Gemm:
             return self.latency + (c if c > m else m)
         return self.latency + (c**n + m**n) ** self.inv_n
 
+    def grouped(self, rows: float, groups: float) -> float:
+        """One grouped GEMM over ``groups`` weight matrices of this shape (the experts a step
+        touches) and ``rows`` rows in all: each matrix is read once, the rows are computed once."""
+        c = self.flop_row * rows
+        m = self.mem_fixed * groups + self.mem_row * rows
+        n = self.n
+        if n == math.inf:
+            return self.latency + (c if c > m else m)
+        return self.latency + (c**n + m**n) ** self.inv_n
+
 
 @LATENCY_MODELS.register("roofline")
 class RooflineLatency(LatencyModel):
     """Analytical step time: kernel by kernel, smooth max(compute, memory) + fixed costs."""
 
-    def __init__(self, cfg, spec: ModelSpec):
+    def __init__(self, cfg: ScenarioConfig, spec: ModelSpec):
         super().__init__(cfg, spec)
         hw = cfg.hardware
         lat = cfg.latency
@@ -222,6 +236,10 @@ class RooflineLatency(LatencyModel):
             _Gemm(h, 2 * inter / tp, wb, flops_s, bytes_s, lam, n),
             _Gemm(inter / tp, h, wb, flops_s, bytes_s, lam, n),
         ]
+        self.spec = spec
+        self._moe = spec.is_moe or spec.is_mla or not spec.gated_mlp
+        if self._moe:  # per-layer-kind GEMM lists (mixtures of experts, latent attention, plain MLPs)
+            self._init_layer_kinds(spec, wb, flops_s, bytes_s, lam, n)
         # FP8 checkpoints (vLLM, ModelOpt) keep the LM head in BF16; weight-only formats quantise it
         lm_wb, lm_flops = (2.0, peak_flops(cfg, "bf16")[0]) if self.weight_dtype == "fp8" else (wb, flops_s)
         self._lm_head = _Gemm(h, spec.vocab_size / tp, lm_wb, lm_flops, bytes_s, lam, n)
@@ -231,9 +249,19 @@ class RooflineLatency(LatencyModel):
         self._ew_tok = L * ew_elems * ACTIVATION_BYTES / bytes_s
         self._ew_fixed = L * ELEMENTWISE_KERNELS * lam
         # Attention: seconds per query-key pair, per KV entry moved, and per kernel.
-        self._attn_flop_pair = 4.0 * L * (spec.num_heads / tp) * d / attn_flops_s
+        # MLA with absorbed weights: q.k over the latent and rope dims, attention x latent for V
+        d_attn = (2 * spec.kv_lora_rank + spec.qk_rope_head_dim) / 2 if spec.is_mla else d
+        self._attn_flop_pair = 4.0 * L * (spec.num_heads / tp) * d_attn / attn_flops_s
         self._kv_tok = spec.kv_bytes_per_token / tp / bytes_s
         self._attn_fixed = L * lam
+        # Sliding-window layers attend to at most `window` keys per query and read at most that much KV.
+        self._window = spec.sliding_window if spec.sliding_layers else 0
+        if self._window:
+            per_layer_pair = self._attn_flop_pair / L
+            self._attn_flop_pair = per_layer_pair * (L - spec.sliding_layers)
+            self._swa_flop_pair = per_layer_pair * spec.sliding_layers
+            self._kv_tok = (L - spec.sliding_layers) * spec.kv_bytes_per_token_per_layer / tp / bytes_s
+            self._swa_kv_tok = spec.sliding_layers * spec.kv_bytes_per_token_per_layer / tp / bytes_s
         # Tensor-parallel all-reduces: 2 per layer of tokens x hidden x 2 bytes.
         if tp > 1:
             paths, self.allreduce_source = allreduce_paths(hw, tp, lat)
@@ -241,6 +269,62 @@ class RooflineLatency(LatencyModel):
         else:
             self.allreduce_source = "none"
             self._comm_paths = []
+        # Expert parallelism across data-parallel replicas: per MoE layer an all-to-all dispatches each
+        # token's hidden state to the GPUs of its k experts and another combines the results; each of
+        # the replica's tp GPUs sends a tp-th of its tokens, (ep - 1)/ep of them to other GPUs.
+        ep = int(cfg.cluster.ep or 1)
+        self._a2a: tuple[float, float] | None = None
+        if spec.is_moe and ep > tp:
+            alpha = min(a for a, _ in allreduce_paths(hw, min(ep, 8), lat)[0]) if ep > 1 else 0.0
+            link = float(hw.interconnect_gbps) * 1e9 * float(lat.comm_efficiency)
+            per_token = spec.experts_per_token * h * ACTIVATION_BYTES * (ep - 1) / ep / tp / link
+            self._a2a = (2 * spec.moe_layers * alpha, 2 * spec.moe_layers * per_token)
+
+    def _init_layer_kinds(self, spec: ModelSpec, wb: float, flops_s: float, bytes_s: float, lam: float, n: float) -> None:
+        """GEMMs of attention, dense MLPs and MoE MLPs, each sharded over TP (the router and the
+        latent projections MLA engines replicate run whole on every rank)."""
+        tp, h = self.tp, spec.hidden_size
+        g = lambda k, cols: _Gemm(k, cols, wb, flops_s, bytes_s, lam, n)  # noqa: E731
+        if spec.is_mla:
+            heads, rope, nope, v = spec.num_heads, spec.qk_rope_head_dim, spec.qk_nope_head_dim, spec.v_head_dim
+            q = [g(h, spec.q_lora_rank), g(spec.q_lora_rank, heads * (nope + rope) / tp)] if spec.q_lora_rank else [
+                g(h, heads * (nope + rope) / tp)
+            ]
+            self._attn_gemms = [*q, g(h, spec.kv_lora_rank + rope), g(spec.kv_lora_rank, heads * (nope + v) / tp), g(heads * v / tp, h)]
+        else:
+            self._attn_gemms = self._layer_gemms[:2]
+        mlp = 2 if spec.gated_mlp else 1  # gate and up fused
+        self._dense_mlp = [g(h, mlp * spec.intermediate_size / tp), g(spec.intermediate_size / tp, h)]
+        w = spec.moe_intermediate_size
+        # cluster.ep = tp: each GPU holds tp-th of the experts whole and computes, for every token the
+        # replica's TP attention gives all GPUs, the rows routed to its experts; the partial outputs are
+        # summed by the same all-reduce as TP (vLLM's expert parallelism without data-parallel attention)
+        self.ep = ep = int(self.cfg.cluster.ep or 1)
+        self._expert = [g(h, mlp * w), g(w, h)] if ep > 1 else [g(h, mlp * w / tp), g(w / tp, h)]
+        # ep > tp: ep/tp replicas run attention data-parallel and share the experts; the replicas of a
+        # group step together (modelled as each carrying this replica's batch)
+        self._group = ep // tp if ep > tp else 1
+        self._shared = [g(h, mlp * spec.shared_experts * w / tp), g(spec.shared_experts * w / tp, h)] if spec.shared_experts else []
+        self._router = g(h, spec.num_experts) if spec.is_moe else None
+
+    def moe_s(self, tokens: int) -> float:
+        """One MoE layer's MLP for ``tokens`` rows: the router, the shared experts, and the routed
+        experts as grouped GEMMs over the experts the step touches (each read once)."""
+        spec = self.spec
+        assert self._router is not None  # built for MoE models, the only ones with MoE layers
+        t = self._router(tokens) + sum(gm(tokens) for gm in self._shared)
+        group = self._group * tokens  # tokens the experts see: the whole data-parallel group's
+        touched: float = spec.experts_touched(group)
+        rows: float = group * spec.experts_per_token
+        if self.ep > 1:  # the busiest GPU's share: its experts, and imbalance x its fair share of rows
+            touched, rows = touched / self.ep, min(rows, rows / self.ep * spec.expert_imbalance)
+        return t + sum(gm.grouped(rows, touched) for gm in self._expert)
+
+    def _layers_s(self, tokens: int) -> float:
+        spec = self.spec
+        attn = sum(gm(tokens) for gm in self._attn_gemms)
+        t = spec.num_layers * attn + spec.dense_layers * sum(gm(tokens) for gm in self._dense_mlp)
+        return t + spec.moe_layers * self.moe_s(tokens) if spec.moe_layers else t
 
     # -- kernel families (seconds per step; public: the profile model fills gaps with them) --
     def linear_s(self, tokens: int) -> float:
@@ -249,7 +333,7 @@ class RooflineLatency(LatencyModel):
             return 0.0
         t = self._linear_cache.get(tokens)
         if t is None:
-            t = self.num_layers * sum(g(tokens) for g in self._layer_gemms)
+            t = self._layers_s(tokens) if self._moe else self.num_layers * sum(g(tokens) for g in self._layer_gemms)
             if len(self._linear_cache) < 65536:
                 self._linear_cache[tokens] = t
         return t
@@ -272,6 +356,9 @@ class RooflineLatency(LatencyModel):
             return 0.0
         c = self._attn_flop_pair * pairs
         m = self._kv_tok * kv_tokens
+        if self._window:  # each query sees at most the window (the pair count is capped per token)
+            c += self._swa_flop_pair * min(pairs, kv_tokens * self._window)
+            m += self._swa_kv_tok * kv_tokens
         return self._attn_fixed + (c if c > m else m)
 
     def attention_decode_s(self, seqs: int, ctx_tokens: int) -> float:
@@ -280,6 +367,10 @@ class RooflineLatency(LatencyModel):
             return 0.0
         c = self._attn_flop_pair * ctx_tokens
         m = self._kv_tok * (ctx_tokens + seqs)
+        if self._window:  # sliding layers read at most the window per sequence (capped in total: the
+            seen = min(ctx_tokens, seqs * self._window)  # step knows only the sum of contexts)
+            c += self._swa_flop_pair * seen
+            m += self._swa_kv_tok * (seen + seqs)
         return self._attn_fixed + (c if c > m else m)
 
     def allreduce_s(self, tokens: int) -> float:
@@ -287,6 +378,12 @@ class RooflineLatency(LatencyModel):
         if tokens <= 0 or not self._comm_paths:
             return 0.0
         return min(fixed + per_token * tokens for fixed, per_token in self._comm_paths)
+
+    def alltoall_s(self, tokens: int) -> float:
+        """Expert-parallel dispatch and combine of ``tokens`` tokens over every MoE layer (0 without)."""
+        if tokens <= 0 or self._a2a is None:
+            return 0.0
+        return self._a2a[0] + self._a2a[1] * tokens
 
     def overhead_s(self, seqs: int) -> float:
         return self.overhead + self.overhead_per_seq * seqs
@@ -307,6 +404,8 @@ class RooflineLatency(LatencyModel):
         t += self._ew_fixed + self._ew_tok * tokens
         if self._comm_paths:
             t += self.allreduce_s(tokens)
+        if self._a2a is not None:
+            t += self.alltoall_s(tokens)
         if pt:
             t += self.attention_prefill_s(shape.prefill_attn_pairs, shape.prefill_ctx_tokens + pt)
         if ds:
@@ -325,11 +424,12 @@ class RooflineLatency(LatencyModel):
             "attention_prefill": self.attention_prefill_s(shape.prefill_attn_pairs, shape.prefill_ctx_tokens + pt) if pt else 0.0,
             "attention_decode": self.attention_decode_s(ds, shape.decode_ctx_tokens) if ds else 0.0,
             "allreduce": self.allreduce_s(tokens),
+            **({"alltoall": self.alltoall_s(tokens)} if self._a2a is not None else {}),
             "step_overhead": self.overhead_s(seqs),
         }
 
     def describe(self) -> str:
-        gpus = f" x{self.tp}" if self.tp > 1 else ""
+        gpus = (f" x{self.tp}" if self.tp > 1 else "") + (f" EP{self.ep}" if getattr(self, "ep", 1) > 1 else "")
         per_seq = f" + {self.overhead_per_seq * 1e6:g} us/seq" if self.overhead_per_seq else ""
         return (
             f"roofline {self.hardware_name}{gpus} ({self.compute_efficiency:.0%} MFU, "
