@@ -25,16 +25,20 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from simulator.errors import ServesimError
 
 from . import profile as fmt
 
+if TYPE_CHECKING:
+    from simulator.config.schema import ModelConfig
 
-def _shape(model_name: str) -> tuple[dict, object]:
-    from simulator.config.catalog import load
 
-    m = load("model", model_name, "--model")
+def _shape(model_name: str) -> tuple[dict, ModelConfig]:
+    from simulator.config.catalog import load_model
+
+    m = load_model(model_name, "--model")
     shape = {k: int(getattr(m, k)) for k in fmt.SHAPE_KEYS}
     return shape, m
 
@@ -104,6 +108,7 @@ def _validate(directory: Path, layers: int | None, args) -> int:
     from .validate import validate, write_report
 
     prof = fmt.load(str(directory))
+    assert prof.path is not None  # a profile read from disk knows its directory
     meta = prof.metadata
     shape = {k: int(meta["model"][k]) for k in fmt.SHAPE_KEYS}
     device = args.device

@@ -142,9 +142,13 @@ class Grid2D:
         self.on_past = on_past
         self.axis = axes[0]
         self.rows = [
-            Interp1D(b[a == av], z[a == av], shape=(lambda x, av=av: self.shape(av, x)), on_past=on_past, axis=axes[1])
+            Interp1D(b[a == av], z[a == av], shape=self._row_shape(av), on_past=on_past, axis=axes[1])
             for av in self.a_vals
         ]
+
+    def _row_shape(self, av: float) -> Shape1:
+        """``shape`` along ``b`` at ``a = av`` (``self.shape`` read at each call)."""
+        return lambda x: self.shape(av, x)
 
     def __call__(self, a: float, b: float) -> float:
         av, rows = self.a_vals, self.rows
@@ -184,10 +188,14 @@ class PrefillGrid:
         self.b_vals = np.unique(batch).tolist()
         self._b_hi = self.b_vals[-1]
         self.grids = [
-            Grid2D(chunk[batch == bv], ctx[batch == bv], z[batch == bv], shape=(lambda c, p, bv=bv: self.shape(bv, c, p)),
+            Grid2D(chunk[batch == bv], ctx[batch == bv], z[batch == bv], shape=self._grid_shape(bv),
                    on_past=on_past, axes=("chunk", "context"))
             for bv in self.b_vals
         ]
+
+    def _grid_shape(self, bv: float) -> Shape2:
+        """``shape`` over (chunk, context) at ``batch = bv`` (``self.shape`` read at each call)."""
+        return lambda c, p: self.shape(bv, c, p)
 
     def __call__(self, batch: float, chunk: float, ctx: float) -> float:
         bv, grids = self.b_vals, self.grids

@@ -456,7 +456,7 @@ def measure_metadata(
     """
     dname, _ = torch_dtype(dtype)
     kname, _ = torch_dtype(kv_dtype if kv_dtype is not None else dtype, "kv_dtype")
-    model_shape = {k: int(shape[k]) for k in SHAPE_KEYS}
+    model_shape: dict[str, int | float] = {k: int(shape[k]) for k in SHAPE_KEYS}
     for k in ("rms_eps", "rope_theta"):
         if k in shape:
             model_shape[k] = float(shape[k])

@@ -65,7 +65,7 @@ def predict(overrides: list[str], prefill: list[str], decode: list[str]) -> dict
     if longest > int(cfg.model.max_context):
         raise ConfigError(f"the step holds a sequence of {longest} tokens, longer than model {cfg.model.name}'s context "
                           f"of {cfg.model.max_context} tokens.")
-    model = build_latency_model(cfg, ModelSpec.from_config(cfg.model, cfg.cluster.tp))
+    model = build_latency_model(cfg, ModelSpec.from_config(cfg.model, cfg.cluster.tp, cfg.cluster.ep))
     ops = model.breakdown(shape)
     return {
         "step_s": model.step_time(shape),

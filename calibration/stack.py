@@ -147,12 +147,14 @@ class DecoderStack:
         last_rows = torch.cat(
             [torch.arange(1, b_p + 1, dtype=torch.int64) * n - 1, b_p * n + torch.arange(b_d, dtype=torch.int64)]
         ).to(dev)
-        caches = []
+        caches: list[tuple[torch.Tensor, torch.Tensor]] = []
         if b_d:
             kv_shape = (b_d, s["kv_heads"], c + 1, s["head_dim"])
             g = self._gen(3)
             for _ in range(self.num_layers):
-                caches.append(tuple(torch.randn(kv_shape, generator=g, device=dev, dtype=dt) for _ in range(2)))
+                k = torch.randn(kv_shape, generator=g, device=dev, dtype=dt)
+                v = torch.randn(kv_shape, generator=g, device=dev, dtype=dt)
+                caches.append((k, v))
         self._prepared = StepInputs(b_p, n, b_d, c, ids, cos, sin, last_rows, caches)
         return self._prepared
 

@@ -37,6 +37,7 @@ neighbours there - and the metadata notes say how many and which
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -197,7 +198,7 @@ def import_vidur(directory: str | Path, *, tp: int = 1, name: str | None = None,
         notes.append("no attention.csv: attention and LM head fall back to the roofline model")
     gpu = d.parent.parent.name if d.parent.parent.name else "unknown"
     model_name = name or d.name
-    meta = {
+    meta: dict[str, Any] = {
         "source": f"vidur: {d}",
         "device": gpu,
         "device_kind": "cuda",

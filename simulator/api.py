@@ -25,6 +25,7 @@ from simulator.files import (  # noqa: F401  (re-exported: the public contract's
     TIMELINE_CHART,
     json_safe,
 )
+from simulator.metrics.sections import Summary
 
 #: Writers of a run's derived files, called by :meth:`Result.save` as
 #: ``write(result, directory, charts, perfetto)``. The report layer registers
@@ -40,7 +41,7 @@ class Result:
     config: ScenarioConfig
     requests: pd.DataFrame  # one row per request
     steps: pd.DataFrame  # one row per engine iteration
-    summary: dict
+    summary: Summary  # summary.json; its sections are typed in simulator.metrics.sections
     itl: tuple[Any, Any] | None = None  # (gaps, counts): inter-token gaps over all tokens
     replicas: pd.DataFrame | None = None  # one row per replica lifecycle event
     replications: list[Result] = field(default_factory=list)  # with replications=N: runs 2..N (seed + 1 ..)

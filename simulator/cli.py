@@ -107,7 +107,9 @@ def _probe_points(overrides: list[str], limit: int = 64) -> list[list[str]]:
     except Exception as exc:  # hydra's grammar errors
         raise ConfigError(describe_hydra_error(exc)) from exc
     values = [list(o.sweep_string_iterator()) if o.is_sweep_override() else None for o in parsed]
-    first = [f"{o.get_key_element()}={v[0]}" if v else o.input_line for o, v in zip(parsed, values)]
+    texts = [o.input_line for o in parsed]  # parse_overrides keeps each override's own text
+    assert all(t is not None for t in texts)
+    first = [f"{o.get_key_element()}={v[0]}" if v else str(t) for o, v, t in zip(parsed, values, texts)]
     points = [first]
     for i, (o, v) in enumerate(zip(parsed, values)):
         for other in (v or [])[1:]:

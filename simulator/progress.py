@@ -38,7 +38,10 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from simulator.config.schema import ScenarioConfig
 
 #: values of ``output.progress``
 MODES = ("auto", "on", "off")
@@ -134,7 +137,9 @@ class SimProgress:
 
     @property
     def total(self) -> float:
-        return self.progress.tasks[0].total
+        total = self.progress.tasks[0].total
+        assert total is not None  # given when the task was added
+        return total
 
     @property
     def fraction(self) -> float:
@@ -173,7 +178,7 @@ class SimProgress:
         self.progress.stop()
 
 
-def _totals(cfg, workload) -> tuple[float | None, int]:
+def _totals(cfg: ScenarioConfig, workload) -> tuple[float | None, int]:
     import numpy as np
 
     n = len(workload)
@@ -250,7 +255,7 @@ class ProgressLines:
         self._thread.join()
 
 
-def run_until_done(env, gateway, cfg, workload, *, console=None) -> SimProgress | None:
+def run_until_done(env, gateway, cfg: ScenarioConfig, workload, *, console=None) -> SimProgress | None:
     """Run ``env`` until ``gateway.done``, with a bar when ``cfg.output.progress``
     asks for one (then the bar is returned); off a terminal, with plain lines
     in long runs (:class:`ProgressLines`)."""

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from simulator.config.schema import ScenarioConfig
     from simulator.engine.replica import Replica
     from simulator.engine.request import Request
 
@@ -45,7 +46,7 @@ class Limits:
     burst_tokens: float | None
 
 
-def tier_limits(cfg) -> dict[str, Limits]:
+def tier_limits(cfg: ScenarioConfig) -> dict[str, Limits]:
     """Limits by tier name ('' = requests without a tier)."""
     adm, rl = cfg.admission, cfg.admission.rate_limit
 
@@ -68,7 +69,7 @@ def tier_limits(cfg) -> dict[str, Limits]:
 class TokenBuckets:
     """One token bucket per key (tier, tenant), filled lazily from the time of its last use."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.level: dict[object, float] = {}
         self.stamp: dict[object, float] = {}
 
@@ -89,7 +90,7 @@ class TokenBuckets:
 
 
 class Admission:
-    def __init__(self, cfg):
+    def __init__(self, cfg: ScenarioConfig):
         self.limits = tier_limits(cfg)
         self.slo_aware = bool(cfg.admission.slo_aware)
         self.buckets = TokenBuckets()

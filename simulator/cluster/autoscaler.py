@@ -22,12 +22,17 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Generator
+from typing import TYPE_CHECKING
 
 import simpy
 
 from simulator.cluster.fleet import Fleet, Pool
 from simulator.errors import ConfigError
 from simulator.registry import Component, Registry
+
+if TYPE_CHECKING:
+    from simulator.config.schema import ScenarioConfig
 
 TOLERANCE = 0.1
 
@@ -79,7 +84,7 @@ METRICS = tuple(SCALING_METRICS.names())
 
 
 class Autoscaler:
-    def __init__(self, env: simpy.Environment, cfg, fleet: Fleet, pool: Pool):
+    def __init__(self, env: simpy.Environment, cfg: ScenarioConfig, fleet: Fleet, pool: Pool):
         self.env = env
         self.cfg = cfg.cluster.autoscaler
         self.fleet = fleet
@@ -87,7 +92,7 @@ class Autoscaler:
         self.decisions: list[tuple[float, float, int]] = []  # (time, metric, recommendation)
         env.process(self._run())
 
-    def _run(self):
+    def _run(self) -> Generator[simpy.Event, object, None]:
         a, env, fleet, pool = self.cfg, self.env, self.fleet, self.pool
         history: deque[tuple[float, int]] = deque()
         keep = max(a.up_window_s, a.down_window_s)

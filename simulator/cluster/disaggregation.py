@@ -25,9 +25,11 @@ from collections import deque
 
 import simpy
 
+from simulator.config.schema import ScenarioConfig
 from simulator.engine.replica import Replica
 from simulator.engine.request import Request
 from simulator.registry import Component, Registry
+from simulator.specs import ModelSpec
 
 
 class DecodeRouter(Component):
@@ -64,7 +66,7 @@ class RoundRobin(DecodeRouter):
 
 
 class KVTransfer:
-    def __init__(self, env: simpy.Environment, cfg, prefill: list[Replica], decode: list[Replica], decode_spec):
+    def __init__(self, env: simpy.Environment, cfg: ScenarioConfig, prefill: list[Replica], decode: list[Replica], decode_spec: ModelSpec):
         dis = cfg.cluster.disaggregation
         self.env = env
         self.decode = decode

@@ -18,14 +18,19 @@ What happens to the requests it held is ``in_flight`` (see
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import simpy
 
 from simulator.cluster.fleet import Fleet
 from simulator.workload.rng import stream
 
+if TYPE_CHECKING:
+    from simulator.config.schema import ScenarioConfig
+
 
 class FailureInjector:
-    def __init__(self, env: simpy.Environment, cfg, fleet: Fleet):
+    def __init__(self, env: simpy.Environment, cfg: ScenarioConfig, fleet: Fleet):
         self.env = env
         self.fleet = fleet
         self.cfg = cfg.cluster.failures
@@ -56,6 +61,7 @@ class FailureInjector:
         """A Poisson process whose rate follows the serving GPUs: after any
         change to the fleet the pending draw is discarded and redrawn at the
         new rate (exact, as the exponential is memoryless)."""
+        assert self.cfg.mtbf_gpu_hours is not None  # this process runs only when an MTBF is set
         per_gpu_s = float(self.cfg.mtbf_gpu_hours) * 3600.0
         env, fleet = self.env, self.fleet
         while True:

@@ -29,6 +29,7 @@ from simulator.metrics.recorder import Recorder
 from simulator.specs import MemoryBudget, ModelSpec
 
 if TYPE_CHECKING:
+    from simulator.config.schema import ScenarioConfig
     from simulator.engine.replica import Replica
     from simulator.engine.request import Request
 
@@ -40,7 +41,7 @@ class Pool:
     """A group of identical replicas (a colocated group, or one side of a disaggregated deployment)."""
 
     name: str  # "mixed" (one colocated group), a cluster.groups name, "prefill" or "decode"
-    cfg: object  # the scenario as this pool sees it (its hardware, model, tp, scheduler)
+    cfg: ScenarioConfig  # the scenario as this pool sees it (its hardware, model, tp, scheduler)
     allocation: str  # the KV allocation mode in effect
     spec: ModelSpec
     budget: MemoryBudget

@@ -21,6 +21,8 @@ when every request that was issued has ended.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import simpy
 
 from simulator.cluster.admission import Admission
@@ -31,6 +33,9 @@ from simulator.metrics.recorder import Recorder
 from simulator.workload import Workload
 from simulator.workload.rng import stream
 
+if TYPE_CHECKING:
+    from simulator.config.schema import ScenarioConfig
+
 #: rejections a client may retry (the others would fail again)
 TRANSIENT = frozenset(
     {"queue_full", "wait_too_long", "kv_pressure", "slo_unattainable", "rate_limited", "no_replica", "replica_failure"}
@@ -38,7 +43,7 @@ TRANSIENT = frozenset(
 
 
 class Gateway:
-    def __init__(self, env: simpy.Environment, cfg, workload: Workload, fleet: Fleet, rec: Recorder, transfers=None):
+    def __init__(self, env: simpy.Environment, cfg: ScenarioConfig, workload: Workload, fleet: Fleet, rec: Recorder, transfers=None):
         self.env = env
         self.cfg = cfg
         self.wl = workload
@@ -64,8 +69,8 @@ class Gateway:
         self.output = workload.output_tokens.tolist()
         self.tenant = workload.tenant.tolist() if workload.tenant is not None else None
         self.session = workload.session.tolist() if workload.session is not None else None
-        self.tier = workload.tier.tolist() if getattr(workload, "tier", None) is not None else None
-        self.prefix = None
+        self.tier = workload.tier.tolist() if workload.tier is not None else None
+        self.prefix: tuple[list, int, int] | None = None
         if workload.prefix_ids is not None:
             self.prefix = (workload.prefix_ids, int(workload.prefix_block_tokens), int(cfg.memory.block_size))
         self.cache_prefixes = bool(cfg.memory.prefix_caching)
@@ -119,7 +124,8 @@ class Gateway:
 
     def _user(self):
         env = self.env
-        think = self.wl.think_s.tolist() if getattr(self.wl, "think_s", None) is not None else None
+        think_s = getattr(self.wl, "think_s", None)
+        think = think_s.tolist() if think_s is not None else None
         horizon = self.cfg.workload.duration_s
         while self.next_index < len(self.wl):
             i = self.next_index

@@ -30,6 +30,7 @@ from simulator.registry import Component, Registry
 from simulator.workload.rng import stream
 
 if TYPE_CHECKING:
+    from simulator.config.schema import ScenarioConfig
     from simulator.engine.replica import Replica
     from simulator.engine.request import Request
 
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 class Router(Component, ABC):
     """One routing policy; registered under ``cluster.router``, built per run from the scenario."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg: ScenarioConfig) -> None:
         self.rng = stream(cfg.seed, "router")
 
     @abstractmethod
@@ -54,7 +55,7 @@ def _least_loaded(replicas: list[Replica]) -> Replica:
 
 @ROUTERS.register("round_robin")
 class RoundRobin(Router):
-    def __init__(self, cfg):
+    def __init__(self, cfg: ScenarioConfig) -> None:
         super().__init__(cfg)
         self.turn = 0
 
@@ -101,7 +102,7 @@ class PowerOfTwo(Router):
 class _Affinity(Router):
     """Remember key -> replica; keep using it while it serves and is not overloaded."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg: ScenarioConfig) -> None:
         super().__init__(cfg)
         self.slack = float(cfg.cluster.affinity_slack)
         self.home: dict[object, Replica] = {}
@@ -134,5 +135,5 @@ class PrefixAffinity(_Affinity):
         return req.affinity if req.affinity is not None else (req.session or None)
 
 
-def build_router(cfg) -> Router:
+def build_router(cfg: ScenarioConfig) -> Router:
     return ROUTERS.get(cfg.cluster.router)(cfg)

@@ -39,7 +39,7 @@ from simulator.engine.queue import FifoQueue, TieredQueue
 from simulator.engine.request import Request
 from simulator.latency.base import LatencyModel, StepShape
 from simulator.memory import BlockManager
-from simulator.metrics.recorder import Recorder
+from simulator.metrics.recorder import Recorder, StepRow
 from simulator.scheduling import ReplicaState, build_scheduler
 
 
@@ -84,7 +84,7 @@ class Replica:
         self.ended: Callable[[Request], None] = recorder.end_request
         #: called once a draining replica has nothing left
         self.on_drained: Callable[[Replica], None] | None = None
-        self._kv_factory = None  # set by the cluster: builds an empty KV manager after a failure
+        self._kv_factory: Callable[[], BlockManager] | None = None  # set by the cluster: builds an empty KV manager after a failure
         self.cfg = cfg
         self.scheduler = build_scheduler(cfg, self.sched_state)
         self._wake: simpy.Event | None = None
@@ -216,6 +216,7 @@ class Replica:
         held += [r for r, _ in old.held]
         held += [r for r, _ in self._inbox]
         held.sort(key=lambda r: (r.arrival_s, r.id))
+        assert self._kv_factory is not None, "the cluster sets _kv_factory when it builds the replica"
         # a fresh state on the (drained) queue; KV in transfer here is still arriving
         st = ReplicaState(
             self.env, self._kv_factory(), old.waiting,
@@ -265,7 +266,7 @@ class Replica:
             dt += swap_s
             preempted, st.preempted, st.swap_bytes = st.preempted, 0, 0.0
             record(
-                (
+                StepRow(
                     self.index,
                     self.steps,
                     env.now,
@@ -314,6 +315,7 @@ class Replica:
         env = self.env
         st = self.sched_state
         if self.state == "draining" and self.empty:
+            assert self.on_drained is not None, "the fleet drains only replicas it hooked"
             self.on_drained(self)
             return True
         self._wake = env.event()

@@ -81,7 +81,7 @@ class Request:
         self.tenant = ""
         self.session = ""
         self.tier = ""
-        self.affinity = None
+        self.affinity: int | None = None
         self.priority = 0
         self.attempts = 1
         self.prefill_done_s = math.nan

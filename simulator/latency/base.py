@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from simulator.registry import Component, Registry
 from simulator.specs import ModelSpec
+
+if TYPE_CHECKING:
+    from simulator.config.schema import ScenarioConfig
 
 
 @dataclass(slots=True)
@@ -42,7 +46,7 @@ class LatencyModel(Component, ABC):
     own ``latency.*`` settings (:meth:`~simulator.registry.Component.check`) and build from
     the scenario and the model's shape."""
 
-    def __init__(self, cfg, spec: ModelSpec):
+    def __init__(self, cfg: ScenarioConfig, spec: ModelSpec):
         self.cfg = cfg
         self.spec = spec
 
@@ -62,5 +66,5 @@ class LatencyModel(Component, ABC):
 LATENCY_MODELS: Registry[type[LatencyModel]] = Registry("latency.model", "latency model")
 
 
-def build_latency_model(cfg, spec: ModelSpec) -> LatencyModel:
+def build_latency_model(cfg: ScenarioConfig, spec: ModelSpec) -> LatencyModel:
     return LATENCY_MODELS.get(cfg.latency.model)(cfg, spec)

@@ -23,10 +23,15 @@ that falls past the grid warns once, in one line.
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 from simulator.errors import ConfigError
 from simulator.latency.base import LATENCY_MODELS, LatencyModel, StepShape
 from simulator.latency.roofline import RooflineLatency
+
+if TYPE_CHECKING:
+    from simulator.config.schema import ScenarioConfig
+    from simulator.specs import ModelSpec
 
 #: breakdown() keys, in the order their values are summed into step_time().
 BREAKDOWN_KEYS = ("linear", "lm_head", "attention_prefill", "attention_decode", "allreduce", "step_overhead")
@@ -34,7 +39,7 @@ BREAKDOWN_KEYS = ("linear", "lm_head", "attention_prefill", "attention_decode", 
 
 @LATENCY_MODELS.register("profile")
 class ProfileLatency(LatencyModel):
-    def __init__(self, cfg, spec):
+    def __init__(self, cfg: ScenarioConfig, spec: ModelSpec):
         super().__init__(cfg, spec)
         from simulator.calibration import profile as fmt
         from simulator.calibration.fit import Predictor
@@ -92,7 +97,7 @@ def _missing(meta: dict) -> set[str]:
     return set(meta.get("_missing", ()))
 
 
-def _check(meta: dict, cfg, spec) -> None:
+def _check(meta: dict, cfg: ScenarioConfig, spec: ModelSpec) -> None:
     from simulator.calibration.profile import SHAPE_KEYS
 
     path = cfg.latency.profile.path

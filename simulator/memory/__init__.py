@@ -1,5 +1,6 @@
 """KV-cache memory managers (``memory.allocation``)."""
 
+from simulator.config.schema import ScenarioConfig
 from simulator.memory.paged import BlockManager, ReserveExact, ReserveMax, ReservePow2
 from simulator.memory.prefix import PrefixCachingBlockManager
 from simulator.registry import Registry
@@ -12,7 +13,7 @@ ALLOCATIONS.register("reserve_exact")(ReserveExact)
 
 
 
-def kv_allocation(cfg, pool: str, requires_reservation: bool) -> str:
+def kv_allocation(cfg: ScenarioConfig, pool: str, requires_reservation: bool) -> str:
     """The allocation mode replicas of ``pool`` use: ``memory.allocation``, except that a prefill
     pool only ever holds prompts until their transfer (paged), and a request-level scheduler
     (``requires_reservation``) reserves up front (a growing mode becomes ``reserve_max``)."""
@@ -24,7 +25,7 @@ def kv_allocation(cfg, pool: str, requires_reservation: bool) -> str:
     return allocation
 
 
-def build_kv_manager(cfg, pool: str, allocation: str, kv_blocks: int) -> BlockManager:
+def build_kv_manager(cfg: ScenarioConfig, pool: str, allocation: str, kv_blocks: int) -> BlockManager:
     """One replica's KV manager: ``kv_blocks`` blocks in the ``allocation`` mode, caching prefixes
     with ``memory.prefix_caching`` (not on a decode pool, which receives KV and never prefills)."""
     mem = cfg.memory

@@ -47,6 +47,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from simulator.metrics.sections import ClusterFigures, CostFigures, GroupCost, LabelHead, LabelSection
 from simulator.metrics.stats import percentiles, slo_met
 
 LATENCIES = (("ttft", "ttft_s"), ("tpot", "tpot_s"), ("e2e", "e2e_s"))
@@ -76,7 +77,7 @@ def breakdown(
     slo,
     tiers: Mapping | None = None,
     met: pd.Series | None = None,
-) -> dict[str, dict]:
+) -> dict[str, LabelSection]:
     """Figures per value of ``requests[by]`` (``"tier"`` or ``"tenant"``), in display order.
 
     ``slo`` is the scenario's ``SLOConfig`` and ``tiers`` its ``cfg.tiers``
@@ -91,7 +92,7 @@ def breakdown(
     rejected_mask = requests["status"] == "rejected"
     groups = {k: idx for k, idx in requests.groupby(labels, sort=False).groups.items()}
     window = window_s if window_s and window_s > 0 else float("nan")
-    out: dict[str, dict] = {}
+    out: dict[str, LabelSection] = {}
     for name in label_order(groups, by, tiers):
         idx = groups.get(name, requests.index[:0])
         rq = requests.loc[idx]
@@ -99,36 +100,34 @@ def breakdown(
         rej = rq[rejected_mask.loc[idx]]
         n = len(rq)
         n_met = int(met.loc[idx].sum())
-        entry: dict = {}
+        head: LabelHead = {}
         if by == "tier":
             t = tiers.get(name)
-            entry["priority"] = int(t.priority) if t is not None else None
-            entry["share"] = float(t.share) if t is not None else None
-            entry["ttft_s"] = t.ttft_s if t is not None and t.ttft_s is not None else slo.ttft_s
-            entry["tpot_s"] = t.tpot_s if t is not None and t.tpot_s is not None else slo.tpot_s
+            head["priority"] = int(t.priority) if t is not None else None
+            head["share"] = float(t.share) if t is not None else None
+            head["ttft_s"] = t.ttft_s if t is not None and t.ttft_s is not None else slo.ttft_s
+            head["tpot_s"] = t.tpot_s if t is not None and t.tpot_s is not None else slo.tpot_s
         elif "tier" in requests.columns and n:
             owners = _labels(rq, "tier").unique()
             if len(owners) == 1:
-                entry["tier"] = owners[0]
+                head["tier"] = str(owners[0])
         reasons = rej["reject_reason"].astype(str).value_counts()
-        entry.update(
-            {
-                "requests": n,
-                "completed": int(len(done)),
-                "rejected": int(len(rej)),
-                "rejected_by_reason": {str(k): int(v) for k, v in sorted(reasons.items())},
-                "rejection_rate": len(rej) / n if n else None,
-                "slo_attainment": n_met / n if n else None,
-                "goodput_rps": n_met / window,
-                "throughput": {
-                    "requests_per_s": len(done) / window,
-                    "output_tokens_per_s": float(done["output_tokens"].sum()) / window,
-                },
-                "latency_s": {key: percentiles(done[col]) for key, col in LATENCIES},
-                "mean_attempts": float(attempts.loc[idx].mean()) if n else None,
-            }
-        )
-        out[name] = entry
+        out[name] = {
+            **head,
+            "requests": n,
+            "completed": int(len(done)),
+            "rejected": int(len(rej)),
+            "rejected_by_reason": {str(k): int(v) for k, v in sorted(reasons.items())},
+            "rejection_rate": len(rej) / n if n else None,
+            "slo_attainment": n_met / n if n else None,
+            "goodput_rps": n_met / window,
+            "throughput": {
+                "requests_per_s": len(done) / window,
+                "output_tokens_per_s": float(done["output_tokens"].sum()) / window,
+            },
+            "latency_s": {key: percentiles(done[col]) for key, col in LATENCIES},
+            "mean_attempts": float(attempts.loc[idx].mean()) if n else None,
+        }
     return out
 
 
@@ -163,7 +162,7 @@ def serving_seconds(replicas: pd.DataFrame, end_s: float) -> dict[str, float]:
     (or the window ends); provisioning and repair do not count.
     """
     out: dict[str, float] = {}
-    since: dict[int, float] = {}
+    since: dict[int, tuple[float, str]] = {}  # replica -> (serving since, its group)
     ev = replicas.iloc[np.argsort(replicas["time_s"].to_numpy(), kind="stable")]
     for t, rid, g, kind in zip(ev["time_s"].tolist(), ev["replica"].tolist(), ev["group"].astype(str).tolist(), ev["event"].astype(str).tolist()):
         out.setdefault(g, 0.0)
@@ -177,10 +176,10 @@ def serving_seconds(replicas: pd.DataFrame, end_s: float) -> dict[str, float]:
     return out
 
 
-def _static_cluster(static_replicas: int, static_gpus: Mapping[str, int], window: float) -> tuple[dict, dict[str, float]]:
+def _static_cluster(static_replicas: int, static_gpus: Mapping[str, int], window: float) -> tuple[ClusterFigures, dict[str, float]]:
     """(cluster figures, GPU-seconds per group) of a fixed fleet: every replica serving and billed throughout."""
     gpus = int(sum(static_gpus.values()))
-    cluster = {
+    cluster: ClusterFigures = {
         "source": "static pools (no replica events)",
         "serving_replicas": {"min": int(static_replicas), "max": int(static_replicas), "mean": float(static_replicas)},
         "billed_gpus": {"max": gpus, "mean": float(gpus)},
@@ -225,7 +224,7 @@ def _group_gpu_seconds(ev: pd.DataFrame, times: np.ndarray, window: float) -> di
     return group_seconds
 
 
-def _event_cluster(replicas: pd.DataFrame, window: float) -> tuple[dict, dict[str, float]]:
+def _event_cluster(replicas: pd.DataFrame, window: float) -> tuple[ClusterFigures, dict[str, float]]:
     """(cluster figures, GPU-seconds per group) from the replica lifecycle events."""
     ev = replicas.iloc[np.argsort(replicas["time_s"].to_numpy(), kind="stable")]
     times = ev["time_s"].to_numpy(dtype=np.float64)
@@ -237,7 +236,7 @@ def _event_cluster(replicas: pd.DataFrame, window: float) -> tuple[dict, dict[st
         lasting = np.zeros_like(lasting)
         lasting[-1] = True
     scale_ups, replacements = _scale_ups_and_replacements(times, event, ev["replica"].to_numpy())
-    cluster = {
+    cluster: ClusterFigures = {
         "source": "replica events",
         "serving_replicas": {
             "min": int(vals[lasting].min()),
@@ -257,10 +256,10 @@ def _event_cluster(replicas: pd.DataFrame, window: float) -> tuple[dict, dict[st
     return cluster, _group_gpu_seconds(ev, times, window)
 
 
-def _cost(group_seconds: dict[str, float], prices: Mapping[str, float | None], default_price: float | None) -> dict:
+def _cost(group_seconds: dict[str, float], prices: Mapping[str, float | None], default_price: float | None) -> CostFigures:
     """GPU-hours and USD, in all and per group, each group priced at its own hardware's rate."""
     gpu_seconds = float(sum(group_seconds.values()))
-    by_group = {}
+    by_group: dict[str, GroupCost] = {}
     usd: float | None = 0.0
     for g, seconds in group_seconds.items():
         price = prices.get(g, default_price)
@@ -285,7 +284,7 @@ def replica_figures(
     static_gpus: Mapping[str, int],
     prices: Mapping[str, float | None],
     default_price: float | None = None,
-) -> tuple[dict, dict]:
+) -> tuple[ClusterFigures, CostFigures]:
     """(cluster figures, cost figures) of one run from its replica events.
 
     ``static_gpus`` and ``prices`` are per group (pool) name: the fixed fleet

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 
-#: latency percentiles reported per metric
-LATENCY_KEYS = ("ttft", "tpot", "itl", "e2e", "queue")
-LATENCY_STATS = ("mean", "p50", "p90", "p99", "max")
+from simulator.metrics.sections import LATENCY_KEYS, STAT_KEYS, Summary, WindowSection
+
+#: latency figures reported per distribution of LATENCY_KEYS
+LATENCY_STATS = STAT_KEYS
 
 #: every figure :func:`headline` returns, in its order
 FIGURES = (
@@ -29,7 +30,7 @@ def _num(v) -> float:
     return float("nan") if v is None else float(v)
 
 
-def _drain_share(window: dict) -> float:
+def _drain_share(window: WindowSection) -> float:
     """Share of the run spent after the last arrival: the drain that throughput and goodput include.
 
     Large (say > 0.2) means the run ended with a backlog, so per-second figures understate what the
@@ -41,9 +42,10 @@ def _drain_share(window: dict) -> float:
     return max(0.0, (float(end) - float(last)) / float(end))
 
 
-def headline(summary: dict) -> dict[str, float]:
+def headline(summary: Summary) -> dict[str, float]:
     """Flat numeric figures of one run's summary (NaN where a figure does not apply)."""
     s, rq, th, slo, cost = summary["scenario"], summary["requests"], summary["throughput"], summary["slo"], summary["cost"]
+    price = cost.get("price_per_gpu_hour")
     out: dict[str, float] = {
         "offered_rps": _num(s["rate_rps"]),
         "requests": _num(rq["total"]),
@@ -66,14 +68,15 @@ def headline(summary: dict) -> dict[str, float]:
         "peak_gpus": _num(cost.get("peak_gpus", cost["gpus"])),
         "gpu_hours": _num(cost["gpu_hours"]),
         "usd": _num(cost["usd"]),
-        "usd_per_hour": _num(cost["gpus"] * cost["price_per_gpu_hour"]) if cost.get("price_per_gpu_hour") is not None else float("nan"),
+        "usd_per_hour": _num(cost["gpus"] * price) if price is not None else float("nan"),
         "sim_end_s": _num(summary["window"]["end_s"]),
         "drain_share": _drain_share(summary["window"]),
     }
+    latency = summary["latency_s"]
     for key in LATENCY_KEYS:
-        d = summary["latency_s"].get(key) or {}
+        d = latency.get(key)
         for stat in LATENCY_STATS:
-            out[f"{key}_{stat}_s"] = _num(d.get(stat))
+            out[f"{key}_{stat}_s"] = _num(d.get(stat)) if d is not None else float("nan")
     return {k: (v if not (isinstance(v, float) and math.isinf(v)) else float("nan")) for k, v in out.items()}
 
 

@@ -1,6 +1,6 @@
 """Columnar buffers for what a run produces.
 
-Each step appends one tuple and each ended request one value per column;
+Each step appends one :class:`StepRow` (a typed tuple) and each ended request one value per column;
 the tables are built once, at the end (``requests_table``, ``steps_table``).
 Inter-token gaps are kept as (gap, count) pairs: in a decode step every
 sequence that also decoded in the previous step shares the same gap, so one
@@ -8,6 +8,9 @@ pair stands for all of them.
 """
 
 from __future__ import annotations
+
+import typing
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -37,30 +40,37 @@ REQUEST_COLUMNS = (
 REPLICA_COLUMNS = ("time_s", "replica", "group", "event", "gpus", "serving", "billed_gpus")
 REPLICA_EVENTS = ("provisioning", "serving", "draining", "failed", "removed")
 
-STEP_COLUMNS = (
-    "replica",
-    "step",
-    "start_s",
-    "duration_s",
-    "prefill_tokens",
-    "prefill_seqs",
-    "decode_seqs",
-    "batch_size",
-    "decode_ctx_tokens",
-    "kv_blocks_used",
-    "kv_blocks_total",
-    "kv_tokens",
-    "num_waiting",
-    "num_running",
-    "num_swapped",
-    "preempted",
-    "recompute_tokens",
-    "swap_s",
-    "padding_tokens",
-    "new_tokens",
-)
 
-_STEP_FLOAT = {"start_s", "duration_s", "swap_s"}
+class StepRow(NamedTuple):
+    """One engine iteration: a row of steps.parquet (columns in docs/outputs.md).
+
+    Built positionally on the hot path (keywords cost three times as much);
+    the type checker holds each value to its field's type and the row to its length."""
+
+    replica: int
+    step: int
+    start_s: float
+    duration_s: float  # priced by the latency model, plus any swap time
+    prefill_tokens: int  # real prompt tokens computed (padding excluded)
+    prefill_seqs: int
+    decode_seqs: int
+    batch_size: int  # prefill + decode sequences, padded slots included
+    decode_ctx_tokens: int
+    kv_blocks_used: int
+    kv_blocks_total: int
+    kv_tokens: int  # tokens stored in KV (running, prefilling and held)
+    num_waiting: int
+    num_running: int
+    num_swapped: int
+    preempted: int
+    recompute_tokens: int
+    swap_s: float
+    padding_tokens: int
+    new_tokens: int  # tokens emitted this step
+
+
+STEP_COLUMNS = StepRow._fields
+_STEP_FLOAT = {c for c, t in typing.get_type_hints(StepRow).items() if t is float}
 _STEP_INT = {c for c in STEP_COLUMNS if c not in _STEP_FLOAT}
 
 
@@ -69,23 +79,20 @@ class Recorder:
         self.pools = pools or []  # pool name of each replica index
         self.block_size = block_size
         self.req: dict[str, list] = {c: [] for c in REQUEST_COLUMNS}
-        self.step_rows: list[tuple] = []
+        self.step_rows: list[StepRow] = []
         self.blocked_area = 0.0  # request-seconds spent on idle replicas with work queued
         self.itl_gap: list[float] = []
         self.itl_count: list[int] = []
         self.replica_rows: list[tuple] = []
-        #: hot path: ``record_step(row)`` with one value per STEP_COLUMNS entry
+        #: hot path: ``record_step(StepRow(...))``, one per engine iteration
         self.record_step = self.step_rows.append
 
     def cut_last_step(self, replica: int, now: float) -> None:
         """``replica`` failed at ``now``: its step in progress (its last row) ends there, its work lost."""
         rows = self.step_rows
-        start, duration = STEP_COLUMNS.index("start_s"), STEP_COLUMNS.index("duration_s")
         for i in range(len(rows) - 1, -1, -1):
-            if rows[i][0] == replica:
-                row = list(rows[i])
-                row[duration] = now - row[start]
-                rows[i] = tuple(row)
+            if rows[i].replica == replica:
+                rows[i] = rows[i]._replace(duration_s=now - rows[i].start_s)
                 return
 
     def record_blocked(self, duration: float, requests: int) -> None:

@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from simulator.metrics.headline import headline
+from simulator.metrics.sections import Summary
 
 #: t quantiles at 0.975 for 1..30 degrees of freedom; beyond, the normal 1.96 (off by < 2%)
 _T975 = (
@@ -56,7 +57,7 @@ def spread(values: list[float]) -> dict:
     }
 
 
-def replication_block(summaries: list[dict], seeds: list[int]) -> dict:
+def replication_block(summaries: list[Summary], seeds: list[int]) -> dict:
     """The ``replications`` section of summary.json from each replication's summary."""
     figures = [headline(s) for s in summaries]
     names = list(figures[0])

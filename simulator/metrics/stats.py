@@ -1,7 +1,7 @@
 """The statistics and SLO tests every figure of ``summary.json`` is built from.
 
 The lowest layer of :mod:`simulator.metrics`: it imports nothing from the
-package, and :mod:`~simulator.metrics.breakdown` and
+package but the section types (:mod:`~simulator.metrics.sections`), and :mod:`~simulator.metrics.breakdown` and
 :mod:`~simulator.metrics.summary` both build on it (stats <- breakdown <-
 summary).
 
@@ -33,25 +33,32 @@ import math
 import numpy as np
 import pandas as pd
 
+from simulator.metrics.sections import Percentiles, Stats
+
 #: The percentiles every latency distribution reports.
 PCTS = (50, 90, 99)
 
 
-def _empty() -> dict:
-    return {"mean": None, **{f"p{p}": None for p in PCTS}, "max": None}
+def _stats(mean: float | None, q: list[float | None], top: float | None) -> Stats:
+    """A :class:`~simulator.metrics.sections.Stats` from the mean, the ``PCTS`` percentiles in order and the max."""
+    p50, p90, p99 = q
+    return {"mean": mean, "p50": p50, "p90": p90, "p99": p99, "max": top}
 
 
-def series_stats(x: pd.Series | np.ndarray) -> dict:
+def _empty() -> Stats:
+    return _stats(None, [None] * len(PCTS), None)
+
+
+def series_stats(x: pd.Series | np.ndarray) -> Stats:
     """Mean, ``PCTS`` percentiles (linear interpolation) and max of ``x``, NaNs left out."""
     a = np.asarray(x, dtype=np.float64)
     a = a[~np.isnan(a)]
     if a.size == 0:
         return _empty()
-    q = np.percentile(a, PCTS)
-    return {"mean": float(a.mean()), **{f"p{p}": float(v) for p, v in zip(PCTS, q)}, "max": float(a.max())}
+    return _stats(float(a.mean()), [float(v) for v in np.percentile(a, PCTS)], float(a.max()))
 
 
-def weighted_stats(values: np.ndarray, weights: np.ndarray) -> dict:
+def weighted_stats(values: np.ndarray, weights: np.ndarray) -> Stats:
     """Mean and inverted-CDF percentiles of ``values`` repeated ``weights`` times."""
     total = int(weights.sum()) if weights.size else 0
     if total == 0:
@@ -59,21 +66,20 @@ def weighted_stats(values: np.ndarray, weights: np.ndarray) -> dict:
     order = np.argsort(values, kind="stable")
     v, w = values[order], weights[order]
     cum = np.cumsum(w)
-    out = {"mean": float(np.dot(values, weights) / total)}
+    q: list[float | None] = []
     for p in PCTS:
         idx = int(np.searchsorted(cum, math.ceil(p / 100 * total), side="left"))
-        out[f"p{p}"] = float(v[min(idx, len(v) - 1)])
-    out["max"] = float(v[-1])
-    return out
+        q.append(float(v[min(idx, len(v) - 1)]))
+    return _stats(float(np.dot(values, weights) / total), q, float(v[-1]))
 
 
-def percentiles(x: pd.Series) -> dict:
+def percentiles(x: pd.Series) -> Percentiles:
     """Only the ``PCTS`` percentiles of ``x`` (linear interpolation), NaNs left out; ``None`` when empty."""
     a = x.to_numpy(dtype=np.float64, na_value=np.nan)
     a = a[~np.isnan(a)]
-    if a.size == 0:
-        return {f"p{p}": None for p in PCTS}
-    return {f"p{p}": float(v) for p, v in zip(PCTS, np.percentile(a, PCTS))}
+    q: list[float | None] = [None] * len(PCTS) if a.size == 0 else [float(v) for v in np.percentile(a, PCTS)]
+    p50, p90, p99 = q
+    return {"p50": p50, "p90": p90, "p99": p99}
 
 
 def slo_targets(requests: pd.DataFrame, slo, tiers=None) -> tuple[pd.Series, pd.Series]:

@@ -35,24 +35,70 @@ share once (:class:`_Run`) and calls them in turn.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 from simulator.metrics.breakdown import breakdown, replica_figures, serving_seconds
+from simulator.metrics.sections import (
+    ClusterSection,
+    CostSection,
+    DecodeBatch,
+    EngineSection,
+    KvCacheSection,
+    KvTransferSection,
+    LabelSection,
+    LatencySection,
+    LittlesLawSection,
+    PoolSection,
+    PreemptionSection,
+    PrefixCacheSection,
+    RequestsSection,
+    ScenarioSection,
+    SloSection,
+    Summary,
+    ThroughputSection,
+    WindowSection,
+)
 from simulator.metrics.stats import PCTS, series_stats, slo_met, slo_targets, weighted_stats
+
+if TYPE_CHECKING:
+    from simulator.config.schema import ScenarioConfig, WorkloadConfig
+    from simulator.metrics.recorder import Recorder
 
 # Importable from here as before (the definitions live in simulator.metrics.stats).
 __all__ = ["PCTS", "slo_met", "slo_targets", "summarize", "weighted_stats"]
+
+
+class RunOutput(Protocol):
+    """What the summary reads of a finished run: a :class:`simulator.simulation.SimulationOutput`
+    (the simulation is a layer above metrics, so its output is named here by what it offers)."""
+
+    @property
+    def recorder(self) -> Recorder: ...
+    @property
+    def workload(self) -> Any: ...  # simulator.workload.Workload: its ``notes``
+    @property
+    def pools(self) -> Sequence[Any]: ...  # simulator.cluster.fleet.Pool, in replica-index order
+    @property
+    def end_s(self) -> float: ...
+    @property
+    def kv_blocks_in_use_at_end(self) -> int: ...
+    @property
+    def transfers(self) -> Any: ...  # the KV-transfer stage when disaggregated, else None
+    @property
+    def failures(self) -> Any: ...  # the failure injector, or None
 
 
 @dataclass
 class _Run:
     """What several sections share: the run's tables, pools and the request-level tallies."""
 
-    cfg: object
-    out: object
+    cfg: ScenarioConfig
+    out: RunOutput
     requests: pd.DataFrame
     steps: pd.DataFrame
     window: float  # the measured window [0, end]; NaN for an empty run
@@ -63,7 +109,7 @@ class _Run:
     met: pd.Series  # per request: completed within its SLO
     lifecycle: pd.DataFrame  # replica lifecycle events
     up_s: dict  # replica-seconds serving, per pool
-    pools: list  # the "pools" section: one dict per pool
+    pools: list[PoolSection]  # the "pools" section: one per pool
     disaggregated: bool
 
     @property
@@ -86,7 +132,7 @@ class _Run:
         return self.steps[self.steps["replica"].isin([r.index for r in self.decoding.replicas])]
 
 
-def _collect(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> _Run:
+def _collect(cfg: ScenarioConfig, out: RunOutput, requests: pd.DataFrame, steps: pd.DataFrame) -> _Run:
     window = float(out.end_s) if out.end_s > 0 else float("nan")
     span = 0.0 if math.isnan(window) else window
     tiers = getattr(cfg, "tiers", None) or {}
@@ -110,11 +156,11 @@ def _collect(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> _Run:
     )
 
 
-def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
+def summarize(cfg: ScenarioConfig, out: RunOutput, requests: pd.DataFrame, steps: pd.DataFrame) -> Summary:
     """``summary.json`` of one run: its sections in their fixed order, then the optional ones."""
     run = _collect(cfg, out, requests, steps)
     cluster, cost = _cluster_and_cost(run)
-    summary = {
+    summary: Summary = {
         "scenario": _scenario(run),
         "pools": run.pools,
         "requests": _requests(run),
@@ -129,7 +175,11 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
         "cluster": cluster,
         "cost": cost,
     }
-    summary.update(_breakdowns(run))
+    tiers, tenants = _breakdowns(run)
+    if tiers is not None:
+        summary["tiers"] = tiers
+    if tenants is not None:
+        summary["tenants"] = tenants
     if out.workload.notes:
         summary["workload"] = {k: (v.item() if hasattr(v, "item") else v) for k, v in out.workload.notes.items()}
     prefix_cache = _prefix_cache(run)
@@ -143,7 +193,7 @@ def summarize(cfg, out, requests: pd.DataFrame, steps: pd.DataFrame) -> dict:
 # -- the sections, in summary order ---------------------------------------------
 
 
-def _scenario(run: _Run) -> dict:
+def _scenario(run: _Run) -> ScenarioSection:
     cfg, pools = run.cfg, run.pools
     return {
         "name": cfg.name,
@@ -163,7 +213,7 @@ def _scenario(run: _Run) -> dict:
     }
 
 
-def _requests(run: _Run) -> dict:
+def _requests(run: _Run) -> RequestsSection:
     requests, rejected = run.requests, run.rejected
     return {
         "total": run.n,
@@ -175,7 +225,7 @@ def _requests(run: _Run) -> dict:
     }
 
 
-def _window(run: _Run) -> dict:
+def _window(run: _Run) -> WindowSection:
     return {
         "start_s": 0.0,
         "end_s": run.window,
@@ -185,7 +235,7 @@ def _window(run: _Run) -> dict:
     }
 
 
-def _throughput(run: _Run) -> dict:
+def _throughput(run: _Run) -> ThroughputSection:
     done, window = run.done, run.window
     out_tokens = int(done["output_tokens"].sum())
     in_tokens = int(done["prompt_tokens"].sum())
@@ -196,7 +246,7 @@ def _throughput(run: _Run) -> dict:
     }
 
 
-def _latency(run: _Run) -> dict:
+def _latency(run: _Run) -> LatencySection:
     done = run.done
     gaps, counts = run.out.recorder.itl()
     return {
@@ -208,7 +258,7 @@ def _latency(run: _Run) -> dict:
     }
 
 
-def _slo(run: _Run) -> dict:
+def _slo(run: _Run) -> SloSection:
     slo, met = run.cfg.slo, run.met
     return {
         "ttft_s": slo.ttft_s,
@@ -219,7 +269,7 @@ def _slo(run: _Run) -> dict:
     }
 
 
-def _kv_cache(run: _Run) -> dict:
+def _kv_cache(run: _Run) -> KvCacheSection:
     """KV usage of the decoding pool, and the share of allocated KV memory holding real tokens, time-weighted over steps."""
     cfg, decoding, dsteps = run.cfg, run.decoding, run.decode_steps
     ddur = dsteps["duration_s"].to_numpy()
@@ -242,7 +292,7 @@ def _kv_cache(run: _Run) -> dict:
     }
 
 
-def _preemption(run: _Run) -> dict:
+def _preemption(run: _Run) -> PreemptionSection:
     """Preemption and what it cost: recompute time is each step's duration times its recomputed share of tokens."""
     steps, requests = run.steps, run.requests
     dur = steps["duration_s"].to_numpy()
@@ -260,7 +310,7 @@ def _preemption(run: _Run) -> dict:
     }
 
 
-def _engine(run: _Run) -> dict:
+def _engine(run: _Run) -> EngineSection:
     steps = run.steps
     busy = float(steps["duration_s"].to_numpy().sum())
     up = sum(run.up_s.values())
@@ -272,7 +322,7 @@ def _engine(run: _Run) -> dict:
     }
 
 
-def _littles_law(run: _Run) -> dict:
+def _littles_law(run: _Run) -> LittlesLawSection:
     """L from the engine's own state per step, lambda*W from timestamps."""
     steps, requests, window = run.steps, run.requests, run.window
     dur = steps["duration_s"].to_numpy()
@@ -288,7 +338,7 @@ def _littles_law(run: _Run) -> dict:
     }
 
 
-def _cluster_and_cost(run: _Run) -> tuple[dict, dict]:
+def _cluster_and_cost(run: _Run) -> tuple[ClusterSection, CostSection]:
     """The "cluster" and "cost" sections, from the replica timeline (:func:`~simulator.metrics.breakdown.replica_figures`)."""
     pools, out = run.pools, run.out
     cluster, cost = replica_figures(
@@ -299,8 +349,8 @@ def _cluster_and_cost(run: _Run) -> tuple[dict, dict]:
         prices={p["name"]: p["price_per_gpu_hour"] for p in pools},
         default_price=run.cfg.hardware.price_per_gpu_hour,
     )
-    cluster_section = {**cluster, "failures_skipped": out.failures.skipped if out.failures is not None else 0}
-    cost_section = {
+    cluster_section: ClusterSection = {**cluster, "failures_skipped": out.failures.skipped if out.failures is not None else 0}
+    cost_section: CostSection = {
         "gpus": sum(p["gpus"] for p in pools),
         "peak_gpus": cluster["billed_gpus"]["max"],
         **cost,
@@ -309,35 +359,39 @@ def _cluster_and_cost(run: _Run) -> tuple[dict, dict]:
     return cluster_section, cost_section
 
 
-def _breakdowns(run: _Run) -> dict:
-    """``tiers`` when tiers are configured, ``tenants`` when any request carries a tenant."""
+def _breakdowns(run: _Run) -> tuple[dict[str, LabelSection] | None, dict[str, LabelSection] | None]:
+    """(``tiers``, ``tenants``): per tier when tiers are configured, per tenant when any request carries one."""
     requests, tiers = run.requests, run.tiers
-    figures = dict(window_s=run.window, slo=run.cfg.slo, tiers=tiers, met=run.met)
-    sections = {}
+    by_tier = by_tenant = None
     if tiers:
-        sections["tiers"] = breakdown(requests, "tier", **figures)
+        by_tier = breakdown(requests, "tier", window_s=run.window, slo=run.cfg.slo, tiers=tiers, met=run.met)
     if "tenant" in requests.columns and (requests["tenant"].fillna("").astype(str) != "").any():
-        sections["tenants"] = breakdown(requests, "tenant", **figures)
-    return sections
+        by_tenant = breakdown(requests, "tenant", window_s=run.window, slo=run.cfg.slo, tiers=tiers, met=run.met)
+    return by_tier, by_tenant
 
 
-def _prefix_cache(run: _Run) -> dict | None:
+def _prefix_cache(run: _Run) -> PrefixCacheSection | None:
     """Prefix-cache hits over every replica that caches prefixes; None when none does."""
     caches = [r.kv for p in run.out.pools for r in p.replicas if r.kv.caches_prefixes]
     if not caches:
         return None
-    st = {k: sum(c.stats()[k] for c in caches) for k in ("lookups_blocks", "hit_blocks", "saved_prefill_tokens", "evictions", "cached_blocks_at_end")}
+    stats = [c.stats() for c in caches]
+    lookups, hits, saved = (sum(s[k] for s in stats) for k in ("lookups_blocks", "hit_blocks", "saved_prefill_tokens"))
     requests = run.requests
     admitted_prompt = int(requests.loc[requests["status"] != "rejected", "prompt_tokens"].sum())
     return {
-        **st,
-        "block_hit_rate": st["hit_blocks"] / st["lookups_blocks"] if st["lookups_blocks"] else 0.0,
-        "token_hit_rate": st["saved_prefill_tokens"] / admitted_prompt if admitted_prompt else 0.0,
+        "lookups_blocks": lookups,
+        "hit_blocks": hits,
+        "saved_prefill_tokens": saved,
+        "evictions": sum(s["evictions"] for s in stats),
+        "cached_blocks_at_end": sum(s["cached_blocks_at_end"] for s in stats),
+        "block_hit_rate": hits / lookups if lookups else 0.0,
+        "token_hit_rate": saved / admitted_prompt if admitted_prompt else 0.0,
         "note": "token_hit_rate = prompt tokens found cached / prompt tokens of accepted requests (recomputes included)",
     }
 
 
-def _kv_transfer(t) -> dict:
+def _kv_transfer(t: Any) -> KvTransferSection:
     """KV transfers between prefill and decode pools (disaggregated serving)."""
     return {
         "transfers": int(t.transfers),
@@ -350,7 +404,7 @@ def _kv_transfer(t) -> dict:
 # -- helpers --------------------------------------------------------------------
 
 
-def _offered_rate(cfg, requests: pd.DataFrame) -> float:
+def _offered_rate(cfg: ScenarioConfig, requests: pd.DataFrame) -> float:
     """``workload.rate`` for a steady open process, else the mean rate of the arrivals that happened.
 
     A trace, a ``workload.rate_schedule`` or closed-loop users have no single
@@ -363,7 +417,7 @@ def _offered_rate(cfg, requests: pd.DataFrame) -> float:
     return float((len(a) - 1) / a[-1]) if len(a) > 1 and a[-1] > 0 else 0.0
 
 
-def _arrival_shape(wl) -> dict:
+def _arrival_shape(wl: WorkloadConfig) -> dict:
     """What else defines the arrivals: the rate schedule, or the closed-loop users and think time."""
     if wl.arrival == "closed_loop":
         return {"users": int(wl.users), "think_s": float(wl.think_s)}
@@ -372,7 +426,7 @@ def _arrival_shape(wl) -> dict:
     return {}
 
 
-def _pool_summary(pool, steps: pd.DataFrame, up_s: float) -> dict:
+def _pool_summary(pool: Any, steps: pd.DataFrame, up_s: float) -> PoolSection:
     """One pool's capacity and activity; ``up_s`` = its replica-seconds serving (see breakdown.serving_seconds)."""
     st = steps[steps["replica"].isin([r.index for r in pool.replicas])]
     busy = float(st["duration_s"].sum())
@@ -399,7 +453,7 @@ def _pool_summary(pool, steps: pd.DataFrame, up_s: float) -> dict:
     }
 
 
-def _decode_batch(steps) -> dict:
+def _decode_batch(steps: pd.DataFrame) -> DecodeBatch:
     """The decode batch users mean by "batch size": sequences per step that decodes, and the share of such steps."""
     dec = steps["decode_seqs"][steps["decode_seqs"] > 0] if len(steps) else steps.get("decode_seqs", [])
     return {

@@ -194,8 +194,7 @@ def _grid(
     """Check the axes of the search: replica counts (or the replica search's bound), TP degrees, GPUs, policies."""
     from simulator.config import catalog
 
-    search = replicas is None
-    if search:
+    if replicas is None:  # the replica search
         max_replicas = MAX_REPLICAS if max_replicas is None else max_replicas
         if isinstance(max_replicas, bool) or not (isinstance(max_replicas, int) and max_replicas >= 1):
             raise ConfigError(f"max_replicas={max_replicas} (--max-replicas) must be a whole number of at least 1.")
@@ -311,6 +310,7 @@ def _simulate(cands: _Candidates, grid: _Grid, exhaustive: bool) -> None:
     """Make the rows of the grid (or each family's count 1) and run the search over them."""
     rows = cands.rows
     if grid.search:
+        assert grid.max_replicas is not None  # _grid sets the bound of a search
         families = []
         for k, (t, hw, pol) in enumerate(itertools.product(grid.tp, grid.hardware, grid.policy)):
             rows.append(cands.make_row(1, t, hw, pol, (k, 1)))
@@ -320,6 +320,7 @@ def _simulate(cands: _Candidates, grid: _Grid, exhaustive: bool) -> None:
             families, rows, cands.prices, grid.max_replicas, exhaustive, cands.jobs, cands.make_row, cands.run_batch
         )
     else:
+        assert grid.replicas is not None  # not a search: a grid of replica counts
         for k, (r, t, hw, pol) in enumerate(itertools.product(grid.replicas, grid.tp, grid.hardware, grid.policy)):
             rows.append(cands.make_row(r, t, hw, pol, (k,)))
         cands.refuse_common_mistake()

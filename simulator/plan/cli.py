@@ -168,11 +168,11 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         if cmd == "max-rate":
-            res = plan.max_rate(
+            found = plan.max_rate(
                 args.overrides, requirements, lo=args.lo, hi=args.hi, rel_tol=args.tol, **_search_kwargs(args)
             )
-            print(res.answer)
-            print(f"runs: {res.runs_dir} ({len(res.probes)} probes, {res.wall_s:.1f} s)")
+            print(found.answer)
+            print(f"runs: {found.runs_dir} ({len(found.probes)} probes, {found.wall_s:.1f} s)")
             return
         res = plan.cheapest(
             args.rate,

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from simulator.plan.requirements import Requirement, _fmt
+
+if TYPE_CHECKING:
+    from simulator.config.schema import ScenarioConfig
 
 
 def _fmt_pair(a: float, b: float | None) -> tuple[str, str]:
@@ -18,7 +22,7 @@ def _fmt_pair(a: float, b: float | None) -> tuple[str, str]:
     return f"{a:.6g}", f"{b:.6g}"
 
 
-def describe(cfg) -> str:
+def describe(cfg: ScenarioConfig) -> str:
     """'1x h100-sxm llama-3.1-8b, continuous' (TP shown when above 1)."""
     c = cfg.cluster
     if c.disaggregation.enabled:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -30,6 +30,9 @@ from simulator.plan.settings import (
     _check_rate_driven,
 )
 from simulator.version import __version__
+
+if TYPE_CHECKING:
+    from simulator.config.schema import ScenarioConfig
 
 
 @dataclass
@@ -190,7 +193,7 @@ def max_rate(
     return _finish(search, good, bad)
 
 
-def _default_lo(cfg, lo: float | None, hi: float | None) -> float:
+def _default_lo(cfg: ScenarioConfig, lo: float | None, hi: float | None) -> float:
     """``lo`` as given, else a quarter of the scenario's rate (and at most a quarter of ``hi``)."""
     if lo is None:
         lo = cfg.workload.rate / 4 if hi is None else min(cfg.workload.rate / 4, hi / 4)
@@ -198,7 +201,7 @@ def _default_lo(cfg, lo: float | None, hi: float | None) -> float:
 
 
 def _start_probes(
-    cfg,
+    cfg: ScenarioConfig,
     overrides: list[str],
     reqs: list[Requirement],
     out_dir: str | Path | None,

@@ -9,12 +9,15 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from simulator.errors import ConfigError
 from simulator.plan.settings import MIN_DURATION_S
+
+if TYPE_CHECKING:
+    from simulator.config.schema import ScenarioConfig
 
 
 def probe_requests(
@@ -44,7 +47,7 @@ def _output_overrides() -> list[str]:
     return out
 
 
-def _replications(asked: int, cfg) -> int:
+def _replications(asked: int, cfg: ScenarioConfig) -> int:
     """A scenario's own ``replications=N`` counts as the search's, unless the search was given one."""
     own = getattr(cfg, "replications", 1)
     return own if asked == 1 and isinstance(own, int) and own > 1 else asked

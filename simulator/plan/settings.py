@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from simulator.errors import ConfigError, ServesimError
+
+if TYPE_CHECKING:
+    from simulator.config.schema import ScenarioConfig
 
 #: a probe simulates at least this many seconds of arrivals (see docs/plan.md)
 MIN_DURATION_S = 600.0
@@ -53,7 +57,7 @@ def _check_args(
         raise ConfigError(f"max_rejection={max_rejection} (--max-rejection) must lie between 0 and 1.")
 
 
-def _check_rate_driven(cfg) -> None:
+def _check_rate_driven(cfg: ScenarioConfig) -> None:
     w = cfg.workload
     if w.arrival in ("trace", "closed_loop"):
         raise ConfigError(

@@ -5,6 +5,10 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from simulator.metrics.sections import LATENCY_KEYS, STAT_KEYS, LatencySection, Summary
+
+_LATENCY_LABELS = {"ttft": "TTFT", "tpot": "TPOT", "itl": "ITL", "e2e": "e2e", "queue": "queue"}
+
 
 def _ms(v) -> str:
     """A latency cell of the table (in ms); from 10 s on it names its unit, seconds or minutes."""
@@ -81,7 +85,7 @@ def tier_table(tiers: dict) -> Table:
     return table
 
 
-def cluster_line(summary: dict) -> str | None:
+def cluster_line(summary: Summary) -> str | None:
     """The fleet in one line when it changed (autoscaling, failures), else None."""
     cl = summary.get("cluster")
     if not cl:
@@ -97,7 +101,7 @@ def cluster_line(summary: dict) -> str | None:
     )
 
 
-def overload_note(summary: dict) -> str | None:
+def overload_note(summary: Summary) -> str | None:
     """A line when the offered load exceeded what the run served: the queue still grew at the last arrival."""
     s, th, win = summary["scenario"], summary["throughput"], summary.get("window", {})
     end, last = win.get("end_s"), win.get("last_arrival_s")
@@ -134,14 +138,14 @@ def replication_line(block: dict) -> str:
     )
 
 
-def _fleet_size(summary: dict) -> str:
+def _fleet_size(summary: Summary) -> str:
     """Replica count, or its range when the fleet changed size during the run."""
     sr = (summary.get("cluster") or {}).get("serving_replicas") or {}
     lo, hi = sr.get("min"), sr.get("max")
     return f"{lo}–{hi}" if lo is not None and lo != hi else str(summary["scenario"]["replicas"])
 
 
-def _workload_words(summary: dict) -> str:
+def _workload_words(summary: Summary) -> str:
     """How requests arrive, in words: process and rate, a schedule's mean, or the closed-loop users."""
     s = summary["scenario"]
     if s["arrival"] == "closed_loop":
@@ -157,7 +161,7 @@ def _n(v: int) -> str:
     return f"{v:,}"
 
 
-def replay_line(summary: dict) -> str | None:
+def replay_line(summary: Summary) -> str | None:
     """What trace replay did to the trace, in one line (None when the run replayed no trace).
 
     Every change is named: rows sorted, the window, sampling, the time scale,
@@ -213,7 +217,7 @@ REJECTION_HINTS = {
 }
 
 
-def rejection_lines(summary: dict) -> list[str]:
+def rejection_lines(summary: Summary) -> list[str]:
     """One line per rejection reason that a scenario setting causes, with the setting to change."""
     w = summary.get("workload") or {}
     total = summary["requests"]["total"]
@@ -225,7 +229,7 @@ def rejection_lines(summary: dict) -> list[str]:
     return out
 
 
-def render_summary(summary: dict, outdir: str | None = None, console: Console | None = None) -> None:
+def render_summary(summary: Summary, outdir: str | None = None, console: Console | None = None) -> None:
     """Print a run's summary (``summary.json`` as a dict) compactly: scenario, requests, throughput,
     latency table, SLO, tiers, KV cache, cost, and where the outputs went."""
     console = console or Console(highlight=False, soft_wrap=True)
@@ -248,7 +252,7 @@ def render_summary(summary: dict, outdir: str | None = None, console: Console | 
         _print_outputs(p, summary, outdir)
 
 
-def _print_scenario(p, summary: dict) -> None:
+def _print_scenario(p, summary: Summary) -> None:
     """The model, fleet and batching; the latency model; the workload; what replay did to a trace."""
     s, rq = summary["scenario"], summary["requests"]
     pools = summary["pools"]
@@ -271,7 +275,7 @@ def _print_scenario(p, summary: dict) -> None:
         p(replay)
 
 
-def _print_traffic(p, summary: dict) -> None:
+def _print_traffic(p, summary: Summary) -> None:
     """Requests completed and rejected (with notes on why), throughput, and an overload note."""
     s, rq, th = summary["scenario"], summary["requests"], summary["throughput"]
     reasons = ", ".join(f"{k} {v}" for k, v in rq["rejected_by_reason"].items())
@@ -293,29 +297,29 @@ def _print_traffic(p, summary: dict) -> None:
         p(note)
 
 
-def _latency_table(lat: dict) -> Table:
+def _latency_table(lat: LatencySection) -> Table:
     """Mean, p50, p90, p99 and max of TTFT, TPOT, ITL, e2e and queueing."""
     table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 1))
     table.add_column("latency (ms)")
-    for col in ("mean", "p50", "p90", "p99", "max"):
+    for col in STAT_KEYS:
         table.add_column(col, justify="right", min_width=7)
-    for key, label in (("ttft", "TTFT"), ("tpot", "TPOT"), ("itl", "ITL"), ("e2e", "e2e"), ("queue", "queue")):
+    for key in LATENCY_KEYS:
         d = lat[key]
-        table.add_row(label, *(_ms(d[c]) for c in ("mean", "p50", "p90", "p99", "max")))
+        table.add_row(_LATENCY_LABELS[key], *(_ms(d[c]) for c in STAT_KEYS))
     return table
 
 
-def _slo_line(summary: dict) -> str | None:
+def _slo_line(summary: Summary) -> str | None:
     """The SLO targets (``per tier`` when tiers set their own), how many requests met them, goodput."""
     slo, rq = summary["slo"], summary["requests"]
     tiers = summary.get("tiers") or {}
     targets = []
-    for k, name in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "e2e")):
-        per_tier = {d.get(k, slo[k]) for d in tiers.values()} if k != "e2e_s" else set()
-        if per_tier - {slo[k]}:
+    for k, name, target in (("ttft_s", "TTFT", slo["ttft_s"]), ("tpot_s", "TPOT", slo["tpot_s"]), ("e2e_s", "e2e", slo["e2e_s"])):
+        per_tier = {d.get(k, target) for d in tiers.values()} if k != "e2e_s" else set()
+        if per_tier - {target}:
             targets.append(f"{name} per tier")
-        elif slo[k] is not None:
-            targets.append(f"{name} <= {_secs(slo[k])}")
+        elif target is not None:
+            targets.append(f"{name} <= {_secs(target)}")
     if slo["attainment"] is None:
         return None
     met = round(slo["attainment"] * rq["total"])
@@ -326,7 +330,7 @@ def _slo_line(summary: dict) -> str | None:
     )
 
 
-def _print_memory(p, summary: dict) -> None:
+def _print_memory(p, summary: Summary) -> None:
     """KV-cache size and usage, the prefix cache, and KV transfers when disaggregated."""
     s, kv, pools = summary["scenario"], summary["kv_cache"], summary["pools"]
     usage = f"peak {kv['peak_usage'] * 100:.0f}% · mean {kv['mean_usage'] * 100:.0f}%"
@@ -347,11 +351,11 @@ def _print_memory(p, summary: dict) -> None:
         )
     if "kv_transfer" in summary:
         t = summary["kv_transfer"]
-        if t["transfers"]:
+        if t["transfers"] and t["mean_s"] is not None:
             p(f"KV transfer: {t['transfers']:,} copies, {t['gb']:,.1f} GB, {t['mean_s'] * 1e3:.2f} ms mean copy")
 
 
-def _print_cost(p, summary: dict) -> None:
+def _print_cost(p, summary: Summary) -> None:
     """GPU-hours and dollars; with a changing fleet, the fleet line and the GPUs billed."""
     cost = summary["cost"]
     usd = ""
@@ -367,7 +371,7 @@ def _print_cost(p, summary: dict) -> None:
         p(f"cost: {cost['gpus']} GPU · {cost['gpu_hours']:.3f} GPU-h{usd}")
 
 
-def _print_outputs(p, summary: dict, outdir: str) -> None:
+def _print_outputs(p, summary: Summary, outdir: str) -> None:
     """Where the run's files went, and the Perfetto timeline when one was written."""
     from pathlib import Path
 

@@ -41,7 +41,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -81,7 +81,7 @@ def export(result, path: str | Path, *, max_requests: int | None = MAX_REQUESTS)
     """
     from omegaconf import OmegaConf
 
-    scenario = OmegaConf.to_container(OmegaConf.structured(result.config))
+    scenario = cast(dict, OmegaConf.to_container(OmegaConf.structured(result.config)))  # a structured config: a dict
     return _write(path, *build(result.requests, result.steps, result.replicas, scenario, max_requests=max_requests))
 
 
@@ -104,7 +104,8 @@ def export_run_dir(
     replicas = pd.read_parquet(d / REPLICAS_FILE) if (d / REPLICAS_FILE).is_file() else None
     scenario: dict = {}
     if (d / CONFIG_FILE).is_file():
-        scenario = OmegaConf.to_container(OmegaConf.load(d / CONFIG_FILE), resolve=False) or {}
+        # scenario.yaml holds a mapping (Result.save writes the scenario's config)
+        scenario = cast(dict, OmegaConf.to_container(OmegaConf.load(d / CONFIG_FILE), resolve=False) or {})
     out = Path(path) if path is not None else d / PERFETTO_FILE
     return _write(out, *build(requests, steps, replicas, scenario, max_requests=max_requests))
 
@@ -221,8 +222,10 @@ def _step_events(rep: int, s: pd.DataFrame | None, track: _Track | None, failed:
     """Step slices and KV / queue counters; a failure drops the counters to zero."""
     out: list[dict] = []
     pid = rep + 1
-    n = 0 if s is None else len(s)
-    cols = [c for c in s.columns if c not in _STEP_SKIP] if n else []
+    if s is None or track is None or not len(s):
+        return out  # no steps: no slices, and no counters to drop
+    n = len(s)
+    cols = [c for c in s.columns if c not in _STEP_SKIP]
     values = {c: s[c].tolist() for c in cols}
     pf = values.get("prefill_seqs") or [None] * n
     dc = values.get("decode_seqs") or [None] * n
@@ -343,8 +346,9 @@ def _request_events(req: pd.DataFrame, gateway_pid: int, tracks: dict, index: di
     lanes = _Lanes()
     out: list[dict] = []
     for i in order:
-        t0 = arrival[i] if arrival[i] is not None else 0
-        t1 = finish[i] if finish[i] is not None and finish[i] >= t0 else t0
+        a, f, s = arrival[i], finish[i], sched[i]
+        t0 = a if a is not None else 0
+        t1 = f if f is not None and f >= t0 else t0
         lane = lanes.take(t0, t1)
         status = text_or_none(col["status"][i]) if "status" in col else None
         cat = "request" if status == "completed" else (status or "request")
@@ -360,7 +364,7 @@ def _request_events(req: pd.DataFrame, gateway_pid: int, tracks: dict, index: di
                 "args": _request_args(col, i, rid[i], status),
             }
         )
-        if status != "completed" or sched[i] is None or sched[i] < t0:
+        if status != "completed" or s is None or s < t0:
             continue
         out.append(
             {
@@ -370,7 +374,7 @@ def _request_events(req: pd.DataFrame, gateway_pid: int, tracks: dict, index: di
                 "pid": gateway_pid,
                 "tid": lane,
                 "ts": t0,
-                "dur": min(sched[i], t1) - t0,
+                "dur": min(s, t1) - t0,
                 "args": {},
             }
         )
@@ -437,7 +441,7 @@ def _flow_events(rid: int, gateway_pid: int, lane: int, t0: int, hops: list[tupl
     out = [{"ph": "s", "cat": _FLOW_CAT, "name": _FLOW_NAME, "id": rid, "pid": gateway_pid, "tid": lane, "ts": t0}]
     for k, (rep, ts) in enumerate(hops):
         last = k == len(hops) - 1
-        ev = {
+        ev: dict[str, object] = {
             "ph": "f" if last else "t",
             "cat": _FLOW_CAT,
             "name": _FLOW_NAME,
@@ -454,13 +458,14 @@ def _flow_events(rid: int, gateway_pid: int, lane: int, t0: int, hops: list[tupl
 
 def _flow_hops(col: dict, i: int, tracks: dict, index: dict, prefill_ends: dict) -> list[tuple[int, int]]:
     """(replica, ts inside the step) for each step the request's first token passed through."""
-    rep = col["replica"][i] if "replica" in col else None
-    ft = col["first_token_s"][i] if "first_token_s" in col else None
+    # table cells: a number, or None / NaN / pd.NA where missing
+    rep: Any = col["replica"][i] if "replica" in col else None
+    ft: Any = col["first_token_s"][i] if "first_token_s" in col else None
     if isna(rep) or isna(ft) or int(rep) < 0:
         return []
     rep = int(rep)
     hops: list[tuple[int, int]] = []
-    pd_s = col["prefill_done_s"][i] if "prefill_done_s" in col else None
+    pd_s: Any = col["prefill_done_s"][i] if "prefill_done_s" in col else None
     if index.get(rep, ("",))[0] == "decode" and not isna(pd_s):
         hit = prefill_ends.get(float(pd_s))  # the prefill step that produced the first token
         if hit is not None:

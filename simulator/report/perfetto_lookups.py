@@ -4,6 +4,7 @@ pools and replicas of a run, the run's end, and seconds / cells as trace JSON va
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -99,7 +100,7 @@ def json_arg(v):
     return str(v)
 
 
-def lookup(d: dict, *keys):
+def lookup(d: object, *keys) -> Any:
     for k in keys:
         if not isinstance(d, dict):
             return None

@@ -166,7 +166,9 @@ def axis_label(x: str) -> str:
 # ---------------------------------------------------------------- readings
 
 
-def knee(xs: Sequence[float], ys: Sequence[float], slo: float | Sequence[float] | None) -> float | None:
+def knee(
+    xs: Sequence[float] | np.ndarray, ys: Sequence[float] | np.ndarray, slo: float | Sequence[float] | np.ndarray | None
+) -> float | None:
     """The highest load whose latency still meets the SLO.
 
     Walking up the load axis, the knee is the last ``x`` before the first
@@ -225,7 +227,8 @@ def knees(
             if not np.isnan(slo).all():
                 judged.append(k)
                 met = met and bool((y <= slo).all())
-        out["knee"] = None if not judged or any(k is None for k in judged) else min(judged)
+        knees_met = [k for k in judged if k is not None]
+        out["knee"] = None if not judged or len(knees_met) < len(judged) else min(knees_met)
         out["all_met"] = bool(judged) and met
         rows.append(out)
     return pd.DataFrame(rows, columns=["series", "ttft_knee", "tpot_knee", "knee", "all_met"])

@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import matplotlib.colors
@@ -30,10 +31,13 @@ from simulator.report.charts import (
 )
 from simulator.report.sweep import fmt_value
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType  # matplotlib >= 3.9; annotations only
+
 FORMATS = ("png", "svg")
 #: fixed save settings per format: no dates, no varying ids
 METADATA = {"png": PNG_METADATA, "svg": {"Date": None}}
-RC = {"svg.hashsalt": "servesim", "svg.fonttype": "path"}
+RC: dict[RcKeyType, Any] = {"svg.hashsalt": "servesim", "svg.fonttype": "path"}
 SLO_COLOR = "0.3"
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">")
 LINESTYLES = ("-", "--", ":", "-.", (0, (6, 2, 1, 2, 1, 2)), (0, (1, 4)))
@@ -175,7 +179,7 @@ def series_colors(df: pd.DataFrame, labels: Sequence[str]) -> dict[str, str]:
 def tint(color: str, strength: float) -> tuple[float, float, float]:
     """``color`` mixed with white: ``strength`` 1 is the colour itself, 0 white."""
     r, g, b = matplotlib.colors.to_rgb(color)
-    return tuple(round(1.0 - strength * (1.0 - c), 6) for c in (r, g, b))
+    return round(1.0 - strength * (1.0 - r), 6), round(1.0 - strength * (1.0 - g), 6), round(1.0 - strength * (1.0 - b), 6)
 
 
 # ---------------------------------------------------------------- axes and values

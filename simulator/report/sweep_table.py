@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ import yaml
 
 from simulator.errors import ServesimError
 from simulator.metrics.headline import headline
+from simulator.metrics.sections import Summary
 
 SUMMARY_FILE = "summary.json"
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
@@ -155,7 +157,7 @@ def read_overrides(run_dir: str | Path) -> dict[str, object]:
 # ---------------------------------------------------------------- the table
 
 
-def figures(summary: dict) -> dict[str, float]:
+def figures(summary: Summary) -> dict[str, float]:
     """headline() of a summary; for a replicated run the means, each followed by its 95% CI bounds."""
     base = headline(summary)
     rep = summary.get("replications") or {}
@@ -182,10 +184,11 @@ def _float(v) -> float:
         return float("nan")
 
 
-def _descriptors(summary: dict) -> dict[str, object]:
+def _descriptors(summary: Summary) -> dict[str, object]:
     out: dict[str, object] = {}
+    sections: Mapping[str, Any] = summary  # read by the (section, key) names of DESCRIPTORS
     for col, (block, key) in DESCRIPTORS.items():
-        out[col] = (summary.get(block) or {}).get(key)
+        out[col] = (sections.get(block) or {}).get(key)
     rep = summary.get("replications") or {}
     out["replications"] = int(rep.get("n", 1) or 1)
     return out

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib.style
 import numpy as np
@@ -36,6 +37,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from simulator.metrics.breakdown import label_order
+from simulator.metrics.sections import Summary
 from simulator.report.charts import (
     NEUTRAL_COLOR,
     OKABE_ITO,
@@ -47,6 +49,9 @@ from simulator.report.charts import (
     plain_log_axis,
     policy_color,
 )
+
+if TYPE_CHECKING:
+    from simulator.config.schema import ScenarioConfig
 
 #: tiers: Okabe-Ito hues (colour-blind safe); rejection reasons: the Okabe-Ito hues the first tiers leave free,
 #: then greys; the fleet, the queue and KV usage: the run's batching policy colour (as in every other chart),
@@ -74,7 +79,7 @@ OTHER_REASON_COLORS = ("0.9", "0.7", "0.5", "0.35")
 FAILURE_COLOR = OKABE_ITO["black"]
 
 
-def wants_cluster_timeline(cfg) -> bool:
+def wants_cluster_timeline(cfg: ScenarioConfig) -> bool:
     """True when the scenario has tiers, an autoscaler, or replica failures."""
     cluster = getattr(cfg, "cluster", None)
     autoscaler = getattr(cluster, "autoscaler", None)
@@ -111,7 +116,7 @@ def _replica_steps(result, end_s: float) -> tuple[np.ndarray, np.ndarray, np.nda
     return times, np.append(serving, serving[-1]), np.append(billed, billed[-1]), failed
 
 
-def _tier_targets(cfg, tiers: list[str]) -> dict[str, float | None]:
+def _tier_targets(cfg: ScenarioConfig, tiers: list[str]) -> dict[str, float | None]:
     conf = getattr(cfg, "tiers", None) or {}
     out = {}
     for name in tiers:
@@ -153,7 +158,7 @@ class _Tiers:
     of_request: np.ndarray
 
 
-def _time_bins(summary: dict, req: pd.DataFrame) -> _Bins:
+def _time_bins(summary: Summary, req: pd.DataFrame) -> _Bins:
     window = summary.get("window", {}).get("end_s")
     window = float(window) if window and np.isfinite(window) else 0.0
     if len(req):
@@ -165,7 +170,7 @@ def _time_bins(summary: dict, req: pd.DataFrame) -> _Bins:
     return _Bins(window, width, nbins, edges, edges[:-1] + width / 2)
 
 
-def _tiers(cfg, req: pd.DataFrame, run_color: str) -> _Tiers:
+def _tiers(cfg: ScenarioConfig, req: pd.DataFrame, run_color: str) -> _Tiers:
     tier_col = _labels(req, "tier")
     has_tiers = bool(getattr(cfg, "tiers", None)) or (tier_col != "").any()
     tiers = label_order(set(tier_col), "tier", getattr(cfg, "tiers", None)) if has_tiers else [""]
@@ -282,7 +287,7 @@ def _p99_per_bin(idx: np.ndarray, values: np.ndarray, nbins: int) -> np.ndarray:
     return p99
 
 
-def _ttft_panel(ax_ttft, cfg, req: pd.DataFrame, bins: _Bins, tiers: _Tiers) -> None:
+def _ttft_panel(ax_ttft, cfg: ScenarioConfig, req: pd.DataFrame, bins: _Bins, tiers: _Tiers) -> None:
     """(3) p99 TTFT by arrival bin, per tier, with each tier's target."""
     done = req["status"].astype(str).to_numpy() == "completed"
     arrival = req["arrival_s"].to_numpy(dtype=float)
@@ -343,9 +348,9 @@ def _engine_panels(ax_queue, ax_kv, steps: pd.DataFrame, bins: _Bins, run_color:
     ax_queue.set_title("Requests waiting (sum over replicas, time-averaged per bin)")
 
 
-def _kv_watermarks(ax_kv, cfg, tiers: _Tiers) -> None:
+def _kv_watermarks(ax_kv, cfg: ScenarioConfig, tiers: _Tiers) -> None:
     """The admission KV watermarks (per tier, else the default) as dashed lines, tiers sharing one named together."""
-    marks = {}
+    marks: dict[float, list[str]] = {}  # watermark -> the tiers shed above it
     default_mark = getattr(getattr(cfg, "admission", None), "kv_watermark", None)
     for t in tiers.names:
         conf = (getattr(cfg, "tiers", None) or {}).get(t)
@@ -358,7 +363,7 @@ def _kv_watermarks(ax_kv, cfg, tiers: _Tiers) -> None:
                       label=f"shed above: {', '.join(names)}")
 
 
-def _title(summary: dict, req: pd.DataFrame, tiers: _Tiers) -> str:
+def _title(summary: Summary, req: pd.DataFrame, tiers: _Tiers) -> str:
     """Model, fleet, batching, arrivals, mean offered rate, requests, and the tiers and failures."""
     s = summary["scenario"]
     arrival = req["arrival_s"].to_numpy(dtype=float)

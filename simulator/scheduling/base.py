@@ -26,6 +26,7 @@ from simulator.config.checks import need, positive
 from simulator.registry import Component, Registry
 
 if TYPE_CHECKING:
+    from simulator.config.schema import ScenarioConfig
     from simulator.engine.request import Request
     from simulator.scheduling.state import ReplicaState
 
@@ -76,7 +77,7 @@ class Scheduler(Component, ABC):
                 f"raise it or use scheduler=chunked_prefill{cls.budget_hint}.",
             )
 
-    def __init__(self, cfg, state: ReplicaState):
+    def __init__(self, cfg: ScenarioConfig, state: ReplicaState):
         sched = cfg.scheduler
         self.state = state
         self.max_batch_size = int(sched.max_batch_size)
@@ -109,6 +110,7 @@ class Scheduler(Component, ABC):
         for req in st.prefilling.values():
             if best is None or (req.arrival_s, req.id) > (best.arrival_s, best.id):
                 best = req
+        assert best is not None, "victim() is asked for only while requests hold KV"
         return best
 
     def grow_for_decode(self) -> None:

@@ -19,7 +19,13 @@ as large as its padded prompts.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from simulator.scheduling.base import SCHEDULERS, Plan, Scheduler
+
+if TYPE_CHECKING:
+    from simulator.config.schema import ScenarioConfig
+    from simulator.scheduling.state import ReplicaState
 
 
 @SCHEDULERS.register("static")
@@ -27,7 +33,7 @@ class StaticScheduler(Scheduler):
     holds_finished = True
     requires_reservation = True
 
-    def __init__(self, cfg, state):
+    def __init__(self, cfg: ScenarioConfig, state: ReplicaState):
         super().__init__(cfg, state)
         self.max_wait_s = float(cfg.scheduler.max_wait_s)
 

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import contextlib
 
+from simulator.config.schema import ScenarioConfig
 from simulator.workload.arrivals import ARRIVALS, RateSchedule
 from simulator.workload.base import Workload
 from simulator.workload.lengths import LENGTHS
 
 
-def generate(cfg) -> Workload:
+def generate(cfg: ScenarioConfig) -> Workload:
     """The requests of ``cfg.workload``, drawn by its source (:data:`ARRIVALS`)."""
     return ARRIVALS.get(cfg.workload.arrival).generate(cfg)
 
@@ -58,14 +59,14 @@ BASE_BYTES = 171_000_000
 RESULT_BYTES_PER_REQUEST = 900
 
 
-def expected_requests(cfg) -> tuple[float, str] | None:
+def expected_requests(cfg: ScenarioConfig) -> tuple[float, str] | None:
     """How many requests ``cfg`` will generate (expected, for a ``workload.duration_s``
     stop) and which keys set that, or ``None`` when it is not known before the
     workload is read (a trace, unless it loops up to ``workload.num_requests``)."""
     return ARRIVALS.get(cfg.workload.arrival).expected_requests(cfg)
 
 
-def memory_needed(cfg, n: float) -> float:
+def memory_needed(cfg: ScenarioConfig, n: float) -> float:
     """Estimated peak bytes of a run of ``n`` requests (see :data:`BYTES_PER_REQUEST`),
     with the results every extra replication keeps."""
     return BASE_BYTES + n * BYTES_PER_REQUEST + (int(cfg.replications) - 1) * n * RESULT_BYTES_PER_REQUEST

@@ -1,0 +1,277 @@
+"""The shape of ``summary.json``, as types: one ``TypedDict`` per section.
+
+:func:`simulator.metrics.summary.summarize` returns a :class:`Summary`; the
+console, the sweep table, the charts and the planner read it through these
+names, so a misspelt or missing key is a type error (``mypy``, run by
+``tests/test_types.py``) instead of a ``KeyError`` at run time. The keys are the
+public contract of ``../shared/DESIGN.md`` and ``docs/outputs.md``: a key added
+here is added there.
+
+At run time these are plain dicts (``TypedDict`` costs nothing), so the JSON
+written is unchanged. A summary read back from disk (``json.loads``) is typed
+``Summary`` by the reader that trusts it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NotRequired, TypedDict
+
+LatencyKey = Literal["ttft", "tpot", "itl", "e2e", "queue"]
+StatKey = Literal["mean", "p50", "p90", "p99", "max"]
+#: the distributions of the ``latency_s`` section, in order
+LATENCY_KEYS: tuple[LatencyKey, ...] = ("ttft", "tpot", "itl", "e2e", "queue")
+#: the figures of each distribution, in order
+STAT_KEYS: tuple[StatKey, ...] = ("mean", "p50", "p90", "p99", "max")
+
+
+#: mean, the ``PCTS`` percentiles (see :mod:`simulator.metrics.stats`) and max; ``None`` when empty
+class Stats(TypedDict):
+    mean: float | None
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    max: float | None
+#: the ``PCTS`` percentiles only (per-tier and per-tenant latencies)
+class Percentiles(TypedDict):
+    p50: float | None
+    p90: float | None
+    p99: float | None
+
+
+class DecodeBatch(TypedDict):
+    mean_decode_batch: float
+    decode_step_share: float
+
+
+class ScenarioSection(TypedDict):
+    name: str
+    model: str
+    hardware: str
+    replicas: int
+    tp: int
+    scheduler: str
+    disaggregated: bool
+    engine: str | None
+    memory_allocation: str
+    latency_model: str
+    arrival: str
+    rate_rps: float
+    seed: int
+    users: NotRequired[int]  # closed loop
+    think_s: NotRequired[float]  # closed loop
+    rate_schedule: NotRequired[list[list[float]]]  # a time-varying open process
+
+
+class PoolSection(TypedDict):
+    name: str
+    hardware: str
+    replicas: int
+    tp: int
+    gpus: int
+    scheduler: str
+    allocation: str
+    latency_model: str
+    kv_blocks_per_replica: int
+    kv_tokens_per_replica: int
+    kv_gb_per_replica: float
+    steps: int
+    busy_fraction: float
+    mean_batch_size: float
+    mean_decode_batch: float
+    decode_step_share: float
+    prefill_tokens: int
+    decode_tokens: int
+    price_per_gpu_hour: float | None
+
+
+class RequestsSection(TypedDict):
+    total: int
+    completed: int
+    rejected: int
+    rejected_by_reason: dict[str, int]
+    preemptions: int
+    retries: int
+
+
+class WindowSection(TypedDict):
+    start_s: float
+    end_s: float
+    last_arrival_s: float
+    note: str
+
+
+class ThroughputSection(TypedDict):
+    requests_per_s: float
+    output_tokens_per_s: float
+    total_tokens_per_s: float
+
+
+class LatencySection(TypedDict):
+    ttft: Stats
+    tpot: Stats
+    itl: Stats
+    e2e: Stats
+    queue: Stats
+
+
+class SloSection(TypedDict):
+    ttft_s: float | None
+    tpot_s: float | None
+    e2e_s: float | None
+    attainment: float | None
+    goodput_rps: float
+
+
+class KvCacheSection(TypedDict):
+    pool: str
+    allocation: str
+    blocks_per_replica: int
+    block_size: int
+    tokens_per_replica: int
+    gb_per_replica: float
+    peak_usage: float
+    mean_usage: float
+    real_token_share: float | None
+    blocks_in_use_at_end: int
+
+
+class PreemptionSection(TypedDict):
+    mode: str
+    count: int
+    swaps: int
+    recomputed_tokens: int
+    recompute_time_s: float
+    swap_time_s: float
+
+
+class EngineSection(TypedDict):
+    steps: int
+    busy_fraction: float
+    mean_batch_size: float
+    mean_decode_batch: float
+    decode_step_share: float
+
+
+class LittlesLawSection(TypedDict):
+    L_from_steps: float
+    lambda_times_W: float
+    note: str
+
+
+class ServingReplicas(TypedDict):
+    min: int
+    max: int
+    mean: float
+
+
+class BilledGpus(TypedDict):
+    max: int
+    mean: float
+
+
+class ClusterFigures(TypedDict):
+    """The replica timeline's figures (:func:`simulator.metrics.breakdown.replica_figures`)."""
+
+    source: str
+    serving_replicas: ServingReplicas
+    billed_gpus: BilledGpus
+    scale_ups: int
+    scale_downs: int
+    failures: int
+    replacements: int
+    failure_times_s: list[float]
+
+
+class ClusterSection(ClusterFigures):
+    failures_skipped: int
+
+
+class GroupCost(TypedDict):
+    gpu_hours: float
+    price_per_gpu_hour: float | None
+    usd: float | None
+
+
+class CostFigures(TypedDict):
+    gpu_hours: float
+    price_per_gpu_hour: float | None
+    usd: float | None
+    by_group: dict[str, GroupCost]
+
+
+class CostSection(CostFigures):
+    gpus: int
+    peak_gpus: int
+    note: str
+
+
+class LabelThroughput(TypedDict):
+    requests_per_s: float
+    output_tokens_per_s: float
+
+
+class LabelHead(TypedDict, total=False):
+    """What a label's entry opens with: a tier's settings, or the one tier a tenant's requests share."""
+
+    priority: int | None  # tiers only, with share, ttft_s and tpot_s
+    share: float | None
+    ttft_s: float | None
+    tpot_s: float | None
+    tier: str  # tenants only
+
+
+class LabelSection(LabelHead):
+    """One tier's or tenant's figures (:func:`simulator.metrics.breakdown.breakdown`)."""
+
+    requests: int
+    completed: int
+    rejected: int
+    rejected_by_reason: dict[str, int]
+    rejection_rate: float | None
+    slo_attainment: float | None
+    goodput_rps: float
+    throughput: LabelThroughput
+    latency_s: dict[str, Percentiles]
+    mean_attempts: float | None
+
+
+class PrefixCacheSection(TypedDict):
+    lookups_blocks: int
+    hit_blocks: int
+    saved_prefill_tokens: int
+    evictions: int
+    cached_blocks_at_end: int
+    block_hit_rate: float
+    token_hit_rate: float
+    note: str
+
+
+class KvTransferSection(TypedDict):
+    transfers: int
+    gb: float
+    mean_s: float | None
+    bandwidth_gbps: float
+
+
+class Summary(TypedDict):
+    """``summary.json``: the fixed sections in order, then the optional ones."""
+
+    scenario: ScenarioSection
+    pools: list[PoolSection]
+    requests: RequestsSection
+    window: WindowSection
+    throughput: ThroughputSection
+    latency_s: LatencySection
+    slo: SloSection
+    kv_cache: KvCacheSection
+    preemption: PreemptionSection
+    engine: EngineSection
+    littles_law: LittlesLawSection
+    cluster: ClusterSection
+    cost: CostSection
+    tiers: NotRequired[dict[str, LabelSection]]  # when tiers are configured
+    tenants: NotRequired[dict[str, LabelSection]]  # when any request carries a tenant
+    workload: NotRequired[dict[str, Any]]  # the workload source's notes (a trace's name, a fit's figures)
+    prefix_cache: NotRequired[PrefixCacheSection]  # when a replica caches prefixes
+    kv_transfer: NotRequired[KvTransferSection]  # when disaggregated
+    replications: NotRequired[dict[str, Any]]  # run.replications > 1 (simulator.metrics.replications)

@@ -1,0 +1,47 @@
+"""The type checker passes: mypy over the files and settings of ``[tool.mypy]`` in pyproject.toml.
+
+This is how CI type-checks the package (``.ci/run`` runs the test suite; mypy
+is in the ``test`` extra). The cache goes to a temporary folder, so nothing is
+written into the repository.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mypy import api
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One mypy cache for the module: the checks after the first reuse what it parsed."""
+    return tmp_path_factory.mktemp("mypy")
+
+
+def test_mypy_passes(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)  # [tool.mypy] files are relative to the repository root
+    out, err, code = api.run(["--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", str(cache)])
+    assert code == 0, f"mypy found problems (run `mypy` in the repository root):\n{out}{err}"
+
+
+@pytest.mark.parametrize(
+    "snippet, error",
+    [
+        ('def f(s: Summary) -> object:\n    return s["latency_s"]["ttft"]["p95"]\n', 'TypedDict "Stats" has no key "p95"'),
+        ('def f(s: Summary) -> object:\n    return s["througput"]\n', 'TypedDict "Summary" has no key "througput"'),
+        ("row = StepRow(0, 1, 0.0, 0.5)\n", 'Missing positional arguments'),
+    ],
+)
+def test_the_output_contract_catches_a_wrong_key_or_row(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, snippet: str, error: str
+) -> None:
+    """The typed summary and step row are not decoration: a misspelt key or a short row is an error."""
+    monkeypatch.chdir(ROOT)
+    code = "from simulator.metrics.recorder import StepRow\nfrom simulator.metrics.sections import Summary\n\n" + snippet
+    (tmp_path / "snippet.py").write_text(code)
+    config = ["--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", str(cache)]
+    out, err, status = api.run([*config, "--no-error-summary", str(tmp_path / "snippet.py")])
+    assert status == 1 and error in out, out + err
