@@ -7,6 +7,7 @@ written into the repository.
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ def test_mypy_passes(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     [
         ('def f(s: Summary) -> object:\n    return s["latency_s"]["ttft"]["p95"]\n', 'TypedDict "Stats" has no key "p95"'),
         ('def f(s: Summary) -> object:\n    return s["througput"]\n', 'TypedDict "Summary" has no key "througput"'),
-        ("row = StepRow(0, 1, 0.0, 0.5)\n", 'Missing positional arguments'),
+        ("row: StepTuple = (0, 1, 0.0, 0.5)\n", 'Incompatible types in assignment'),
     ],
 )
 def test_the_output_contract_catches_a_wrong_key_or_row(
@@ -40,8 +41,16 @@ def test_the_output_contract_catches_a_wrong_key_or_row(
 ) -> None:
     """The typed summary and step row are not decoration: a misspelt key or a short row is an error."""
     monkeypatch.chdir(ROOT)
-    code = "from simulator.metrics.recorder import StepRow\nfrom simulator.metrics.sections import Summary\n\n" + snippet
+    code = "from simulator.metrics.recorder import StepTuple\nfrom simulator.metrics.sections import Summary\n\n" + snippet
     (tmp_path / "snippet.py").write_text(code)
     config = ["--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", str(cache)]
     out, err, status = api.run([*config, "--no-error-summary", str(tmp_path / "snippet.py")])
     assert status == 1 and error in out, out + err
+
+
+def test_the_recorded_step_tuple_matches_the_named_step_row() -> None:
+    """StepTuple (what the engine records) and StepRow (names and types of steps.parquet) agree field by field."""
+    from simulator.metrics.recorder import STEP_COLUMNS, StepRow, StepTuple
+
+    assert typing.get_args(StepTuple) == tuple(typing.get_type_hints(StepRow).values())
+    assert STEP_COLUMNS[:4] == ("replica", "step", "start_s", "duration_s")  # positions Recorder.cut_last_step uses

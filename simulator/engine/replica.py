@@ -39,7 +39,7 @@ from simulator.engine.queue import FifoQueue, TieredQueue
 from simulator.engine.request import Request
 from simulator.latency.base import LatencyModel, StepShape
 from simulator.memory import BlockManager
-from simulator.metrics.recorder import Recorder, StepRow
+from simulator.metrics.recorder import Recorder, StepTuple
 from simulator.scheduling import ReplicaState, build_scheduler
 
 
@@ -265,30 +265,29 @@ class Replica:
             swap_s = st.swap_bytes / self.host_link_bps if st.swap_bytes else 0.0
             dt += swap_s
             preempted, st.preempted, st.swap_bytes = st.preempted, 0, 0.0
-            record(
-                StepRow(
-                    self.index,
-                    self.steps,
-                    env.now,
-                    dt,
-                    shape.prefill_tokens - plan.padding_tokens,
-                    shape.prefill_seqs,
-                    n_decode,
-                    shape.prefill_seqs + n_decode + plan.padded_seqs,
-                    shape.decode_ctx_tokens,
-                    kv.total - kv.free,
-                    kv.total,
-                    running.kv_entries() + st.prefill_kv + st.held_kv,
-                    len(st.waiting) + self.inbound,
-                    st.in_flight,
-                    len(st.swapped),
-                    preempted,
-                    recompute,
-                    swap_s,
-                    plan.padding_tokens + plan.padded_seqs,
-                    n_decode + completing,
-                )
+            row: StepTuple = (  # the columns of StepRow, in order
+                self.index,
+                self.steps,
+                env.now,
+                dt,
+                shape.prefill_tokens - plan.padding_tokens,
+                shape.prefill_seqs,
+                n_decode,
+                shape.prefill_seqs + n_decode + plan.padded_seqs,
+                shape.decode_ctx_tokens,
+                kv.total - kv.free,
+                kv.total,
+                running.kv_entries() + st.prefill_kv + st.held_kv,
+                len(st.waiting) + self.inbound,
+                st.in_flight,
+                len(st.swapped),
+                preempted,
+                recompute,
+                swap_s,
+                plan.padding_tokens + plan.padded_seqs,
+                n_decode + completing,
             )
+            record(row)
             self.steps += 1
             try:
                 yield env.timeout(dt)

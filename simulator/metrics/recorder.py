@@ -9,6 +9,7 @@ pair stands for all of them.
 
 from __future__ import annotations
 
+import itertools
 import typing
 from typing import NamedTuple
 
@@ -42,10 +43,13 @@ REPLICA_EVENTS = ("provisioning", "serving", "draining", "failed", "removed")
 
 
 class StepRow(NamedTuple):
-    """One engine iteration: a row of steps.parquet (columns in docs/outputs.md).
+    """One engine iteration: a row of steps.parquet, its columns named and typed.
 
-    Built positionally on the hot path (keywords cost three times as much);
-    the type checker holds each value to its field's type and the row to its length."""
+    The engine records the same values as a plain :data:`StepTuple` (a
+    NamedTuple per step would stay tracked by the garbage collector, which
+    costs a few per cent of a run); ``tests/test_types.py`` keeps the two
+    declarations in step, and the type checker holds each recorded row to
+    ``StepTuple``'s length and types."""
 
     replica: int
     step: int
@@ -69,6 +73,9 @@ class StepRow(NamedTuple):
     new_tokens: int  # tokens emitted this step
 
 
+#: what ``record_step`` takes: one StepRow's values, in order, as a plain tuple
+StepTuple = tuple[int, int, float, float, int, int, int, int, int, int, int, int, int, int, int, int, int, float, int, int]
+
 STEP_COLUMNS = StepRow._fields
 _STEP_FLOAT = {c for c, t in typing.get_type_hints(StepRow).items() if t is float}
 _STEP_INT = {c for c in STEP_COLUMNS if c not in _STEP_FLOAT}
@@ -79,20 +86,21 @@ class Recorder:
         self.pools = pools or []  # pool name of each replica index
         self.block_size = block_size
         self.req: dict[str, list] = {c: [] for c in REQUEST_COLUMNS}
-        self.step_rows: list[StepRow] = []
+        self.step_rows: list[StepTuple] = []
         self.blocked_area = 0.0  # request-seconds spent on idle replicas with work queued
         self.itl_gap: list[float] = []
         self.itl_count: list[int] = []
         self.replica_rows: list[tuple] = []
-        #: hot path: ``record_step(StepRow(...))``, one per engine iteration
+        #: hot path: ``record_step(row)``, one StepTuple per engine iteration
         self.record_step = self.step_rows.append
 
     def cut_last_step(self, replica: int, now: float) -> None:
         """``replica`` failed at ``now``: its step in progress (its last row) ends there, its work lost."""
         rows = self.step_rows
         for i in range(len(rows) - 1, -1, -1):
-            if rows[i].replica == replica:
-                rows[i] = rows[i]._replace(duration_s=now - rows[i].start_s)
+            r = rows[i]
+            if r[0] == replica:  # replica
+                rows[i] = (*r[:3], now - r[2], *r[4:])  # duration_s = now - start_s
                 return
 
     def record_blocked(self, duration: float, requests: int) -> None:
@@ -164,8 +172,11 @@ class Recorder:
 
     def steps_table(self) -> pd.DataFrame:
         # Every value is an int below 2**53 or a float, so one float64 matrix
-        # holds them exactly; columns are then cast back to their types.
-        arr = np.array(self.step_rows, dtype=np.float64).reshape(-1, len(STEP_COLUMNS))
+        # holds them exactly; columns are then cast back to their types. (fromiter
+        # over the flattened rows: np.array takes twice as long on NamedTuples.)
+        width = len(STEP_COLUMNS)
+        flat = itertools.chain.from_iterable(self.step_rows)
+        arr = np.fromiter(flat, dtype=np.float64, count=len(self.step_rows) * width).reshape(-1, width)
         df = pd.DataFrame(
             {c: (arr[:, i].astype(np.int64) if c in _STEP_INT else arr[:, i]) for i, c in enumerate(STEP_COLUMNS)}
         )
