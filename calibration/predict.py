@@ -55,7 +55,7 @@ def predict(overrides: list[str], prefill: list[str], decode: list[str]) -> dict
     from dataclasses import asdict
 
     from simulator.config.compose import compose, to_scenario
-    from simulator.latency.base import build_latency_model
+    from simulator.latency import build_latency_model
     from simulator.specs import ModelSpec
 
     shape, longest = shape_of(prefill, decode)

@@ -22,6 +22,7 @@ from simulator.config.pools import pool_configs
 from simulator.config.schema import ScenarioConfig
 from simulator.engine.replica import Replica
 from simulator.latency import build_latency_model
+from simulator.latency.speculative import proposer_spec
 from simulator.memory import build_kv_manager, kv_allocation
 from simulator.metrics.recorder import Recorder
 from simulator.scheduling import SCHEDULERS
@@ -45,7 +46,7 @@ class SimulationOutput:
 
 def _build_pool(env, name, pcfg, rec: Recorder, counter: list[int]) -> Pool:
     spec = ModelSpec.from_config(pcfg.model, pcfg.cluster.tp, pcfg.cluster.ep)
-    budget = memory_budget(pcfg.hardware, pcfg.memory, spec, int(pcfg.scheduler.max_batch_size))
+    budget = memory_budget(pcfg.hardware, pcfg.memory, spec, int(pcfg.scheduler.max_batch_size), proposer_spec(pcfg, spec))
     latency = build_latency_model(pcfg, spec)
     allocation = kv_allocation(pcfg, name, SCHEDULERS.get(pcfg.scheduler.policy).requires_reservation)
     mem = pcfg.memory

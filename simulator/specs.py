@@ -258,13 +258,17 @@ def device_bytes(hardware) -> float:
     return float(gib) * 2**30 if gib is not None else float(hardware.memory_gb) * 1e9
 
 
-def memory_budget(hardware, memory, spec: ModelSpec, max_seqs: int = 1) -> MemoryBudget:
+def memory_budget(hardware, memory, spec: ModelSpec, max_seqs: int = 1, proposer: ModelSpec | None = None) -> MemoryBudget:
     """Where one replica's memory goes; with sliding-window layers, their KV for ``max_seqs``
-    concurrent sequences is set aside first and the rest holds the growing KV."""
+    concurrent sequences is set aside first and the rest holds the growing KV. A speculative
+    ``proposer`` (a draft model, or the target's MTP module) adds its weights, and its KV to every
+    token's: it keeps its own cache of the same tokens in the same blocks."""
     total = device_bytes(hardware) * spec.tp
     usable = total * float(memory.gpu_memory_utilization)
     reserve = float(memory.activation_reserve_gb) * 1e9 * spec.tp
-    kv = usable - spec.weight_bytes - reserve - spec.window_kv_bytes(max_seqs, int(memory.block_size))
-    kv_tokens = int(kv // spec.kv_bytes_per_token) if kv > 0 else 0
+    weights = spec.weight_bytes + (proposer.weight_bytes if proposer is not None else 0.0)
+    per_token = spec.kv_bytes_per_token + (proposer.kv_bytes_per_token if proposer is not None else 0.0)
+    kv = usable - weights - reserve - spec.window_kv_bytes(max_seqs, int(memory.block_size))
+    kv_tokens = int(kv // per_token) if kv > 0 else 0
     kv_blocks = kv_tokens // int(memory.block_size)
-    return MemoryBudget(total, usable, spec.weight_bytes, reserve, kv, kv_tokens, kv_blocks)
+    return MemoryBudget(total, usable, weights, reserve, kv, kv_tokens, kv_blocks)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+from simulator.config.schema import SpeculativeConfig
 from simulator.engine.request import Request
 from simulator.memory import BlockManager, ReserveMax
 from simulator.scheduling import SCHEDULERS, Plan, ReplicaState
@@ -44,8 +45,9 @@ def make(
     kv = kv_cls(blocks, BS, watermark, max_model_len)
     st = ReplicaState(SimpleNamespace(now=now), kv, swap_blocks=swap_blocks, block_bytes=BLOCK_BYTES)
     sched = SimpleNamespace(
-        max_batch_size=batch_size, max_batch_tokens=budget, preemption_mode=mode, max_wait_s=max_wait_s
-    )
+        max_batch_size=batch_size, max_batch_tokens=budget, preemption_mode=mode, max_wait_s=max_wait_s,
+        speculative=SpeculativeConfig(),
+    )  # fmt: skip
     return st, SCHEDULERS.get(policy)(SimpleNamespace(scheduler=sched), st)
 
 

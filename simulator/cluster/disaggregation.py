@@ -16,6 +16,14 @@ TTFT choice: the first token reaches the user when the KV transfer completes
 prefill proxy), so TTFT = queueing + prefill + waiting for decode memory +
 transfer. ``prefill_done_s`` in requests.parquet keeps the time the prefill
 itself ended.
+
+Layer-wise transfer (``link.layerwise=true``, docs/levers/kv_transfer.md): the
+copy overlaps the request's final prefill step, layer by layer. With L layers,
+that step's compute time P, the copy's data time B = bytes / bandwidth and the
+link free from the step's start, layer i is ready at P*(i+1)/L into the step
+and the link sends the layers in order, B/L each, so the copy ends
+``latency_s + max(B/L, B - P*(L-1)/L)`` after the prefill ends instead of
+``latency_s + B``. Earlier chunks of a chunked prefill are not sent ahead.
 """
 
 from __future__ import annotations
@@ -75,6 +83,11 @@ class KVTransfer:
         self.bandwidth = float(dis.link.bandwidth_gbps) * 1e9
         self.latency_s = float(dis.link.latency_s)
         self.links = {p.index: simpy.Resource(env, capacity=1) for p in prefill}
+        self.layerwise = bool(dis.link.layerwise)
+        self.layers = int(decode_spec.num_layers)
+        self._link_free_s = {p.index: 0.0 for p in prefill}  # when each link's last copy ended
+        #: layer-wise: request id -> (when its prefill ended, the compute time of its final prefill step)
+        self._window: dict[int, tuple[float, float]] = {}
         self.pending: dict[int, deque[tuple[Replica, Request]]] = {d.index: deque() for d in decode}
         self.incoming: dict[int, int] = {d.index: 0 for d in decode}
         self.transfers = 0
@@ -94,6 +107,8 @@ class KVTransfer:
 
     # -- the stage ----------------------------------------------------------
     def handoff(self, src: Replica, req: Request) -> None:
+        if self.layerwise:
+            self._window[req.id] = (self.env.now, src.compute_s)
         dst = self.router.choose(req)
         self.pending[dst.index].append((src, req))
         dst.inbound += 1
@@ -129,7 +144,11 @@ class KVTransfer:
         with self.links[src.index].request() as slot:
             yield slot
             duration = self.latency_s + size / self.bandwidth
-            yield self.env.timeout(duration)
+            if self.layerwise:  # only the tail is exposed; busy_s still counts the whole duration
+                yield self.env.timeout(self.latency_s + self._exposed_s(src, req, size / self.bandwidth))
+            else:
+                yield self.env.timeout(duration)
+            self._link_free_s[src.index] = self.env.now
         self.transfers += 1
         self.bytes += size
         self.busy_s += duration
@@ -142,3 +161,23 @@ class KVTransfer:
         self.incoming[dst.index] -= 1
         dst.inbound -= 1
         dst.receive(req, req.target)
+
+    def _exposed_s(self, src: Replica, req: Request, data_s: float) -> float:
+        """Layer-wise: seconds from now until the last layer's KV has crossed the link.
+
+        The link may carry layer 0 from ``start``, the later of the final
+        prefill step's start and the end of the link's previous copy; layer i
+        is ready at ``step_start + P*(i+1)/L`` and takes ``data_s / L``. Layers
+        go in order, so the last one ends at the latest of ``start + data_s``
+        (the link the bottleneck throughout), ``step_start + P/L + data_s``
+        (the link waiting only for layer 0) and ``prefill_end + data_s/L``
+        (every layer but the last already sent). A copy that gets its decode
+        memory or its link only after the prefill ended finds every layer ready.
+        """
+        end, step = self._window.pop(req.id)
+        now = self.env.now
+        if now > end:
+            return data_s
+        start = max(end - step, self._link_free_s[src.index])
+        n = self.layers
+        return max(start - now + data_s, data_s - step * (n - 1) / n, data_s / n)

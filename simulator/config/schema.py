@@ -188,12 +188,24 @@ class WorkloadConfig:
 
 
 @dataclass
+class SpeculativeConfig:
+    """Speculative decoding (docs/levers/speculative.md): propose k tokens, verify them in one target step."""
+
+    method: str = "none"  # none | draft (a draft model) | ngram (prompt lookup, no model) | mtp (multi-token-prediction heads)
+    num_tokens: int = 4  # k: tokens proposed per step (vLLM num_speculative_tokens)
+    acceptance_rate: float = 0.7  # per proposed token, the chance it is accepted given the ones before were
+    acceptance_spread: float = 0.0  # > 0: each request draws its own rate from a Beta with this standard deviation
+    draft_model: str | None = None  # method=draft: a model catalog name (or a config.json path)
+
+
+@dataclass
 class SchedulerConfig:
     policy: str = "continuous"
     max_batch_size: int = 256  # vLLM --max-num-seqs
     max_batch_tokens: int = 8192  # vLLM --max-num-batched-tokens
     max_wait_s: float = 0.0  # static batching: longest wait for a full batch
     preemption_mode: str = "recompute"  # recompute | swap (vLLM --preemption-mode)
+    speculative: SpeculativeConfig = field(default_factory=SpeculativeConfig)
 
 
 @dataclass
@@ -236,6 +248,9 @@ class MemoryConfig:
     max_model_len: int | None = None  # vLLM --max-model-len; None = the model's context
     swap_space_gb: float = 4.0  # per GPU host memory for swapped KV (vLLM --swap-space)
     prefix_caching: bool = False
+    # reserve_* modes: null = capacity counted in tokens (internal waste only); first_fit | buddy =
+    # each reservation is a contiguous range of one KV pool, so free space also fragments (docs/levers/fragmentation.md)
+    contiguous_allocator: str | None = None
 
 
 @dataclass
@@ -265,6 +280,7 @@ class LinkConfig:
 
     bandwidth_gbps: float = 50.0  # one-way GB/s per prefill replica (a 400 Gb/s NIC)
     latency_s: float = 5e-5  # fixed cost per transfer
+    layerwise: bool = False  # copy each layer's KV as prefill computes it: only the last layer's share is exposed
 
 
 @dataclass

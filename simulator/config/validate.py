@@ -39,6 +39,7 @@ def validate(cfg: ScenarioConfig) -> None:
     disagg = cfg.cluster.disaggregation.enabled
     check_scheduler(cfg.scheduler, "scheduler", None if disagg else prompt_max)
     _latency(cfg.latency)
+    _speculative(cfg)
     _memory(cfg)
     _cluster(cfg, prompt_max)
     check_cluster(cfg, None if disagg else prompt_max)
@@ -53,6 +54,46 @@ def validate(cfg: ScenarioConfig) -> None:
         if v is not None:
             positive(v, f"slo.{key}")
     _tiers(cfg)
+
+
+SPECULATIVE_METHODS = ("none", "draft", "ngram", "mtp")
+
+
+def _speculative(cfg: ScenarioConfig) -> None:
+    """scheduler.speculative: a known method, k that fits a block, an acceptance model that is a distribution."""
+    sp, key = cfg.scheduler.speculative, "scheduler.speculative"
+    need(sp.method in SPECULATIVE_METHODS, f"{key}.method={sp.method!r} is not known; choose one of: {', '.join(SPECULATIVE_METHODS)}.")
+    if sp.method == "none":
+        return
+    bs = int(cfg.memory.block_size)
+    need(
+        isinstance(sp.num_tokens, int) and 1 <= sp.num_tokens < bs,
+        f"{key}.num_tokens must be an integer from 1 to memory.block_size - 1 = {bs - 1} (got {sp.num_tokens!r}).",
+    )
+    fraction(sp.acceptance_rate, f"{key}.acceptance_rate", allow_zero=True)
+    spread, rate = float(sp.acceptance_spread), float(sp.acceptance_rate)
+    need(
+        spread == 0 or 0 < spread < (rate * (1 - rate)) ** 0.5,
+        f"{key}.acceptance_spread must be 0 or between 0 and sqrt(rate x (1 - rate)) = {(rate * (1 - rate)) ** 0.5:.3g} "
+        f"(a Beta distribution of mean {rate:g}); got {sp.acceptance_spread!r}.",
+    )
+    policies = {cfg.scheduler.policy, *(p.scheduler.policy for p in (cfg.cluster.disaggregation.prefill, cfg.cluster.disaggregation.decode))}
+    bad = sorted(str(p) for p in policies - {None, "continuous", "chunked_prefill"})
+    need(not bad, f"{key}.method={sp.method} runs with scheduler=continuous or chunked_prefill (the engines that ship it), not {', '.join(bad)}.")
+    need(
+        cfg.latency.model != "profile",
+        f"{key}.method={sp.method} needs latency.model=roofline (or constant): a measured profile has no verification shapes.",
+    )
+    if sp.method == "draft":
+        need(sp.draft_model is not None, f"{key}.method=draft needs {key}.draft_model (a model catalog name, e.g. llama-3.2-1b).")
+        from simulator.config.catalog import load_model
+
+        draft = load_model(str(sp.draft_model), f"{key}.draft_model")
+        need(
+            int(draft.vocab_size) == int(cfg.model.vocab_size),
+            f"{key}.draft_model={sp.draft_model} has a vocabulary of {draft.vocab_size} tokens and model {cfg.model.name} "
+            f"{cfg.model.vocab_size}: a draft must share the target's tokenizer.",
+        )
 
 
 def _model(m: ModelConfig) -> None:

@@ -23,6 +23,11 @@ def check_cluster(cfg: ScenarioConfig, prompt_max: float | None) -> None:
     ROUTERS.check(cl.router, cl, "cluster")
     positive(cl.affinity_slack, "cluster.affinity_slack")
     dis = cl.disaggregation.enabled
+    need(
+        dis or not cl.disaggregation.link.layerwise,
+        "cluster.disaggregation.link.layerwise=true overlaps the prefill-to-decode KV transfer with prefill; "
+        "it needs cluster.disaggregation.enabled=true (cluster=disaggregated).",
+    )
     if cl.groups:
         need(not dis, "cluster.groups and cluster.disaggregation.enabled=true cannot be combined; choose one layout.")
         from simulator.config.pools import pool_configs

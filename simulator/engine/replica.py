@@ -37,10 +37,13 @@ import simpy
 
 from simulator.engine.queue import FifoQueue, TieredQueue
 from simulator.engine.request import Request
+from simulator.engine.running import RunningSet
+from simulator.engine.speculative import Acceptance, SpeculativeRunningSet
 from simulator.latency.base import LatencyModel, StepShape
 from simulator.memory import BlockManager
 from simulator.metrics.recorder import Recorder, StepTuple
 from simulator.scheduling import ReplicaState, build_scheduler
+from simulator.workload.rng import stream
 
 
 class Replica:
@@ -68,13 +71,22 @@ class Replica:
         priorities = sorted({int(t.priority) for t in getattr(cfg, "tiers", {}).values()})
         waiting = TieredQueue(self.prefill_s, priorities) if len(priorities) > 1 else FifoQueue(self.prefill_s)
         #: what the scheduler sees and changes: queues, admitted requests, KV, clock
-        self.sched_state = ReplicaState(
-            env, kv, waiting, pool=pool, swap_blocks=swap_blocks, block_bytes=kv.block_size * kv_bytes_per_token
+        sp = cfg.scheduler.speculative
+        #: speculative decoding: what each verification step keeps (one seeded stream per replica)
+        self.acceptance = (
+            Acceptance(sp.num_tokens, sp.acceptance_rate, sp.acceptance_spread, stream(int(cfg.seed), f"speculative/{index}"))
+            if sp.method != "none"
+            else None
         )
+        self.sched_state = ReplicaState(
+            env, kv, waiting, pool=pool, swap_blocks=swap_blocks, block_bytes=kv.block_size * kv_bytes_per_token,
+            running=self._running_set(kv),
+        )  # fmt: skip
         self.outstanding_tokens = 0  # prompt + output tokens of the requests assigned here and not ended
         self.inbound = 0  # disaggregation: requests queued for or in transfer to this replica
         self._inbox: list[tuple[Request, int]] = []  # arrived with KV during a step; join before the next
         self.steps = 0
+        self.compute_s = 0.0  # the current step's priced compute time (layer-wise KV transfer overlaps it)
         self.host_link_bps = host_link_bps  # the PCIe path to host memory (swap preemption)
         #: called with a request whose prefill completed, instead of decoding it here
         self.on_prefilled: Callable[[Replica, Request], None] | None = None
@@ -89,6 +101,11 @@ class Replica:
         self.scheduler = build_scheduler(cfg, self.sched_state)
         self._wake: simpy.Event | None = None
         self.process = env.process(self._loop())
+
+    def _running_set(self, kv: BlockManager) -> RunningSet:
+        if self.acceptance is not None:
+            return SpeculativeRunningSet(kv.block_size, kv.grows, self.acceptance)
+        return RunningSet(kv.block_size, grows=kv.grows)
 
     # -- the scheduling state, as the cluster reads it -----------------------
     @property
@@ -221,6 +238,7 @@ class Replica:
         st = ReplicaState(
             self.env, self._kv_factory(), old.waiting,
             pool=self.pool, swap_blocks=old.swap_blocks, block_bytes=old.block_bytes,
+            running=self._running_set(old.kv),
         )  # fmt: skip
         st.arriving = old.arriving
         self.sched_state = st
@@ -245,6 +263,7 @@ class Replica:
         plan_step = self.scheduler.plan
         price = self.latency.step_time
         record = self.rec.record_step
+        speculative = isinstance(running, SpeculativeRunningSet)
         while True:
             if self._inbox:
                 self._join_inbox()
@@ -258,10 +277,11 @@ class Replica:
             else:
                 shape, recompute, completing = StepShape(), 0, 0
             n_decode = len(running) if plan.decode else 0
+            emitted = running.draw_step() if n_decode and speculative else n_decode
             if n_decode:
                 shape.decode_seqs = n_decode + plan.padded_seqs
                 shape.decode_ctx_tokens = running.decode_ctx_tokens() + plan.padded_ctx
-            dt = price(shape)
+            dt = self.compute_s = price(shape)
             swap_s = st.swap_bytes / self.host_link_bps if st.swap_bytes else 0.0
             dt += swap_s
             preempted, st.preempted, st.swap_bytes = st.preempted, 0, 0.0
@@ -285,7 +305,7 @@ class Replica:
                 recompute,
                 swap_s,
                 plan.padding_tokens + plan.padded_seqs,
-                n_decode + completing,
+                emitted + completing,
             )
             record(row)
             self.steps += 1

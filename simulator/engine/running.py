@@ -108,6 +108,10 @@ class RunningSet:
             heapq.heappop(heap)
 
     # -- the step --------------------------------------------------------
+    def draw_step(self) -> int:
+        """Tokens the members emit in the next decode step: one each (see SpeculativeRunningSet)."""
+        return len(self.members)
+
     def decode_done(self, now: float) -> tuple[list[Request], float]:
         """Advance the clock after a decode step ending at ``now``.
 

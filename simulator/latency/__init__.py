@@ -1,9 +1,30 @@
 """Latency models: constant (test oracle), roofline (analytical), profile (calibrated).
 
 Importing this package registers every implementation in ``LATENCY_MODELS``.
+:func:`build_latency_model` builds the scenario's, wrapped by
+:class:`~simulator.latency.speculative.SpeculativeLatency` when
+``scheduler.speculative.method`` is set.
 """
 
-from simulator.latency import constant, profile, roofline  # noqa: F401  (register)
-from simulator.latency.base import LATENCY_MODELS, LatencyModel, StepShape, build_latency_model
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from simulator.latency import base, constant, profile, roofline  # noqa: F401  (register)
+from simulator.latency.base import LATENCY_MODELS, LatencyModel, StepShape
+from simulator.latency.speculative import SpeculativeLatency
+from simulator.specs import ModelSpec
+
+if TYPE_CHECKING:
+    from simulator.config.schema import ScenarioConfig
+
+
+def build_latency_model(cfg: ScenarioConfig, spec: ModelSpec) -> LatencyModel:
+    """The scenario's latency model; with speculative decoding, wrapped to verify k + 1 positions and add the proposal."""
+    model = base.build_latency_model(cfg, spec)
+    if cfg.scheduler.speculative.method != "none":
+        return SpeculativeLatency(cfg, spec, model)
+    return model
+
 
 __all__ = ["LATENCY_MODELS", "LatencyModel", "StepShape", "build_latency_model"]

@@ -31,6 +31,8 @@ class StepShape:
     prefill_ctx_tokens  sum over prefill chunks of p (cached context re-read)
     decode_seqs         sequences generating one token each this step
     decode_ctx_tokens   sum of their context lengths (KV entries read)
+    decode_queries      positions each decoding sequence computes: 1, or k + 1
+                        when speculative decoding verifies k proposed tokens
     """
 
     prefill_seqs: int = 0
@@ -39,6 +41,7 @@ class StepShape:
     prefill_ctx_tokens: int = 0
     decode_seqs: int = 0
     decode_ctx_tokens: int = 0
+    decode_queries: int = 1
 
 
 class LatencyModel(Component, ABC):
@@ -67,4 +70,6 @@ LATENCY_MODELS: Registry[type[LatencyModel]] = Registry("latency.model", "latenc
 
 
 def build_latency_model(cfg: ScenarioConfig, spec: ModelSpec) -> LatencyModel:
+    """The scenario's latency model (``latency.model``); :func:`simulator.latency.build_latency_model`
+    also wraps it for speculative decoding."""
     return LATENCY_MODELS.get(cfg.latency.model)(cfg, spec)

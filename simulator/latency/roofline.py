@@ -361,16 +361,18 @@ class RooflineLatency(LatencyModel):
             m += self._swa_kv_tok * kv_tokens
         return self._attn_fixed + (c if c > m else m)
 
-    def attention_decode_s(self, seqs: int, ctx_tokens: int) -> float:
-        """Decode attention of ``seqs`` sequences over ``ctx_tokens`` context entries in all."""
+    def attention_decode_s(self, seqs: int, ctx_tokens: int, queries: int = 1) -> float:
+        """Decode attention of ``seqs`` sequences over ``ctx_tokens`` context entries in all, each
+        sequence with ``queries`` query positions (k + 1 when verifying speculative tokens): the
+        context is read once, the math and the new entries scale with the queries."""
         if seqs <= 0:
             return 0.0
-        c = self._attn_flop_pair * ctx_tokens
-        m = self._kv_tok * (ctx_tokens + seqs)
+        c = self._attn_flop_pair * ctx_tokens * queries
+        m = self._kv_tok * (ctx_tokens + seqs * queries)
         if self._window:  # sliding layers read at most the window per sequence (capped in total: the
             seen = min(ctx_tokens, seqs * self._window)  # step knows only the sum of contexts)
-            c += self._swa_flop_pair * seen
-            m += self._swa_kv_tok * (seen + seqs)
+            c += self._swa_flop_pair * seen * queries
+            m += self._swa_kv_tok * (seen + seqs * queries)
         return self._attn_fixed + (c if c > m else m)
 
     def allreduce_s(self, tokens: int) -> float:
@@ -392,15 +394,17 @@ class RooflineLatency(LatencyModel):
     def step_time(self, shape: StepShape) -> float:
         pt = shape.prefill_tokens
         ds = shape.decode_seqs
-        tokens = pt + ds
+        q = shape.decode_queries  # > 1: speculative verification, every position through the model and the LM head
+        tokens = pt + ds * q
         seqs = shape.prefill_seqs + ds
         t = self.overhead + self.overhead_per_seq * seqs
         if tokens <= 0:
             return t
         lin = self._linear_cache.get(tokens)
         t += lin if lin is not None else self.linear_s(tokens)
-        lm = self._lm_cache.get(seqs)
-        t += lm if lm is not None else self.lm_head_s(seqs)
+        rows = seqs + ds * (q - 1)
+        lm = self._lm_cache.get(rows)
+        t += lm if lm is not None else self.lm_head_s(rows)
         t += self._ew_fixed + self._ew_tok * tokens
         if self._comm_paths:
             t += self.allreduce_s(tokens)
@@ -409,20 +413,20 @@ class RooflineLatency(LatencyModel):
         if pt:
             t += self.attention_prefill_s(shape.prefill_attn_pairs, shape.prefill_ctx_tokens + pt)
         if ds:
-            t += self.attention_decode_s(ds, shape.decode_ctx_tokens)
+            t += self.attention_decode_s(ds, shape.decode_ctx_tokens, q)
         return t
 
     def breakdown(self, shape: StepShape) -> dict[str, float]:
         """Seconds per operator family; the values sum to :meth:`step_time`."""
-        pt, ds = shape.prefill_tokens, shape.decode_seqs
-        tokens = pt + ds
+        pt, ds, q = shape.prefill_tokens, shape.decode_seqs, shape.decode_queries
+        tokens = pt + ds * q
         seqs = shape.prefill_seqs + ds
         return {
             "linear": self.linear_s(tokens),
-            "lm_head": self.lm_head_s(seqs) if tokens > 0 else 0.0,
+            "lm_head": self.lm_head_s(seqs + ds * (q - 1)) if tokens > 0 else 0.0,
             "elementwise": self.elementwise_s(tokens),
             "attention_prefill": self.attention_prefill_s(shape.prefill_attn_pairs, shape.prefill_ctx_tokens + pt) if pt else 0.0,
-            "attention_decode": self.attention_decode_s(ds, shape.decode_ctx_tokens) if ds else 0.0,
+            "attention_decode": self.attention_decode_s(ds, shape.decode_ctx_tokens, q) if ds else 0.0,
             "allreduce": self.allreduce_s(tokens),
             **({"alltoall": self.alltoall_s(tokens)} if self._a2a is not None else {}),
             "step_overhead": self.overhead_s(seqs),

@@ -21,7 +21,8 @@ FIGURES = (
     "offered_rps", "requests", "completed", "rejected", "rejection_rate", "preemptions", "retries",
     "throughput_rps", "output_tokens_per_s", "total_tokens_per_s", "slo_attainment", "goodput_rps",
     "kv_peak_usage", "kv_mean_usage", "busy_fraction", "mean_batch_size", "mean_decode_batch",
-    "gpus", "peak_gpus", "gpu_hours", "usd", "usd_per_hour", "sim_end_s", "drain_share",
+    "gpus", "peak_gpus", "gpu_hours", "usd", "usd_per_hour", "usd_per_million_tokens", "usd_per_million_output_tokens",
+    "sim_end_s", "drain_share",
     *(f"{key}_{stat}_s" for key in LATENCY_KEYS for stat in LATENCY_STATS),
 )  # fmt: skip
 
@@ -69,6 +70,8 @@ def headline(summary: Summary) -> dict[str, float]:
         "gpu_hours": _num(cost["gpu_hours"]),
         "usd": _num(cost["usd"]),
         "usd_per_hour": _num(cost["gpus"] * price) if price is not None else float("nan"),
+        "usd_per_million_tokens": _num(cost.get("usd_per_million_tokens")),
+        "usd_per_million_output_tokens": _num(cost.get("usd_per_million_output_tokens")),
         "sim_end_s": _num(summary["window"]["end_s"]),
         "drain_share": _drain_share(summary["window"]),
     }

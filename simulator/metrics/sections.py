@@ -199,7 +199,17 @@ class CostFigures(TypedDict):
     by_group: dict[str, GroupCost]
 
 
-class CostSection(CostFigures):
+class TokenCost(TypedDict):
+    """Per request and per token (:func:`simulator.metrics.cost.token_cost`); ``None`` where undefined or unpriced."""
+
+    usd_per_request: float | None
+    usd_per_million_tokens: float | None
+    usd_per_million_input_tokens: float | None
+    usd_per_million_output_tokens: float | None
+    input_gpu_share: float | None
+
+
+class CostSection(CostFigures, TokenCost):
     gpus: int
     peak_gpus: int
     note: str
@@ -253,6 +263,17 @@ class KvTransferSection(TypedDict):
     bandwidth_gbps: float
 
 
+class SpeculativeSection(TypedDict):
+    method: str
+    num_tokens: int
+    acceptance_rate: float
+    acceptance_spread: float
+    draft_model: str | None
+    expected_tokens_per_step: float  # (1 - a^(k+1)) / (1 - a) per sequence and verification step
+    tokens_per_step: float | None  # what the run's verification steps kept, per sequence
+    verified_seq_steps: int
+
+
 class Summary(TypedDict):
     """``summary.json``: the fixed sections in order, then the optional ones."""
 
@@ -274,4 +295,5 @@ class Summary(TypedDict):
     workload: NotRequired[dict[str, Any]]  # the workload source's notes (a trace's name, a fit's figures)
     prefix_cache: NotRequired[PrefixCacheSection]  # when a replica caches prefixes
     kv_transfer: NotRequired[KvTransferSection]  # when disaggregated
+    speculative: NotRequired[SpeculativeSection]  # scheduler.speculative.method set
     replications: NotRequired[dict[str, Any]]  # run.replications > 1 (simulator.metrics.replications)

@@ -26,6 +26,9 @@ Definitions (they match vLLM's benchmark tools):
 * Cost: GPU-hours integrate the GPUs billed over the window (from the
   replica lifecycle events when the cluster changed size; a replica is
   billed from provisioning until removed), priced per group's hardware.
+  Per request and per token: USD over completed requests and their tokens;
+  the input/output split divides GPU time by prefill and decode work step by
+  step (:mod:`simulator.metrics.cost`).
 
 Each top-level section of the summary has its own builder below, in the
 order the sections appear; :func:`summarize` gathers what several of them
@@ -43,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.metrics.breakdown import breakdown, replica_figures, serving_seconds
+from simulator.metrics.cost import token_cost
 from simulator.metrics.sections import (
     ClusterSection,
     CostSection,
@@ -59,6 +63,7 @@ from simulator.metrics.sections import (
     RequestsSection,
     ScenarioSection,
     SloSection,
+    SpeculativeSection,
     Summary,
     ThroughputSection,
     WindowSection,
@@ -187,6 +192,8 @@ def summarize(cfg: ScenarioConfig, out: RunOutput, requests: pd.DataFrame, steps
         summary["prefix_cache"] = prefix_cache
     if out.transfers is not None:
         summary["kv_transfer"] = _kv_transfer(out.transfers)
+    if cfg.scheduler.speculative.method != "none":
+        summary["speculative"] = _speculative(run)
     return summary
 
 
@@ -350,11 +357,23 @@ def _cluster_and_cost(run: _Run) -> tuple[ClusterSection, CostSection]:
         default_price=run.cfg.hardware.price_per_gpu_hour,
     )
     cluster_section: ClusterSection = {**cluster, "failures_skipped": out.failures.skipped if out.failures is not None else 0}
+    done = run.done
+    per_token = token_cost(
+        cost,
+        run.steps,
+        {r.index: p.name for p in out.pools for r in p.replicas},
+        {p["name"]: p["tp"] for p in pools},
+        completed=len(done),
+        input_tokens=int(done["prompt_tokens"].sum()),
+        output_tokens=int(done["output_tokens"].sum()),
+    )
     cost_section: CostSection = {
         "gpus": sum(p["gpus"] for p in pools),
         "peak_gpus": cluster["billed_gpus"]["max"],
         **cost,
-        "note": "GPU-hours integrate the GPUs billed over the window (provisioning to removal)",
+        **per_token,
+        "note": "GPU-hours integrate the GPUs billed over the window (provisioning to removal); "
+        "per-token figures split GPU time between prefill (input) and decode (output) steps",
     }
     return cluster_section, cost_section
 
@@ -388,6 +407,24 @@ def _prefix_cache(run: _Run) -> PrefixCacheSection | None:
         "block_hit_rate": hits / lookups if lookups else 0.0,
         "token_hit_rate": saved / admitted_prompt if admitted_prompt else 0.0,
         "note": "token_hit_rate = prompt tokens found cached / prompt tokens of accepted requests (recomputes included)",
+    }
+
+
+def _speculative(run: _Run) -> SpeculativeSection:
+    """The acceptance model and what the verification steps actually kept (every replica's draws)."""
+    sp = run.cfg.scheduler.speculative
+    draws = [r.acceptance for p in run.out.pools for r in p.replicas if r.acceptance is not None]
+    seq_steps, tokens = sum(a.seq_steps for a in draws), sum(a.tokens for a in draws)
+    a, k = float(sp.acceptance_rate), int(sp.num_tokens)
+    return {
+        "method": str(sp.method),
+        "num_tokens": k,
+        "acceptance_rate": a,
+        "acceptance_spread": float(sp.acceptance_spread),
+        "draft_model": sp.draft_model,
+        "expected_tokens_per_step": float(k + 1) if a >= 1 else (1 - a ** (k + 1)) / (1 - a),
+        "tokens_per_step": tokens / seq_steps if seq_steps else None,
+        "verified_seq_steps": int(seq_steps),
     }
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 from rich.console import Console
 from rich.table import Table
 
-from simulator.metrics.sections import LATENCY_KEYS, STAT_KEYS, LatencySection, Summary
+from simulator.metrics.sections import LATENCY_KEYS, STAT_KEYS, CostSection, LatencySection, SpeculativeSection, Summary
 
 _LATENCY_LABELS = {"ttft": "TTFT", "tpot": "TPOT", "itl": "ITL", "e2e": "e2e", "queue": "queue"}
 
@@ -244,12 +246,24 @@ def render_summary(summary: Summary, outdir: str | None = None, console: Console
         p(replication_line(summary["replications"]))
     if summary.get("tiers"):
         p(tier_table(summary["tiers"]))
+    if "speculative" in summary:
+        p(speculative_line(summary["speculative"]))
     if summary["scenario"]["scheduler"] == "static":
         p("note: static batching returns responses when the batch ends, so TPOT and e2e include waiting for its longest request")
     _print_memory(p, summary)
     _print_cost(p, summary)
     if outdir:
         _print_outputs(p, summary, outdir)
+
+
+def speculative_line(sp: SpeculativeSection) -> str:
+    """What the verification steps kept against what the acceptance model expects."""
+    by = f"draft {sp['draft_model']}" if sp["method"] == "draft" else sp["method"]
+    kept = f"{sp['tokens_per_step']:.2f}" if sp["tokens_per_step"] is not None else "no"
+    return (
+        f"speculative decoding: {by}, k={sp['num_tokens']}, acceptance {sp['acceptance_rate']:g} · "
+        f"{kept} tokens kept per verification step (expected {sp['expected_tokens_per_step']:.2f})"
+    )
 
 
 def _print_scenario(p, summary: Summary) -> None:
@@ -369,6 +383,29 @@ def _print_cost(p, summary: Summary) -> None:
         p(f"cost: {cost['gpu_hours']:.3f} GPU-h{usd} · GPUs billed: mean {billed['mean']:.1f}, peak {billed['max']}")
     else:
         p(f"cost: {cost['gpus']} GPU · {cost['gpu_hours']:.3f} GPU-h{usd}")
+    per_token = _per_token_line(cost)
+    if per_token:
+        p(per_token)
+
+
+def _usd(v: float) -> str:
+    """A dollar amount, small ones to three significant figures, no exponent (``$0.000082``, ``$0.215``, ``$1.25``, ``$1,234``)."""
+    if v >= 100 or v <= 0 or v != v:
+        return f"${v:,.0f}"
+    digits = max(2, 2 - math.floor(math.log10(v)))
+    text = f"{v:.{digits}f}"
+    return "$" + (text.rstrip("0").rstrip(".") if digits > 2 else text)
+
+
+def _per_token_line(cost: CostSection) -> str:
+    """``$/1M input · $/1M output tokens · $/request``, the figures known; "" when none is."""
+    figures = (
+        (cost.get("usd_per_million_input_tokens"), "/1M input"),
+        (cost.get("usd_per_million_output_tokens"), "/1M output tokens"),
+        (cost.get("usd_per_request"), "/request"),
+    )
+    parts = [f"{_usd(v)}{label}" for v, label in figures if v is not None]
+    return "unit cost: " + " · ".join(parts) if parts else ""
 
 
 def _print_outputs(p, summary: Summary, outdir: str) -> None:

@@ -84,6 +84,9 @@ class Scheduler(Component, ABC):
         self.max_batch_tokens = int(sched.max_batch_tokens)
         self.preemption_mode = str(sched.preemption_mode)
         self.next_wakeup: float | None = None
+        sp = sched.speculative
+        #: token-budget slots a decoding sequence takes: k + 1 when verifying k speculative tokens
+        self.decode_queries = int(sp.num_tokens) + 1 if sp.method != "none" else 1
 
     def reject_reason(self, req: Request) -> str | None:
         """Why ``req`` can never run on this replica, or None if it can."""
@@ -144,7 +147,7 @@ class Scheduler(Component, ABC):
         budget = self.max_batch_tokens
         if st.running:
             plan.decode = True
-            budget -= len(st.running)
+            budget -= len(st.running) * self.decode_queries
         return budget
 
     def head_fits(self, req: Request, busy: bool) -> bool:

@@ -65,6 +65,7 @@ class ReplicaState:
         pool: str = "mixed",
         swap_blocks: int = 0,
         block_bytes: float = 0.0,
+        running: RunningSet | None = None,
     ):
         self.clock = clock
         self.pool = pool  # "prefill": only prompts' KV is ever held here
@@ -72,7 +73,7 @@ class ReplicaState:
         self.waiting = FifoQueue(_unpriced) if waiting is None else waiting
         self.tiered = isinstance(self.waiting, TieredQueue)  # priority tiers: victims by tier
         self.prefilling: dict[int, Request] = {}  # admitted, prompt not yet fully computed (admission order)
-        self.running = RunningSet(kv.block_size, grows=kv.grows)  # decoding
+        self.running = RunningSet(kv.block_size, grows=kv.grows) if running is None else running  # decoding
         self.swapped: list[tuple[float, int, Request]] = []  # heap: oldest arrival first
         self.held: list[tuple[Request, int]] = []  # static batching: (request, KV entries), done, batch still running
         self.prefill_kv = 0  # KV entries of the prefilling requests
