@@ -45,12 +45,12 @@ class SimulationOutput:
 
 
 def _build_pool(env, name, pcfg, rec: Recorder, counter: list[int]) -> Pool:
-    spec = ModelSpec.from_config(pcfg.model, pcfg.cluster.tp, pcfg.cluster.ep)
+    spec = ModelSpec.from_config(pcfg.model, pcfg.cluster.tp, pcfg.cluster.ep, pcfg.cluster.pp)
     budget = memory_budget(pcfg.hardware, pcfg.memory, spec, int(pcfg.scheduler.max_batch_size), proposer_spec(pcfg, spec))
     latency = build_latency_model(pcfg, spec)
     allocation = kv_allocation(pcfg, name, SCHEDULERS.get(pcfg.scheduler.policy).requires_reservation)
     mem = pcfg.memory
-    swap_blocks = int(mem.swap_space_gb * 1e9 * spec.tp // (mem.block_size * spec.kv_bytes_per_token))
+    swap_blocks = int(mem.swap_space_gb * 1e9 * spec.gpus // (mem.block_size * spec.kv_bytes_per_token))
 
     def kv_factory():
         return build_kv_manager(pcfg, name, allocation, budget.kv_blocks)
@@ -65,7 +65,7 @@ def _build_pool(env, name, pcfg, rec: Recorder, counter: list[int]) -> Pool:
             rec,
             pool=name,
             kv_bytes_per_token=spec.kv_bytes_per_token,
-            host_link_bps=float(pcfg.hardware.host_link_gbps) * 1e9 * spec.tp,
+            host_link_bps=float(pcfg.hardware.host_link_gbps) * 1e9 * spec.gpus,
             swap_blocks=swap_blocks,
         )
         rep._kv_factory = kv_factory
@@ -74,7 +74,7 @@ def _build_pool(env, name, pcfg, rec: Recorder, counter: list[int]) -> Pool:
         return rep
 
     cold = pcfg.cluster.cold_start
-    load_s = spec.weight_bytes / spec.tp / (float(cold.storage_gbps) * 1e9)
+    load_s = spec.weight_bytes / spec.gpus / (float(cold.storage_gbps) * 1e9)
     return Pool(name, pcfg, allocation, spec, budget, latency.describe(), make, float(cold.provision_s) + load_s)
 
 

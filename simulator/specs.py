@@ -73,9 +73,10 @@ class ModelSpec:
     sliding_window: int = 0  # 0: none
     sliding_layers: int = 0  # layers that keep only the last sliding_window tokens
     ep: int = 1  # GPUs the routed experts are spread over (> tp: across data-parallel replicas)
+    pp: int = 1  # pipeline stages, each on tp GPUs
 
     @classmethod
-    def from_config(cls, model, tp: int = 1, ep: int = 1) -> ModelSpec:
+    def from_config(cls, model, tp: int = 1, ep: int = 1, pp: int = 1) -> ModelSpec:
         fields = dict(
             name=model.name,
             num_layers=int(model.num_layers),
@@ -91,6 +92,7 @@ class ModelSpec:
             kv_bytes_per_element=dtype_bytes(model.kv_dtype, "model.kv_dtype"),
             tp=int(tp),
             ep=max(int(ep), 1),
+            pp=max(int(pp), 1),
             tie_word_embeddings=bool(model.tie_word_embeddings),
             gated_mlp=getattr(model, "mlp", "gated") != "plain",
             num_experts=int(getattr(model, "num_experts", 0) or 0),
@@ -236,7 +238,12 @@ class ModelSpec:
 
     @property
     def kv_bytes_per_token_per_gpu(self) -> float:
-        return self.kv_bytes_per_token / self.tp
+        return self.kv_bytes_per_token / self.gpus
+
+    @property
+    def gpus(self) -> int:
+        """GPUs of one replica: tp per pipeline stage, pp stages."""
+        return self.tp * self.pp
 
 
 @dataclass(frozen=True)
@@ -263,9 +270,9 @@ def memory_budget(hardware, memory, spec: ModelSpec, max_seqs: int = 1, proposer
     concurrent sequences is set aside first and the rest holds the growing KV. A speculative
     ``proposer`` (a draft model, or the target's MTP module) adds its weights, and its KV to every
     token's: it keeps its own cache of the same tokens in the same blocks."""
-    total = device_bytes(hardware) * spec.tp
+    total = device_bytes(hardware) * spec.gpus
     usable = total * float(memory.gpu_memory_utilization)
-    reserve = float(memory.activation_reserve_gb) * 1e9 * spec.tp
+    reserve = float(memory.activation_reserve_gb) * 1e9 * spec.gpus
     weights = spec.weight_bytes + (proposer.weight_bytes if proposer is not None else 0.0)
     per_token = spec.kv_bytes_per_token + (proposer.kv_bytes_per_token if proposer is not None else 0.0)
     kv = usable - weights - reserve - spec.window_kv_bytes(max_seqs, int(memory.block_size))

@@ -70,7 +70,7 @@ class FailureInjector:
             if not alive:
                 yield changed
                 continue
-            gpus = [fleet.pool_of[r.index].spec.tp for r in alive]
+            gpus = [fleet.pool_of[r.index].spec.gpus for r in alive]  # a replica fails as a unit: any of its GPUs
             fire = env.timeout(float(self.rng.exponential(per_gpu_s / sum(gpus))))
             yield fire | changed
             if not fire.processed:  # the fleet changed first: redraw at the new rate

@@ -87,7 +87,7 @@ class Fleet:
 
     @property
     def billed_gpus(self) -> int:
-        return sum(p.spec.tp for p in self.pools for r in p.replicas if r.state in BILLED)
+        return sum(p.spec.gpus for p in self.pools for r in p.replicas if r.state in BILLED)
 
     @property
     def all_replicas(self) -> list[Replica]:
@@ -111,7 +111,7 @@ class Fleet:
         self.changed = self.env.event()
         n_serving = sum(1 for p in self.entry for r in p.replicas if r.state == "serving")
         pool = self.pool_of[rep.index]
-        self.rec.replica_event(self.env.now, rep.index, pool.name, event, pool.spec.tp, n_serving, self.billed_gpus)
+        self.rec.replica_event(self.env.now, rep.index, pool.name, event, pool.spec.gpus, n_serving, self.billed_gpus)
 
     def provision(self, pool: Pool) -> Replica:
         """Start a new replica; it serves after the pool's cold start."""

@@ -54,6 +54,11 @@ class HardwareConfig:
     #: measured all-reduce cost by GPU count: [{gpus, latency_us, bandwidth_gbps (algorithm bandwidth)}, ...]
     allreduce: list[Any] = field(default_factory=list)
     allreduce_source: str = ""
+    #: point-to-point send/recv between pipeline stages in one node: p2p_latency_us + bytes / p2p_gbps
+    #: (null: 10 us and interconnect_gbps)
+    p2p_latency_us: float | None = None
+    p2p_gbps: float | None = None
+    p2p_source: str = ""
     gemm: GemmConfig = field(default_factory=GemmConfig)
     price_per_gpu_hour: float | None = None  # USD, point-in-time snapshot
     price_source: str = ""
@@ -339,9 +344,33 @@ class FailureConfig:
 
 
 @dataclass
+class ResponseCacheConfig:
+    """A response (or semantic) cache in front of the GPUs (docs/levers/cache_cascade.md)."""
+
+    hit_rate: float = 0.0  # share of requests answered from the cache (0: no cache)
+    hit_rate_by_tenant: dict[str, float] = field(default_factory=dict)  # per tenant label; others use hit_rate
+    latency_s: float = 0.02  # time to answer a hit (lookup, embedding for a semantic cache)
+    usd_per_hit: float = 0.0  # what a hit costs (lookup service, embedding call)
+
+
+@dataclass
+class CascadeConfig:
+    """A small model answers first and escalates to a large one (docs/levers/cache_cascade.md)."""
+
+    enabled: bool = False
+    small: str = "small"  # the cluster.groups name of the small-model group
+    large: str = "large"  # the cluster.groups name of the large-model group
+    share: float = 1.0  # share of requests sent to the small model first (the rest go straight to the large)
+    escalation_rate: float = 0.2  # chance a small-model answer is judged not good enough and redone by the large
+    overload_queue: int | None = None  # escalate on arrival when the small group's queue per replica exceeds this
+
+
+@dataclass
 class ClusterConfig:
     replicas: int = 1
     tp: int = 1
+    #: pipeline parallelism: stages of a replica, each on tp GPUs (docs/levers/pipeline.md)
+    pp: int = 1
     #: expert parallelism: the GPUs the routed experts are spread over. 1: every expert sharded over
     #: the replica's TP GPUs; tp: each GPU holds whole experts; a multiple of tp: experts spread over
     #: ep/tp replicas that run attention data-parallel, with all-to-all dispatch and combine (docs/models.md)
@@ -357,6 +386,8 @@ class ClusterConfig:
     autoscaler: AutoscalerConfig = field(default_factory=AutoscalerConfig)
     cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)
     failures: FailureConfig = field(default_factory=FailureConfig)
+    response_cache: ResponseCacheConfig = field(default_factory=ResponseCacheConfig)
+    cascade: CascadeConfig = field(default_factory=CascadeConfig)
 
 
 @dataclass

@@ -48,7 +48,7 @@ def validate(cfg: ScenarioConfig) -> None:
         from simulator.latency import build_latency_model
 
         for _, pcfg in pool_configs(cfg):
-            build_latency_model(pcfg, ModelSpec.from_config(pcfg.model, pcfg.cluster.tp, pcfg.cluster.ep))
+            build_latency_model(pcfg, ModelSpec.from_config(pcfg.model, pcfg.cluster.tp, pcfg.cluster.ep, pcfg.cluster.pp))
     for key in ("ttft_s", "tpot_s", "e2e_s"):
         v = getattr(cfg.slo, key)
         if v is not None:
@@ -182,6 +182,16 @@ def _cluster(cfg: ScenarioConfig, prompt_max: float | None) -> None:
     cl = cfg.cluster
     need(cl.replicas >= 1, f"cluster.replicas must be >= 1 (got {cl.replicas}).")
     need(cl.tp >= 1, f"cluster.tp must be >= 1 (got {cl.tp}).")
+    if cl.pp != 1:
+        need(
+            isinstance(cl.pp, int) and 1 <= cl.pp <= cfg.model.num_layers,
+            f"cluster.pp must be an integer from 1 to model {cfg.model.name}'s {cfg.model.num_layers} layers (got {cl.pp!r}).",
+        )
+        need(
+            cfg.latency.model == "roofline",
+            f"cluster.pp={cl.pp} needs latency.model=roofline (the pipeline is priced from its per-layer times; got {cfg.latency.model}).",
+        )
+        need(cl.ep == 1, "cluster.pp and cluster.ep cannot be combined yet.")
     if cl.ep != 1:
         m = cfg.model
         need(m.num_experts > 0, f"cluster.ep={cl.ep} needs a mixture-of-experts model; model={m.name} is dense.")

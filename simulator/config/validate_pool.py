@@ -31,12 +31,12 @@ def check_fits(cfg: ScenarioConfig, tp_key: str, hw_key: str) -> None:
         f"{tp_key}={tp} must divide model {m.name}'s {m.num_attention_heads} attention heads; "
         f"choose one of: {', '.join(map(str, [d for d in valid if d <= 64]))}.",
     )
-    spec = ModelSpec.from_config(m, tp, cfg.cluster.ep)  # checks the precision names
+    spec = ModelSpec.from_config(m, tp, cfg.cluster.ep, cfg.cluster.pp)  # checks the precision names
     budget = memory_budget(cfg.hardware, mem, spec, int(cfg.scheduler.max_batch_size))
     if budget.kv_blocks < 1:
         # the smallest TP degree that both divides the heads and leaves room for KV
         need_tp = next(
-            (d for d in valid if d > tp and memory_budget(cfg.hardware, mem, ModelSpec.from_config(m, d), int(cfg.scheduler.max_batch_size)).kv_blocks >= 1),
+            (d for d in valid if d > tp and memory_budget(cfg.hardware, mem, ModelSpec.from_config(m, d, pp=cfg.cluster.pp), int(cfg.scheduler.max_batch_size)).kv_blocks >= 1),
             None,
         )
         hint = f"raise {tp_key} to {need_tp}" if need_tp else "lower memory.activation_reserve_gb"

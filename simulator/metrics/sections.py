@@ -49,6 +49,7 @@ class ScenarioSection(TypedDict):
     hardware: str
     replicas: int
     tp: int
+    pp: int
     scheduler: str
     disaggregated: bool
     engine: str | None
@@ -67,6 +68,7 @@ class PoolSection(TypedDict):
     hardware: str
     replicas: int
     tp: int
+    pp: int
     gpus: int
     scheduler: str
     allocation: str

@@ -208,6 +208,7 @@ def _scenario(run: _Run) -> ScenarioSection:
         "hardware": "+".join(dict.fromkeys(p["hardware"] for p in pools)),
         "replicas": sum(p.initial for p in run.out.pools),  # at the start; see "cluster" for changes
         "tp": int(run.first.spec.tp),
+        "pp": int(run.first.spec.pp),
         "scheduler": " / ".join(f"{p['name']}: {p['scheduler']}" for p in pools) if len(pools) > 1 else pools[0]["scheduler"],
         "disaggregated": run.disaggregated,
         "engine": cfg.engine_name,
@@ -473,7 +474,8 @@ def _pool_summary(pool: Any, steps: pd.DataFrame, up_s: float) -> PoolSection:
         "hardware": cfg.hardware.name,
         "replicas": pool.initial,  # at the start; the cluster section follows changes
         "tp": pool.spec.tp,
-        "gpus": pool.initial * pool.spec.tp,
+        "pp": pool.spec.pp,
+        "gpus": pool.initial * pool.spec.gpus,
         "scheduler": cfg.scheduler.policy,
         "allocation": pool.allocation,
         "latency_model": pool.latency_description,
