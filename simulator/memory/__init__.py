@@ -1,7 +1,9 @@
 """KV-cache memory managers (``memory.allocation``)."""
 
 from simulator.config.schema import ScenarioConfig
+from simulator.memory.contiguous import CONTIGUOUS_ALLOCATORS, Buddy, ContiguousAllocator, FirstFit
 from simulator.memory.paged import BlockManager, ReserveExact, ReserveMax, ReservePow2
+from simulator.memory.placement import PLACED, ContiguousReservation
 from simulator.memory.prefix import PrefixCachingBlockManager
 from simulator.registry import Registry
 
@@ -10,7 +12,6 @@ ALLOCATIONS.register("paged")(BlockManager)
 ALLOCATIONS.register("reserve_max")(ReserveMax)
 ALLOCATIONS.register("reserve_pow2")(ReservePow2)
 ALLOCATIONS.register("reserve_exact")(ReserveExact)
-
 
 
 def kv_allocation(cfg: ScenarioConfig, pool: str, requires_reservation: bool) -> str:
@@ -27,17 +28,27 @@ def kv_allocation(cfg: ScenarioConfig, pool: str, requires_reservation: bool) ->
 
 def build_kv_manager(cfg: ScenarioConfig, pool: str, allocation: str, kv_blocks: int) -> BlockManager:
     """One replica's KV manager: ``kv_blocks`` blocks in the ``allocation`` mode, caching prefixes
-    with ``memory.prefix_caching`` (not on a decode pool, which receives KV and never prefills)."""
+    with ``memory.prefix_caching`` (not on a decode pool, which receives KV and never prefills); a
+    reservation mode places its reservations as contiguous ranges with ``memory.contiguous_allocator``."""
     mem = cfg.memory
     kv_cls = ALLOCATIONS.get(allocation)
+    max_model_len = mem.max_model_len or cfg.model.max_context
+    if mem.contiguous_allocator is not None and kv_cls in PLACED:
+        placed = PLACED[kv_cls]
+        return placed(kv_blocks, mem.block_size, mem.watermark, max_model_len, allocator=mem.contiguous_allocator)
     if mem.prefix_caching and allocation == "paged" and pool != "decode":
         kv_cls = PrefixCachingBlockManager
-    return kv_cls(kv_blocks, mem.block_size, mem.watermark, mem.max_model_len or cfg.model.max_context)
+    return kv_cls(kv_blocks, mem.block_size, mem.watermark, max_model_len)
 
 
 __all__ = [
     "ALLOCATIONS",
+    "CONTIGUOUS_ALLOCATORS",
     "BlockManager",
+    "Buddy",
+    "ContiguousAllocator",
+    "ContiguousReservation",
+    "FirstFit",
     "ReserveMax",
     "ReservePow2",
     "ReserveExact",

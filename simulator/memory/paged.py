@@ -16,14 +16,21 @@ Managers differ in *how much* they take for a request and *when*:
     At admission, prompt + exact output length - 1 (the oracle bound: the
     least a contiguous reservation could take).
 
-Contiguous reservations are counted in blocks too (rounded up), and external
-fragmentation is not modelled: any free blocks can hold a reservation.
+Contiguous reservations are counted in blocks too (rounded up). By default
+external fragmentation is not modelled: any free blocks can hold a
+reservation. ``memory.contiguous_allocator`` (``first_fit``, ``buddy``)
+places each reservation as one range of the pool instead
+(:mod:`simulator.memory.placement`, docs/levers/fragmentation.md).
 Admission keeps ``memory.watermark`` of the pool free (as vLLM does) so
 running requests can still grow right after a burst of prefills.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from simulator.errors import ConfigError
+from simulator.memory.contiguous import CONTIGUOUS_ALLOCATORS
 from simulator.registry import Component
 
 
@@ -33,6 +40,25 @@ class BlockManager(Component):
 
     grows = True  # running requests take new blocks as they produce tokens
     caches_prefixes = False
+
+    @classmethod
+    def check(cls, spec: Any, key: str) -> None:
+        """``memory.contiguous_allocator`` names a known allocator, and only for a reservation mode."""
+        name = getattr(spec, "contiguous_allocator", None)
+        if name is None:
+            return
+        if name not in CONTIGUOUS_ALLOCATORS:
+            raise ConfigError(
+                f"{key}.contiguous_allocator={name!r} is not a known contiguous allocator; "
+                f"choose one of: {', '.join(CONTIGUOUS_ALLOCATORS.names())}, or null (capacity counted in blocks)."
+            )
+        if cls.grows:
+            raise ConfigError(
+                f"{key}.contiguous_allocator={name} places each reservation of a reserve_* mode as one contiguous "
+                f"range, but {key}.allocation={cls.name} has no contiguous ranges (its blocks are taken one at a "
+                f"time, anywhere in the pool). Use {key}.allocation=reserve_max, reserve_pow2 or reserve_exact "
+                f"(scheduler=static reads paged as reserve_max: set it explicitly), or {key}.contiguous_allocator=null."
+            )
 
     def __init__(self, total_blocks: int, block_size: int, watermark: float = 0.0, max_model_len: int = 0):
         if total_blocks <= 0:
