@@ -36,6 +36,7 @@ from simulator.report.sweep import (
     write_table,
     x_default,
 )
+from simulator.report.sweep_levers import LEVER_KEY, levers_chart
 
 PROG = "servesim-report"
 RUN_FILES = ("requests", "steps", "replicas")
@@ -312,6 +313,8 @@ def report(
     written += _cdfs(df, root, out_dir, x, series, runs, slos, formats, chosen)
     written += _cost_frontier(df, out_dir, x, series, formats, chosen)
     written += _timeline(df, root, out_dir, x, series, timeline, formats, chosen)
+    if LEVER_KEY in df.columns and numeric_x and is_load(x):  # servesim -m experiment=levers
+        written += levers_chart(df, out_dir, x=x, slo_ttft=slo_ttft, slo_tpot=slo_tpot, formats=formats)
     return df, written, chosen
 
 
