@@ -15,6 +15,13 @@ Requests held by a failed replica are re-routed at once
 (``cluster.failures.in_flight=retry``) or end rejected with
 ``replica_failure`` (``lost``).
 
+Two levers sit in front of the replicas (docs/levers/cache_cascade.md): a
+response cache (:mod:`simulator.cluster.response_cache`) answers its hits
+before anything else happens to them, and a model cascade
+(:mod:`simulator.cluster.cascade`) chooses each request's group when it
+enters, and re-sends the answers it escalates from the small group to the
+large one when they end (``end``).
+
 Every request ends exactly once, here, whatever path it took; the run ends
 when every request that was issued has ended.
 """
@@ -26,7 +33,9 @@ from typing import TYPE_CHECKING
 import simpy
 
 from simulator.cluster.admission import Admission
+from simulator.cluster.cascade import Cascade
 from simulator.cluster.fleet import Fleet
+from simulator.cluster.response_cache import ResponseCache, cache_active
 from simulator.cluster.routers import build_router
 from simulator.engine.request import Request
 from simulator.metrics.recorder import Recorder
@@ -35,6 +44,7 @@ from simulator.workload.rng import stream
 
 if TYPE_CHECKING:
     from simulator.config.schema import ScenarioConfig
+    from simulator.engine.replica import Replica
 
 #: rejections a client may retry (the others would fail again)
 TRANSIENT = frozenset(
@@ -74,8 +84,19 @@ class Gateway:
         if workload.prefix_ids is not None:
             self.prefix = (workload.prefix_ids, int(workload.prefix_block_tokens), int(cfg.memory.block_size))
         self.cache_prefixes = bool(cfg.memory.prefix_caching)
+        #: parallel sampling: each request's first sample (workload.leader), and the latest first sample made
+        self.leader_of = workload.leader.tolist() if workload.leader is not None else None
+        self._lead: Request | None = None
         #: API-server time before a request reaches a replica (tokenisation, HTTP): a fixed delay
         self.front_s = float(cfg.latency.request_overhead_s)
+        self._levers(cfg, workload, rec)
+
+    def _levers(self, cfg: ScenarioConfig, workload: Workload, rec: Recorder) -> None:
+        """The response cache and the cascade, when on; with either, the ``served_by`` column."""
+        on = cache_active(cfg), bool(cfg.cluster.cascade.enabled)
+        self.served_by: dict[int, str] | None = rec.request_column("served_by", "", "string") if any(on) else None
+        self.cache = ResponseCache(cfg, workload) if on[0] else None
+        self.cascade = Cascade(cfg, rec, len(workload)) if on[1] else None
 
     # -- feeding ----------------------------------------------------------------
     def start(self) -> None:
@@ -88,6 +109,9 @@ class Gateway:
         else:
             self.feeders += 1
             self.env.process(self._open_loop())
+            if self.cache is not None:
+                self.feeders += 1
+                self.env.process(self._cache_hits())
         if not self.feeders:
             self._check_done()
 
@@ -106,21 +130,51 @@ class Gateway:
                 req.affinity = int(ids[i][0])
             if self.cache_prefixes:
                 req.set_prefix(ids[i], granularity, block_size)
+        if self.leader_of is not None:  # samples of one prompt are consecutive: the first is made first
+            j = self.leader_of[i]
+            if j == i:
+                self._lead = req
+            elif self._lead is not None and self._lead.id == j:  # (unless the cache answered the first)
+                req.leader = self._lead
         self.issued += 1
         return req
 
     def _open_loop(self):
         env = self.env
         front = self.front_s
+        hit = self.cache.hit if self.cache is not None else None
         for i, t in enumerate(self.wl.arrival_s.tolist()):
+            if hit is not None and hit[i]:
+                continue  # answered by the cache (_cache_hits)
             delay = t + front - env.now
             if delay > 0:
                 yield env.timeout(delay)
             if front:
                 self.rec.record_blocked(front, 1)  # in the API server: in the system for Little's law
-            self.arrive(self._make(i, t))
+            self.enter(self._make(i, t))
         self.feeders -= 1
         self._check_done()
+
+    def _cache_hits(self):
+        """Open loop: each request the cache answers ends ``latency_s`` after its arrival."""
+        assert self.cache is not None
+        env, cache = self.env, self.cache
+        lat = cache.latency_s
+        for i, t in enumerate(self.wl.arrival_s.tolist()):
+            if not cache.hit[i]:
+                continue
+            delay = t + lat - env.now
+            if delay > 0:
+                yield env.timeout(delay)
+            self._answer_hit(self._make(i, t))
+        self.feeders -= 1
+        self._check_done()
+
+    def _answer_hit(self, req: Request) -> None:
+        assert self.cache is not None
+        self.rec.record_blocked(self.cache.latency_s, 1)  # waiting for the cache: in the system for Little's law
+        self.cache.answer(req)
+        self.end(req)
 
     def _user(self):
         env = self.env
@@ -135,27 +189,40 @@ class Gateway:
             if horizon is not None and env.now >= horizon:
                 break
             req = self._make(i, env.now)
+            if self.cache is not None and self.cache.hit[i]:
+                yield env.timeout(self.cache.latency_s)
+                self._answer_hit(req)
+                continue
             wake = self.waiters[req.id] = env.event()
             if self.front_s:
                 self.rec.record_blocked(self.front_s, 1)
                 yield env.timeout(self.front_s)
-            self.arrive(req)
+            self.enter(req)
             yield wake
         self.feeders -= 1
         self._check_done()
 
     # -- one attempt --------------------------------------------------------------
-    def arrive(self, req: Request) -> None:
-        now = self.env.now
-        reason = self.admission.rate_limit_reason(req, now)
+    def enter(self, req: Request) -> None:
+        """``req`` leaves the API server for its first attempt (a cascade chooses its group here)."""
+        if self.cascade is not None:
+            self.cascade.enter(req, self.fleet.serving())
+        self.arrive(req)
+
+    def arrive(self, req: Request, limit: bool = True) -> None:
+        """One attempt of ``req``: rate limit (unless ``limit`` is false), router, admission, a replica."""
+        reason = self.admission.rate_limit_reason(req, self.env.now) if limit else None
         if reason is not None:
             self.turn_away(req, reason)
             return
         replicas = self.fleet.serving()
+        router = self.router
+        if self.cascade is not None:  # only the replicas of the request's group
+            router, replicas = self.cascade.candidates(req, replicas)
         if not replicas:
             self.turn_away(req, "no_replica")
             return
-        rep = self.router.choose(req, replicas)
+        rep = self._sample_replica(req, replicas) or router.choose(req, replicas)
         if self.transfers is not None:
             reason = self.transfers.reject_reason(req)
             if reason is not None:  # the decode pool can never hold it
@@ -167,6 +234,14 @@ class Gateway:
             self.turn_away(req, reason, rep.index)
             return
         rep.submit(req)
+
+    @staticmethod
+    def _sample_replica(req: Request, replicas: list) -> Replica | None:
+        """A later sample of a prompt goes where its first sample went (to share its cached prompt), if serving."""
+        lead = req.leader
+        if lead is None or lead.replica < 0:
+            return None
+        return next((r for r in replicas if r.index == lead.replica), None)
 
     def turn_away(self, req: Request, reason: str, replica: int = -1) -> None:
         """Reject this attempt; the client retries it later if it may."""
@@ -206,6 +281,12 @@ class Gateway:
 
     # -- the one exit -----------------------------------------------------------
     def end(self, req: Request) -> None:
+        if self.cascade is not None and self.cascade.escalate(req, self.env.now):
+            req.restart()  # the small model's answer is redone by the large one; the request goes on
+            self.arrive(req, limit=False)  # the client sent it once: its tokens were charged then
+            return
+        if self.served_by is not None and req.status == "completed":
+            self.served_by[req.id] = req.pool  # "cache", or the group whose replica answered
         self.rec.end_request(req)
         self.ended += 1
         wake = self.waiters.pop(req.id, None)

@@ -139,6 +139,8 @@ def _unknown_keys(schema, config, prefix: str) -> None:
             if isinstance(entries, DictConfig):
                 for name in entries:
                     _unknown_keys(OmegaConf.structured(element), entries._get_node(name), f"{prefix}{key!s}.{name!s}.")
+        elif node._metadata.object_type is dict:
+            continue  # a name -> value mapping (response_cache.hit_rate_by_tenant): any name is a key
         else:
             _unknown_keys(schema[key], config._get_node(key), f"{prefix}{key!s}.")
 

@@ -190,6 +190,9 @@ class WorkloadConfig:
     trace: TraceConfig = field(default_factory=TraceConfig)
     prefix: SharedPrefixConfig = field(default_factory=SharedPrefixConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
+    #: parallel sampling (OpenAI's n): completions per prompt, sharing the prompt's KV blocks
+    #: through prefix caching (docs/levers/parallel_sampling.md)
+    n: int = 1
 
 
 @dataclass

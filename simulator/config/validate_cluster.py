@@ -1,5 +1,6 @@
 """Semantic checks of the cluster keys: groups, router, autoscaler, cold
-start, failures and admission control (one sentence per problem)."""
+start, failures, admission control, the response cache and the model
+cascade (one sentence per problem)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,8 @@ def check_cluster(cfg: ScenarioConfig, prompt_max: float | None) -> None:
     positive(cs.storage_gbps, "cluster.cold_start.storage_gbps")
     _failures(cl, _initial_replicas(cfg))
     _admission(cfg)
+    _response_cache(cl)
+    _cascade(cl)
 
 
 def _autoscaler(cl: ClusterConfig) -> None:
@@ -113,6 +116,38 @@ def _admission(cfg: ScenarioConfig) -> None:
             cfg.slo.ttft_s is not None or not missing,
             "admission.slo_aware=true needs a TTFT deadline: set slo.ttft_s (or tiers.<name>.ttft_s for every tier).",
         )
+
+
+def _response_cache(cl: ClusterConfig) -> None:
+    rc, key = cl.response_cache, "cluster.response_cache"
+    fraction(rc.hit_rate, f"{key}.hit_rate", allow_zero=True)
+    for tenant, rate in rc.hit_rate_by_tenant.items():
+        fraction(rate, f"{key}.hit_rate_by_tenant.{tenant}", allow_zero=True)
+    positive(rc.latency_s, f"{key}.latency_s", allow_zero=True)
+    positive(rc.usd_per_hit, f"{key}.usd_per_hit", allow_zero=True)
+
+
+def _cascade(cl: ClusterConfig) -> None:
+    c, key = cl.cascade, "cluster.cascade"
+    if not c.enabled:
+        return
+    need(
+        not cl.disaggregation.enabled,
+        f"{key}.enabled=true is not supported with cluster.disaggregation.enabled=true: "
+        "a cascade routes between two cluster.groups, which cannot be disaggregated; choose one.",
+    )
+    need(
+        bool(cl.groups),
+        f"{key}.enabled=true needs two cluster.groups named by {key}.small={c.small!r} and {key}.large={c.large!r} "
+        "(each with its own model), but cluster.groups is empty.",
+    )
+    for role, name in (("small", c.small), ("large", c.large)):
+        need(name in cl.groups, f"{key}.{role}={name!r} is not a group of cluster.groups; choose one of: {', '.join(cl.groups)}.")
+    need(c.small != c.large, f"{key}.small and {key}.large must name two different groups (both are {c.small!r}).")
+    fraction(c.share, f"{key}.share", allow_zero=True)
+    fraction(c.escalation_rate, f"{key}.escalation_rate", allow_zero=True)
+    if c.overload_queue is not None:
+        need(c.overload_queue >= 0, f"{key}.overload_queue must be an integer >= 0, or null (got {c.overload_queue}).")
 
 
 def _initial_replicas(cfg: ScenarioConfig) -> int:

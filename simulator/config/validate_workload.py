@@ -38,6 +38,25 @@ def check_workload_config(cfg: ScenarioConfig) -> None:
     _length(wl.prompt_tokens, "workload.prompt_tokens")
     _length(wl.output_tokens, "workload.output_tokens")
     _prefix(wl.prefix)
+    _samples(cfg)
+
+
+def _samples(cfg: ScenarioConfig) -> None:
+    """workload.n: a positive count; the samples share the prompt through prefix caching, in open loop."""
+    n = cfg.workload.n
+    need(isinstance(n, int) and n >= 1, f"workload.n must be an integer >= 1 (got {n!r}).")
+    if n == 1:
+        return
+    need(
+        bool(cfg.memory.prefix_caching),
+        f"workload.n={n} shares each prompt's KV blocks between its samples through prefix caching, as vLLM V1 "
+        "does; set memory.prefix_caching=true.",
+    )
+    need(
+        cfg.workload.arrival != "closed_loop",
+        f"workload.n={n} needs open-loop arrivals (poisson, gamma, constant or trace): a closed-loop user "
+        "waits for one answer, not n.",
+    )
 
 
 def _arrival(wl) -> None:

@@ -85,6 +85,8 @@ class Replica:
         self.outstanding_tokens = 0  # prompt + output tokens of the requests assigned here and not ended
         self.inbound = 0  # disaggregation: requests queued for or in transfer to this replica
         self._inbox: list[tuple[Request, int]] = []  # arrived with KV during a step; join before the next
+        #: parallel sampling: later samples of a prompt whose first sample is still to prefill here (by its id)
+        self._forks: dict[int, list[Request]] = {}
         self.steps = 0
         self.compute_s = 0.0  # the current step's priced compute time (layer-wise KV transfer overlaps it)
         self.host_link_bps = host_link_bps  # the PCIe path to host memory (swap preemption)
@@ -160,7 +162,7 @@ class Replica:
     @property
     def empty(self) -> bool:
         st = self.sched_state
-        return not (st.waiting or st.in_flight or st.swapped or self.inbound or self._inbox or st.held)
+        return not (st.waiting or st.in_flight or st.swapped or self.inbound or self._inbox or st.held or self._forks)
 
     def prefill_s(self, req: Request) -> float:
         """Seconds a lone prefill of ``req``'s pending prompt takes here (memoised by length)."""
@@ -192,6 +194,11 @@ class Replica:
             self.reject(req, reason)
             return
         self.outstanding_tokens += req.prompt + req.output
+        lead = req.leader
+        if lead is not None and lead.replica == self.index and lead.status in ("waiting", "prefilling"):
+            # a later sample waits for the first to cache the prompt, then references its blocks
+            self._forks.setdefault(lead.id, []).append(req)
+            return
         self.sched_state.waiting.append(req)
         self.wake()
 
@@ -200,6 +207,8 @@ class Replica:
         req.status = "rejected"
         req.reject_reason = reason
         req.finish_s = self.env.now
+        if self._forks:  # its later samples no longer wait for it: they compute the prompt themselves
+            self._release_forks(req)
         self.ended(req)
 
     def wake(self) -> None:
@@ -232,6 +241,8 @@ class Replica:
         held += [r for _, _, r in old.swapped]
         held += [r for r, _ in old.held]
         held += [r for r, _ in self._inbox]
+        held += [f for forks in self._forks.values() for f in forks]
+        self._forks = {}
         held.sort(key=lambda r: (r.arrival_s, r.id))
         assert self._kv_factory is not None, "the cluster sets _kv_factory when it builds the replica"
         # a fresh state on the (drained) queue; KV in transfer here is still arriving
@@ -413,6 +424,8 @@ class Replica:
             del prefilling[req.id]
             st.prefill_kv -= req.target
             st.kv.register(req)
+            if self._forks:
+                self._release_forks(req)
             req.generated += 1
             if req.first_token_s != req.first_token_s:  # NaN: the first token
                 req.prefill_done_s = now
@@ -434,6 +447,14 @@ class Replica:
                 running.add(req, req.target)
         if st.held and not running and not prefilling:
             self._end_batch(now)
+
+    def _release_forks(self, req: Request) -> None:
+        """``req``'s prompt is cached: its later samples go to the head of the queue (they arrived with it)."""
+        forks = self._forks.pop(req.id, None)
+        if forks:
+            for f in reversed(forks):
+                self.sched_state.waiting.appendleft(f)
+            self.wake()
 
     def release_transferred(self, req: Request) -> None:
         """Disaggregation: ``req``'s KV has reached its decode replica."""

@@ -47,6 +47,7 @@ class Request:
         "affinity",  # routing key of the prompt's shared prefix (prefix_affinity), or None
         "priority",  # the tier's priority: higher is queued ahead and preempted last
         "attempts",  # times the client sent it (retries after rejection or replica failure)
+        "leader",  # workload.n > 1: the first sample of the same prompt (None for it and without n)
         "status",
         "reject_reason",
     )
@@ -82,6 +83,7 @@ class Request:
         self.session = ""
         self.tier = ""
         self.affinity: int | None = None
+        self.leader: Request | None = None
         self.priority = 0
         self.attempts = 1
         self.prefill_done_s = math.nan

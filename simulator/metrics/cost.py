@@ -22,6 +22,12 @@ is split by its own steps and weighted by its own USD (its GPU-seconds for
 the decode pool's to output; a group that never stepped follows the busy split
 of the whole fleet.
 
+A response cache's bill (its hits x ``usd_per_hit``, docs/levers/cache_cascade.md)
+is added to the total before it is divided, so every per-request and
+per-token figure includes it (hits are completed requests, their tokens
+delivered tokens); it is split between input and output in the proportion
+of the GPU bill's split.
+
 Every figure is ``None`` when its denominator is 0; the USD figures are
 ``None`` when the total is (a price is unknown). ``input_gpu_share`` does not
 depend on prices: it is ``None`` only when no step did any work.
@@ -82,12 +88,15 @@ def token_cost(
     completed: int,
     input_tokens: int,
     output_tokens: int,
+    extra_usd: float = 0.0,
 ) -> TokenCost:
     """The per-request and per-token figures of the ``cost`` section (see the module's docstring).
 
     ``cost`` is the run's :class:`CostFigures` (``by_group`` gives each group's
     GPU-hours and USD); ``steps`` the steps table; ``groups`` and ``gpus`` as
     for :func:`group_input_shares`; the counts are of completed requests.
+    ``extra_usd`` is spent outside the GPUs (a response cache's hits): it is
+    added to ``cost["usd"]`` (the GPUs' bill) and split as the GPUs' bill is.
     """
     shares, fleet = group_input_shares(steps, groups, gpus)
     by_group = cost["by_group"]
@@ -101,7 +110,12 @@ def token_cost(
         if cost["usd"] is not None:
             input_usd = sum((c["usd"] or 0.0) * of[g] for g, c in by_group.items())
             output_usd = sum((c["usd"] or 0.0) * (1.0 - of[g]) for g, c in by_group.items())
-    usd = cost["usd"]
+            if extra_usd:
+                gpu_usd = input_usd + output_usd
+                part = input_usd / gpu_usd if gpu_usd > 0 else share
+                input_usd += extra_usd * part
+                output_usd += extra_usd * (1.0 - part)
+    usd = cost["usd"] if cost["usd"] is None or not extra_usd else cost["usd"] + extra_usd
     return {
         "usd_per_request": _per(usd, completed),
         "usd_per_million_tokens": _per(usd, input_tokens + output_tokens, 1e6),

@@ -91,6 +91,8 @@ class Recorder:
         self.itl_gap: list[float] = []
         self.itl_count: list[int] = []
         self.replica_rows: list[tuple] = []
+        #: optional requests.parquet columns (name -> (value by request id, default, dtype)), see ``request_column``
+        self.extra: dict[str, tuple[dict[int, typing.Any], typing.Any, str]] = {}
         #: hot path: ``record_step(row)``, one StepTuple per engine iteration
         self.record_step = self.step_rows.append
 
@@ -132,6 +134,14 @@ class Recorder:
         q["tier"].append(r.tier)
         q["attempts"].append(r.attempts)
 
+    def request_column(self, name: str, default: typing.Any, dtype: str) -> dict[int, typing.Any]:
+        """Add column ``name`` (pandas ``dtype``) to the requests table: the returned dict, filled by
+        request id while the run goes, gives each request's value; a request never set gets ``default``.
+        Levers that are off add none, so the default table keeps its columns."""
+        values: dict[int, typing.Any] = {}
+        self.extra[name] = (values, default, dtype)
+        return values
+
     def replica_event(self, time_s: float, replica: int, group: str, event: str, gpus: int, serving: int, billed_gpus: int) -> None:
         """A replica changed state; ``serving`` and ``billed_gpus`` are the cluster's totals after it."""
         self.replica_rows.append((time_s, replica, group, event, gpus, serving, billed_gpus))
@@ -168,6 +178,10 @@ class Recorder:
         decode_tokens = (df["output_tokens"] - 1).where(df["output_tokens"] > 1)
         df["tpot_s"] = ((df["finish_s"] - df["first_token_s"]) / decode_tokens).where(done)
         df["e2e_s"] = (df["finish_s"] - df["arrival_s"]).where(done)
+        if self.extra:
+            ids = df["request_id"].tolist()
+            for name, (values, default, dtype) in self.extra.items():
+                df[name] = pd.Series([values.get(i, default) for i in ids], index=df.index, dtype=dtype)
         return df
 
     def steps_table(self) -> pd.DataFrame:

@@ -215,6 +215,7 @@ class CostSection(CostFigures, TokenCost):
     gpus: int
     peak_gpus: int
     note: str
+    response_cache_usd: NotRequired[float]  # with a response cache: its hits' USD, included in usd
 
 
 class LabelThroughput(TypedDict):
@@ -276,6 +277,49 @@ class SpeculativeSection(TypedDict):
     verified_seq_steps: int
 
 
+class ResponseCacheSection(TypedDict):
+    """The response cache in front of the GPUs (docs/levers/cache_cascade.md)."""
+
+    hit_rate: float  # configured (cluster.response_cache.hit_rate)
+    hit_rate_by_tenant: dict[str, float]  # configured, per tenant label
+    requests: int  # every request issued
+    hits: int
+    measured_hit_rate: float | None  # hits / requests
+    latency_s: float
+    usd_per_hit: float
+    usd: float  # hits x usd_per_hit, included in cost.usd
+    note: str
+
+
+class CascadeSection(TypedDict):
+    """The model cascade: how requests were routed and escalated (docs/levers/cache_cascade.md)."""
+
+    small: str
+    large: str
+    share: float
+    escalation_rate: float
+    overload_queue: int | None
+    sent_to_small: int  # route "small"
+    by_overload: int  # route "overload": in the share, but the small group was too busy
+    straight_to_large: int  # route "large": not in the share
+    escalated: int
+    measured_escalation_rate: float | None  # escalated / attempts completed on the small group
+    answered_by_small: int
+    answered_by_large: int
+    note: str
+
+
+class ParallelSamplingSection(TypedDict):
+    n: int
+    prompts: int
+    samples: int
+    prompts_completed: int
+    shared_prompt_blocks: int
+    shared_kv_gb: float
+    prompt_e2e_s: Stats
+    note: str
+
+
 class Summary(TypedDict):
     """``summary.json``: the fixed sections in order, then the optional ones."""
 
@@ -298,4 +342,7 @@ class Summary(TypedDict):
     prefix_cache: NotRequired[PrefixCacheSection]  # when a replica caches prefixes
     kv_transfer: NotRequired[KvTransferSection]  # when disaggregated
     speculative: NotRequired[SpeculativeSection]  # scheduler.speculative.method set
+    parallel_sampling: NotRequired[ParallelSamplingSection]  # workload.n > 1
+    response_cache: NotRequired[ResponseCacheSection]  # a positive cluster.response_cache hit rate
+    cascade: NotRequired[CascadeSection]  # cluster.cascade.enabled
     replications: NotRequired[dict[str, Any]]  # run.replications > 1 (simulator.metrics.replications)

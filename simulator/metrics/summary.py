@@ -28,7 +28,11 @@ Definitions (they match vLLM's benchmark tools):
   billed from provisioning until removed), priced per group's hardware.
   Per request and per token: USD over completed requests and their tokens;
   the input/output split divides GPU time by prefill and decode work step by
-  step (:mod:`simulator.metrics.cost`).
+  step (:mod:`simulator.metrics.cost`). A response cache's hits (each at
+  ``usd_per_hit``) are added to the total, so to every per-unit figure.
+* The levers' sections (``speculative``, ``response_cache``, ``cascade``,
+  ``parallel_sampling``), each only when its lever is on, are built in
+  :mod:`simulator.metrics.levers`.
 
 Each top-level section of the summary has its own builder below, in the
 order the sections appear; :func:`summarize` gathers what several of them
@@ -47,6 +51,13 @@ import pandas as pd
 
 from simulator.metrics.breakdown import breakdown, replica_figures, serving_seconds
 from simulator.metrics.cost import token_cost
+from simulator.metrics.levers import (
+    cache_hits,
+    cascade_section,
+    parallel_sampling_section,
+    response_cache_section,
+    speculative_section,
+)
 from simulator.metrics.sections import (
     ClusterSection,
     CostSection,
@@ -63,7 +74,6 @@ from simulator.metrics.sections import (
     RequestsSection,
     ScenarioSection,
     SloSection,
-    SpeculativeSection,
     Summary,
     ThroughputSection,
     WindowSection,
@@ -193,7 +203,14 @@ def summarize(cfg: ScenarioConfig, out: RunOutput, requests: pd.DataFrame, steps
     if out.transfers is not None:
         summary["kv_transfer"] = _kv_transfer(out.transfers)
     if cfg.scheduler.speculative.method != "none":
-        summary["speculative"] = _speculative(run)
+        summary["speculative"] = speculative_section(cfg, out.pools)
+    if cache_hits(cfg, run.requests) is not None:
+        summary["response_cache"] = response_cache_section(cfg, run.requests)
+    if cfg.cluster.cascade.enabled:
+        summary["cascade"] = cascade_section(cfg, run.requests)
+    if out.workload.leader is not None:
+        kv_per_token = run.decoding.spec.kv_bytes_per_token
+        summary["parallel_sampling"] = parallel_sampling_section(cfg, run.requests, out.workload.leader, prefix_cache, kv_per_token)
     return summary
 
 
@@ -336,7 +353,8 @@ def _littles_law(run: _Run) -> LittlesLawSection:
     dur = steps["duration_s"].to_numpy()
     busy = float(dur.sum())
     in_system = (steps["num_waiting"] + steps["num_running"] + steps["num_swapped"]).to_numpy()
-    L = float((np.dot(in_system, dur) + run.out.recorder.blocked_area) / window) if busy else 0.0
+    blocked = run.out.recorder.blocked_area  # also requests answered by a response cache
+    L = float((np.dot(in_system, dur) + blocked) / window) if busy or blocked else 0.0
     # every request counts from arrival to its end: one rejected at once adds 0, one that waited to retry adds its wait
     lam_w = float((requests["finish_s"] - requests["arrival_s"]).sum() / window) if run.n else 0.0
     return {
@@ -358,7 +376,8 @@ def _cluster_and_cost(run: _Run) -> tuple[ClusterSection, CostSection]:
         default_price=run.cfg.hardware.price_per_gpu_hour,
     )
     cluster_section: ClusterSection = {**cluster, "failures_skipped": out.failures.skipped if out.failures is not None else 0}
-    done = run.done
+    done, hits = run.done, cache_hits(run.cfg, run.requests)
+    cache_usd = None if hits is None else hits * float(run.cfg.cluster.response_cache.usd_per_hit)
     per_token = token_cost(
         cost,
         run.steps,
@@ -367,6 +386,7 @@ def _cluster_and_cost(run: _Run) -> tuple[ClusterSection, CostSection]:
         completed=len(done),
         input_tokens=int(done["prompt_tokens"].sum()),
         output_tokens=int(done["output_tokens"].sum()),
+        extra_usd=cache_usd or 0.0,
     )
     cost_section: CostSection = {
         "gpus": sum(p["gpus"] for p in pools),
@@ -376,6 +396,9 @@ def _cluster_and_cost(run: _Run) -> tuple[ClusterSection, CostSection]:
         "note": "GPU-hours integrate the GPUs billed over the window (provisioning to removal); "
         "per-token figures split GPU time between prefill (input) and decode (output) steps",
     }
+    if cache_usd is not None:  # the cache's hits are part of the bill
+        cost_section["usd"] = None if cost["usd"] is None else cost["usd"] + cache_usd
+        cost_section["response_cache_usd"] = cache_usd
     return cluster_section, cost_section
 
 
@@ -408,24 +431,6 @@ def _prefix_cache(run: _Run) -> PrefixCacheSection | None:
         "block_hit_rate": hits / lookups if lookups else 0.0,
         "token_hit_rate": saved / admitted_prompt if admitted_prompt else 0.0,
         "note": "token_hit_rate = prompt tokens found cached / prompt tokens of accepted requests (recomputes included)",
-    }
-
-
-def _speculative(run: _Run) -> SpeculativeSection:
-    """The acceptance model and what the verification steps actually kept (every replica's draws)."""
-    sp = run.cfg.scheduler.speculative
-    draws = [r.acceptance for p in run.out.pools for r in p.replicas if r.acceptance is not None]
-    seq_steps, tokens = sum(a.seq_steps for a in draws), sum(a.tokens for a in draws)
-    a, k = float(sp.acceptance_rate), int(sp.num_tokens)
-    return {
-        "method": str(sp.method),
-        "num_tokens": k,
-        "acceptance_rate": a,
-        "acceptance_spread": float(sp.acceptance_spread),
-        "draft_model": sp.draft_model,
-        "expected_tokens_per_step": float(k + 1) if a >= 1 else (1 - a ** (k + 1)) / (1 - a),
-        "tokens_per_step": tokens / seq_steps if seq_steps else None,
-        "verified_seq_steps": int(seq_steps),
     }
 
 

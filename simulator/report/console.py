@@ -248,6 +248,8 @@ def render_summary(summary: Summary, outdir: str | None = None, console: Console
         p(tier_table(summary["tiers"]))
     if "speculative" in summary:
         p(speculative_line(summary["speculative"]))
+    for line in lever_lines(summary):
+        p(line)
     if summary["scenario"]["scheduler"] == "static":
         p("note: static batching returns responses when the batch ends, so TPOT and e2e include waiting for its longest request")
     _print_memory(p, summary)
@@ -264,6 +266,26 @@ def speculative_line(sp: SpeculativeSection) -> str:
         f"speculative decoding: {by}, k={sp['num_tokens']}, acceptance {sp['acceptance_rate']:g} · "
         f"{kept} tokens kept per verification step (expected {sp['expected_tokens_per_step']:.2f})"
     )
+
+
+def lever_lines(summary: Summary) -> list[str]:
+    """One line per lever in front of the GPUs that is on: the response cache, the model cascade."""
+    out = []
+    if "response_cache" in summary:
+        rc = summary["response_cache"]
+        usd = f" · {_usd(rc['usd'])} of hits in the cost" if rc["usd"] else ""
+        out.append(
+            f"response cache: {rc['hits']:,} of {rc['requests']:,} requests answered ({_pct(rc['measured_hit_rate'])}) "
+            f"in {rc['latency_s'] * 1e3:g} ms, never reaching a GPU{usd}"
+        )
+    if "cascade" in summary:
+        c = summary["cascade"]
+        out.append(
+            f"cascade {c['small']} -> {c['large']}: {c['sent_to_small']:,} sent to {c['small']}, {c['escalated']:,} escalated "
+            f"({_pct(c['measured_escalation_rate'])}), {c['by_overload']:,} by overload, {c['straight_to_large']:,} straight "
+            f"to {c['large']} · answered by {c['small']} {c['answered_by_small']:,}, by {c['large']} {c['answered_by_large']:,}"
+        )
+    return out
 
 
 def _print_scenario(p, summary: Summary) -> None:

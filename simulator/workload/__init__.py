@@ -23,11 +23,13 @@ from simulator.config.schema import ScenarioConfig
 from simulator.workload.arrivals import ARRIVALS, RateSchedule
 from simulator.workload.base import Workload
 from simulator.workload.lengths import LENGTHS
+from simulator.workload.sampling import fan_out
 
 
 def generate(cfg: ScenarioConfig) -> Workload:
-    """The requests of ``cfg.workload``, drawn by its source (:data:`ARRIVALS`)."""
-    return ARRIVALS.get(cfg.workload.arrival).generate(cfg)
+    """The requests of ``cfg.workload``, drawn by its source (:data:`ARRIVALS`); with
+    ``workload.n`` > 1, each prompt's samples (:func:`~simulator.workload.sampling.fan_out`)."""
+    return fan_out(cfg, ARRIVALS.get(cfg.workload.arrival).generate(cfg))
 
 
 # -- how much memory a run needs ----------------------------------------------
@@ -63,7 +65,10 @@ def expected_requests(cfg: ScenarioConfig) -> tuple[float, str] | None:
     """How many requests ``cfg`` will generate (expected, for a ``workload.duration_s``
     stop) and which keys set that, or ``None`` when it is not known before the
     workload is read (a trace, unless it loops up to ``workload.num_requests``)."""
-    return ARRIVALS.get(cfg.workload.arrival).expected_requests(cfg)
+    found = ARRIVALS.get(cfg.workload.arrival).expected_requests(cfg)
+    if found is None or int(cfg.workload.n) <= 1:
+        return found
+    return found[0] * int(cfg.workload.n), f"{found[1]} x workload.n"
 
 
 def memory_needed(cfg: ScenarioConfig, n: float) -> float:

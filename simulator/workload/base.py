@@ -25,6 +25,9 @@ class Workload:
     tier: np.ndarray | None = None
     #: closed_loop only: the think time (s) its user spends before sending request i.
     think_s: np.ndarray | None = None
+    #: workload.n > 1 (parallel sampling): for request i, the index of the first sample of its prompt
+    #: (itself for the first); the samples of one prompt are consecutive and share its prefix ids.
+    leader: np.ndarray | None = None
     #: What replay changed, for the summary (e.g. clipped requests).
     notes: dict = field(default_factory=dict)
 
