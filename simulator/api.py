@@ -26,6 +26,7 @@ from simulator.files import (  # noqa: F401  (re-exported: the public contract's
     json_safe,
 )
 from simulator.metrics.sections import Summary
+from simulator.workload.base import Workload
 
 #: Writers of a run's derived files, called by :meth:`Result.save` as
 #: ``write(result, directory, charts, perfetto)``. The report layer registers
@@ -171,12 +172,19 @@ def run(overrides: list[str] | None = None, *, config: Any = None) -> Result:
     return first
 
 
-def _run_once(cfg: ScenarioConfig) -> Result:
+def run_workload(cfg: ScenarioConfig, workload: Workload) -> Result:
+    """Simulate the validated scenario ``cfg`` on a workload built by the caller (a replayed
+    recording, say) instead of the one ``cfg.workload`` would draw."""
+    return _run_once(cfg, workload)
+
+
+def _run_once(cfg: ScenarioConfig, workload: Workload | None = None) -> Result:
     from simulator.metrics import summarize
     from simulator.simulation import simulate
     from simulator.workload import generate
 
-    workload = generate(cfg)
+    if workload is None:
+        workload = generate(cfg)
     check_workload(cfg, workload)
     out = simulate(cfg, workload)
     requests = out.recorder.requests_table()
