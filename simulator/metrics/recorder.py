@@ -1,6 +1,7 @@
 """Columnar buffers for what a run produces.
 
-Each step appends one :class:`StepRow` (a typed tuple) and each ended request one value per column;
+Each step appends one :class:`StepRow` (a typed tuple; packed into float64 blocks every
+:data:`PACK_ROWS` rows) and each ended request one value per column;
 the tables are built once, at the end (``requests_table``, ``steps_table``).
 Inter-token gaps are kept as (gap, count) pairs: in a decode step every
 sequence that also decoded in the previous step shares the same gap, so one
@@ -79,6 +80,9 @@ StepTuple = tuple[int, int, float, float, int, int, int, int, int, int, int, int
 STEP_COLUMNS = StepRow._fields
 _STEP_FLOAT = {c for c, t in typing.get_type_hints(StepRow).items() if t is float}
 _STEP_INT = {c for c in STEP_COLUMNS if c not in _STEP_FLOAT}
+#: step rows (and inter-token gaps) are packed into numpy blocks once this many are pending: a
+#: float64 row takes 160 bytes against about 440 as a tuple of Python numbers (issue 19)
+PACK_ROWS = 65_536
 
 
 class Recorder:
@@ -86,10 +90,12 @@ class Recorder:
         self.pools = pools or []  # pool name of each replica index
         self.block_size = block_size
         self.req: dict[str, list] = {c: [] for c in REQUEST_COLUMNS}
-        self.step_rows: list[StepTuple] = []
+        self.step_rows: list[StepTuple] = []  # pending: packed into _step_blocks every PACK_ROWS rows
+        self._step_blocks: list[np.ndarray] = []
         self.blocked_area = 0.0  # request-seconds spent on idle replicas with work queued
         self.itl_gap: list[float] = []
         self.itl_count: list[int] = []
+        self._itl_blocks: list[tuple[np.ndarray, np.ndarray]] = []
         self.replica_rows: list[tuple] = []
         #: optional requests.parquet columns (name -> (value by request id, default, dtype)), see ``request_column``
         self.extra: dict[str, tuple[dict[int, typing.Any], typing.Any, str]] = {}
@@ -104,6 +110,25 @@ class Recorder:
             if r[0] == replica:  # replica
                 rows[i] = (*r[:3], now - r[2], *r[4:])  # duration_s = now - start_s
                 return
+        for block in reversed(self._step_blocks):  # its last step was packed already
+            mine = np.flatnonzero(block[:, 0] == replica)
+            if len(mine):
+                block[mine[-1], 3] = now - block[mine[-1], 2]
+                return
+
+    def _pack(self) -> None:
+        """Move the pending step rows and gaps into numpy blocks (the same values, in order).
+        The lists are cleared in place: the replicas hold their ``append``."""
+        rows = self.step_rows
+        if rows:
+            width = len(STEP_COLUMNS)
+            flat = itertools.chain.from_iterable(rows)
+            self._step_blocks.append(np.fromiter(flat, dtype=np.float64, count=len(rows) * width).reshape(-1, width))
+            rows.clear()
+        if self.itl_gap:
+            self._itl_blocks.append((np.asarray(self.itl_gap, dtype=np.float64), np.asarray(self.itl_count, dtype=np.int64)))
+            self.itl_gap.clear()
+            self.itl_count.clear()
 
     def record_blocked(self, duration: float, requests: int) -> None:
         self.blocked_area += duration * requests
@@ -133,6 +158,8 @@ class Recorder:
         q["session"].append(r.session)
         q["tier"].append(r.tier)
         q["attempts"].append(r.attempts)
+        if len(self.step_rows) >= PACK_ROWS:
+            self._pack()
 
     def request_column(self, name: str, default: typing.Any, dtype: str) -> dict[int, typing.Any]:
         """Add column ``name`` (pandas ``dtype``) to the requests table: the returned dict, filled by
@@ -188,9 +215,11 @@ class Recorder:
         # Every value is an int below 2**53 or a float, so one float64 matrix
         # holds them exactly; columns are then cast back to their types. (fromiter
         # over the flattened rows: np.array takes twice as long on NamedTuples.)
+        self._pack()
         width = len(STEP_COLUMNS)
-        flat = itertools.chain.from_iterable(self.step_rows)
-        arr = np.fromiter(flat, dtype=np.float64, count=len(self.step_rows) * width).reshape(-1, width)
+        blocks = self._step_blocks
+        arr = blocks[0] if len(blocks) == 1 else np.concatenate(blocks) if blocks else np.empty((0, width))
+        self._step_blocks = [arr]
         df = pd.DataFrame(
             {c: (arr[:, i].astype(np.int64) if c in _STEP_INT else arr[:, i]) for i, c in enumerate(STEP_COLUMNS)}
         )
@@ -209,4 +238,11 @@ class Recorder:
         return df
 
     def itl(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.asarray(self.itl_gap, dtype=np.float64), np.asarray(self.itl_count, dtype=np.int64)
+        """(gap, count) of every inter-token gap recorded, in order."""
+        self._pack()
+        blocks = self._itl_blocks
+        if not blocks:
+            return np.empty(0, dtype=np.float64), np.empty(0, dtype=np.int64)
+        if len(blocks) > 1:
+            self._itl_blocks = blocks = [(np.concatenate([g for g, _ in blocks]), np.concatenate([c for _, c in blocks]))]
+        return blocks[0]
