@@ -81,7 +81,11 @@ def describe(model, tp: int = 1) -> list[tuple[str, str]]:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        rows = describe(load_model(args.model), args.tp)
+        model = load_model(args.model)
+        heads = int(model.num_attention_heads)
+        if args.tp < 1 or heads % args.tp:
+            raise ServesimError(f"--tp {args.tp} must divide model {model.name}'s {heads} attention heads, as cluster.tp must.")
+        rows = describe(model, args.tp)
     except ServesimError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         sys.exit(2)

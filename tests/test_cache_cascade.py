@@ -236,3 +236,11 @@ def test_config_errors_name_the_key_and_value(overrides, words):
 def test_a_tenant_hit_rate_outside_zero_to_one_is_refused():
     with pytest.raises(ConfigError, match=r"cluster\.response_cache\.hit_rate_by_tenant\.a must lie in \[0, 1\] \(got -0\.1\)"):
         _with_tenant_rates({"a": -0.1})
+
+
+def test_a_hit_has_no_tpot_so_tpot_describes_the_gpu_served_requests():
+    r = simulator.run(["cluster.response_cache.hit_rate=0.3", "workload.num_requests=300"])
+    hits = r.requests[r.requests["served_by"] == "cache"]
+    assert len(hits) and hits["tpot_s"].isna().all()
+    served = r.requests[(r.requests["served_by"] != "cache") & (r.requests["output_tokens"] > 1)]
+    assert served["tpot_s"].notna().all()

@@ -333,3 +333,17 @@ def test_a_plain_mlp_has_two_matrices():
     assert spec("llama-3.1-8b", num_layers=16).weight_bytes < 0.6 * gated.weight_bytes
     with pytest.raises(simulator.ConfigError, match=r"model\.mlp='swiglu' is not known; choose gated .* or plain"):
         simulator.load_config(["model.mlp=swiglu"])
+
+
+def test_a_config_whose_heads_do_not_divide_is_refused(tmp_path):
+    from simulator.errors import ConfigError
+
+    bad = {"model_type": "llama", "num_hidden_layers": 4, "hidden_size": 2048, "num_attention_heads": 30,
+           "num_key_value_heads": 4, "intermediate_size": 5632, "vocab_size": 32000, "max_position_embeddings": 4096}  # fmt: skip
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(bad))
+    with pytest.raises(ConfigError, match="hidden_size 2048 is not a multiple of num_attention_heads 30"):
+        simulator.load_config([f"model.hf_config={path}"])
+    path.write_text(json.dumps({**bad, "num_attention_heads": 32, "num_key_value_heads": 6}))
+    with pytest.raises(ConfigError, match="num_attention_heads=32 must be a multiple of num_kv_heads=6"):
+        simulator.load_config([f"model.hf_config={path}"])

@@ -72,7 +72,7 @@ def test_vllm_example_maps_every_per_request_list():
     m = rec.meta
     assert (m["request_rate"], m["burstiness"], m["max_concurrency"]) == (4.0, 1.0, None)
     assert m["duration_s"] == d["duration"] and m["model"] == MODEL and m["backend"] == "vllm"
-    assert m["date"] == "2025-06-12T14:30:15" and "vLLM" in m["client"] and "with per-request start times" in m["client"]
+    assert m["date"] == "2025-06-12T14:30:15" and "vllm bench serve" in m["client"] and "with per-request start times" in m["client"]
 
 
 def test_vllm_older_layout_has_no_start_times_and_sums_the_gaps(tmp_path):

@@ -135,8 +135,27 @@ def test_the_gain_shrinks_as_the_batch_grows():
 
 
 def test_the_latency_description_names_the_lever():
-    s = spec_run(1, 0.8, "mtp")
-    assert s["scenario"]["latency_model"].endswith("+ speculative mtp k=4")
+    s = spec_run(1, 0.8, "ngram")
+    assert s["scenario"]["latency_model"].endswith("+ speculative ngram k=4")
+
+
+def test_mtp_needs_a_model_that_ships_the_module():
+    with pytest.raises(ConfigError, match="model llama-3.1-8b has none"):
+        simulator.load_config(["scheduler.speculative.method=mtp"])
+    cfg = simulator.load_config(["model=deepseek-v3", "hardware=h200", "cluster.tp=8", "scheduler.speculative.method=mtp"])
+    assert cfg.model.mtp_layers == 1
+
+
+def test_with_a_spread_the_expected_tokens_are_the_per_step_average():
+    """Requests that keep fewer tokens take more steps: the run's average is the harmonic mean over the Beta."""
+    r = run("workload.num_requests=300", "workload.output_tokens.dist=fixed", "workload.output_tokens.value=1000",
+            "scheduler.speculative.method=ngram", "scheduler.speculative.acceptance_spread=0.3",
+            "latency=constant", "latency.step_s=0.01")  # fmt: skip
+    sp = r.summary["speculative"]
+    # 300 requests' own rates: the estimate's relative standard deviation is 3.4% (simulated over 4,000
+    # sets of 300 Beta draws); 4 of them
+    assert sp["tokens_per_step"] == pytest.approx(sp["expected_tokens_per_step"], rel=4 * 0.034)
+    assert sp["expected_tokens_per_step"] < 2.7731  # below the fixed-rate law: slow requests weigh more
 
 
 # --------------------------------------------------------------------------- bad settings
@@ -181,3 +200,11 @@ def test_deepseek_v3s_mtp_module_is_one_moe_layer_of_about_the_published_14b():
     target = ModelSpec.from_config(cfg.model, 8)
     mtp = proposer_spec(cfg, target)
     assert mtp is not None and mtp.params_total == pytest.approx(14e9, rel=0.06)  # DeepSeek-V3 card: 671B main + 14B MTP
+
+
+def test_a_draft_must_be_smaller_than_the_model_and_fit_beside_it():
+    with pytest.raises(ConfigError, match="is not smaller than model llama-3.1-8b"):
+        simulator.load_config(["scheduler.speculative.method=draft", "scheduler.speculative.draft_model=llama-3.1-70b"])
+    with pytest.raises(ConfigError, match="with its draft llama-3.1-8b does not fit"):
+        simulator.load_config(["model=llama-3.1-70b", "cluster.tp=2", "memory.activation_reserve_gb=5",
+                               "scheduler.speculative.method=draft", "scheduler.speculative.draft_model=llama-3.1-8b"])  # fmt: skip

@@ -111,3 +111,12 @@ def test_bad_input_is_one_sentence(tmp_path, capsys):
     pd.DataFrame({"arrival_s": [0.0], "prompt_tokens": [0], "output_tokens": [5], "ttft_s": [0.1], "e2e_s": [0.5]}).to_csv(nope, index=False)
     assert main([str(nope)]) == 2
     assert "x.csv: request 0 has prompt_tokens=0" in capsys.readouterr().err
+
+
+def test_a_chart_format_or_a_forced_reader_that_does_not_fit_is_one_sentence(tmp_path, capsys):
+    example = Path(__file__).resolve().parents[1] / "traces" / "recordings" / "vllm_bench_serve.json"
+    assert main([str(example), "--formats", "sglang", "--out", str(tmp_path)]) == 2
+    assert "chart formats are png and svg (to read every RESULT as sglang, use --format sglang)" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # refused before anything was written
+    assert main([str(example), "--format", "sglang", "--out", str(tmp_path)]) == 2
+    assert "not a sglang result" in capsys.readouterr().err

@@ -46,6 +46,11 @@ class HFFamily(Component):
                     f"which servesim needs for model.{field}."
                 )
         out.setdefault("num_kv_heads", out["num_attention_heads"])
+        if "head_dim" not in out and out["hidden_size"] % out["num_attention_heads"]:
+            raise ConfigError(
+                f"model.hf_config={path}: hidden_size {out['hidden_size']} is not a multiple of num_attention_heads "
+                f"{out['num_attention_heads']}, and the config gives no head_dim."
+            )
         out.setdefault("head_dim", out["hidden_size"] // out["num_attention_heads"])
         return cls.adjust(hf, out)
 
@@ -138,6 +143,7 @@ class DeepseekV3(HFFamily):
         "qk_rope_head_dim": ("qk_rope_head_dim",),
         "qk_nope_head_dim": ("qk_nope_head_dim",),
         "v_head_dim": ("v_head_dim",),
+        "mtp_layers": ("num_nextn_predict_layers",),
     }
 
     @classmethod
@@ -211,7 +217,7 @@ def read(path: str) -> dict:
 SHAPE_FIELDS = (
     "num_kv_heads", "head_dim", "qkv_bias", "tie_word_embeddings", "mlp", "num_experts", "experts_per_token",
     "shared_experts", "moe_intermediate_size", "first_dense_layers", "moe_layer_step", "kv_lora_rank", "q_lora_rank",
-    "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim", "sliding_window", "sliding_window_layers",
+    "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim", "sliding_window", "sliding_window_layers", "mtp_layers",
 )
 
 

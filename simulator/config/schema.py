@@ -108,6 +108,9 @@ class ModelConfig:
     # Sliding-window attention: layers that keep only the last sliding_window tokens of KV.
     sliding_window: int | None = None
     sliding_window_layers: int | None = None  # how many layers use the window (null: all)
+    #: multi-token-prediction modules the checkpoint ships (DeepSeek-V3: 1; HF num_nextn_predict_layers),
+    #: which scheduler.speculative.method=mtp drafts with
+    mtp_layers: int = 0
 
 
 @dataclass

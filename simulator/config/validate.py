@@ -84,6 +84,11 @@ def _speculative(cfg: ScenarioConfig) -> None:
         cfg.latency.model != "profile",
         f"{key}.method={sp.method} needs latency.model=roofline (or constant): a measured profile has no verification shapes.",
     )
+    need(
+        sp.method != "mtp" or int(getattr(cfg.model, "mtp_layers", 0) or 0) >= 1,
+        f"{key}.method=mtp needs a model that ships multi-token-prediction modules (model.mtp_layers >= 1, as "
+        f"deepseek-v3); model {cfg.model.name} has none: use method=draft or ngram.",
+    )
     if sp.method == "draft":
         need(sp.draft_model is not None, f"{key}.method=draft needs {key}.draft_model (a model catalog name, e.g. llama-3.2-1b).")
         from simulator.config.catalog import load_model
@@ -99,6 +104,11 @@ def _speculative(cfg: ScenarioConfig) -> None:
 def _model(m: ModelConfig) -> None:
     """The architecture fields beyond the dense defaults: MLP kind, experts, latent attention, windows."""
     need(m.mlp in ("gated", "plain"), f"model.mlp={m.mlp!r} is not known; choose gated (SwiGLU) or plain (GPT-style).")
+    need(
+        m.num_kv_heads >= 1 and m.num_attention_heads % m.num_kv_heads == 0,
+        f"model {m.name}: num_attention_heads={m.num_attention_heads} must be a multiple of num_kv_heads={m.num_kv_heads} "
+        "(each KV head serves a whole group of query heads).",
+    )
     need(m.num_experts >= 0, f"model.num_experts must be >= 0 (got {m.num_experts}); 0 means a dense model.")
     if m.num_experts > 0:
         need(

@@ -49,3 +49,28 @@ def check_fits(cfg: ScenarioConfig, tp_key: str, hw_key: str) -> None:
             f"memory.gpu_memory_utilization={mem.gpu_memory_utilization}, with no room for a KV block; "
             f"{hint}, pick a larger GPU, or a smaller model.weight_dtype."
         )
+    _check_proposer_fits(cfg, spec, tp_key, hw_key)
+
+
+def _check_proposer_fits(cfg: ScenarioConfig, spec: ModelSpec, tp_key: str, hw_key: str) -> None:
+    """A speculative draft (or MTP module) is smaller than the model and fits beside it, with room for KV."""
+    from simulator.latency.speculative import proposer_spec
+
+    sp = cfg.scheduler.speculative
+    proposer = proposer_spec(cfg, spec) if sp.method in ("draft", "mtp") else None
+    if proposer is None:
+        return
+    key = "scheduler.speculative.draft_model" if sp.method == "draft" else "scheduler.speculative.method=mtp"
+    need(
+        sp.method != "draft" or proposer.params_total < spec.params_total,
+        f"{key}={sp.draft_model} ({proposer.params_total / 1e9:.1f}B parameters) is not smaller than model "
+        f"{cfg.model.name} ({spec.params_total / 1e9:.1f}B): a draft must be cheaper than the model it drafts for.",
+    )
+    budget = memory_budget(cfg.hardware, cfg.memory, spec, int(cfg.scheduler.max_batch_size), proposer)
+    need(
+        budget.kv_blocks >= 1,
+        f"model={cfg.model.name} with its {'draft ' + str(sp.draft_model) if sp.method == 'draft' else 'MTP module'} "
+        f"does not fit: their weights need {budget.weights / 1e9:.1f} GB but {hw_key}={cfg.hardware.name} x "
+        f"{tp_key}={cfg.cluster.tp} leaves {(budget.usable - budget.activation_reserve) / 1e9:.1f} GB, with no room "
+        f"for a KV block; raise {tp_key}, pick a smaller draft, or a larger GPU.",
+    )

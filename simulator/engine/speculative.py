@@ -33,6 +33,7 @@ import numpy as np
 
 from simulator.engine.request import Request
 from simulator.engine.running import RunningSet
+from simulator.metrics.levers import expected_tokens
 
 
 class Acceptance:
@@ -58,10 +59,9 @@ class Acceptance:
             r = self._rates[req.id] = float(self.rng.beta(m * common, (1 - m) * common))
         return r
 
-    def expected_tokens(self, rate: float | None = None) -> float:
-        """E[tokens per step] = (1 - a^(k+1)) / (1 - a) for acceptance rate a (the configured one by default)."""
-        a = self.rate if rate is None else rate
-        return float(self.k + 1) if a >= 1 else (1 - a ** (self.k + 1)) / (1 - a)
+    def expected_tokens(self) -> float:
+        """E[tokens per step] under the configured rate and spread (:func:`expected_tokens`)."""
+        return expected_tokens(self.k, self.rate, self.spread)
 
     def draw(self, rates: np.ndarray) -> np.ndarray:
         """Accepted proposals (0..k) for sequences of acceptance ``rates``: the run of leading successes."""

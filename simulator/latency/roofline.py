@@ -437,5 +437,5 @@ class RooflineLatency(LatencyModel):
         per_seq = f" + {self.overhead_per_seq * 1e6:g} us/seq" if self.overhead_per_seq else ""
         return (
             f"roofline {self.hardware_name}{gpus} ({self.compute_efficiency:.0%} MFU, "
-            f"{self.memory_efficiency:.0%} MBU, {self.overhead * 1e3:g} ms{per_seq} overhead)"
+            f"{self.memory_efficiency:.0%} MBU, {self.overhead * 1e3:.3g} ms{per_seq} overhead)"
         )

@@ -16,6 +16,7 @@ docs/levers/ describes each lever.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -47,10 +48,26 @@ def speculative_section(cfg: ScenarioConfig, pools: Sequence[Any]) -> Speculativ
         "acceptance_rate": a,
         "acceptance_spread": float(sp.acceptance_spread),
         "draft_model": sp.draft_model,
-        "expected_tokens_per_step": float(k + 1) if a >= 1 else (1 - a ** (k + 1)) / (1 - a),
+        "expected_tokens_per_step": expected_tokens(k, a, float(sp.acceptance_spread)),
         "tokens_per_step": tokens / seq_steps if seq_steps else None,
         "verified_seq_steps": int(seq_steps),
     }
+
+
+def expected_tokens(k: int, rate: float, spread: float = 0.0) -> float:
+    """E[tokens kept per verification step]: f(a) = (1 - a^(k+1)) / (1 - a) for a fixed acceptance
+    rate a. With ``spread`` > 0 each request draws a from a Beta distribution, and a request that keeps
+    fewer tokens takes more steps, so the average over steps is the harmonic mean 1 / E[1 / f(a)]
+    (by quadrature over the Beta density), not E[f(a)]."""
+    f = lambda a: np.where(a >= 1, k + 1.0, (1 - a ** (k + 1)) / np.maximum(1 - a, 1e-300))  # noqa: E731
+    if spread <= 0:
+        return float(f(np.float64(rate)))
+    common = rate * (1 - rate) / (spread * spread) - 1
+    alpha, beta = rate * common, (1 - rate) * common
+    x = (np.arange(20_000) + 0.5) / 20_000  # midpoints of (0, 1)
+    log_pdf = (alpha - 1) * np.log(x) + (beta - 1) * np.log1p(-x) - (math.lgamma(alpha) + math.lgamma(beta) - math.lgamma(alpha + beta))
+    w = np.exp(log_pdf)
+    return float(w.sum() / (w / f(x)).sum())
 
 
 def cache_hits(cfg: ScenarioConfig, requests: pd.DataFrame) -> int | None:

@@ -202,7 +202,8 @@ class Recorder:
         done = df["status"] == "completed"
         df["queue_s"] = (df["first_scheduled_s"] - df["arrival_s"]).where(done)
         df["ttft_s"] = (df["first_token_s"] - df["arrival_s"]).where(done)
-        decode_tokens = (df["output_tokens"] - 1).where(df["output_tokens"] > 1)
+        # TPOT is undefined for one token, and for an answer whose tokens all came at once (a response-cache hit)
+        decode_tokens = (df["output_tokens"] - 1).where((df["output_tokens"] > 1) & (df["finish_s"] > df["first_token_s"]))
         df["tpot_s"] = ((df["finish_s"] - df["first_token_s"]) / decode_tokens).where(done)
         df["e2e_s"] = (df["finish_s"] - df["arrival_s"]).where(done)
         if self.extra:

@@ -65,6 +65,7 @@ class ScenarioSection(TypedDict):
 
 class PoolSection(TypedDict):
     name: str
+    model: str
     hardware: str
     replicas: int
     tp: int

@@ -448,14 +448,15 @@ def _kv_transfer(t: Any) -> KvTransferSection:
 
 
 def _offered_rate(cfg: ScenarioConfig, requests: pd.DataFrame) -> float:
-    """``workload.rate`` for a steady open process, else the mean rate of the arrivals that happened.
+    """``workload.rate`` (times ``workload.n``: requests, not prompts) for a steady open process,
+    else the mean rate of the arrivals that happened.
 
     A trace, a ``workload.rate_schedule`` or closed-loop users have no single
     rate: the figure is (arrivals - 1) / time of the last arrival.
     """
     wl = cfg.workload
     if wl.arrival not in ("trace", "closed_loop") and wl.rate_schedule is None:
-        return float(wl.rate)
+        return float(wl.rate) * int(wl.n)  # parallel sampling: n requests per prompt
     a = np.sort(requests["arrival_s"].to_numpy(dtype=np.float64))
     return float((len(a) - 1) / a[-1]) if len(a) > 1 and a[-1] > 0 else 0.0
 
@@ -476,6 +477,7 @@ def _pool_summary(pool: Any, steps: pd.DataFrame, up_s: float) -> PoolSection:
     cfg = pool.cfg
     return {
         "name": pool.name,
+        "model": cfg.model.name,
         "hardware": cfg.hardware.name,
         "replicas": pool.initial,  # at the start; the cluster section follows changes
         "tp": pool.spec.tp,

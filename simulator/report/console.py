@@ -156,6 +156,9 @@ def _workload_words(summary: Summary) -> str:
     if s.get("rate_schedule"):
         rates = "→".join(f"{r:g}" for _, r in s["rate_schedule"])
         return f"{s['arrival']} at {rates} req/s (schedule; mean {s['rate_rps']:.3g})"
+    ps = summary.get("parallel_sampling")
+    if ps:
+        return f"{s['arrival']} {s['rate_rps'] / ps['n']:.3g} prompts/s ({s['rate_rps']:.3g} req/s)"
     return f"{s['arrival']} {s['rate_rps']:.3g} req/s"
 
 
@@ -248,6 +251,15 @@ def render_summary(summary: Summary, outdir: str | None = None, console: Console
         p(tier_table(summary["tiers"]))
     if "speculative" in summary:
         p(speculative_line(summary["speculative"]))
+    if "parallel_sampling" in summary:
+        ps = summary["parallel_sampling"]
+        e2e = ps["prompt_e2e_s"]
+        secs = lambda v: "—" if v is None else f"{v:,.2f} s"  # noqa: E731
+        p(
+            f"parallel sampling: {ps['n']} samples per prompt · later samples reused {ps['shared_prompt_blocks']:,} "
+            f"cached prompt blocks instead of computing and storing them · all samples of a prompt done in "
+            f"{secs(e2e['p50'])} p50, {secs(e2e['p99'])} p99"
+        )
     for line in lever_lines(summary):
         p(line)
     if summary["scenario"]["scheduler"] == "static":
@@ -288,6 +300,11 @@ def lever_lines(summary: Summary) -> list[str]:
     return out
 
 
+def _parallel(tp: int, pp: int) -> str:
+    """TP2, or TP2xPP2 (4 GPUs) for a pipeline."""
+    return f"TP{tp}" if pp <= 1 else f"TP{tp}xPP{pp} ({tp * pp} GPUs)"
+
+
 def _print_scenario(p, summary: Summary) -> None:
     """The model, fleet and batching; the latency model; the workload; what replay did to a trace."""
     s, rq = summary["scenario"], summary["requests"]
@@ -295,9 +312,13 @@ def _print_scenario(p, summary: Summary) -> None:
     p(
         f"[bold]servesim[/bold] · {s['model']} · "
         + (
-            " + ".join(f"{p['replicas']}x {p['hardware']} TP{p['tp']} {p['name']}" for p in pools)
+            " + ".join(
+                f"{p['replicas']}x {p['hardware']} {_parallel(p['tp'], p.get('pp', 1))} {p['name']}"
+                + (f" ({p['model']})" if p.get("model", s["model"]) != s["model"] else "")
+                for p in pools
+            )
             if len(pools) > 1
-            else f"{_fleet_size(summary)}x {s['hardware']} TP{s['tp']}"
+            else f"{_fleet_size(summary)}x {s['hardware']} {_parallel(s['tp'], s.get('pp', 1))}"
         )
         + " · "
         + (f"{s['scheduler']}" if len(pools) > 1 else f"{s['scheduler']} batching")
@@ -305,7 +326,9 @@ def _print_scenario(p, summary: Summary) -> None:
     )
     models = dict.fromkeys(f"{p['name']}: {p['latency_model']}" if len(pools) > 1 else p["latency_model"] for p in pools)
     p(f"latency model: {' · '.join(models)}")
-    p(f"workload: {_workload_words(summary)} · {rq['total']:,} requests · seed {s['seed']} · {summary['window']['end_s']:,.1f} s simulated")
+    ps = summary.get("parallel_sampling")
+    count = f"{ps['prompts']:,} prompts x {ps['n']} samples" if ps else f"{rq['total']:,} requests"
+    p(f"workload: {_workload_words(summary)} · {count} · seed {s['seed']} · {summary['window']['end_s']:,.1f} s simulated")
     replay = replay_line(summary)
     if replay:
         p(replay)

@@ -32,7 +32,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from simulator.report.sweep import knees, series_labels
-from simulator.report.sweep_style import FORMATS, SLO_COLOR, chart_context, runs_caption, save_chart
+from simulator.report.sweep_style import FORMATS, SLO_COLOR, chart_context, save_chart
 
 LEVERS_CHART = "levers"
 LEVER_KEY = "lever"
@@ -40,6 +40,19 @@ REFERENCE = "baseline"
 #: the load the TTFT and cost panels read: the default chat workload's rate
 DEFAULT_LOAD = 15.0
 BASE_COLOR, LEVER_COLOR, WORSE_COLOR = "0.45", "#0072B2", "#D55E00"
+#: what each scenarios/lever/ file is, in words a product lead reads (others show their file name)
+NAMES = {
+    "baseline": "baseline",
+    "chunked_prefill": "chunked prefill",
+    "fp8": "FP8 weights and KV",
+    "speculative": "speculative decoding (1B draft)",
+    "tp2": "tensor parallel x2",
+    "pp2": "pipeline parallel x2",
+    "response_cache": "response cache (30% hits)",
+    "cascade": "1B -> 8B model cascade",
+    "orca": "contiguous reservations (Orca)",
+}
+MISSES = "misses the SLO at every load"
 
 
 def reference_load(df: pd.DataFrame, x: str) -> float:
@@ -68,6 +81,7 @@ def lever_figures(df: pd.DataFrame, x: str, slo_ttft: float | None = None, slo_t
                 "beyond": bool(k.loc[key, "all_met"]) if key in k.index else False,
                 "ttft_p99_s": float(ref["ttft_p99_s"].mean()) if len(ref) else np.nan,
                 "cost": float(loaded[cost_col].mean()) if len(loaded) else np.nan,
+                "gpus": int(pd.to_numeric(g["gpus"], errors="coerce").max()) if "gpus" in g.columns else 1,
             }
         )
     out = pd.DataFrame(rows)
@@ -99,19 +113,25 @@ def levers_chart(
         _capacity_panel(axes[0], fig_df, y)
         _ttft_panel(axes[1], fig_df, y, at, slo)
         _cost_panel(axes[2], fig_df, y, cost_col)
-        axes[0].set_yticks(y, fig_df["lever"].tolist())
+        labels = [NAMES.get(v, v) + (f" ({n} GPUs)" if n > 1 else "") for v, n in zip(fig_df["lever"], fig_df["gpus"])]
+        axes[0].set_yticks(y, labels)
         fig.suptitle(
             f"Serving levers against the baseline: capacity at the SLO, p99 TTFT at {at:g} req/s, cost per token at capacity\n"
-            f"{runs_caption(df)}",
+            f"{_subtitle(df)}",
             fontsize=10,
         )
+        slo_tpot = slo_tpot if slo_tpot is not None else _first(df, "slo_tpot_s")
+        loads = sorted(set(pd.to_numeric(df[x], errors="coerce").dropna()))
+        step = f"{min(np.diff(loads)):g} req/s" if len(loads) > 1 else "one load"
         fig.text(
             0.5, 0.01,
+            f"SLO: p99 TTFT <= {_secs(slo)} and p99 TPOT <= {_secs(slo_tpot)} (dotted line: the TTFT SLO); capacity is read on "
+            f"the sweep's load grid ({step} apart) and counts every request (a cache's hits too)\n"
             "grey: the baseline · blue: better than the baseline · orange: worse "
             "(more capacity is better; less latency and cost are better)",
             ha="center", fontsize=8, color="0.3",
         )  # fmt: skip
-        fig.tight_layout(rect=(0, 0.03, 1, 0.93))
+        fig.tight_layout(rect=(0, 0.05, 1, 0.93))
         return save_chart(fig, out_dir, LEVERS_CHART, formats)
 
 
@@ -135,7 +155,7 @@ def _capacity_panel(ax: Axes, fig_df: pd.DataFrame, y: np.ndarray) -> None:
     ax.barh(y, cap.fillna(0), color=_colors(fig_df, cap, True), height=0.6)
     for yi, v, beyond in zip(y, cap, fig_df["beyond"]):
         if pd.isna(v):
-            ax.text(0, yi, "  misses at every load", va="center", fontsize=8)
+            ax.text(0, yi, f"  {MISSES}", va="center", fontsize=8)
             continue
         change = f" ({v / base - 1:+.0%})" if base == base and base > 0 and v != base else ""
         ax.text(v, yi, f" {v:g}{'+' if beyond else ''} req/s{change}", va="center", fontsize=8)
@@ -149,7 +169,7 @@ def _ttft_panel(ax: Axes, fig_df: pd.DataFrame, y: np.ndarray, at: float, slo: f
     ax.barh(y, v.fillna(0), color=_colors(fig_df, v, False), height=0.6)
     for yi, t in zip(y, v):
         if pd.notna(t):
-            ax.text(t, yi, f" {t * 1e3:,.0f} ms" if t < 10 else f" {t:,.0f} s", va="center", fontsize=8)
+            ax.text(t, yi, f" {t * 1e3:,.0f} ms" if t < 1 else f" {t:,.3g} s", va="center", fontsize=8)
     ax.set_xscale("log")
     if slo:
         ax.axvline(slo, color=SLO_COLOR, linestyle=":", linewidth=1)
@@ -166,10 +186,21 @@ def _cost_panel(ax: Axes, fig_df: pd.DataFrame, y: np.ndarray, cost_col: str) ->
         if pd.notna(c):
             ax.text(c, yi, f" ${c:.3f}" if dollars else f" {c:g} GPUs", va="center", fontsize=8)
         else:
-            ax.text(0, yi, "  no load met the SLO", va="center", fontsize=8)
+            ax.text(0, yi, f"  {MISSES}", va="center", fontsize=8)
     ax.set_xlabel("$ per million tokens, at the capacity load" if dollars else "GPUs")
     ax.set_title("Cost at capacity", fontsize=10)
     ax.set_xlim(0, float(np.nanmax(v)) * 1.35 if np.isfinite(np.nanmax(v)) else 1)
+
+
+def _secs(v: float | None) -> str:
+    return "?" if v is None else (f"{v:g} s" if v >= 1 else f"{v * 1e3:g} ms")
+
+
+def _subtitle(df: pd.DataFrame) -> str:
+    """The deployment and the runs in one plain line: model, GPU, requests per run."""
+    first = lambda col: str(df[col].dropna().iloc[0]) if col in df.columns and df[col].notna().any() else "?"  # noqa: E731
+    n = int(pd.to_numeric(df["requests"], errors="coerce").max()) if "requests" in df.columns else 0
+    return f"{first('model')} on {first('hardware')}, {n:,} requests per run, {len(df)} runs"
 
 
 def _first(df: pd.DataFrame, col: str) -> float | None:

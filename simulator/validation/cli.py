@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--calibrate", action="store_true", help="fit the latency factors to the RESULTs")
     ap.add_argument("--holdout", nargs="*", default=[], metavar="RESULT", help="recordings reported but not fitted")
     ap.add_argument("--max-evaluations", type=int, default=60, help="calibration: simulations of every recording at most")
-    ap.add_argument("--formats", default="png,svg", help="chart formats (png, svg)")
+    ap.add_argument("--formats", default="png,svg", help="chart formats, comma-separated: png, svg (to choose a reader: --format)")
     return ap
 
 
@@ -105,7 +105,7 @@ def write_calibrated(path: Path, f: Fit, fitted: list[Recording], held: list[Rec
         f"# held out: {', '.join(r.path for r in held) or 'none'}",
         f"# scenario: {' '.join(overrides) or 'the defaults'}",
         f"# RMS log error {f.cost_start:.3f} -> {f.cost_end:.3f} over {f.evaluations} evaluations; {f.message}",
-        "# Use: copy to scenarios/experiment/ and run `servesim experiment=<name>`, or pass the overrides:",
+        "# Use: pass these overrides to servesim (or to servesim-validate, to check other recordings):",
         "#   " + " ".join(f"latency.{k}={v:.6g}" for k, v in f.factors.items()),
         *[f"# {k}: standard error {f.stderr.get(k, float('nan')):.2g}" for k in f.factors],
         *[f"# the recordings trade {a} against {b} (|correlation| > 0.9)" for a, b in f.correlated],
@@ -127,7 +127,13 @@ def run(argv: Sequence[str]) -> int:
     if not files:
         raise ServesimError("give at least one recorded benchmark result file")
     console = Console(highlight=False, soft_wrap=True)
+    from simulator.report.sweep_style import FORMATS as CHART_FORMATS
+
     fmts = [f.strip() for f in args.formats.split(",") if f.strip()]
+    bad = [f for f in fmts if f not in CHART_FORMATS]
+    if bad or not fmts:
+        hint = f" (to read every RESULT as {bad[0]}, use --format {bad[0]})" if bad and bad[0] in FORMATS else ""
+        raise ServesimError(f"--formats {args.formats}: chart formats are png and svg{hint}.")
     recs = [read_recording(p, args.format) for p in files]
     held = [read_recording(p, args.format) for p in args.holdout]
     out = Path(args.out)

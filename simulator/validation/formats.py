@@ -16,6 +16,10 @@ def read_recording(path: str | Path, fmt: str | None = None) -> Recording:
     if fmt is not None:
         if fmt not in FORMATS:
             raise RecordingError(f"--format {fmt} is not known; choose one of: {', '.join(sorted(FORMATS))}.")
+        if not FORMATS[fmt].sniff(p):
+            seen = next((f.name for f in FORMATS.values() if f.sniff(p)), None)
+            looks = f"; it looks like {seen} (drop --format to read it so)" if seen else ""
+            raise RecordingError(f"{p}: not a {fmt} result ({FORMATS[fmt].summary}){looks}.")
         return FORMATS[fmt].read(p).check()
     for f in FORMATS.values():
         if f.sniff(p):

@@ -29,7 +29,8 @@ Not recorded: per-request start times (``start_s`` is NaN; LLMPerf runs a closed
 ``meta`` comes from the ``*_summary.json`` companion next to the file where present
 (``model``, ``num_concurrent_requests`` -> ``max_concurrency``, ``timestamp`` -> ``date``,
 ``results_*``), with ``request_rate = inf`` (the closed loop); the individual-responses file itself
-carries no run description. ``duration_s`` and ``burstiness`` are not recorded.
+carries no run description. ``burstiness`` is not recorded; ``duration_s`` is the summary's completed
+requests over its ``results_num_completed_requests_per_min`` (none without the summary).
 """
 
 from __future__ import annotations
@@ -107,11 +108,16 @@ def read(path: Path) -> Recording:
     s = _summary(path)
     conc = s.get("num_concurrent_requests")
     stamp = s.get("timestamp")
+    done, per_min = s.get("results_num_completed_requests"), s.get("results_num_completed_requests_per_min")
+    # the run's length, from the summary's completed requests and their rate (LLMPerf records no send times)
+    duration = None
+    if isinstance(done, int | float) and isinstance(per_min, int | float) and not isinstance(done, bool) and per_min > 0:
+        duration = float(done) / float(per_min) * 60.0
     meta: dict[str, Any] = {
         "request_rate": float("inf"),
         "burstiness": None,
         "max_concurrency": int(conc) if isinstance(conc, int | float) and not isinstance(conc, bool) else None,
-        "duration_s": None,
+        "duration_s": duration,
         "model": s.get("model"),
         "backend": s.get("llm_api"),
         "date": datetime.fromtimestamp(stamp, tz=UTC).isoformat() if isinstance(stamp, int | float) and not isinstance(stamp, bool) else None,

@@ -206,8 +206,7 @@ def read(path: Path, run: int = -1) -> Recording:
         "model": d.get("model_id"),
         "backend": d.get("backend", d.get("endpoint_type")),
         "date": _date(d.get("date")),
-        "client": "vLLM "
-        + ("vllm bench serve" if "endpoint_type" in d or "failed" in d else "benchmark_serving.py / vllm bench serve")
+        "client": ("vllm bench serve" if "endpoint_type" in d or "failed" in d else "vLLM benchmark_serving.py / vllm bench serve")
         + f" --save-result JSON ({'with' if 'start_times' in d else 'without'} per-request start times)",
         "run": run % len(runs),
         "runs": len(runs),
