@@ -48,7 +48,7 @@ def make(
         max_batch_size=batch_size, max_batch_tokens=budget, preemption_mode=mode, max_wait_s=max_wait_s,
         speculative=SpeculativeConfig(),
     )  # fmt: skip
-    return st, SCHEDULERS.get(policy)(SimpleNamespace(scheduler=sched), st)
+    return st, SCHEDULERS.get(policy)(SimpleNamespace(scheduler=sched, workload=SimpleNamespace(beam_width=1)), st)
 
 
 def queued(st, rid, prompt, output=100, arrival=None):

@@ -222,7 +222,7 @@ class Gateway:
         if not replicas:
             self.turn_away(req, "no_replica")
             return
-        rep = self._sample_replica(req, replicas) or router.choose(req, replicas)
+        rep = router.choose(req, replicas) if req.leader is None else (self._sample_replica(req, replicas) or router.choose(req, replicas))
         if self.transfers is not None:
             reason = self.transfers.reject_reason(req)
             if reason is not None:  # the decode pool can never hold it

@@ -196,6 +196,9 @@ class WorkloadConfig:
     #: parallel sampling (OpenAI's n): completions per prompt, sharing the prompt's KV blocks
     #: through prefix caching (docs/levers/parallel_sampling.md)
     n: int = 1
+    #: beam search: beams per request, decoded in lock-step and sharing their common history's
+    #: KV blocks (vLLM v0's engine-side beam search; docs/levers/parallel_sampling.md)
+    beam_width: int = 1
 
 
 @dataclass

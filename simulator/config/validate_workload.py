@@ -42,9 +42,22 @@ def check_workload_config(cfg: ScenarioConfig) -> None:
 
 
 def _samples(cfg: ScenarioConfig) -> None:
-    """workload.n: a positive count; the samples share the prompt through prefix caching, in open loop."""
-    n = cfg.workload.n
+    """workload.n: a positive count; the samples share the prompt through prefix caching, in open loop.
+    workload.beam_width: beams share blocks in paged memory, under a continuous or chunked scheduler."""
+    n, w = cfg.workload.n, cfg.workload.beam_width
     need(isinstance(n, int) and n >= 1, f"workload.n must be an integer >= 1 (got {n!r}).")
+    need(isinstance(w, int) and w >= 1, f"workload.beam_width must be an integer >= 1 (got {w!r}).")
+    if w > 1:
+        need(n == 1, f"workload.beam_width={w} and workload.n={n}: a request is either sampled n times or beam-searched, not both.")
+        need(cfg.memory.allocation == "paged", f"workload.beam_width={w} shares blocks between beams, which needs memory.allocation=paged.")
+        need(
+            cfg.scheduler.speculative.method == "none" and cfg.scheduler.policy in ("continuous", "chunked_prefill"),
+            f"workload.beam_width={w} runs with scheduler=continuous or chunked_prefill and without speculative decoding.",
+        )
+        need(
+            int(cfg.scheduler.max_batch_size) >= w,
+            f"workload.beam_width={w} needs scheduler.max_batch_size >= {w} (each beam is a sequence of the batch).",
+        )
     if n == 1:
         return
     need(

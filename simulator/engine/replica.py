@@ -35,6 +35,7 @@ from collections.abc import Callable
 
 import simpy
 
+from simulator.engine.beam import BeamRunningSet
 from simulator.engine.queue import FifoQueue, TieredQueue
 from simulator.engine.request import Request
 from simulator.engine.running import RunningSet
@@ -71,6 +72,9 @@ class Replica:
         priorities = sorted({int(t.priority) for t in getattr(cfg, "tiers", {}).values()})
         waiting = TieredQueue(self.prefill_s, priorities) if len(priorities) > 1 else FifoQueue(self.prefill_s)
         #: what the scheduler sees and changes: queues, admitted requests, KV, clock
+        self.cfg = cfg
+        #: beam search: sequences each decoding request puts in a step
+        self.beam_width = int(cfg.workload.beam_width)
         sp = cfg.scheduler.speculative
         #: speculative decoding: what each verification step keeps (one seeded stream per replica)
         self.acceptance = (
@@ -99,12 +103,13 @@ class Replica:
         #: called once a draining replica has nothing left
         self.on_drained: Callable[[Replica], None] | None = None
         self._kv_factory: Callable[[], BlockManager] | None = None  # set by the cluster: builds an empty KV manager after a failure
-        self.cfg = cfg
         self.scheduler = build_scheduler(cfg, self.sched_state)
         self._wake: simpy.Event | None = None
         self.process = env.process(self._loop())
 
     def _running_set(self, kv: BlockManager) -> RunningSet:
+        if self.beam_width > 1:
+            return BeamRunningSet(kv.block_size, self.beam_width, stream(int(self.cfg.seed), f"beams/{self.index}"), kv)
         if self.acceptance is not None:
             return SpeculativeRunningSet(kv.block_size, kv.grows, self.acceptance)
         return RunningSet(kv.block_size, grows=kv.grows)
@@ -275,6 +280,7 @@ class Replica:
         price = self.latency.step_time
         record = self.rec.record_step
         speculative = isinstance(running, SpeculativeRunningSet)
+        beams = self.beam_width
         while True:
             if self._inbox:
                 self._join_inbox()
@@ -289,8 +295,9 @@ class Replica:
                 shape, recompute, completing = StepShape(), 0, 0
             n_decode = len(running) if plan.decode else 0
             emitted = running.draw_step() if n_decode and speculative else n_decode
+            n_seqs = n_decode * beams  # beam search: every beam is a sequence of the batch
             if n_decode:
-                shape.decode_seqs = n_decode + plan.padded_seqs
+                shape.decode_seqs = n_seqs + plan.padded_seqs
                 shape.decode_ctx_tokens = running.decode_ctx_tokens() + plan.padded_ctx
             dt = self.compute_s = price(shape)
             swap_s = st.swap_bytes / self.host_link_bps if st.swap_bytes else 0.0
@@ -303,8 +310,8 @@ class Replica:
                 dt,
                 shape.prefill_tokens - plan.padding_tokens,
                 shape.prefill_seqs,
-                n_decode,
-                shape.prefill_seqs + n_decode + plan.padded_seqs,
+                n_seqs,
+                shape.prefill_seqs + n_seqs + plan.padded_seqs,
                 shape.decode_ctx_tokens,
                 kv.total - kv.free,
                 kv.total,

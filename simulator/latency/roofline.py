@@ -367,6 +367,14 @@ class RooflineLatency(LatencyModel):
         context is read once, the math and the new entries scale with the queries."""
         if seqs <= 0:
             return 0.0
+        if queries == 1:  # every decode step but a speculative verification (the hot path)
+            c = self._attn_flop_pair * ctx_tokens
+            m = self._kv_tok * (ctx_tokens + seqs)
+            if self._window:  # sliding layers read at most the window per sequence (capped in total: the
+                seen = min(ctx_tokens, seqs * self._window)  # step knows only the sum of contexts)
+                c += self._swa_flop_pair * seen
+                m += self._swa_kv_tok * (seen + seqs)
+            return self._attn_fixed + (c if c > m else m)
         c = self._attn_flop_pair * ctx_tokens * queries
         m = self._kv_tok * (ctx_tokens + seqs * queries)
         if self._window:  # sliding layers read at most the window per sequence (capped in total: the
@@ -395,14 +403,14 @@ class RooflineLatency(LatencyModel):
         pt = shape.prefill_tokens
         ds = shape.decode_seqs
         q = shape.decode_queries  # > 1: speculative verification, every position through the model and the LM head
-        tokens = pt + ds * q
+        tokens = pt + ds * q if q != 1 else pt + ds
         seqs = shape.prefill_seqs + ds
         t = self.overhead + self.overhead_per_seq * seqs
         if tokens <= 0:
             return t
         lin = self._linear_cache.get(tokens)
         t += lin if lin is not None else self.linear_s(tokens)
-        rows = seqs + ds * (q - 1)
+        rows = seqs + ds * (q - 1) if q != 1 else seqs
         lm = self._lm_cache.get(rows)
         t += lm if lm is not None else self.lm_head_s(rows)
         t += self._ew_fixed + self._ew_tok * tokens
@@ -413,7 +421,7 @@ class RooflineLatency(LatencyModel):
         if pt:
             t += self.attention_prefill_s(shape.prefill_attn_pairs, shape.prefill_ctx_tokens + pt)
         if ds:
-            t += self.attention_decode_s(ds, shape.decode_ctx_tokens, q)
+            t += self.attention_decode_s(ds, shape.decode_ctx_tokens) if q == 1 else self.attention_decode_s(ds, shape.decode_ctx_tokens, q)
         return t
 
     def breakdown(self, shape: StepShape) -> dict[str, float]:

@@ -321,6 +321,14 @@ class ParallelSamplingSection(TypedDict):
     note: str
 
 
+class BeamSearchSection(TypedDict):
+    width: int
+    block_steps_shared: int  # blocks held, summed over every beam group's decode steps
+    block_steps_unshared: int  # what width separate copies of each beam would have held
+    memory_saving: float | None  # 1 - shared / unshared
+    note: str
+
+
 class Summary(TypedDict):
     """``summary.json``: the fixed sections in order, then the optional ones."""
 
@@ -344,6 +352,7 @@ class Summary(TypedDict):
     kv_transfer: NotRequired[KvTransferSection]  # when disaggregated
     speculative: NotRequired[SpeculativeSection]  # scheduler.speculative.method set
     parallel_sampling: NotRequired[ParallelSamplingSection]  # workload.n > 1
+    beam_search: NotRequired[BeamSearchSection]  # workload.beam_width > 1
     response_cache: NotRequired[ResponseCacheSection]  # a positive cluster.response_cache hit rate
     cascade: NotRequired[CascadeSection]  # cluster.cascade.enabled
     replications: NotRequired[dict[str, Any]]  # run.replications > 1 (simulator.metrics.replications)

@@ -52,6 +52,7 @@ import pandas as pd
 from simulator.metrics.breakdown import breakdown, replica_figures, serving_seconds
 from simulator.metrics.cost import token_cost
 from simulator.metrics.levers import (
+    beam_search_section,
     cache_hits,
     cascade_section,
     parallel_sampling_section,
@@ -208,6 +209,8 @@ def summarize(cfg: ScenarioConfig, out: RunOutput, requests: pd.DataFrame, steps
         summary["response_cache"] = response_cache_section(cfg, run.requests)
     if cfg.cluster.cascade.enabled:
         summary["cascade"] = cascade_section(cfg, run.requests)
+    if int(cfg.workload.beam_width) > 1:
+        summary["beam_search"] = beam_search_section(cfg, out.pools)
     if out.workload.leader is not None:
         kv_per_token = run.decoding.spec.kv_bytes_per_token
         summary["parallel_sampling"] = parallel_sampling_section(cfg, run.requests, out.workload.leader, prefix_cache, kv_per_token)

@@ -251,6 +251,10 @@ def render_summary(summary: Summary, outdir: str | None = None, console: Console
         p(tier_table(summary["tiers"]))
     if "speculative" in summary:
         p(speculative_line(summary["speculative"]))
+    if "beam_search" in summary:
+        b = summary["beam_search"]
+        saving = f"{b['memory_saving']:.0%}" if b["memory_saving"] is not None else "—"
+        p(f"beam search: {b['width']} beams per request sharing their common history's KV blocks: {saving} less KV than separate copies")
     if "parallel_sampling" in summary:
         ps = summary["parallel_sampling"]
         e2e = ps["prompt_e2e_s"]

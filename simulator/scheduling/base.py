@@ -80,13 +80,14 @@ class Scheduler(Component, ABC):
     def __init__(self, cfg: ScenarioConfig, state: ReplicaState):
         sched = cfg.scheduler
         self.state = state
-        self.max_batch_size = int(sched.max_batch_size)
+        #: sequences per step: a beam-search request is workload.beam_width of them
+        self.max_batch_size = max(1, int(sched.max_batch_size) // int(cfg.workload.beam_width))
         self.max_batch_tokens = int(sched.max_batch_tokens)
         self.preemption_mode = str(sched.preemption_mode)
         self.next_wakeup: float | None = None
         sp = sched.speculative
         #: token-budget slots a decoding sequence takes: k + 1 when verifying k speculative tokens
-        self.decode_queries = int(sp.num_tokens) + 1 if sp.method != "none" else 1
+        self.decode_queries = int(sp.num_tokens) + 1 if sp.method != "none" else int(cfg.workload.beam_width)
 
     def reject_reason(self, req: Request) -> str | None:
         """Why ``req`` can never run on this replica, or None if it can."""
@@ -121,14 +122,12 @@ class Scheduler(Component, ABC):
         step its block, preempting the newest requests while the pool is short."""
         st = self.state
         kv = st.kv
-        needers = st.running.block_needers()
+        needers = st.running.block_needers()  # a member once per block it needs (beam groups may need several)
         if len(needers) > kv.free:
-            pending = {r.id for r in needers}
-            while len(pending) > kv.free and (st.running or st.prefilling):
+            while len(needers) > kv.free and (st.running or st.prefilling):
                 v = self.victim()
                 st.preempt(v, self.preemption_mode)
-                pending.discard(v.id)
-            needers = [r for r in needers if r.id in pending]
+                needers = [r for r in needers if r.id != v.id]
         if needers:
             kv.allocate(len(needers))
             for r in needers:
