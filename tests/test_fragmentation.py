@@ -278,3 +278,14 @@ def test_disaggregated_decode_pool_places_transfers_contiguously():
     share0, running0, _ = _run("reserve_pow2", None, *extra)
     share1, running1, _ = _run("reserve_pow2", "buddy", *extra)
     assert share1 < share0 and running1 <= running0
+
+
+def test_the_summary_and_console_report_what_placement_cost():
+    import simulator
+
+    r = simulator.run(["memory.allocation=reserve_exact", "memory.max_model_len=16384", "memory.contiguous_allocator=first_fit",
+                       "workload.rate=25", "workload.num_requests=800"])  # fmt: skip
+    c = r.summary["kv_cache"]["contiguous"]
+    assert c["allocator"] == "first_fit" and c["requests_delayed_by_fragmentation"] >= 0
+    assert 0 < c["pool_token_share"] <= r.summary["kv_cache"]["real_token_share"] <= 1  # gaps count against the pool
+    assert "contiguous" not in simulator.run(["workload.num_requests=50"]).summary["kv_cache"]

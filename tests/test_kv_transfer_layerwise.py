@@ -137,3 +137,13 @@ def test_layerwise_without_disaggregation_is_a_config_error():
     assert "cluster.disaggregation.link.layerwise=true" in message
     assert "cluster.disaggregation.enabled=true" in message
     assert "\n" not in message and message.endswith(".")
+
+
+def test_the_summary_reports_the_exposed_copy_time():
+    import simulator
+
+    ov = ["cluster=disaggregated", "cluster.disaggregation.link.bandwidth_gbps=12.5", "workload.num_requests=200"]
+    whole = simulator.run(ov).summary["kv_transfer"]
+    layered = simulator.run([*ov, "cluster.disaggregation.link.layerwise=true"]).summary["kv_transfer"]
+    assert not whole["layerwise"] and whole["mean_exposed_s"] == pytest.approx(whole["mean_s"])
+    assert layered["layerwise"] and layered["mean_exposed_s"] < 0.5 * layered["mean_s"]

@@ -93,6 +93,7 @@ class KVTransfer:
         self.transfers = 0
         self.bytes = 0.0
         self.busy_s = 0.0
+        self.exposed_s = 0.0  # seconds each copy added after its prefill (the whole copy unless layer-wise)
         for p in prefill:
             p.on_prefilled = self.handoff
         for d in decode:
@@ -144,10 +145,10 @@ class KVTransfer:
         with self.links[src.index].request() as slot:
             yield slot
             duration = self.latency_s + size / self.bandwidth
-            if self.layerwise:  # only the tail is exposed; busy_s still counts the whole duration
-                yield self.env.timeout(self.latency_s + self._exposed_s(src, req, size / self.bandwidth))
-            else:
-                yield self.env.timeout(duration)
+            exposed = self.latency_s + self._exposed_s(src, req, size / self.bandwidth) if self.layerwise else duration
+            # layer-wise, only the tail is exposed; busy_s still counts the whole duration
+            yield self.env.timeout(exposed)
+            self.exposed_s += exposed
             self._link_free_s[src.index] = self.env.now
         self.transfers += 1
         self.bytes += size

@@ -125,6 +125,18 @@ class SloSection(TypedDict):
     goodput_rps: float
 
 
+class ContiguousSection(TypedDict):
+    """memory.contiguous_allocator set: what placing reservations as ranges of one pool cost."""
+
+    allocator: str
+    requests_delayed_by_fragmentation: int  # waited for a range while enough blocks were free in all
+    fragmentation_refusals: int
+    rounding_share: float  # buddy: blocks taken beyond those asked for, of those taken
+    external_fragmentation_mean: float  # 1 - longest free range / free blocks, sampled at every placement and release
+    external_fragmentation_max: float
+    pool_token_share: float | None  # KV tokens over the whole pool, time-weighted (the vLLM paper's measure)
+
+
 class KvCacheSection(TypedDict):
     pool: str
     allocation: str
@@ -136,6 +148,7 @@ class KvCacheSection(TypedDict):
     mean_usage: float
     real_token_share: float | None
     blocks_in_use_at_end: int
+    contiguous: NotRequired[ContiguousSection]
 
 
 class PreemptionSection(TypedDict):
@@ -265,6 +278,8 @@ class KvTransferSection(TypedDict):
     gb: float
     mean_s: float | None
     bandwidth_gbps: float
+    layerwise: bool
+    mean_exposed_s: float | None
 
 
 class SpeculativeSection(TypedDict):

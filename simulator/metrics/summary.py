@@ -306,7 +306,7 @@ def _kv_cache(run: _Run) -> KvCacheSection:
     kv_peak = float((dsteps["kv_blocks_used"] / dsteps["kv_blocks_total"]).max()) if len(dsteps) else 0.0
     allocated = used * cfg.memory.block_size
     share = float(np.dot(dsteps["kv_tokens"], ddur) / np.dot(allocated, ddur)) if np.dot(allocated, ddur) > 0 else None
-    return {
+    section: KvCacheSection = {
         "pool": decoding.name if len(run.out.pools) == 1 or run.disaggregated else "all",
         "allocation": decoding.allocation,
         "blocks_per_replica": int(decoding.budget.kv_blocks),
@@ -318,6 +318,19 @@ def _kv_cache(run: _Run) -> KvCacheSection:
         "real_token_share": share,
         "blocks_in_use_at_end": int(run.out.kv_blocks_in_use_at_end),
     }
+    placed = [r.kv.stats() for r in decoding.replicas if hasattr(r.kv, "allocator")]
+    if placed:  # memory.contiguous_allocator: reservations placed as ranges of one pool
+        pool = dsteps["kv_blocks_total"].to_numpy() * cfg.memory.block_size
+        section["contiguous"] = {
+            "allocator": str(placed[0]["allocator"]),
+            "requests_delayed_by_fragmentation": sum(int(s["requests_delayed_by_fragmentation"]) for s in placed),
+            "fragmentation_refusals": sum(int(s["fragmentation_refusals"]) for s in placed),
+            "rounding_share": float(np.mean([float(s["rounding_share"]) for s in placed])),
+            "external_fragmentation_mean": float(np.mean([float(s["external_fragmentation_mean"]) for s in placed])),
+            "external_fragmentation_max": max(float(s["external_fragmentation_max"]) for s in placed),
+            "pool_token_share": float(np.dot(dsteps["kv_tokens"], ddur) / np.dot(pool, ddur)) if np.dot(pool, ddur) > 0 else None,
+        }
+    return section
 
 
 def _preemption(run: _Run) -> PreemptionSection:
@@ -444,6 +457,8 @@ def _kv_transfer(t: Any) -> KvTransferSection:
         "gb": t.bytes / 1e9,
         "mean_s": t.busy_s / t.transfers if t.transfers else None,
         "bandwidth_gbps": t.bandwidth / 1e9,
+        "layerwise": bool(t.layerwise),
+        "mean_exposed_s": t.exposed_s / t.transfers if t.transfers else None,  # after the prefill: what TTFT waits
     }
 
 

@@ -406,6 +406,13 @@ def _print_memory(p, summary: Summary) -> None:
             + f": {kv['tokens_per_replica']:,} tokens/replica ({kv['blocks_per_replica']:,} blocks, "
             f"{kv['gb_per_replica']:.1f} GB) · {usage}"
         )
+    if "contiguous" in kv:
+        c = kv["contiguous"]
+        pool = f" · {c['pool_token_share'] * 100:.0f}% of the pool holds tokens" if c["pool_token_share"] is not None else ""
+        p(
+            f"contiguous placement ({c['allocator']}): {c['requests_delayed_by_fragmentation']:,} requests waited for a free "
+            f"range · external fragmentation {c['external_fragmentation_mean'] * 100:.0f}% mean{pool}"
+        )
     if "prefix_cache" in summary:
         pc = summary["prefix_cache"]
         p(
@@ -415,7 +422,9 @@ def _print_memory(p, summary: Summary) -> None:
     if "kv_transfer" in summary:
         t = summary["kv_transfer"]
         if t["transfers"] and t["mean_s"] is not None:
-            p(f"KV transfer: {t['transfers']:,} copies, {t['gb']:,.1f} GB, {t['mean_s'] * 1e3:.2f} ms mean copy")
+            exposed = t.get("mean_exposed_s")
+            lw = f" · layer-wise: {exposed * 1e3:.2f} ms exposed after prefill" if t.get("layerwise") and exposed is not None else ""
+            p(f"KV transfer: {t['transfers']:,} copies, {t['gb']:,.1f} GB, {t['mean_s'] * 1e3:.2f} ms mean copy{lw}")
 
 
 def _print_cost(p, summary: Summary) -> None:
