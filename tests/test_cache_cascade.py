@@ -244,3 +244,12 @@ def test_a_hit_has_no_tpot_so_tpot_describes_the_gpu_served_requests():
     assert len(hits) and hits["tpot_s"].isna().all()
     served = r.requests[(r.requests["served_by"] != "cache") & (r.requests["output_tokens"] > 1)]
     assert served["tpot_s"].notna().all()
+
+
+def test_per_tenant_rates_must_name_tenants_the_workload_has():
+    from simulator.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="the workload has none"):
+        simulator.load_config(["++cluster.response_cache.hit_rate_by_tenant={tenant-0: 0.8}"])
+    with pytest.raises(ConfigError, match="names nosuch, which the workload never labels; its tenants are: tenant-0, tenant-1"):
+        simulator.load_config(["++cluster.response_cache.hit_rate_by_tenant={nosuch: 0.8}", "workload.tenants=2"])

@@ -49,7 +49,7 @@ def check_cluster(cfg: ScenarioConfig, prompt_max: float | None) -> None:
     positive(cs.storage_gbps, "cluster.cold_start.storage_gbps")
     _failures(cl, _initial_replicas(cfg))
     _admission(cfg)
-    _response_cache(cl)
+    _response_cache(cl, cfg)
     _cascade(cl)
 
 
@@ -118,13 +118,26 @@ def _admission(cfg: ScenarioConfig) -> None:
         )
 
 
-def _response_cache(cl: ClusterConfig) -> None:
+def _response_cache(cl: ClusterConfig, cfg: ScenarioConfig) -> None:
     rc, key = cl.response_cache, "cluster.response_cache"
     fraction(rc.hit_rate, f"{key}.hit_rate", allow_zero=True)
     for tenant, rate in rc.hit_rate_by_tenant.items():
         fraction(rate, f"{key}.hit_rate_by_tenant.{tenant}", allow_zero=True)
+    if rc.hit_rate_by_tenant and cfg.workload.arrival != "trace":
+        _tenant_names(cfg, list(rc.hit_rate_by_tenant), f"{key}.hit_rate_by_tenant")
     positive(rc.latency_s, f"{key}.latency_s", allow_zero=True)
     positive(rc.usd_per_hit, f"{key}.usd_per_hit", allow_zero=True)
+
+
+def _tenant_names(cfg: ScenarioConfig, named: list[str], key: str) -> None:
+    """Synthetic tenants' names are known before the run (workload/labels.py): a name that never occurs is a typo."""
+    count = int(cfg.workload.tenants)
+    need(count > 0, f"{key} names tenants, but the workload has none (workload.tenants=0): set workload.tenants.")
+    tiers = sorted(cfg.tiers) if cfg.tiers else None
+    known = [f"{t}-{j}" for t in tiers for j in range(count)] if tiers else [f"tenant-{j}" for j in range(count)]
+    unknown = [n for n in named if n not in known]
+    need(not unknown, f"{key} names {', '.join(unknown)}, which the workload never labels; its tenants are: {', '.join(known[:12])}"
+         + (" ..." if len(known) > 12 else "") + ".")  # fmt: skip
 
 
 def _cascade(cl: ClusterConfig) -> None:
