@@ -188,13 +188,8 @@ def _count(path: Path, field: str, value: Any) -> int:
     return int(value)
 
 
-def read(path: Path, experiment: int = -1, count_tokens: Callable[[str], int] | None = None) -> Recording:
-    """The recording in a genai-perf ``profile_export.json`` (``experiment``: which one; -1 the last).
-
-    ``count_tokens`` counts a text's tokens with the model's tokenizer, for files that record
-    neither token ids nor the server's ``usage``.
-    """
-    path = Path(path)
+def _experiment(path: Path, experiment: int) -> tuple[dict[str, Any], list, dict[str, Any], str]:
+    """(the file, its experiments, the chosen one, where it is) of a profile export; one sentence when broken."""
     try:
         data = json.loads(path.read_text(encoding="utf-8", errors="ignore"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -208,104 +203,104 @@ def read(path: Path, experiment: int = -1, count_tokens: Callable[[str], int] | 
     where = f"experiments[{experiment % len(exps)}]"
     if not isinstance(exp, dict) or not isinstance(exp.get("requests"), list):
         raise RecordingError(f"{path}: {where} has no 'requests' list.")
-    service = str(data.get("service_kind", ""))
-    endpoint = str(data.get("endpoint", ""))
+    return data, exps, exp, where
 
-    sent: list[int] = []
-    ttft, e2e, prompt, output = [], [], [], []
-    itls: list[list[float] | None] = []
-    ok: list[bool] = []
-    missing: str | None = None
-    model = None
-    for i, req in enumerate(exp["requests"]):
-        at = f"{where}.requests[{i}]"
-        if not isinstance(req, dict):
-            raise RecordingError(f"{path}: {at} is not an object.")
-        for key in ("timestamp", "response_timestamps", "response_outputs"):
-            if key not in req:
-                raise RecordingError(f"{path}: {at} has no '{key}'; perf_analyzer writes timestamp, request_inputs, response_timestamps and response_outputs.")
-        t0 = _ns(path, f"{at}.timestamp", req["timestamp"])
-        stamps, outs = req["response_timestamps"], req["response_outputs"]
-        if not isinstance(stamps, list) or not isinstance(outs, list) or len(stamps) != len(outs):
-            n_s = len(stamps) if isinstance(stamps, list) else type(stamps).__name__
-            n_o = len(outs) if isinstance(outs, list) else type(outs).__name__
-            raise RecordingError(f"{path}: {at}.response_timestamps has {n_s} entries but response_outputs has {n_o}; they must pair one to one.")
-        raw_inputs = req.get("request_inputs")
-        inputs: dict[str, Any] = raw_inputs if isinstance(raw_inputs, dict) else {}
-        payload = _json(inputs.get("payload", ""))
-        if model is None and isinstance(payload, dict):
-            model = payload.get("model")
-        resp = [_Response(o) for o in _unsplinter(outs)]
-        ts = [_ns(path, f"{at}.response_timestamps[{j}]", s) for j, s in enumerate(stamps)]
-        kept = [(t, r) for t, r in zip(ts, resp) if not r.empty]
-        good = bool(kept) and not any(r.error for r in resp)
-        sent.append(t0)
-        if good:
-            times = np.array([t for t, _ in kept], dtype=np.int64)
-            if times[0] < t0 or (np.diff(times) < 0).any():
-                raise RecordingError(f"{path}: {at}.response_timestamps go before the request or backwards; times must not be negative.")
-            ttft.append((times[0] - t0) / 1e9)
-            e2e.append((times[-1] - t0) / 1e9)
-            itls.append((np.diff(times) / 1e9).tolist())
-        else:
-            ttft.append(np.nan)
-            e2e.append(np.nan)
-            itls.append(None)
-        ok.append(good)
-        # token counts: ids, else the server's usage, else the caller's tokenizer
-        usage = next((r.usage for r in reversed(resp) if r.usage), None)
-        if "input_ids" in inputs or any(r.ids is not None for r in resp):
-            ids_in = inputs.get("input_ids", [])
-            prompt.append(len(ids_in) if isinstance(ids_in, list) else 1)
-            output.append(sum(r.ids or 0 for r in resp))
-        elif usage is not None and "completion_tokens" in usage:
-            prompt.append(_count(path, f"{at} usage.prompt_tokens", usage.get("prompt_tokens")))
-            output.append(_count(path, f"{at} usage.completion_tokens", usage["completion_tokens"]))
-        elif count_tokens is not None:
-            prompt.append(count_tokens(_prompt_text(inputs)))
-            output.append(count_tokens("".join(r.text for r in resp)) if good else 0)
-        elif good:
-            missing = missing or at
-            prompt.append(0)
-            output.append(0)
-        else:
-            prompt.append(0)
-            output.append(0)
-    if not sent:
+
+def _request(path: Path, at: str, req: Any, count_tokens: Callable[[str], int] | None) -> dict[str, Any]:
+    """One request's send time (ns), TTFT, e2e, gaps, whether it completed, token counts (None: not recorded), model."""
+    if not isinstance(req, dict):
+        raise RecordingError(f"{path}: {at} is not an object.")
+    for key in ("timestamp", "response_timestamps", "response_outputs"):
+        if key not in req:
+            raise RecordingError(f"{path}: {at} has no '{key}'; perf_analyzer writes timestamp, request_inputs, response_timestamps and response_outputs.")
+    t0 = _ns(path, f"{at}.timestamp", req["timestamp"])
+    stamps, outs = req["response_timestamps"], req["response_outputs"]
+    if not isinstance(stamps, list) or not isinstance(outs, list) or len(stamps) != len(outs):
+        n_s = len(stamps) if isinstance(stamps, list) else type(stamps).__name__
+        n_o = len(outs) if isinstance(outs, list) else type(outs).__name__
+        raise RecordingError(f"{path}: {at}.response_timestamps has {n_s} entries but response_outputs has {n_o}; they must pair one to one.")
+    raw_inputs = req.get("request_inputs")
+    inputs: dict[str, Any] = raw_inputs if isinstance(raw_inputs, dict) else {}
+    payload = _json(inputs.get("payload", ""))
+    resp = [_Response(o) for o in _unsplinter(outs)]
+    ts = [_ns(path, f"{at}.response_timestamps[{j}]", s) for j, s in enumerate(stamps)]
+    kept = [(t, r) for t, r in zip(ts, resp) if not r.empty]
+    good = bool(kept) and not any(r.error for r in resp)
+    out: dict[str, Any] = {"sent": t0, "ok": good, "ttft": np.nan, "e2e": np.nan, "itl": None,
+                           "model": payload.get("model") if isinstance(payload, dict) else None}  # fmt: skip
+    if good:
+        times = np.array([t for t, _ in kept], dtype=np.int64)
+        if times[0] < t0 or (np.diff(times) < 0).any():
+            raise RecordingError(f"{path}: {at}.response_timestamps go before the request or backwards; times must not be negative.")
+        out.update(ttft=(times[0] - t0) / 1e9, e2e=(times[-1] - t0) / 1e9, itl=(np.diff(times) / 1e9).tolist())
+    # token counts: ids, else the server's usage, else the caller's tokenizer
+    usage = next((r.usage for r in reversed(resp) if r.usage), None)
+    if "input_ids" in inputs or any(r.ids is not None for r in resp):
+        ids_in = inputs.get("input_ids", [])
+        out.update(prompt=len(ids_in) if isinstance(ids_in, list) else 1, output=sum(r.ids or 0 for r in resp))
+    elif usage is not None and "completion_tokens" in usage:
+        out.update(prompt=_count(path, f"{at} usage.prompt_tokens", usage.get("prompt_tokens")),
+                   output=_count(path, f"{at} usage.completion_tokens", usage["completion_tokens"]))  # fmt: skip
+    elif count_tokens is not None:
+        out.update(prompt=count_tokens(_prompt_text(inputs)), output=count_tokens("".join(r.text for r in resp)) if good else 0)
+    else:
+        out.update(prompt=None if good else 0, output=None if good else 0)
+    return out
+
+
+def _meta(data: dict[str, Any], exp: dict[str, Any], experiment: int, n: int, sent: np.ndarray, ends: list[float], model: Any) -> dict[str, Any]:
+    """What the file says about the run: its mode (concurrency or request rate), duration, model, date, client."""
+    raw = exp.get("experiment")
+    spec: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    mode, value = spec.get("mode"), spec.get("value")
+    service, endpoint = str(data.get("service_kind", "")), str(data.get("endpoint", ""))
+    meta: dict[str, Any] = {
+        "request_rate": float("inf") if mode == "concurrency" else (float(value) if mode == "request_rate" and value is not None else None),
+        "max_concurrency": int(value) if mode == "concurrency" and value is not None else None,
+        "duration_s": float(max(ends) - int(sent.min())) / 1e9 if ends else None,
+        "model": model,
+        "backend": " ".join(x for x in (service, endpoint) if x) or None,
+        "date": datetime.fromtimestamp(int(sent.min()) / 1e9, tz=UTC).isoformat(),
+        "client": f"genai-perf profile_export.json (perf_analyzer {data.get('version', '?')}), experiment {experiment % n} of {n}",
+        "experiment": experiment % n,
+        "experiments": n,
+    }
+    if mode == "request_rate":
+        meta["burstiness"] = float("inf")
+    return meta
+
+
+def read(path: Path, experiment: int = -1, count_tokens: Callable[[str], int] | None = None) -> Recording:
+    """The recording in a genai-perf ``profile_export.json`` (``experiment``: which one; -1 the last).
+
+    ``count_tokens`` counts a text's tokens with the model's tokenizer, for files that record
+    neither token ids nor the server's ``usage``.
+    """
+    path = Path(path)
+    data, exps, exp, where = _experiment(path, experiment)
+    reqs = [_request(path, f"{where}.requests[{i}]", req, count_tokens) for i, req in enumerate(exp["requests"])]
+    if not reqs:
         raise RecordingError(f"{path}: {where}.requests is empty; no requests recorded.")
+    missing = next((f"{where}.requests[{i}]" for i, r in enumerate(reqs) if r["prompt"] is None), None)
     if missing is not None:
         raise RecordingError(
             f"{path}: {missing} records no token counts (no input_ids/output_ids, no usage in its responses): genai-perf "
             "re-tokenises the prompt and response texts with the model's tokenizer, so rerun with "
             "--extra-inputs '{\"stream_options\":{\"include_usage\":true}}' or pass count_tokens to read()."
         )
-    t = np.array(sent, dtype=np.int64)
-    ends = [s + e * 1e9 for s, e, k in zip(sent, e2e, ok) if k]
-    mode = (exp.get("experiment") or {}).get("mode") if isinstance(exp.get("experiment"), dict) else None
-    value = (exp.get("experiment") or {}).get("value") if isinstance(exp.get("experiment"), dict) else None
-    meta: dict[str, Any] = {
-        "request_rate": float("inf") if mode == "concurrency" else (float(value) if mode == "request_rate" and value is not None else None),
-        "max_concurrency": int(value) if mode == "concurrency" and value is not None else None,
-        "duration_s": float(max(ends) - int(t.min())) / 1e9 if ends else None,
-        "model": model,
-        "backend": " ".join(x for x in (service, endpoint) if x) or None,
-        "date": datetime.fromtimestamp(int(t.min()) / 1e9, tz=UTC).isoformat(),
-        "client": f"genai-perf profile_export.json (perf_analyzer {data.get('version', '?')}), experiment {experiment % len(exps)} of {len(exps)}",
-        "experiment": experiment % len(exps),
-        "experiments": len(exps),
-    }
-    if mode == "request_rate":
-        meta["burstiness"] = float("inf")
+    t = np.array([r["sent"] for r in reqs], dtype=np.int64)
+    ends = [r["sent"] + r["e2e"] * 1e9 for r in reqs if r["ok"]]
+    model = next((r["model"] for r in reqs if r["model"] is not None), None)
     rows = {
         "start_s": (t - t.min()) / 1e9,
-        "prompt_tokens": np.array(prompt),
-        "output_tokens": np.array(output),
-        "ttft_s": np.array(ttft, dtype=np.float64),
-        "e2e_s": np.array(e2e, dtype=np.float64),
-        "itl": itls,
-        "ok": np.array(ok, dtype=bool),
+        "prompt_tokens": np.array([r["prompt"] for r in reqs]),
+        "output_tokens": np.array([r["output"] for r in reqs]),
+        "ttft_s": np.array([r["ttft"] for r in reqs], dtype=np.float64),
+        "e2e_s": np.array([r["e2e"] for r in reqs], dtype=np.float64),
+        "itl": [r["itl"] for r in reqs],
+        "ok": np.array([r["ok"] for r in reqs], dtype=bool),
     }
-    return Recording(frame(rows), "genai_perf", str(path), meta)
+    return Recording(frame(rows), "genai_perf", str(path), _meta(data, exp, experiment, len(exps), t, ends, model))
 
 
 GENAI_PERF = register(RecordingFormat("genai_perf", SUMMARY, _sniff, read))
