@@ -48,17 +48,18 @@ class Result:
     replications: list[Result] = field(default_factory=list)  # with replications=N: runs 2..N (seed + 1 ..)
 
     def save(self, directory: str | Path, *, charts: bool | None = None, perfetto: bool | None = None) -> Path:
-        """Write requests.parquet, steps.parquet, replicas.parquet, summary.json,
-        scenario.yaml, and the charts (the latency CDFs; the cluster timeline
+        """Write requests.parquet, steps.parquet, replicas.parquet (unless ``output.tables``
+        is false), summary.json, scenario.yaml, and the charts (the latency CDFs; the cluster timeline
         when the scenario has tiers, autoscaling or failures); with
         ``output.perfetto`` (or ``perfetto=True``) also timeline.perfetto.json.
         Other replications go to ``replication-k/`` (data only)."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        self.requests.to_parquet(out / REQUESTS_FILE, index=False)
-        self.steps.to_parquet(out / STEPS_FILE, index=False)
-        if self.replicas is not None:
-            self.replicas.to_parquet(out / REPLICAS_FILE, index=False)
+        if self.config.output.tables:  # output.tables=false: the summary only (large sweeps)
+            self.requests.to_parquet(out / REQUESTS_FILE, index=False)
+            self.steps.to_parquet(out / STEPS_FILE, index=False)
+            if self.replicas is not None:
+                self.replicas.to_parquet(out / REPLICAS_FILE, index=False)
         (out / SUMMARY_FILE).write_text(json.dumps(json_safe(self.summary), indent=2) + "\n")
         (out / CONFIG_FILE).write_text(OmegaConf.to_yaml(OmegaConf.structured(self.config)))
         for k, other in enumerate(self.replications, start=1):  # replication k (seed + k): data, no charts

@@ -445,6 +445,9 @@ class SLOConfig:
 @dataclass
 class OutputConfig:
     charts: bool = True  # write latency_cdf.png next to the data
+    #: write requests.parquet, steps.parquet and replicas.parquet (false: summary.json and scenario.yaml only,
+    #: for sweeps of many points whose report needs only the summaries)
+    tables: bool = True
     console: bool = True  # print the summary table
     perfetto: bool = False  # also write the run as a Chrome/Perfetto trace (timeline.perfetto.json)
     progress: str = "auto"  # progress bar: auto (only on a terminal, never in CI), on, off
