@@ -21,6 +21,7 @@ stop taking requests and finish what they hold first.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Generator
 from typing import TYPE_CHECKING
@@ -37,12 +38,13 @@ if TYPE_CHECKING:
 TOLERANCE = 0.1
 
 
-class AutoscalerMetric(Component):
+class AutoscalerMetric(Component, ABC):
     """A load metric averaged over the serving replicas, compared with ``cluster.autoscaler.target``."""
 
     @staticmethod
+    @abstractmethod
     def value(serving) -> float:
-        raise NotImplementedError
+        """The metric over the serving replicas."""
 
 
 SCALING_METRICS: Registry[type[AutoscalerMetric]] = Registry("cluster.autoscaler.metric", "autoscaler metric")

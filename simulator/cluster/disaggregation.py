@@ -29,6 +29,7 @@ and the link sends the layers in order, B/L each, so the copy ends
 from __future__ import annotations
 
 import itertools
+from abc import ABC, abstractmethod
 from collections import deque
 
 import simpy
@@ -40,14 +41,15 @@ from simulator.registry import Component, Registry
 from simulator.specs import ModelSpec
 
 
-class DecodeRouter(Component):
+class DecodeRouter(Component, ABC):
     """Which decode replica receives a finished prefill (``cluster.disaggregation.decode_router``)."""
 
     def __init__(self, decode: list[Replica]):
         self.decode = decode
 
+    @abstractmethod
     def choose(self, req: Request) -> Replica:
-        raise NotImplementedError
+        """The decode replica for ``req``."""
 
 
 DECODE_ROUTERS: Registry[type[DecodeRouter]] = Registry("cluster.disaggregation.decode_router", "decode router")

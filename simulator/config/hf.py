@@ -80,12 +80,12 @@ REQUIRED = ("num_layers", "hidden_size", "num_attention_heads", "intermediate_si
 
 @HF_FAMILIES.register("llama")
 class Llama(HFFamily):
-    pass
+    """The common keys as Llama writes them (grouped-query attention, gated MLP)."""
 
 
 @HF_FAMILIES.register("mistral")
 class Mistral(HFFamily):
-    pass
+    """The common keys; Mistral's ``sliding_window`` applies to every layer when set."""
 
 
 class _QwenWindow(HFFamily):
@@ -105,7 +105,7 @@ class Qwen2(_QwenWindow):
 
 @HF_FAMILIES.register("qwen3")
 class Qwen3(_QwenWindow):
-    pass
+    """Qwen3: QKV bias from ``attention_bias`` (Qwen2 always has one), the window only with ``use_sliding_window``."""
 
 
 @HF_FAMILIES.register("mixtral")

@@ -29,13 +29,14 @@ reservation: no compaction, no defragmentation.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from bisect import bisect_left, insort
 from typing import ClassVar
 
 from simulator.registry import Component, Registry
 
 
-class ContiguousAllocator(Component):
+class ContiguousAllocator(Component, ABC):
     """Places ranges of blocks in a pool of ``total`` blocks, each at a start offset it returns."""
 
     #: one sentence for docs and messages
@@ -57,13 +58,13 @@ class ContiguousAllocator(Component):
         """The largest reservation an empty pool can place."""
         return self.total
 
+    @abstractmethod
     def largest_free(self) -> int:
         """The longest free range now (0 when the pool is full)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def free_ranges(self) -> list[tuple[int, int]]:
         """The free ranges as ``(start, length)`` in address order."""
-        raise NotImplementedError
 
     def fits(self, blocks: int) -> bool:
         """Whether a reservation of ``blocks`` could be placed now."""
@@ -101,11 +102,13 @@ class ContiguousAllocator(Component):
         self.free_blocks += size
         return size
 
+    @abstractmethod
     def _place(self, size: int) -> int | None:
-        raise NotImplementedError
+        """Take a free range of ``size`` blocks; its start, or None when none is long enough."""
 
+    @abstractmethod
     def _unplace(self, start: int, size: int) -> None:
-        raise NotImplementedError
+        """Give the range back (merging it with free neighbours as the allocator does)."""
 
 
 class FirstFit(ContiguousAllocator):

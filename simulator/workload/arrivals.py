@@ -57,8 +57,9 @@ class ArrivalProcess(Component):
 
     @staticmethod
     def gaps(wl, rng: np.random.Generator, n: int) -> np.ndarray:
-        """``n`` inter-arrival gaps in seconds."""
-        raise NotImplementedError
+        """``n`` inter-arrival gaps in seconds: what a renewal source defines (a source that is not a
+        renewal process overrides :meth:`arrivals` or :meth:`generate` and is never asked)."""
+        raise TypeError("gaps() is defined by renewal arrival processes only (renewal = True)")
 
     @classmethod
     def check(cls, wl: WorkloadConfig, key: str) -> None:

@@ -15,6 +15,7 @@ for a trace), so a synthetic workload keeps a trace's body and tail.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import numpy as np
 
@@ -38,23 +39,23 @@ def _need(cond: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-class LengthDist(Component):
+class LengthDist(Component, ABC):
     """A token-length distribution (``workload.prompt_tokens`` / ``workload.output_tokens``)."""
 
     @staticmethod
+    @abstractmethod
     def sample(spec, rng: np.random.Generator, n: int) -> np.ndarray:
         """``n`` lengths (int64, >= 1)."""
-        raise NotImplementedError
 
     @staticmethod
+    @abstractmethod
     def upper_bound(spec) -> float:
         """The largest length it can produce (inf if unbounded)."""
-        raise NotImplementedError
 
     @staticmethod
+    @abstractmethod
     def mean(spec) -> float:
         """Its mean, before clipping (used for load estimates)."""
-        raise NotImplementedError
 
 
 @LENGTHS.register("fixed")
