@@ -95,13 +95,12 @@ def with_factors(cfg: ScenarioConfig, factors: dict[str, float]) -> ScenarioConf
     return replace(cfg, latency=replace(cfg.latency, **changes))
 
 
-def residuals(replays: Sequence[Replay], recordings: Sequence[Recording], factors: dict[str, float]) -> np.ndarray:
-    """log(simulated / measured) of every target figure of every recording."""
+def residuals(replays: Sequence[Replay], measured: Sequence[dict], factors: dict[str, float]) -> np.ndarray:
+    """log(simulated / measured) of every target figure of every recording (``measured``: its
+    :func:`~simulator.validation.compare.measured_figures`, computed once)."""
     out = []
-    for rp, rec in zip(replays, recordings):
-        result = run_workload(with_factors(rp.cfg, factors), rp.workload)
-        m = measured_figures(rp.recorded, rec.meta.get("duration_s"))
-        s = simulated_figures(result)
+    for rp, m in zip(replays, measured):
+        s = simulated_figures(run_workload(with_factors(rp.cfg, factors), rp.workload))
         pairs = [(m[f][st], s[f][st]) for f, st in TARGETS]
         pairs.append((m["throughput"]["output_tokens_per_s"], s["throughput"]["output_tokens_per_s"]))
         out += [math.log(b / a) for a, b in pairs if np.isfinite(a) and np.isfinite(b) and a > 0 and b > 0]
@@ -117,10 +116,11 @@ def fit(replays: Sequence[Replay], recordings: Sequence[Recording], max_evaluati
     to_u = lambda v: 1.0 + (np.clip(v, lo, hi) - lo) / (hi - lo)  # noqa: E731
     to_v = lambda u: lo + (u - 1.0) * (hi - lo)  # noqa: E731
     evals = [0]
+    measured = [measured_figures(rp.recorded, rec.meta.get("duration_s")) for rp, rec in zip(replays, recordings)]
 
     def fun(u: np.ndarray) -> np.ndarray:
         evals[0] += 1
-        return residuals(replays, recordings, dict(zip(names, to_v(u).tolist())))
+        return residuals(replays, measured, dict(zip(names, to_v(u).tolist())))
 
     u0 = to_u(np.array([start[n] for n in names]))
     r0 = fun(u0)

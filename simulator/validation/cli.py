@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
@@ -59,11 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def check(rec: Recording, overrides: list[str], out: Path, formats: Sequence[str], factors: dict | None = None, fit_lines: list[str] | None = None) -> Checked:
-    """Replay ``rec`` on the scenario (with fitted ``factors``), compare, write its report; the comparison table."""
-    rp = replay(rec, overrides)
+def check(
+    rec: Recording, rp: Replay, overrides: list[str], out: Path, formats: Sequence[str],
+    factors: dict | None = None, fit_lines: list[str] | None = None,
+) -> Checked:  # fmt: skip
+    """Run ``rec``'s replay ``rp`` (with fitted ``factors``), compare, write its report; the comparison table."""
     if factors is not None:
-        rp.cfg = with_factors(rp.cfg, factors)
+        rp = replace(rp, cfg=with_factors(rp.cfg, factors))
     result = run_workload(rp.cfg, rp.workload)
     table = comparison(measured_figures(rp.recorded, rec.meta.get("duration_s")), simulated_figures(result))
     pairs = per_request(rp.recorded, result) if rp.paired else None
@@ -138,14 +140,14 @@ def run(argv: Sequence[str]) -> int:
     held = [read_recording(p, args.format) for p in args.holdout]
     out = Path(args.out)
     name = lambda r: Path(r.path).stem  # noqa: E731
-    before = [check(r, overrides, out / name(r), fmts) for r in [*recs, *held]]
+    before = [check(r, replay(r, overrides), overrides, out / name(r), fmts) for r in [*recs, *held]]
     _print(console, before, "")
     if not args.calibrate:
         return 0
-    f = fit([replay(r, overrides) for r in recs], recs, args.max_evaluations)
+    f = fit([c.replay for c in before[: len(recs)]], recs, args.max_evaluations)
     write_calibrated(out / "calibrated.yaml", f, recs, held, overrides)
     lines = _fit_lines(f)
-    after = [check(r, overrides, out / f"{name(r)}-calibrated", fmts, f.factors, lines) for r in [*recs, *held]]
+    after = [check(c.rec, c.replay, overrides, out / f"{name(c.rec)}-calibrated", fmts, f.factors, lines) for c in before]
     console.print("calibrated: " + " ".join(f"latency.{k}={v:.4g}" for k, v in f.factors.items()) + f" · {out / 'calibrated.yaml'}")
     _print(console, after[: len(recs)], "fitted   ")
     _print(console, after[len(recs):], "held out ")

@@ -33,9 +33,15 @@ def _stats(x: np.ndarray) -> dict[str, float]:
     return {"mean": float(x.mean()), "p50": float(p50), "p90": float(p90), "p99": float(p99)}
 
 
-def _tpot(ttft: np.ndarray, e2e: np.ndarray, output: np.ndarray) -> np.ndarray:
+def tpot(ttft: np.ndarray, e2e: np.ndarray, output: np.ndarray) -> np.ndarray:
+    """Each request's TPOT, (e2e - TTFT) / (output - 1); NaN for one token."""
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(output > 1, (e2e - ttft) / (output - 1), np.nan)
+
+
+def recorded_gaps(recorded: pd.DataFrame) -> np.ndarray:
+    """Every inter-token gap the recording holds (its requests' ITL lists, concatenated)."""
+    return np.asarray([g for lst in recorded["itl"] if lst is not None for g in lst], dtype=float)
 
 
 def measured_figures(recorded: pd.DataFrame, duration_s: float | None) -> dict[str, dict[str, float]]:
@@ -44,12 +50,11 @@ def measured_figures(recorded: pd.DataFrame, duration_s: float | None) -> dict[s
     out_tok = recorded["output_tokens"].to_numpy(float)
     start = recorded["start_s"].to_numpy(float)
     span = float(np.nanmax(start + e2e) - np.nanmin(start)) if np.isfinite(start).all() else (duration_s or np.nan)
-    gaps = [g for lst in recorded["itl"] if lst is not None for g in lst]
     figs = {
         "throughput": {"requests_per_s": len(recorded) / span, "output_tokens_per_s": float(out_tok.sum()) / span},
         "ttft": _stats(ttft),
-        "tpot": _stats(_tpot(ttft, e2e, out_tok)),
-        "itl": _stats(np.asarray(gaps, dtype=float)),
+        "tpot": _stats(tpot(ttft, e2e, out_tok)),
+        "itl": _stats(recorded_gaps(recorded)),
         "e2e": _stats(e2e),
     }
     return figs
@@ -69,7 +74,7 @@ def simulated_figures(result: Result) -> dict[str, dict[str, float]]:
     return {
         "throughput": {"requests_per_s": len(done) / span, "output_tokens_per_s": float(out_tok.sum()) / span},
         "ttft": _stats(ttft),
-        "tpot": _stats(_tpot(ttft, e2e, out_tok)),
+        "tpot": _stats(tpot(ttft, e2e, out_tok)),
         "itl": itl,
         "e2e": _stats(e2e),
     }

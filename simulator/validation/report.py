@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from simulator.api import Result
 from simulator.report.charts import fit_log_ticks, plain_log_axis
 from simulator.report.sweep_style import FORMATS, chart_context, save_chart
-from simulator.validation.compare import headline_error
+from simulator.validation.compare import headline_error, recorded_gaps, tpot
 from simulator.validation.recording import Recording
 from simulator.validation.replay import Replay
 
@@ -36,17 +36,12 @@ def _ecdf(ax, values: np.ndarray, weights: np.ndarray | None, color: str, label:
 
 def _distributions(recorded: pd.DataFrame, result: Result) -> dict[str, tuple]:
     done = result.requests[result.requests["status"] == "completed"]
-
-    def tpot(df, ttft, e2e, out):
-        o = df[out].to_numpy(float)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(o > 1, (df[e2e].to_numpy(float) - df[ttft].to_numpy(float)) / (o - 1), np.nan)
-
-    gaps = np.asarray([g for lst in recorded["itl"] if lst is not None for g in lst], dtype=float)
+    per_request = lambda df: tpot(*(df[c].to_numpy(float) for c in ("ttft_s", "e2e_s", "output_tokens")))  # noqa: E731
+    gaps = recorded_gaps(recorded)
     sim_gaps, sim_counts = (np.asarray(result.itl[0], float), np.asarray(result.itl[1], float)) if result.itl else (np.array([]), None)
     return {
         "ttft": ((recorded["ttft_s"].to_numpy(float), None), (done["ttft_s"].to_numpy(float), None)),
-        "tpot": ((tpot(recorded, "ttft_s", "e2e_s", "output_tokens"), None), (tpot(done, "ttft_s", "e2e_s", "output_tokens"), None)),
+        "tpot": ((per_request(recorded), None), (per_request(done), None)),
         "itl": ((gaps, None), (sim_gaps, sim_counts)),
         "e2e": ((recorded["e2e_s"].to_numpy(float), None), (done["e2e_s"].to_numpy(float), None)),
     }
