@@ -25,8 +25,6 @@ blocks of the beams' histories + one partly filled block per beam.
 
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
 
 from simulator.engine.request import Request
@@ -46,13 +44,13 @@ class Genealogy:
         self.prompt_blocks = prompt_tokens // block_size
         self.fill = prompt_tokens % block_size  # tokens in each beam's current (partial) block
         self.history: list[tuple[int, ...]] = [()] * width  # full generated blocks of each beam (ids)
-        self.refs: Counter[int] = Counter()
+        self.full = 0  # distinct full generated blocks over all beams (shared ones once)
         self.shared_partial = True  # every beam still points at the prompt's one partial block
 
     def blocks(self) -> int:
         """Blocks the group holds now."""
         partial = 0 if self.fill == 0 else (1 if self.shared_partial else self.w)
-        return self.prompt_blocks + len(self.refs) + partial
+        return self.prompt_blocks + self.full + partial
 
     def unshared_blocks(self) -> int:
         """Blocks w separate copies would hold (the prompt and each beam's history, each on its own)."""
@@ -69,7 +67,7 @@ class Genealogy:
         if self.fill == self.bs:  # every beam's partial block is full: it becomes one of its history's blocks
             self.history = [h + (self._new_id(),) for h in self.history]
             self.fill = 0
-        self.refs = Counter(i for h in set(self.history) for i in h) if self.history[0] else Counter()
+        self.full = len({i for h in set(self.history) for i in h})
         return self.blocks() - before
 
     def _new_id(self) -> int:
@@ -79,7 +77,7 @@ class Genealogy:
     def tokens(self) -> int:
         """KV entries stored (distinct tokens)."""
         partial = 0 if self.fill == 0 else (self.fill if self.shared_partial else self.w * self.fill)
-        return (self.prompt_blocks + len(self.refs)) * self.bs + partial
+        return (self.prompt_blocks + self.full) * self.bs + partial
 
 
 class BeamRunningSet(RunningSet):

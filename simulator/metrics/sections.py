@@ -63,7 +63,7 @@ class ScenarioSection(TypedDict):
     rate_schedule: NotRequired[list[list[float]]]  # a time-varying open process
 
 
-class PoolSection(TypedDict):
+class PoolSection(DecodeBatch):
     name: str
     model: str
     hardware: str
@@ -80,8 +80,6 @@ class PoolSection(TypedDict):
     steps: int
     busy_fraction: float
     mean_batch_size: float
-    mean_decode_batch: float
-    decode_step_share: float
     prefill_tokens: int
     decode_tokens: int
     price_per_gpu_hour: float | None
@@ -160,12 +158,10 @@ class PreemptionSection(TypedDict):
     swap_time_s: float
 
 
-class EngineSection(TypedDict):
+class EngineSection(DecodeBatch):
     steps: int
     busy_fraction: float
     mean_batch_size: float
-    mean_decode_batch: float
-    decode_step_share: float
 
 
 class LittlesLawSection(TypedDict):
