@@ -115,6 +115,8 @@ def simulate(cfg: ScenarioConfig, workload: Workload | None = None) -> Simulatio
 
         run_until_done(env, gateway, cfg, workload)  # env.run(until=gateway.done), with a bar if output.progress says so
     every = fleet.all_replicas
+    for rep in every:  # a fast-forwarded run in progress when the simulation stopped
+        rep.catch_up()
     return SimulationOutput(
         recorder=rec,
         workload=workload,

@@ -35,6 +35,7 @@ from collections.abc import Callable
 
 import simpy
 
+from simulator.engine import decode_run
 from simulator.engine.beam import BeamRunningSet
 from simulator.engine.queue import FifoQueue, TieredQueue
 from simulator.engine.request import Request
@@ -105,6 +106,8 @@ class Replica:
         self._kv_factory: Callable[[], BlockManager] | None = None  # set by the cluster: builds an empty KV manager after a failure
         self.scheduler = build_scheduler(cfg, self.sched_state)
         self._wake: simpy.Event | None = None
+        #: fast-forward: the run of decode-only steps being waited out, see :mod:`simulator.engine.decode_run`
+        self._run: decode_run.DecodeRun | None = None
         self.process = env.process(self._loop())
 
     def _running_set(self, kv: BlockManager) -> RunningSet:
@@ -161,6 +164,8 @@ class Replica:
 
     @property
     def kv_usage(self) -> float:
+        if self._run is not None:
+            self._run.advance(self.env.now)
         kv = self.sched_state.kv
         return (kv.total - kv.free) / kv.total
 
@@ -237,6 +242,7 @@ class Replica:
         held - queued, prefilling, decoding, swapped out - is returned, in
         arrival order, for the cluster to retry elsewhere or report lost."""
         self.state = "failed"
+        self.catch_up()
         if self.process.is_alive:
             self.process.interrupt("replica failure")
         old = self.sched_state
@@ -264,6 +270,11 @@ class Replica:
         self.scheduler = build_scheduler(self.cfg, st)
         return held
 
+    def catch_up(self) -> None:
+        """Apply and record the steps of a fast-forwarded run that have started by now."""
+        if self._run is not None:
+            self._run.advance(self.env.now)
+
     def restart(self) -> None:
         """Serve again after a failure (the cold start has been paid)."""
         self.state = "serving"
@@ -281,6 +292,11 @@ class Replica:
         record = self.rec.record_step
         speculative = isinstance(running, SpeculativeRunningSet)
         beams = self.beam_width
+        # runs of decode-only steps as one event, where every step is alike (see decode_run)
+        fast = (
+            decode_run.ENABLED and not speculative and beams == 1 and not self.scheduler.holds_finished
+            and self.on_step_end is None and self.on_prefilled is None
+        )  # fmt: skip
         while True:
             if self._inbox:
                 self._join_inbox()
@@ -327,14 +343,37 @@ class Replica:
             )
             record(row)
             self.steps += 1
+            run = decode_run.plan_run(self, plan, shape, dt, env.now) if fast and n_decode and not plan.prefill else None
             try:
-                yield env.timeout(dt)
+                if run is None:
+                    yield env.timeout(dt)
+                else:
+                    yield from self._ride(run)
             except simpy.Interrupt:  # failed mid-step: the step ends now, its work is lost
                 self.rec.cut_last_step(self.index, env.now)
                 return
             self._apply(plan, env.now)
             if self.on_step_end is not None:
                 self.on_step_end(self)
+
+    def _ride(self, run: decode_run.DecodeRun):
+        """Wait out ``run`` until its end or a wake-up, whichever comes first; its
+        steps are then applied up to the one in progress, which is waited out."""
+        env = self.env
+        self._run = run
+        self._wake = wake = env.event()
+        try:
+            while True:
+                yield decode_run.timeout_at(env, run.priced_end) | wake
+                if wake.triggered or run.complete:
+                    break
+                run.extend()  # the priced steps are over and nothing happened: price more
+        finally:  # also when the replica fails meanwhile (fail() has caught up)
+            self._wake = None
+            run.advance(env.now)
+            self._run = None
+        if run.end > env.now:
+            yield decode_run.timeout_at(env, run.end)
 
     def _join_inbox(self) -> None:
         """Disaggregation: requests whose KV arrived during the last step start decoding."""

@@ -69,10 +69,18 @@ class RunningSet:
         """
         del self.members[req.id]
         self._ctx_base -= req.kv0 - req.join_step
+        if len(self._newest) > 2 * len(self.members) + 64:  # let go of the requests that left (and their memory)
+            self._prune_newest()
         steps = self.clock - req.join_step
         req.generated = req.g0 + steps
         req.epoch += 1
         return req.kv0 + steps
+
+    def _prune_newest(self) -> None:
+        members = self.members
+        live = [x for x in self._newest if x[2] == x[3].epoch and x[3].id in members]
+        heapq.heapify(live)
+        self._newest = live
 
     # -- queries ---------------------------------------------------------
     def kv_entries(self) -> int:
@@ -97,6 +105,62 @@ class RunningSet:
             if following <= req.join_step + (req.output - req.g0):
                 heapq.heappush(heap, (following, req.id, e, req))
         return out
+
+    def next_finish(self) -> int | None:
+        """The clock value of the next decode step that finishes a member, or None (no members)."""
+        heap = self._finish
+        while heap:
+            _, _, e, req = heap[0]
+            if e == req.epoch:
+                return heap[0][0]
+            heapq.heappop(heap)  # stale: decode_done would discard it too
+        return None
+
+    def block_needs(self, until: int) -> list[int]:
+        """The clock values, up to ``until``, at which members start a new KV block:
+        one entry per block (what :meth:`block_needers` will return step by step), unsorted."""
+        bs = self.block_size
+        out: list[int] = []
+        for step, _, e, req in self._blocks:
+            if e != req.epoch or step > until:
+                continue
+            last = min(until, req.join_step + (req.output - req.g0))
+            out.extend(range(step, last + 1, bs))
+        return out
+
+    def take_blocks(self, until: int) -> list[int]:
+        """What :meth:`block_needers` does step by step up to clock value ``until``, at once:
+        each member gets its blocks (``req.blocks``); returns the clock value of every block taken."""
+        bs = self.block_size
+        heap = self._blocks
+        taken: list[int] = []
+        later = []
+        while heap and heap[0][0] <= until:
+            step, rid, e, req = heapq.heappop(heap)
+            if e != req.epoch:
+                continue
+            last = req.join_step + (req.output - req.g0)
+            stop = min(until, last)
+            n = (stop - step) // bs + 1
+            taken.extend(range(step, stop + 1, bs))
+            req.blocks += n
+            following = step + n * bs
+            if following <= last:
+                later.append((following, rid, e, req))
+        for entry in later:
+            heapq.heappush(heap, entry)
+        return taken
+
+    def skip(self, steps: int, end: float) -> None:
+        """What :meth:`decode_done` does for ``steps`` decode steps in which no member
+        finishes, the last ending at ``end``."""
+        self.clock += steps
+        k = self.clock
+        heap = self._finish
+        while heap and heap[0][0] <= k:
+            _, _, e, req = heapq.heappop(heap)
+            assert e != req.epoch, "a decode run never skips past a member's last token"
+        self.last_decode_end = end
 
     def newest(self) -> Request:
         """The member that arrived last: vLLM's preemption victim."""

@@ -57,6 +57,11 @@ class LatencyModel(Component, ABC):
     def step_time(self, shape: StepShape) -> float:
         """Seconds the step takes on this replica (all TP ranks together)."""
 
+    def decode_times(self, seqs: int, ctx_tokens: int, count: int) -> list[float]:
+        """:meth:`step_time` of ``count`` decode-only steps of ``seqs`` sequences, the first over
+        ``ctx_tokens`` context entries in all, each next over ``seqs`` more (a decode run)."""
+        return [self.step_time(StepShape(decode_seqs=seqs, decode_ctx_tokens=ctx_tokens + i * seqs)) for i in range(count)]
+
     def breakdown(self, shape: StepShape) -> dict[str, float]:
         """Seconds per operator for one step; the values sum to :meth:`step_time`.
         Attention operators have keys containing ``attention``."""

@@ -424,6 +424,23 @@ class RooflineLatency(LatencyModel):
             t += self.attention_decode_s(ds, shape.decode_ctx_tokens) if q == 1 else self.attention_decode_s(ds, shape.decode_ctx_tokens, q)
         return t
 
+    def decode_times(self, seqs: int, ctx_tokens: int, count: int) -> list[float]:
+        # step_time's sum, in its order, with the parts that do not depend on the context added once
+        if seqs <= 0:
+            return super().decode_times(seqs, ctx_tokens, count)
+        t = self.overhead + self.overhead_per_seq * seqs
+        lin = self._linear_cache.get(seqs)
+        t += lin if lin is not None else self.linear_s(seqs)
+        lm = self._lm_cache.get(seqs)
+        t += lm if lm is not None else self.lm_head_s(seqs)
+        t += self._ew_fixed + self._ew_tok * seqs
+        if self._comm_paths:
+            t += self.allreduce_s(seqs)
+        if self._a2a is not None:
+            t += self.alltoall_s(seqs)
+        attn = self.attention_decode_s
+        return [t + attn(seqs, ctx_tokens + i * seqs) for i in range(count)]
+
     def breakdown(self, shape: StepShape) -> dict[str, float]:
         """Seconds per operator family; the values sum to :meth:`step_time`."""
         pt, ds, q = shape.prefill_tokens, shape.decode_seqs, shape.decode_queries

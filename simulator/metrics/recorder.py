@@ -85,6 +85,22 @@ _STEP_INT = {c for c in STEP_COLUMNS if c not in _STEP_FLOAT}
 PACK_ROWS = 65_536
 
 
+def step_order(arr: np.ndarray) -> np.ndarray | None:
+    """The rows of ``arr`` (step rows as recorded) in the table's order - by start time, then
+    replica, then step - or None when they are in it already. Replicas record as they go, so
+    rows come nearly sorted; a fast-forwarded run records its steps when it is caught up."""
+    if len(arr) < 2:
+        return None
+    start, replica, step = arr[:, 2], arr[:, 0], arr[:, 1]
+    d_start = np.diff(start)
+    if (d_start > 0).all():
+        return None
+    order = np.lexsort((step, replica, start))
+    if (order[1:] > order[:-1]).all():
+        return None
+    return order
+
+
 class Recorder:
     def __init__(self, pools: list[str] | None = None, block_size: int = 16) -> None:
         self.pools = pools or []  # pool name of each replica index
@@ -137,6 +153,16 @@ class Recorder:
         if count:
             self.itl_gap.append(gap)
             self.itl_count.append(count)
+
+    def record_itl_many(self, gaps: np.ndarray, count: int) -> None:
+        """One gap of ``count`` tokens per element of ``gaps`` (a fast-forwarded decode run)."""
+        if count and len(gaps):  # (the order of gaps does not matter: their statistics sort them)
+            self._itl_blocks.append((gaps, np.full(len(gaps), count, dtype=np.int64)))
+
+    def record_rows(self, rows: np.ndarray) -> None:
+        """Step rows already packed (a fast-forwarded decode run), after every row recorded so far."""
+        self._pack()
+        self._step_blocks.append(rows)
 
     def end_request(self, r) -> None:
         q = self.req
@@ -221,8 +247,12 @@ class Recorder:
         blocks = self._step_blocks
         arr = blocks[0] if len(blocks) == 1 else np.concatenate(blocks) if blocks else np.empty((0, width))
         self._step_blocks = [arr]
+        order = step_order(arr)
         df = pd.DataFrame(
-            {c: (arr[:, i].astype(np.int64) if c in _STEP_INT else arr[:, i]) for i, c in enumerate(STEP_COLUMNS)}
+            {
+                c: (arr[order, i] if order is not None else arr[:, i]).astype(np.int64 if c in _STEP_INT else np.float64, copy=False)
+                for i, c in enumerate(STEP_COLUMNS)
+            }
         )
         allocated = df["kv_blocks_used"].to_numpy() * self.block_size
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -70,7 +70,8 @@ def weighted_stats(values: np.ndarray, weights: np.ndarray) -> Stats:
     for p in PCTS:
         idx = int(np.searchsorted(cum, math.ceil(p / 100 * total), side="left"))
         q.append(float(v[min(idx, len(v) - 1)]))
-    return _stats(float(np.dot(values, weights) / total), q, float(v[-1]))
+    # fsum: the exactly rounded sum, so the mean does not depend on the order the gaps were recorded in
+    return _stats(math.fsum(values * weights) / total, q, float(v[-1]))
 
 
 def percentiles(x: pd.Series) -> Percentiles:

@@ -1,0 +1,212 @@
+"""Fast-forward: a run of decode-only steps waited out as one event.
+
+Most engine iterations change nothing but every sequence's length: no
+arrival, no admission, no completion, no preemption. When a replica plans
+such a step, :func:`plan_run` works out how many of the following steps are
+certainly alike - up to and including the next step that completes a
+request, and short of the first step whose new KV blocks would not fit - and
+prices them all at once. The replica then waits for the end of the whole run
+(or for something to wake it) in one SimPy event instead of one per step.
+
+Nothing is skipped, only deferred: :meth:`DecodeRun.advance` replays the
+steps through the replica's own code (``Replica._apply``, the running set's
+block heap, the KV manager, the recorder) the moment anyone could notice -
+the run ends, a request arrives (the wake-up cuts the run at the step in
+progress), a router or autoscaler reads the replica's KV usage, the replica
+fails, or the simulation stops. So every step row, inter-token gap and
+request time is the one step-by-step simulation writes; ``tests/test_fast_forward.py``
+compares the two on every scheduling policy and cluster feature.
+
+Times are exact too: each step's end is the previous end plus its duration,
+the same float additions SimPy makes, and the run's end event is scheduled
+at that very float (:func:`timeout_at`).
+
+An event at exactly a step's end time counts as happening before the step
+ends (a request arriving then is seen by the next step), which is the order
+step-by-step simulation gives when the arrival was scheduled first.
+
+Off (the step-by-step path) with ``SERVESIM_FAST_FORWARD=0`` in the
+environment, or :data:`ENABLED` set false, to compare the two.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import os
+from typing import TYPE_CHECKING
+
+import numpy as np
+import simpy
+
+from simulator.latency.base import StepShape
+from simulator.metrics.recorder import STEP_COLUMNS
+
+if TYPE_CHECKING:
+    from simulator.engine.replica import Replica
+    from simulator.scheduling.base import Plan
+
+#: fast-forward decode runs (the default); ``SERVESIM_FAST_FORWARD=0`` turns it off
+ENABLED = os.environ.get("SERVESIM_FAST_FORWARD", "1") != "0"
+#: the longest run, in steps
+MAX_STEPS = 1 << 16
+#: steps priced when a run starts (then twice as many each time it outlasts them)
+FIRST_STRETCH = 16
+ROW_WIDTH = len(STEP_COLUMNS)
+
+
+def timeout_at(env: simpy.Environment, when: float) -> simpy.Timeout:
+    """A timeout that fires at exactly ``when`` (``now + delay`` can round off it)."""
+    now = env.now
+    delay = when - now
+    while now + delay < when:
+        delay = math.nextafter(delay, math.inf)
+    while now + delay > when and delay > 0:
+        delay = math.nextafter(delay, -math.inf)
+    return env.timeout(delay)
+
+
+class DecodeRun:
+    """Steps ``0 .. length - 1`` of a run: step 0 is the one the replica has just
+    started; step ``i`` lasts ``durations[i]`` and ends at ``ends[i]`` (priced a
+    stretch at a time: :meth:`extend`). Only the last may complete a request.
+    ``applied`` steps have had their effects applied and ``started`` have been
+    recorded; one step is always in progress (``started == applied + 1``)."""
+
+    __slots__ = ("rep", "plan", "length", "durations", "ends", "ctx0", "seqs", "clock0", "queued", "in_flight", "swapped",
+                 "applied", "started")  # fmt: skip
+
+    def __init__(self, rep: Replica, plan: Plan, length: int, dt: float, now: float, ctx0: int, seqs: int):
+        st = rep.sched_state
+        self.rep = rep
+        self.plan = plan
+        self.length = length
+        self.durations = [dt]
+        self.ends = [now + dt]
+        self.ctx0 = ctx0  # step 0's decode context; each step adds one token per sequence
+        self.seqs = seqs
+        self.clock0 = st.running.clock  # the running set's decode clock when step 0 started
+        # the queue figures every row of the run reports (they hold still until the run is cut)
+        self.queued = len(st.waiting) + rep.inbound
+        self.in_flight = st.in_flight
+        self.swapped = len(st.swapped)
+        self.applied = 0
+        self.started = 1
+        self.extend()
+
+    def extend(self) -> None:
+        """Price the next stretch of steps (twice the last, up to the run's length)."""
+        have = len(self.durations)
+        count = min(max(have, FIRST_STRETCH), self.length - have)
+        if count <= 0:
+            return
+        seqs = self.seqs
+        more = self.rep.latency.decode_times(seqs, self.ctx0 + have * seqs, count)
+        self.durations += more
+        ends = self.ends
+        t = ends[-1]
+        for d in more:  # the additions SimPy makes, one step after another
+            t = t + d
+            ends.append(t)
+
+    @property
+    def priced_end(self) -> float:
+        return self.ends[-1]
+
+    @property
+    def complete(self) -> bool:
+        """Every step of the run is priced."""
+        return len(self.ends) == self.length
+
+    @property
+    def end(self) -> float:
+        """When the step in progress ends."""
+        return self.ends[self.started - 1]
+
+    def advance(self, now: float) -> None:
+        """Bring the replica to ``now``: apply every step that ended before ``now``
+        (never the run's last: the replica applies that one) and start the next;
+        the step in progress at ``now`` stays in progress."""
+        upto = min(bisect.bisect_left(self.ends, now), self.length - 1)  # steps ending before now
+        if upto <= self.applied:
+            return
+        rep = self.rep
+        if self.applied == 0:  # step 0: members that joined before it have their own first gaps
+            rep._apply(self.plan, self.ends[0])
+            self.applied = 1
+        self._start(self.started, upto + 1)
+        self._finish(self.applied, upto)
+
+    def _finish(self, first: int, stop: int) -> None:
+        """The ends of steps ``first .. stop - 1`` (first >= 1): one token for every member
+        (none finishes), one inter-token gap each, the clock forward."""
+        if stop <= first:
+            return
+        rep = self.rep
+        ends = np.asarray(self.ends[first - 1 : stop], dtype=np.float64)
+        rep.rec.record_itl_many(np.diff(ends), self.seqs)
+        rep.sched_state.running.skip(stop - first, self.ends[stop - 1])
+        self.applied = stop
+
+    def _start(self, first: int, stop: int) -> None:
+        """Steps ``first .. stop - 1`` start: their sequences' new KV blocks (plan_run
+        checked they fit: nobody is preempted) and their rows."""
+        if stop <= first:
+            return
+        rep = self.rep
+        st = rep.sched_state
+        running, kv = st.running, st.kv
+        m = stop - first
+        lo = self.clock0 + first + 1  # the clock value step `first` starts its blocks at
+        taken = running.take_blocks(lo + m - 1)
+        used = np.full(m, kv.total - kv.free, dtype=np.float64)
+        if taken:
+            kv.allocate(len(taken))
+            used += np.cumsum(np.bincount(np.asarray(taken, dtype=np.int64) - lo, minlength=m))
+        idx = np.arange(first, stop, dtype=np.float64)
+        seqs = self.seqs
+        rows = np.zeros((m, ROW_WIDTH), dtype=np.float64)
+        rows[:, 0] = rep.index
+        rows[:, 1] = np.arange(rep.steps, rep.steps + m, dtype=np.float64)
+        rows[:, 2] = self.ends[first - 1 : stop - 1]
+        rows[:, 3] = self.durations[first:stop]
+        rows[:, 6] = seqs
+        rows[:, 7] = seqs
+        rows[:, 8] = self.ctx0 + idx * seqs
+        rows[:, 9] = used
+        rows[:, 10] = kv.total
+        # the members' KV entries when each step starts (the clock then: clock0 + i)
+        rows[:, 11] = running.kv_entries() - (running.clock - self.clock0) * seqs + idx * seqs + st.prefill_kv + st.held_kv
+        rows[:, 12] = self.queued
+        rows[:, 13] = self.in_flight
+        rows[:, 14] = self.swapped
+        rows[:, 19] = seqs
+        rep.rec.record_rows(rows)
+        rep.steps += m
+        rep.compute_s = self.durations[stop - 1]
+        self.started = stop
+
+
+def plan_run(rep: Replica, plan: Plan, shape: StepShape, dt: float, now: float) -> DecodeRun | None:
+    """The run that starts with the decode-only step ``plan`` (just recorded,
+    priced ``dt``, starting ``now``), or None when the next step may differ."""
+    st = rep.sched_state
+    if st.waiting or st.prefilling or st.swapped or st.held or st.arriving or rep._inbox or rep._forks:
+        return None
+    running = st.running
+    clock = running.clock  # decode steps done before this one
+    finish = running.next_finish()
+    if finish is None:
+        return None
+    steps = min(finish - clock, MAX_STEPS)  # the step that completes a request ends the run
+    if steps < 2:
+        return None
+    # Steps 1.. take their new blocks as they start (step i at clock + i + 1); the run
+    # stops short of the first step whose blocks would not all fit (it preempts).
+    needs = running.block_needs(clock + steps)
+    if len(needs) > st.kv.free:
+        needs.sort()
+        steps = needs[st.kv.free] - clock - 1
+        if steps < 2:
+            return None
+    return DecodeRun(rep, plan, steps, dt, now, shape.decode_ctx_tokens, shape.decode_seqs)

@@ -1,0 +1,152 @@
+"""Fast-forwarded decode runs give exactly what step-by-step simulation gives.
+
+``simulator.engine.decode_run`` waits out a run of decode-only steps as one
+event and replays the steps when anything could notice. Each scenario here
+runs twice, fast-forward on and off, and every table and summary must be
+equal to the last bit; the scenarios cover each policy, preemption, swapping,
+prefix caching, routers and admission that read KV usage mid-run, the
+autoscaler, replica failures mid-run, disaggregation, pipeline parallelism
+and the levers that turn fast-forward off.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import simpy
+
+import simulator
+from simulator.engine import decode_run
+from simulator.engine.request import Request
+from simulator.engine.running import RunningSet
+from tests.test_invariants import SCENARIOS
+
+TRACES = Path(simulator.__file__).resolve().parents[1] / "traces"
+
+CASES = {
+    name: SCENARIOS[name]
+    for name in (
+        "default",
+        "constant-batched",
+        "memory-pressure",
+        "swap",
+        "chunked-pressure",
+        "static",
+        "reserve-pow2",
+        "disaggregated-chunked-2x",
+        "prefix-sessions-chunked-pressure",
+        "least-kv-pressure",
+        "shed-and-retry",
+        "failure-retry",
+        "failure-lost-chunked-pressure",
+        "autoscale-failures-random",
+    )
+}
+CASES["mooncake-sample-8"] = [
+    "workload.arrival=trace", f"workload.trace.path={TRACES / 'sample_mooncake.jsonl'}", "memory.prefix_caching=true",
+    "cluster.replicas=8", "scheduler=chunked_prefill",
+]  # fmt: skip
+CASES["long-decodes"] = ["workload.rate=2", "workload.output_tokens.dist=fixed", "workload.output_tokens.value=600"]
+CASES["pipeline-pp2"] = ["cluster.pp=2", "workload.rate=8"]
+CASES["beam-4"] = ["workload.beam_width=4", "workload.rate=4"]
+CASES["speculative"] = ["scheduler.speculative.method=draft", "scheduler.speculative.draft_model=llama-3.2-1b"]
+
+
+def _run(overrides: list[str], fast: bool, monkeypatch, requests: int = 200):
+    monkeypatch.setattr(decode_run, "ENABLED", fast)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return simulator.run([*overrides, f"workload.num_requests={requests}", "output.console=false", "output.charts=false"])
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_fast_forward_changes_nothing(name, monkeypatch):
+    slow = _run(CASES[name], False, monkeypatch)
+    fast = _run(CASES[name], True, monkeypatch)
+    pd.testing.assert_frame_equal(slow.requests, fast.requests, check_exact=True)
+    pd.testing.assert_frame_equal(slow.steps, fast.steps, check_exact=True)
+    assert json.dumps(slow.summary, sort_keys=True, default=str) == json.dumps(fast.summary, sort_keys=True, default=str)
+    assert slow.itl is not None and fast.itl is not None
+    for a, b in ((slow.itl, fast.itl),):  # the same gaps, each as often (recorded in another order)
+        ka, kb = np.lexsort((a[1], a[0])), np.lexsort((b[1], b[0]))
+        np.testing.assert_array_equal(a[0][ka], b[0][kb])
+        np.testing.assert_array_equal(a[1][ka], b[1][kb])
+
+
+def test_fast_forward_waits_out_runs_in_far_fewer_events(monkeypatch):
+    """Where decodes dominate, most steps are not SimPy events any more."""
+    counts = {}
+    real_step = simpy.Environment.step
+
+    def counting_step(env):
+        counts[key] = counts.get(key, 0) + 1
+        return real_step(env)
+
+    monkeypatch.setattr(simpy.Environment, "step", counting_step)
+    for key in (False, True):
+        res = _run(CASES["long-decodes"], key, monkeypatch, requests=100)
+    steps = int(res.summary["engine"]["steps"])
+    assert counts[False] > steps  # one event per step at least
+    assert counts[True] < counts[False] / 5
+
+
+def test_timeout_at_fires_at_exactly_the_time_asked():
+    rng = random.Random(7)
+    env = simpy.Environment(initial_time=0.0)
+    fired = []
+
+    def proc():
+        for _ in range(2000):
+            when = env.now + rng.expovariate(1 / 0.03) + rng.random() * 1e-9
+            yield decode_run.timeout_at(env, when)
+            fired.append((env.now, when))
+
+    env.process(proc())
+    env.run()
+    assert len(fired) == 2000 and all(now == when for now, when in fired)
+
+
+def test_finished_requests_are_let_go():
+    """The preemption-victim heap drops members that left, so finished requests
+    (and their prefix keys) are not kept alive for the whole run."""
+    rs = RunningSet(block_size=16)
+    for i in range(5000):
+        r = Request(i, float(i), 100, 50)
+        rs.add(r, 100)
+        if i >= 3:
+            rs.remove(rs.members[i - 3] if i - 3 in rs.members else r)
+    assert len(rs.members) <= 4
+    assert len(rs._newest) <= 2 * len(rs.members) + 64
+    newest = rs.newest()
+    assert newest.id == max(rs.members)
+
+
+def test_rows_recorded_out_of_order_come_out_in_time_order():
+    from simulator.metrics.recorder import step_order
+
+    arr = np.zeros((4, 20))
+    arr[:, 0] = [1, 0, 1, 0]  # replica
+    arr[:, 1] = [0, 0, 1, 1]  # step
+    arr[:, 2] = [0.5, 0.5, 0.75, 0.6]  # start
+    order = step_order(arr)
+    assert order is not None and order.tolist() == [1, 0, 3, 2]
+    assert step_order(arr[order]) is None
+
+
+def test_the_mean_gap_does_not_depend_on_the_recording_order():
+    from simulator.metrics.stats import weighted_stats
+
+    rng = np.random.default_rng(3)
+    gaps = rng.exponential(0.02, 5000)
+    counts = rng.integers(1, 64, 5000)
+    perm = rng.permutation(5000)
+    a, b = weighted_stats(gaps, counts), weighted_stats(gaps[perm], counts[perm])
+    assert a == b
+    assert math.isclose(a["mean"], float(np.dot(gaps, counts) / counts.sum()), rel_tol=1e-12)
