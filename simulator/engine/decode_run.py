@@ -51,7 +51,15 @@ ENABLED = os.environ.get("SERVESIM_FAST_FORWARD", "1") != "0"
 #: the longest run, in steps
 MAX_STEPS = 1 << 16
 #: steps priced when a run starts (then twice as many each time it outlasts them)
-FIRST_STRETCH = 16
+FIRST_STRETCH = 8
+#: a run shorter than this is stepped through one event a step (the run costs more than it saves)
+MIN_STEPS = 3
+#: a catch-up of fewer steps than this goes step by step in Python rather than in numpy
+SHORT = 12
+#: runs that last fewer steps than this on average (recent ones weigh most) are not worth it ...
+WORTH_STEPS = 6.0
+#: ... and the replica steps through this many eligible steps before trying again
+PAUSE_STEPS = 32
 ROW_WIDTH = len(STEP_COLUMNS)
 
 
@@ -74,7 +82,7 @@ class DecodeRun:
     recorded; one step is always in progress (``started == applied + 1``)."""
 
     __slots__ = ("rep", "plan", "length", "durations", "ends", "ctx0", "seqs", "clock0", "queued", "in_flight", "swapped",
-                 "applied", "started")  # fmt: skip
+                 "applied", "started", "free0", "needs")  # fmt: skip
 
     def __init__(self, rep: Replica, plan: Plan, length: int, dt: float, now: float, ctx0: int, seqs: int):
         st = rep.sched_state
@@ -92,14 +100,28 @@ class DecodeRun:
         self.swapped = len(st.swapped)
         self.applied = 0
         self.started = 1
+        self.free0 = st.kv.free  # blocks free for the run's steps 1..
+        self.needs = 0  # blocks the priced steps take
         self.extend()
 
     def extend(self) -> None:
-        """Price the next stretch of steps (twice the last, up to the run's length)."""
+        """Price the next stretch of steps (as many as are priced already, at least
+        FIRST_STRETCH, up to the run's length), which ends the run short of a step
+        whose new KV blocks would not all fit (that step preempts)."""
         have = len(self.durations)
         count = min(max(have, FIRST_STRETCH), self.length - have)
         if count <= 0:
             return
+        # step i starts its blocks at clock value clock0 + i + 1
+        lo = self.clock0 + have + 1
+        needs = self.rep.sched_state.running.block_needs(lo, lo + count - 1)
+        if self.needs + len(needs) > self.free0:
+            needs.sort()
+            count = needs[self.free0 - self.needs] - lo
+            self.length = have + count
+            if count <= 0:
+                return
+        self.needs += len(needs)
         seqs = self.seqs
         more = self.rep.latency.decode_times(seqs, self.ctx0 + have * seqs, count)
         self.durations += more
@@ -143,15 +165,24 @@ class DecodeRun:
         if stop <= first:
             return
         rep = self.rep
-        ends = np.asarray(self.ends[first - 1 : stop], dtype=np.float64)
-        rep.rec.record_itl_many(np.diff(ends), self.seqs)
-        rep.sched_state.running.skip(stop - first, self.ends[stop - 1])
+        ends = self.ends
+        if stop - first < SHORT:
+            record = rep.rec.record_itl
+            for i in range(first, stop):
+                record(ends[i] - ends[i - 1], self.seqs)
+        else:
+            rep.rec.record_itl_many(np.diff(np.asarray(ends[first - 1 : stop], dtype=np.float64)), self.seqs)
+        rep.sched_state.running.skip(stop - first, ends[stop - 1])
         self.applied = stop
 
     def _start(self, first: int, stop: int) -> None:
         """Steps ``first .. stop - 1`` start: their sequences' new KV blocks (plan_run
         checked they fit: nobody is preempted) and their rows."""
         if stop <= first:
+            return
+        if stop - first < SHORT:
+            for i in range(first, stop):
+                self._start_one(i)
             return
         rep = self.rep
         st = rep.sched_state
@@ -187,9 +218,31 @@ class DecodeRun:
         self.started = stop
 
 
+    def _start_one(self, i: int) -> None:
+        """:meth:`_start` for one step (the same row, a tuple)."""
+        rep = self.rep
+        st = rep.sched_state
+        running, kv = st.running, st.kv
+        taken = running.take_blocks(self.clock0 + i + 1)
+        if taken:
+            kv.allocate(len(taken))
+        seqs = self.seqs
+        dt = rep.compute_s = self.durations[i]
+        rep.rec.record_step((
+            rep.index, rep.steps, self.ends[i - 1], dt, 0, 0, seqs, seqs, self.ctx0 + i * seqs,
+            kv.total - kv.free, kv.total, running.kv_entries() - (running.clock - self.clock0 - i) * seqs + st.prefill_kv + st.held_kv,
+            self.queued, self.in_flight, self.swapped, 0, 0, 0.0, 0, seqs,
+        ))  # fmt: skip
+        rep.steps += 1
+        self.started = i + 1
+
+
 def plan_run(rep: Replica, plan: Plan, shape: StepShape, dt: float, now: float) -> DecodeRun | None:
     """The run that starts with the decode-only step ``plan`` (just recorded,
     priced ``dt``, starting ``now``), or None when the next step may differ."""
+    if rep.ff_pause:  # recent runs were cut short: step through a while (see note_ride)
+        rep.ff_pause -= 1
+        return None
     st = rep.sched_state
     if st.waiting or st.prefilling or st.swapped or st.held or st.arriving or rep._inbox or rep._forks:
         return None
@@ -199,14 +252,18 @@ def plan_run(rep: Replica, plan: Plan, shape: StepShape, dt: float, now: float) 
     if finish is None:
         return None
     steps = min(finish - clock, MAX_STEPS)  # the step that completes a request ends the run
-    if steps < 2:
+    if steps < MIN_STEPS:
         return None
-    # Steps 1.. take their new blocks as they start (step i at clock + i + 1); the run
-    # stops short of the first step whose blocks would not all fit (it preempts).
-    needs = running.block_needs(clock + steps)
-    if len(needs) > st.kv.free:
-        needs.sort()
-        steps = needs[st.kv.free] - clock - 1
-        if steps < 2:
-            return None
-    return DecodeRun(rep, plan, steps, dt, now, shape.decode_ctx_tokens, shape.decode_seqs)
+    run = DecodeRun(rep, plan, steps, dt, now, shape.decode_ctx_tokens, shape.decode_seqs)
+    return run if run.length >= MIN_STEPS else None
+
+
+def note_ride(rep: Replica, run: DecodeRun) -> None:
+    """After a run: how many steps it lasted. Where runs keep being cut after a
+    few steps (arrivals every few steps on each replica of a large fleet) they
+    cost more than they save, so the replica steps through the next PAUSE_STEPS
+    eligible steps one event each before trying again. Either way the results
+    are the same; this only picks the cheaper path."""
+    rep.ff_steps = 0.75 * rep.ff_steps + 0.25 * run.started
+    if rep.ff_steps < WORTH_STEPS:
+        rep.ff_pause = PAUSE_STEPS

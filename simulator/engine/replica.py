@@ -108,6 +108,8 @@ class Replica:
         self._wake: simpy.Event | None = None
         #: fast-forward: the run of decode-only steps being waited out, see :mod:`simulator.engine.decode_run`
         self._run: decode_run.DecodeRun | None = None
+        self.ff_steps = float(decode_run.WORTH_STEPS) * 2  # average steps of the recent runs (see note_ride)
+        self.ff_pause = 0  # eligible steps left to step through before the next run
         self.process = env.process(self._loop())
 
     def _running_set(self, kv: BlockManager) -> RunningSet:
@@ -372,6 +374,7 @@ class Replica:
             self._wake = None
             run.advance(env.now)
             self._run = None
+            decode_run.note_ride(self, run)
         if run.end > env.now:
             yield decode_run.timeout_at(env, run.end)
 

@@ -116,16 +116,19 @@ class RunningSet:
             heapq.heappop(heap)  # stale: decode_done would discard it too
         return None
 
-    def block_needs(self, until: int) -> list[int]:
-        """The clock values, up to ``until``, at which members start a new KV block:
+    def block_needs(self, lo: int, hi: int) -> list[int]:
+        """The clock values from ``lo`` to ``hi`` at which members start a new KV block:
         one entry per block (what :meth:`block_needers` will return step by step), unsorted."""
         bs = self.block_size
         out: list[int] = []
         for step, _, e, req in self._blocks:
-            if e != req.epoch or step > until:
+            if e != req.epoch or step > hi:
                 continue
-            last = min(until, req.join_step + (req.output - req.g0))
-            out.extend(range(step, last + 1, bs))
+            last = min(hi, req.join_step + (req.output - req.g0))
+            if step < lo:
+                step += -(-(lo - step) // bs) * bs
+            if step <= last:
+                out.extend(range(step, last + 1, bs))
         return out
 
     def take_blocks(self, until: int) -> list[int]:
