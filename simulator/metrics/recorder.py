@@ -108,6 +108,7 @@ class Recorder:
         self.req: dict[str, list] = {c: [] for c in REQUEST_COLUMNS}
         self.step_rows: list[StepTuple] = []  # pending: packed into _step_blocks every PACK_ROWS rows
         self._step_blocks: list[np.ndarray] = []
+        self._steps_df: pd.DataFrame | None = None  # the steps table, once built
         self.blocked_area = 0.0  # request-seconds spent on idle replicas with work queued
         self.itl_gap: list[float] = []
         self.itl_count: list[int] = []
@@ -239,6 +240,9 @@ class Recorder:
         return df
 
     def steps_table(self) -> pd.DataFrame:
+        """The step rows as a table (built once: the packed rows are let go)."""
+        if self._steps_df is not None:
+            return self._steps_df
         # Every value is an int below 2**53 or a float, so one float64 matrix
         # holds them exactly; columns are then cast back to their types. (fromiter
         # over the flattened rows: np.array takes twice as long on NamedTuples.)
@@ -246,19 +250,22 @@ class Recorder:
         width = len(STEP_COLUMNS)
         blocks = self._step_blocks
         arr = blocks[0] if len(blocks) == 1 else np.concatenate(blocks) if blocks else np.empty((0, width))
-        self._step_blocks = [arr]
+        self._step_blocks = blocks = []
         order = step_order(arr)
-        df = pd.DataFrame(
-            {
-                c: (arr[order, i] if order is not None else arr[:, i]).astype(np.int64 if c in _STEP_INT else np.float64, copy=False)
-                for i, c in enumerate(STEP_COLUMNS)
-            }
-        )
+        # one contiguous array per column, and no 2-D copy of them all (copy=False): a long
+        # run's rows are held twice at most while the table is built, then once
+        columns = {
+            c: np.ascontiguousarray(arr[order, i] if order is not None else arr[:, i], dtype=np.int64 if c in _STEP_INT else np.float64)
+            for i, c in enumerate(STEP_COLUMNS)
+        }
+        del arr
+        df = pd.DataFrame(columns, copy=False)
         allocated = df["kv_blocks_used"].to_numpy() * self.block_size
         with np.errstate(invalid="ignore", divide="ignore"):
             df["kv_token_share"] = np.where(allocated > 0, df["kv_tokens"].to_numpy() / allocated, np.nan)
         if self.pools:
             df.insert(1, "pool", pd.Series(np.asarray(self.pools, dtype=object)[df["replica"].to_numpy()], dtype="string"))
+        self._steps_df = df
         return df
 
     def replicas_table(self) -> pd.DataFrame:
