@@ -11,6 +11,7 @@ pair stands for all of them.
 from __future__ import annotations
 
 import itertools
+import sys
 import typing
 from typing import NamedTuple
 
@@ -37,6 +38,14 @@ REQUEST_COLUMNS = (
     "tier",
     "attempts",
 )
+
+#: the numeric request columns (packed into numpy as requests end) and the text ones
+_REQ_NUMERIC = {
+    "request_id": np.int64, "arrival_s": np.float64, "prompt_tokens": np.int64, "output_tokens": np.int64,
+    "replica": np.int64, "first_scheduled_s": np.float64, "prefill_done_s": np.float64, "first_token_s": np.float64,
+    "last_token_s": np.float64, "finish_s": np.float64, "preemptions": np.int64, "swaps": np.int64, "attempts": np.int64,
+}  # fmt: skip
+_REQ_TEXT = tuple(c for c in REQUEST_COLUMNS if c not in _REQ_NUMERIC)
 
 #: replicas.parquet: one row per replica lifecycle event (see docs/cluster.md)
 REPLICA_COLUMNS = ("time_s", "replica", "group", "event", "gpus", "serving", "billed_gpus")
@@ -105,7 +114,9 @@ class Recorder:
     def __init__(self, pools: list[str] | None = None, block_size: int = 16) -> None:
         self.pools = pools or []  # pool name of each replica index
         self.block_size = block_size
-        self.req: dict[str, list] = {c: [] for c in REQUEST_COLUMNS}
+        self.req: dict[str, list] = {c: [] for c in REQUEST_COLUMNS}  # pending: packed every PACK_ROWS requests
+        self._req_blocks: dict[str, list[np.ndarray]] = {c: [] for c in _REQ_NUMERIC}
+        self._req_text: dict[str, list] = {c: [] for c in _REQ_TEXT}
         self.step_rows: list[StepTuple] = []  # pending: packed into _step_blocks every PACK_ROWS rows
         self._step_blocks: list[np.ndarray] = []
         self._steps_df: pd.DataFrame | None = None  # the steps table, once built
@@ -187,6 +198,21 @@ class Recorder:
         q["attempts"].append(r.attempts)
         if len(self.step_rows) >= PACK_ROWS:
             self._pack()
+        if len(q["request_id"]) >= PACK_ROWS:
+            self._pack_requests()
+
+    def _pack_requests(self) -> None:
+        """Numeric columns of the pending requests into numpy blocks (8 bytes a value
+        instead of a Python object); text columns stay lists of shared strings."""
+        q = self.req
+        for c, dtype in _REQ_NUMERIC.items():
+            self._req_blocks[c].append(np.array(q[c], dtype=dtype))
+            q[c] = []
+        for c in _REQ_TEXT:  # one str object per distinct value (tenant, tier... repeat)
+            col = q[c]
+            col[:] = [sys.intern(v) if type(v) is str else v for v in col]
+            self._req_text[c].extend(col)
+            q[c] = []
 
     def request_column(self, name: str, default: typing.Any, dtype: str) -> dict[int, typing.Any]:
         """Add column ``name`` (pandas ``dtype``) to the requests table: the returned dict, filled by
@@ -201,8 +227,20 @@ class Recorder:
         self.replica_rows.append((time_s, replica, group, event, gpus, serving, billed_gpus))
 
     # -- tables ----------------------------------------------------------
+    def _request_columns(self) -> dict[str, typing.Any]:
+        """Every request column so far: packed blocks and pending values joined."""
+        q = self.req
+        out: dict[str, typing.Any] = {}
+        for c in REQUEST_COLUMNS:
+            if c in _REQ_NUMERIC:
+                blocks = self._req_blocks[c]
+                out[c] = np.concatenate([*blocks, np.array(q[c], dtype=_REQ_NUMERIC[c])]) if blocks else q[c]
+            else:
+                out[c] = self._req_text[c] + q[c] if self._req_text[c] else q[c]
+        return out
+
     def requests_table(self) -> pd.DataFrame:
-        df = pd.DataFrame(self.req)
+        df = pd.DataFrame(self._request_columns())
         df = df.astype(
             {
                 "request_id": "int64",
