@@ -1,13 +1,16 @@
-"""Sweeps: hydra multirun through the basic, joblib and submitit_local launchers, and the named experiments.
+"""Sweeps: hydra multirun through the basic, joblib, submitit_local and Dask launchers, and the named experiments.
 
-The launchers run the CLI in subprocesses (as users do). The joblib sweep
-must reproduce the sequential one byte for byte: its workers are reused
-across points, so any state one run leaves behind in the process would show.
+The launchers run the CLI in subprocesses (as users do). The joblib and Dask
+sweeps must reproduce the sequential one byte for byte: their workers are
+reused across points, so any state one run leaves behind in the process would
+show. The Dask launcher (hydra_plugins/servesim_dask_launcher) runs on a local
+cluster it starts itself and on a running cluster named by its address.
 """
 
 from __future__ import annotations
 
 import itertools
+import socket
 import subprocess
 from pathlib import Path
 
@@ -39,6 +42,56 @@ def test_joblib_sweep_equals_the_sequential_sweep(tmp_path):
     basic = _summaries(_sweep(tmp_path / "basic"))
     parallel = _summaries(_sweep(tmp_path / "joblib", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"))
     assert len(basic) == 4 and basic == parallel
+
+
+def test_dask_sweep_equals_the_sequential_sweep_and_reports(tmp_path):
+    pytest.importorskip("distributed")
+    basic = _summaries(_sweep(tmp_path / "basic"))
+    out = _sweep(tmp_path / "dask", "hydra/launcher=dask", "hydra.launcher.n_workers=2")
+    assert len(basic) == 4 and basic == _summaries(out)
+    assert (out / "3" / ".hydra" / "overrides.yaml").read_text() == (
+        tmp_path / "basic" / "sweep" / "3" / ".hydra" / "overrides.yaml"
+    ).read_text()
+    # servesim-report reads the collected runs as it reads any sweep
+    proc = subprocess.run(["servesim-report", str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = (out / "sweep.csv").read_text().splitlines()
+    assert len(table) == 5 and table[0].startswith("run,")
+    assert (out / "latency_vs_load.png").is_file()
+
+
+def test_dask_sweep_runs_on_a_running_cluster(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0") as cluster:
+        out = _sweep(tmp_path, "hydra/launcher=dask", f"hydra.launcher.address={cluster.scheduler_address}")
+        assert "servesim-point" in cluster.scheduler.task_prefixes  # the points ran on this cluster
+        assert len(cluster.scheduler.workers) == 2  # and the sweep left it running
+    assert sorted(_summaries(out)) == ["0", "1", "2", "3"]
+
+
+@pytest.mark.parametrize("via", ["address", "scheduler_file"])
+def test_an_unreachable_dask_scheduler_fails_in_one_line(tmp_path, via):
+    pytest.importorskip("distributed")
+    if via == "address":
+        with socket.socket() as s:  # a port nothing listens on
+            s.bind(("127.0.0.1", 0))
+            where = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+        words = f"cannot reach the Dask scheduler at {where}: "
+    else:
+        where = str(tmp_path / "no-scheduler.json")
+        words = f"cannot reach the Dask scheduler named in {where}: no such file after 1 s"
+    out = tmp_path / "sweep"
+    proc = subprocess.run(
+        ["servesim", "-m", f"hydra.sweep.dir={out}", *POINTS, "hydra/launcher=dask"]
+        + [f"hydra.launcher.{via}={where}", "hydra.launcher.timeout=1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    err = proc.stderr.strip()
+    assert err.splitlines() == [err] and err.startswith(f"servesim: error: {words}")
+    assert not out.exists()  # nothing ran, nothing left behind
 
 
 def test_submitit_local_sweep_runs_every_point(tmp_path):
