@@ -135,9 +135,10 @@ def test_rows_recorded_out_of_order_come_out_in_time_order():
     arr[:, 0] = [1, 0, 1, 0]  # replica
     arr[:, 1] = [0, 0, 1, 1]  # step
     arr[:, 2] = [0.5, 0.5, 0.75, 0.6]  # start
-    order = step_order(arr)
+    order = step_order(arr[:, 2], arr[:, 0], arr[:, 1])
     assert order is not None and order.tolist() == [1, 0, 3, 2]
-    assert step_order(arr[order]) is None
+    again = arr[order]
+    assert step_order(again[:, 2], again[:, 0], again[:, 1]) is None
 
 
 def test_the_mean_gap_does_not_depend_on_the_recording_order():

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 
 class Request:
     __slots__ = (
@@ -113,10 +115,10 @@ class Request:
         ``granularity`` tokens): block j's key is (id covering its last token,
         its end position), which names the whole prompt up to that point."""
         n = min(self.prompt // block_size, len(ids) * granularity // block_size)
-        ids = ids.tolist() if hasattr(ids, "tolist") else ids
-        self.prefix_keys = tuple(
-            [(ids[(end - 1) // granularity], end) for end in range(block_size, (n + 1) * block_size, block_size)]
-        )
+        ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
+        ends = range(block_size, (n + 1) * block_size, block_size)
+        covering = ((np.arange(1, n + 1, dtype=np.int64) * block_size - 1) // granularity).tolist()
+        self.prefix_keys = tuple(zip(map(ids.__getitem__, covering), ends))
 
     def __repr__(self) -> str:
         return f"Request(id={self.id}, prompt={self.prompt}, output={self.output}, generated={self.generated})"

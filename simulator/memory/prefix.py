@@ -20,7 +20,9 @@ registered when the prompt completes); hash collisions.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import itertools
+import operator
+from collections import OrderedDict, deque
 
 from simulator.memory.paged import BlockManager
 
@@ -50,10 +52,9 @@ class PrefixCachingBlockManager(BlockManager):
         if memo is not None and memo[0] == self.version and memo[1] is self:
             return memo[2]  # a waiting request is asked again every step: reuse the scan
         limit = min(len(keys), (req.prompt - 1) // self.block_size)
-        refs = self.refs
-        h = 0
-        while h < limit and keys[h] in refs:
-            h += 1
+        # the leading run of cached keys (the scan runs in C: a prompt has hundreds of blocks)
+        present = list(map(self.refs.__contains__, keys[:limit]))
+        h = present.index(False) if False in present else limit
         req.hit_memo = (self.version, self, h)
         return h
 
@@ -64,7 +65,7 @@ class PrefixCachingBlockManager(BlockManager):
         """Free blocks ``req`` would consume to hold ``tokens`` KV entries."""
         h = self._hits(req) if not req.blocks else 0
         new = self.blocks_for(max(tokens, self.reservation(req))) - req.blocks - h
-        revived = sum(1 for k in req.prefix_keys[:h] if self.refs[k] == 0)
+        revived = list(map(self.refs.__getitem__, req.prefix_keys[:h])).count(0)
         return max(new, 0) + revived
 
     def admit(self, req, tokens: int) -> None:
@@ -75,11 +76,14 @@ class PrefixCachingBlockManager(BlockManager):
             limit = min(len(keys), (req.prompt - 1) // self.block_size)
             self.lookups += limit
         if h:
-            for k in keys[:h]:
-                if self.refs[k] == 0:
-                    del self.evictable[k]
-                    self.free -= 1
-                self.refs[k] += 1
+            refs = self.refs
+            hit = keys[:h]
+            counts = list(map(refs.__getitem__, hit))
+            revived = [k for k, n in zip(hit, counts) if n == 0]  # cached but unreferenced: counted free until now
+            if revived:
+                deque(map(self.evictable.__delitem__, revived), maxlen=0)
+                self.free -= len(revived)
+            refs.update(zip(hit, map(operator.add, counts, itertools.repeat(1))))
             req.shared = h
             self.hit_blocks += h
             cached = h * self.block_size
@@ -92,13 +96,13 @@ class PrefixCachingBlockManager(BlockManager):
         req.blocks += h + max(new, 0)
 
     def allocate(self, blocks: int) -> None:
-        truly_free = self.free - len(self.evictable)
-        while truly_free < blocks and self.evictable:
-            key, _ = self.evictable.popitem(last=False)
-            del self.refs[key]
-            self.evictions += 1
-            self.version += 1
-            truly_free += 1
+        short = blocks - (self.free - len(self.evictable))
+        if short > 0 and self.evictable:  # evict the least recently released cached blocks
+            gone = list(itertools.islice(self.evictable, short))
+            deque(map(self.evictable.__delitem__, gone), maxlen=0)
+            deque(map(self.refs.__delitem__, gone), maxlen=0)
+            self.evictions += len(gone)
+            self.version += len(gone)
         super().allocate(blocks)
 
     # -- after the prefill, at the end ---------------------------------------
@@ -108,13 +112,12 @@ class PrefixCachingBlockManager(BlockManager):
         if not keys:
             return
         full = min(len(keys), req.prompt // self.block_size)
-        owned = 0
-        for k in keys[req.shared : full]:
-            if k in self.refs:  # computed concurrently by another request: keep ours private
-                break
-            self.refs[k] = 1
-            owned += 1
+        new = keys[req.shared : full]
+        # up to the first key another request cached meanwhile (computed concurrently: ours stay private)
+        known = list(map(self.refs.__contains__, new))
+        owned = known.index(True) if True in known else len(new)
         if owned:
+            self.refs.update(dict.fromkeys(new[:owned], 1))
             self.version += 1
         req.shared += owned
 
@@ -122,13 +125,13 @@ class PrefixCachingBlockManager(BlockManager):
         shared = req.shared
         released = req.blocks - shared  # private blocks always return
         if shared:
-            refs, evictable = self.refs, self.evictable
-            for k in req.prefix_keys[:shared]:
-                n = refs[k] - 1
-                refs[k] = n
-                if n == 0:  # no one else holds it: cached, evictable, counted free
-                    evictable[k] = None
-                    released += 1
+            refs = self.refs
+            held = req.prefix_keys[:shared]
+            counts = list(map(operator.sub, map(refs.__getitem__, held), itertools.repeat(1)))
+            refs.update(zip(held, counts))
+            last = [k for k, n in zip(held, counts) if n == 0]  # no one else holds them: cached, evictable, counted free
+            self.evictable.update(dict.fromkeys(last))
+            released += len(last)
             req.shared = 0
         self.release(released)
         req.blocks = 0

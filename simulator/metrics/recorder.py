@@ -18,6 +18,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from simulator.metrics.columns import Column
+
 REQUEST_COLUMNS = (
     "request_id",
     "arrival_s",
@@ -91,16 +93,15 @@ _STEP_FLOAT = {c for c, t in typing.get_type_hints(StepRow).items() if t is floa
 _STEP_INT = {c for c in STEP_COLUMNS if c not in _STEP_FLOAT}
 #: step rows (and inter-token gaps) are packed into numpy blocks once this many are pending: a
 #: float64 row takes 160 bytes against about 440 as a tuple of Python numbers (issue 19)
-PACK_ROWS = 65_536
+PACK_ROWS = 8_192
 
 
-def step_order(arr: np.ndarray) -> np.ndarray | None:
-    """The rows of ``arr`` (step rows as recorded) in the table's order - by start time, then
+def step_order(start: np.ndarray, replica: np.ndarray, step: np.ndarray) -> np.ndarray | None:
+    """The step rows (these columns, as recorded) in the table's order - by start time, then
     replica, then step - or None when they are in it already. Replicas record as they go, so
     rows come nearly sorted; a fast-forwarded run records its steps when it is caught up."""
-    if len(arr) < 2:
+    if len(start) < 2:
         return None
-    start, replica, step = arr[:, 2], arr[:, 0], arr[:, 1]
     d_start = np.diff(start)
     if (d_start > 0).all():
         return None
@@ -115,15 +116,19 @@ class Recorder:
         self.pools = pools or []  # pool name of each replica index
         self.block_size = block_size
         self.req: dict[str, list] = {c: [] for c in REQUEST_COLUMNS}  # pending: packed every PACK_ROWS requests
-        self._req_blocks: dict[str, list[np.ndarray]] = {c: [] for c in _REQ_NUMERIC}
+        self._req_cols = {c: Column(dtype) for c, dtype in _REQ_NUMERIC.items()}
         self._req_text: dict[str, list] = {c: [] for c in _REQ_TEXT}
-        self.step_rows: list[StepTuple] = []  # pending: packed into _step_blocks every PACK_ROWS rows
-        self._step_blocks: list[np.ndarray] = []
+        self.step_rows: list[StepTuple] = []  # pending: packed into _step_cols every PACK_ROWS rows
+        #: packed step rows, column by column (float64 holds every value exactly: ints below 2**53)
+        self._step_cols = [Column() for _ in STEP_COLUMNS]
         self._steps_df: pd.DataFrame | None = None  # the steps table, once built
+        self._fresh_rows: list[np.ndarray] = []  # fast-forwarded runs' rows, packed with the pending ones
+        self._fresh_count = 0
+        self._fresh_gaps: list[tuple[np.ndarray, int]] = []  # ... and their gaps (each of one count)
         self.blocked_area = 0.0  # request-seconds spent on idle replicas with work queued
         self.itl_gap: list[float] = []
         self.itl_count: list[int] = []
-        self._itl_blocks: list[tuple[np.ndarray, np.ndarray]] = []
+        self._itl_gaps, self._itl_counts = Column(), Column(np.int64)  # packed gaps, with how many tokens had each
         self.replica_rows: list[tuple] = []
         #: optional requests.parquet columns (name -> (value by request id, default, dtype)), see ``request_column``
         self.extra: dict[str, tuple[dict[int, typing.Any], typing.Any, str]] = {}
@@ -131,32 +136,39 @@ class Recorder:
         self.record_step = self.step_rows.append
 
     def cut_last_step(self, replica: int, now: float) -> None:
-        """``replica`` failed at ``now``: its step in progress (its last row) ends there, its work lost."""
-        rows = self.step_rows
-        for i in range(len(rows) - 1, -1, -1):
-            r = rows[i]
-            if r[0] == replica:  # replica
-                rows[i] = (*r[:3], now - r[2], *r[4:])  # duration_s = now - start_s
-                return
-        for block in reversed(self._step_blocks):  # its last step was packed already
-            mine = np.flatnonzero(block[:, 0] == replica)
-            if len(mine):
-                block[mine[-1], 3] = now - block[mine[-1], 2]
-                return
+        """``replica`` failed at ``now``: its step in progress (its last row, the one with
+        its highest step number) ends there, its work lost."""
+        self._pack()
+        replicas, steps, starts, durations = (c.values() for c in self._step_cols[:4])
+        mine = np.flatnonzero(replicas == replica)
+        if len(mine):
+            k = mine[np.argmax(steps[mine])]  # (a fast-forwarded run records its steps late)
+            durations[k] = now - starts[k]  # duration_s = now - start_s
 
     def _pack(self) -> None:
-        """Move the pending step rows and gaps into numpy blocks (the same values, in order).
-        The lists are cleared in place: the replicas hold their ``append``."""
+        """Move the pending step rows and gaps into numpy blocks, one per column, and the
+        runs recorded at once with them (the same values). The lists are cleared in place:
+        the replicas hold their ``append``."""
         rows = self.step_rows
-        if rows:
+        if rows or self._fresh_rows:
             width = len(STEP_COLUMNS)
             flat = itertools.chain.from_iterable(rows)
-            self._step_blocks.append(np.fromiter(flat, dtype=np.float64, count=len(rows) * width).reshape(-1, width))
+            block = np.fromiter(flat, dtype=np.float64, count=len(rows) * width).reshape(-1, width)
+            if self._fresh_rows:
+                block = np.concatenate([block, *self._fresh_rows])
+                self._fresh_rows = []
+                self._fresh_count = 0
+            for col, values in zip(self._step_cols, block.T):
+                col.extend(values)
             rows.clear()
-        if self.itl_gap:
-            self._itl_blocks.append((np.asarray(self.itl_gap, dtype=np.float64), np.asarray(self.itl_count, dtype=np.int64)))
-            self.itl_gap.clear()
-            self.itl_count.clear()
+        self._itl_gaps.extend(self.itl_gap)
+        self._itl_counts.extend(self.itl_count)
+        self.itl_gap.clear()
+        self.itl_count.clear()
+        for gaps, count in self._fresh_gaps:
+            self._itl_gaps.extend(gaps)
+            self._itl_counts.extend(np.full(len(gaps), count, dtype=np.int64))
+        self._fresh_gaps = []
 
     def record_blocked(self, duration: float, requests: int) -> None:
         self.blocked_area += duration * requests
@@ -167,14 +179,17 @@ class Recorder:
             self.itl_count.append(count)
 
     def record_itl_many(self, gaps: np.ndarray, count: int) -> None:
-        """One gap of ``count`` tokens per element of ``gaps`` (a fast-forwarded decode run)."""
-        if count and len(gaps):  # (the order of gaps does not matter: their statistics sort them)
-            self._itl_blocks.append((gaps, np.full(len(gaps), count, dtype=np.int64)))
+        """One gap of ``count`` tokens per element of ``gaps`` (a fast-forwarded decode run).
+        (The order of gaps does not matter: their statistics sort them.)"""
+        if count and len(gaps):
+            self._fresh_gaps.append((gaps, count))
 
     def record_rows(self, rows: np.ndarray) -> None:
-        """Step rows already packed (a fast-forwarded decode run), after every row recorded so far."""
-        self._pack()
-        self._step_blocks.append(rows)
+        """Step rows already in a float64 block (a fast-forwarded decode run), packed with the next pending rows."""
+        self._fresh_rows.append(rows)
+        self._fresh_count += len(rows)
+        if self._fresh_count >= PACK_ROWS:
+            self._pack()
 
     def end_request(self, r) -> None:
         q = self.req
@@ -205,8 +220,8 @@ class Recorder:
         """Numeric columns of the pending requests into numpy blocks (8 bytes a value
         instead of a Python object); text columns stay lists of shared strings."""
         q = self.req
-        for c, dtype in _REQ_NUMERIC.items():
-            self._req_blocks[c].append(np.array(q[c], dtype=dtype))
+        for c in _REQ_NUMERIC:
+            self._req_cols[c].extend(q[c])
             q[c] = []
         for c in _REQ_TEXT:  # one str object per distinct value (tenant, tier... repeat)
             col = q[c]
@@ -233,8 +248,8 @@ class Recorder:
         out: dict[str, typing.Any] = {}
         for c in REQUEST_COLUMNS:
             if c in _REQ_NUMERIC:
-                blocks = self._req_blocks[c]
-                out[c] = np.concatenate([*blocks, np.array(q[c], dtype=_REQ_NUMERIC[c])]) if blocks else q[c]
+                col = self._req_cols[c]
+                out[c] = np.concatenate([col.values(), np.array(q[c], dtype=_REQ_NUMERIC[c])]) if len(col) else q[c]
             else:
                 out[c] = self._req_text[c] + q[c] if self._req_text[c] else q[c]
         return out
@@ -281,22 +296,21 @@ class Recorder:
         """The step rows as a table (built once: the packed rows are let go)."""
         if self._steps_df is not None:
             return self._steps_df
-        # Every value is an int below 2**53 or a float, so one float64 matrix
-        # holds them exactly; columns are then cast back to their types. (fromiter
-        # over the flattened rows: np.array takes twice as long on NamedTuples.)
+        # Every value is an int below 2**53 or a float, so float64 columns hold
+        # them exactly; the int columns are cast back to their type.
         self._pack()
-        width = len(STEP_COLUMNS)
-        blocks = self._step_blocks
-        arr = blocks[0] if len(blocks) == 1 else np.concatenate(blocks) if blocks else np.empty((0, width))
-        self._step_blocks = blocks = []
-        order = step_order(arr)
-        # one contiguous array per column, and no 2-D copy of them all (copy=False): a long
-        # run's rows are held twice at most while the table is built, then once
-        columns = {
-            c: np.ascontiguousarray(arr[order, i] if order is not None else arr[:, i], dtype=np.int64 if c in _STEP_INT else np.float64)
-            for i, c in enumerate(STEP_COLUMNS)
-        }
-        del arr
+        buffers = self._step_cols
+        order = step_order(buffers[2].values(), buffers[0].values(), buffers[1].values())
+        cols: list[Column | None] = list(buffers)
+        self._step_cols = buffers = []
+        columns = {}
+        for i, c in enumerate(STEP_COLUMNS):
+            col = cols[i]
+            assert col is not None
+            cols[i] = None  # each column's buffer goes as soon as its table column is made: the rows are held once
+            values = col.values() if order is None else col.values()[order]
+            columns[c] = values.astype(np.int64) if c in _STEP_INT else values
+            del col, values
         df = pd.DataFrame(columns, copy=False)
         allocated = df["kv_blocks_used"].to_numpy() * self.block_size
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -314,11 +328,6 @@ class Recorder:
         return df
 
     def itl(self) -> tuple[np.ndarray, np.ndarray]:
-        """(gap, count) of every inter-token gap recorded, in order."""
+        """(gap, count) of every inter-token gap recorded."""
         self._pack()
-        blocks = self._itl_blocks
-        if not blocks:
-            return np.empty(0, dtype=np.float64), np.empty(0, dtype=np.int64)
-        if len(blocks) > 1:
-            self._itl_blocks = blocks = [(np.concatenate([g for g, _ in blocks]), np.concatenate([c for _, c in blocks]))]
-        return blocks[0]
+        return self._itl_gaps.values(), self._itl_counts.values()

@@ -490,7 +490,8 @@ def _arrival_shape(wl: WorkloadConfig) -> dict:
 
 def _pool_summary(pool: Any, steps: pd.DataFrame, up_s: float) -> PoolSection:
     """One pool's capacity and activity; ``up_s`` = its replica-seconds serving (see breakdown.serving_seconds)."""
-    st = steps[steps["replica"].isin([r.index for r in pool.replicas])]
+    mine = steps["replica"].isin([r.index for r in pool.replicas])
+    st = steps if mine.all() else steps[mine]  # (one pool: no copy of every step)
     busy = float(st["duration_s"].sum())
     cfg = pool.cfg
     return {

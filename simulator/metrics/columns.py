@@ -1,0 +1,39 @@
+"""A growable numpy column: how the recorder keeps millions of rows in bounded memory.
+
+Values are appended a block at a time into one array whose capacity doubles,
+so a column of n values costs 8n bytes resident (the spare capacity is
+allocated but never written, hence never resident) and a table built at the
+end takes the array as it is, with no copy of every row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Column:
+    __slots__ = ("data", "n")
+
+    def __init__(self, dtype: type = np.float64) -> None:
+        self.data = np.empty(0, dtype=dtype)
+        self.n = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def extend(self, values) -> None:
+        """Append ``values`` (an array or a list of numbers)."""
+        k = len(values)
+        if not k:
+            return
+        end = self.n + k
+        if end > len(self.data):
+            grown = np.empty(max(end, 2 * len(self.data), 4096), dtype=self.data.dtype)
+            grown[: self.n] = self.data[: self.n]
+            self.data = grown
+        self.data[self.n : end] = values
+        self.n = end
+
+    def values(self) -> np.ndarray:
+        """The values so far (a view: changes to it reach the column)."""
+        return self.data[: self.n]
