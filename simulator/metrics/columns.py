@@ -15,7 +15,7 @@ class Column:
     __slots__ = ("data", "n")
 
     def __init__(self, dtype: type = np.float64) -> None:
-        self.data = np.empty(0, dtype=dtype)
+        self.data: np.ndarray = np.empty(0, dtype=dtype)
         self.n = 0
 
     def __len__(self) -> int:
