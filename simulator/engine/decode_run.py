@@ -34,17 +34,35 @@ from __future__ import annotations
 import bisect
 import math
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import simpy
 
-from simulator.latency.base import StepShape
-from simulator.metrics.recorder import STEP_COLUMNS
+from simulator.latency.base import LatencyModel, StepShape
+from simulator.metrics.recorder import STEP_COLUMNS, Recorder
 
 if TYPE_CHECKING:
-    from simulator.engine.replica import Replica
     from simulator.scheduling.base import Plan
+    from simulator.scheduling.state import ReplicaState
+
+
+class Replica(Protocol):
+    """What a run needs of its replica (``simulator.engine.replica.Replica``, which imports this module)."""
+
+    index: int
+    steps: int
+    compute_s: float
+    inbound: int
+    ff_steps: float
+    ff_pause: int
+    sched_state: ReplicaState
+    latency: LatencyModel
+    rec: Recorder
+    _inbox: list
+    _forks: dict
+
+    def _apply(self, plan: Plan, now: float) -> None: ...
 
 #: fast-forward decode runs (the default); ``SERVESIM_FAST_FORWARD=0`` turns it off
 ENABLED = os.environ.get("SERVESIM_FAST_FORWARD", "1") != "0"
