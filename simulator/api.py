@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import types
+import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-from omegaconf import DictConfig, OmegaConf
-
-from simulator.config import ScenarioConfig, apply_overrides, compose, to_scenario, validate
-from simulator.config.validate import check_workload
 from simulator.files import (  # noqa: F401  (re-exported: the public contract's file names)
     CDF_CHART,
     CONFIG_FILE,
@@ -25,8 +23,13 @@ from simulator.files import (  # noqa: F401  (re-exported: the public contract's
     TIMELINE_CHART,
     json_safe,
 )
-from simulator.metrics.sections import Summary
-from simulator.workload.base import Workload
+
+if TYPE_CHECKING:  # imported where used, so ``import simulator`` loads neither pandas nor hydra
+    import pandas as pd
+
+    from simulator.config import ScenarioConfig
+    from simulator.metrics.sections import Summary
+    from simulator.workload.base import Workload
 
 #: Writers of a run's derived files, called by :meth:`Result.save` as
 #: ``write(result, directory, charts, perfetto)``. The report layer registers
@@ -61,7 +64,7 @@ class Result:
             if self.replicas is not None:
                 self.replicas.to_parquet(out / REPLICAS_FILE, index=False)
         (out / SUMMARY_FILE).write_text(json.dumps(json_safe(self.summary), indent=2) + "\n")
-        (out / CONFIG_FILE).write_text(OmegaConf.to_yaml(OmegaConf.structured(self.config)))
+        (out / CONFIG_FILE).write_text(scenario_yaml(self.config))
         for k, other in enumerate(self.replications, start=1):  # replication k (seed + k): data, no charts
             other.save(out / f"{REPLICATION_DIR}-{k}", charts=False, perfetto=False)
         charts = self.config.output.charts if charts is None else charts
@@ -71,8 +74,78 @@ class Result:
         return out
 
 
+def scenario_yaml(cfg: ScenarioConfig) -> str:
+    """scenario.yaml's text: ``OmegaConf.to_yaml(OmegaConf.structured(cfg))``.
+
+    Building the structured config costs about 30 ms. When every value already has
+    its field's exact type (what a composed and validated scenario holds), OmegaConf
+    would change nothing, so the dataclasses' own dict is dumped the way
+    ``OmegaConf.to_yaml`` dumps (the same text; tests/test_startup.py compares them);
+    any other value (an int in a float field, a tuple, an enum...) goes through OmegaConf.
+    """
+    from omegaconf import OmegaConf
+
+    if not _exact(cfg, type(cfg)):
+        return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    data = dataclasses.asdict(cfg)
+    try:
+        import yaml
+        from omegaconf._utils import get_omega_conf_dumper
+    except ImportError:  # another omegaconf layout: its public path, from the same dict
+        return OmegaConf.to_yaml(data)
+    return str(yaml.dump(data, default_flow_style=False, allow_unicode=True, sort_keys=False, Dumper=get_omega_conf_dumper()))
+
+
+_SCALARS = (bool, int, float, str, type(None))
+
+
+def _exact(value: Any, annotation: Any) -> bool:
+    """``value`` has exactly the type ``annotation`` declares, all the way down."""
+    if annotation is Any:
+        return _plain(value)
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+        if type(value) is not annotation:
+            return False
+        hints = _hints(annotation)
+        return all(_exact(getattr(value, f.name), hints[f.name]) for f in dataclasses.fields(annotation))
+    if annotation in _SCALARS:
+        return type(value) is annotation
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (types.UnionType, typing.Union):
+        return any(_exact(value, a) for a in args)
+    if origin is list and len(args) == 1:
+        return type(value) is list and all(_exact(v, args[0]) for v in value)
+    if origin is dict and len(args) == 2 and args[0] is str:
+        return type(value) is dict and all(type(k) is str and _exact(v, args[1]) for k, v in value.items())
+    return False
+
+
+def _plain(value: Any) -> bool:
+    """An untyped value OmegaConf keeps as it is: scalars, lists and str-keyed dicts of them."""
+    if type(value) in _SCALARS:
+        return True
+    if type(value) is list:
+        return all(_plain(v) for v in value)
+    if type(value) is dict:
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    return False
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    """A dataclass's field types, evaluated once."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
+
+
 def load_config(overrides: Iterable[str] | None = None, *, config: Any = None) -> ScenarioConfig:
     """Compose (or take) a scenario, apply overrides, validate it."""
+    from simulator.config import apply_overrides, compose, to_scenario, validate
+
     overrides = list(overrides or [])
     if config is None:
         cfg = to_scenario(compose(overrides))
@@ -106,6 +179,7 @@ def _group_choice(overrides: list[str], group: str) -> str | None:
 def _hydra_job_overrides(config) -> tuple[list[str], str | None] | None:
     """(the job's command-line overrides, its workload group) when ``config`` is the running hydra job's."""
     from hydra.core.hydra_config import HydraConfig
+    from omegaconf import DictConfig
 
     if not isinstance(config, DictConfig) or not HydraConfig.initialized():
         return None
@@ -135,6 +209,8 @@ def _replay_whole_trace(cfg: ScenarioConfig, overrides: list[str], workload_grou
 def _group_default_requests(group: str) -> int | None | bool:
     """``num_requests`` as the packaged workload group file sets it (False when unknown)."""
     from importlib import resources
+
+    from omegaconf import DictConfig, OmegaConf
 
     from simulator.config.schema import WorkloadConfig
 
@@ -180,6 +256,7 @@ def run_workload(cfg: ScenarioConfig, workload: Workload) -> Result:
 
 
 def _run_once(cfg: ScenarioConfig, workload: Workload | None = None) -> Result:
+    from simulator.config.validate import check_workload
     from simulator.metrics import summarize
     from simulator.simulation import simulate
     from simulator.workload import generate

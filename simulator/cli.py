@@ -2,6 +2,12 @@
 
 Each run writes requests.parquet, steps.parquet, summary.json, scenario.yaml
 and latency_cdf.png into hydra's run directory and prints a summary.
+
+A single run is composed once (and a command line seen before is read back
+from :mod:`simulator.config.cache`), then handed to hydra's own run path,
+which makes the run directory, ``.hydra/`` and ``cli.log`` as ``@hydra.main``
+does. Sweeps (``-m``), hydra's flags (``--cfg``, ``--help``...) and anything
+the single-run path does not recognise go through ``@hydra.main`` unchanged.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from simulator.config.schema import register
 from simulator.errors import ServesimError
@@ -25,10 +31,13 @@ log = logging.getLogger("servesim")
 register()
 
 
-@hydra.main(config_path="pkg://simulator.scenarios", config_name="config", version_base="1.3")
+CONFIG_PATH = "pkg://simulator.scenarios"
+CONFIG_NAME = "config"
+
+
+@hydra.main(config_path=CONFIG_PATH, config_name=CONFIG_NAME, version_base="1.3")
 def _app(cfg: DictConfig) -> float | None:
     from simulator.api import run
-    from simulator.report.console import render_summary
 
     hc = HydraConfig.get()
     outdir = hc.runtime.output_dir
@@ -43,6 +52,8 @@ def _app(cfg: DictConfig) -> float | None:
         sys.exit(2)
     result.save(outdir)
     if result.config.output.console:
+        from simulator.report.console import render_summary  # rich: only when it prints
+
         render_summary(result.summary, outdir)
     return result.summary["slo"]["goodput_rps"]
 
@@ -82,6 +93,7 @@ def _preflight(argv: list[str]) -> None:
     from simulator.api import load_config
     from simulator.config import compose
 
+    _import_the_run()
     overrides = [a for a in rest if not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
     try:
         if sweep:
@@ -92,6 +104,14 @@ def _preflight(argv: list[str]) -> None:
     except ServesimError as exc:
         print(f"servesim: error: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def _import_the_run() -> None:
+    """Import what the run uses before the preflight checks it. Importing pandas resets
+    Python's record of the warnings already shown, so a warning the check prints (a scenario
+    that is valid but odd) would print again when the run repeats the check in the job."""
+    import simulator.metrics  # noqa: F401  (pandas)
+    import simulator.simulation  # noqa: F401
 
 
 def _probe_points(overrides: list[str], limit: int = 64) -> list[list[str]]:
@@ -117,9 +137,117 @@ def _probe_points(overrides: list[str], limit: int = 64) -> list[list[str]]:
     return points[:limit]
 
 
+def _run_single(overrides: list[str]) -> bool:
+    """Run one scenario with one composition instead of three; False (having done nothing
+    visible) when this path does not apply and ``@hydra.main`` should run it instead.
+
+    ``@hydra.main`` composes twice (once to read ``hydra.mode``, once to run) and the
+    preflight once more. Here the overrides are composed once, as hydra's run path
+    does, or read back from :mod:`simulator.config.cache`; the scenario is validated
+    (a mistake reads as one sentence and leaves no run directory, as in the
+    preflight); then hydra's own ``_run_app`` runs it, its config loader handing
+    back this composition, with the ``hydra.mode=RUN`` override that ``_run_app``
+    adds applied to it. A command line that fails to compose, or whose config sets
+    ``hydra.mode``, returns False: ``@hydra.main`` then reports or runs it as ever.
+    """
+    if not hydra.__version__.startswith("1.3."):  # the run path below is hydra 1.3's own, step by step
+        return False
+    try:
+        from hydra._internal.hydra import Hydra
+        from hydra._internal.utils import (
+            _run_app,
+            create_automatic_config_search_path,
+            detect_calling_file_or_module_from_task_function,
+            detect_task_name,
+        )
+        from hydra.core.global_hydra import GlobalHydra
+    except ImportError:  # another hydra layout: the decorator's path
+        return False
+    task_function = getattr(_app, "__wrapped__", None)
+    calling_file, calling_module = detect_calling_file_or_module_from_task_function(_app)
+    if task_function is None or (calling_file is None and calling_module is None):
+        return False
+    task_name = detect_task_name(calling_file, calling_module)
+    search_path = create_automatic_config_search_path(calling_file, calling_module, CONFIG_PATH)
+    app = Hydra.create_main_hydra2(task_name=task_name, config_search_path=search_path)
+    try:
+        cfg = _compose_run(app.config_loader, overrides, task_name, [(e.provider, e.path) for e in search_path.get_path()])
+        if cfg is None or cfg.hydra.mode is not None:
+            return False
+        _validate(cfg)
+        run_overrides = [*overrides, "hydra.mode=RUN"]  # what _run_app adds when the config leaves hydra.mode unset
+        with open_dict(cfg.hydra):
+            cfg.hydra.overrides.hydra.append(run_overrides[-1])
+            cfg.hydra.mode = RunMode.RUN
+        _hand_back(app.config_loader, run_overrides, cfg)
+        _run_app(
+            run=True,
+            multirun=False,
+            mode=None,
+            hydra=app,
+            config_name=CONFIG_NAME,
+            task_function=task_function,
+            overrides=list(overrides),
+        )
+        return True
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _compose_run(loader, overrides: list[str], task_name: str, search_path: list[tuple[str, str]]) -> DictConfig | None:
+    """``overrides`` composed for a run (hydra node included), from the cache when it has them;
+    None when they do not compose."""
+    from simulator.config import cache
+
+    digest = cache.key(CONFIG_NAME, overrides, task_name, search_path) if cache.enabled() else ""
+    cfg = cache.load(digest) if digest else None
+    if isinstance(cfg, DictConfig) and "hydra" in cfg:
+        return cfg
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            cfg = loader.load_configuration(config_name=CONFIG_NAME, overrides=list(overrides), run_mode=RunMode.RUN)
+        except Exception:
+            return None
+    for w in caught:  # hydra's own warnings, shown as they would have been; such a composition is not kept
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if digest and not caught and not cfg.hydra.job.env_copy:  # env_copy reads the environment: compose each time
+        cache.store(digest, cfg)
+    return cfg
+
+
+def _validate(cfg: DictConfig) -> None:
+    """The preflight's check of a single run: a mistake reads as one sentence, before any run directory."""
+    from simulator.api import load_config
+
+    _import_the_run()
+    try:
+        load_config(config=cfg)
+    except ServesimError as exc:
+        print(f"servesim: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _hand_back(loader, expected: list[str], cfg: DictConfig) -> None:
+    """Make ``loader`` return ``cfg`` the first time hydra's run path asks it to compose ``expected``
+    for a run; it composes any other request (``hydra.verbose``'s listing, say) as before."""
+    compose = loader.load_configuration
+    pending = [cfg]
+
+    def load_configuration(config_name, overrides, run_mode, from_shell=True, validate_sweep_overrides=True):
+        if pending and config_name == CONFIG_NAME and list(overrides) == expected and run_mode == RunMode.RUN:
+            return pending.pop()
+        return compose(config_name, overrides, run_mode, from_shell, validate_sweep_overrides)
+
+    loader.load_configuration = load_configuration
+
+
 def main() -> None:
     warnings.showwarning = _warning_line  # user-facing warnings as one line, not a source excerpt
-    _preflight(sys.argv[1:])
+    argv = sys.argv[1:]
+    if not any(a.startswith("-") for a in argv) and _run_single(argv):
+        return
+    _preflight(argv)
     _app()
 
 

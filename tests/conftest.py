@@ -12,6 +12,15 @@ import simulator
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _config_cache_of_our_own(tmp_path_factory):
+    """The CLI caches composed configs under the user's cache directory; the tests
+    (and the servesim processes they start) use a directory of their own."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SERVESIM_CACHE_DIR", str(tmp_path_factory.mktemp("servesim-cache")))
+        yield
+
 #: A small, fast scenario on the default model and GPU (roofline latency).
 SMALL = ["workload.num_requests=300", "output.charts=false", "output.console=false"]
 

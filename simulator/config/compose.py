@@ -7,14 +7,15 @@ other.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 from collections.abc import Iterable
 from typing import Any, cast
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from simulator.config.schema import ScenarioConfig, register
+from simulator.config.schema import ScenarioConfig, register, schema_node
 from simulator.errors import ConfigError
 
 CONFIG_MODULE = "simulator.scenarios"
@@ -111,15 +112,49 @@ def to_scenario(config: Any) -> ScenarioConfig:
     """Merge ``config`` (DictConfig, dict or ScenarioConfig) onto the schema and resolve it."""
     if isinstance(config, ScenarioConfig):
         return config
+    typed = _already_merged(config)
+    if typed is not None:
+        return typed
     try:
         config = OmegaConf.create(config) if isinstance(config, dict) else config
         if isinstance(config, DictConfig) and "hydra" in config:
             config = OmegaConf.masked_copy(config, [str(k) for k in config if k != "hydra"])
-        base = OmegaConf.structured(ScenarioConfig)
+        base = schema_node(ScenarioConfig)  # shared and only read: OmegaConf.merge copies it
         _unknown_keys(base, config, "")  # a key the schema lacks (e.g. +foo=1) is an error
         return cast(ScenarioConfig, OmegaConf.to_object(OmegaConf.merge(base, config)))  # merged onto the schema
     except Exception as exc:
         raise ConfigError(describe_hydra_error(exc)) from exc
+
+
+def _already_merged(config: Any) -> ScenarioConfig | None:
+    """``config`` resolved as it is, when hydra already merged it onto the schema (a composition,
+    or the job's config under ``servesim``): merging it onto the schema again would change
+    nothing and costs several times the conversion. None when the config is of another kind
+    or anything fails; the merge then decides, and words any error."""
+    if not isinstance(config, DictConfig) or OmegaConf.get_type(config) is not ScenarioConfig:
+        return None
+    try:
+        if "hydra" in config:  # as hydra hands the job its config: a copy without the hydra node
+            config = copy.deepcopy(config)
+            with read_write(config), open_dict(config):
+                del config["hydra"]
+        if _has_extra_key(config):  # (to_object would drop it silently)
+            return None
+        result = OmegaConf.to_object(config)
+    except Exception:
+        return None
+    return result if type(result) is ScenarioConfig else None
+
+
+def _has_extra_key(node: DictConfig) -> bool:
+    """A node of a typed config holds a key its dataclass lacks, at any depth: what
+    :func:`_unknown_keys` reports, read off the config's own types instead of the schema's."""
+    kind = OmegaConf.get_type(node)
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+        fields = {f.name for f in dataclasses.fields(kind)}
+        if any(key not in fields for key in node.keys()):
+            return True
+    return any(isinstance(child := node._get_node(key), DictConfig) and _has_extra_key(child) for key in node.keys())
 
 
 def _unknown_keys(schema, config, prefix: str) -> None:
