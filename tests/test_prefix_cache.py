@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import simulator
-from simulator.engine.request import Request
+from simulator.engine.request import KEY_SPAN, Request
 from simulator.memory.prefix import PrefixCachingBlockManager
 from tests.conftest import SHARED
 
@@ -19,11 +19,16 @@ def req(rid: int, prompt: int, ids: list, granularity: int = 16, block: int = 16
     return r
 
 
+def key(prefix_id: int, end: int) -> int:
+    """The cache key of the block of the prompt named by ``prefix_id`` that ends at token ``end``."""
+    return prefix_id * KEY_SPAN + end
+
+
 def test_keys_map_coarse_prefix_ids_onto_engine_blocks():
     # Mooncake: one id per 512 tokens; engine blocks of 16 tokens.
     r = req(0, 1100, [7, 8, 9], granularity=512)
     assert len(r.prefix_keys) == 1100 // 16  # full blocks only
-    assert r.prefix_keys[0] == (7, 16) and r.prefix_keys[31] == (7, 512) and r.prefix_keys[32] == (8, 528)
+    assert r.prefix_keys[0] == key(7, 16) and r.prefix_keys[31] == key(7, 512) and r.prefix_keys[32] == key(8, 528)
     other = req(1, 1100, [7, 5, 6], granularity=512)  # same first 512 tokens only
     shared = sum(a == b for a, b in zip(r.prefix_keys, other.prefix_keys))
     assert shared == 32
@@ -64,7 +69,7 @@ def test_lru_eviction_reclaims_unreferenced_blocks():
     assert kv.free == 10 and len(kv.evictable) == 10
     c = req(1, 64, [100, 101, 102, 103])  # unrelated: must evict 4 of a's blocks, oldest first
     kv.admit(c, 64)
-    assert kv.evictions == 4 and (0, 16) not in kv.refs and (9, 160) in kv.refs
+    assert kv.evictions == 4 and key(0, 16) not in kv.refs and key(9, 160) in kv.refs
 
 
 def run(*overrides):

@@ -7,8 +7,13 @@ A request is created when it arrives and written to the per-request columns
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
+
+#: prefix-cache block keys are ``prefix id * KEY_SPAN + block end``: one int per block, unique while
+#: prompts are shorter than 2**32 tokens (an int hashes and compares faster than an (id, end) pair)
+KEY_SPAN = 1 << 32
 
 
 class Request:
@@ -112,13 +117,14 @@ class Request:
 
     def set_prefix(self, ids, granularity: int, block_size: int) -> None:
         """Keys of the full prompt blocks from chained prefix ids (one id per
-        ``granularity`` tokens): block j's key is (id covering its last token,
-        its end position), which names the whole prompt up to that point."""
+        ``granularity`` tokens): block j's key is the id covering its last token
+        and its end position (``id * KEY_SPAN + end``), which names the whole
+        prompt up to that point."""
         n = min(self.prompt // block_size, len(ids) * granularity // block_size)
         ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
         ends = range(block_size, (n + 1) * block_size, block_size)
         covering = ((np.arange(1, n + 1, dtype=np.int64) * block_size - 1) // granularity).tolist()
-        self.prefix_keys = tuple(zip(map(ids.__getitem__, covering), ends))
+        self.prefix_keys = tuple(map(operator.add, map(KEY_SPAN.__mul__, map(ids.__getitem__, covering)), ends))
 
     def __repr__(self) -> str:
         return f"Request(id={self.id}, prompt={self.prompt}, output={self.output}, generated={self.generated})"
