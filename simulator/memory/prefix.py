@@ -54,9 +54,18 @@ class PrefixCachingBlockManager(BlockManager):
         if memo is not None and memo[0] == self.version and memo[1] is self:
             return memo[2]  # a waiting request is asked again every step: reuse the scan
         limit = min(len(keys), (req.prompt - 1) // self.block_size)
-        # the leading run of cached keys (the scan runs in C: a prompt has hundreds of blocks)
-        present = list(map(self.refs.__contains__, keys[:limit]))
-        h = present.index(False) if False in present else limit
+        # the leading run of cached keys, scanned in C a stretch at a time (a prompt has hundreds of
+        # blocks, and a miss usually comes early or not at all)
+        contains = self.refs.__contains__
+        h = 0
+        stretch = 16
+        while h < limit:
+            present = list(map(contains, keys[h : min(h + stretch, limit)]))
+            if False in present:
+                h += present.index(False)
+                break
+            h += len(present)
+            stretch *= 2
         req.hit_memo = (self.version, self, h)
         return h
 
