@@ -45,9 +45,14 @@ from simulator.metrics.sections import CostFigures, TokenCost
 
 def prefill_seconds(steps: pd.DataFrame) -> tuple[float, float]:
     """(input, output) busy seconds of ``steps``: each step's duration split by its prefill tokens and decode sequences."""
-    dur = steps["duration_s"].to_numpy(dtype=np.float64)
-    prefill = steps["prefill_tokens"].to_numpy(dtype=np.float64)
-    decode = steps["decode_seqs"].to_numpy(dtype=np.float64)
+    return _split_seconds(
+        steps["duration_s"].to_numpy(dtype=np.float64),
+        steps["prefill_tokens"].to_numpy(dtype=np.float64),
+        steps["decode_seqs"].to_numpy(dtype=np.float64),
+    )
+
+
+def _split_seconds(dur: np.ndarray, prefill: np.ndarray, decode: np.ndarray) -> tuple[float, float]:
     work = prefill + decode
     with np.errstate(invalid="ignore", divide="ignore"):
         input_part = np.where(work > 0, prefill / work, 0.0)
@@ -59,17 +64,27 @@ def group_input_shares(steps: pd.DataFrame, groups: Mapping[int, str], gpus: Map
     """(input share of busy time per group that stepped, the fleet's share weighted by GPUs) from ``steps``.
 
     ``groups`` maps a replica index to its group; ``gpus`` a group to its GPUs per replica (TP).
+    Groups come in the order their first step does; only three columns are read (no copy of the table).
     """
     if len(steps) == 0:
         return {}, None
-    group = steps["replica"].map(groups).fillna("").astype(str)
+    replica = steps["replica"].to_numpy()
+    seen, first = np.unique(replica, return_index=True)
+    by_group: dict[str, list[int]] = {}
+    for r in seen[np.argsort(first, kind="stable")].tolist():
+        by_group.setdefault(str(groups.get(r, "")), []).append(r)
+    columns = [steps[c].to_numpy(dtype=np.float64) for c in ("duration_s", "prefill_tokens", "decode_seqs")]
     shares: dict[str, float] = {}
     fleet_in = fleet_out = 0.0
-    for name, rows in steps.groupby(group, sort=False):
-        inp, out = prefill_seconds(rows)
+    for name, members in by_group.items():
+        if len(by_group) == 1:
+            inp, out = _split_seconds(*columns)
+        else:
+            mine = np.isin(replica, members)
+            inp, out = _split_seconds(*(np.ascontiguousarray(c[mine]) for c in columns))
         if inp + out > 0:
-            shares[str(name)] = inp / (inp + out)
-        n = float(gpus.get(str(name), 1))
+            shares[name] = inp / (inp + out)
+        n = float(gpus.get(name, 1))
         fleet_in, fleet_out = fleet_in + n * inp, fleet_out + n * out
     fleet = fleet_in / (fleet_in + fleet_out) if fleet_in + fleet_out > 0 else None
     return shares, fleet
