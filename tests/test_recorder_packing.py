@@ -28,3 +28,16 @@ def test_packing_every_few_rows_changes_nothing(name, monkeypatch):
     pd.testing.assert_frame_equal(whole.requests, packed.requests, check_exact=True)
     pd.testing.assert_frame_equal(whole.steps, packed.steps, check_exact=True)
     assert json.dumps(whole.summary, sort_keys=True, default=str) == json.dumps(packed.summary, sort_keys=True, default=str)
+
+
+def test_a_narrow_count_column_widens_before_it_overflows():
+    import numpy as np
+
+    from simulator.metrics.columns import Column
+
+    col = Column(np.int32)
+    col.extend(np.array([1.0, 2.0, 3.0]))
+    assert col.data.dtype == np.int32
+    col.extend(np.array([2.0**40, -5.0]))
+    assert col.data.dtype == np.int64
+    assert col.values().tolist() == [1, 2, 3, 2**40, -5]

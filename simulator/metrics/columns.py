@@ -22,10 +22,16 @@ class Column:
         return self.n
 
     def extend(self, values) -> None:
-        """Append ``values`` (an array or a list of numbers)."""
+        """Append ``values`` (an array or a list of numbers). A narrow integer column
+        widens to int64 before it takes a value it cannot hold exactly."""
         k = len(values)
         if not k:
             return
+        kind = self.data.dtype
+        if kind.kind == "i" and kind.itemsize < 8 and isinstance(values, np.ndarray):
+            limits = np.iinfo(kind)
+            if values.max() > limits.max or values.min() < limits.min:
+                self.data = self.data.astype(np.int64)
         end = self.n + k
         if end > len(self.data):
             grown = np.empty(max(end, 2 * len(self.data), 4096), dtype=self.data.dtype)
