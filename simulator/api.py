@@ -237,7 +237,12 @@ def run(overrides: list[str] | None = None, *, config: Any = None) -> Result:
     :mod:`simulator.metrics.replications`) and ``Result.replications`` holds
     the other runs.
     """
-    cfg = load_config(overrides, config=config)
+    return run_checked(load_config(overrides, config=config))
+
+
+def run_checked(cfg: ScenarioConfig) -> Result:
+    """:func:`run` on a scenario :func:`load_config` has already composed and validated
+    (the command line checks it before hydra makes the run directory, then runs it as it is)."""
     first = _run_once(cfg)
     if cfg.replications > 1:
         from simulator.metrics.replications import replication_block

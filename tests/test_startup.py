@@ -1,6 +1,8 @@
 """Start-up: what ``import simulator`` and a plain ``servesim`` run load, and the shortcuts that
-keep a small run quick (one composition, cached between runs) produce exactly what hydra's own
-path produces. No timings here: these check what is imported and composed, and the bytes written.
+keep a small run quick (one composition, cached between runs; the schema built only to compose;
+one validation; no garbage collection over start-up's objects) produce exactly what hydra's own
+path produces. No timings here: these check what is imported, composed and validated, and the
+bytes written.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +30,7 @@ SMALL = ["workload.num_requests=10", "output.charts=false", "output.console=fals
 #: hydra composed the config and which of HEAVY were imported. With "legacy" first it runs the
 #: decorator's path (the preflight, then @hydra.main) instead.
 _PROBE = """
-import json, sys
+import gc, json, sys
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 composed = []
 _load = ConfigLoaderImpl.load_configuration
@@ -35,6 +38,13 @@ def load_configuration(self, *a, **k):
     composed.append(1)
     return _load(self, *a, **k)
 ConfigLoaderImpl.load_configuration = load_configuration
+import simulator.api as api
+checked = []
+_load_config = api.load_config
+def load_config(*a, **k):
+    checked.append(1)
+    return _load_config(*a, **k)
+api.load_config = load_config
 legacy = sys.argv[1] == "legacy"
 sys.argv = ["servesim", *sys.argv[2:]]
 import simulator.cli as cli
@@ -45,7 +55,14 @@ try:
     else:
         cli.main()
 finally:
-    print(json.dumps({"composed": len(composed), "imported": [m for m in HEAVY if m in sys.modules]}))
+    from simulator.config.schema import schema_node
+    print(json.dumps({
+        "composed": len(composed),
+        "checked": len(checked),
+        "schema_built": schema_node.cache_info().misses,
+        "gc": [gc.isenabled(), gc.get_freeze_count() > 0],
+        "imported": [m for m in HEAVY if m in sys.modules],
+    }))
 """.replace("HEAVY", repr(HEAVY))
 
 
@@ -89,13 +106,45 @@ def test_a_plain_run_composes_once_then_not_at_all_and_loads_no_charts(tmp_path)
     proc, cold = _probe(tmp_path, *args)
     assert proc.returncode == 0, proc.stderr
     assert cold["composed"] == 1  # @hydra.main alone composes twice, and the preflight once more
+    assert cold["schema_built"] == 1  # composing needs base_config
     assert not {"matplotlib", "rich", "scipy"} & set(cold["imported"]), cold["imported"]
     assert len(list((tmp_path / "cache").glob("*.pkl"))) == 1
 
     proc, warm = _probe(tmp_path, *args)
     assert proc.returncode == 0, proc.stderr
     assert warm["composed"] == 0  # read back from the cache
+    assert warm["schema_built"] == 0  # nothing composed: base_config is never built
     assert not {"matplotlib", "rich", "scipy"} & set(warm["imported"])
+
+
+@pytest.mark.parametrize(
+    "extra,checks",
+    [
+        ([], 1),  # checked before the run directory exists; the job runs what was checked
+        (["hydra.job.chdir=true"], 2),  # the job runs elsewhere: relative paths may mean other files
+        (["+hydra.job.env_set.SERVESIM_TEST=1"], 2),  # ... or with other environment variables
+        (["workload.arrival=trace", "workload.trace.path=TRACE"], 2),  # the replay's length comes from hydra's node
+    ],
+)
+def test_a_plain_run_validates_once_unless_the_job_could_see_another_scenario(tmp_path, extra, checks):
+    trace = Path(__file__).resolve().parents[1] / "traces" / "sample_azure.csv"
+    extra = [e.replace("TRACE", str(trace)) for e in extra]
+    for _ in ("cold", "warm"):
+        proc, probe = _probe(tmp_path, *SMALL, *extra, f"hydra.run.dir={tmp_path / 'run'}")
+        assert proc.returncode == 0, proc.stderr
+        assert probe["checked"] == checks
+        assert (tmp_path / "run" / "summary.json").is_file()
+        shutil.rmtree(tmp_path / "run")
+
+
+def test_the_collector_runs_again_once_the_job_starts_or_start_up_fails(tmp_path):
+    """main() holds cyclic garbage collection back during start-up, then freezes what start-up
+    made and collects as usual; a run that fails before any job also leaves it on."""
+    for args in ([*SMALL, f"hydra.run.dir={tmp_path / 'run'}"], [*SMALL, "workload.rate=-1"], ["-m", *SMALL, "workload.rate=4,8",
+                                                                                              f"hydra.sweep.dir={tmp_path / 'sweep'}"]):
+        proc, probe = _probe(tmp_path, *args)
+        assert probe["gc"][0] is True, (args, proc.stderr)
+    assert probe["gc"][1] is True  # the sweep's jobs ran in this process, after the freeze
 
 
 def _run_dir_files(run: Path) -> dict[str, bytes]:
@@ -244,6 +293,67 @@ def test_catalog_entries_are_parsed_once_and_handed_out_fresh():
     second = catalog.load_hardware("h200")
     assert second.memory_gb > 0 and second is not first
     assert catalog._parsed.cache_info().hits >= 1
+
+
+def test_importing_the_schema_builds_nothing_and_the_scenario_package_registers_it():
+    code = (
+        "from hydra.core.config_store import ConfigStore\n"
+        "from simulator.config import schema\n"
+        "print('base_config.yaml' in ConfigStore.instance().repo, schema.schema_node.cache_info().misses)\n"
+        "import simulator.scenarios\n"
+        "print('base_config.yaml' in ConfigStore.instance().repo, schema.schema_node.cache_info().misses)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[:2] == ["False 0", "True 1"]
+
+
+def test_hydra_composes_the_tree_without_anyone_registering_it_first():
+    """hydra's own compose API: the scenario package registers base_config as hydra imports it."""
+    code = (
+        "from hydra import compose, initialize_config_module\n"
+        "with initialize_config_module('simulator.scenarios', version_base='1.3'):\n"
+        "    cfg = compose('config', overrides=['workload.rate=3'])\n"
+        "print(type(cfg.workload).__name__, cfg.workload.rate, cfg.workload.users)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "DictConfig 3.0 16"
+
+
+@pytest.mark.parametrize("overrides", [[], ["experiment=tier_shedding"], ["cluster=disaggregated"], ["seed=${workload.users}"]])
+def test_reading_a_composition_beside_its_hydra_node_is_what_the_job_reads(overrides):
+    """to_scenario on the CLI's composition (hydra node included) reads it in place; the job
+    reads hydra's copy without the node: the same scenario."""
+    import copy
+
+    from hydra import compose, initialize_config_module
+    from omegaconf import open_dict, read_write
+
+    from simulator.config import to_scenario
+    from simulator.config.compose import _object_beside_hydra
+
+    with initialize_config_module("simulator.scenarios", version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    job = copy.deepcopy(cfg)
+    with read_write(job), open_dict(job):
+        del job["hydra"]
+    assert to_scenario(cfg) == to_scenario(job) == OmegaConf.to_object(job)
+    interpolates = any("${" in o for o in overrides)
+    assert (_object_beside_hydra(cfg) is None) is interpolates  # an interpolation takes the copy's path
+
+
+def test_a_scenario_that_interpolates_hydra_reads_as_the_job_reads_it():
+    """${hydra.job.name} resolves beside the hydra node but not in the job's copy: to_scenario
+    does not read it in place, and fails as the job would."""
+    from hydra import compose, initialize_config_module
+
+    from simulator.config import to_scenario
+    from simulator.errors import ConfigError
+
+    with initialize_config_module("simulator.scenarios", version_base="1.3"):
+        cfg = compose("config", overrides=["workload.name=${hydra.job.name}"], return_hydra_config=True)
+    assert cfg.workload.name  # resolves here
+    with pytest.raises(ConfigError):
+        to_scenario(cfg)
 
 
 def test_the_schema_is_registered_once():

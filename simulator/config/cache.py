@@ -74,14 +74,14 @@ def key(config_name: str, overrides: Iterable[str], task_name: str, search_path:
         elif path.startswith("file://"):
             roots.append(path.removeprefix("file://"))
     roots += _package_dirs("hydra_plugins")  # the plugins' structured configs and search paths
-    schema = sys.modules.get("simulator.config.schema")
-    files = [schema.__file__] if schema is not None and schema.__file__ else []
     for root in roots:
         h.update(f"root {root}\0".encode("utf-8", "surrogateescape"))
         _stamp_tree(h, root)
-    for file in files:
-        _stamp_file(h, file)
+    _stamp_file(h, _SCHEMA_FILE)  # base_config (whether or not it is imported yet)
     return h.hexdigest()
+
+
+_SCHEMA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema.py")
 
 
 def _package_dirs(package: str) -> list[str]:

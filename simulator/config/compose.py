@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Any, cast
 
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import Container, DictConfig, ListConfig, Node, OmegaConf, open_dict, read_write
 
 from simulator.config.schema import ScenarioConfig, register, schema_node
 from simulator.errors import ConfigError
@@ -134,8 +134,11 @@ def _already_merged(config: Any) -> ScenarioConfig | None:
     if not isinstance(config, DictConfig) or OmegaConf.get_type(config) is not ScenarioConfig:
         return None
     try:
-        if "hydra" in config:  # as hydra hands the job its config: a copy without the hydra node
-            config = copy.deepcopy(config)
+        if "hydra" in config:
+            direct = _object_beside_hydra(config)
+            if direct is not None:
+                return direct
+            config = copy.deepcopy(config)  # as hydra hands the job its config: a copy without the hydra node
             with read_write(config), open_dict(config):
                 del config["hydra"]
         if _has_extra_key(config):  # (to_object would drop it silently)
@@ -144,6 +147,44 @@ def _already_merged(config: Any) -> ScenarioConfig | None:
     except Exception:
         return None
     return result if type(result) is ScenarioConfig else None
+
+
+def _object_beside_hydra(config: DictConfig) -> ScenarioConfig | None:
+    """``OmegaConf.to_object`` of ``config`` without its hydra node, read in place (no copy) when
+    nothing in it interpolates: a value like ``${hydra.job.name}`` would resolve here and not in
+    the copy without the hydra node that hydra hands the job. None when it cannot be read so."""
+    keys = [k for k in config.keys() if k != "hydra"]
+    fields = {f.name for f in dataclasses.fields(ScenarioConfig) if f.init}
+    if not set(keys) <= fields or not _plain(config, keys):
+        return None
+    values: dict[str, Any] = {}
+    for key in keys:  # as DictConfig._to_object does, key by key
+        node = config._get_node(key)
+        if not isinstance(node, Node) or node._is_missing():
+            return None
+        values[str(key)] = OmegaConf.to_object(node) if isinstance(node, Container) else node._value()
+    return ScenarioConfig(**values)
+
+
+def _plain(node: Container, keys: Iterable[Any]) -> bool:
+    """No value under ``node[k]`` (``k`` in ``keys``) interpolates, and no typed node holds a key
+    its dataclass lacks (:func:`_has_extra_key`)."""
+    for key in keys:
+        child = node._get_node(key)
+        if not isinstance(child, Node) or child._is_interpolation():
+            return False
+        if isinstance(child, Container) and not (child._is_none() or child._is_missing()):
+            if isinstance(child, DictConfig):
+                kind = child._metadata.object_type
+                if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+                    names = {f.name for f in dataclasses.fields(kind)}
+                    if any(k not in names for k in child.keys()):
+                        return False
+                if not _plain(child, child.keys()):
+                    return False
+            elif isinstance(child, ListConfig) and not _plain(child, range(len(child))):
+                return False
+    return True
 
 
 def _has_extra_key(node: DictConfig) -> bool:

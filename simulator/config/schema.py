@@ -1,9 +1,13 @@
 """Structured scenario configuration.
 
 Every key a scenario understands is declared here as a dataclass field with a
-type and a default; hydra's ConfigStore registers the tree as ``base_config``
-so that a typo (``workload.rte=5``) or a wrong type (``workload.rate=abc``)
-fails while composing. Semantic checks that types cannot express (a negative
+type and a default; hydra's ConfigStore holds the tree as ``base_config``
+(:func:`register`, called when hydra imports the scenario package
+``simulator.scenarios``, and by :func:`simulator.compose`) so that a typo
+(``workload.rte=5``) or a wrong type (``workload.rate=abc``) fails while
+composing. Importing this module builds nothing: a run that composes nothing
+(a composition read back from :mod:`simulator.config.cache`) never pays for
+the structured tree. Semantic checks that types cannot express (a negative
 rate, a model that does not fit, an unknown policy name) live in
 :mod:`simulator.config.validate`.
 
@@ -487,14 +491,14 @@ def schema_node(schema: type) -> DictConfig:
 
 def register() -> None:
     """Register the schema with hydra as ``base_config`` (idempotent: stored once per process;
-    hydra copies the stored node at each composition)."""
+    hydra copies the stored node at each composition). Whatever composes ``scenarios/config.yaml``
+    calls it first: hydra imports ``simulator.scenarios`` (whose ``__init__`` calls it) before it
+    reads the tree, and :func:`simulator.config.compose` and the command line call it themselves."""
     cs = ConfigStore.instance()
     stored = cs.repo.get("base_config.yaml")
     if stored is None or OmegaConf.get_type(stored.node) is not ScenarioConfig:
         cs.store(name="base_config", node=schema_node(ScenarioConfig))  # (store copies it)
 
-
-register()
 
 __all__: list[Any] = [
     "HardwareConfig",
