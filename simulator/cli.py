@@ -59,7 +59,7 @@ def _app(cfg: DictConfig) -> float | None:
         if hc.mode == RunMode.MULTIRUN:  # one bad point must not end the sweep
             log.error("servesim: error: %s", exc)
             return None
-        _discard_empty_run_dir(outdir)
+        _discard_empty_run_dir(outdir, hc.runtime.cwd)
         print(f"servesim: error: {exc}", file=sys.stderr)
         sys.exit(2)
     result.save(outdir)
@@ -70,14 +70,16 @@ def _app(cfg: DictConfig) -> float | None:
     return result.summary["slo"]["goodput_rps"]
 
 
-def _discard_empty_run_dir(outdir: str) -> None:
-    """A run that failed before writing results leaves no directory behind."""
-    d = Path(outdir)
+def _discard_empty_run_dir(outdir: str, launched_in: str) -> None:
+    """A run that failed before writing results leaves no directory behind (nor the
+    date folders above it that held nothing else, up to ``launched_in``, where
+    servesim was started: with ``hydra.job.chdir`` the run directory is the working directory)."""
+    d = Path(outdir).resolve()
     if d.is_dir() and {p.name for p in d.iterdir()} <= {".hydra", "cli.log"}:
+        cwd = Path(launched_in).resolve()
+        os.chdir(cwd)  # (leave the run directory before removing it)
         shutil.rmtree(d, ignore_errors=True)
-        # and the date folders above it that held nothing else (outputs/<date>/), up to the working directory
-        cwd = Path.cwd().resolve()
-        for parent in d.resolve().parents:
+        for parent in d.parents:
             if parent == cwd or cwd not in parent.parents:
                 break
             try:

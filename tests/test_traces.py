@@ -1010,3 +1010,15 @@ def test_stats_chart_when_every_request_arrives_at_once(tmp_path):
     p = write(tmp_path, "once.csv", "arrival_s,prompt_tokens,output_tokens\n" + "5,10,5\n" * 20)
     assert TC.stats_chart(T.read(p), tmp_path / "once.png").read_bytes()[:4] == b"\x89PNG"
     assert TC._fmt_gap(1e-5) == "10 µs" and TC._fmt_gap(0.1) == "100 ms" and TC._fmt_gap(2.0) == "2 s"
+
+
+def test_a_failed_run_in_its_own_working_directory_is_one_line_and_leaves_nothing(tmp_path):
+    """hydra.job.chdir: the run directory is the job's working directory when the run fails and is removed."""
+    from tests.conftest import servesim_cli
+
+    proc = servesim_cli("hydra.job.chdir=true", "workload.arrival=trace", "workload.trace.path=nosuch.csv", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("servesim: error: workload.trace.path='nosuch.csv' is not a file"), proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "outputs").exists()
