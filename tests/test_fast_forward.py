@@ -56,6 +56,15 @@ CASES["mooncake-sample-8"] = [
 CASES["long-decodes"] = ["workload.rate=2", "workload.output_tokens.dist=fixed", "workload.output_tokens.value=600"]
 CASES["pipeline-pp2"] = ["cluster.pp=2", "workload.rate=8"]
 CASES["beam-4"] = ["workload.beam_width=4", "workload.rate=4"]
+# exact ties: events at the very instant a step ends (a 0.25 s grid of arrivals and step times)
+GRID = ["latency=constant", "latency.step_s=0.25", "workload.arrival=constant", "workload.rate=8", "workload.output_tokens.dist=fixed",
+        "workload.output_tokens.value=64"]  # fmt: skip
+CASES["ties-closed-loop"] = ["latency=constant", "workload.arrival=closed_loop", "workload.users=8", "workload.think_s=0", "cluster.replicas=2"]
+CASES["ties-random-router"] = [*GRID, "cluster.replicas=4", "cluster.router=random"]
+CASES["ties-least-kv"] = [*GRID, "cluster.replicas=4", "cluster.router=least_kv"]
+CASES["ties-kv-watermark"] = [*GRID, "admission.kv_watermark=0.001"]
+CASES["ties-failures"] = [*GRID, "workload.rate=2", "cluster.replicas=2", "cluster.failures.at_s=[3.875,4.0]", "cluster.failures.replica=[1,0]",
+                          "cluster.failures.repair_s=1", "cluster.cold_start.provision_s=0.5"]  # fmt: skip
 CASES["speculative"] = ["scheduler.speculative.method=draft", "scheduler.speculative.draft_model=llama-3.2-1b"]
 
 
@@ -97,7 +106,7 @@ def test_fast_forward_waits_out_runs_in_far_fewer_events(monkeypatch):
     assert counts[True] < counts[False] / 3
 
 
-def test_timeout_at_fires_at_exactly_the_time_asked():
+def test_step_end_at_fires_at_exactly_the_time_asked_before_other_events_then():
     rng = random.Random(7)
     env = simpy.Environment(initial_time=0.0)
     fired = []
@@ -105,12 +114,19 @@ def test_timeout_at_fires_at_exactly_the_time_asked():
     def proc():
         for _ in range(2000):
             when = env.now + rng.expovariate(1 / 0.03) + rng.random() * 1e-9
-            yield decode_run.timeout_at(env, when)
+            yield decode_run.step_end_at(env, when)
             fired.append((env.now, when))
 
     env.process(proc())
     env.run()
     assert len(fired) == 2000 and all(now == when for now, when in fired)
+    # scheduled after an ordinary timeout for the same instant, it still comes first
+    order = []
+    env2 = simpy.Environment()
+    env2.timeout(1.0).callbacks.append(lambda _: order.append("other"))
+    decode_run.step_end_at(env2, 1.0).callbacks.append(lambda _: order.append("step end"))
+    env2.run()
+    assert order == ["step end", "other"]
 
 
 def test_finished_requests_are_let_go():

@@ -5,25 +5,27 @@ arrival, no admission, no completion, no preemption. When a replica plans
 such a step, :func:`plan_run` works out how many of the following steps are
 certainly alike - up to and including the next step that completes a
 request, and short of the first step whose new KV blocks would not fit - and
-prices them all at once. The replica then waits for the end of the whole run
-(or for something to wake it) in one SimPy event instead of one per step.
+prices them a stretch at a time. The replica then waits for the end of the
+run (or for something to wake it) in one SimPy event instead of one per step.
 
 Nothing is skipped, only deferred: :meth:`DecodeRun.advance` replays the
 steps through the replica's own code (``Replica._apply``, the running set's
 block heap, the KV manager, the recorder) the moment anyone could notice -
-the run ends, a request arrives (the wake-up cuts the run at the step in
-progress), a router or autoscaler reads the replica's KV usage, the replica
-fails, or the simulation stops. So every step row, inter-token gap and
-request time is the one step-by-step simulation writes; ``tests/test_fast_forward.py``
-compares the two on every scheduling policy and cluster feature.
+the run ends, a request arrives (the wake-up interrupts the run, which ends
+at the step in progress), something reads the replica's KV or running set,
+the replica fails, or the simulation stops. So every step row, inter-token
+gap and request time is the one step-by-step simulation writes;
+``tests/test_fast_forward.py`` compares the two on every scheduling policy and
+cluster feature, exact ties included.
 
 Times are exact too: each step's end is the previous end plus its duration,
 the same float additions SimPy makes, and the run's end event is scheduled
-at that very float (:func:`timeout_at`).
+at that very float (:func:`step_end_at`). Ties are settled the same way on
+both paths: step ends are URGENT events (:class:`StepEnd`), so at one instant
+every step end comes before any other event.
 
-An event at exactly a step's end time counts as happening before the step
-ends (a request arriving then is seen by the next step), which is the order
-step-by-step simulation gives when the arrival was scheduled first.
+Latency models must price a step from its shape alone (a pure function):
+a run prices steps ahead and drops those a wake-up cuts off.
 
 Off (the step-by-step path) with ``SERVESIM_FAST_FORWARD=0`` in the
 environment, or :data:`ENABLED` set false, to compare the two.
@@ -81,15 +83,37 @@ PAUSE_STEPS = 32
 ROW_WIDTH = len(STEP_COLUMNS)
 
 
-def timeout_at(env: simpy.Environment, when: float) -> simpy.Timeout:
-    """A timeout that fires at exactly ``when`` (``now + delay`` can round off it)."""
+class StepEnd(simpy.events.Event):
+    """The end of an engine step: a timeout ``delay`` from now, scheduled URGENT.
+
+    At one instant, every step end comes before every other event (an arrival,
+    a failure, an autoscaler tick), whenever each was scheduled: a request
+    that arrives exactly as a step ends joins the step after, and a replica
+    read at that instant shows the next step started. That order is what lets a
+    fast-forwarded run stand for the steps it waits out. (As ``simpy.Timeout``
+    does, it sets the event's outcome directly.)"""
+
+    def __init__(self, env: simpy.Environment, delay: float) -> None:
+        self.env = env
+        self.callbacks = []
+        self._value = None
+        self._ok = True
+        env.schedule(self, simpy.events.URGENT, delay)
+
+
+def step_end_at(env: simpy.Environment, when: float) -> StepEnd:
+    """A :class:`StepEnd` at exactly ``when`` (``now + delay`` can round off it)."""
     now = env.now
     delay = when - now
     while now + delay < when:
         delay = math.nextafter(delay, math.inf)
     while now + delay > when and delay > 0:
         delay = math.nextafter(delay, -math.inf)
-    return env.timeout(delay)
+    return StepEnd(env, delay)
+
+
+#: the cause of the interrupt that cuts a run short when the replica is woken
+WAKE = "decode run cut short"
 
 
 class DecodeRun:
@@ -100,7 +124,7 @@ class DecodeRun:
     recorded; one step is always in progress (``started == applied + 1``)."""
 
     __slots__ = ("rep", "plan", "length", "durations", "ends", "ctx0", "seqs", "clock0", "queued", "in_flight", "swapped",
-                 "applied", "started", "free0", "needs")  # fmt: skip
+                 "applied", "started", "free0", "needs", "woken")  # fmt: skip
 
     def __init__(self, rep: Replica, plan: Plan, length: int, dt: float, now: float, ctx0: int, seqs: int):
         st = rep.sched_state
@@ -120,6 +144,7 @@ class DecodeRun:
         self.started = 1
         self.free0 = st.kv.free  # blocks free for the run's steps 1..
         self.needs = 0  # blocks the priced steps take
+        self.woken = False  # the replica was woken: the run ends at the step in progress
         self.extend()
 
     def extend(self) -> None:
@@ -164,10 +189,11 @@ class DecodeRun:
         return self.ends[self.started - 1]
 
     def advance(self, now: float) -> None:
-        """Bring the replica to ``now``: apply every step that ended before ``now``
+        """Bring the replica to ``now``: apply every step that ended by ``now``
         (never the run's last: the replica applies that one) and start the next;
-        the step in progress at ``now`` stays in progress."""
-        upto = min(bisect.bisect_left(self.ends, now), self.length - 1)  # steps ending before now
+        the step in progress at ``now`` stays in progress. A step ending exactly
+        at ``now`` has ended (step ends come first at an instant: :class:`StepEnd`)."""
+        upto = min(bisect.bisect_right(self.ends, now), self.length - 1)  # steps ending by now
         if upto <= self.applied:
             return
         rep = self.rep

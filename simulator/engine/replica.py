@@ -120,8 +120,10 @@ class Replica:
         return RunningSet(kv.block_size, grows=kv.grows)
 
     # -- the scheduling state, as the cluster reads it -----------------------
+    # (read from outside, these first bring a fast-forwarded run up to now: see catch_up)
     @property
     def kv(self) -> BlockManager:
+        self.catch_up()
         return self.sched_state.kv
 
     @property
@@ -130,6 +132,7 @@ class Replica:
 
     @property
     def running(self):
+        self.catch_up()
         return self.sched_state.running
 
     @property
@@ -166,8 +169,8 @@ class Replica:
 
     @property
     def kv_usage(self) -> float:
-        if self._run is not None:
-            self._run.advance(self.env.now)
+        """Fraction of the KV blocks in use now (brings a fast-forwarded run up to now first)."""
+        self.catch_up()
         kv = self.sched_state.kv
         return (kv.total - kv.free) / kv.total
 
@@ -226,6 +229,9 @@ class Replica:
     def wake(self) -> None:
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
+        elif self._run is not None and not self._run.woken and self.env.active_process is not self.process:
+            self._run.woken = True  # a run of decode steps ends at the step in progress
+            self.process.interrupt(decode_run.WAKE)
 
     def receive(self, req: Request, kv_entries: int) -> None:
         """Disaggregation: ``req`` arrives with its KV (blocks already allocated
@@ -273,7 +279,10 @@ class Replica:
         return held
 
     def catch_up(self) -> None:
-        """Apply and record the steps of a fast-forwarded run that have started by now."""
+        """Apply and record the steps of a fast-forwarded run that have started by now.
+        Anything that reads a replica's state from outside its process (a router, an
+        autoscaler metric, admission control: plugins too) sees it as step-by-step
+        simulation would once this is called; ``kv``, ``running`` and ``kv_usage`` call it."""
         if self._run is not None:
             self._run.advance(self.env.now)
 
@@ -348,7 +357,7 @@ class Replica:
             run = decode_run.plan_run(self, plan, shape, dt, env.now) if fast and n_decode and not plan.prefill else None
             try:
                 if run is None:
-                    yield env.timeout(dt)
+                    yield decode_run.StepEnd(env, dt)
                 else:
                     yield from self._ride(run)
             except simpy.Interrupt:  # failed mid-step: the step ends now, its work is lost
@@ -359,24 +368,27 @@ class Replica:
                 self.on_step_end(self)
 
     def _ride(self, run: decode_run.DecodeRun):
-        """Wait out ``run`` until its end or a wake-up, whichever comes first; its
-        steps are then applied up to the one in progress, which is waited out."""
+        """Wait out ``run`` until its end or a wake-up (an interrupt), whichever comes
+        first; its steps are then applied up to the one in progress, which is waited out."""
         env = self.env
         self._run = run
-        self._wake = wake = env.event()
         try:
             while True:
-                yield decode_run.timeout_at(env, run.priced_end) | wake
-                if wake.triggered or run.complete:
+                try:
+                    yield decode_run.step_end_at(env, run.priced_end)
+                except simpy.Interrupt as stop:
+                    if stop.cause != decode_run.WAKE:
+                        raise  # a failure: fail() has caught up; the loop cuts the step in progress
+                    break
+                if run.complete:
                     break
                 run.extend()  # the priced steps are over and nothing happened: price more
-        finally:  # also when the replica fails meanwhile (fail() has caught up)
-            self._wake = None
+        finally:
             run.advance(env.now)
             self._run = None
             decode_run.note_ride(self, run)
         if run.end > env.now:
-            yield decode_run.timeout_at(env, run.end)
+            yield decode_run.step_end_at(env, run.end)
 
     def _join_inbox(self) -> None:
         """Disaggregation: requests whose KV arrived during the last step start decoding."""
