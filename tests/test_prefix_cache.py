@@ -60,6 +60,13 @@ def test_the_last_prompt_token_is_always_recomputed():
     assert b.prefilled == 80  # 5 blocks: the block with the last token is computed again
 
 
+def test_prefix_ids_may_come_as_a_list_of_numpy_ints():
+    import numpy as np
+
+    a, b = req(0, 1100, [np.int64(7), np.int64(8)], granularity=512), req(1, 1100, [7, 8], granularity=512)
+    assert a.prefix_keys == b.prefix_keys and a.prefix_keys[0] == key(7, 16)
+
+
 def test_lru_eviction_reclaims_unreferenced_blocks():
     kv = PrefixCachingBlockManager(10, 16)
     a = req(0, 160, list(range(10)))

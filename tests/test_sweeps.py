@@ -69,6 +69,20 @@ def test_dask_sweep_runs_on_a_running_cluster(tmp_path):
     assert sorted(_summaries(out)) == ["0", "1", "2", "3"]
 
 
+def test_a_dask_sweep_counts_the_points_that_failed(tmp_path):
+    pytest.importorskip("distributed")
+    out = tmp_path / "sweep"
+    proc = subprocess.run(
+        ["servesim", "-m", f"hydra.sweep.dir={out}", "workload.num_requests=30", "output.charts=false", "output.console=false",
+         "workload.rate=2,-1", "hydra/launcher=dask", "hydra.launcher.n_workers=2"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Dask: 1 of 2 points failed" in proc.stdout + proc.stderr and "job 1" in proc.stdout + proc.stderr
+    assert "workload.rate must be" in (out / "1" / "cli.log").read_text()
+    assert (out / "0" / "summary.json").is_file()
+
+
 @pytest.mark.parametrize("via", ["address", "scheduler_file"])
 def test_an_unreachable_dask_scheduler_fails_in_one_line(tmp_path, via):
     pytest.importorskip("distributed")

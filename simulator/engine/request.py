@@ -121,7 +121,7 @@ class Request:
         and its end position (``id * KEY_SPAN + end``), which names the whole
         prompt up to that point."""
         n = min(self.prompt // block_size, len(ids) * granularity // block_size)
-        ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
+        ids = ids.tolist() if hasattr(ids, "tolist") else [int(i) for i in ids]  # Python ints (a list may hold numpy ints)
         ends = range(block_size, (n + 1) * block_size, block_size)
         covering = ((np.arange(1, n + 1, dtype=np.int64) * block_size - 1) // granularity).tolist()
         self.prefix_keys = tuple(map(operator.add, map(KEY_SPAN.__mul__, map(ids.__getitem__, covering)), ends))
