@@ -261,7 +261,6 @@ class DecodeRun:
         rep.compute_s = self.durations[stop - 1]
         self.started = stop
 
-
     def _start_one(self, i: int) -> None:
         """:meth:`_start` for one step (the same row, a tuple)."""
         rep = self.rep
