@@ -53,11 +53,17 @@ def prefill_seconds(steps: pd.DataFrame) -> tuple[float, float]:
 
 
 def _split_seconds(dur: np.ndarray, prefill: np.ndarray, decode: np.ndarray) -> tuple[float, float]:
+    # (the same values as prefill / work where work > 0, else 0, with few whole-table temporaries)
     work = prefill + decode
-    with np.errstate(invalid="ignore", divide="ignore"):
-        input_part = np.where(work > 0, prefill / work, 0.0)
     busy = work > 0
-    return float(np.dot(dur, input_part)), float(np.dot(dur[busy], 1.0 - input_part[busy]))
+    input_part = np.zeros_like(work)
+    np.divide(prefill, work, out=input_part, where=busy)
+    del work
+    inp = float(np.dot(dur, input_part))
+    rest = input_part[busy]
+    del input_part
+    np.subtract(1.0, rest, out=rest)
+    return inp, float(np.dot(dur[busy], rest))
 
 
 def group_input_shares(steps: pd.DataFrame, groups: Mapping[int, str], gpus: Mapping[str, int]) -> tuple[dict[str, float], float | None]:

@@ -63,15 +63,17 @@ def weighted_stats(values: np.ndarray, weights: np.ndarray) -> Stats:
     total = int(weights.sum()) if weights.size else 0
     if total == 0:
         return _empty()
+    # fsum: the exactly rounded sum, so the mean does not depend on the order the gaps were recorded in
+    mean = math.fsum(values * weights) / total
     order = np.argsort(values, kind="stable")
-    v, w = values[order], weights[order]
-    cum = np.cumsum(w)
+    v = values[order]
+    cum = np.cumsum(weights[order])  # (the arrays can hold millions of gaps: few temporaries at once)
+    del order
     q: list[float | None] = []
     for p in PCTS:
         idx = int(np.searchsorted(cum, math.ceil(p / 100 * total), side="left"))
         q.append(float(v[min(idx, len(v) - 1)]))
-    # fsum: the exactly rounded sum, so the mean does not depend on the order the gaps were recorded in
-    return _stats(math.fsum(values * weights) / total, q, float(v[-1]))
+    return _stats(mean, q, float(v[-1]))
 
 
 def percentiles(x: pd.Series) -> Percentiles:
