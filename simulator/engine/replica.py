@@ -230,8 +230,10 @@ class Replica:
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
         elif self._run is not None and not self._run.woken and self.env.active_process is not self.process:
-            self._run.woken = True  # a run of decode steps ends at the step in progress
-            self.process.interrupt(decode_run.WAKE)
+            run = self._run
+            run.woken = True  # a run of decode steps ends at the step in progress
+            if run.priced_end > self.env.now:  # (else its timer fires at this instant, and the ride sees woken)
+                self.process.interrupt(decode_run.WAKE)
 
     def receive(self, req: Request, kv_entries: int) -> None:
         """Disaggregation: ``req`` arrives with its KV (blocks already allocated
@@ -380,7 +382,7 @@ class Replica:
                     if stop.cause != decode_run.WAKE:
                         raise  # a failure: fail() has caught up; the loop cuts the step in progress
                     break
-                if run.complete:
+                if run.complete or run.woken:
                     break
                 run.extend()  # the priced steps are over and nothing happened: price more
         finally:
