@@ -405,12 +405,25 @@ class RooflineLatency(LatencyModel):
         q = shape.decode_queries  # > 1: speculative verification, every position through the model and the LM head
         tokens = pt + ds * q if q != 1 else pt + ds
         seqs = shape.prefill_seqs + ds
+        rows = seqs + ds * (q - 1) if q != 1 else seqs
+        t = self._token_work_s(tokens, seqs, rows)
+        if tokens <= 0:
+            return t
+        if pt:
+            t += self.attention_prefill_s(shape.prefill_attn_pairs, shape.prefill_ctx_tokens + pt)
+        if ds:
+            t += self.attention_decode_s(ds, shape.decode_ctx_tokens) if q == 1 else self.attention_decode_s(ds, shape.decode_ctx_tokens, q)
+        return t
+
+    def _token_work_s(self, tokens: int, seqs: int, rows: int) -> float:
+        """A step's time before attention, summed in this order (which :meth:`decode_times` relies on):
+        overheads, the layer GEMMs of ``tokens`` rows, the LM head of ``rows`` rows, elementwise work,
+        collectives."""
         t = self.overhead + self.overhead_per_seq * seqs
         if tokens <= 0:
             return t
         lin = self._linear_cache.get(tokens)
         t += lin if lin is not None else self.linear_s(tokens)
-        rows = seqs + ds * (q - 1) if q != 1 else seqs
         lm = self._lm_cache.get(rows)
         t += lm if lm is not None else self.lm_head_s(rows)
         t += self._ew_fixed + self._ew_tok * tokens
@@ -418,26 +431,13 @@ class RooflineLatency(LatencyModel):
             t += self.allreduce_s(tokens)
         if self._a2a is not None:
             t += self.alltoall_s(tokens)
-        if pt:
-            t += self.attention_prefill_s(shape.prefill_attn_pairs, shape.prefill_ctx_tokens + pt)
-        if ds:
-            t += self.attention_decode_s(ds, shape.decode_ctx_tokens) if q == 1 else self.attention_decode_s(ds, shape.decode_ctx_tokens, q)
         return t
 
     def decode_times(self, seqs: int, ctx_tokens: int, count: int) -> list[float]:
-        # step_time's sum, in its order, with the parts that do not depend on the context added once
+        # step_time's sum: the part that does not depend on the context once, then each step's attention
         if seqs <= 0:
             return super().decode_times(seqs, ctx_tokens, count)
-        t = self.overhead + self.overhead_per_seq * seqs
-        lin = self._linear_cache.get(seqs)
-        t += lin if lin is not None else self.linear_s(seqs)
-        lm = self._lm_cache.get(seqs)
-        t += lm if lm is not None else self.lm_head_s(seqs)
-        t += self._ew_fixed + self._ew_tok * seqs
-        if self._comm_paths:
-            t += self.allreduce_s(seqs)
-        if self._a2a is not None:
-            t += self.alltoall_s(seqs)
+        t = self._token_work_s(seqs, seqs, seqs)
         attn = self.attention_decode_s
         return [t + attn(seqs, ctx_tokens + i * seqs) for i in range(count)]
 

@@ -83,14 +83,7 @@ class SpeculativeLatency(LatencyModel):
     def proposal_s(self, shape: StepShape) -> float:
         """k proposer steps over the decoding sequences; the first also takes the step's prompt tokens."""
         assert self.proposer is not None
-        first = StepShape(
-            prefill_seqs=shape.prefill_seqs,
-            prefill_tokens=shape.prefill_tokens,
-            prefill_attn_pairs=shape.prefill_attn_pairs,
-            prefill_ctx_tokens=shape.prefill_ctx_tokens,
-            decode_seqs=shape.decode_seqs,
-            decode_ctx_tokens=shape.decode_ctx_tokens,
-        )
+        first = replace(shape, decode_queries=1)
         later = StepShape(decode_seqs=shape.decode_seqs, decode_ctx_tokens=shape.decode_ctx_tokens)
         t = self.proposer.step_time(first)
         for j in range(1, self.k):
