@@ -22,10 +22,8 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import shutil
 import sys
 import warnings
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import hydra
@@ -34,6 +32,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 from simulator.errors import ServesimError
+from simulator.files import discard_empty_run_dir
 
 if TYPE_CHECKING:
     from simulator.config.schema import ScenarioConfig
@@ -59,7 +58,7 @@ def _app(cfg: DictConfig) -> float | None:
         if hc.mode == RunMode.MULTIRUN:  # one bad point must not end the sweep
             log.error("servesim: error: %s", exc)
             return None
-        _discard_empty_run_dir(outdir, hc.runtime.cwd)
+        discard_empty_run_dir(outdir, {".hydra", "cli.log"}, hc.runtime.cwd)  # a failed run leaves nothing behind
         print(f"servesim: error: {exc}", file=sys.stderr)
         sys.exit(2)
     result.save(outdir)
@@ -68,24 +67,6 @@ def _app(cfg: DictConfig) -> float | None:
 
         render_summary(result.summary, outdir)
     return result.summary["slo"]["goodput_rps"]
-
-
-def _discard_empty_run_dir(outdir: str, launched_in: str) -> None:
-    """A run that failed before writing results leaves no directory behind (nor the
-    date folders above it that held nothing else, up to ``launched_in``, where
-    servesim was started: with ``hydra.job.chdir`` the run directory is the working directory)."""
-    d = Path(outdir).resolve()
-    if d.is_dir() and {p.name for p in d.iterdir()} <= {".hydra", "cli.log"}:
-        cwd = Path(launched_in).resolve()
-        os.chdir(cwd)  # (leave the run directory before removing it)
-        shutil.rmtree(d, ignore_errors=True)
-        for parent in d.parents:
-            if parent == cwd or cwd not in parent.parents:
-                break
-            try:
-                parent.rmdir()  # only succeeds when empty
-            except OSError:
-                break
 
 
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:

@@ -7,6 +7,9 @@ tools read them, and neither has to import the other to agree on them.
 from __future__ import annotations
 
 import math
+import os
+import shutil
+from pathlib import Path
 from typing import Any
 
 #: Files every run directory holds.
@@ -33,3 +36,22 @@ def json_safe(obj: Any) -> Any:
     if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):  # numpy scalars
         return json_safe(obj.item())
     return obj
+
+
+def discard_empty_run_dir(directory: str | Path, leftovers: set[str], up_to: str | Path) -> None:
+    """Remove ``directory`` if it holds nothing but ``leftovers`` (what hydra writes before a run
+    or sweep starts), and the folders above it left empty (``outputs/<date>/``), up to ``up_to``,
+    where servesim was started. A working directory inside it (``hydra.job.chdir``) moves to ``up_to``."""
+    d = Path(directory).resolve()
+    if not d.is_dir() or not {p.name for p in d.iterdir()} <= leftovers:
+        return
+    top = Path(up_to).resolve()
+    os.chdir(top)  # (leave the run directory before removing it)
+    shutil.rmtree(d, ignore_errors=True)
+    for parent in d.parents:
+        if parent == top or top not in parent.parents:
+            break
+        try:
+            parent.rmdir()  # only succeeds when empty
+        except OSError:
+            break

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 import threading
 import time
@@ -197,15 +196,8 @@ def _fail(message: str, sweep_dir: Path) -> NoReturn:
 
     A sweep that never launched leaves no directory behind (hydra's sweeper has written only multirun.yaml there).
     """
-    if sweep_dir.is_dir() and {p.name for p in sweep_dir.iterdir()} <= {"multirun.yaml"}:
-        shutil.rmtree(sweep_dir, ignore_errors=True)
-        cwd = Path.cwd().resolve()
-        for parent in sweep_dir.resolve().parents:  # and the date folders above it that held nothing else
-            if parent == cwd or cwd not in parent.parents:
-                break
-            try:
-                parent.rmdir()  # only succeeds when empty
-            except OSError:
-                break
+    from simulator.files import discard_empty_run_dir
+
+    discard_empty_run_dir(sweep_dir, {"multirun.yaml"}, Path.cwd())
     print(f"servesim: error: {' '.join(message.split())}", file=sys.stderr)
     sys.exit(2)
