@@ -58,21 +58,13 @@ from typing import Any
 import numpy as np
 
 from simulator.validation.recording import Recording, RecordingError, RecordingFormat, frame, register
+from simulator.validation.vllm import head, names_keys
 
 SUMMARY = "NVIDIA genai-perf / perf_analyzer profile_export.json (per-request ns timestamps)"
 
 
-def _head(path: Path, n: int = 1 << 12) -> str:
-    with open(path, "rb") as f:
-        return f.read(n).decode("utf-8", errors="replace")
-
-
 def _sniff(path: Path) -> bool:
-    try:
-        h = _head(path).lstrip()
-        return h.startswith("{") and all(f'"{k}"' in h for k in ("experiments", "experiment", "mode"))
-    except Exception:
-        return False
+    return names_keys(head(path, 1 << 12), ("experiments", "experiment", "mode"))
 
 
 def _json(text: str) -> Any:

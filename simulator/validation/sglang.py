@@ -41,17 +41,14 @@ from pathlib import Path
 from typing import Any
 
 from simulator.validation.recording import Recording, RecordingFormat, frame, register
-from simulator.validation.vllm import head, load_runs, pick_run, rate, requests_from_lists
+from simulator.validation.vllm import head, load_runs, names_keys, pick_run, rate, requests_from_lists
 
 SUMMARY = "SGLang python -m sglang.bench_serving --output-file X.jsonl --output-details (one JSON line per run)"
 
 
 def _sniff(path: Path) -> bool:
-    try:
-        first = head(path).lstrip().split("\n", 1)[0]
-        return first.startswith("{") and all(f'"{k}"' in first for k in ("dataset_name", "random_range_ratio", "request_rate"))
-    except Exception:
-        return False
+    first = head(path).lstrip().split("\n", 1)[0]  # one JSON object per line
+    return names_keys(first, ("dataset_name", "random_range_ratio", "request_rate"))
 
 
 def read(path: Path, run: int = -1) -> Recording:

@@ -183,12 +183,14 @@ def _date(value: Any) -> str | None:
         return value
 
 
+def names_keys(text: str, keys: tuple[str, ...]) -> bool:
+    """``text`` (the start of a file) opens a JSON object that names every one of ``keys`` (for sniffing)."""
+    text = text.lstrip()
+    return text.startswith("{") and all(f'"{k}"' in text for k in keys)
+
+
 def _sniff(path: Path) -> bool:
-    try:
-        h = head(path).lstrip()
-        return h.startswith("{") and all(f'"{k}"' in h for k in ("model_id", "num_prompts", "request_rate"))
-    except Exception:
-        return False
+    return names_keys(head(path), ("model_id", "num_prompts", "request_rate"))
 
 
 def read(path: Path, run: int = -1) -> Recording:
