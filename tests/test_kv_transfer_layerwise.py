@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import simulator
+from tests.conftest import run
 
 QUIET = ["output.charts=false", "output.console=false"]
 KV_BYTES = 2 * 32 * 8 * 128 * 2  # Llama-3.1-8B, bf16: 128 KiB per token
@@ -24,10 +25,6 @@ ONE = [
     "workload.prompt_tokens.dist=fixed", "workload.prompt_tokens.value=1024",
     "workload.output_tokens.dist=fixed", "workload.output_tokens.value=8",
 ]  # fmt: skip
-
-
-def run(*overrides: str) -> simulator.Result:
-    return simulator.run(QUIET + list(overrides))
 
 
 def exposed(r: simulator.Result) -> np.ndarray:
@@ -99,7 +96,7 @@ def loaded():
         "cluster=disaggregated", "cluster.disaggregation.prefill.replicas=2",
         "cluster.disaggregation.link.bandwidth_gbps=6", "workload.rate=30",
     ]  # fmt: skip
-    return run(*sc), run(*sc, "cluster.disaggregation.link.layerwise=true")
+    return run(*sc, base=QUIET), run(*sc, "cluster.disaggregation.link.layerwise=true", base=QUIET)
 
 
 def test_layerwise_never_delays_a_request_and_improves_ttft_under_load(loaded):

@@ -8,16 +8,13 @@ import pytest
 import simulator
 from simulator.errors import ConfigError
 from simulator.workload import generate
+from tests.conftest import run
 
 LONG = [
     "memory.prefix_caching=true", "workload.rate=0.5", "workload.num_requests=40",
     "workload.prompt_tokens.dist=fixed", "workload.prompt_tokens.value=2048",
     "workload.output_tokens.dist=fixed", "workload.output_tokens.value=128",
 ]  # fmt: skip
-
-
-def run(*overrides: str) -> simulator.Result:
-    return simulator.run(list(overrides))
 
 
 def test_each_prompt_becomes_n_consecutive_samples_of_one_prefix():
