@@ -16,6 +16,7 @@ write to is never read. Any failure to read or write an entry just composes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -181,7 +182,5 @@ def _prune(directory: Path) -> None:
             except OSError:
                 continue
     for _, path in sorted(entries)[: max(0, len(entries) - MAX_ENTRIES)]:
-        try:
+        with contextlib.suppress(OSError):  # another servesim pruned it first
             os.unlink(path)
-        except OSError:
-            pass
