@@ -169,9 +169,8 @@ class Replica:
 
     @property
     def kv_usage(self) -> float:
-        """Fraction of the KV blocks in use now (brings a fast-forwarded run up to now first)."""
-        self.catch_up()
-        kv = self.sched_state.kv
+        """Fraction of the KV blocks in use now (``kv`` brings a fast-forwarded run up to now first)."""
+        kv = self.kv
         return (kv.total - kv.free) / kv.total
 
     @property
