@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # imported where used, so ``import simulator`` loads neither 
 
     from simulator.config import ScenarioConfig
     from simulator.metrics.sections import Summary
+    from simulator.metrics.steps import StepRows
     from simulator.workload.base import Workload
 
 #: Writers of a run's derived files, called by :meth:`Result.save` as
@@ -44,11 +45,21 @@ class Result:
 
     config: ScenarioConfig
     requests: pd.DataFrame  # one row per request
-    steps: pd.DataFrame  # one row per engine iteration
+    step_rows: StepRows | pd.DataFrame  # the engine iterations; read them as ``steps``
     summary: Summary  # summary.json; its sections are typed in simulator.metrics.sections
     itl: tuple[Any, Any] | None = None  # (gaps, counts): inter-token gaps over all tokens
     replicas: pd.DataFrame | None = None  # one row per replica lifecycle event
     replications: list[Result] = field(default_factory=list)  # with replications=N: runs 2..N (seed + 1 ..)
+
+    @property
+    def steps(self) -> pd.DataFrame:
+        """One row per engine iteration (steps.parquet's table). Made on first use from the
+        recorder's packed rows, so a run whose steps are only summarised and saved never
+        holds the whole table (a million-request fleet run has over 5 million steps)."""
+        from simulator.metrics.steps import StepRows
+
+        rows = self.step_rows
+        return rows.table() if isinstance(rows, StepRows) else rows
 
     def save(self, directory: str | Path, *, charts: bool | None = None, perfetto: bool | None = None) -> Path:
         """Write requests.parquet, steps.parquet, replicas.parquet (unless ``output.tables``
@@ -60,7 +71,7 @@ class Result:
         out.mkdir(parents=True, exist_ok=True)
         if self.config.output.tables:  # output.tables=false: the summary only (large sweeps)
             self.requests.to_parquet(out / REQUESTS_FILE, index=False)
-            self.steps.to_parquet(out / STEPS_FILE, index=False)
+            self._save_steps(out / STEPS_FILE)
             if self.replicas is not None:
                 self.replicas.to_parquet(out / REPLICAS_FILE, index=False)
         (out / SUMMARY_FILE).write_text(json.dumps(json_safe(self.summary), indent=2) + "\n")
@@ -72,6 +83,15 @@ class Result:
         for write in ARTIFACT_WRITERS:  # simulator.report.artifacts: the charts, the Perfetto trace
             write(self, out, charts, perfetto)
         return out
+
+
+    def _save_steps(self, path: Path) -> None:
+        from simulator.metrics.steps import StepRows
+
+        if isinstance(self.step_rows, StepRows):  # a row group at a time, from the packed rows
+            self.step_rows.to_parquet(path)
+        else:
+            self.step_rows.to_parquet(path, index=False)
 
 
 def scenario_yaml(cfg: ScenarioConfig) -> str:
@@ -271,12 +291,12 @@ def _run_once(cfg: ScenarioConfig, workload: Workload | None = None) -> Result:
     check_workload(cfg, workload)
     out = simulate(cfg, workload)
     requests = out.recorder.requests_table()
-    steps = out.recorder.steps_table()
-    summary = summarize(cfg, out, requests, steps)
+    steps = out.recorder.packed_steps()
+    summary = summarize(cfg, out, requests, steps.frame)
     return Result(
         config=cfg,
         requests=requests,
-        steps=steps,
+        step_rows=steps,
         summary=summary,
         itl=out.recorder.itl(),
         replicas=out.recorder.replicas_table(),

@@ -41,3 +41,40 @@ def test_a_narrow_count_column_widens_before_it_overflows():
     col.extend(np.array([2.0**40, -5.0]))
     assert col.data.dtype == np.int64
     assert col.values().tolist() == [1, 2, 3, 2**40, -5]
+
+
+def _steps_file_by_whole_table(result, path, row_group: int) -> None:
+    result.steps.to_parquet(path, index=False, row_group_size=row_group)
+
+
+@pytest.mark.parametrize("name", ["failure-retry", "mooncake-sample-8", "disaggregated-chunked-2x"])
+def test_steps_parquet_written_a_row_group_at_a_time_is_the_whole_tables_file(name, monkeypatch, tmp_path):
+    """steps.parquet comes from the packed rows in row groups: byte for byte the file the
+    whole int64 table writes with the same row groups, pool column and pandas metadata included."""
+    from simulator.metrics import steps as steps_module
+
+    overrides = CASES[name]
+    monkeypatch.setattr(steps_module, "ROW_GROUP", 97)
+    streamed = _run(overrides)
+    rows = streamed.step_rows
+    assert isinstance(rows, steps_module.StepRows) and len(rows) > 3 * 97  # several row groups
+    rows.to_parquet(tmp_path / "streamed.parquet")
+    assert rows._table is None  # written without making the whole table
+    _steps_file_by_whole_table(streamed, tmp_path / "whole.parquet", 97)
+    assert (tmp_path / "streamed.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()
+    back = pd.read_parquet(tmp_path / "streamed.parquet")
+    pd.testing.assert_frame_equal(back, streamed.steps, check_exact=True)
+
+
+def test_the_public_steps_table_has_int64_counts_and_is_made_once():
+    import numpy as np
+
+    from simulator.metrics.recorder import _STEP_INT
+
+    result = _run(CASES["failure-retry"])
+    rows = result.step_rows
+    assert rows.frame["decode_seqs"].dtype == np.int32  # packed: 4 bytes a count
+    table = result.steps
+    assert all(table[c].dtype == np.int64 for c in _STEP_INT)
+    assert result.steps is table  # made once...
+    assert rows.frame is table  # ... and the packed columns let go

@@ -2,7 +2,9 @@
 
 Each step appends one :class:`StepRow` (a typed tuple; packed into float64 blocks every
 :data:`PACK_ROWS` rows) and each ended request one value per column;
-the tables are built once, at the end (``requests_table``, ``steps_table``).
+the tables are made once, at the end, a column at a time, each packed column let
+go as its table column is made (``requests_table``; ``packed_steps``, whose
+int64 table :mod:`simulator.metrics.steps` makes only when asked).
 Inter-token gaps are kept as (gap, count) pairs: in a decode step every
 sequence that also decoded in the previous step shares the same gap, so one
 pair stands for all of them.
@@ -19,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.metrics.columns import Column
+from simulator.metrics.steps import StepRows
 
 REQUEST_COLUMNS = (
     "request_id",
@@ -122,7 +125,8 @@ class Recorder:
         #: packed step rows, column by column
         # (counts in int32, widened if one ever needs more: 96 bytes a step instead of 160)
         self._step_cols = [Column(np.int32 if c in _STEP_INT else np.float64) for c in STEP_COLUMNS]
-        self._steps_df: pd.DataFrame | None = None  # the steps table, once built
+        self._step_rows: StepRows | None = None  # the step rows in order, once made
+        self._requests_df: pd.DataFrame | None = None  # the requests table, once made
         self._fresh_rows: list[np.ndarray] = []  # fast-forwarded runs' rows, packed with the pending ones
         self._fresh_count = 0
         self._fresh_gaps: list[tuple[np.ndarray, int]] = []  # ... and their gaps (each of one count)
@@ -243,43 +247,26 @@ class Recorder:
         self.replica_rows.append((time_s, replica, group, event, gpus, serving, billed_gpus))
 
     # -- tables ----------------------------------------------------------
-    def _request_columns(self) -> dict[str, typing.Any]:
-        """Every request column so far: packed blocks and pending values joined."""
-        q = self.req
-        out: dict[str, typing.Any] = {}
+    def requests_table(self) -> pd.DataFrame:
+        """One row per request, by id (made once, a column at a time: the recorder lets each
+        packed column go as its table column is made, so the requests are held once)."""
+        if self._requests_df is not None:
+            return self._requests_df
+        self._pack_requests()
+        ids = self._req_cols["request_id"].values()
+        order = None if len(ids) < 2 or (np.diff(ids) > 0).all() else np.argsort(ids, kind="stable")
+        columns: dict[str, typing.Any] = {}
         for c in REQUEST_COLUMNS:
             if c in _REQ_NUMERIC:
-                col = self._req_cols[c]
-                out[c] = np.concatenate([col.values(), np.array(q[c], dtype=_REQ_NUMERIC[c])]) if len(col) else q[c]
+                values = self._req_cols.pop(c).values()
             else:
-                out[c] = self._req_text[c] + q[c] if self._req_text[c] else q[c]
-        return out
-
-    def requests_table(self) -> pd.DataFrame:
-        df = pd.DataFrame(self._request_columns())
-        df = df.astype(
-            {
-                "request_id": "int64",
-                "arrival_s": "float64",
-                "prompt_tokens": "int64",
-                "output_tokens": "int64",
-                "replica": "int64",
-                "first_scheduled_s": "float64",
-                "prefill_done_s": "float64",
-                "first_token_s": "float64",
-                "last_token_s": "float64",
-                "finish_s": "float64",
-                "preemptions": "int64",
-                "swaps": "int64",
-                "attempts": "int64",
-            }
-        )
-        df["status"] = df["status"].astype("string")
-        df["reject_reason"] = df["reject_reason"].astype("string")
-        df["tenant"] = df["tenant"].astype("string")
-        df["session"] = df["session"].astype("string")
-        df["tier"] = df["tier"].astype("string")
-        df = df.sort_values("request_id", kind="stable").reset_index(drop=True)
+                values = np.asarray(self._req_text.pop(c), dtype=object)
+            if order is not None:
+                values = values[order]
+            columns[c] = values if c in _REQ_NUMERIC else pd.array(values, dtype="string")
+        del values
+        df = pd.DataFrame(columns, copy=False)
+        del columns
         done = df["status"] == "completed"
         df["queue_s"] = (df["first_scheduled_s"] - df["arrival_s"]).where(done)
         df["ttft_s"] = (df["first_token_s"] - df["arrival_s"]).where(done)
@@ -289,37 +276,37 @@ class Recorder:
         df["e2e_s"] = (df["finish_s"] - df["arrival_s"]).where(done)
         if self.extra:
             ids = df["request_id"].tolist()
-            for name, (values, default, dtype) in self.extra.items():
-                df[name] = pd.Series([values.get(i, default) for i in ids], index=df.index, dtype=dtype)
+            for name, (by_id, default, dtype) in self.extra.items():
+                df[name] = pd.Series([by_id.get(i, default) for i in ids], index=df.index, dtype=dtype)
+        self._requests_df = df
         return df
 
-    def steps_table(self) -> pd.DataFrame:
-        """The step rows as a table (built once: the packed rows are let go)."""
-        if self._steps_df is not None:
-            return self._steps_df
-        # Every value is an int below 2**53 or a float, so float64 columns hold
-        # them exactly; the int columns are cast back to their type.
+    def packed_steps(self) -> StepRows:
+        """The step rows in the table's order (made once: the recorder lets its buffers go).
+        Counts stay as packed (int32, exact); :meth:`StepRows.table` widens them."""
+        if self._step_rows is not None:
+            return self._step_rows
         self._pack()
         buffers = self._step_cols
         order = step_order(buffers[2].values(), buffers[0].values(), buffers[1].values())
-        cols: list[Column | None] = list(buffers)
-        self._step_cols = buffers = []
+        self._step_cols = []
         columns = {}
-        for i, c in enumerate(STEP_COLUMNS):
-            col = cols[i]
-            assert col is not None
-            cols[i] = None  # each column's buffer goes as soon as its table column is made: the rows are held once
-            values = col.values() if order is None else col.values()[order]
-            columns[c] = values.astype(np.int64) if c in _STEP_INT else values
-            del col, values
+        buffers.reverse()
+        for c in STEP_COLUMNS:
+            col = buffers.pop()  # (sorted: each column's buffer goes as soon as its sorted copy exists)
+            columns[c] = col.values() if order is None else col.values()[order]
+        del col
         df = pd.DataFrame(columns, copy=False)
-        allocated = df["kv_blocks_used"].to_numpy() * self.block_size
+        del columns
+        allocated = df["kv_blocks_used"].to_numpy().astype(np.int64) * self.block_size
         with np.errstate(invalid="ignore", divide="ignore"):
             df["kv_token_share"] = np.where(allocated > 0, df["kv_tokens"].to_numpy() / allocated, np.nan)
-        if self.pools:
-            df.insert(1, "pool", pd.Series(np.asarray(self.pools, dtype=object)[df["replica"].to_numpy()], dtype="string"))
-        self._steps_df = df
-        return df
+        self._step_rows = StepRows(df, self.pools, _STEP_INT)
+        return self._step_rows
+
+    def steps_table(self) -> pd.DataFrame:
+        """The public steps table (int64 counts, ``pool`` when the run has pools)."""
+        return self.packed_steps().table()
 
     def replicas_table(self) -> pd.DataFrame:
         df = pd.DataFrame(self.replica_rows, columns=list(REPLICA_COLUMNS))
