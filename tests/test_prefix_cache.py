@@ -8,6 +8,7 @@ import simulator
 from simulator.engine.request import KEY_SPAN, Request
 from simulator.memory.prefix import PrefixCachingBlockManager
 from tests.conftest import SHARED
+from tests.prefix_reference import block_keys
 
 QUIET = ["output.charts=false", "workload.prompt_tokens.max=4096", "workload.output_tokens.max=1024"]
 SYSTEM = ["workload.prefix.system_prompts=1", "workload.prefix.system_tokens=1024"]
@@ -27,10 +28,12 @@ def key(prefix_id: int, end: int) -> int:
 def test_keys_map_coarse_prefix_ids_onto_engine_blocks():
     # Mooncake: one id per 512 tokens; engine blocks of 16 tokens.
     r = req(0, 1100, [7, 8, 9], granularity=512)
-    assert len(r.prefix_keys) == 1100 // 16  # full blocks only
-    assert r.prefix_keys[0] == key(7, 16) and r.prefix_keys[31] == key(7, 512) and r.prefix_keys[32] == key(8, 528)
+    keys = block_keys(r, 16)
+    assert len(keys) == 1100 // 16  # full blocks only
+    assert keys[0] == key(7, 16) and keys[31] == key(7, 512) and keys[32] == key(8, 528)
+    assert [(first, end) for _, first, end in r.prefix_runs] == [(0, 32), (32, 64), (64, 68)]  # one run per id
     other = req(1, 1100, [7, 5, 6], granularity=512)  # same first 512 tokens only
-    shared = sum(a == b for a, b in zip(r.prefix_keys, other.prefix_keys))
+    shared = sum(a == b for a, b in zip(keys, block_keys(other, 16)))
     assert shared == 32
 
 
@@ -48,7 +51,7 @@ def test_second_request_reuses_the_first_ones_blocks():
     kv.release_request(a)
     assert kv.free == 100 - 7  # shared blocks stay in use while b holds them
     kv.release_request(b)
-    assert kv.free == 100 and len(kv.evictable) == 6  # cached, evictable, counted free
+    assert kv.free == 100 and kv.evictable == 6  # cached, evictable, counted free
 
 
 def test_the_last_prompt_token_is_always_recomputed():
@@ -64,7 +67,7 @@ def test_prefix_ids_may_come_as_a_list_of_numpy_ints():
     import numpy as np
 
     a, b = req(0, 1100, [np.int64(7), np.int64(8)], granularity=512), req(1, 1100, [7, 8], granularity=512)
-    assert a.prefix_keys == b.prefix_keys and a.prefix_keys[0] == key(7, 16)
+    assert a.prefix_runs == b.prefix_runs and block_keys(a, 16)[0] == key(7, 16)
 
 
 def test_lru_eviction_reclaims_unreferenced_blocks():
@@ -73,10 +76,10 @@ def test_lru_eviction_reclaims_unreferenced_blocks():
     kv.admit(a, 160)
     kv.register(a)
     kv.release_request(a)
-    assert kv.free == 10 and len(kv.evictable) == 10
+    assert kv.free == 10 and kv.evictable == 10
     c = req(1, 64, [100, 101, 102, 103])  # unrelated: must evict 4 of a's blocks, oldest first
     kv.admit(c, 64)
-    assert kv.evictions == 4 and key(0, 16) not in kv.refs and key(9, 160) in kv.refs
+    assert kv.evictions == 4 and kv.cached_blocks(a) == [False] * 4 + [True] * 6
 
 
 def run(*overrides):

@@ -7,7 +7,6 @@ A request is created when it arrives and written to the per-request columns
 from __future__ import annotations
 
 import math
-import operator
 
 import numpy as np
 
@@ -31,7 +30,7 @@ class Request:
         "dst_blocks",  # KV blocks held on a decode replica while the KV is in transit
         "redo",  # tokens of discarded KV still to be recomputed
         "swapped_kv",  # KV entries parked in host memory (swap preemption)
-        "prefix_keys",  # prefix caching: one key per full prompt block (hash chain)
+        "prefix_runs",  # prefix caching: the full prompt blocks, as runs of one prefix id (see set_prefix)
         "shared",  # prefix caching: leading blocks held as references to cached blocks
         "hit_memo",  # prefix caching: (cache version, cache, hits) of the last lookup
         # decode bookkeeping (see RunningSet)
@@ -72,7 +71,7 @@ class Request:
         self.dst_blocks = 0
         self.redo = 0
         self.swapped_kv = 0
-        self.prefix_keys: tuple = ()
+        self.prefix_runs: tuple[tuple[int, int, int], ...] = ()
         self.shared = 0
         self.hit_memo = None
         self.join_step = 0
@@ -116,15 +115,26 @@ class Request:
         return self.prompt + self.output - 1
 
     def set_prefix(self, ids, granularity: int, block_size: int) -> None:
-        """Keys of the full prompt blocks from chained prefix ids (one id per
-        ``granularity`` tokens): block j's key is the id covering its last token
-        and its end position (``id * KEY_SPAN + end``), which names the whole
-        prompt up to that point."""
+        """The full prompt blocks from chained prefix ids (one id per ``granularity`` tokens),
+        as runs of consecutive blocks whose last tokens one id covers: ``prefix_runs`` holds
+        ``(key, first block, end block)`` per run. Block j's key is the covering id and the
+        block's end position (``id * KEY_SPAN + (j + 1) * block_size``), which names the whole
+        prompt up to that point; a run's key is its first block's, and block j of the run has
+        key ``key + (j - first) * block_size``. A 12,000-token prompt in 512-token ids is 24
+        runs instead of 750 block keys."""
         n = min(self.prompt // block_size, len(ids) * granularity // block_size)
-        ids = ids.tolist() if hasattr(ids, "tolist") else [int(i) for i in ids]  # Python ints (a list may hold numpy ints)
-        ends = range(block_size, (n + 1) * block_size, block_size)
-        covering = ((np.arange(1, n + 1, dtype=np.int64) * block_size - 1) // granularity).tolist()
-        self.prefix_keys = tuple(map(operator.add, map(KEY_SPAN.__mul__, map(ids.__getitem__, covering)), ends))
+        if n <= 0:
+            self.prefix_runs = ()
+            return
+        covering = (np.arange(1, n + 1, dtype=np.int64) * block_size - 1) // granularity  # id index of each block
+        firsts = np.flatnonzero(np.diff(covering, prepend=-1))
+        ends = [*firsts[1:].tolist(), n]
+        firsts_l = firsts.tolist()
+        chosen = covering[firsts].tolist()
+        id_of = ids.tolist() if hasattr(ids, "tolist") else [int(i) for i in ids]  # Python ints (a list may hold numpy ints)
+        self.prefix_runs = tuple(
+            (id_of[c] * KEY_SPAN + (first + 1) * block_size, first, end) for c, first, end in zip(chosen, firsts_l, ends)
+        )
 
     def __repr__(self) -> str:
         return f"Request(id={self.id}, prompt={self.prompt}, output={self.output}, generated={self.generated})"
