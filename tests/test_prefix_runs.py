@@ -134,3 +134,20 @@ def test_a_cache_that_never_fills_keeps_a_short_eviction_queue():
         cache.release_request(req)
     assert cache.evictions == 0
     assert len(cache.queue) <= 2 * cache.evictable + 1024
+
+
+@pytest.mark.parametrize("as_list", [False, True])
+def test_runs_cover_every_full_block_with_its_covering_id(as_list):
+    """For any id granularity (finer or coarser than a block) and prompt, the runs' blocks are the
+    prompt's full blocks, each keyed by the id covering its last token and its end."""
+    rng = random.Random(7)
+    for _ in range(300):
+        granularity, block_size = rng.choice([1, 5, 8, 16, 17, 100, 512, 700]), rng.choice([8, 16, 32])
+        ids = [rng.randrange(2**50) for _ in range(rng.randrange(1, 40))]
+        prompt = rng.randrange(1, len(ids) * granularity + 50)
+        req = Request(0, 0.0, prompt, 1)
+        req.set_prefix([np.int64(i) for i in ids] if as_list else np.asarray(ids, dtype=np.int64), granularity, block_size)
+        n = min(prompt // block_size, len(ids) * granularity // block_size)
+        want = tuple(ids[((j + 1) * block_size - 1) // granularity] * KEY_SPAN + (j + 1) * block_size for j in range(n))
+        assert block_keys(req, block_size) == want
+        assert all(first < end for _, first, end in req.prefix_runs)

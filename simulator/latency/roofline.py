@@ -100,6 +100,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from simulator.errors import ConfigError
 from simulator.latency.base import LATENCY_MODELS, LatencyModel, StepShape
 from simulator.specs import ModelSpec
@@ -438,6 +440,11 @@ class RooflineLatency(LatencyModel):
         if seqs <= 0:
             return super().decode_times(seqs, ctx_tokens, count)
         t = self._token_work_s(seqs, seqs, seqs)
+        if count >= 48 and not self._window:  # attention_decode_s's arithmetic, step by step, in numpy (the same floats)
+            ctx = np.arange(count, dtype=np.int64) * seqs + ctx_tokens
+            c = self._attn_flop_pair * ctx
+            m = self._kv_tok * (ctx + seqs)
+            return (t + (self._attn_fixed + np.where(c > m, c, m))).tolist()
         attn = self.attention_decode_s
         return [t + attn(seqs, ctx_tokens + i * seqs) for i in range(count)]
 

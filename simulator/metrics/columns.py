@@ -21,14 +21,15 @@ class Column:
     def __len__(self) -> int:
         return self.n
 
-    def extend(self, values) -> None:
+    def extend(self, values, fits: bool = False) -> None:
         """Append ``values`` (an array or a list of numbers). A narrow integer column
-        widens to int64 before it takes a value it cannot hold exactly."""
+        widens to int64 before it takes a value it cannot hold exactly (unless the caller
+        says the values ``fit``: it checked them, several columns at once)."""
         k = len(values)
         if not k:
             return
         kind = self.data.dtype
-        if kind.kind == "i" and kind.itemsize < 8 and isinstance(values, np.ndarray):
+        if not fits and kind.kind == "i" and kind.itemsize < 8 and isinstance(values, np.ndarray):
             limits = np.iinfo(kind)
             if values.max() > limits.max or values.min() < limits.min:
                 self.data = self.data.astype(np.int64)

@@ -94,6 +94,8 @@ StepTuple = tuple[int, int, float, float, int, int, int, int, int, int, int, int
 STEP_COLUMNS = StepRow._fields
 _STEP_FLOAT = {c for c, t in typing.get_type_hints(StepRow).items() if t is float}
 _STEP_INT = {c for c in STEP_COLUMNS if c not in _STEP_FLOAT}
+_STEP_INT_AT = [i for i, c in enumerate(STEP_COLUMNS) if c in _STEP_INT]
+_INT32 = np.iinfo(np.int32)
 #: step rows (and inter-token gaps) are packed into numpy columns once this many are pending: a
 #: packed row takes 96 bytes against about 440 as a tuple of Python numbers (issue 19)
 PACK_ROWS = 8_192
@@ -163,17 +165,21 @@ class Recorder:
                 block = np.concatenate([block, *self._fresh_rows])
                 self._fresh_rows = []
                 self._fresh_count = 0
-            for col, values in zip(self._step_cols, block.T):
-                col.extend(values)
+            columns = np.ascontiguousarray(block.T)  # one row per column
+            counts = columns[_STEP_INT_AT]
+            fits = bool(counts.size == 0 or (counts.max() <= _INT32.max and counts.min() >= _INT32.min))
+            for col, values in zip(self._step_cols, columns):
+                col.extend(values, fits=fits)  # (a count column checks for itself when some value is out of int32)
             rows.clear()
         self._itl_gaps.extend(self.itl_gap)
         self._itl_counts.extend(self.itl_count)
         self.itl_gap.clear()
         self.itl_count.clear()
-        for gaps, count in self._fresh_gaps:
-            self._itl_gaps.extend(gaps)
-            self._itl_counts.extend(np.full(len(gaps), count, dtype=np.int64))
-        self._fresh_gaps = []
+        if self._fresh_gaps:  # the runs' gaps, in the order recorded, in one piece
+            fresh = self._fresh_gaps
+            self._itl_gaps.extend(np.concatenate([gaps for gaps, _ in fresh]))
+            self._itl_counts.extend(np.repeat(np.array([c for _, c in fresh], dtype=np.int64), [len(g) for g, _ in fresh]))
+            self._fresh_gaps = []
 
     def record_blocked(self, duration: float, requests: int) -> None:
         self.blocked_area += duration * requests
