@@ -53,7 +53,7 @@ def _build_pool(env, name, pcfg, rec: Recorder, counter: list[int]) -> Pool:
     swap_blocks = int(mem.swap_space_gb * 1e9 * spec.gpus // (mem.block_size * spec.kv_bytes_per_token))
 
     def kv_factory():
-        return build_kv_manager(pcfg, name, allocation, budget.kv_blocks)
+        return build_kv_manager(pcfg, name, allocation, budget.kv_blocks, mem.block_size * spec.kv_bytes_per_token, spec.gpus)
 
     def make() -> Replica:
         rep = Replica(

@@ -258,6 +258,21 @@ class LatencyConfig:
 
 
 @dataclass
+class OffloadConfig:
+    """KV tiers below GPU memory for the prefix cache (docs/policies/kv_offload.md): blocks the
+    GPU cache evicts spill to host memory, and from there to local SSD, instead of vanishing; a
+    prompt whose leading blocks sit in a lower tier loads them back (paying the copy) instead of
+    recomputing them. Capacities and bandwidths are per GPU, like ``swap_space_gb``."""
+
+    host_gb: float = 0.0  # host DRAM for offloaded KV per GPU (0: no host tier)
+    host_gbps: float | None = None  # host -> GPU copy bandwidth per GPU; null = hardware.host_link_gbps
+    host_latency_us: float = 10.0  # fixed cost of one load from host memory (a DMA launch and sync)
+    ssd_gb: float = 0.0  # local NVMe SSD for offloaded KV per GPU (0: no SSD tier)
+    ssd_gbps: float = 6.0  # SSD -> GPU read bandwidth per GPU (a PCIe Gen4 x4 NVMe drive reads about 7 GB/s)
+    ssd_latency_us: float = 100.0  # fixed cost of one load from SSD (NVMe read latency is tens of microseconds)
+
+
+@dataclass
 class MemoryConfig:
     allocation: str = "paged"
     block_size: int = 16  # tokens per KV block (vLLM --block-size)
@@ -270,6 +285,7 @@ class MemoryConfig:
     # reserve_* modes: null = capacity counted in tokens (internal waste only); first_fit | buddy =
     # each reservation is a contiguous range of one KV pool, so free space also fragments (docs/levers/fragmentation.md)
     contiguous_allocator: str | None = None
+    offload: OffloadConfig = field(default_factory=OffloadConfig)
 
 
 @dataclass

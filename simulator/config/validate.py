@@ -185,6 +185,18 @@ def _memory(cfg: ScenarioConfig) -> None:
             "memory.prefix_caching=true is not supported with scheduler.policy=static, which reserves KV contiguously.",
         )
     positive(mem.swap_space_gb, "memory.swap_space_gb", allow_zero=True)
+    off = mem.offload
+    for key in ("host_gb", "ssd_gb", "host_latency_us", "ssd_latency_us"):
+        positive(getattr(off, key), f"memory.offload.{key}", allow_zero=True)
+    positive(off.ssd_gbps, "memory.offload.ssd_gbps")
+    if off.host_gbps is not None:
+        positive(off.host_gbps, "memory.offload.host_gbps")
+    if off.host_gb or off.ssd_gb:
+        need(
+            mem.prefix_caching,
+            "memory.offload.host_gb / ssd_gb hold blocks the prefix cache evicts: they need memory.prefix_caching=true "
+            "(or set them to 0).",
+        )
 
 
 def _cluster(cfg: ScenarioConfig, prompt_max: float | None) -> None:

@@ -4,7 +4,7 @@ from simulator.config.schema import ScenarioConfig
 from simulator.memory.contiguous import CONTIGUOUS_ALLOCATORS, Buddy, ContiguousAllocator, FirstFit
 from simulator.memory.paged import BlockManager, ReserveExact, ReserveMax, ReservePow2
 from simulator.memory.placement import PLACED, ContiguousReservation
-from simulator.memory.prefix import PrefixCachingBlockManager
+from simulator.memory.prefix import PrefixCachingBlockManager, Tier
 from simulator.registry import Registry
 
 ALLOCATIONS: Registry[type[BlockManager]] = Registry("memory.allocation", "KV allocation mode")
@@ -26,10 +26,13 @@ def kv_allocation(cfg: ScenarioConfig, pool: str, requires_reservation: bool) ->
     return allocation
 
 
-def build_kv_manager(cfg: ScenarioConfig, pool: str, allocation: str, kv_blocks: int) -> BlockManager:
+def build_kv_manager(
+    cfg: ScenarioConfig, pool: str, allocation: str, kv_blocks: int, block_bytes: float = 0.0, gpus: int = 1
+) -> BlockManager:
     """One replica's KV manager: ``kv_blocks`` blocks in the ``allocation`` mode, caching prefixes
-    with ``memory.prefix_caching`` (not on a decode pool, which receives KV and never prefills); a
-    reservation mode places its reservations as contiguous ranges with ``memory.contiguous_allocator``."""
+    with ``memory.prefix_caching`` (not on a decode pool, which receives KV and never prefills), over
+    the offload tiers of ``memory.offload`` (``block_bytes``: one block's KV on the replica's ``gpus``);
+    a reservation mode places its reservations as contiguous ranges with ``memory.contiguous_allocator``."""
     mem = cfg.memory
     kv_cls = ALLOCATIONS.get(allocation)
     max_model_len = mem.max_model_len or cfg.model.max_context
@@ -37,8 +40,21 @@ def build_kv_manager(cfg: ScenarioConfig, pool: str, allocation: str, kv_blocks:
         placed = PLACED[kv_cls]
         return placed(kv_blocks, mem.block_size, mem.watermark, max_model_len, allocator=mem.contiguous_allocator)
     if mem.prefix_caching and allocation == "paged" and pool != "decode":
-        kv_cls = PrefixCachingBlockManager
+        tiers = offload_tiers(cfg, block_bytes, gpus)
+        return PrefixCachingBlockManager(kv_blocks, mem.block_size, mem.watermark, max_model_len, tiers, block_bytes)
     return kv_cls(kv_blocks, mem.block_size, mem.watermark, max_model_len)
+
+
+def offload_tiers(cfg: ScenarioConfig, block_bytes: float, gpus: int) -> list[Tier]:
+    """The host and SSD tiers of ``memory.offload`` for one replica (per-GPU figures times ``gpus``)."""
+    off = cfg.memory.offload
+    if not (off.host_gb or off.ssd_gb) or block_bytes <= 0:
+        return []
+    host_gbps = off.host_gbps if off.host_gbps is not None else cfg.hardware.host_link_gbps
+    return [
+        Tier("host", -2, int(off.host_gb * 1e9 * gpus // block_bytes), float(host_gbps) * 1e9 * gpus, off.host_latency_us * 1e-6),
+        Tier("ssd", -3, int(off.ssd_gb * 1e9 * gpus // block_bytes), float(off.ssd_gbps) * 1e9 * gpus, off.ssd_latency_us * 1e-6),
+    ]
 
 
 __all__ = [

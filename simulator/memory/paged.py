@@ -40,6 +40,7 @@ class BlockManager(Component):
 
     grows = True  # running requests take new blocks as they produce tokens
     caches_prefixes = False
+    load_s = 0.0  # KV copy time owed by the next step (prefix blocks loaded from offload tiers)
 
     @classmethod
     def check(cls, spec: Any, key: str) -> None:

@@ -33,7 +33,26 @@ from collections import deque
 
 from simulator.memory.paged import BlockManager
 
-ABSENT = -1  # a block of a run that is not cached
+ABSENT = -1  # a block of a run that is not cached (a count of 0 or more: cached in GPU memory)
+
+
+class Tier:
+    """A KV tier below GPU memory (``memory.offload``): blocks the tier above evicts land here, least
+    recently stored leave first (to the tier below, or out of the cache); a prompt that finds its
+    leading blocks here loads them back into GPU memory instead of recomputing them."""
+
+    def __init__(self, name: str, marker: int, blocks: int, load_bps: float, latency_s: float) -> None:
+        self.name = name
+        self.marker = marker  # the count value that marks a block as held here
+        self.capacity = blocks
+        self.load_bps = load_bps
+        self.latency_s = latency_s
+        self.queue: deque[list] = deque()  # [run key, run, lo, hi, stamp], least recently stored first
+        self.used = 0
+        self.stored = 0  # blocks that came down into this tier
+        self.loaded = 0  # blocks loaded back into GPU memory from here
+        self.dropped = 0  # blocks that left this tier (to the tier below, or out of the cache)
+        self.below: Tier | None = None
 
 
 class _Run:
@@ -57,8 +76,17 @@ class _Run:
 class PrefixCachingBlockManager(BlockManager):
     caches_prefixes = True
 
-    def __init__(self, total_blocks: int, block_size: int, watermark: float = 0.0, max_model_len: int = 0):
+    def __init__(
+        self, total_blocks: int, block_size: int, watermark: float = 0.0, max_model_len: int = 0,
+        tiers: list[Tier] | None = None, block_bytes: float = 0.0,
+    ):  # fmt: skip
         super().__init__(total_blocks, block_size, watermark, max_model_len)
+        #: lower tiers, highest first (host memory, SSD); empty: evicted blocks leave the cache
+        self.tiers = [t for t in tiers or [] if t.capacity > 0]
+        for upper, lower in zip(self.tiers, self.tiers[1:]):
+            upper.below = lower
+        self.block_bytes = block_bytes
+        self.load_s = 0.0  # copy time of the blocks loaded from lower tiers since the replica last priced a step
         self.runs: dict[int, _Run] = {}  # run key -> its blocks
         # the eviction queue, least recently released first: [run key, run, lo, hi, stamp] for blocks
         # lo..hi-1 of a run released together; a block still in it has that stamp (revived or evicted
@@ -118,19 +146,29 @@ class PrefixCachingBlockManager(BlockManager):
         return 0 if req.blocks else self._hits(req) * self.block_size
 
     def cached_blocks(self, req) -> list[bool]:
-        """For each full prompt block of ``req``, whether the cache holds it (for inspection)."""
-        out = []
+        """For each full prompt block of ``req``, whether GPU memory holds it (for inspection)."""
+        return [where == "gpu" for where in self.block_tiers(req)]
+
+    def block_tiers(self, req) -> list[str | None]:
+        """For each full prompt block of ``req``, where the cache holds it: ``gpu``, a lower tier's
+        name (``host``, ``ssd``), or None (for inspection)."""
+        names = {t.marker: t.name for t in self.tiers}
+        out: list[str | None] = []
         for key, first, end in req.prefix_runs:
             run = self.runs.get(key)
             counts = run.counts[: end - first] if run is not None else []
-            out += [n != ABSENT for n in counts] + [False] * (end - first - len(counts))
+            out += ["gpu" if n >= 0 else names.get(n) for n in counts] + [None] * (end - first - len(counts))
         return out
 
     def admit_cost(self, req, tokens: int) -> int:
         """Free blocks ``req`` would consume to hold ``tokens`` KV entries."""
         h = self._hits(req) if not req.blocks else 0
         new = self.blocks_for(max(tokens, self.reservation(req))) - req.blocks - h
-        revived = sum(run.counts[a:b].count(0) for _, run, a, b in self._spans(req, 0, h)) if h else 0
+        if not h:
+            return max(new, 0)
+        revived = sum(run.counts[a:b].count(0) for _, run, a, b in self._spans(req, 0, h))
+        if self.tiers:  # blocks loaded from a lower tier take GPU blocks too
+            revived += sum(run.counts[a:b].count(t.marker) for _, run, a, b in self._spans(req, 0, h) for t in self.tiers)
         return max(new, 0) + revived
 
     def admit(self, req, tokens: int) -> None:
@@ -139,7 +177,9 @@ class PrefixCachingBlockManager(BlockManager):
         runs = req.prefix_runs
         if req.blocks == 0 and runs:
             self.lookups += min(runs[-1][2], (req.prompt - 1) // self.block_size)
+        loaded = 0
         if h:
+            by_tier = [0] * len(self.tiers)
             for _, run, a, b in self._spans(req, 0, h):
                 counts = run.counts
                 part = counts[a:b]
@@ -148,7 +188,13 @@ class PrefixCachingBlockManager(BlockManager):
                     run.stamps[a:b] = [0] * (b - a)  # (the referenced ones have none)
                     self.evictable -= revived
                     self.free -= revived
+                if self.tiers and min(part) < ABSENT:  # some come from a lower tier: loaded into GPU memory
+                    loaded += self._load(run, a, part, by_tier)
+                    part = counts[a:b]
                 counts[a:b] = [n + 1 for n in part]
+            for tier, n in zip(self.tiers, by_tier):  # one copy per tier for the request: a launch, then the bytes
+                if n:
+                    self.load_s += tier.latency_s + n * self.block_bytes / tier.load_bps
             req.shared = h
             self.hit_blocks += h
             cached = h * self.block_size
@@ -156,9 +202,29 @@ class PrefixCachingBlockManager(BlockManager):
                 self.saved_tokens += cached - req.prefilled
                 req.prefilled = cached
         new = self.blocks_for(max(tokens, self.reservation(req))) - req.blocks - h
-        if new > 0:
-            self.allocate(new)
+        if new + loaded > 0:
+            self.allocate(max(new, 0) + loaded)
         req.blocks += h + max(new, 0)
+
+    def _load(self, run: _Run, a: int, part: list[int], by_tier: list[int]) -> int:
+        """Blocks ``a..`` of ``run`` (their counts ``part``) that sit in a lower tier come back to GPU
+        memory, unreferenced until the caller counts them (``by_tier`` adds up how many from each tier)."""
+        counts, stamps = run.counts, run.stamps
+        loaded = 0
+        for k, tier in enumerate(self.tiers):
+            n = part.count(tier.marker)
+            if not n:
+                continue
+            by_tier[k] += n
+            for i, value in enumerate(part):
+                if value == tier.marker:
+                    counts[a + i] = 0
+                    stamps[a + i] = 0
+            tier.used -= n
+            tier.loaded += n
+            loaded += n
+        self.cached += loaded
+        return loaded
 
     def allocate(self, blocks: int) -> None:
         short = blocks - (self.free - self.evictable)
@@ -180,18 +246,24 @@ class PrefixCachingBlockManager(BlockManager):
                 run.counts[lo : lo + take] = [ABSENT] * take
                 stamps[lo : lo + take] = [0] * take
                 stop = lo + take
+                gone: list[int] | range = range(lo, stop)
             else:  # some were revived or evicted since: block by block
-                take, stop = 0, lo
-                while stop < hi and take < left:
+                gone, stop = [], lo
+                while stop < hi and len(gone) < left:
                     if stamps[stop] == stamp:
                         run.counts[stop] = ABSENT
                         stamps[stop] = 0
-                        take += 1
+                        gone.append(stop)
                     stop += 1
+                take = len(gone)
             left -= take
-            run.cached -= take
-            if run.cached == 0 and cache.get(key) is run:
-                del cache[key]
+            if self.tiers:  # down to the first lower tier instead of out of the cache
+                if take:
+                    self._store(self.tiers[0], key, run, gone)
+            else:
+                run.cached -= take
+                if run.cached == 0 and cache.get(key) is run:
+                    del cache[key]
             if stop >= hi:
                 queue.popleft()
             else:
@@ -200,6 +272,54 @@ class PrefixCachingBlockManager(BlockManager):
         self.cached -= count
         self.evictions += count
         self.version += count
+
+    def _store(self, tier: Tier, key: int, run: _Run, moved: list[int] | range) -> None:
+        """Blocks ``moved`` of ``run`` (ascending), just evicted by the tier above, come down into
+        ``tier`` (one queue entry for them); then ``tier`` makes room below its capacity."""
+        counts, stamps = run.counts, run.stamps
+        self._stamp += 1
+        stamp = self._stamp
+        for i in moved:
+            counts[i] = tier.marker
+            stamps[i] = stamp
+        tier.queue.append([key, run, moved[0], moved[-1] + 1, stamp])
+        tier.used += len(moved)
+        tier.stored += len(moved)
+        if tier.used > tier.capacity:
+            self._spill(tier, tier.used - tier.capacity)
+
+    def _spill(self, tier: Tier, count: int) -> None:
+        """``count`` blocks leave ``tier``, least recently stored first: to the tier below, or out of the cache."""
+        queue, cache = tier.queue, self.runs
+        while count:
+            entry = queue[0]
+            key, run, lo, hi, stamp = entry
+            counts, stamps = run.counts, run.stamps
+            gone: list[int] = []
+            i = lo
+            while i < hi and len(gone) < count:
+                if stamps[i] == stamp:
+                    gone.append(i)
+                i += 1
+            if i >= hi:
+                queue.popleft()
+            else:
+                entry[2] = i
+            if not gone:
+                continue
+            count -= len(gone)
+            tier.used -= len(gone)
+            tier.dropped += len(gone)
+            for j in gone:
+                counts[j] = ABSENT
+                stamps[j] = 0
+            if tier.below is not None:
+                self._store(tier.below, key, run, gone)
+            else:
+                run.cached -= len(gone)
+                self.version += len(gone)
+                if run.cached == 0 and cache.get(key) is run:
+                    del cache[key]
 
     # -- after the prefill, at the end ---------------------------------------
     def register(self, req) -> None:
@@ -286,4 +406,12 @@ class PrefixCachingBlockManager(BlockManager):
             "saved_prefill_tokens": self.saved_tokens,
             "evictions": self.evictions,
             "cached_blocks_at_end": self.cached,
+            **self._tier_stats(),
         }
+
+    def _tier_stats(self) -> dict:
+        """The lower tiers' figures (none without ``memory.offload``, so such runs' summaries stay as they were)."""
+        if not self.tiers:
+            return {}
+        tiers = {t.name: {"stored_blocks": t.stored, "hit_blocks": t.loaded, "blocks_at_end": t.used} for t in self.tiers}
+        return {"offload": {**tiers, "loaded_gb": sum(t.loaded for t in self.tiers) * self.block_bytes / 1e9}}

@@ -267,6 +267,8 @@ class PrefixCacheSection(TypedDict):
     block_hit_rate: float
     token_hit_rate: float
     note: str
+    #: memory.offload: per lower tier (host, ssd) blocks stored, hit (loaded back) and held at the end; loaded_gb
+    offload: NotRequired[dict[str, Any]]
 
 
 class KvTransferSection(TypedDict):

@@ -438,7 +438,7 @@ def _prefix_cache(run: _Run) -> PrefixCacheSection | None:
     lookups, hits, saved = (sum(s[k] for s in stats) for k in ("lookups_blocks", "hit_blocks", "saved_prefill_tokens"))
     requests = run.requests
     admitted_prompt = int(requests.loc[requests["status"] != "rejected", "prompt_tokens"].sum())
-    return {
+    section: PrefixCacheSection = {
         "lookups_blocks": lookups,
         "hit_blocks": hits,
         "saved_prefill_tokens": saved,
@@ -448,6 +448,11 @@ def _prefix_cache(run: _Run) -> PrefixCacheSection | None:
         "token_hit_rate": saved / admitted_prompt if admitted_prompt else 0.0,
         "note": "token_hit_rate = prompt tokens found cached / prompt tokens of accepted requests (recomputes included)",
     }
+    offload = [s["offload"] for s in stats if "offload" in s]
+    if offload:  # memory.offload: the lower tiers, summed over replicas (hit_blocks above includes their hits)
+        tiers = {name: {k: sum(o[name][k] for o in offload) for k in offload[0][name]} for name in offload[0] if name != "loaded_gb"}
+        section["offload"] = {**tiers, "loaded_gb": sum(o["loaded_gb"] for o in offload)}
+    return section
 
 
 def _kv_transfer(t: Any) -> KvTransferSection:

@@ -419,6 +419,10 @@ def _print_memory(p, summary: Summary) -> None:
             f"prefix cache: {pc['token_hit_rate'] * 100:.1f}% of prompt tokens found cached "
             f"({pc['saved_prefill_tokens']:,} tokens not recomputed) · {pc['evictions']:,} cached blocks evicted to make room"
         )
+        if "offload" in pc:
+            off = pc["offload"]
+            tiers = " · ".join(f"{name} {t['hit_blocks']:,}" for name, t in off.items() if isinstance(t, dict))
+            p(f"KV offload: blocks hit in lower tiers: {tiers} · {off['loaded_gb']:,.1f} GB loaded back")
     if "kv_transfer" in summary:
         t = summary["kv_transfer"]
         if t["transfers"] and t["mean_s"] is not None:

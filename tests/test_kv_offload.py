@@ -1,0 +1,130 @@
+"""KV offload tiers below GPU memory (memory.offload): evicted prefix blocks spill to host
+memory and SSD instead of vanishing, and come back at the cost of a copy."""
+
+from __future__ import annotations
+
+import random
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import simulator
+from simulator.engine.request import Request
+from simulator.errors import ConfigError
+from simulator.memory.prefix import ABSENT, PrefixCachingBlockManager, Tier
+
+BLOCK_BYTES = 2.0e6  # one block's KV on the replica
+
+
+def _cache(gpu_blocks: int, host_blocks: int, ssd_blocks: int = 0) -> PrefixCachingBlockManager:
+    tiers = [Tier("host", -2, host_blocks, 50e9, 1e-5), Tier("ssd", -3, ssd_blocks, 5e9, 1e-4)]
+    return PrefixCachingBlockManager(gpu_blocks, 16, tiers=tiers, block_bytes=BLOCK_BYTES)
+
+
+def _req(rid: int, ids: list[int], prompt: int) -> Request:
+    r = Request(rid, 0.0, prompt, 4)
+    r.set_prefix(np.asarray(ids, dtype=np.int64), 16, 16)
+    return r
+
+
+def _serve(cache: PrefixCachingBlockManager, req: Request) -> None:
+    cache.admit(req, req.prompt)
+    cache.register(req)
+    cache.release_request(req)
+
+
+def test_evicted_blocks_come_back_from_host_memory_at_the_cost_of_a_copy():
+    cache = _cache(gpu_blocks=10, host_blocks=100)
+    first = _req(0, list(range(10)), 160)  # 10 blocks: fills GPU memory
+    _serve(cache, first)
+    _serve(cache, _req(1, list(range(100, 110)), 160))  # unrelated: evicts all of first's blocks...
+    assert cache.block_tiers(first) == ["host"] * 10  # ... down to host memory, not out of the cache
+    again = _req(2, list(range(10)), 160)
+    assert cache.cached_tokens(again) == 9 * 16  # the last block is recomputed, as always
+    assert cache.admit_cost(again, again.prompt) == 10  # loaded blocks take GPU blocks like new ones
+    cache.admit(again, again.prompt)
+    assert again.prefilled == 9 * 16 and again.shared == 9
+    assert cache.load_s == pytest.approx(1e-5 + 9 * BLOCK_BYTES / 50e9)  # one load of 9 blocks over the host link
+    assert cache.stats()["offload"]["host"]["hit_blocks"] == 9
+
+
+def test_a_full_host_tier_spills_its_oldest_blocks_to_ssd_then_out_of_the_cache():
+    cache = _cache(gpu_blocks=4, host_blocks=4, ssd_blocks=4)
+    reqs = [_req(i, [10 * i + j for j in range(4)], 64) for i in range(4)]
+    for r in reqs:
+        _serve(cache, r)  # each evicts the previous one's 4 blocks
+    assert cache.block_tiers(reqs[3]) == ["gpu"] * 4
+    assert cache.block_tiers(reqs[2]) == ["host"] * 4
+    assert cache.block_tiers(reqs[1]) == ["ssd"] * 4
+    assert cache.block_tiers(reqs[0]) == [None] * 4  # the oldest left the cache
+    host, ssd = cache.tiers
+    assert (host.used, ssd.used) == (4, 4) and host.dropped == 8 and ssd.dropped == 4
+    ssd_hit = _req(9, [10, 11, 12, 13], 64)
+    cache.admit(ssd_hit, 64)
+    assert cache.load_s == pytest.approx(1e-4 + 3 * BLOCK_BYTES / 5e9)
+
+
+def test_random_workloads_keep_every_block_in_one_place_and_every_tier_within_capacity():
+    rng = random.Random(3)
+    cache = _cache(gpu_blocks=60, host_blocks=40, ssd_blocks=30)
+    trunks = [[rng.randrange(1, 2**40)] for _ in range(3)]
+    held: list[Request] = []
+    for i in range(8000):
+        if held and (rng.random() < 0.45 or len(held) > 4):
+            cache.release_request(held.pop(rng.randrange(len(held))))
+        else:
+            ids = list(rng.choice(trunks))[:2] + [rng.randrange(1, 2**40) for _ in range(rng.randrange(3))]
+            if rng.random() < 0.3:
+                trunks.append(ids)
+            r = _req(i, ids, 16 * len(ids) - rng.randrange(16))
+            if cache.admit_cost(r, r.prompt) <= cache.free:
+                cache.admit(r, r.prompt)
+                cache.register(r)
+                held.append(r)
+        counts = [n for run in cache.runs.values() for n in run.counts]
+        for tier in cache.tiers:
+            assert tier.used == counts.count(tier.marker) <= tier.capacity
+        assert cache.cached == sum(n >= 0 for n in counts)
+        assert cache.evictable == counts.count(0)
+        assert all(run.cached == sum(n != ABSENT for n in run.counts) > 0 for run in cache.runs.values())
+    assert cache.tiers[0].loaded > 50 and cache.tiers[1].loaded > 10 and cache.tiers[1].dropped > 10
+
+
+SAMPLE = Path(simulator.__file__).resolve().parents[1] / "traces" / "sample_mooncake.jsonl"
+REPLAY = [
+    "workload.arrival=trace", f"workload.trace.path={SAMPLE}", "memory.prefix_caching=true", "scheduler=chunked_prefill",
+    "memory.gpu_memory_utilization=0.25"  # room for about 4 prompts: the cache evicts, "output.charts=false", "output.console=false",
+]  # fmt: skip
+
+
+def _run(*overrides: str):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return simulator.run([*REPLAY, *overrides])
+
+
+@pytest.fixture(scope="module")
+def replays():
+    return _run(), _run("memory.offload.host_gb=64")
+
+
+def test_offload_raises_the_prefix_hit_rate_and_charges_the_copies(replays):
+    off, on = replays
+    assert "offload" not in off.summary["prefix_cache"]  # off: the summary is as it was
+    tiers = on.summary["prefix_cache"]["offload"]
+    assert tiers["host"]["hit_blocks"] > 0 and tiers["loaded_gb"] > 0
+    assert on.summary["prefix_cache"]["token_hit_rate"] > off.summary["prefix_cache"]["token_hit_rate"]
+    assert on.steps["swap_s"].sum() > 0 == off.steps["swap_s"].sum()  # the loads lengthen the steps that admit them
+    assert on.summary["latency_s"]["ttft"]["mean"] < off.summary["latency_s"]["ttft"]["mean"]  # copying beats recomputing
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["memory.prefix_caching=false", "memory.offload.host_gb=8"], "need memory.prefix_caching=true"),
+    (["memory.offload.host_gb=-1"], "memory.offload.host_gb"),
+    (["memory.offload.ssd_gbps=0"], "memory.offload.ssd_gbps"),
+])  # fmt: skip
+def test_bad_offload_settings_are_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        simulator.run([*REPLAY, *overrides, "workload.num_requests=5"])
