@@ -269,7 +269,9 @@ def run_checked(cfg: ScenarioConfig) -> Result:
 
         others = [_run_once(replace(cfg, seed=cfg.seed + k)) for k in range(1, cfg.replications)]
         runs = [first, *others]
-        first.summary["replications"] = replication_block([r.summary for r in runs], [r.config.seed for r in runs])
+        first.summary["replications"] = replication_block(
+            [r.summary for r in runs], [r.config.seed for r in runs], cfg.uncertainty.interval
+        )
         first.replications = others
     return first
 

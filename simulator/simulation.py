@@ -23,6 +23,7 @@ from simulator.config.schema import ScenarioConfig
 from simulator.engine.replica import Replica
 from simulator.latency import build_latency_model
 from simulator.latency.speculative import proposer_spec
+from simulator.latency.uncertainty import ScaledLatency, error_factor
 from simulator.memory import build_kv_manager, kv_allocation
 from simulator.metrics.recorder import Recorder
 from simulator.scheduling import SCHEDULERS
@@ -48,6 +49,8 @@ def _build_pool(env, name, pcfg, rec: Recorder, counter: list[int]) -> Pool:
     spec = ModelSpec.from_config(pcfg.model, pcfg.cluster.tp, pcfg.cluster.ep, pcfg.cluster.pp)
     budget = memory_budget(pcfg.hardware, pcfg.memory, spec, int(pcfg.scheduler.max_batch_size), proposer_spec(pcfg, spec))
     latency = build_latency_model(pcfg, spec)
+    if pcfg.uncertainty.enabled:  # uncertainty=on: this run's draw of the model error scales every step
+        latency = ScaledLatency(latency, error_factor(pcfg))
     allocation = kv_allocation(pcfg, name, SCHEDULERS.get(pcfg.scheduler.policy).requires_reservation)
     mem = pcfg.memory
     swap_blocks = int(mem.swap_space_gb * 1e9 * spec.gpus // (mem.block_size * spec.kv_bytes_per_token))

@@ -255,6 +255,10 @@ class LatencyConfig:
     # API server work per request before it reaches the engine (tokenisation, HTTP, queueing)
     request_overhead_s: float = 0.0
     profile: ProfileConfig = field(default_factory=ProfileConfig)
+    #: uncertainty=on: the log step-time error's mean and standard deviation; null = the published
+    #: suite's held-out figures for the GPU family (simulator/latency/uncertainty.py)
+    error_log_mean: float | None = None
+    error_log_sd: float | None = None
 
 
 @dataclass
@@ -475,6 +479,14 @@ class OutputConfig:
 
 
 @dataclass
+class UncertaintyConfig:
+    """Model error carried into runs (``uncertainty=on``; simulator/latency/uncertainty.py, docs/uncertainty.md)."""
+
+    enabled: bool = False  # each run multiplies its step times by a draw of the measured model error
+    interval: float = 0.9  # the central share of replications the summary's intervals span
+
+
+@dataclass
 class ScenarioConfig:
     """The whole scenario; see scenarios/config.yaml for the defaults used."""
 
@@ -494,6 +506,8 @@ class ScenarioConfig:
     tiers: dict[str, TierConfig] = field(default_factory=dict)
     slo: SLOConfig = field(default_factory=SLOConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    #: model error as a random step-time factor per run, and the intervals replications report
+    uncertainty: UncertaintyConfig = field(default_factory=UncertaintyConfig)
     #: the engine preset in force (set by ``engine=``: scenarios/engine/); "generic" = none
     engine_name: str = "generic"
 

@@ -36,12 +36,14 @@ def t975(dof: int) -> float:
     return _T975[dof - 1] if dof <= len(_T975) else 1.96
 
 
-def spread(values: list[float]) -> dict:
-    """Mean, std and 95% CI of the mean of one figure over replications (NaN-aware)."""
+def spread(values: list[float], interval: float = 0.9) -> dict:
+    """Mean, std and 95% CI of the mean of one figure over replications (NaN-aware), and the
+    interval holding the central ``interval`` share of the replications' values."""
     a = np.asarray(values, dtype=np.float64)
     ok = a[~np.isnan(a)]
     if ok.size == 0:
-        return {"mean": None, "std": None, "ci95_low": None, "ci95_high": None, "values": [None] * len(a)}
+        return {"mean": None, "std": None, "ci95_low": None, "ci95_high": None, "interval_low": None,
+                "interval_high": None, "values": [None] * len(a)}  # fmt: skip
     mean = float(ok.mean())
     if ok.size < 2:
         std = half = math.nan
@@ -53,19 +55,25 @@ def spread(values: list[float]) -> dict:
         "std": None if math.isnan(std) else std,
         "ci95_low": None if math.isnan(half) else max(0.0, mean - half),  # every headline figure is >= 0
         "ci95_high": None if math.isnan(half) else mean + half,
+        # where a further run would likely land: the replications' (1 - interval) / 2 and (1 + interval) / 2
+        # quantiles (linear interpolation; seed noise, and with uncertainty=on the model error too)
+        "interval_low": float(np.quantile(ok, (1 - interval) / 2)) if ok.size >= 2 else None,
+        "interval_high": float(np.quantile(ok, (1 + interval) / 2)) if ok.size >= 2 else None,
         "values": [None if math.isnan(v) else float(v) for v in a],
     }
 
 
-def replication_block(summaries: list[Summary], seeds: list[int]) -> dict:
+def replication_block(summaries: list[Summary], seeds: list[int], interval: float = 0.9) -> dict:
     """The ``replications`` section of summary.json from each replication's summary."""
     figures = [headline(s) for s in summaries]
     names = list(figures[0])
     return {
         "n": len(summaries),
         "seeds": [int(s) for s in seeds],
-        "figures": {name: spread([f[name] for f in figures]) for name in names},
-        "note": "mean over replications and a 95% Student-t confidence interval for it",
+        "interval": interval,
+        "figures": {name: spread([f[name] for f in figures], interval) for name in names},
+        "note": "mean over replications and a 95% Student-t confidence interval for it; interval_low/high: the central "
+        "`interval` share of the replications' values (with uncertainty=on: seed noise and model error)",
     }
 
 

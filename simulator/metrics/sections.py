@@ -362,6 +362,7 @@ class Summary(TypedDict):
     tenants: NotRequired[dict[str, LabelSection]]  # when any request carries a tenant
     workload: NotRequired[dict[str, Any]]  # the workload source's notes (a trace's name, a fit's figures)
     prefix_cache: NotRequired[PrefixCacheSection]  # when a replica caches prefixes
+    uncertainty: NotRequired[dict[str, Any]]  # uncertainty=on: the run's draw of the model error
     kv_transfer: NotRequired[KvTransferSection]  # when disaggregated
     speculative: NotRequired[SpeculativeSection]  # scheduler.speculative.method set
     parallel_sampling: NotRequired[ParallelSamplingSection]  # workload.n > 1

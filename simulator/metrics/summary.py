@@ -201,6 +201,10 @@ def summarize(cfg: ScenarioConfig, out: RunOutput, requests: pd.DataFrame, steps
     prefix_cache = _prefix_cache(run)
     if prefix_cache is not None:
         summary["prefix_cache"] = prefix_cache
+    if cfg.uncertainty.enabled:
+        from simulator.latency.uncertainty import uncertainty_section
+
+        summary["uncertainty"] = uncertainty_section(cfg)
     if out.transfers is not None:
         summary["kv_transfer"] = _kv_transfer(out.transfers)
     if cfg.scheduler.speculative.method != "none":

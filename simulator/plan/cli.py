@@ -91,6 +91,11 @@ def _parsers() -> dict[str, argparse.ArgumentParser]:
     mr.add_argument(
         "--tol", type=float, default=0.02, metavar="F", help="relative width of the final bracket (default 0.02)"
     )
+    mr.add_argument(
+        "--confidence", type=float, default=None, metavar="Q",
+        help="pass a rate only when this share of replications meets every requirement (with uncertainty=on: "
+        "the highest rate meeting them with that confidence; needs --replications)",
+    )  # fmt: skip
 
     ch = _Parser(
         prog=f"{PROG} cheapest",
@@ -169,8 +174,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if cmd == "max-rate":
             found = plan.max_rate(
-                args.overrides, requirements, lo=args.lo, hi=args.hi, rel_tol=args.tol, **_search_kwargs(args)
-            )
+                args.overrides, requirements, lo=args.lo, hi=args.hi, rel_tol=args.tol, confidence=args.confidence,
+                **_search_kwargs(args),
+            )  # fmt: skip
             print(found.answer)
             print(f"runs: {found.runs_dir} ({len(found.probes)} probes, {found.wall_s:.1f} s)")
             return

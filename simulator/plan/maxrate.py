@@ -46,12 +46,14 @@ class MaxRateResult:
     requirements: list[Requirement] = field(default_factory=list)
     scenario: str = ""  # e.g. "1x h100-sxm llama-3.1-8b, continuous"
     wall_s: float = 0.0
+    confidence: float | None = None  # the share of replications that had to meet the requirements
 
     @property
     def answer(self) -> str:
         a, b = _fmt_pair(self.rate, self.first_failing)
         reqs = " and ".join(str(r) for r in self.requirements)
-        return f"max rate meeting {reqs}: {a} req/s ({b} fails) on {self.scenario}"
+        sure = f" in {self.confidence:.0%} of replications" if self.confidence is not None else ""
+        return f"max rate meeting {reqs}{sure}: {a} req/s ({b} fails) on {self.scenario}"
 
     def __str__(self) -> str:
         return self.answer
@@ -74,6 +76,7 @@ class _RateProbes:
     progress: Callable[[str], None] | None
     t0: float
     rows: list[dict] = field(default_factory=list)
+    confidence: float | None = None  # a probe passes when at least this share of its replications meets every requirement
 
     def meta(self, answer: dict) -> dict:
         """plan.json: the answer (or the error), the requirements, the scenario and the settings."""
@@ -102,7 +105,16 @@ class _RateProbes:
             _write_plan(self.d, _table(self.rows), self.meta({"error": out["error"]}))
             raise ConfigError(out["error"])
         figs = out["figures"]
-        ok, why = _judge(figs, self.reqs, self.max_rejection)
+        if self.confidence is None:
+            ok, why = _judge(figs, self.reqs, self.max_rejection)
+        else:  # each replication on its own (with uncertainty=on, its own draw of the model error)
+            verdicts = [_judge(f, self.reqs, self.max_rejection) for f in out["per_seed"]]
+            share = sum(v[0] for v in verdicts) / len(verdicts)
+            ok = share >= self.confidence
+            why = "" if ok else f"{share:.0%} of {len(verdicts)} replications met it, under {self.confidence:.0%}: " + next(
+                v[1] for v in verdicts if not v[0]
+            )
+            figs = {**figs, "met_share": share}
         self.rows.append(
             {
                 "probe": i,
@@ -138,6 +150,7 @@ def max_rate(
     max_rejection: float = MAX_REJECTION,
     max_steps: int = MAX_STEPS,
     progress: Callable[[str], None] | None = None,
+    confidence: float | None = None,
 ) -> MaxRateResult:
     """The highest ``workload.rate`` at which the scenario meets every requirement.
 
@@ -150,6 +163,13 @@ def max_rate(
     replications - 1``; its figures are their mean. A probe fails when a
     requirement is not met or more than ``max_rejection`` of its requests were
     rejected. ``progress`` is called with one line per probe.
+
+    ``confidence`` (e.g. 0.9): a probe passes only when at least that share of
+    its replications meets every requirement on its own, instead of their mean
+    meeting it; with ``uncertainty=on`` each replication draws the latency
+    model's measured error, so the answer is the highest rate that meets the
+    requirements with that confidence (docs/uncertainty.md). It needs
+    ``replications`` >= 2 (10 or more for a meaningful share).
 
     Raises ConfigError for bad arguments or scenarios, SearchError when no
     probed rate passes or none fails.
@@ -173,6 +193,10 @@ def max_rate(
     )
     if hi is not None and hi <= lo:
         raise ConfigError(f"hi={hi:g} must be above lo={lo:g}.")
+    if confidence is not None and not 0 < confidence <= 1:
+        raise ConfigError(f"confidence={confidence:g} must be a share of replications, above 0 and at most 1.")
+    if confidence is not None and _replications(replications, cfg) < 2:
+        raise ConfigError("confidence needs replications of 2 or more (10 or more for a meaningful share); add --replications N.")
     search = _start_probes(
         cfg,
         overrides,
@@ -188,6 +212,8 @@ def max_rate(
         max_rejection=max_rejection,
         max_steps=max_steps,
     )
+    search.confidence = confidence
+    search.settings["confidence"] = confidence
     good, bad = _bracket(search, lo, hi, max_steps)
     good, bad = _bisect(search, good, bad, rel_tol)
     return _finish(search, good, bad)
@@ -305,6 +331,7 @@ def _finish(search: _RateProbes, good: float, bad: float) -> MaxRateResult:
         requirements=search.reqs,
         scenario=search.scenario,
         wall_s=time.perf_counter() - search.t0,
+        confidence=search.confidence,
     )
     _write_plan(search.d, table, search.meta({"rate": good, "first_failing": bad, "text": result.answer}))
     return result

@@ -74,7 +74,7 @@ def _run_point(overrides: list[str], seeds: list[int], run_dir: str | None) -> d
     except ConfigError as exc:
         return {"error": str(exc), "wall_s": time.perf_counter() - t0}
     figures = {k: float(pd.Series([r[k] for r in rows], dtype=float).mean()) for k in rows[0]}
-    return {"figures": figures, "wall_s": time.perf_counter() - t0}
+    return {"figures": figures, "per_seed": rows, "wall_s": time.perf_counter() - t0}
 
 
 def _effective_jobs(n_jobs: int) -> int:
