@@ -23,7 +23,7 @@ from simulator.config.schema import ScenarioConfig
 from simulator.engine.replica import Replica
 from simulator.latency import build_latency_model
 from simulator.latency.speculative import proposer_spec
-from simulator.latency.uncertainty import ScaledLatency, error_factor
+from simulator.latency.uncertainty import ScaledLatency, error_factor, uncertainty_section
 from simulator.memory import build_kv_manager, kv_allocation
 from simulator.metrics.recorder import Recorder
 from simulator.scheduling import SCHEDULERS
@@ -43,6 +43,7 @@ class SimulationOutput:
     gateway: object | None = None
     autoscaler: object | None = None
     failures: object | None = None
+    uncertainty: dict | None = None  # uncertainty=on: the run's draw of the model error (summary.json's section)
 
 
 def _build_pool(env, name, pcfg, rec: Recorder, counter: list[int]) -> Pool:
@@ -131,4 +132,5 @@ def simulate(cfg: ScenarioConfig, workload: Workload | None = None) -> Simulatio
         gateway=gateway,
         autoscaler=autoscaler,
         failures=failures,
+        uncertainty=uncertainty_section(cfg) if cfg.uncertainty.enabled else None,
     )

@@ -107,6 +107,8 @@ class RunOutput(Protocol):
     def transfers(self) -> Any: ...  # the KV-transfer stage when disaggregated, else None
     @property
     def failures(self) -> Any: ...  # the failure injector, or None
+    @property
+    def uncertainty(self) -> dict | None: ...  # uncertainty=on: the run's draw of the model error
 
 
 @dataclass
@@ -201,10 +203,8 @@ def summarize(cfg: ScenarioConfig, out: RunOutput, requests: pd.DataFrame, steps
     prefix_cache = _prefix_cache(run)
     if prefix_cache is not None:
         summary["prefix_cache"] = prefix_cache
-    if cfg.uncertainty.enabled:
-        from simulator.latency.uncertainty import uncertainty_section
-
-        summary["uncertainty"] = uncertainty_section(cfg)
+    if out.uncertainty is not None:  # uncertainty=on (made by the simulation, which knows the latency layer)
+        summary["uncertainty"] = out.uncertainty
     if out.transfers is not None:
         summary["kv_transfer"] = _kv_transfer(out.transfers)
     if cfg.scheduler.speculative.method != "none":
