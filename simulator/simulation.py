@@ -7,7 +7,8 @@ The replicas form pools: one colocated pool (``mixed``), one per
 ``cluster.disaggregation.enabled`` a prefill pool whose finished prefills
 cross a link to a decode pool (see :mod:`simulator.cluster.disaggregation`).
 The fleet (:mod:`simulator.cluster.fleet`) owns the replicas' lifecycle;
-the autoscaler and failure injector act on it. The run ends when every
+the autoscaler and failure injector (replica failures and spot
+interruptions) act on it. The run ends when every
 request issued has ended.
 """
 
@@ -19,6 +20,7 @@ import simpy
 
 from simulator.cluster.fleet import Fleet, Pool
 from simulator.config.pools import pool_configs
+from simulator.config.pricing import spot_rate_per_hour
 from simulator.config.schema import ScenarioConfig
 from simulator.engine.replica import Replica
 from simulator.latency import build_latency_model
@@ -109,7 +111,7 @@ def simulate(cfg: ScenarioConfig, workload: Workload | None = None) -> Simulatio
         pool = next(p for p in pools if p.name == group) if group else pools[0]
         autoscaler = Autoscaler(env, cfg, fleet, pool)
     f = cfg.cluster.failures
-    if f.at_s or f.mtbf_gpu_hours is not None:
+    if f.at_s or f.mtbf_gpu_hours is not None or any(spot_rate_per_hour(p.cfg) > 0 for p in pools):
         from simulator.cluster.failures import FailureInjector
 
         failures = FailureInjector(env, cfg, fleet)

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS: list[tuple[int, tuple[str, ...]]] = [
     (0, ("simulator.errors", "simulator.registry", "simulator.files", "simulator.version", "simulator.specs", "simulator.progress",
          "simulator.metrics", "simulator.config.schema", "simulator.config.compose", "simulator.config.catalog",
-         "simulator.config.checks", "simulator.config.pools")),
+         "simulator.config.checks", "simulator.config.pools", "simulator.config.pricing")),
     (1, ("simulator.workload",)),
     (2, ("simulator.engine.request", "simulator.engine.queue", "simulator.engine.running", "simulator.memory",
          "simulator.latency", "simulator.calibration")),

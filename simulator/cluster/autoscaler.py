@@ -103,7 +103,7 @@ class Autoscaler:
             yield env.timeout(a.interval_s)
             now = env.now
             serving = [r for r in pool.replicas if r.state == "serving"]
-            current = fleet.count(pool, ("provisioning", "serving", "failed"))
+            current = fleet.count(pool, ("provisioning", "serving", "failed", "interrupted"))  # (failed and interrupted come back)
             if serving:
                 metric = value(serving)
                 ratio = metric / a.target

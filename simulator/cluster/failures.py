@@ -14,6 +14,14 @@ group stops (one NCCL communicator, one engine). Failures come
 What happens to the requests it held is ``in_flight`` (see
 :mod:`simulator.cluster.gateway`); the replica comes back after
 ``repair_s`` plus a cold start (see :mod:`simulator.cluster.fleet`).
+
+Spot interruptions (docs/pricing.md) come from the same injector: each
+serving replica of a pool that pays the spot tier is interrupted at its
+rate (:func:`simulator.config.pricing.spot_rate_per_hour`, per replica-hour:
+an instance is reclaimed whole, however many GPUs it has), a Poisson
+process on its own seeded stream ``spot``. An interrupted replica gets
+``pricing.spot.notice_s`` of notice (:meth:`Fleet.interrupt`), then fails as
+above.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from typing import TYPE_CHECKING
 import simpy
 
 from simulator.cluster.fleet import Fleet
+from simulator.config.pricing import spot_rate_per_hour
 from simulator.workload.rng import stream
 
 if TYPE_CHECKING:
@@ -40,9 +49,15 @@ class FailureInjector:
             env.process(self._fixed())
         if self.cfg.mtbf_gpu_hours is not None:
             env.process(self._random())
+        #: spot interruptions per replica-second, by pool name (pools that pay spot at a rate > 0)
+        self.spot_rates = {p.name: spot_rate_per_hour(p.cfg) / 3600.0 for p in fleet.pools if spot_rate_per_hour(p.cfg) > 0}
+        self.notice_s = float(cfg.pricing.spot.notice_s)
+        if self.spot_rates:
+            self.spot_rng = stream(cfg.seed, "spot")
+            env.process(self._spot())
 
     def _serving(self):
-        return [r for p in self.fleet.pools for r in p.replicas if r.state in ("serving", "draining")]
+        return [r for p in self.fleet.pools for r in p.replicas if r.state in ("serving", "draining", "interrupted")]
 
     def _fixed(self):
         f = self.cfg
@@ -77,3 +92,23 @@ class FailureInjector:
                 continue
             pick = int(self.rng.choice(len(alive), p=[g / sum(gpus) for g in gpus]))
             fleet.fail(alive[pick])
+
+    def _spot(self):
+        """Spot interruptions: a Poisson process whose rate is the sum of the serving spot replicas'
+        rates, redrawn after any change to the fleet (exact, as the exponential is memoryless); each
+        interruption hits a serving spot replica with probability proportional to its rate."""
+        env, fleet, rates = self.env, self.fleet, self.spot_rates
+        while True:
+            exposed = [r for p in fleet.pools if p.name in rates for r in p.replicas if r.state == "serving"]
+            changed = fleet.changed
+            if not exposed:
+                yield changed
+                continue
+            weights = [rates[fleet.pool_of[r.index].name] for r in exposed]
+            total = sum(weights)
+            fire = env.timeout(float(self.spot_rng.exponential(1.0 / total)))
+            yield fire | changed
+            if not fire.processed:  # the fleet changed first: redraw at the new rate
+                continue
+            pick = int(self.spot_rng.choice(len(exposed), p=[w / total for w in weights])) if len(exposed) > 1 else 0
+            fleet.interrupt(exposed[pick], self.notice_s)

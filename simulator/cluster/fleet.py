@@ -4,7 +4,9 @@
 
     provisioning ──cold start──► serving ──drain──► draining ──empty──► removed
                                     │
-                                    └──fail──► failed ──repair_s──► provisioning ...
+                                    ├──fail──► failed ──repair_s──► provisioning ...
+                                    │
+                                    └──spot notice──► interrupted ──notice_s──► failed ...
 
 A replica removed before it serves (a scale-down cancelling a pending start,
 or dropping one under repair) passes through ``draining`` and ``removed``
@@ -15,6 +17,13 @@ failed ones included (the node is still held while it is repaired). The
 cold start is ``cluster.cold_start.provision_s`` plus loading one GPU's share
 of the weights at ``cluster.cold_start.storage_gbps``. Each change is one
 row of ``replicas.parquet``; the replicas present at t=0 are already warm.
+
+A spot replica (``cluster.tier=spot``, docs/pricing.md) that gets an
+interruption notice is ``interrupted``: it takes no new requests but keeps
+working on what it holds (and stays billed) until, ``notice_s`` later, it
+fails like any other replica: what it still holds follows
+``cluster.failures.in_flight``, and it comes back after ``repair_s`` plus a
+cold start.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ if TYPE_CHECKING:
     from simulator.engine.replica import Replica
     from simulator.engine.request import Request
 
-BILLED = ("provisioning", "serving", "draining", "failed")
+BILLED = ("provisioning", "serving", "draining", "failed", "interrupted")
 
 
 @dataclass
@@ -65,6 +74,7 @@ class Fleet:
         self.pool_of: dict[int, Pool] = {}
         self._serving: list[Replica] | None = None
         self.changed = env.event()  # fires at the next lifecycle change (then is renewed)
+        self._notices: dict[int, int] = {}  # replica index -> spot notices it got (a reclaim acts on the latest only)
         #: called with the requests a failed replica held
         self.on_failure: Callable[[list[Request]], None] = lambda reqs: None
         #: called when a request ends on any replica, present or future (the gateway's exit)
@@ -157,6 +167,19 @@ class Fleet:
         else:
             self.env.process(self._repair(rep))
         self.on_failure(held)
+
+    def interrupt(self, rep: Replica, notice_s: float) -> None:
+        """A spot interruption notice for ``rep``: no new requests from now; it fails ``notice_s`` later."""
+        rep.state = "interrupted"
+        self._event(rep, "interrupted")
+        self._notices[rep.index] = notice = self._notices.get(rep.index, 0) + 1
+        self.env.process(self._reclaim(rep, notice_s, notice))
+
+    def _reclaim(self, rep: Replica, notice_s: float, notice: int):
+        if notice_s > 0:
+            yield self.env.timeout(notice_s)
+        if rep.state == "interrupted" and self._notices[rep.index] == notice:  # (not taken by a failure meanwhile)
+            self.fail(rep)
 
     def _repair(self, rep: Replica):
         yield self.env.timeout(self.repair_s)

@@ -36,6 +36,7 @@ def pool_configs(cfg: ScenarioConfig) -> list[tuple[str, ScenarioConfig]]:
         hw = load_hardware(pool.hardware, f"{key}.hardware") if pool.hardware else cfg.hardware
         model_name = getattr(pool, "model", None)  # groups may name a model; pools serve the scenario's
         model = load_model(model_name, f"{key}.model") if model_name else cfg.model
-        cluster = replace(cfg.cluster, replicas=pool.replicas, tp=pool.tp)
+        tier = getattr(pool, "tier", None) or cfg.cluster.tier  # a group's pricing tier; pools pay the scenario's
+        cluster = replace(cfg.cluster, replicas=pool.replicas, tp=pool.tp, tier=tier)
         out.append((name, replace(cfg, hardware=hw, model=model, scheduler=_pool_scheduler(cfg, pool), cluster=cluster)))
     return out

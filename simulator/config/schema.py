@@ -67,6 +67,11 @@ class HardwareConfig:
     gemm: GemmConfig = field(default_factory=GemmConfig)
     price_per_gpu_hour: float | None = None  # USD, point-in-time snapshot
     price_source: str = ""
+    #: board power for the energy model (simulator/metrics/energy.py, docs/energy.md): idle_w = an idle
+    #: GPU's draw (engine up, no kernels); tdp_w = the maximum board power. null: energy not estimated
+    idle_w: float | None = None
+    tdp_w: float | None = None
+    power_source: str = ""
     confidence: str = ""
     source: str = MISSING
 
@@ -340,6 +345,7 @@ class GroupConfig:
     hardware: str | None = None  # a hardware catalog name; null = the scenario's hardware
     model: str | None = None  # a model catalog name; null = the scenario's model
     scheduler: PoolSchedulerConfig = field(default_factory=PoolSchedulerConfig)
+    tier: str | None = None  # pricing tier it pays (on_demand | reserved | spot; docs/pricing.md); null = cluster.tier
 
 
 @dataclass
@@ -410,6 +416,8 @@ class ClusterConfig:
     #: ep/tp replicas that run attention data-parallel, with all-to-all dispatch and combine (docs/models.md)
     ep: int = 1
     router: str = "round_robin"
+    #: the pricing tier the replicas pay (on_demand | reserved | spot; docs/pricing.md); a group's own tier wins
+    tier: str = "on_demand"
     #: Heterogeneous replica groups (name -> group); when set, replicas/tp
     #: above are ignored and each group has its own count, TP, hardware, model.
     groups: dict[str, GroupConfig] = field(default_factory=dict)
@@ -461,6 +469,47 @@ class TierConfig:
 
 
 @dataclass
+class GpuPriceConfig:
+    """One GPU type's prices in USD per GPU-hour, by pricing tier, each with its source and date
+    (docs/pricing.md). Null: no price for that tier."""
+
+    on_demand: float | None = None  # pay as you go (the hardware entry's price_per_gpu_hour wins when set)
+    on_demand_source: str = ""
+    on_demand_date: str = ""
+    reserved: float | None = None  # a committed term (pricing.reserved_term)
+    reserved_source: str = ""
+    reserved_date: str = ""
+    spot: float | None = None  # spare capacity the provider may reclaim (pricing.spot)
+    spot_source: str = ""
+    spot_date: str = ""
+    #: spot interruptions per replica-hour for this GPU type; null = pricing.spot.interruptions_per_hour
+    spot_interruptions_per_hour: float | None = None
+    spot_interruptions_source: str = ""
+
+
+@dataclass
+class SpotConfig:
+    """How spot capacity is taken back: a Poisson process per serving spot replica, each
+    interruption announced ``notice_s`` before the replica is gone (docs/pricing.md)."""
+
+    interruptions_per_hour: float = 0.0  # per replica-hour serving (one replica = one instance)
+    notice_s: float = 120.0  # warning before the instance is reclaimed: the replica takes no new requests meanwhile
+    source: str = ""
+
+
+@dataclass
+class PricingConfig:
+    """A pricing catalog (``pricing=`` picks a snapshot in scenarios/pricing/): prices per GPU type and tier."""
+
+    name: str = "none"
+    description: str = ""
+    reserved_term: str = ""  # what the reserved prices commit to (e.g. a 1-year term, billed every hour)
+    #: hardware catalog name -> its prices (override as pricing.hardware.h100-sxm.spot=2.0)
+    hardware: dict[str, GpuPriceConfig] = field(default_factory=dict)
+    spot: SpotConfig = field(default_factory=SpotConfig)
+
+
+@dataclass
 class SLOConfig:
     ttft_s: float | None = 1.0
     tpot_s: float | None = 0.1
@@ -476,6 +525,24 @@ class OutputConfig:
     console: bool = True  # print the summary table
     perfetto: bool = False  # also write the run as a Chrome/Perfetto trace (timeline.perfetto.json)
     progress: str = "auto"  # progress bar: auto (only on a terminal, never in CI), on, off
+
+
+@dataclass
+class EnergyConfig:
+    """Energy and its price (docs/energy.md): facility overhead and electricity, and how much of a
+    GPU's dynamic power a memory-bound step draws. Per-GPU watts are the hardware's (``hardware.idle_w``,
+    ``hardware.tdp_w``)."""
+
+    #: power usage effectiveness: facility energy / IT energy. 1.58: the industry average of Uptime
+    #: Institute's 2023 Global Data Center Survey (Uptime Intelligence update 221, 23 Nov 2023)
+    pue: float = 1.58
+    #: USD per kWh of facility energy. 0.12: the median US state's average retail revenue per kWh,
+    #: 11.94 cents in September 2024 (EIA Electricity Monthly Update, end use, November 2024)
+    usd_per_kwh: float = 0.12
+    #: share of the idle-to-TDP range a step drawn at full HBM bandwidth with idle tensor cores adds:
+    #: (300 - 75) / (700 - 75) = 0.36 from decode on an H200 (137-300 W on a 700 W GPU; Ma et al.,
+    #: arXiv:2605.11999, May 2026). 1: memory traffic draws as much as math
+    memory_power_share: float = 0.36
 
 
 @dataclass
@@ -505,7 +572,10 @@ class ScenarioConfig:
     #: priority tiers by name; empty = one implicit tier
     tiers: dict[str, TierConfig] = field(default_factory=dict)
     slo: SLOConfig = field(default_factory=SLOConfig)
+    #: the pricing catalog: tier prices per GPU type and spot interruptions (docs/pricing.md)
+    pricing: PricingConfig = field(default_factory=PricingConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    energy: EnergyConfig = field(default_factory=EnergyConfig)
     #: model error as a random step-time factor per run, and the intervals replications report
     uncertainty: UncertaintyConfig = field(default_factory=UncertaintyConfig)
     #: the engine preset in force (set by ``engine=``: scenarios/engine/); "generic" = none
@@ -556,7 +626,11 @@ __all__: list[Any] = [
     "PoolSchedulerConfig",
     "LinkConfig",
     "SLOConfig",
+    "GpuPriceConfig",
+    "SpotConfig",
+    "PricingConfig",
     "OutputConfig",
+    "EnergyConfig",
     "ScenarioConfig",
     "register",
     "schema_node",

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from simulator.config.checks import fraction, need, positive
+from simulator.config.pricing import check_pricing
 from simulator.config.validate_cluster import check_cluster
 from simulator.config.validate_pool import check_fits, check_scheduler
 from simulator.config.validate_workload import (  # noqa: F401  (check_workload, max_len: re-exported)
@@ -43,6 +44,7 @@ def validate(cfg: ScenarioConfig) -> None:
     _memory(cfg)
     _cluster(cfg, prompt_max)
     check_cluster(cfg, None if disagg else prompt_max)
+    check_pricing(cfg)  # tiers, the pricing catalog, spot interruptions (simulator/config/pricing.py)
     if cfg.latency.model == "profile":  # load it now, so a wrong profile fails before the run
         from simulator.config.pools import pool_configs
         from simulator.latency import build_latency_model
@@ -54,6 +56,19 @@ def validate(cfg: ScenarioConfig) -> None:
         if v is not None:
             positive(v, f"slo.{key}")
     _tiers(cfg)
+    _energy(cfg)
+
+
+def _energy(cfg: ScenarioConfig) -> None:
+    """energy.* and every pool's hardware watts (simulator/metrics/energy.py)."""
+    from simulator.config.pools import pool_configs
+    from simulator.metrics.energy import check_energy
+
+    hardware = [("hardware", cfg.hardware)]
+    for name, pcfg in pool_configs(cfg):
+        if pcfg.hardware.name != cfg.hardware.name:
+            hardware.append((f"hardware {pcfg.hardware.name} (pool {name})", pcfg.hardware))
+    check_energy(cfg, hardware)
 
 
 SPECULATIVE_METHODS = ("none", "draft", "ngram", "mtp")

@@ -34,7 +34,10 @@ step functions of time; the figures integrate them over the window
 * scale-ups = provisioning events after t=0 that do not replace a failed
   replica; ``replacements`` = failed replicas that served again after their
   repair (one removed before serving again is not replaced); scale-downs = draining events;
-  failures = failed events.
+  failures = failed events (a spot replica's reclaim included); ``spot_interruptions`` =
+  interrupted events (spot notices, docs/pricing.md).
+* the cost's tier mix (``by_tier``): GPU-hours and USD of the groups paying
+  each pricing tier; each group's entry of ``by_group`` names its ``tier``.
 
 With no replica events (a fixed cluster), the figures fall back to the
 static pools: every replica serving and billed for the whole window.
@@ -47,7 +50,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from simulator.metrics.sections import ClusterFigures, CostFigures, GroupCost, LabelHead, LabelSection
+from simulator.metrics.sections import ClusterFigures, CostFigures, GroupCost, LabelHead, LabelSection, TierCost
 from simulator.metrics.stats import percentiles, slo_met
 
 LATENCIES = (("ttft", "ttft_s"), ("tpot", "tpot_s"), ("e2e", "e2e_s"))
@@ -188,6 +191,7 @@ def _static_cluster(static_replicas: int, static_gpus: Mapping[str, int], window
         "failures": 0,
         "replacements": 0,
         "failure_times_s": [],
+        "spot_interruptions": 0,
     }
     return cluster, {str(g): float(n) * window for g, n in static_gpus.items()}
 
@@ -252,20 +256,33 @@ def _event_cluster(replicas: pd.DataFrame, window: float) -> tuple[ClusterFigure
         "failures": int((event == "failed").sum()),
         "replacements": replacements,
         "failure_times_s": [float(t) for t in times[event == "failed"]],
+        "spot_interruptions": int((event == "interrupted").sum()),
     }
     return cluster, _group_gpu_seconds(ev, times, window)
 
 
-def _cost(group_seconds: dict[str, float], prices: Mapping[str, float | None], default_price: float | None) -> CostFigures:
-    """GPU-hours and USD, in all and per group, each group priced at its own hardware's rate."""
+def _cost(
+    group_seconds: dict[str, float],
+    prices: Mapping[str, float | None],
+    default_price: float | None,
+    tiers: Mapping[str, str] | None = None,
+) -> CostFigures:
+    """GPU-hours and USD, in all, per group and per pricing tier, each group priced at its own rate
+    (its hardware's price at its tier: ``prices``; ``tiers`` names each group's tier, default on_demand)."""
+    tiers = tiers or {}
     gpu_seconds = float(sum(group_seconds.values()))
     by_group: dict[str, GroupCost] = {}
+    by_tier: dict[str, TierCost] = {}
     usd: float | None = 0.0
     for g, seconds in group_seconds.items():
         price = prices.get(g, default_price)
         group_usd = None if price is None else seconds / 3600.0 * float(price)
-        by_group[g] = {"gpu_hours": seconds / 3600.0, "price_per_gpu_hour": price, "usd": group_usd}
+        tier = tiers.get(g, "on_demand")
+        by_group[g] = {"gpu_hours": seconds / 3600.0, "price_per_gpu_hour": price, "usd": group_usd, "tier": tier}
         usd = None if usd is None or group_usd is None else usd + group_usd
+        mix = by_tier.setdefault(tier, {"gpu_hours": 0.0, "usd": 0.0})
+        mix["gpu_hours"] += seconds / 3600.0
+        mix["usd"] = None if mix["usd"] is None or group_usd is None else mix["usd"] + group_usd
     used = {g for g, s in group_seconds.items() if s > 0} or set(group_seconds)
     distinct = {prices.get(g, default_price) for g in used}
     return {
@@ -273,6 +290,7 @@ def _cost(group_seconds: dict[str, float], prices: Mapping[str, float | None], d
         "price_per_gpu_hour": distinct.pop() if len(distinct) == 1 else None,
         "usd": usd,
         "by_group": by_group,
+        "by_tier": by_tier,
     }
 
 
@@ -284,16 +302,18 @@ def replica_figures(
     static_gpus: Mapping[str, int],
     prices: Mapping[str, float | None],
     default_price: float | None = None,
+    tiers: Mapping[str, str] | None = None,
 ) -> tuple[ClusterFigures, CostFigures]:
     """(cluster figures, cost figures) of one run from its replica events.
 
-    ``static_gpus`` and ``prices`` are per group (pool) name: the fixed fleet
-    used when there are no events, and each group's price per GPU-hour
-    (a group not named in ``prices`` costs ``default_price``).
+    ``static_gpus``, ``prices`` and ``tiers`` are per group (pool) name: the fixed fleet
+    used when there are no events, each group's price per GPU-hour (a group not
+    named in ``prices`` costs ``default_price``) and the pricing tier it pays
+    (default on_demand).
     """
     window = float(end_s) if end_s and end_s > 0 else 0.0
     if replicas is None or len(replicas) == 0:
         cluster, group_seconds = _static_cluster(static_replicas, static_gpus, window)
     else:
         cluster, group_seconds = _event_cluster(replicas, window)
-    return cluster, _cost(group_seconds, prices, default_price)
+    return cluster, _cost(group_seconds, prices, default_price, tiers)

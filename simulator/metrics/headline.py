@@ -22,6 +22,7 @@ FIGURES = (
     "throughput_rps", "output_tokens_per_s", "total_tokens_per_s", "slo_attainment", "goodput_rps",
     "kv_peak_usage", "kv_mean_usage", "busy_fraction", "mean_batch_size", "mean_decode_batch",
     "gpus", "peak_gpus", "gpu_hours", "usd", "usd_per_hour", "usd_per_million_tokens", "usd_per_million_output_tokens",
+    "energy_kwh", "mean_power_w", "joules_per_token", "joules_per_output_token", "energy_usd",
     "sim_end_s", "drain_share",
     *(f"{key}_{stat}_s" for key in LATENCY_KEYS for stat in LATENCY_STATS),
 )  # fmt: skip
@@ -41,6 +42,18 @@ def _drain_share(window: WindowSection) -> float:
     if end is None or last is None or not end or not math.isfinite(end):
         return float("nan")
     return max(0.0, (float(end) - float(last)) / float(end))
+
+
+def _energy(summary: Summary) -> dict[str, float]:
+    """Facility kWh, mean W per GPU, GPU J per token and the energy bill (NaN for a summary without them)."""
+    e: dict = dict(summary.get("energy") or {})
+    return {
+        "energy_kwh": _num(e.get("facility_kwh")),
+        "mean_power_w": _num(e.get("mean_power_w_per_gpu")),
+        "joules_per_token": _num(e.get("joules_per_token")),
+        "joules_per_output_token": _num(e.get("joules_per_output_token")),
+        "energy_usd": _num(e.get("usd")),
+    }
 
 
 def headline(summary: Summary) -> dict[str, float]:
@@ -72,6 +85,7 @@ def headline(summary: Summary) -> dict[str, float]:
         "usd_per_hour": _num(cost["gpus"] * price) if price is not None else float("nan"),
         "usd_per_million_tokens": _num(cost.get("usd_per_million_tokens")),
         "usd_per_million_output_tokens": _num(cost.get("usd_per_million_output_tokens")),
+        **_energy(summary),
         "sim_end_s": _num(summary["window"]["end_s"]),
         "drain_share": _drain_share(summary["window"]),
     }

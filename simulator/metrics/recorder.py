@@ -54,7 +54,7 @@ _REQ_TEXT = tuple(c for c in REQUEST_COLUMNS if c not in _REQ_NUMERIC)
 
 #: replicas.parquet: one row per replica lifecycle event (see docs/cluster.md)
 REPLICA_COLUMNS = ("time_s", "replica", "group", "event", "gpus", "serving", "billed_gpus")
-REPLICA_EVENTS = ("provisioning", "serving", "draining", "failed", "removed")
+REPLICA_EVENTS = ("provisioning", "serving", "draining", "failed", "removed", "interrupted")  # interrupted: a spot notice
 
 
 class StepRow(NamedTuple):

@@ -82,7 +82,8 @@ class PoolSection(DecodeBatch):
     mean_batch_size: float
     prefill_tokens: int
     decode_tokens: int
-    price_per_gpu_hour: float | None
+    price_per_gpu_hour: float | None  # at the pool's pricing tier
+    tier: str  # the pricing tier the pool pays (docs/pricing.md)
 
 
 class RequestsSection(TypedDict):
@@ -192,6 +193,7 @@ class ClusterFigures(TypedDict):
     failures: int
     replacements: int
     failure_times_s: list[float]
+    spot_interruptions: int  # spot notices (interrupted events); each reclaim is also one of the failures
 
 
 class ClusterSection(ClusterFigures):
@@ -202,6 +204,14 @@ class GroupCost(TypedDict):
     gpu_hours: float
     price_per_gpu_hour: float | None
     usd: float | None
+    tier: str  # the pricing tier the group pays (docs/pricing.md)
+
+
+class TierCost(TypedDict):
+    """One pricing tier's share of the bill (the ``cost`` section's ``by_tier``)."""
+
+    gpu_hours: float
+    usd: float | None
 
 
 class CostFigures(TypedDict):
@@ -209,6 +219,7 @@ class CostFigures(TypedDict):
     price_per_gpu_hour: float | None
     usd: float | None
     by_group: dict[str, GroupCost]
+    by_tier: dict[str, TierCost]
 
 
 class TokenCost(TypedDict):
@@ -221,9 +232,38 @@ class TokenCost(TypedDict):
     input_gpu_share: float | None
 
 
+class EnergyGroup(TypedDict):
+    """One group's (pool's) energy (:func:`simulator.metrics.energy.energy_section`)."""
+
+    hardware: str
+    idle_w: float
+    tdp_w: float
+    gpu_hours: float  # billed, as in the cost section
+    gpu_kwh: float
+    mean_power_w_per_gpu: float | None  # over billed time
+    busy_utilisation: float | None  # time-weighted over its steps
+
+
+class EnergySection(TypedDict):
+    """GPU and facility energy, power and their price; the figures are None without power data."""
+
+    gpu_kwh: float | None
+    facility_kwh: float | None  # gpu_kwh x pue
+    pue: float
+    mean_power_w_per_gpu: float | None  # GPU energy / billed GPU-seconds
+    busy_utilisation: float | None  # time-weighted utilisation of the steps (0-1)
+    joules_per_token: float | None  # GPU energy / (prompt + output tokens of completed requests)
+    joules_per_output_token: float | None
+    usd_per_kwh: float
+    usd: float | None  # facility_kwh x usd_per_kwh
+    by_group: dict[str, EnergyGroup]
+    note: str
+
+
 class CostSection(CostFigures, TokenCost):
     gpus: int
     peak_gpus: int
+    usd_per_hour: float | None  # usd over the window's hours: the mean spend rate of the run
     note: str
     response_cache_usd: NotRequired[float]  # with a response cache: its hits' USD, included in usd
 
@@ -358,6 +398,7 @@ class Summary(TypedDict):
     littles_law: LittlesLawSection
     cluster: ClusterSection
     cost: CostSection
+    energy: NotRequired[EnergySection]  # every run since the energy model (simulator.metrics.energy); absent in older files
     tiers: NotRequired[dict[str, LabelSection]]  # when tiers are configured
     tenants: NotRequired[dict[str, LabelSection]]  # when any request carries a tenant
     workload: NotRequired[dict[str, Any]]  # the workload source's notes (a trace's name, a fit's figures)

@@ -25,7 +25,10 @@ Definitions (they match vLLM's benchmark tools):
   (:mod:`simulator.metrics.breakdown`).
 * Cost: GPU-hours integrate the GPUs billed over the window (from the
   replica lifecycle events when the cluster changed size; a replica is
-  billed from provisioning until removed), priced per group's hardware.
+  billed from provisioning until removed), priced per group's hardware at
+  the group's pricing tier (on-demand, reserved or spot: docs/pricing.md,
+  :mod:`simulator.config.pricing`); ``usd_per_hour`` = USD over the
+  window's hours, ``by_tier`` the GPU-hours and USD of each tier.
   Per request and per token: USD over completed requests and their tokens;
   the input/output split divides GPU time by prefill and decode work step by
   step (:mod:`simulator.metrics.cost`). A response cache's hits (each at
@@ -49,8 +52,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
+from simulator.config.pricing import tier_price
 from simulator.metrics.breakdown import breakdown, replica_figures, serving_seconds
 from simulator.metrics.cost import token_cost
+from simulator.metrics.energy import energy_section
 from simulator.metrics.levers import (
     beam_search_section,
     cache_hits,
@@ -63,6 +68,7 @@ from simulator.metrics.sections import (
     ClusterSection,
     CostSection,
     DecodeBatch,
+    EnergySection,
     EngineSection,
     KvCacheSection,
     KvTransferSection,
@@ -192,6 +198,7 @@ def summarize(cfg: ScenarioConfig, out: RunOutput, requests: pd.DataFrame, steps
         "littles_law": _littles_law(run),
         "cluster": cluster,
         "cost": cost,
+        "energy": _energy(run, cost),
     }
     tiers, tenants = _breakdowns(run)
     if tiers is not None:
@@ -393,7 +400,8 @@ def _cluster_and_cost(run: _Run) -> tuple[ClusterSection, CostSection]:
         static_replicas=sum(p.initial for p in out.pools),
         static_gpus={p["name"]: p["gpus"] for p in pools},
         prices={p["name"]: p["price_per_gpu_hour"] for p in pools},
-        default_price=run.cfg.hardware.price_per_gpu_hour,
+        default_price=tier_price(run.cfg),
+        tiers={p["name"]: p["tier"] for p in pools},
     )
     cluster_section: ClusterSection = {**cluster, "failures_skipped": out.failures.skipped if out.failures is not None else 0}
     done, hits = run.done, cache_hits(run.cfg, run.requests)
@@ -413,13 +421,30 @@ def _cluster_and_cost(run: _Run) -> tuple[ClusterSection, CostSection]:
         "peak_gpus": cluster["billed_gpus"]["max"],
         **cost,
         **per_token,
+        "usd_per_hour": None,
         "note": "GPU-hours integrate the GPUs billed over the window (provisioning to removal); "
         "per-token figures split GPU time between prefill (input) and decode (output) steps",
     }
     if cache_usd is not None:  # the cache's hits are part of the bill
         cost_section["usd"] = None if cost["usd"] is None else cost["usd"] + cache_usd
         cost_section["response_cache_usd"] = cache_usd
+    usd = cost_section["usd"]
+    cost_section["usd_per_hour"] = None if usd is None or not run.span else usd / (run.span / 3600.0)
     return cluster_section, cost_section
+
+
+def _energy(run: _Run, cost: CostSection) -> EnergySection:
+    """GPU and facility energy over the billed GPU-hours of the cost section (:mod:`simulator.metrics.energy`)."""
+    done = run.done
+    return energy_section(
+        run.cfg,
+        run.out.pools,
+        run.steps,
+        cost.get("by_group", {}),
+        window_s=run.span,
+        input_tokens=int(done["prompt_tokens"].sum()),
+        output_tokens=int(done["output_tokens"].sum()),
+    )
 
 
 def _breakdowns(run: _Run) -> tuple[dict[str, LabelSection] | None, dict[str, LabelSection] | None]:
@@ -523,7 +548,8 @@ def _pool_summary(pool: Any, steps: pd.DataFrame, up_s: float) -> PoolSection:
         **_decode_batch(st),
         "prefill_tokens": int(st["prefill_tokens"].sum()),
         "decode_tokens": int(st["decode_seqs"].sum()),
-        "price_per_gpu_hour": cfg.hardware.price_per_gpu_hour,
+        "price_per_gpu_hour": tier_price(cfg),  # the hardware's price at the pool's tier (docs/pricing.md)
+        "tier": cfg.cluster.tier,
     }
 
 

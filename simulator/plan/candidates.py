@@ -1,7 +1,7 @@
 """The candidate configurations of :func:`cheapest`: their prices, their rows, simulating and judging them.
 
-Each candidate is one row (a dict) of the plan table: ``{replicas}x{hardware}-tp{tp}-{policy}``,
-its cost per hour, its status (met, failed, skipped, not evaluated), why it
+Each candidate is one row (a dict) of the plan table: ``{replicas}x{hardware}-tp{tp}-{policy}``
+(``-reserved`` or ``-spot`` appended at those pricing tiers), its tier, its cost per hour, its status (met, failed, skipped, not evaluated), why it
 failed or was skipped, its figures and its run directory. Keys starting with
 ``_`` (the run's overrides, the grid rank) stay out of the table.
 """
@@ -21,17 +21,20 @@ from simulator.plan.point import _evaluate, _output_overrides
 from simulator.plan.requirements import Requirement, _judge
 
 
-def _prices(grid_hw: list[str], overrides: list[str]) -> dict:
-    """Each GPU's price as the scenario sees it: the catalog's, or the overrides' hardware.price_per_gpu_hour."""
-    from simulator import api
-    from simulator.config import catalog
+def _prices(grid_hw: list[str], overrides: list[str], tiers: list[str] | None = None) -> dict:
+    """Each (GPU, pricing tier)'s price as the scenario sees it: on-demand is the hardware catalog's
+    price_per_gpu_hour (or the overrides'), reserved and spot the pricing catalog's (docs/pricing.md)."""
+    from simulator.config import catalog, compose, to_scenario
+    from simulator.config.pricing import tier_price
 
-    prices = {}
+    prices: dict = {}
     for hw in grid_hw:
-        try:
-            prices[hw] = api.load_config([*overrides, f"hardware={hw}"]).hardware.price_per_gpu_hour
-        except ConfigError:
-            prices[hw] = catalog.load_hardware(hw).price_per_gpu_hour
+        for tier in tiers or ["on_demand"]:
+            try:
+                cfg = to_scenario(compose([*overrides, f"hardware={hw}", f"cluster.tier={tier}"]))
+                prices[(hw, tier)] = tier_price(cfg)
+            except ConfigError:
+                prices[(hw, tier)] = catalog.load_hardware(hw).price_per_gpu_hour if tier == "on_demand" else None
     return prices
 
 
@@ -53,20 +56,27 @@ class _Candidates:
     settings: dict
     rows: list[dict] = field(default_factory=list)
 
-    def make_row(self, r: int, t: int, hw: str, pol: str, rank: tuple, check: bool = True) -> dict:
-        """The row of ``r`` x ``hw`` TP ``t`` with ``pol``; skipped (with the reason) when it has no
-        price or, when ``check``, its scenario does not load."""
-        price = self.prices.get(hw)
-        row = _blank_row(r, t, hw, pol, price)
+    def make_row(self, r: int, t: int, hw: str, pol: str, rank: tuple, check: bool = True, tier: str = "on_demand") -> dict:
+        """The row of ``r`` x ``hw`` TP ``t`` with ``pol`` at pricing ``tier``; skipped (with the reason) when it
+        has no price or, when ``check``, its scenario does not load."""
+        price = self.prices.get((hw, tier))
+        row = _blank_row(r, t, hw, pol, price, tier)
         ov = self.overrides + [f"cluster.replicas={r}", f"cluster.tp={t}", f"hardware={hw}", f"scheduler={pol}"]
+        if tier != "on_demand":
+            ov.append(f"cluster.tier={tier}")
         ov += [f"workload.rate={self.target_rate!r}", f"workload.num_requests={self.num_requests}"]
         ov += _output_overrides()
         row["_overrides"] = ov
         row["_rank"] = rank
-        if price is None:
+        if price is None and tier == "on_demand":
             row["skipped"] = (
                 f"hardware={hw} has no price_per_gpu_hour in the catalog, so its cost cannot be compared; "
                 "give one with hardware.price_per_gpu_hour=..."
+            )
+        elif price is None:
+            row["skipped"] = (
+                f"hardware={hw} has no {tier} price in the pricing catalog, so its cost cannot be compared; "
+                f"give one with pricing.hardware.{hw}.{tier}=... (docs/pricing.md)"
             )
         elif check:
             from simulator import api
@@ -103,14 +113,15 @@ class _Candidates:
             raise ConfigError(next(iter(reasons)))  # the same mistake everywhere: the overrides', not the grid's
 
 
-def _blank_row(r: int, t: int, hw: str, pol: str, price: float | None) -> dict:
-    """A candidate's row before it is judged: its name, size and cost."""
+def _blank_row(r: int, t: int, hw: str, pol: str, price: float | None, tier: str = "on_demand") -> dict:
+    """A candidate's row before it is judged: its name, size, pricing tier and cost."""
     return {
-        "config": f"{r}x{hw}-tp{t}-{pol}",
+        "config": f"{r}x{hw}-tp{t}-{pol}" + ("" if tier == "on_demand" else f"-{tier}"),
         "replicas": r,
         "tp": t,
         "hardware": hw,
         "policy": pol,
+        "tier": tier,
         "gpus": r * t,
         "price_per_gpu_hour": price,
         "usd_per_hour": float("nan") if price is None else r * t * price,

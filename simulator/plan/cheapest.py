@@ -1,7 +1,7 @@
 """The cheapest cluster for a rate: :func:`cheapest`.
 
-It prices a grid of replicas x TP x GPU type x batching policy from the
-hardware catalog and simulates it at the target rate, cheapest first, stopping
+It prices a grid of replicas x TP x GPU type x pricing tier x batching policy
+from the hardware and pricing catalogs and simulates it at the target rate, cheapest first, stopping
 at the first cost that meets the requirements. By default the replica count is
 searched (galloping then bisection, per TP x GPU x policy; see
 :mod:`simulator.plan.replica_search`), so the answer does not depend on a grid
@@ -57,17 +57,19 @@ class CheapestResult:
             where = "in the grid" if self.max_replicas is None else f"with at most {self.max_replicas} replicas"
             return f"no configuration {where} meets {reqs} at {self.target_rate:g} req/s"
         b = self.best
+        per_m = b.get("usd_per_million_tokens")
+        unit = f"${per_m:.3g} per 1M tokens, " if per_m is not None and per_m == per_m else ""
         return (
             f"cheapest meeting {reqs} at {self.target_rate:g} req/s: {b['replicas']}x {b['hardware']} "
             f"TP{b['tp']} {b['policy']} ({int(b['gpus'])} GPUs, ${b['usd_per_hour']:.2f}/h), "
-            f"goodput {b['goodput_rps']:.4g} req/s"
+            f"all {b.get('tier', 'on_demand')}, {unit}goodput {b['goodput_rps']:.4g} req/s"
         )
 
     def __str__(self) -> str:
         return self.answer
 
 
-_GRID_KEYS = ("cluster.replicas", "cluster.tp", "hardware", "scheduler", "scheduler.policy", "workload.rate")
+_GRID_KEYS = ("cluster.replicas", "cluster.tp", "cluster.tier", "hardware", "scheduler", "scheduler.policy", "workload.rate")
 
 
 def cheapest(
@@ -81,6 +83,7 @@ def cheapest(
     policy: Iterable[str] = ("continuous",),
     overrides: Sequence[str] = (),
     out_dir: str | Path | None = None,
+    tier: Iterable[str] = ("on_demand",),
     n_jobs: int = 1,
     exhaustive: bool = False,
     replications: int = 1,
@@ -89,10 +92,13 @@ def cheapest(
     max_rejection: float = MAX_REJECTION,
     progress: Callable[[str], None] | None = None,
 ) -> CheapestResult:
-    """The cheapest replicas x TP x GPU type x policy that meets the requirements at ``target_rate``.
+    """The cheapest replicas x TP x GPU type x pricing tier x policy that meets the requirements at ``target_rate``.
 
-    Cost per hour = replicas x TP x the GPU's ``price_per_gpu_hour`` from the
-    hardware catalog.
+    Cost per hour = replicas x TP x the GPU's price at the tier: on-demand is
+    the hardware catalog's ``price_per_gpu_hour``, reserved and spot come from
+    the pricing catalog (``pricing.hardware.<gpu>.*``, docs/pricing.md). Each
+    ``tier`` (``on_demand``, ``reserved``, ``spot``) is one more axis of the
+    grid; spot runs include the spot interruptions at ``pricing.spot``'s rate.
 
     ``replicas=None`` (the default) searches the replica count: for each TP x
     GPU x policy, the smallest count from 1 to ``max_replicas`` (default
@@ -120,7 +126,7 @@ def cheapest(
     reqs = _requirements(requirements)
     overrides = list(overrides)
     _check_cheapest_args(target_rate, overrides, n_jobs, replications, requests, min_duration_s, max_rejection)
-    grid = _grid(replicas, max_replicas, tp, hardware, policy)
+    grid = _grid(replicas, max_replicas, tp, hardware, policy, tier)
     base = _base_scenario(overrides)
     cands = _start_candidates(
         base,
@@ -150,6 +156,7 @@ class _Grid:
     tp: list[int]
     hardware: list[str]
     policy: list[str]
+    tier: list[str] = field(default_factory=lambda: ["on_demand"])
 
     @property
     def search(self) -> bool:
@@ -180,7 +187,8 @@ def _check_cheapest_args(
         if key in _GRID_KEYS:
             raise ConfigError(
                 f"{ov} conflicts with the search, which sets {key} itself; give the values to search over "
-                "as replicas, tp, hardware, policy (--replicas, --tp, --hardware, --policy) and the rate as target_rate (--rate)."
+                "as replicas, tp, hardware, tier, policy (--replicas, --tp, --hardware, --tier, --policy) and the rate as "
+                "target_rate (--rate)."
             )
 
 
@@ -190,9 +198,11 @@ def _grid(
     tp: Iterable[int],
     hardware: Iterable[str],
     policy: Iterable[str],
+    tier: Iterable[str] = ("on_demand",),
 ) -> _Grid:
-    """Check the axes of the search: replica counts (or the replica search's bound), TP degrees, GPUs, policies."""
+    """Check the axes of the search: replica counts (or the replica search's bound), TP degrees, GPUs, policies, tiers."""
     from simulator.config import catalog
+    from simulator.config.pricing import TIERS
 
     if replicas is None:  # the replica search
         max_replicas = MAX_REPLICAS if max_replicas is None else max_replicas
@@ -211,7 +221,8 @@ def _grid(
         _names("hardware", hardware, catalog.names("hardware")),
         _names("policy", policy, catalog.names("scheduler")),
     )
-    return _Grid(replicas=grid_r, max_replicas=max_replicas, tp=grid_tp, hardware=grid_hw, policy=grid_pol)
+    grid_tier = _names("tier", tier, list(TIERS))
+    return _Grid(replicas=grid_r, max_replicas=max_replicas, tp=grid_tp, hardware=grid_hw, policy=grid_pol, tier=grid_tier)
 
 
 def _base_scenario(overrides: list[str]):
@@ -250,7 +261,7 @@ def _start_candidates(
     replications = _replications(replications, base)
     seeds = [base.seed + k for k in range(replications)]
     n = probe_requests(target_rate, base.workload.num_requests, requests=requests, min_duration_s=min_duration_s)
-    prices = _prices(grid.hardware, overrides)
+    prices = _prices(grid.hardware, overrides, grid.tier)
     settings = _settings(grid, exhaustive, n_jobs, replications, seeds, n, requests, min_duration_s, max_rejection)
     return _Candidates(
         overrides=overrides,
@@ -293,6 +304,7 @@ def _settings(
         ),
         "tp": grid.tp,
         "hardware": grid.hardware,
+        "tier": grid.tier,
         "policy": grid.policy,
         "exhaustive": exhaustive,
         "n_jobs": n_jobs,
@@ -312,17 +324,18 @@ def _simulate(cands: _Candidates, grid: _Grid, exhaustive: bool) -> None:
     if grid.search:
         assert grid.max_replicas is not None  # _grid sets the bound of a search
         families = []
-        for k, (t, hw, pol) in enumerate(itertools.product(grid.tp, grid.hardware, grid.policy)):
-            rows.append(cands.make_row(1, t, hw, pol, (k, 1)))
-            families.append({"t": t, "hw": hw, "pol": pol, "first": len(rows) - 1, "fail": 0, "pass": None})
+        for k, (t, hw, tier, pol) in enumerate(itertools.product(grid.tp, grid.hardware, grid.tier, grid.policy)):
+            rows.append(cands.make_row(1, t, hw, pol, (k, 1), tier=tier))
+            families.append({"t": t, "hw": hw, "tier": tier, "pol": pol, "first": len(rows) - 1, "fail": 0, "pass": None})
         cands.refuse_common_mistake()
         _search_replicas(
             families, rows, cands.prices, grid.max_replicas, exhaustive, cands.jobs, cands.make_row, cands.run_batch
         )
     else:
         assert grid.replicas is not None  # not a search: a grid of replica counts
-        for k, (r, t, hw, pol) in enumerate(itertools.product(grid.replicas, grid.tp, grid.hardware, grid.policy)):
-            rows.append(cands.make_row(r, t, hw, pol, (k,)))
+        grid_points = itertools.product(grid.replicas, grid.tp, grid.hardware, grid.tier, grid.policy)
+        for k, (r, t, hw, tier, pol) in enumerate(grid_points):
+            rows.append(cands.make_row(r, t, hw, pol, (k,), tier=tier))
         cands.refuse_common_mistake()
         _search_grid(rows, exhaustive, cands.jobs, cands.run_batch)
 

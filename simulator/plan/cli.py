@@ -99,7 +99,7 @@ def _parsers() -> dict[str, argparse.ArgumentParser]:
 
     ch = _Parser(
         prog=f"{PROG} cheapest",
-        description="The cheapest replicas x TP x GPU x policy meeting every requirement at a rate.",
+        description="The cheapest replicas x TP x GPU x pricing tier x policy meeting every requirement at a rate.",
     )
     _common(ch)
     ch.add_argument("--rate", type=float, required=True, metavar="R", help="the target request rate (req/s)")
@@ -124,6 +124,13 @@ def _parsers() -> dict[str, argparse.ArgumentParser]:
     ch.add_argument(
         "--policy", type=_list, default=["continuous"], metavar="P,...", help="scheduler options (default continuous)"
     )
+    ch.add_argument(
+        "--tier",
+        type=_list,
+        default=["on_demand"],
+        metavar="T,...",
+        help="pricing tiers to compare: on_demand, reserved, spot (default on_demand; docs/pricing.md)",
+    )
     ch.add_argument("--jobs", type=int, default=1, metavar="N", help="configurations simulated in parallel (default 1)")
     ch.add_argument(
         "--exhaustive",
@@ -137,7 +144,7 @@ def _parsers() -> dict[str, argparse.ArgumentParser]:
 _USAGE = (
     f"usage: {PROG} max-rate [overrides...] --require REQ [--lo R] [--hi R] [--tol F] [--out DIR]\n"
     f"       {PROG} cheapest --rate R --require REQ [--tp N,..] [--hardware GPU,..] "
-    "[--policy P,..] [overrides...] [--jobs N]\n"
+    "[--policy P,..] [--tier T,..] [overrides...] [--jobs N]\n"
     f"       {PROG} COMMAND --help for every option (docs/plan.md explains the search)"
 )
 
@@ -188,6 +195,7 @@ def main(argv: list[str] | None = None) -> None:
             tp=args.tp,
             hardware=args.hardware,
             policy=args.policy,
+            tier=args.tier,
             overrides=args.overrides,
             n_jobs=args.jobs,
             exhaustive=args.exhaustive,
@@ -201,10 +209,11 @@ def main(argv: list[str] | None = None) -> None:
     if res.max_replicas is None:
         what = f"{simulated} of {len(c)} configurations simulated"
     else:
-        combos = len(c[["tp", "hardware", "policy"]].drop_duplicates())
+        combos = len(c[["tp", "hardware", "tier", "policy"]].drop_duplicates())
+        axes = "hardware x TP x tier x policy" if c["tier"].nunique() > 1 else "hardware x TP x policy"
         what = (
             f"{simulated} configurations simulated, searching 1-{res.max_replicas} replicas for {combos} "
-            f"hardware x TP x policy combination{'s' if combos != 1 else ''}"
+            f"{axes} combination{'s' if combos != 1 else ''}"
         )
     print(f"runs: {res.runs_dir} ({what}, {skipped} skipped; {res.wall_s:.1f} s)")
     if res.best is None:

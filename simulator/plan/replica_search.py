@@ -49,7 +49,7 @@ def _search_replicas(
     make_row: Callable[..., dict],
     run_batch: Callable[[list[int]], None],
 ) -> None:
-    """For each TP x GPU x policy (a family), the smallest replica count meeting the requirements.
+    """For each TP x GPU x pricing tier x policy (a family), the smallest replica count meeting the requirements.
 
     Per family, ``fail`` is the largest count known to fail (0 at first) and
     ``pass`` the smallest known to pass. Until a count passes, the next probe
@@ -63,7 +63,8 @@ def _search_replicas(
     """
     best = math.inf
     for f in families:
-        f["unit"] = f["t"] * prices[f["hw"]] if prices.get(f["hw"]) is not None else math.nan
+        price = prices.get((f["hw"], f.get("tier", "on_demand")))
+        f["unit"] = f["t"] * price if price is not None else math.nan
         f["done"] = bool(rows[f["first"]]["skipped"])
 
     def cap(f: dict) -> int:
@@ -88,7 +89,7 @@ def _search_replicas(
             if r == 1:
                 i = f["first"]  # checked when the families were made
             else:
-                rows.append(make_row(r, f["t"], f["hw"], f["pol"], (k, r), check=False))
+                rows.append(make_row(r, f["t"], f["hw"], f["pol"], (k, r), check=False, tier=f.get("tier", "on_demand")))
                 i = len(rows) - 1
             batch.append(i)
             probed.append((f, r, i))

@@ -96,10 +96,12 @@ def cluster_line(summary: Summary) -> str | None:
     if not (cl["scale_ups"] or cl["scale_downs"] or cl["failures"] or sr["min"] != sr["max"]):
         return None
     fail = f"{cl['failures']} failure" + ("" if cl["failures"] == 1 else "s")
+    spot = cl.get("spot_interruptions", 0)
     return (
         f"fleet: {sr['min']}–{sr['max']} replicas serving (mean {sr['mean']:.1f}) · scaled {cl['scale_ups']} up, "
         f"{cl['scale_downs']} down · {fail}"
         + (f" ({cl['replacements']} replaced)" if cl.get("replacements") else "")
+        + (f" · {spot} spot interruption{'' if spot == 1 else 's'}" if spot else "")
     )
 
 
@@ -270,6 +272,9 @@ def render_summary(summary: Summary, outdir: str | None = None, console: Console
         p("note: static batching returns responses when the batch ends, so TPOT and e2e include waiting for its longest request")
     _print_memory(p, summary)
     _print_cost(p, summary)
+    energy = energy_line(summary)
+    if energy:
+        p(energy)
     if outdir:
         _print_outputs(p, summary, outdir)
 
@@ -438,6 +443,7 @@ def _print_cost(p, summary: Summary) -> None:
     if cost["usd"] is not None:
         price = cost.get("price_per_gpu_hour")
         usd = f" · ${cost['usd']:,.2f}" + (f" at ${price:g}/GPU-h" if price is not None else " (priced per group)")
+        usd += _tier_mix(cost)
     line = cluster_line(summary)
     if line:
         billed = summary["cluster"]["billed_gpus"]
@@ -448,6 +454,35 @@ def _print_cost(p, summary: Summary) -> None:
     per_token = _per_token_line(cost)
     if per_token:
         p(per_token)
+
+
+def energy_line(summary: Summary) -> str:
+    """``energy: kWh GPU · kWh facility (PUE) · mean W/GPU · J/token · $``; "" without power data."""
+    e = summary.get("energy")
+    if not e or e.get("gpu_kwh") is None:
+        return ""
+    parts = [f"energy: {e['gpu_kwh']:,.3g} kWh GPU", f"{e['facility_kwh']:,.3g} kWh facility (PUE {e['pue']:g})"]
+    if e.get("mean_power_w_per_gpu") is not None:
+        parts.append(f"mean {e['mean_power_w_per_gpu']:,.0f} W/GPU")
+    if e.get("joules_per_token") is not None:
+        out = e.get("joules_per_output_token")
+        parts.append(f"{e['joules_per_token']:.3g} J/token" + (f" ({out:.3g} J/output token)" if out is not None else ""))
+    usd = e.get("usd")
+    if usd is not None:
+        parts.append(f"{_usd(usd)} at ${e['usd_per_kwh']:g}/kWh")
+    return " · ".join(parts)
+
+
+def _tier_mix(cost: CostSection) -> str:
+    """`` · $X/h · spot 75%, on_demand 25% of GPU-h`` when not every GPU-hour is on-demand (pricing tiers), else ""."""
+    mix = cost.get("by_tier") or {}
+    hours = sum(t["gpu_hours"] for t in mix.values())
+    if set(mix) <= {"on_demand"} or hours <= 0:
+        return ""
+    per_hour = cost.get("usd_per_hour")
+    rate = f" · {_usd(per_hour)}/h" if per_hour is not None else ""
+    shares = sorted(((t["gpu_hours"] / hours, name) for name, t in mix.items()), reverse=True)
+    return rate + " · " + ", ".join(f"{name} {share * 100:.0f}%" for share, name in shares) + " of GPU-h"
 
 
 def _usd(v: float) -> str:
