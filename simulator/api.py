@@ -45,21 +45,21 @@ class Result:
 
     config: ScenarioConfig
     requests: pd.DataFrame  # one row per request
-    step_rows: StepRows | pd.DataFrame  # the engine iterations; read them as ``steps``
+    #: one row per engine iteration (steps.parquet's table); may be given as the recorder's packed rows
+    #: (:class:`simulator.metrics.steps.StepRows`), and is then made on first read (see ``_steps_get``)
+    steps: pd.DataFrame = field(repr=False)
     summary: Summary  # summary.json; its sections are typed in simulator.metrics.sections
     itl: tuple[Any, Any] | None = None  # (gaps, counts): inter-token gaps over all tokens
     replicas: pd.DataFrame | None = None  # one row per replica lifecycle event
     replications: list[Result] = field(default_factory=list)  # with replications=N: runs 2..N (seed + 1 ..)
 
     @property
-    def steps(self) -> pd.DataFrame:
-        """One row per engine iteration (steps.parquet's table). Made on first use from the
-        recorder's packed rows, so a run whose steps are only summarised and saved never
-        holds the whole table (a million-request fleet run has over 5 million steps)."""
+    def packed_steps(self) -> StepRows | None:
+        """The recorder's packed step rows while the steps table has not been made (else None)."""
         from simulator.metrics.steps import StepRows
 
-        rows = self.step_rows
-        return rows.table() if isinstance(rows, StepRows) else rows
+        rows = self.__dict__["_steps"]
+        return rows if isinstance(rows, StepRows) else None
 
     def save(self, directory: str | Path, *, charts: bool | None = None, perfetto: bool | None = None) -> Path:
         """Write requests.parquet, steps.parquet, replicas.parquet (unless ``output.tables``
@@ -86,12 +86,30 @@ class Result:
 
 
     def _save_steps(self, path: Path) -> None:
-        from simulator.metrics.steps import StepRows
+        from simulator.metrics.steps import ROW_GROUP
 
-        if isinstance(self.step_rows, StepRows):  # a row group at a time, from the packed rows
-            self.step_rows.to_parquet(path)
+        packed = self.packed_steps
+        if packed is not None:  # a row group at a time, from the packed rows
+            packed.to_parquet(path)
         else:
-            self.step_rows.to_parquet(path, index=False)
+            self.steps.to_parquet(path, index=False, row_group_size=ROW_GROUP)
+
+
+def _steps_get(self: Result) -> pd.DataFrame:
+    """``Result.steps``: the table, made from the packed rows on first read (a million-request fleet
+    run has over 5 million steps: a run whose steps are only summarised and saved never holds them twice)."""
+    from simulator.metrics.steps import StepRows
+
+    rows = self.__dict__["_steps"]
+    return rows.table() if isinstance(rows, StepRows) else rows
+
+
+def _steps_set(self: Result, value: Any) -> None:
+    self.__dict__["_steps"] = value
+
+
+# a property under the dataclass field's name: Result(..., steps=...) and dataclasses.replace still work
+setattr(Result, "steps", property(_steps_get, _steps_set, doc=_steps_get.__doc__))  # noqa: B010
 
 
 def scenario_yaml(cfg: ScenarioConfig) -> str:
@@ -298,7 +316,7 @@ def _run_once(cfg: ScenarioConfig, workload: Workload | None = None) -> Result:
     return Result(
         config=cfg,
         requests=requests,
-        step_rows=steps,
+        steps=steps,  # the packed rows: Result.steps makes the table on first read
         summary=summary,
         itl=out.recorder.itl(),
         replicas=out.recorder.replicas_table(),

@@ -167,3 +167,17 @@ def test_the_mean_gap_does_not_depend_on_the_recording_order():
     a, b = weighted_stats(gaps, counts), weighted_stats(gaps[perm], counts[perm])
     assert a == b
     assert math.isclose(a["mean"], float(np.dot(gaps, counts) / counts.sum()), rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("overrides", [[], ["model=llama-3.1-70b", "cluster.tp=4", "hardware=h200"], ["model=mistral-7b"]])
+def test_a_decode_runs_prices_are_step_times_exactly(overrides):
+    """decode_times (a loop below 48 steps, numpy from 48 on) gives step_time's floats, bit for bit."""
+    from simulator.latency import build_latency_model
+    from simulator.latency.base import StepShape
+    from simulator.specs import ModelSpec
+
+    cfg = simulator.api.load_config(overrides)
+    model = build_latency_model(cfg, ModelSpec.from_config(cfg.model, cfg.cluster.tp))
+    for seqs, ctx, count in ((7, 9_000, 20), (64, 150_000, 48), (200, 2_000_000, 300)):
+        want = [model.step_time(StepShape(decode_seqs=seqs, decode_ctx_tokens=ctx + i * seqs)) for i in range(count)]
+        assert model.decode_times(seqs, ctx, count) == want

@@ -95,7 +95,8 @@ def test_random_workloads_keep_every_block_in_one_place_and_every_tier_within_ca
 SAMPLE = Path(simulator.__file__).resolve().parents[1] / "traces" / "sample_mooncake.jsonl"
 REPLAY = [
     "workload.arrival=trace", f"workload.trace.path={SAMPLE}", "memory.prefix_caching=true", "scheduler=chunked_prefill",
-    "memory.gpu_memory_utilization=0.25"  # room for about 4 prompts: the cache evicts, "output.charts=false", "output.console=false",
+    "memory.gpu_memory_utilization=0.25",  # room for about 4 prompts: the cache evicts
+    "output.charts=false", "output.console=false",
 ]  # fmt: skip
 
 
@@ -116,7 +117,8 @@ def test_offload_raises_the_prefix_hit_rate_and_charges_the_copies(replays):
     tiers = on.summary["prefix_cache"]["offload"]
     assert tiers["host"]["hit_blocks"] > 0 and tiers["loaded_gb"] > 0
     assert on.summary["prefix_cache"]["token_hit_rate"] > off.summary["prefix_cache"]["token_hit_rate"]
-    assert on.steps["swap_s"].sum() > 0 == off.steps["swap_s"].sum()  # the loads lengthen the steps that admit them
+    assert tiers["host"]["load_s"] > 0  # the loads lengthen the steps that admit them...
+    assert on.steps["swap_s"].sum() == 0 == on.summary["preemption"]["swap_time_s"]  # ... and are not swaps
     assert on.summary["latency_s"]["ttft"]["mean"] < off.summary["latency_s"]["ttft"]["mean"]  # copying beats recomputing
 
 
@@ -128,3 +130,41 @@ def test_offload_raises_the_prefix_hit_rate_and_charges_the_copies(replays):
 def test_bad_offload_settings_are_refused(overrides, message):
     with pytest.raises(ConfigError, match=message):
         simulator.run([*REPLAY, *overrides, "workload.num_requests=5"])
+
+
+def test_a_prompt_computed_again_takes_over_its_lower_tier_copy():
+    """A finishes computing its prompt while B's copy of the same blocks sits in host memory: A's
+    GPU blocks are cached and shared (the host copy is superseded), as without offload, so the next
+    request with that prompt finds them in GPU memory and pays no load."""
+    shared = []
+    for host in (0, 100):
+        cache = _cache(gpu_blocks=10, host_blocks=host)
+        a = _req(0, list(range(5)), 80)
+        cache.admit(a, 80)  # A computing its prompt
+        _serve(cache, _req(1, list(range(5)), 80))  # the same prompt, done first
+        c = _req(2, list(range(100, 105)), 80)
+        cache.admit(c, 80)
+        cache.register(c)  # evicts B's blocks (down to host memory when there is some)
+        cache.register(a)
+        shared.append(a.shared)
+        assert cache.block_tiers(a) == ["gpu"] * 5
+        if host:
+            assert cache.tiers[0].used == 0  # B's host copy was superseded, not kept beside A's blocks
+        cache.release_request(a)
+        cache.release_request(c)
+        d = _req(3, list(range(5)), 80)
+        cache.admit(d, 80)
+        assert d.shared == 4 and cache.load_s == 0  # hits in GPU memory
+    assert shared == [5, 5]
+
+
+def test_replicas_with_different_tiers_sum_what_they_have():
+    """A host tier too small for one block on a 1-GPU replica is left out (with a warning) while the
+    2-GPU replica keeps one: the summary adds up each tier over the replicas that have it."""
+    groups = "++cluster.groups={slow: {replicas: 1, tp: 2}, fast: {replicas: 1}}"
+    with pytest.warns(UserWarning, match="holds no whole KV block"):
+        result = simulator.run([*REPLAY, groups, "memory.offload.host_gb=0.0015", "memory.offload.ssd_gb=1",
+                                "workload.num_requests=60", "cluster.router=jsq"])  # fmt: skip
+    off = result.summary["prefix_cache"]["offload"]
+    assert set(off) == {"host", "ssd", "loaded_gb"}
+    assert off["ssd"]["stored_blocks"] > 0

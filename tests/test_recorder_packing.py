@@ -56,7 +56,7 @@ def test_steps_parquet_written_a_row_group_at_a_time_is_the_whole_tables_file(na
     overrides = CASES[name]
     monkeypatch.setattr(steps_module, "ROW_GROUP", 97)
     streamed = _run(overrides)
-    rows = streamed.step_rows
+    rows = streamed.packed_steps
     assert isinstance(rows, steps_module.StepRows) and len(rows) > 3 * 97  # several row groups
     rows.to_parquet(tmp_path / "streamed.parquet")
     assert rows._table is None  # written without making the whole table
@@ -72,7 +72,7 @@ def test_the_public_steps_table_has_int64_counts_and_is_made_once():
     from simulator.metrics.recorder import _STEP_INT
 
     result = _run(CASES["failure-retry"])
-    rows = result.step_rows
+    rows = result.packed_steps
     assert rows.frame["decode_seqs"].dtype == np.int32  # packed: 4 bytes a count
     table = result.steps
     assert all(table[c].dtype == np.int64 for c in _STEP_INT)

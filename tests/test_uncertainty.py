@@ -97,3 +97,15 @@ def test_confidence_needs_replications(tmp_path):
         maxrate.max_rate(["workload.num_requests=5"], "ttft_p99_s<=1", confidence=0.9, out_dir=tmp_path)
     with pytest.raises(ConfigError, match="share of replications"):
         maxrate.max_rate(["workload.num_requests=5"], "ttft_p99_s<=1", confidence=1.5, replications=4, out_dir=tmp_path)
+
+
+def test_too_few_replications_give_no_interval():
+    """A central 90% interval needs 10 replications (on average one value beyond it); with 2 there is
+    only the mean's confidence interval."""
+    from simulator.metrics.replications import min_runs, spread
+
+    assert min_runs(0.9) == 10 and min_runs(0.5) == 2
+    two = spread([0.16, 0.17])
+    assert two["interval_low"] is None and two["ci95_low"] is not None
+    ten = spread([float(v) for v in range(10)])
+    assert ten["interval_low"] == pytest.approx(0.45) and ten["interval_high"] == pytest.approx(8.55)

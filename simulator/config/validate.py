@@ -57,6 +57,15 @@ def validate(cfg: ScenarioConfig) -> None:
             positive(v, f"slo.{key}")
     _tiers(cfg)
     _energy(cfg)
+    _uncertainty(cfg)
+
+
+def _uncertainty(cfg: ScenarioConfig) -> None:
+    """uncertainty.* and the model-error overrides (simulator/latency/uncertainty.py)."""
+    unc = cfg.uncertainty
+    need(0 < unc.interval < 1, f"uncertainty.interval must be between 0 and 1 (the central share of replications; got {unc.interval}).")
+    if cfg.latency.error_log_sd is not None:
+        positive(cfg.latency.error_log_sd, "latency.error_log_sd", allow_zero=True)
 
 
 def _energy(cfg: ScenarioConfig) -> None:
@@ -200,10 +209,6 @@ def _memory(cfg: ScenarioConfig) -> None:
             "memory.prefix_caching=true is not supported with scheduler.policy=static, which reserves KV contiguously.",
         )
     positive(mem.swap_space_gb, "memory.swap_space_gb", allow_zero=True)
-    unc = cfg.uncertainty
-    need(0 < unc.interval < 1, f"uncertainty.interval must be between 0 and 1 (the central share of replications; got {unc.interval}).")
-    if cfg.latency.error_log_sd is not None:
-        positive(cfg.latency.error_log_sd, "latency.error_log_sd", allow_zero=True)
     off = mem.offload
     for key in ("host_gb", "ssd_gb", "host_latency_us", "ssd_latency_us"):
         positive(getattr(off, key), f"memory.offload.{key}", allow_zero=True)

@@ -329,10 +329,10 @@ class Replica:
                 shape.decode_ctx_tokens = running.decode_ctx_tokens() + plan.padded_ctx
             dt = self.compute_s = price(shape)
             swap_s = st.swap_bytes / self.host_link_bps if st.swap_bytes else 0.0
-            if kv.load_s:  # prefix blocks this step's admissions load from offload tiers (memory.offload)
-                swap_s += kv.load_s
-                kv.load_s = 0.0
             dt += swap_s
+            if kv.load_s:  # prefix blocks this step's admissions load from offload tiers (memory.offload): the step waits
+                dt += kv.load_s
+                kv.load_s = 0.0
             preempted, st.preempted, st.swap_bytes = st.preempted, 0, 0.0
             row: StepTuple = (  # the columns of StepRow, in order
                 self.index,

@@ -440,7 +440,9 @@ class RooflineLatency(LatencyModel):
         if seqs <= 0:
             return super().decode_times(seqs, ctx_tokens, count)
         t = self._token_work_s(seqs, seqs, seqs)
-        if count >= 48 and not self._window:  # attention_decode_s's arithmetic, step by step, in numpy (the same floats)
+        # attention_decode_s's arithmetic, step by step, in numpy (the same floats; tests/test_fast_forward.py holds
+        # the two paths to step_time's values). numpy's fixed cost of about 5 us pays from about 48 steps on.
+        if count >= 48 and not self._window:
             ctx = np.arange(count, dtype=np.int64) * seqs + ctx_tokens
             c = self._attn_flop_pair * ctx
             m = self._kv_tok * (ctx + seqs)

@@ -108,6 +108,8 @@ class ScaledLatency(LatencyModel):
         return f"{self.inner.describe()}; step times x {self.factor:.4f} (uncertainty=on: this run's draw of the model error)"
 
     def __getattr__(self, name: str):  # anything else (a roofline's parts) is the inner model's
+        if name == "inner":  # not set yet (a copy or an unpickling in progress): no recursion through it
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
 

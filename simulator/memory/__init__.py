@@ -1,10 +1,12 @@
 """KV-cache memory managers (``memory.allocation``)."""
 
+import warnings
+
 from simulator.config.schema import ScenarioConfig
 from simulator.memory.contiguous import CONTIGUOUS_ALLOCATORS, Buddy, ContiguousAllocator, FirstFit
 from simulator.memory.paged import BlockManager, ReserveExact, ReserveMax, ReservePow2
 from simulator.memory.placement import PLACED, ContiguousReservation
-from simulator.memory.prefix import PrefixCachingBlockManager, Tier
+from simulator.memory.prefix import HOST, SSD, PrefixCachingBlockManager, Tier
 from simulator.registry import Registry
 
 ALLOCATIONS: Registry[type[BlockManager]] = Registry("memory.allocation", "KV allocation mode")
@@ -48,13 +50,23 @@ def build_kv_manager(
 def offload_tiers(cfg: ScenarioConfig, block_bytes: float, gpus: int) -> list[Tier]:
     """The host and SSD tiers of ``memory.offload`` for one replica (per-GPU figures times ``gpus``)."""
     off = cfg.memory.offload
-    if not (off.host_gb or off.ssd_gb) or block_bytes <= 0:
+    if not (off.host_gb or off.ssd_gb):
         return []
+    if block_bytes <= 0:
+        raise ValueError("memory.offload needs the bytes of one KV block to size its tiers")
     host_gbps = off.host_gbps if off.host_gbps is not None else cfg.hardware.host_link_gbps
-    return [
-        Tier("host", -2, int(off.host_gb * 1e9 * gpus // block_bytes), float(host_gbps) * 1e9 * gpus, off.host_latency_us * 1e-6),
-        Tier("ssd", -3, int(off.ssd_gb * 1e9 * gpus // block_bytes), float(off.ssd_gbps) * 1e9 * gpus, off.ssd_latency_us * 1e-6),
+    tiers = [
+        Tier("host", HOST, int(off.host_gb * 1e9 * gpus // block_bytes), float(host_gbps) * 1e9 * gpus, off.host_latency_us * 1e-6),
+        Tier("ssd", SSD, int(off.ssd_gb * 1e9 * gpus // block_bytes), float(off.ssd_gbps) * 1e9 * gpus, off.ssd_latency_us * 1e-6),
     ]
+    for tier, gb in zip(tiers, (off.host_gb, off.ssd_gb)):
+        if gb and tier.capacity == 0:
+            warnings.warn(
+                f"memory.offload.{tier.name}_gb={gb:g} holds no whole KV block ({block_bytes / 1e9 / gpus:.3g} GB per GPU "
+                f"for this model): the {tier.name} tier is left out",
+                stacklevel=2,
+            )
+    return tiers
 
 
 __all__ = [

@@ -34,6 +34,8 @@ from collections import deque
 from simulator.memory.paged import BlockManager
 
 ABSENT = -1  # a block of a run that is not cached (a count of 0 or more: cached in GPU memory)
+HOST = -2  # ... held in the host-memory tier (memory.offload.host_gb)
+SSD = -3  # ... held in the SSD tier (memory.offload.ssd_gb)
 
 
 class Tier:
@@ -51,6 +53,7 @@ class Tier:
         self.used = 0
         self.stored = 0  # blocks that came down into this tier
         self.loaded = 0  # blocks loaded back into GPU memory from here
+        self.load_s = 0.0  # the copy time of those loads (it lengthens the steps that admit them)
         self.dropped = 0  # blocks that left this tier (to the tier below, or out of the cache)
         self.below: Tier | None = None
 
@@ -194,7 +197,9 @@ class PrefixCachingBlockManager(BlockManager):
                 counts[a:b] = [n + 1 for n in part]
             for tier, n in zip(self.tiers, by_tier):  # one copy per tier for the request: a launch, then the bytes
                 if n:
-                    self.load_s += tier.latency_s + n * self.block_bytes / tier.load_bps
+                    took = tier.latency_s + n * self.block_bytes / tier.load_bps
+                    tier.load_s += took
+                    self.load_s += took
             req.shared = h
             self.hit_blocks += h
             cached = h * self.block_size
@@ -287,6 +292,8 @@ class PrefixCachingBlockManager(BlockManager):
         tier.stored += len(moved)
         if tier.used > tier.capacity:
             self._spill(tier, tier.used - tier.capacity)
+        if len(tier.queue) > 2 * tier.used + 1024:  # entries whose blocks were all loaded back or superseded
+            tier.queue = deque(e for e in tier.queue if e[1].stamps[e[2] : e[3]].count(e[4]))
 
     def _spill(self, tier: Tier, count: int) -> None:
         """``count`` blocks leave ``tier``, least recently stored first: to the tier below, or out of the cache."""
@@ -339,10 +346,12 @@ class PrefixCachingBlockManager(BlockManager):
             counts = run.counts
             part = counts[a:b]
             mine = part.count(ABSENT)
-            if mine != b - a:  # another request's block: stop before it
-                mine = next(i for i, n in enumerate(part) if n != ABSENT)
+            if mine != b - a:  # up to a block another request holds in GPU memory; a lower tier's copy is superseded
+                mine = next((i for i, n in enumerate(part) if n >= 0), b - a)
+                if mine and self.tiers and min(part[:mine]) < ABSENT:
+                    self._supersede(run, a, part[:mine])
+            run.cached += part[:mine].count(ABSENT)
             counts[a : a + mine] = [1] * mine
-            run.cached += mine
             owned += mine
             if mine != b - a:
                 break
@@ -350,6 +359,17 @@ class PrefixCachingBlockManager(BlockManager):
             self.cached += owned
             self.version += 1
         req.shared += owned
+
+    def _supersede(self, run: _Run, a: int, part: list[int]) -> None:
+        """Blocks ``a..`` of ``run`` (their counts ``part``) held in a lower tier were just computed again in
+        GPU memory: the lower copies leave their tiers (their queue entries go stale)."""
+        for tier in self.tiers:
+            n = part.count(tier.marker)
+            if n:
+                for i, value in enumerate(part):
+                    if value == tier.marker:
+                        run.stamps[a + i] = 0
+                tier.used -= n
 
     def release_request(self, req) -> None:
         shared = req.shared
@@ -413,5 +433,9 @@ class PrefixCachingBlockManager(BlockManager):
         """The lower tiers' figures (none without ``memory.offload``, so such runs' summaries stay as they were)."""
         if not self.tiers:
             return {}
-        tiers = {t.name: {"stored_blocks": t.stored, "hit_blocks": t.loaded, "blocks_at_end": t.used} for t in self.tiers}
+        tiers = {
+            t.name: {"stored_blocks": t.stored, "hit_blocks": t.loaded, "dropped_blocks": t.dropped, "blocks_at_end": t.used,
+                     "load_s": t.load_s}  # fmt: skip
+            for t in self.tiers
+        }
         return {"offload": {**tiers, "loaded_gb": sum(t.loaded for t in self.tiers) * self.block_bytes / 1e9}}

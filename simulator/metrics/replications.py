@@ -36,6 +36,12 @@ def t975(dof: int) -> float:
     return _T975[dof - 1] if dof <= len(_T975) else 1.96
 
 
+def min_runs(interval: float) -> int:
+    """The fewest replications whose values can bound a central ``interval`` share: 1 / (1 - interval)
+    (10 for 0.9: on average one value then falls beyond the interval). Fewer give no interval."""
+    return math.ceil(1 / (1 - interval) - 1e-9)
+
+
 def spread(values: list[float], interval: float = 0.9) -> dict:
     """Mean, std and 95% CI of the mean of one figure over replications (NaN-aware), and the
     interval holding the central ``interval`` share of the replications' values."""
@@ -57,8 +63,8 @@ def spread(values: list[float], interval: float = 0.9) -> dict:
         "ci95_high": None if math.isnan(half) else mean + half,
         # where a further run would likely land: the replications' (1 - interval) / 2 and (1 + interval) / 2
         # quantiles (linear interpolation; seed noise, and with uncertainty=on the model error too)
-        "interval_low": float(np.quantile(ok, (1 - interval) / 2)) if ok.size >= 2 else None,
-        "interval_high": float(np.quantile(ok, (1 + interval) / 2)) if ok.size >= 2 else None,
+        "interval_low": float(np.quantile(ok, (1 - interval) / 2)) if ok.size >= min_runs(interval) else None,
+        "interval_high": float(np.quantile(ok, (1 + interval) / 2)) if ok.size >= min_runs(interval) else None,
         "values": [None if math.isnan(v) else float(v) for v in a],
     }
 
@@ -73,7 +79,8 @@ def replication_block(summaries: list[Summary], seeds: list[int], interval: floa
         "interval": interval,
         "figures": {name: spread([f[name] for f in figures], interval) for name in names},
         "note": "mean over replications and a 95% Student-t confidence interval for it; interval_low/high: the central "
-        "`interval` share of the replications' values (with uncertainty=on: seed noise and model error)",
+        "`interval` share of the replications' values (with uncertainty=on: seed noise and model error), given from "
+        f"{min_runs(interval)} replications on",
     }
 
 

@@ -478,8 +478,12 @@ def _prefix_cache(run: _Run) -> PrefixCacheSection | None:
         "note": "token_hit_rate = prompt tokens found cached / prompt tokens of accepted requests (recomputes included)",
     }
     offload = [s["offload"] for s in stats if "offload" in s]
-    if offload:  # memory.offload: the lower tiers, summed over replicas (hit_blocks above includes their hits)
-        tiers = {name: {k: sum(o[name][k] for o in offload) for k in offload[0][name]} for name in offload[0] if name != "loaded_gb"}
+    if offload:  # memory.offload: the lower tiers, summed over the replicas that have them (hit_blocks above includes their hits)
+        names = sorted({name for o in offload for name, t in o.items() if isinstance(t, dict)}, key=("host", "ssd").index)
+        tiers = {}
+        for name in names:
+            mine = [o[name] for o in offload if name in o]
+            tiers[name] = {k: sum(t[k] for t in mine) for k in mine[0]}
         section["offload"] = {**tiers, "loaded_gb": sum(o["loaded_gb"] for o in offload)}
     return section
 

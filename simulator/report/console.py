@@ -134,12 +134,24 @@ def replication_line(block: dict) -> str:
         half = "" if d["ci95_high"] is None else f" ± {(d['ci95_high'] - d['mean']) * scale:,.{digits}f}"
         return f"{d['mean'] * scale:,.{digits}f}{half}{unit}"
 
-    return (
+    def span(name: str, scale: float, unit: str, digits: int) -> str:
+        d = f[name]
+        if d.get("interval_low") is None:
+            return "-"
+        return f"{d['interval_low'] * scale:,.{digits}f}–{d['interval_high'] * scale:,.{digits}f}{unit}"
+
+    lines = (
         f"replications: {block['n']} seeds ({seeds[0]}–{seeds[-1]}), above: seed {seeds[0]} · mean ± 95% CI:\n"
         f"  p99 TTFT {pm('ttft_p99_s', 1e3, ' ms', 0)} · p99 TPOT {pm('tpot_p99_s', 1e3, ' ms', 1)} · "
         f"goodput {pm('goodput_rps', 1, ' req/s', 2)}\n"
         f"  SLO met {pm('slo_attainment', 100, '%', 1)} · throughput {pm('throughput_rps', 1, ' req/s', 2)}"
     )
+    if f["ttft_p99_s"].get("interval_low") is not None:  # enough replications for the central interval
+        lines += (
+            f"\n  {block['interval']:.0%} of runs within: p99 TTFT {span('ttft_p99_s', 1e3, ' ms', 0)} · "
+            f"p99 TPOT {span('tpot_p99_s', 1e3, ' ms', 1)} · goodput {span('goodput_rps', 1, ' req/s', 2)}"
+        )
+    return lines
 
 
 def _fleet_size(summary: Summary) -> str:
