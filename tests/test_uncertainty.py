@@ -109,3 +109,26 @@ def test_too_few_replications_give_no_interval():
     assert two["interval_low"] is None and two["ci95_low"] is not None
     ten = spread([float(v) for v in range(10)])
     assert ten["interval_low"] == pytest.approx(0.45) and ten["interval_high"] == pytest.approx(8.55)
+
+
+def test_cheapest_with_confidence_sizes_to_that_share_of_replications(monkeypatch, tmp_path):
+    """A stand-in simulation: replication k of n replicas has TTFT p99 (1 + k / 10) / n. The mean of 10
+    replications (1.45 / n) meets 0.5 s from 3 replicas; 80% of them (the 8th slowest, 1.7 / n) from 4."""
+    import importlib
+
+    from simulator.plan import candidates
+
+    cheapest_module = importlib.import_module("simulator.plan.cheapest")
+
+    def fake(overrides, seeds, run_dir):
+        n = int([o for o in overrides if o.startswith("cluster.replicas=")][-1].split("=")[1])
+        rows = [{"ttft_p99_s": (1 + k / 10) / n, "rejection_rate": 0.0, "goodput_rps": 1.0} for k in range(len(seeds))]
+        mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+        return {"figures": mean, "per_seed": rows, "wall_s": 0.0}
+
+    monkeypatch.setattr(candidates, "_evaluate", lambda rows, batch, d, seeds, jobs: [fake(rows[i]["_overrides"], seeds, None) for i in batch])
+    kw = {"replications": 10, "requests": 10, "max_replicas": 8}
+    sure = cheapest_module.cheapest(1.0, "ttft_p99_s<=0.5", confidence=0.8, out_dir=tmp_path / "sure", **kw)
+    mean = cheapest_module.cheapest(1.0, "ttft_p99_s<=0.5", out_dir=tmp_path / "mean", **kw)
+    assert (sure.best["replicas"], mean.best["replicas"]) == (4, 3)
+    assert sure.best["met_share"] == pytest.approx(1.0)

@@ -18,7 +18,7 @@ import pandas as pd
 from simulator.errors import ConfigError
 from simulator.plan.formatting import _candidate_line, _progress, _skipped_line
 from simulator.plan.point import _evaluate, _output_overrides
-from simulator.plan.requirements import Requirement, _judge
+from simulator.plan.requirements import Requirement, _judge_point
 
 
 def _prices(grid_hw: list[str], overrides: list[str], tiers: list[str] | None = None) -> dict:
@@ -55,6 +55,7 @@ class _Candidates:
     t0: float
     settings: dict
     rows: list[dict] = field(default_factory=list)
+    confidence: float | None = None  # a configuration passes when this share of its replications meets every requirement
 
     def make_row(self, r: int, t: int, hw: str, pol: str, rank: tuple, check: bool = True, tier: str = "on_demand") -> dict:
         """The row of ``r`` x ``hw`` TP ``t`` with ``pol`` at pricing ``tier``; skipped (with the reason) when it
@@ -101,7 +102,9 @@ class _Candidates:
             _progress(self.progress, _skipped_line(row, out["error"]))
             return
         figs = {k: v for k, v in out["figures"].items() if k not in ("gpus", "usd_per_hour")}
-        ok, why = _judge(out["figures"], self.reqs, self.max_rejection)
+        ok, why, share = _judge_point(out, self.reqs, self.max_rejection, self.confidence)
+        if share is not None:
+            figs["met_share"] = share
         row.update(figs)
         row.update(evaluated=True, met=ok, failed=why, run_dir=str(self.d / row["config"]))
         _progress(self.progress, _candidate_line(row, out["figures"], self.reqs, ok, why))

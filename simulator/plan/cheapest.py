@@ -31,6 +31,7 @@ from simulator.plan.settings import (
     MAX_REPLICAS,
     MIN_DURATION_S,
     _check_args,
+    _check_confidence,
     _check_rate_driven,
     _ints,
     _names,
@@ -91,6 +92,7 @@ def cheapest(
     min_duration_s: float = MIN_DURATION_S,
     max_rejection: float = MAX_REJECTION,
     progress: Callable[[str], None] | None = None,
+    confidence: float | None = None,
 ) -> CheapestResult:
     """The cheapest replicas x TP x GPU type x pricing tier x policy that meets the requirements at ``target_rate``.
 
@@ -122,12 +124,19 @@ def cheapest(
     at once); the answer is the same as with one job, more candidates may be
     evaluated past it. ``policy`` names a ``scheduler`` group option (its
     limits come with it).
+
+    ``confidence`` (e.g. 0.9): a configuration passes only when at least that
+    share of its replications meets every requirement on its own; with the
+    override ``uncertainty=on`` each replication draws the latency model's
+    measured error, so the answer is sized to meet the requirements with that
+    confidence (docs/uncertainty.md). It needs ``replications`` >= 2.
     """
     reqs = _requirements(requirements)
     overrides = list(overrides)
     _check_cheapest_args(target_rate, overrides, n_jobs, replications, requests, min_duration_s, max_rejection)
     grid = _grid(replicas, max_replicas, tp, hardware, policy, tier)
     base = _base_scenario(overrides)
+    _check_confidence(confidence, _replications(replications, base))
     cands = _start_candidates(
         base,
         overrides,
@@ -143,6 +152,7 @@ def cheapest(
         max_rejection=max_rejection,
         progress=progress,
     )
+    cands.confidence = cands.settings["confidence"] = confidence
     _simulate(cands, grid, exhaustive)
     return _conclude(cands, grid, base.model.name)
 

@@ -72,6 +72,11 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="seconds of arrivals each run covers at least (default 600)",
     )
     p.add_argument(
+        "--confidence", type=float, default=None, metavar="Q",
+        help="a point passes only when this share of its replications meets every requirement on its own (with the "
+        "override uncertainty=on: sized to meet them with that confidence; needs --replications)",
+    )  # fmt: skip
+    p.add_argument(
         "--max-rejection",
         type=float,
         default=None,
@@ -91,11 +96,6 @@ def _parsers() -> dict[str, argparse.ArgumentParser]:
     mr.add_argument(
         "--tol", type=float, default=0.02, metavar="F", help="relative width of the final bracket (default 0.02)"
     )
-    mr.add_argument(
-        "--confidence", type=float, default=None, metavar="Q",
-        help="pass a rate only when this share of replications meets every requirement (with uncertainty=on: "
-        "the highest rate meeting them with that confidence; needs --replications)",
-    )  # fmt: skip
 
     ch = _Parser(
         prog=f"{PROG} cheapest",
@@ -150,7 +150,7 @@ _USAGE = (
 
 
 def _search_kwargs(a) -> dict:
-    kw = {"replications": a.replications, "requests": a.requests, "out_dir": a.out}
+    kw = {"replications": a.replications, "requests": a.requests, "out_dir": a.out, "confidence": a.confidence}
     if a.duration is not None:
         kw["min_duration_s"] = a.duration
     if a.max_rejection is not None:
@@ -181,9 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if cmd == "max-rate":
             found = plan.max_rate(
-                args.overrides, requirements, lo=args.lo, hi=args.hi, rel_tol=args.tol, confidence=args.confidence,
-                **_search_kwargs(args),
-            )  # fmt: skip
+                args.overrides, requirements, lo=args.lo, hi=args.hi, rel_tol=args.tol, **_search_kwargs(args)
+            )
             print(found.answer)
             print(f"runs: {found.runs_dir} ({len(found.probes)} probes, {found.wall_s:.1f} s)")
             return

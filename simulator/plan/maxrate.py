@@ -20,13 +20,14 @@ from simulator.errors import ConfigError
 from simulator.plan.formatting import _fmt_pair, _joined, _probe_line, _progress, describe
 from simulator.plan.planfiles import _plan_dir, _table, _write_plan
 from simulator.plan.point import _output_overrides, _replications, _run_point, probe_requests
-from simulator.plan.requirements import Requirement, _judge, _requirements
+from simulator.plan.requirements import Requirement, _judge_point, _requirements
 from simulator.plan.settings import (
     MAX_REJECTION,
     MAX_STEPS,
     MIN_DURATION_S,
     SearchError,
     _check_args,
+    _check_confidence,
     _check_rate_driven,
 )
 from simulator.version import __version__
@@ -105,15 +106,8 @@ class _RateProbes:
             _write_plan(self.d, _table(self.rows), self.meta({"error": out["error"]}))
             raise ConfigError(out["error"])
         figs = out["figures"]
-        if self.confidence is None:
-            ok, why = _judge(figs, self.reqs, self.max_rejection)
-        else:  # each replication on its own (with uncertainty=on, its own draw of the model error)
-            verdicts = [_judge(f, self.reqs, self.max_rejection) for f in out["per_seed"]]
-            share = sum(v[0] for v in verdicts) / len(verdicts)
-            ok = share >= self.confidence
-            why = "" if ok else f"{share:.0%} of {len(verdicts)} replications met it, under {self.confidence:.0%}: " + next(
-                v[1] for v in verdicts if not v[0]
-            )
+        ok, why, share = _judge_point(out, self.reqs, self.max_rejection, self.confidence)
+        if share is not None:  # each replication judged on its own (with uncertainty=on, its own draw of the model error)
             figs = {**figs, "met_share": share}
         self.rows.append(
             {
@@ -193,10 +187,7 @@ def max_rate(
     )
     if hi is not None and hi <= lo:
         raise ConfigError(f"hi={hi:g} must be above lo={lo:g}.")
-    if confidence is not None and not 0 < confidence <= 1:
-        raise ConfigError(f"confidence={confidence:g} must be a share of replications, above 0 and at most 1.")
-    if confidence is not None and _replications(replications, cfg) < 2:
-        raise ConfigError("confidence needs replications of 2 or more (10 or more for a meaningful share); add --replications N.")
+    _check_confidence(confidence, _replications(replications, cfg))
     search = _start_probes(
         cfg,
         overrides,

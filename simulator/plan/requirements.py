@@ -86,3 +86,21 @@ def _judge(figures: dict, reqs: list[Requirement], max_rejection: float) -> tupl
     if rej is not None and not math.isnan(rej) and rej > max_rejection:
         failed.append(f"rejection_rate={_fmt(rej)}, over {max_rejection:g}")
     return not failed, "; ".join(failed)
+
+
+def _judge_point(out: dict, reqs: list[Requirement], max_rejection: float, confidence: float | None) -> tuple[bool, str, float | None]:
+    """A simulated point's verdict: (met, why not, share of replications that met it on their own).
+
+    Without ``confidence`` the replications' mean figures are judged (the share is None); with it, each
+    replication on its own, and the point passes when at least that share of them meets every requirement.
+    """
+    if confidence is None:
+        ok, why = _judge(out["figures"], reqs, max_rejection)
+        return ok, why, None
+    verdicts = [_judge(f, reqs, max_rejection) for f in out["per_seed"]]
+    share = sum(v[0] for v in verdicts) / len(verdicts)
+    if share >= confidence:
+        return True, "", share
+    first = next(v[1] for v in verdicts if not v[0])
+    return False, f"{share:.0%} of {len(verdicts)} replications met it, under {confidence:.0%}: {first}", share
+

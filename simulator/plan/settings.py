@@ -95,3 +95,14 @@ def _names(name: str, values: Iterable[str], known: list[str]) -> list[str]:
         if v not in known:
             raise ConfigError(f"{name}={v} is not known; choose one of: {', '.join(known)}.")
     return list(dict.fromkeys(vals))
+
+
+def _check_confidence(confidence: float | None, replications: int) -> None:
+    """``confidence`` is a share of replications, and there are replications to share."""
+    if confidence is None:
+        return
+    if not 0 < confidence <= 1:
+        raise ConfigError(f"confidence={confidence:g} must be a share of replications, above 0 and at most 1.")
+    if replications < 2:
+        raise ConfigError("confidence needs replications of 2 or more (10 or more for a meaningful share); add --replications N.")
+
