@@ -372,7 +372,7 @@ def test_cli_cheapest_happy_path(tmp_path, capsys):
         (["max-rate", "--require", "ttft_p95_s<=2"], "unknown figure 'ttft_p95_s'"),
         (["max-rate", "--bogus"], "unrecognized arguments: --bogus"),
         (["max-rate", "scheduler=foo"], "scheduler=foo is not a known scheduler"),
-        (["cheapest", "--require", "ttft_p99_s<=2"], "required: --rate"),
+        (["cheapest", "--require", "ttft_p99_s<=2"], "give the target rate (--rate) or a rate schedule (--schedule)"),
         (["plan"], "unknown command 'plan'"),
     ],
 )

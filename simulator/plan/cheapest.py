@@ -22,6 +22,7 @@ import pandas as pd
 from simulator.errors import ConfigError
 from simulator.plan.candidates import _best, _candidate_table, _Candidates, _prices, _settle_statuses
 from simulator.plan.formatting import _joined
+from simulator.plan.headroom import check_schedule, headroom_overrides, peak, schedule_requests
 from simulator.plan.planfiles import _plan_dir, _write_plan
 from simulator.plan.point import _effective_jobs, _replications, probe_requests
 from simulator.plan.replica_search import _search_grid, _search_replicas
@@ -50,18 +51,24 @@ class CheapestResult:
     requirements: list[Requirement] = field(default_factory=list)
     wall_s: float = 0.0
     max_replicas: int | None = None  # the bound of the replica search; None when replicas was a grid
+    schedule: list[tuple[float, float]] | None = None  # the rate schedule every candidate ran, if any
+    survive_failures: int = 0  # replicas failed at the worst moment in every candidate run
 
     @property
     def answer(self) -> str:
         reqs = _joined(self.requirements)
+        at = f"through a schedule peaking at {self.target_rate:g} req/s" if self.schedule is not None else f"at {self.target_rate:g} req/s"
+        if self.survive_failures:
+            n = self.survive_failures
+            at += f" with {n} replica{'s' if n != 1 else ''} failed at the {'peak' if self.schedule is not None else 'worst moment'}"
         if self.best is None:
             where = "in the grid" if self.max_replicas is None else f"with at most {self.max_replicas} replicas"
-            return f"no configuration {where} meets {reqs} at {self.target_rate:g} req/s"
+            return f"no configuration {where} meets {reqs} {at}"
         b = self.best
         per_m = b.get("usd_per_million_tokens")
         unit = f"${per_m:.3g} per 1M tokens, " if per_m is not None and per_m == per_m else ""
         return (
-            f"cheapest meeting {reqs} at {self.target_rate:g} req/s: {b['replicas']}x {b['hardware']} "
+            f"cheapest meeting {reqs} {at}: {b['replicas']}x {b['hardware']} "
             f"TP{b['tp']} {b['policy']} ({int(b['gpus'])} GPUs, ${b['usd_per_hour']:.2f}/h), "
             f"all {b.get('tier', 'on_demand')}, {unit}goodput {b['goodput_rps']:.4g} req/s"
         )
@@ -74,7 +81,7 @@ _GRID_KEYS = ("cluster.replicas", "cluster.tp", "cluster.tier", "hardware", "sch
 
 
 def cheapest(
-    target_rate: float,
+    target_rate: float | None,
     requirements: str | Requirement | Iterable[str | Requirement] = ("ttft_p99_s<=2",),
     *,
     replicas: Iterable[int] | None = None,
@@ -93,6 +100,8 @@ def cheapest(
     max_rejection: float = MAX_REJECTION,
     progress: Callable[[str], None] | None = None,
     confidence: float | None = None,
+    rate_schedule: Sequence[Sequence[float]] | None = None,
+    survive_failures: int = 0,
 ) -> CheapestResult:
     """The cheapest replicas x TP x GPU type x pricing tier x policy that meets the requirements at ``target_rate``.
 
@@ -130,16 +139,30 @@ def cheapest(
     override ``uncertainty=on`` each replication draws the latency model's
     measured error, so the answer is sized to meet the requirements with that
     confidence (docs/uncertainty.md). It needs ``replications`` >= 2.
+
+    ``rate_schedule`` ([[start s, rate], ..., [end s, 0]]) simulates every
+    candidate over that traffic instead of ``target_rate`` (pass None for it);
+    ``survive_failures=N`` fails the N busiest replicas at the worst moment, the
+    start of the schedule's peak (at a constant rate, a third into the run's
+    arrivals): the answer is the cheapest fleet that holds the requirements
+    through them (:mod:`simulator.plan.headroom`, docs/plan.md).
     """
     reqs = _requirements(requirements)
     overrides = list(overrides)
+    schedule = check_schedule(rate_schedule) if rate_schedule is not None else None
+    if schedule is not None:  # the peak rate names the search; the schedule's end ends each run
+        target_rate = peak(schedule)[1]
+        requests = schedule_requests(schedule) if requests is None else requests
+    elif target_rate is None:
+        raise ConfigError("give the target rate (--rate) or a rate schedule (--schedule).")
+    window_s = requests / target_rate if requests is not None else max(min_duration_s, 0.0)
     _check_cheapest_args(target_rate, overrides, n_jobs, replications, requests, min_duration_s, max_rejection)
     grid = _grid(replicas, max_replicas, tp, hardware, policy, tier)
-    base = _base_scenario(overrides)
+    base = _base_scenario(overrides)  # the scenario as given (rate-driven); the headroom overrides come on top
     _check_confidence(confidence, _replications(replications, base))
     cands = _start_candidates(
         base,
-        overrides,
+        overrides + headroom_overrides(schedule, survive_failures, window_s),
         reqs,
         target_rate,
         grid,
@@ -153,8 +176,11 @@ def cheapest(
         progress=progress,
     )
     cands.confidence = cands.settings["confidence"] = confidence
+    cands.settings.update(rate_schedule=schedule, survive_failures=survive_failures)
     _simulate(cands, grid, exhaustive)
-    return _conclude(cands, grid, base.model.name)
+    result = _conclude(cands, grid, base.model.name)
+    result.schedule, result.survive_failures = schedule, survive_failures
+    return result
 
 
 @dataclass

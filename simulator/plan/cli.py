@@ -102,7 +102,15 @@ def _parsers() -> dict[str, argparse.ArgumentParser]:
         description="The cheapest replicas x TP x GPU x pricing tier x policy meeting every requirement at a rate.",
     )
     _common(ch)
-    ch.add_argument("--rate", type=float, required=True, metavar="R", help="the target request rate (req/s)")
+    ch.add_argument("--rate", type=float, default=None, metavar="R", help="the target request rate (req/s)")
+    ch.add_argument(
+        "--schedule", default=None, metavar="T:R,...",
+        help="instead of --rate, a rate schedule: seconds:req/s steps ending with a rate of 0, e.g. 0:10,600:40,1200:10,1800:0",
+    )  # fmt: skip
+    ch.add_argument(
+        "--survive-failures", type=int, default=0, metavar="N",
+        help="fail the N busiest replicas at the worst moment (the schedule's peak) in every run (default 0)",
+    )  # fmt: skip
     ch.add_argument(
         "--replicas",
         type=_list,
@@ -143,7 +151,7 @@ def _parsers() -> dict[str, argparse.ArgumentParser]:
 
 _USAGE = (
     f"usage: {PROG} max-rate [overrides...] --require REQ [--lo R] [--hi R] [--tol F] [--out DIR]\n"
-    f"       {PROG} cheapest --rate R --require REQ [--tp N,..] [--hardware GPU,..] "
+    f"       {PROG} cheapest (--rate R | --schedule T:R,..) --require REQ [--survive-failures N] [--tp N,..] [--hardware GPU,..] "
     "[--policy P,..] [--tier T,..] [overrides...] [--jobs N]\n"
     f"       {PROG} COMMAND --help for every option (docs/plan.md explains the search)"
 )
@@ -186,9 +194,13 @@ def main(argv: list[str] | None = None) -> None:
             print(found.answer)
             print(f"runs: {found.runs_dir} ({len(found.probes)} probes, {found.wall_s:.1f} s)")
             return
+        from simulator.plan.headroom import parse_schedule
+
         res = plan.cheapest(
             args.rate,
             requirements,
+            rate_schedule=parse_schedule(args.schedule) if args.schedule else None,
+            survive_failures=args.survive_failures,
             replicas=args.replicas,
             max_replicas=args.max_replicas,
             tp=args.tp,
