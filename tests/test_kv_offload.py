@@ -168,3 +168,19 @@ def test_replicas_with_different_tiers_sum_what_they_have():
     off = result.summary["prefix_cache"]["offload"]
     assert set(off) == {"host", "ssd", "loaded_gb"}
     assert off["ssd"]["stored_blocks"] > 0
+
+
+def test_swapped_out_requests_park_their_kv_in_the_host_tier():
+    """With swap preemption and a host tier, a preempted request's KV parks in the host tier (making room
+    by spilling cached prefix blocks) instead of in memory.swap_space_gb: with no swap space at all, it
+    still swaps."""
+    base = ["memory.activation_reserve_gb=54.5", "workload.rate=20", "scheduler.preemption_mode=swap",
+            "memory.prefix_caching=true", "workload.prefix.system_prompts=4", "workload.prefix.system_tokens=1024",
+            "workload.num_requests=400", "memory.swap_space_gb=0", "output.console=false", "output.charts=false"]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nowhere = simulator.run(base)
+        parked = simulator.run([*base, "memory.offload.host_gb=0.5"])
+    assert nowhere.summary["preemption"]["swaps"] == 0 < nowhere.summary["preemption"]["count"]  # no host memory: recompute
+    assert parked.summary["preemption"]["swaps"] > 0
+    assert parked.summary["prefix_cache"]["offload"]["host"]["parked_blocks_peak"] > 0

@@ -41,6 +41,7 @@ class BlockManager(Component):
     grows = True  # running requests take new blocks as they produce tokens
     caches_prefixes = False
     load_s = 0.0  # KV copy time owed by the next step (prefix blocks loaded from offload tiers)
+    parks_swaps = False  # True: swapped-out KV parks in an offload host tier (park/unpark), not in swap space
 
     @classmethod
     def check(cls, spec: Any, key: str) -> None:

@@ -51,6 +51,8 @@ class Tier:
         self.latency_s = latency_s
         self.queue: deque[list] = deque()  # [run key, run, lo, hi, stamp], least recently stored first
         self.used = 0
+        self.pinned = 0  # blocks of swapped-out requests parked here (never evicted; the rest of the capacity caches)
+        self.pinned_peak = 0
         self.stored = 0  # blocks that came down into this tier
         self.loaded = 0  # blocks loaded back into GPU memory from here
         self.load_s = 0.0  # the copy time of those loads (it lengthens the steps that admit them)
@@ -90,6 +92,8 @@ class PrefixCachingBlockManager(BlockManager):
             upper.below = lower
         self.block_bytes = block_bytes
         self.load_s = 0.0  # copy time of the blocks loaded from lower tiers since the replica last priced a step
+        #: swap preemption parks swapped-out KV in the host tier, when there is one
+        self.parks_swaps = bool(self.tiers) and self.tiers[0].name == "host"
         self.runs: dict[int, _Run] = {}  # run key -> its blocks
         # the eviction queue, least recently released first: [run key, run, lo, hi, stamp] for blocks
         # lo..hi-1 of a run released together; a block still in it has that stamp (revived or evicted
@@ -290,10 +294,27 @@ class PrefixCachingBlockManager(BlockManager):
         tier.queue.append([key, run, moved[0], moved[-1] + 1, stamp])
         tier.used += len(moved)
         tier.stored += len(moved)
-        if tier.used > tier.capacity:
-            self._spill(tier, tier.used - tier.capacity)
+        if tier.used > tier.capacity - tier.pinned:
+            self._spill(tier, tier.used - (tier.capacity - tier.pinned))
         if len(tier.queue) > 2 * tier.used + 1024:  # entries whose blocks were all loaded back or superseded
             tier.queue = deque(e for e in tier.queue if e[1].stamps[e[2] : e[3]].count(e[4]))
+
+    def park(self, blocks: int) -> bool:
+        """Swap preemption: hold ``blocks`` of a swapped-out request in the host tier, making room by
+        spilling its cached prefix blocks (to the SSD tier or out); False when the tier cannot hold them."""
+        host = self.tiers[0]
+        if blocks > host.capacity - host.pinned:
+            return False
+        host.pinned += blocks
+        host.pinned_peak = max(host.pinned_peak, host.pinned)
+        over = host.used - (host.capacity - host.pinned)
+        if over > 0:
+            self._spill(host, over)
+        return True
+
+    def unpark(self, blocks: int) -> None:
+        """The swapped-out request came back: its parked blocks leave the host tier."""
+        self.tiers[0].pinned -= blocks
 
     def _spill(self, tier: Tier, count: int) -> None:
         """``count`` blocks leave ``tier``, least recently stored first: to the tier below, or out of the cache."""
@@ -438,4 +459,6 @@ class PrefixCachingBlockManager(BlockManager):
                      "load_s": t.load_s}  # fmt: skip
             for t in self.tiers
         }
+        if self.parks_swaps:
+            tiers["host"]["parked_blocks_peak"] = self.tiers[0].pinned_peak  # swapped-out KV held at once, at most
         return {"offload": {**tiers, "loaded_gb": sum(t.loaded for t in self.tiers) * self.block_bytes / 1e9}}

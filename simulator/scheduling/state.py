@@ -125,8 +125,7 @@ class ReplicaState:
         req.preemptions += 1
         self.preempted += 1
         self.in_flight -= 1
-        if mode == "swap" and blocks <= self.swap_blocks_free:
-            self.swap_blocks_free -= blocks
+        if mode == "swap" and self._park(blocks):
             req.swapped_kv = entries
             req.swaps += 1
             req.status = "swapped"
@@ -139,12 +138,25 @@ class ReplicaState:
         req.status = "waiting"
         self.waiting.appendleft(req)
 
+    def _park(self, blocks: int) -> bool:
+        """Room for a swapped-out request's ``blocks`` in host memory: the offload host tier when there is
+        one (memory.offload.host_gb, shared with offloaded prefix blocks), else the swap space."""
+        if self.kv.parks_swaps:
+            return self.kv.park(blocks)
+        if blocks > self.swap_blocks_free:
+            return False
+        self.swap_blocks_free -= blocks
+        return True
+
     def swap_in(self) -> Request:
         """Bring the oldest swapped request back to the running set (its blocks
         are already allocated, in ``req.blocks``)."""
         _, _, req = heapq.heappop(self.swapped)
         blocks = req.blocks
-        self.swap_blocks_free += blocks
+        if self.kv.parks_swaps:
+            self.kv.unpark(blocks)
+        else:
+            self.swap_blocks_free += blocks
         self.in_flight += 1
         self.running.add(req, req.swapped_kv)
         self.swap_bytes += blocks * self.block_bytes
