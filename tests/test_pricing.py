@@ -62,8 +62,8 @@ def test_reserved_and_spot_lower_the_bill_by_exactly_their_price_ratio():
         assert cost["usd"] == pytest.approx(base.summary["cost"]["usd"] * price / prices.on_demand, rel=1e-12)
         assert cost["price_per_gpu_hour"] == price and cost["by_group"]["mixed"]["tier"] == tier
         assert cost["by_tier"] == {tier: {"gpu_hours": cost["gpu_hours"], "usd": cost["usd"]}}
-        assert cost["usd_per_hour"] == pytest.approx(cost["usd"] / (r.summary["window"]["end_s"] / 3600), rel=1e-12)
-        assert cost["usd_per_hour"] == pytest.approx(2 * price, rel=1e-12)  # a fixed fleet of 2 GPUs, billed throughout
+        assert cost["mean_usd_per_hour"] == pytest.approx(cost["usd"] / (r.summary["window"]["end_s"] / 3600), rel=1e-12)
+        assert cost["mean_usd_per_hour"] == pytest.approx(2 * price, rel=1e-12)  # a fixed fleet of 2 GPUs, billed throughout
 
 
 def test_a_catalog_price_is_overridable():

@@ -103,7 +103,9 @@ class Autoscaler:
             yield env.timeout(a.interval_s)
             now = env.now
             serving = [r for r in pool.replicas if r.state == "serving"]
-            current = fleet.count(pool, ("provisioning", "serving", "failed", "interrupted"))  # (failed and interrupted come back)
+            # failed replicas come back (repair), and a scale-down drops them first; a spot replica under notice
+            # is on its way out and cannot be dropped, so it does not count (its replacement, when it comes, does)
+            current = fleet.count(pool, ("provisioning", "serving", "failed"))
             if serving:
                 metric = value(serving)
                 ratio = metric / a.target

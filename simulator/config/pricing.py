@@ -59,8 +59,8 @@ def tier_price(cfg: ScenarioConfig) -> float | None:
             price = own if own is not None else listed
         elif own != shipped:  # hardware.price_per_gpu_hour=... (or null) was given: it wins
             price = own
-        else:
-            price = listed if listed is not None else own
+        else:  # the hardware catalog's own figure, untouched: the pricing catalog's wins
+            price = listed
         return None if price is None else float(price)
     tiered = None if entry is None else getattr(entry, tier)
     return None if tiered is None else float(tiered)
@@ -90,10 +90,10 @@ def spot_rate_per_hour(cfg: ScenarioConfig) -> float:
     return float(cfg.pricing.spot.interruptions_per_hour)
 
 
-def _rate(value: float | None, key: str) -> None:
+def _rate(value: float | None, key: str, what: str = "a price or rate") -> None:
     need(
         value is None or (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0),
-        f"{key}={value} must be a price or rate >= 0 (null: none).",
+        f"{key}={value} must be {what} >= 0 (null: none).",
     )
 
 
@@ -123,7 +123,7 @@ def check_pricing(cfg: ScenarioConfig) -> None:
         for field in ("on_demand", "reserved", "spot", "spot_interruptions_per_hour"):
             _rate(getattr(entry, field), f"pricing.hardware.{hw}.{field}")
     _rate(pr.spot.interruptions_per_hour, "pricing.spot.interruptions_per_hour")
-    _rate(pr.spot.notice_s, "pricing.spot.notice_s")
+    _rate(pr.spot.notice_s, "pricing.spot.notice_s", "a duration in seconds")
     _tier(cfg.cluster.tier, "cluster.tier")
     for name, group in cfg.cluster.groups.items():
         if group.tier is not None:

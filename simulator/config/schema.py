@@ -67,8 +67,9 @@ class HardwareConfig:
     gemm: GemmConfig = field(default_factory=GemmConfig)
     price_per_gpu_hour: float | None = None  # USD, point-in-time snapshot
     price_source: str = ""
-    #: board power for the energy model (simulator/metrics/energy.py, docs/energy.md): idle_w = an idle
-    #: GPU's draw (engine up, no kernels); tdp_w = the maximum board power. null: energy not estimated
+    #: board power for the energy model (simulator/metrics/energy.py, docs/energy.md): idle_w = a bare idle
+    #: board's draw (no process; a board holding a loaded engine idles higher); tdp_w = the maximum board power.
+    #: null: energy not estimated
     idle_w: float | None = None
     tdp_w: float | None = None
     power_source: str = ""

@@ -39,8 +39,8 @@ of completed requests (as the ``cost`` section's per-token figures do).
 
 Not modelled: host CPUs, memory, NICs and switches, storage; cooling beyond the
 PUE factor; power capping, clock throttling and temperature; the power of KV
-transfers between pools and of swapping (a swap's time counts as a step with
-its own, small, utilisation).
+transfers between pools and of swapping (a swap's copy time lengthens its
+step, so it dilutes that step's utilisation: it draws about idle power).
 
 The step table may hold millions of rows: the arithmetic runs in float64 over
 slices of :data:`CHUNK` rows, so only a few columns of one slice exist at once.

@@ -263,7 +263,7 @@ class EnergySection(TypedDict):
 class CostSection(CostFigures, TokenCost):
     gpus: int
     peak_gpus: int
-    usd_per_hour: float | None  # usd over the window's hours: the mean spend rate of the run
+    mean_usd_per_hour: float | None  # usd over the window's hours: the mean spend rate of the run (the headline usd_per_hour is GPUs x price)
     note: str
     response_cache_usd: NotRequired[float]  # with a response cache: its hits' USD, included in usd
 

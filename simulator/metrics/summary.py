@@ -27,7 +27,7 @@ Definitions (they match vLLM's benchmark tools):
   replica lifecycle events when the cluster changed size; a replica is
   billed from provisioning until removed), priced per group's hardware at
   the group's pricing tier (on-demand, reserved or spot: docs/pricing.md,
-  :mod:`simulator.config.pricing`); ``usd_per_hour`` = USD over the
+  :mod:`simulator.config.pricing`); ``mean_usd_per_hour`` = USD over the
   window's hours, ``by_tier`` the GPU-hours and USD of each tier.
   Per request and per token: USD over completed requests and their tokens;
   the input/output split divides GPU time by prefill and decode work step by
@@ -421,7 +421,7 @@ def _cluster_and_cost(run: _Run) -> tuple[ClusterSection, CostSection]:
         "peak_gpus": cluster["billed_gpus"]["max"],
         **cost,
         **per_token,
-        "usd_per_hour": None,
+        "mean_usd_per_hour": None,
         "note": "GPU-hours integrate the GPUs billed over the window (provisioning to removal); "
         "per-token figures split GPU time between prefill (input) and decode (output) steps",
     }
@@ -429,7 +429,7 @@ def _cluster_and_cost(run: _Run) -> tuple[ClusterSection, CostSection]:
         cost_section["usd"] = None if cost["usd"] is None else cost["usd"] + cache_usd
         cost_section["response_cache_usd"] = cache_usd
     usd = cost_section["usd"]
-    cost_section["usd_per_hour"] = None if usd is None or not run.span else usd / (run.span / 3600.0)
+    cost_section["mean_usd_per_hour"] = None if usd is None or not run.span else usd / (run.span / 3600.0)
     return cluster_section, cost_section
 
 

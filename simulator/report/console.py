@@ -491,7 +491,7 @@ def _tier_mix(cost: CostSection) -> str:
     hours = sum(t["gpu_hours"] for t in mix.values())
     if set(mix) <= {"on_demand"} or hours <= 0:
         return ""
-    per_hour = cost.get("usd_per_hour")
+    per_hour = cost.get("mean_usd_per_hour")
     rate = f" · {_usd(per_hour)}/h" if per_hour is not None else ""
     shares = sorted(((t["gpu_hours"] / hours, name) for name, t in mix.items()), reverse=True)
     return rate + " · " + ", ".join(f"{name} {share * 100:.0f}%" for share, name in shares) + " of GPU-h"

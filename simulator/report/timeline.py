@@ -80,15 +80,18 @@ FAILURE_COLOR = OKABE_ITO["black"]
 
 
 def wants_cluster_timeline(cfg: ScenarioConfig) -> bool:
-    """True when the scenario has tiers, an autoscaler, or replica failures."""
+    """True when the scenario has tiers, an autoscaler, replica failures or spot replicas (interruptions)."""
     cluster = getattr(cfg, "cluster", None)
     autoscaler = getattr(cluster, "autoscaler", None)
     failures = getattr(cluster, "failures", None)
+    groups = getattr(cluster, "groups", None) or {}
+    spot = getattr(cluster, "tier", None) == "spot" or any(getattr(g, "tier", None) == "spot" for g in groups.values())
     return bool(
         getattr(cfg, "tiers", None)
         or getattr(autoscaler, "enabled", False)
         or getattr(failures, "at_s", None)
         or getattr(failures, "mtbf_gpu_hours", None) is not None
+        or spot
     )
 
 
