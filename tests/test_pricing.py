@@ -272,3 +272,20 @@ def test_cheapest_compares_tiers_and_states_the_choice(tmp_path):
         cheapest(30, "ttft_mean_s<=0.5", replicas=[1], tier=["cheap"], overrides=overrides, out_dir=tmp_path)
     with pytest.raises(ConfigError, match="conflicts with the search"):
         cheapest(30, "ttft_mean_s<=0.5", replicas=[1], overrides=[*overrides, "cluster.tier=spot"], out_dir=tmp_path)
+
+
+def test_the_autoscaler_never_drains_the_last_serving_replica_for_ones_under_notice():
+    """Spot replicas under notice are leaving and cannot be drained, so the autoscaler does not count
+    them: a scale-down drains only what it can spare, never the serving replicas while reclaimed ones
+    stay counted (under a stress rate of 30 interruptions per replica-hour)."""
+    import simulator
+
+    r = simulator.run([
+        "cluster.tier=spot", "cluster.autoscaler.enabled=true", "cluster.autoscaler.max_replicas=6", "cluster.replicas=2",
+        "cluster.router=jsq", "workload.rate=25", "workload.num_requests=8000", "pricing.spot.interruptions_per_hour=30",
+        "pricing.hardware.h100-sxm.spot_interruptions_per_hour=null", "seed=5", "cluster.failures.repair_s=60",
+        "output.console=false", "output.charts=false",
+    ])  # fmt: skip
+    events = r.replicas
+    assert (events["event"] == "interrupted").any()
+    assert (events.loc[events["event"] == "draining", "serving"] >= 1).all()
