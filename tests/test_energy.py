@@ -139,3 +139,19 @@ def test_hardware_without_power_data_reports_none():
 def test_bad_settings_are_refused(override, words):
     with pytest.raises(ConfigError, match=words.replace(".", r"\.").replace("(", r"\(")):
         run(override, "workload.num_requests=2")
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp16", "fp8", "int8", "int4", "fp32"])
+def test_the_energy_models_rates_are_the_rooflines(dtype):
+    """The energy model restates the roofline's achieved rates (metrics sit below the latency layer):
+    the linear layers', the attention's, and the LM head's (BF16 under an FP8 checkpoint)."""
+    import simulator
+    from simulator.latency.roofline import peak_flops
+    from simulator.metrics.energy import _Work
+    from simulator.specs import ModelSpec
+
+    cfg = simulator.api.load_config([f"model.weight_dtype={dtype}"])
+    work = _Work(cfg, ModelSpec.from_config(cfg.model, cfg.cluster.tp))
+    linear, attn = peak_flops(cfg, dtype)
+    lm = peak_flops(cfg, "bf16")[0] if dtype == "fp8" else linear
+    assert (work.linear_rate, work.attn_rate, work.lm_rate) == pytest.approx((linear, attn, lm), rel=1e-12)

@@ -76,16 +76,20 @@ class _Work:
         gemm = hw.gemm
         ce = lat.compute_efficiency if lat.compute_efficiency is not None else gemm.compute_efficiency
         me = lat.memory_efficiency if lat.memory_efficiency is not None else gemm.memory_efficiency
+        # the rates simulator.latency.roofline.peak_flops gives (tests/test_energy.py holds the two together;
+        # metrics sit below the latency layer, so they are restated here)
         bf16 = float(hw.bf16_tflops) * 1e12
         dtype = str(cfg.model.weight_dtype)
+        self.attn_rate = bf16 * float(lat.attention_efficiency)
+        self.lm_rate = bf16 * float(ce)  # FP8 checkpoints keep the LM head in BF16, as the roofline prices it
         if dtype == "fp8" and hw.fp8_tflops is not None:
             ce8 = lat.compute_efficiency_fp8 if lat.compute_efficiency_fp8 is not None else gemm.compute_efficiency_fp8
             self.linear_rate = float(hw.fp8_tflops) * 1e12 * float(ce8)
         elif dtype == "fp32":
-            self.linear_rate = bf16 / 2 * float(ce)  # TF32 tensor cores
+            self.linear_rate = self.lm_rate = bf16 / 2 * float(ce)  # TF32 tensor cores
+            self.attn_rate /= 2
         else:
-            self.linear_rate = bf16 * float(ce)
-        self.attn_rate = bf16 * float(lat.attention_efficiency)
+            self.linear_rate = self.lm_rate = bf16 * float(ce)
         self.bytes_rate = float(hw.memory_bw_gbps) * 1e9 * float(me)
         self.gpus = int(spec.gpus)
         lm = float(spec.lm_head_params)
@@ -119,8 +123,10 @@ class _Work:
             chunk = np.where(ps > 0, pt / ps, 0.0)  # mean chunk per prefilling sequence
         pairs = ctx + pt * (chunk + 1.0) * 0.5
         t_c = (
-            self.token_flops * tokens + self.lm_flops * (ps + ds)
-        ) / self.linear_rate + self.pair_flops * pairs / self.attn_rate
+            self.token_flops * tokens / self.linear_rate
+            + self.lm_flops * (ps + ds) / self.lm_rate
+            + self.pair_flops * pairs / self.attn_rate
+        )
         read = np.where(tokens > 0, self.weights, 0.0)
         if self.moe:
             touched = self.experts * (1.0 - (1.0 - self.k / self.experts) ** (tokens / self.imbalance))
