@@ -78,6 +78,39 @@ class _Run:
             self.stamps += [0] * extra
 
 
+def _take_oldest(queue: deque[list], count: int) -> list[tuple[int, _Run, range | list[int]]]:
+    """Take ``count`` blocks off the front of an eviction queue (entries ``[run key, run, lo, hi, stamp]``;
+    a block is still queued while it has its entry's stamp): (run key, run, indices) per run, oldest first.
+    The blocks keep their counts and stamps; the caller moves them."""
+    taken: list[tuple[int, _Run, range | list[int]]] = []
+    while count:
+        entry = queue[0]
+        key, run, lo, hi, stamp = entry
+        stamps = run.stamps
+        if stamps[lo:hi].count(stamp) == hi - lo:  # every block of the range still queued (the usual case)
+            stop = lo + min(count, hi - lo)
+            idx: range | list[int] = range(lo, stop)
+        else:  # some were revived, loaded back or superseded since: block by block
+            idx, stop = [], lo
+            while stop < hi and len(idx) < count:
+                if stamps[stop] == stamp:
+                    idx.append(stop)
+                stop += 1
+        if stop >= hi:
+            queue.popleft()
+        else:
+            entry[2] = stop
+        if idx:
+            taken.append((key, run, idx))
+            count -= len(idx)
+    return taken
+
+
+def _live(queue: deque[list]) -> deque[list]:
+    """The queue without the entries none of whose blocks is still queued."""
+    return deque(e for e in queue if e[1].stamps[e[2] : e[3]].count(e[4]))
+
+
 class PrefixCachingBlockManager(BlockManager):
     caches_prefixes = True
 
@@ -242,45 +275,26 @@ class PrefixCachingBlockManager(BlockManager):
         super().allocate(blocks)
 
     def _evict(self, count: int) -> None:
-        """Uncache the ``count`` blocks at the front of the eviction queue."""
-        queue, cache = self.queue, self.runs
-        left = count
-        while left:
-            entry = queue[0]
-            key, run, lo, hi, stamp = entry
-            stamps = run.stamps
-            span = stamps[lo:hi]
-            if span.count(stamp) == hi - lo:  # every block of the range is still evictable (the usual case)
-                take = min(left, hi - lo)
-                run.counts[lo : lo + take] = [ABSENT] * take
-                stamps[lo : lo + take] = [0] * take
-                stop = lo + take
-                gone: list[int] | range = range(lo, stop)
-            else:  # some were revived or evicted since: block by block
-                gone, stop = [], lo
-                while stop < hi and len(gone) < left:
-                    if stamps[stop] == stamp:
-                        run.counts[stop] = ABSENT
-                        stamps[stop] = 0
-                        gone.append(stop)
-                    stop += 1
-                take = len(gone)
-            left -= take
-            if self.tiers:  # down to the first lower tier instead of out of the cache
-                if take:
-                    self._store(self.tiers[0], key, run, gone)
+        """Uncache the ``count`` blocks at the front of the eviction queue: down to the first lower
+        tier when there is one, else out of the cache."""
+        for key, run, idx in _take_oldest(self.queue, count):
+            for i in idx:
+                run.counts[i] = ABSENT
+                run.stamps[i] = 0
+            if self.tiers:
+                self._store(self.tiers[0], key, run, idx)
             else:
-                run.cached -= take
-                if run.cached == 0 and cache.get(key) is run:
-                    del cache[key]
-            if stop >= hi:
-                queue.popleft()
-            else:
-                entry[2] = stop
+                self._forget(key, run, len(idx))
         self.evictable -= count
         self.cached -= count
         self.evictions += count
         self.version += count
+
+    def _forget(self, key: int, run: _Run, n: int) -> None:
+        """``n`` blocks of ``run``, just marked ABSENT, left the cache (the run goes with its last block)."""
+        run.cached -= n
+        if run.cached == 0 and self.runs.get(key) is run:
+            del self.runs[key]
 
     def _store(self, tier: Tier, key: int, run: _Run, moved: list[int] | range) -> None:
         """Blocks ``moved`` of ``run`` (ascending), just evicted by the tier above, come down into
@@ -297,7 +311,7 @@ class PrefixCachingBlockManager(BlockManager):
         if tier.used > tier.capacity - tier.pinned:
             self._spill(tier, tier.used - (tier.capacity - tier.pinned))
         if len(tier.queue) > 2 * tier.used + 1024:  # entries whose blocks were all loaded back or superseded
-            tier.queue = deque(e for e in tier.queue if e[1].stamps[e[2] : e[3]].count(e[4]))
+            tier.queue = _live(tier.queue)
 
     def park(self, blocks: int) -> bool:
         """Swap preemption: hold ``blocks`` of a swapped-out request in the host tier, making room by
@@ -318,36 +332,17 @@ class PrefixCachingBlockManager(BlockManager):
 
     def _spill(self, tier: Tier, count: int) -> None:
         """``count`` blocks leave ``tier``, least recently stored first: to the tier below, or out of the cache."""
-        queue, cache = tier.queue, self.runs
-        while count:
-            entry = queue[0]
-            key, run, lo, hi, stamp = entry
-            counts, stamps = run.counts, run.stamps
-            gone: list[int] = []
-            i = lo
-            while i < hi and len(gone) < count:
-                if stamps[i] == stamp:
-                    gone.append(i)
-                i += 1
-            if i >= hi:
-                queue.popleft()
-            else:
-                entry[2] = i
-            if not gone:
-                continue
-            count -= len(gone)
-            tier.used -= len(gone)
-            tier.dropped += len(gone)
-            for j in gone:
-                counts[j] = ABSENT
-                stamps[j] = 0
+        for key, run, idx in _take_oldest(tier.queue, count):
+            for i in idx:
+                run.counts[i] = ABSENT
+                run.stamps[i] = 0
+            tier.used -= len(idx)
+            tier.dropped += len(idx)
             if tier.below is not None:
-                self._store(tier.below, key, run, gone)
+                self._store(tier.below, key, run, idx)
             else:
-                run.cached -= len(gone)
-                self.version += len(gone)
-                if run.cached == 0 and cache.get(key) is run:
-                    del cache[key]
+                self._forget(key, run, len(idx))
+                self.version += len(idx)
 
     # -- after the prefill, at the end ---------------------------------------
     def register(self, req) -> None:
@@ -437,7 +432,7 @@ class PrefixCachingBlockManager(BlockManager):
     def _compact(self) -> None:
         """Drop the queue's entries none of whose blocks is still evictable (so it stays
         about as long as the evictable blocks, however long the cache never fills)."""
-        self.queue = deque(e for e in self.queue if e[1].stamps[e[2] : e[3]].count(e[4]))
+        self.queue = _live(self.queue)
 
     def stats(self) -> dict:
         return {
