@@ -269,7 +269,7 @@ def _requests(case, cap: int | None) -> int:
     wl = case.workload
     if wl["mode"] == "batch":
         return int(wl.get("batch_size") or 1)
-    if wl["mode"] == "concurrency":  # a closed loop reaches its steady state within a few rounds
+    if wl["mode"] == "concurrency":  # eight rounds: six of them inside the steady window (steady_window)
         n = min(int(wl.get("num_requests") or 10**9), max(8 * int(wl["concurrency"]), 64))
     else:
         n = int(wl.get("num_requests") or 1000)
@@ -282,6 +282,9 @@ def measure(case, result) -> float:
     done = req[req["status"] == "completed"]
     metric = case.metric
     duration = float(done["finish_s"].max() - req["arrival_s"].min())
+    steady = case.workload["mode"] == "concurrency"
+    if steady:  # genai-perf measures a window of the running load, not its start-up and drain
+        done, duration = steady_window(done, int(case.workload["concurrency"]))
     if FAMILIES[metric] == "throughput":
         tokens = {
             "output_throughput": done["output_tokens"].sum(),
@@ -296,11 +299,34 @@ def measure(case, result) -> float:
         seconds = _stat(done["ttft_s"], metric)
     elif metric.startswith("tpot"):
         seconds = _stat(done["tpot_s"].dropna(), metric)
-    else:  # ITL: every gap between consecutive tokens, its mean over all gaps (vLLM's clients); genai-perf
-        # averages (e2e - TTFT) / (output - 1) per request instead: the same for the suite's fixed lengths
+    elif steady:  # genai-perf's ITL: (e2e - TTFT) / (output - 1) per request, averaged over requests
+        gaps = (done["e2e_s"] - done["ttft_s"]) / (done["output_tokens"] - 1).clip(lower=1)
+        seconds = float(gaps.mean() if metric == "itl_mean" else gaps.median())
+    else:  # ITL: every gap between consecutive tokens, its mean over all gaps (vLLM's clients)
         itl = result.summary["latency_s"]["itl"]
         seconds = float(itl["mean"] if metric == "itl_mean" else itl["p50"])
     return seconds * {"s": 1.0, "ms": 1e3}[case.raw.get("unit", "s")]
+
+
+def steady_window(done: pd.DataFrame, users: int) -> tuple[pd.DataFrame, float]:
+    """The completed requests of a closed loop's steady state, and its length in seconds.
+
+    genai-perf (perf_analyzer underneath) keeps ``users`` requests in flight and
+    measures in time windows taken while the load runs: a request counts when it
+    ends inside a window, and the report is of windows that passed its stability
+    check, not of the start, when every client sends at once and the first prompts
+    queue behind each other (perf_analyzer's ``InferenceProfiler``: ``Measure``,
+    ``ValidLatencyMeasurement``). The simulated equivalent is the span in which all
+    ``users`` clients are busy: from the ``users``-th completion (the first wave has
+    drained) to the ``users``-th before last (after it, clients have nothing left to
+    send). With one client there is no start-up burst and every request counts."""
+    ends = np.sort(done["finish_s"].to_numpy())
+    if users <= 1 or len(ends) <= 2 * users:
+        start = float(done["arrival_s"].min()) if len(ends) else 0.0
+        return done, float(ends[-1] - start) if len(ends) else 0.0
+    lo, hi = float(ends[users - 1]), float(ends[len(ends) - users - 1])
+    inside = done[(done["finish_s"] > lo) & (done["finish_s"] <= hi)]
+    return inside, hi - lo
 
 
 def _stat(series: pd.Series, metric: str) -> float:
