@@ -239,6 +239,30 @@ def test_timeline_chart_is_a_byte_reproducible_png(tmp_path, events):
     assert data == b.read_bytes()
 
 
+def test_timeline_tells_spot_reclaims_and_notices_from_failures():
+    """A failure after its replica's spot notice is a reclaim; another replica's failure stays a failure."""
+    from simulator.report.timeline import _Outages, _title
+
+    ev = _events(
+        [
+            (0.0, 0, "mixed", "serving", 1, 2, 2),
+            (0.0, 1, "mixed", "serving", 1, 2, 2),
+            (2.0, 0, "mixed", "interrupted", 1, 1, 2),
+            (3.0, 1, "mixed", "failed", 1, 0, 2),
+            (5.0, 0, "mixed", "failed", 1, 0, 2),
+            (9.0, 0, "mixed", "serving", 1, 1, 2),
+            (10.0, 0, "mixed", "failed", 1, 0, 2),
+        ]
+    )
+    out = _Outages.of(ev)
+    assert out.notices.tolist() == [2.0] and out.reclaims.tolist() == [5.0] and out.failures.tolist() == [3.0, 10.0]
+    labels = [label for *_, label in out.lines() if label]
+    assert labels == ["replica failure", "spot reclaim"]  # each labelled once
+    r = _result()
+    title = _title(r.summary, REQ, SimpleNamespace(has_tiers=False, names=[]), out)
+    assert title.endswith("2 failures, 1 spot reclaim")
+
+
 def test_console_tier_table_and_cluster_line_fit_80_columns():
     r = _result()
     console = Console(width=80, record=True)

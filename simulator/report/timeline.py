@@ -3,8 +3,10 @@
 One figure, five panels sharing one time axis (seconds of simulated time):
 
 1. replicas serving and GPUs billed (step functions of the replica events in
-   ``replicas.parquet``), with replica failures marked (red dotted lines,
-   repeated faintly in every panel);
+   ``replicas.parquet``), with replica failures marked (black dotted lines,
+   repeated faintly in every panel) and, for spot replicas, each reclaim
+   (vermillion dash-dot, repeated likewise) and the notice before it (a thin
+   vermillion tick at the top of the panel);
 2. requests per second in time bins: arrivals offered (line), completions
    stacked by tier above zero, rejections stacked by reason below zero
    (each counted when it finally ended: after its retries);
@@ -77,6 +79,7 @@ REASON_COLORS = {
 }
 OTHER_REASON_COLORS = ("0.9", "0.7", "0.5", "0.35")
 FAILURE_COLOR = OKABE_ITO["black"]
+RECLAIM_COLOR = OKABE_ITO["vermillion"]
 
 
 def wants_cluster_timeline(cfg: ScenarioConfig) -> bool:
@@ -101,22 +104,52 @@ def _labels(df: pd.DataFrame, col: str) -> np.ndarray:
     return df[col].astype(object).where(df[col].notna(), "").astype(str).to_numpy()
 
 
-def _replica_steps(result, end_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(times, serving, billed GPUs, failure times): step functions held until ``end_s``."""
+@dataclass(frozen=True)
+class _Outages:
+    """When replicas stopped: failures, spot reclaims (a failure after a spot notice) and the notices."""
+
+    failures: np.ndarray
+    reclaims: np.ndarray
+    notices: np.ndarray
+
+    @classmethod
+    def none(cls) -> _Outages:
+        return cls(np.empty(0), np.empty(0), np.empty(0))
+
+    @classmethod
+    def of(cls, ev: pd.DataFrame) -> _Outages:
+        """From the replica events in time order: a ``failed`` event whose replica's previous
+        event was ``interrupted`` (its spot notice) is a reclaim, any other a failure."""
+        t = ev["time_s"].to_numpy(dtype=float)
+        event = ev["event"].astype(str).to_numpy()
+        previous = ev.groupby("replica", sort=False)["event"].shift().astype(object).fillna("").astype(str).to_numpy()
+        failed = event == "failed"
+        reclaimed = failed & (previous == "interrupted")
+        return cls(t[failed & ~reclaimed], t[reclaimed], t[event == "interrupted"])
+
+    def lines(self):
+        """(time, colour, line style, label) of every failure and reclaim line, each label once."""
+        for times, color, style, label in ((self.failures, FAILURE_COLOR, ":", "replica failure"),
+                                           (self.reclaims, RECLAIM_COLOR, "-.", "spot reclaim")):  # fmt: skip
+            for i, t in enumerate(times):
+                yield float(t), color, style, label if i == 0 else None
+
+
+def _replica_steps(result, end_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, _Outages]:
+    """(times, serving, billed GPUs, outages): step functions held until ``end_s``."""
     rep = getattr(result, "replicas", None)
     if rep is None or len(rep) == 0:
         cl = result.summary.get("cluster", {})
         n = cl.get("serving_replicas", {}).get("max", result.summary["scenario"].get("replicas", 0))
         g = result.summary.get("cost", {}).get("gpus", n)
-        return np.array([0.0, end_s]), np.array([n, n], float), np.array([g, g], float), np.empty(0)
+        return np.array([0.0, end_s]), np.array([n, n], float), np.array([g, g], float), _Outages.none()
     ev = rep.iloc[np.argsort(rep["time_s"].to_numpy(), kind="stable")]
     t = ev["time_s"].to_numpy(dtype=float)
     last = np.append(t[1:] != t[:-1], True)  # the state after the last event of each instant
     times = np.append(t[last], max(end_s, t[-1]))
     serving = ev["serving"].to_numpy(dtype=float)[last]
     billed = ev["billed_gpus"].to_numpy(dtype=float)[last]
-    failed = t[ev["event"].astype(str).to_numpy() == "failed"]
-    return times, np.append(serving, serving[-1]), np.append(billed, billed[-1]), failed
+    return times, np.append(serving, serving[-1]), np.append(billed, billed[-1]), _Outages.of(ev)
 
 
 def _tier_targets(cfg: ScenarioConfig, tiers: list[str]) -> dict[str, float | None]:
@@ -189,14 +222,14 @@ def cluster_timeline_chart(result, path: str | Path) -> Path:
     bins = _time_bins(summary, req)
     run_color = policy_color(summary["scenario"].get("scheduler"))
     tiers = _tiers(cfg, req, run_color)
-    times, serving, billed, failed = _replica_steps(result, bins.window)
+    times, serving, billed, outages = _replica_steps(result, bins.window)
 
     with matplotlib.style.context(STYLE):
         fig = Figure(figsize=(11, 11.5))
         FigureCanvasAgg(fig)
         axes = fig.subplots(5, 1, sharex=True, gridspec_kw={"height_ratios": [1.0, 1.5, 1.3, 0.9, 0.9]})
         ax_rep, ax_rps, ax_ttft, ax_queue, ax_kv = axes
-        _fleet_panel(ax_rep, times, serving, billed, failed, run_color)
+        _fleet_panel(ax_rep, times, serving, billed, outages, run_color)
         _traffic_panel(ax_rps, req, bins, tiers)
         _ttft_panel(ax_ttft, cfg, req, bins, tiers)
         _engine_panels(ax_queue, ax_kv, steps, bins, run_color)
@@ -209,12 +242,12 @@ def cluster_timeline_chart(result, path: str | Path) -> Path:
 
         for ax in axes:
             if ax is not ax_rep:
-                for t in failed:
-                    ax.axvline(t, color=FAILURE_COLOR, linestyle=":", linewidth=1.0, alpha=0.5)
+                for t, color, style, _ in outages.lines():
+                    ax.axvline(t, color=color, linestyle=style, linewidth=1.0, alpha=0.5)
             if ax is not ax_rps:
                 _legend(ax)
 
-        fig.suptitle(_title(summary, req, tiers), fontsize=10)
+        fig.suptitle(_title(summary, req, tiers, outages), fontsize=10)
         fit_log_ticks(fig)
         fig.tight_layout()
         fit_log_ticks(fig)
@@ -223,14 +256,16 @@ def cluster_timeline_chart(result, path: str | Path) -> Path:
     return path
 
 
-def _fleet_panel(ax_rep, times, serving, billed, failed, run_color: str) -> None:
-    """(1) replicas serving and GPUs billed, replica failures as dotted lines."""
+def _fleet_panel(ax_rep, times, serving, billed, outages: _Outages, run_color: str) -> None:
+    """(1) replicas serving and GPUs billed; failures, spot reclaims and spot notices marked."""
     ax_rep.step(times, serving, where="post", color=run_color, label="replicas serving")
     ax_rep.step(times, billed, where="post", color=NEUTRAL_COLOR, linestyle="--", linewidth=1.2, label="GPUs billed")
     top = max(float(serving.max()), float(billed.max()), 1.0)
     ax_rep.set_ylim(0, top * 1.2 + 0.5)
-    for i, t in enumerate(failed):
-        ax_rep.axvline(t, color=FAILURE_COLOR, linestyle=":", linewidth=1.4, label="replica failure" if i == 0 else None)
+    for t, color, style, label in outages.lines():
+        ax_rep.axvline(t, color=color, linestyle=style, linewidth=1.4, label=label)
+    for i, t in enumerate(outages.notices):  # a tick at the top: the notice, before the reclaim's line
+        ax_rep.axvline(float(t), ymin=0.88, ymax=1.0, color=RECLAIM_COLOR, linewidth=2.0, label="spot notice" if i == 0 else None)
     ax_rep.set_ylabel("replicas / GPUs")
     ax_rep.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax_rep.set_title("Fleet: replicas serving and GPUs billed")
@@ -366,8 +401,8 @@ def _kv_watermarks(ax_kv, cfg: ScenarioConfig, tiers: _Tiers) -> None:
                       label=f"shed above: {', '.join(names)}")
 
 
-def _title(summary: Summary, req: pd.DataFrame, tiers: _Tiers) -> str:
-    """Model, fleet, batching, arrivals, mean offered rate, requests, and the tiers and failures."""
+def _title(summary: Summary, req: pd.DataFrame, tiers: _Tiers, outages: _Outages) -> str:
+    """Model, fleet, batching, arrivals, mean offered rate, requests, and the tiers, failures and spot reclaims."""
     s = summary["scenario"]
     arrival = req["arrival_s"].to_numpy(dtype=float)
     cl = summary.get("cluster", {})
@@ -378,8 +413,9 @@ def _title(summary: Summary, req: pd.DataFrame, tiers: _Tiers) -> str:
     extra = []
     if tiers.has_tiers:
         extra.append(f"{len(tiers.names)} tiers")
-    if cl.get("failures"):
-        extra.append(f"{cl['failures']} failure" + ("s" if cl["failures"] != 1 else ""))
+    for n, what in ((len(outages.failures), "failure"), (len(outages.reclaims), "spot reclaim")):
+        if n:
+            extra.append(f"{n} {what}" + ("s" if n != 1 else ""))
     return (
         f"{s['model']} on {fleet}x {s['hardware']} (TP{s['tp']}), {s['scheduler']} batching, "
         f"{s['arrival']} arrivals, {rate}, {len(req):,} requests" + (f" - {', '.join(extra)}" if extra else "")
