@@ -415,11 +415,12 @@ def _loss(cases: list[Case], values: dict, max_requests: int | None) -> float:
     return float(np.mean(np.abs(errors)))
 
 
-def fit_overheads(cases: list[Case], preset_name: str, max_requests: int | None = None, rounds: int = 1, say=None) -> dict:
+def fit_overheads(cases: list[Case], preset_name: str, max_requests: int | None = None, rounds: int = 5, say=None) -> dict:
     """Fit one engine preset's overheads to the fit-split cases run under it.
 
     Coordinate descent over :data:`OVERHEAD_GRID` (each key in turn, the others
-    held), minimising the mean |log(predicted / measured)|; the request
+    held), round after round until a round changes nothing (at most ``rounds``),
+    minimising the mean |log(predicted / measured)|; the request
     overhead is fitted only when an online case (rate or concurrency) is
     among them, since offline figures cannot see it. An engine with fewer
     than :data:`MIN_FIT_CASES` fit cases keeps its preset's values. Returns
@@ -435,6 +436,7 @@ def fit_overheads(cases: list[Case], preset_name: str, max_requests: int | None 
         return {"values": values, "loss": math.nan, "cases": [c.id for c in used]}
     best = _loss(used, values, max_requests)
     for _ in range(rounds):
+        start = dict(values)
         for key in keys:
             for candidate in OVERHEAD_GRID[key]:
                 trial = {**values, key: candidate}
@@ -443,4 +445,6 @@ def fit_overheads(cases: list[Case], preset_name: str, max_requests: int | None 
                     best, values = loss, trial
             if say:
                 say(f"{preset_name}: {key}={values[key]:g} (mean |log error| {best:.3f})")
+        if values == start:  # converged: every key is at its best with the others held
+            break
     return {"values": values, "loss": best, "cases": [c.id for c in used]}
