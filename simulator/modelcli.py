@@ -44,7 +44,7 @@ def describe(model, tp: int = 1) -> list[tuple[str, str]]:
     """(label, value) rows of what servesim derives from ``model`` at ``tp``."""
     from dataclasses import replace
 
-    from simulator.specs import DTYPE_BYTES, ModelSpec
+    from simulator.specs import ModelSpec
 
     spec = ModelSpec.from_config(model, tp)
     rows = [("model", f"{model.name}" + (f" ({model.hf_id})" if model.hf_id and model.hf_id != model.name else ""))]
@@ -69,7 +69,8 @@ def describe(model, tp: int = 1) -> list[tuple[str, str]]:
     rows.append(("parameters", f"{spec.params_total / 1e9:.2f}B total{given}, {spec.params_active / 1e9:.2f}B active per token"))
     if model.params_total and abs(derived / model.params_total - 1) > 0.01:
         rows.append(("warning", f"derived {derived / 1e9:.2f}B differs from the catalog's by over 1%"))
-    rows.append(("weights", ", ".join(f"{d} {spec.params_total * b / 1e9:.1f} GB" for d, b in DTYPE_BYTES.items() if d in ("bf16", "fp8", "int4"))))
+    held = {d: ModelSpec.from_config(replace(model, weight_dtype=d), tp).weight_bytes for d in ("bf16", "fp8", "int4")}
+    rows.append(("weights", ", ".join(f"{d} {v / 1e9:.1f} GB" for d, v in held.items())))  # embedding in 16 bits, FP8's LM head too
     if tp > 1:
         rows.append((f"per GPU (TP {tp})", f"{spec.weight_bytes / tp / 1e9:.1f} GB of {model.weight_dtype} weights"))
     kv = {d: ModelSpec.from_config(replace(model, kv_dtype=d), tp).kv_bytes_per_token_per_gpu for d in ("bf16", "fp8")}

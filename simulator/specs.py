@@ -56,6 +56,8 @@ class ModelSpec:
     weight_bytes_per_param: float
     kv_bytes_per_element: float
     tp: int
+    #: bytes per parameter of the LM head (0: ``weight_bytes_per_param``); FP8 checkpoints keep it in BF16
+    lm_head_bytes_per_param: float = 0.0
     tie_word_embeddings: bool = False
     gated_mlp: bool = True
     num_experts: int = 0
@@ -89,6 +91,7 @@ class ModelSpec:
             max_context=int(model.max_context),
             params_total=0.0,
             weight_bytes_per_param=dtype_bytes(model.weight_dtype, "model.weight_dtype"),
+            lm_head_bytes_per_param=2.0 if str(model.weight_dtype) == "fp8" else 0.0,
             kv_bytes_per_element=dtype_bytes(model.kv_dtype, "model.kv_dtype"),
             tp=int(tp),
             ep=max(int(ep), 1),
@@ -187,13 +190,31 @@ class ModelSpec:
         return self.params_total - unused
 
     @property
+    def embedding_bytes_per_param(self) -> float:
+        """The input embedding table's width: a lookup table, which the quantised formats
+        (FP8, INT8, INT4 checkpoints) leave in 16 bits; wider weights keep their own width."""
+        return max(self.weight_bytes_per_param, 2.0)
+
+    @property
+    def lm_head_width(self) -> float:
+        """Bytes per LM-head parameter: BF16 in FP8 checkpoints (ModelOpt and vLLM's FP8 formats
+        leave it unquantised, as the roofline prices it), else the weights' width."""
+        return self.lm_head_bytes_per_param or self.weight_bytes_per_param
+
+    @property
     def weight_bytes(self) -> float:
         """Weights one replica holds (all its TP shards together): the whole model, except that
-        experts spread over ``ep`` > ``tp`` GPUs leave each replica tp/ep of the routed experts."""
+        experts spread over ``ep`` > ``tp`` GPUs leave each replica tp/ep of the routed experts.
+        The embedding table and the LM head are held at their own widths (a tied table once,
+        as the LM head)."""
         held = self.params_total
         if self.ep > self.tp:
             held -= self.moe_layers * self.num_experts * self.expert_params * (1 - self.tp / self.ep)
-        return held * self.weight_bytes_per_param
+        table = self.lm_head_params
+        if self.tie_word_embeddings:
+            return (held - table) * self.weight_bytes_per_param + table * self.lm_head_width
+        body = held - 2 * table
+        return body * self.weight_bytes_per_param + table * (self.embedding_bytes_per_param + self.lm_head_width)
 
     @property
     def weight_bytes_read_per_step(self) -> float:
@@ -202,7 +223,7 @@ class ModelSpec:
         embeddings the table is read whole, as the LM head)."""
         if self.tie_word_embeddings:
             return self.weight_bytes
-        return self.weight_bytes - self.lm_head_params * self.weight_bytes_per_param
+        return self.weight_bytes - self.lm_head_params * self.embedding_bytes_per_param
 
     def experts_touched(self, tokens: float) -> float:
         """Distinct routed experts a step of ``tokens`` tokens reads in one MoE layer:

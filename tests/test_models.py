@@ -241,7 +241,7 @@ def test_servesim_model_show_prints_the_derived_figures(capsys, tmp_path):
     assert main(["show", "deepseek-v3", "--tp", "8"]) == 0
     out = capsys.readouterr().out
     for text in ("58 MoE: 256 experts, 8 per token, 1 shared", "MLA (latent 512 + rope 64)", "671.03B total",
-                 "bf16 70,272 B", "fp8 671.0 GB"):
+                 "bf16 70,272 B", "fp8 672.9 GB"):  # the embedding table and LM head in BF16
         assert text in out, text
     assert main(["show", str(_write(tmp_path, MIXTRAL))]) == 0
     assert "46.70B total, 12.88B active" in capsys.readouterr().out
@@ -347,3 +347,24 @@ def test_a_config_whose_heads_do_not_divide_is_refused(tmp_path):
     path.write_text(json.dumps({**bad, "num_attention_heads": 32, "num_key_value_heads": 6}))
     with pytest.raises(ConfigError, match="num_attention_heads=32 must be a multiple of num_kv_heads=6"):
         simulator.load_config([f"model.hf_config={path}"])
+
+
+def test_quantised_checkpoints_hold_the_embedding_table_and_fp8_the_lm_head_in_16_bits():
+    """FP8 checkpoints (ModelOpt, vLLM's FP8) quantise the linear layers only: the input embedding
+    and the LM head stay BF16, which on a 70B model is 2.1 GB more than one byte a parameter, out
+    of the KV cache. INT4 keeps the embedding in 16 bits and (as the roofline prices it) quantises
+    the LM head."""
+    bf16, fp8, int4 = (spec("llama-3.1-70b", weight_dtype=d) for d in ("bf16", "fp8", "int4"))
+    table = bf16.lm_head_params  # vocab x hidden: the embedding and the (untied) LM head each
+    body = bf16.params_total - 2 * table
+    assert bf16.weight_bytes == pytest.approx(2 * bf16.params_total)
+    assert fp8.weight_bytes == pytest.approx(body + 2 * table + 2 * table)
+    assert fp8.weight_bytes - fp8.params_total == pytest.approx(2 * table) and 2 * table > 2.0e9
+    assert int4.weight_bytes == pytest.approx(0.5 * body + 2 * table + 0.5 * table)
+    assert fp8.weight_bytes_read_per_step == pytest.approx(body + 2 * table)  # all but the embedding table
+    cfg = simulator.load_config(["hardware=h100-sxm"])
+    budget = memory_budget(cfg.hardware, cfg.memory, fp8)
+    assert budget.kv == pytest.approx(budget.usable - budget.activation_reserve - fp8.params_total - 2 * table)
+    tied = spec("llama-3.2-1b", weight_dtype="fp8")
+    assert tied.tie_word_embeddings
+    assert tied.weight_bytes == pytest.approx(tied.params_total + tied.lm_head_params)  # one table, in BF16
