@@ -245,22 +245,28 @@ def test_timeline_tells_spot_reclaims_and_notices_from_failures():
 
     ev = _events(
         [
-            (0.0, 0, "mixed", "serving", 1, 2, 2),
-            (0.0, 1, "mixed", "serving", 1, 2, 2),
-            (2.0, 0, "mixed", "interrupted", 1, 1, 2),
-            (3.0, 1, "mixed", "failed", 1, 0, 2),
-            (5.0, 0, "mixed", "failed", 1, 0, 2),
-            (9.0, 0, "mixed", "serving", 1, 1, 2),
-            (10.0, 0, "mixed", "failed", 1, 0, 2),
+            (0.0, 0, "mixed", "serving", 1, 3, 3),
+            (0.0, 1, "mixed", "serving", 1, 3, 3),
+            (0.0, 2, "mixed", "serving", 1, 3, 3),
+            (2.0, 0, "mixed", "interrupted", 1, 2, 3),
+            (3.0, 1, "mixed", "failed", 1, 1, 3),
+            (4.0, 2, "mixed", "interrupted", 1, 0, 3),
+            (5.0, 0, "mixed", "failed", 1, 0, 3),
+            (5.5, 2, "mixed", "failed", 1, 0, 3),  # a hardware failure during replica 2's notice
+            (9.0, 0, "mixed", "serving", 1, 1, 3),
+            (10.0, 0, "mixed", "failed", 1, 0, 3),
         ]
     )
-    out = _Outages.of(ev)
-    assert out.notices.tolist() == [2.0] and out.reclaims.tolist() == [5.0] and out.failures.tolist() == [3.0, 10.0]
-    labels = [label for *_, label in out.lines() if label]
-    assert labels == ["replica failure", "spot reclaim"]  # each labelled once
+    out = _Outages.of(ev, notice_s=3.0)
+    assert out.notices.tolist() == [2.0, 4.0] and out.reclaims.tolist() == [5.0]
+    assert out.failures.tolist() == [3.0, 5.5, 10.0]
+    top = [label for *_, label in out.lines(top=True) if label]
+    assert top == ["replica failure", "spot reclaim"]  # each labelled once
+    below = {(t, style) for t, _, style, _ in out.lines(top=False)}
+    assert (2.0, "-") in below and (5.0, "-.") not in below  # below the top panel: notices, not reclaims
     r = _result()
     title = _title(r.summary, REQ, SimpleNamespace(has_tiers=False, names=[]), out)
-    assert title.endswith("2 failures, 1 spot reclaim")
+    assert title.endswith("3 failures, 1 spot reclaim")
 
 
 def test_console_tier_table_and_cluster_line_fit_80_columns():

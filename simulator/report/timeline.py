@@ -4,9 +4,10 @@ One figure, five panels sharing one time axis (seconds of simulated time):
 
 1. replicas serving and GPUs billed (step functions of the replica events in
    ``replicas.parquet``), with replica failures marked (black dotted lines,
-   repeated faintly in every panel) and, for spot replicas, each reclaim
-   (vermillion dash-dot, repeated likewise) and the notice before it (a thin
-   vermillion tick at the top of the panel);
+   repeated faintly in every panel) and, for spot replicas, each notice (a
+   vermillion tick at the top of the panel, and a faint vermillion line in
+   the panels below: serving drops there) and its reclaim ``notice_s`` later
+   (a vermillion dash-dot line);
 2. requests per second in time bins: arrivals offered (line), completions
    stacked by tier above zero, rejections stacked by reason below zero
    (each counted when it finally ended: after its retries);
@@ -117,20 +118,25 @@ class _Outages:
         return cls(np.empty(0), np.empty(0), np.empty(0))
 
     @classmethod
-    def of(cls, ev: pd.DataFrame) -> _Outages:
-        """From the replica events in time order: a ``failed`` event whose replica's previous
-        event was ``interrupted`` (its spot notice) is a reclaim, any other a failure."""
+    def of(cls, ev: pd.DataFrame, notice_s: float) -> _Outages:
+        """From the replica events in time order: a ``failed`` event ``notice_s`` after its
+        replica's ``interrupted`` event (the spot notice) is that notice's reclaim; any other
+        failure, one that strikes during a notice included, is a failure."""
         t = ev["time_s"].to_numpy(dtype=float)
         event = ev["event"].astype(str).to_numpy()
-        previous = ev.groupby("replica", sort=False)["event"].shift().astype(object).fillna("").astype(str).to_numpy()
+        by_replica = ev.assign(time_s=t).groupby("replica", sort=False)
+        previous = by_replica["event"].shift().astype(object).fillna("").astype(str).to_numpy()
+        since = t - by_replica["time_s"].shift().to_numpy(dtype=float)
         failed = event == "failed"
-        reclaimed = failed & (previous == "interrupted")
+        reclaimed = failed & (previous == "interrupted") & np.isclose(since, notice_s, rtol=0.0, atol=1e-6)
         return cls(t[failed & ~reclaimed], t[reclaimed], t[event == "interrupted"])
 
-    def lines(self):
-        """(time, colour, line style, label) of every failure and reclaim line, each label once."""
-        for times, color, style, label in ((self.failures, FAILURE_COLOR, ":", "replica failure"),
-                                           (self.reclaims, RECLAIM_COLOR, "-.", "spot reclaim")):  # fmt: skip
+    def lines(self, top: bool):
+        """(time, colour, line style, label) of the lines to draw: failures everywhere; in the top
+        panel spot reclaims, below it spot notices (where capacity drops); each label once."""
+        marks: list[tuple[np.ndarray, str, str, str | None]] = [(self.failures, FAILURE_COLOR, ":", "replica failure")]
+        marks.append((self.reclaims, RECLAIM_COLOR, "-.", "spot reclaim") if top else (self.notices, RECLAIM_COLOR, "-", None))
+        for times, color, style, label in marks:
             for i, t in enumerate(times):
                 yield float(t), color, style, label if i == 0 else None
 
@@ -149,7 +155,9 @@ def _replica_steps(result, end_s: float) -> tuple[np.ndarray, np.ndarray, np.nda
     times = np.append(t[last], max(end_s, t[-1]))
     serving = ev["serving"].to_numpy(dtype=float)[last]
     billed = ev["billed_gpus"].to_numpy(dtype=float)[last]
-    return times, np.append(serving, serving[-1]), np.append(billed, billed[-1]), _Outages.of(ev)
+    pricing = getattr(getattr(result, "config", None), "pricing", None)
+    notice_s = float(pricing.spot.notice_s) if pricing is not None else 0.0
+    return times, np.append(serving, serving[-1]), np.append(billed, billed[-1]), _Outages.of(ev, notice_s)
 
 
 def _tier_targets(cfg: ScenarioConfig, tiers: list[str]) -> dict[str, float | None]:
@@ -242,7 +250,7 @@ def cluster_timeline_chart(result, path: str | Path) -> Path:
 
         for ax in axes:
             if ax is not ax_rep:
-                for t, color, style, _ in outages.lines():
+                for t, color, style, _ in outages.lines(top=False):
                     ax.axvline(t, color=color, linestyle=style, linewidth=1.0, alpha=0.5)
             if ax is not ax_rps:
                 _legend(ax)
@@ -262,7 +270,7 @@ def _fleet_panel(ax_rep, times, serving, billed, outages: _Outages, run_color: s
     ax_rep.step(times, billed, where="post", color=NEUTRAL_COLOR, linestyle="--", linewidth=1.2, label="GPUs billed")
     top = max(float(serving.max()), float(billed.max()), 1.0)
     ax_rep.set_ylim(0, top * 1.2 + 0.5)
-    for t, color, style, label in outages.lines():
+    for t, color, style, label in outages.lines(top=True):
         ax_rep.axvline(t, color=color, linestyle=style, linewidth=1.4, label=label)
     for i, t in enumerate(outages.notices):  # a tick at the top: the notice, before the reclaim's line
         ax_rep.axvline(float(t), ymin=0.88, ymax=1.0, color=RECLAIM_COLOR, linewidth=2.0, label="spot notice" if i == 0 else None)
