@@ -56,8 +56,10 @@ class ModelSpec:
     weight_bytes_per_param: float
     kv_bytes_per_element: float
     tp: int
-    #: bytes per parameter of the LM head (0: ``weight_bytes_per_param``); FP8 checkpoints keep it in BF16
+    #: bytes per parameter of the LM head (0: ``weight_bytes_per_param``); quantised checkpoints keep it in 16 bits
     lm_head_bytes_per_param: float = 0.0
+    #: the embedding table and LM head are another model's, not held again (an MTP module shares its target's)
+    shares_tables: bool = False
     tie_word_embeddings: bool = False
     gated_mlp: bool = True
     num_experts: int = 0
@@ -91,7 +93,7 @@ class ModelSpec:
             max_context=int(model.max_context),
             params_total=0.0,
             weight_bytes_per_param=dtype_bytes(model.weight_dtype, "model.weight_dtype"),
-            lm_head_bytes_per_param=2.0 if str(model.weight_dtype) == "fp8" else 0.0,
+            lm_head_bytes_per_param=2.0 if dtype_bytes(model.weight_dtype, "model.weight_dtype") < 2 else 0.0,
             kv_bytes_per_element=dtype_bytes(model.kv_dtype, "model.kv_dtype"),
             tp=int(tp),
             ep=max(int(ep), 1),
@@ -191,36 +193,43 @@ class ModelSpec:
 
     @property
     def embedding_bytes_per_param(self) -> float:
-        """The input embedding table's width: a lookup table, which the quantised formats
-        (FP8, INT8, INT4 checkpoints) leave in 16 bits; wider weights keep their own width."""
+        """The input embedding table's width: a lookup table, which the FP8, INT8 and INT4
+        checkpoint formats the engines serve (ModelOpt, llm-compressor, AWQ, GPTQ) leave in
+        16 bits; wider weights keep their own width."""
         return max(self.weight_bytes_per_param, 2.0)
 
     @property
     def lm_head_width(self) -> float:
-        """Bytes per LM-head parameter: BF16 in FP8 checkpoints (ModelOpt and vLLM's FP8 formats
-        leave it unquantised, as the roofline prices it), else the weights' width."""
+        """Bytes per LM-head parameter: 16 bits in quantised checkpoints (those formats quantise the
+        decoder layers' linear layers and leave the head out by default), else the weights' width."""
         return self.lm_head_bytes_per_param or self.weight_bytes_per_param
 
     @property
     def weight_bytes(self) -> float:
         """Weights one replica holds (all its TP shards together): the whole model, except that
         experts spread over ``ep`` > ``tp`` GPUs leave each replica tp/ep of the routed experts.
-        The embedding table and the LM head are held at their own widths (a tied table once,
-        as the LM head)."""
+        The embedding table and the LM head are held at their own widths (a tied table once, in
+        16 bits like any embedding table: the formats leave a tied head unquantised too), or
+        not at all when they are another model's (``shares_tables``)."""
         held = self.params_total
         if self.ep > self.tp:
             held -= self.moe_layers * self.num_experts * self.expert_params * (1 - self.tp / self.ep)
         table = self.lm_head_params
+        tables = table if self.tie_word_embeddings else 2 * table
+        body = (held - tables) * self.weight_bytes_per_param
+        if self.shares_tables:
+            return body
         if self.tie_word_embeddings:
-            return (held - table) * self.weight_bytes_per_param + table * self.lm_head_width
-        body = held - 2 * table
-        return body * self.weight_bytes_per_param + table * (self.embedding_bytes_per_param + self.lm_head_width)
+            return body + table * self.embedding_bytes_per_param
+        return body + table * (self.embedding_bytes_per_param + self.lm_head_width)
 
     @property
     def weight_bytes_read_per_step(self) -> float:
         """Weights a forward pass streams from memory: all but the input
         embedding table, of which only the looked-up rows are read (with tied
         embeddings the table is read whole, as the LM head)."""
+        if self.shares_tables:  # the head it reads is held by the model it shares it with
+            return self.weight_bytes + self.lm_head_params * self.lm_head_width
         if self.tie_word_embeddings:
             return self.weight_bytes
         return self.weight_bytes - self.lm_head_params * self.embedding_bytes_per_param

@@ -349,22 +349,37 @@ def test_a_config_whose_heads_do_not_divide_is_refused(tmp_path):
         simulator.load_config([f"model.hf_config={path}"])
 
 
-def test_quantised_checkpoints_hold_the_embedding_table_and_fp8_the_lm_head_in_16_bits():
-    """FP8 checkpoints (ModelOpt, vLLM's FP8) quantise the linear layers only: the input embedding
-    and the LM head stay BF16, which on a 70B model is 2.1 GB more than one byte a parameter, out
-    of the KV cache. INT4 keeps the embedding in 16 bits and (as the roofline prices it) quantises
-    the LM head."""
+def test_quantised_checkpoints_hold_the_embedding_table_and_the_lm_head_in_16_bits():
+    """Quantised checkpoints (FP8: ModelOpt, llm-compressor; INT4: AWQ, GPTQ) quantise the decoder
+    layers' linear layers only: the input embedding and the LM head stay in 16 bits, which on a 70B
+    FP8 model is 2.1 GB more than one byte a parameter, out of the KV cache."""
     bf16, fp8, int4 = (spec("llama-3.1-70b", weight_dtype=d) for d in ("bf16", "fp8", "int4"))
     table = bf16.lm_head_params  # vocab x hidden: the embedding and the (untied) LM head each
     body = bf16.params_total - 2 * table
     assert bf16.weight_bytes == pytest.approx(2 * bf16.params_total)
     assert fp8.weight_bytes == pytest.approx(body + 2 * table + 2 * table)
     assert fp8.weight_bytes - fp8.params_total == pytest.approx(2 * table) and 2 * table > 2.0e9
-    assert int4.weight_bytes == pytest.approx(0.5 * body + 2 * table + 0.5 * table)
+    assert int4.weight_bytes == pytest.approx(0.5 * body + 2 * table + 2 * table)
     assert fp8.weight_bytes_read_per_step == pytest.approx(body + 2 * table)  # all but the embedding table
     cfg = simulator.load_config(["hardware=h100-sxm"])
     budget = memory_budget(cfg.hardware, cfg.memory, fp8)
     assert budget.kv == pytest.approx(budget.usable - budget.activation_reserve - fp8.params_total - 2 * table)
-    tied = spec("llama-3.2-1b", weight_dtype="fp8")
-    assert tied.tie_word_embeddings
-    assert tied.weight_bytes == pytest.approx(tied.params_total + tied.lm_head_params)  # one table, in BF16
+    for dtype, width in (("fp8", 1.0), ("int4", 0.5)):  # a tied table is held once, in 16 bits
+        tied = spec("llama-3.2-1b", weight_dtype=dtype)
+        assert tied.tie_word_embeddings
+        assert tied.weight_bytes == pytest.approx(width * (tied.params_total - tied.lm_head_params) + 2 * tied.lm_head_params)
+
+
+def test_an_mtp_module_shares_the_targets_embedding_and_head():
+    """DeepSeek-V3's MTP module is one decoder block that shares the embedding and output head with
+    the main model (technical report, section 2.2): memory holds its block only."""
+    from simulator.latency.speculative import proposer_spec
+
+    cfg = simulator.load_config(["model=deepseek-v3", "model.weight_dtype=fp8", "cluster.tp=8", "hardware=h200",
+                                 "scheduler.speculative.method=mtp"])  # fmt: skip
+    target = ModelSpec.from_config(cfg.model, 8)
+    mtp = proposer_spec(cfg, target)
+    assert mtp is not None and mtp.shares_tables
+    block = mtp.params_total - 2 * mtp.lm_head_params
+    assert mtp.weight_bytes == pytest.approx(block * mtp.weight_bytes_per_param)
+    assert mtp.weight_bytes < 0.02 * target.weight_bytes

@@ -242,8 +242,10 @@ class RooflineLatency(LatencyModel):
         self._moe = spec.is_moe or spec.is_mla or not spec.gated_mlp
         if self._moe:  # per-layer-kind GEMM lists (mixtures of experts, latent attention, plain MLPs)
             self._init_layer_kinds(spec, wb, flops_s, bytes_s, lam, n)
-        # FP8 checkpoints (vLLM, ModelOpt) keep the LM head in BF16; weight-only formats quantise it
-        lm_wb, lm_flops = (2.0, peak_flops(cfg, "bf16")[0]) if self.weight_dtype == "fp8" else (wb, flops_s)
+        # quantised checkpoints (FP8, INT8, INT4: ModelOpt, llm-compressor, AWQ, GPTQ) keep the LM head in
+        # 16 bits, computed at the BF16 rate (ModelSpec.lm_head_width, which the memory model holds too)
+        lm_wb = spec.lm_head_width
+        lm_flops = peak_flops(cfg, "bf16")[0] if lm_wb != wb else flops_s
         self._lm_head = _Gemm(h, spec.vocab_size / tp, lm_wb, lm_flops, bytes_s, lam, n)
         self._linear_cache: dict[int, float] = {}
         self._lm_cache: dict[int, float] = {}

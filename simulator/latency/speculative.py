@@ -46,9 +46,10 @@ def proposer_spec(cfg: ScenarioConfig, spec: ModelSpec) -> ModelSpec | None:
 
         return ModelSpec.from_config(load_model(str(sp.draft_model), "scheduler.speculative.draft_model"), spec.tp)
     if sp.method == "mtp":
-        # one decoder layer of the model's own kind (an MoE layer for an MoE model) with the embedding and head
+        # one decoder layer of the model's own kind (an MoE layer for an MoE model) with the embedding and
+        # head, which it shares with the target (DeepSeek-V3 report, section 2.2): priced, not held again
         one = replace(cfg.model, num_layers=1, first_dense_layers=0, moe_layer_step=1, params_total=None)
-        return ModelSpec.from_config(one, spec.tp, int(cfg.cluster.ep))
+        return replace(ModelSpec.from_config(one, spec.tp, int(cfg.cluster.ep)), shares_tables=True)
     return None
 
 

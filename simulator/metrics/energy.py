@@ -81,7 +81,7 @@ class _Work:
         bf16 = float(hw.bf16_tflops) * 1e12
         dtype = str(cfg.model.weight_dtype)
         self.attn_rate = bf16 * float(lat.attention_efficiency)
-        self.lm_rate = bf16 * float(ce)  # FP8 checkpoints keep the LM head in BF16, as the roofline prices it
+        self.lm_rate = bf16 * float(ce)  # quantised checkpoints keep the LM head in 16 bits, as the roofline prices it
         if dtype == "fp8" and hw.fp8_tflops is not None:
             ce8 = lat.compute_efficiency_fp8 if lat.compute_efficiency_fp8 is not None else gemm.compute_efficiency_fp8
             self.linear_rate = float(hw.fp8_tflops) * 1e12 * float(ce8)
