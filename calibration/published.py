@@ -283,7 +283,7 @@ def measure(case, result) -> float:
     metric = case.metric
     duration = float(done["finish_s"].max() - req["arrival_s"].min())
     steady = case.workload["mode"] == "concurrency"
-    if steady:  # genai-perf measures a window of the running load, not its start-up and drain
+    if steady:  # a closed loop's steady state, not its start-up burst and drain (steady_window)
         done, duration = steady_window(done, int(case.workload["concurrency"]))
     if FAMILIES[metric] == "throughput":
         tokens = {
@@ -311,20 +311,25 @@ def measure(case, result) -> float:
 def steady_window(done: pd.DataFrame, users: int) -> tuple[pd.DataFrame, float]:
     """The completed requests of a closed loop's steady state, and its length in seconds.
 
-    genai-perf (perf_analyzer underneath) keeps ``users`` requests in flight and
-    measures in time windows taken while the load runs: a request counts when it
-    ends inside a window, and the report is of windows that passed its stability
-    check, not of the start, when every client sends at once and the first prompts
-    queue behind each other (perf_analyzer's ``InferenceProfiler``: ``Measure``,
-    ``ValidLatencyMeasurement``). The simulated equivalent is the span in which all
-    ``users`` clients are busy: from the ``users``-th completion (the first wave has
+    At ``users`` clients that all start at once, the first prompts queue behind
+    each other; a run of a few rounds averaged over its start reports that burst
+    more than the load. The suite assumes the published closed-loop figures (NIM's,
+    measured with genai-perf) describe the load's steady state: NIM's benchmarking
+    guide warms the server up before it measures ("Set Up ... and Warm Up"), and the
+    sources do not say how many requests were measured. The window is the span in
+    which every client is busy: from the ``users``-th completion (the first wave has
     drained) to the ``users``-th before last (after it, clients have nothing left to
-    send). With one client there is no start-up burst and every request counts."""
+    send); a request counts when it ends inside it, as perf_analyzer counts requests
+    ending inside its measurement windows. The whole run is used instead when there
+    is no such span: one client (no burst), too few completions (``--max-requests``
+    below 2 x ``users`` + 1), or completions tied at its edges."""
     ends = np.sort(done["finish_s"].to_numpy())
+    whole = (done, float(ends[-1] - done["arrival_s"].min()) if len(ends) else 0.0)
     if users <= 1 or len(ends) <= 2 * users:
-        start = float(done["arrival_s"].min()) if len(ends) else 0.0
-        return done, float(ends[-1] - start) if len(ends) else 0.0
+        return whole
     lo, hi = float(ends[users - 1]), float(ends[len(ends) - users - 1])
+    if hi <= lo:
+        return whole
     inside = done[(done["finish_s"] > lo) & (done["finish_s"] <= hi)]
     return inside, hi - lo
 
@@ -447,4 +452,7 @@ def fit_overheads(cases: list[Case], preset_name: str, max_requests: int | None 
                 say(f"{preset_name}: {key}={values[key]:g} (mean |log error| {best:.3f})")
         if values == start:  # converged: every key is at its best with the others held
             break
+    else:
+        if say:
+            say(f"{preset_name}: still moving after {rounds} sweeps; these values are where the fit stopped")
     return {"values": values, "loss": best, "cases": [c.id for c in used]}

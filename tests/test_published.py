@@ -130,6 +130,12 @@ def test_a_closed_loop_is_measured_in_its_steady_state_as_genai_perf_does():
     one = simulator.run(pub.overrides(_case(metric="ttft_mean", unit="ms", mode="concurrency", concurrency=1, num_requests=None)))
     alone = one.requests
     assert pub.steady_window(alone, 1)[0].equals(alone)  # one client: no burst, every request counts
+    import pandas as pd
+
+    tied = pd.DataFrame({"arrival_s": [0.0] * 6, "finish_s": [1.0, 2.0, 2.0, 2.0, 2.0, 3.0]})
+    assert pub.steady_window(tied, 2) == (tied, 3.0)  # no span between the edges: the whole run, not 0 s
+    few = tied.iloc[:4]
+    assert pub.steady_window(few, 2)[0].equals(few)  # too few completions for a window (--max-requests)
 
 
 #: ``servesim-calibrate published --split holdout`` measured a median |error| of 6.8% and a p90 of 18.7%

@@ -37,8 +37,9 @@ if TYPE_CHECKING:
     from simulator.config.schema import ScenarioConfig
 
 #: log(real / predicted step time) over the held-out published cases, by GPU family:
-#: (mean, standard deviation, cases). From docs/published/published.csv at commit ab5d3e1
-#: (servesim-calibrate published, 97 held-out cases); families with fewer than MIN_CASES use "pooled".
+#: (mean, standard deviation, cases). From docs/published/published.csv (servesim-calibrate
+#: published, 97 held-out cases; tests/test_uncertainty.py recomputes it from that file, so the two
+#: change together); families with fewer than MIN_CASES use "pooled".
 MODEL_ERROR: dict[str, tuple[float, float, int]] = {
     "ampere": (-0.0565, 0.0716, 11),  # A100 40/80 GB, A30
     "hopper": (0.0326, 0.1237, 71),  # H100 SXM/PCIe, H200
