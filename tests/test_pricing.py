@@ -289,3 +289,28 @@ def test_the_autoscaler_never_drains_the_last_serving_replica_for_ones_under_not
     events = r.replicas
     assert (events["event"] == "interrupted").any()
     assert (events.loc[events["event"] == "draining", "serving"] >= 1).all()
+
+
+@pytest.mark.parametrize(
+    "failure,want",
+    [
+        (["cluster.failures.at_s=[170]", "cluster.failures.replica=[2]"], (2, 1, 1)),  # a reclaim and a failure
+        # a failure during replica 1's notice (no reclaim), then another replica's notice and its reclaim
+        (["cluster.failures.at_s=[110]", "cluster.failures.replica=[1]"], (2, 2, 1)),
+    ],
+)
+def test_the_summary_tells_spot_reclaims_from_hardware_failures(failure, want):
+    """Replica 1 gets its notice at 103 s (seed 0); its reclaim comes notice_s (30 s) later unless a
+    hardware failure strikes it first, which is then a failure and the reclaim never comes."""
+    r = simulator.run([
+        "cluster.tier=spot", "cluster.replicas=3", "cluster.router=jsq", "workload.rate=20", "workload.num_requests=4000",
+        "pricing.spot.interruptions_per_hour=20", "pricing.hardware.h100-sxm.spot_interruptions_per_hour=null",
+        "pricing.spot.notice_s=30", *failure, "output.charts=false", "output.console=false",
+    ])  # fmt: skip
+    cl = r.summary["cluster"]
+    assert (cl["failures"], cl["spot_interruptions"], cl["spot_reclaims"]) == want
+    from simulator.report.console import cluster_line
+
+    line = cluster_line(r.summary)
+    notices = f"{want[1]} spot notice" + ("s" if want[1] > 1 else "")
+    assert line is not None and f"{want[0]} failures (1 spot reclaim" in line and line.endswith(notices)

@@ -192,6 +192,7 @@ def _static_cluster(static_replicas: int, static_gpus: Mapping[str, int], window
         "replacements": 0,
         "failure_times_s": [],
         "spot_interruptions": 0,
+        "spot_reclaims": 0,
     }
     return cluster, {str(g): float(n) * window for g, n in static_gpus.items()}
 
@@ -228,7 +229,19 @@ def _group_gpu_seconds(ev: pd.DataFrame, times: np.ndarray, window: float) -> di
     return group_seconds
 
 
-def _event_cluster(replicas: pd.DataFrame, window: float) -> tuple[ClusterFigures, dict[str, float]]:
+def spot_reclaims(ev: pd.DataFrame, notice_s: float) -> np.ndarray:
+    """Which rows of the replica events ``ev`` (in time order) are spot reclaims: a ``failed``
+    event ``notice_s`` after its replica's ``interrupted`` event (the notice). A failure that
+    strikes during a notice is a failure: the reclaim then never comes."""
+    t = ev["time_s"].to_numpy(dtype=np.float64)
+    by_replica = ev.assign(time_s=t).groupby("replica", sort=False)
+    previous = by_replica["event"].shift().astype(object).fillna("").astype(str).to_numpy()
+    since = t - by_replica["time_s"].shift().to_numpy(dtype=np.float64)
+    failed = ev["event"].astype(str).to_numpy() == "failed"
+    return failed & (previous == "interrupted") & np.isclose(since, notice_s, rtol=0.0, atol=1e-6)
+
+
+def _event_cluster(replicas: pd.DataFrame, window: float, notice_s: float) -> tuple[ClusterFigures, dict[str, float]]:
     """(cluster figures, GPU-seconds per group) from the replica lifecycle events."""
     ev = replicas.iloc[np.argsort(replicas["time_s"].to_numpy(), kind="stable")]
     times = ev["time_s"].to_numpy(dtype=np.float64)
@@ -257,6 +270,7 @@ def _event_cluster(replicas: pd.DataFrame, window: float) -> tuple[ClusterFigure
         "replacements": replacements,
         "failure_times_s": [float(t) for t in times[event == "failed"]],
         "spot_interruptions": int((event == "interrupted").sum()),
+        "spot_reclaims": int(spot_reclaims(ev, notice_s).sum()),
     }
     return cluster, _group_gpu_seconds(ev, times, window)
 
@@ -303,17 +317,18 @@ def replica_figures(
     prices: Mapping[str, float | None],
     default_price: float | None = None,
     tiers: Mapping[str, str] | None = None,
+    notice_s: float = 0.0,
 ) -> tuple[ClusterFigures, CostFigures]:
     """(cluster figures, cost figures) of one run from its replica events.
 
     ``static_gpus``, ``prices`` and ``tiers`` are per group (pool) name: the fixed fleet
     used when there are no events, each group's price per GPU-hour (a group not
     named in ``prices`` costs ``default_price``) and the pricing tier it pays
-    (default on_demand).
+    (default on_demand). ``notice_s``: the spot notice, which tells reclaims from failures.
     """
     window = float(end_s) if end_s and end_s > 0 else 0.0
     if replicas is None or len(replicas) == 0:
         cluster, group_seconds = _static_cluster(static_replicas, static_gpus, window)
     else:
-        cluster, group_seconds = _event_cluster(replicas, window)
+        cluster, group_seconds = _event_cluster(replicas, window, notice_s)
     return cluster, _cost(group_seconds, prices, default_price, tiers)

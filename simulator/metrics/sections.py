@@ -193,7 +193,8 @@ class ClusterFigures(TypedDict):
     failures: int
     replacements: int
     failure_times_s: list[float]
-    spot_interruptions: int  # spot notices (interrupted events); each reclaim is also one of the failures
+    spot_interruptions: int  # spot notices (interrupted events)
+    spot_reclaims: int  # failures that are a notice's reclaim (breakdown.spot_reclaims); each is one of the failures
 
 
 class ClusterSection(ClusterFigures):

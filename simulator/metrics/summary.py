@@ -402,6 +402,7 @@ def _cluster_and_cost(run: _Run) -> tuple[ClusterSection, CostSection]:
         prices={p["name"]: p["price_per_gpu_hour"] for p in pools},
         default_price=tier_price(run.cfg),
         tiers={p["name"]: p["tier"] for p in pools},
+        notice_s=float(run.cfg.pricing.spot.notice_s),
     )
     cluster_section: ClusterSection = {**cluster, "failures_skipped": out.failures.skipped if out.failures is not None else 0}
     done, hits = run.done, cache_hits(run.cfg, run.requests)

@@ -96,12 +96,14 @@ def cluster_line(summary: Summary) -> str | None:
     if not (cl["scale_ups"] or cl["scale_downs"] or cl["failures"] or sr["min"] != sr["max"]):
         return None
     fail = f"{cl['failures']} failure" + ("" if cl["failures"] == 1 else "s")
-    spot = cl.get("spot_interruptions", 0)
+    spot, reclaims = cl.get("spot_interruptions", 0), cl.get("spot_reclaims", 0)
+    detail = [f"{reclaims} spot reclaim{'' if reclaims == 1 else 's'}"] if reclaims else []
+    detail += [f"{cl['replacements']} replaced"] if cl.get("replacements") else []
     return (
         f"fleet: {sr['min']}–{sr['max']} replicas serving (mean {sr['mean']:.1f}) · scaled {cl['scale_ups']} up, "
         f"{cl['scale_downs']} down · {fail}"
-        + (f" ({cl['replacements']} replaced)" if cl.get("replacements") else "")
-        + (f" · {spot} spot interruption{'' if spot == 1 else 's'}" if spot else "")
+        + (f" ({', '.join(detail)})" if detail else "")
+        + (f" · {spot} spot notice{'' if spot == 1 else 's'}" if spot else "")
     )
 
 

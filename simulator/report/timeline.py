@@ -122,14 +122,12 @@ class _Outages:
         """From the replica events in time order: a ``failed`` event ``notice_s`` after its
         replica's ``interrupted`` event (the spot notice) is that notice's reclaim; any other
         failure, one that strikes during a notice included, is a failure."""
+        from simulator.metrics.breakdown import spot_reclaims
+
         t = ev["time_s"].to_numpy(dtype=float)
         event = ev["event"].astype(str).to_numpy()
-        by_replica = ev.assign(time_s=t).groupby("replica", sort=False)
-        previous = by_replica["event"].shift().astype(object).fillna("").astype(str).to_numpy()
-        since = t - by_replica["time_s"].shift().to_numpy(dtype=float)
-        failed = event == "failed"
-        reclaimed = failed & (previous == "interrupted") & np.isclose(since, notice_s, rtol=0.0, atol=1e-6)
-        return cls(t[failed & ~reclaimed], t[reclaimed], t[event == "interrupted"])
+        reclaimed = spot_reclaims(ev, notice_s)
+        return cls(t[(event == "failed") & ~reclaimed], t[reclaimed], t[event == "interrupted"])
 
     def lines(self, top: bool):
         """(time, colour, line style, label) of the lines to draw: failures everywhere; in the top
