@@ -56,8 +56,6 @@ class ModelSpec:
     weight_bytes_per_param: float
     kv_bytes_per_element: float
     tp: int
-    #: bytes per parameter of the LM head (0: ``weight_bytes_per_param``); quantised checkpoints keep it in 16 bits
-    lm_head_bytes_per_param: float = 0.0
     #: the embedding table and LM head are another model's, not held again (an MTP module shares its target's)
     shares_tables: bool = False
     tie_word_embeddings: bool = False
@@ -93,7 +91,6 @@ class ModelSpec:
             max_context=int(model.max_context),
             params_total=0.0,
             weight_bytes_per_param=dtype_bytes(model.weight_dtype, "model.weight_dtype"),
-            lm_head_bytes_per_param=2.0 if dtype_bytes(model.weight_dtype, "model.weight_dtype") < 2 else 0.0,
             kv_bytes_per_element=dtype_bytes(model.kv_dtype, "model.kv_dtype"),
             tp=int(tp),
             ep=max(int(ep), 1),
@@ -192,17 +189,12 @@ class ModelSpec:
         return self.params_total - unused
 
     @property
-    def embedding_bytes_per_param(self) -> float:
-        """The input embedding table's width: a lookup table, which the FP8, INT8 and INT4
-        checkpoint formats the engines serve (ModelOpt, llm-compressor, AWQ, GPTQ) leave in
-        16 bits; wider weights keep their own width."""
+    def table_bytes_per_param(self) -> float:
+        """Bytes per parameter of the input embedding table and the LM head: 16 bits in quantised
+        checkpoints (the FP8, INT8 and INT4 formats the engines serve, ModelOpt, llm-compressor, AWQ
+        and GPTQ, quantise the decoder layers' linear layers and leave both tables alone), else
+        the weights' own width."""
         return max(self.weight_bytes_per_param, 2.0)
-
-    @property
-    def lm_head_width(self) -> float:
-        """Bytes per LM-head parameter: 16 bits in quantised checkpoints (those formats quantise the
-        decoder layers' linear layers and leave the head out by default), else the weights' width."""
-        return self.lm_head_bytes_per_param or self.weight_bytes_per_param
 
     @property
     def weight_bytes(self) -> float:
@@ -214,25 +206,19 @@ class ModelSpec:
         held = self.params_total
         if self.ep > self.tp:
             held -= self.moe_layers * self.num_experts * self.expert_params * (1 - self.tp / self.ep)
-        table = self.lm_head_params
-        tables = table if self.tie_word_embeddings else 2 * table
+        tables = self.lm_head_params * (1 if self.tie_word_embeddings else 2)
         body = (held - tables) * self.weight_bytes_per_param
-        if self.shares_tables:
-            return body
-        if self.tie_word_embeddings:
-            return body + table * self.embedding_bytes_per_param
-        return body + table * (self.embedding_bytes_per_param + self.lm_head_width)
+        return body if self.shares_tables else body + tables * self.table_bytes_per_param
 
     @property
     def weight_bytes_read_per_step(self) -> float:
         """Weights a forward pass streams from memory: all but the input
         embedding table, of which only the looked-up rows are read (with tied
         embeddings the table is read whole, as the LM head)."""
+        head = self.lm_head_params * self.table_bytes_per_param
         if self.shares_tables:  # the head it reads is held by the model it shares it with
-            return self.weight_bytes + self.lm_head_params * self.lm_head_width
-        if self.tie_word_embeddings:
-            return self.weight_bytes
-        return self.weight_bytes - self.lm_head_params * self.embedding_bytes_per_param
+            return self.weight_bytes + head
+        return self.weight_bytes if self.tie_word_embeddings else self.weight_bytes - head
 
     def experts_touched(self, tokens: float) -> float:
         """Distinct routed experts a step of ``tokens`` tokens reads in one MoE layer:

@@ -243,8 +243,8 @@ class RooflineLatency(LatencyModel):
         if self._moe:  # per-layer-kind GEMM lists (mixtures of experts, latent attention, plain MLPs)
             self._init_layer_kinds(spec, wb, flops_s, bytes_s, lam, n)
         # quantised checkpoints (FP8, INT8, INT4: ModelOpt, llm-compressor, AWQ, GPTQ) keep the LM head in
-        # 16 bits, computed at the BF16 rate (ModelSpec.lm_head_width, which the memory model holds too)
-        lm_wb = spec.lm_head_width
+        # 16 bits, computed at the BF16 rate (ModelSpec.table_bytes_per_param, which the memory model holds too)
+        lm_wb = spec.table_bytes_per_param
         lm_flops = peak_flops(cfg, "bf16")[0] if lm_wb != wb else flops_s
         self._lm_head = _Gemm(h, spec.vocab_size / tp, lm_wb, lm_flops, bytes_s, lam, n)
         self._linear_cache: dict[int, float] = {}

@@ -39,7 +39,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from simulator.metrics.breakdown import label_order
+from simulator.metrics.breakdown import label_order, spot_reclaims
 from simulator.metrics.sections import Summary
 from simulator.report.charts import (
     NEUTRAL_COLOR,
@@ -122,8 +122,6 @@ class _Outages:
         """From the replica events in time order: a ``failed`` event ``notice_s`` after its
         replica's ``interrupted`` event (the spot notice) is that notice's reclaim; any other
         failure, one that strikes during a notice included, is a failure."""
-        from simulator.metrics.breakdown import spot_reclaims
-
         t = ev["time_s"].to_numpy(dtype=float)
         event = ev["event"].astype(str).to_numpy()
         reclaimed = spot_reclaims(ev, notice_s)
