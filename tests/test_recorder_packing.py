@@ -44,7 +44,9 @@ def test_a_narrow_count_column_widens_before_it_overflows():
 
 
 def _steps_file_by_whole_table(result, path, row_group: int) -> None:
-    result.steps.to_parquet(path, index=False, row_group_size=row_group)
+    from simulator.metrics.steps import parquet_options
+
+    result.steps.to_parquet(path, index=False, row_group_size=row_group, **parquet_options(result.steps.columns))
 
 
 @pytest.mark.parametrize("name", ["failure-retry", "mooncake-sample-8", "disaggregated-chunked-2x"])
@@ -64,6 +66,21 @@ def test_steps_parquet_written_a_row_group_at_a_time_is_the_whole_tables_file(na
     assert (tmp_path / "streamed.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()
     back = pd.read_parquet(tmp_path / "streamed.parquet")
     pd.testing.assert_frame_equal(back, streamed.steps, check_exact=True)
+
+
+def test_steps_parquet_encodes_columns_that_hardly_repeat_without_a_dictionary(tmp_path):
+    """Counts that grow and times are written DELTA_BINARY_PACKED and BYTE_STREAM_SPLIT
+    (faster to write and smaller than a dictionary that overflows); the rest keep theirs."""
+    import pyarrow.parquet as pq
+
+    result = _run(CASES["failure-retry"])
+    result.packed_steps.to_parquet(tmp_path / "steps.parquet")
+    meta = pq.ParquetFile(tmp_path / "steps.parquet").metadata.row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
+    assert "DELTA_BINARY_PACKED" in encodings["step"] and "DELTA_BINARY_PACKED" in encodings["kv_tokens"]
+    assert "BYTE_STREAM_SPLIT" in encodings["start_s"] and "BYTE_STREAM_SPLIT" in encodings["duration_s"]
+    assert "RLE_DICTIONARY" in encodings["replica"] and "RLE_DICTIONARY" not in encodings["start_s"]
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "steps.parquet"), result.steps, check_exact=True)
 
 
 def test_the_public_steps_table_has_int64_counts_and_is_made_once():

@@ -449,8 +449,18 @@ class RooflineLatency(LatencyModel):
             c = self._attn_flop_pair * ctx
             m = self._kv_tok * (ctx + seqs)
             return (t + (self._attn_fixed + np.where(c > m, c, m))).tolist()
-        attn = self.attention_decode_s
-        return [t + attn(seqs, ctx_tokens + i * seqs) for i in range(count)]
+        if self._window:
+            attn = self.attention_decode_s
+            return [t + attn(seqs, ctx_tokens + i * seqs) for i in range(count)]
+        flop, kv, fixed = self._attn_flop_pair, self._kv_tok, self._attn_fixed  # attention_decode_s, inlined
+        out = []
+        ctx = ctx_tokens
+        for _ in range(count):
+            c = flop * ctx
+            m = kv * (ctx + seqs)
+            out.append(t + (fixed + (c if c > m else m)))
+            ctx += seqs
+        return out
 
     def breakdown(self, shape: StepShape) -> dict[str, float]:
         """Seconds per operator family; the values sum to :meth:`step_time`."""

@@ -106,6 +106,19 @@ def _take_oldest(queue: deque[list], count: int) -> list[tuple[int, _Run, range 
     return taken
 
 
+def _uncache(run: _Run, idx: range | list[int]) -> None:
+    """Blocks ``idx`` of ``run`` leave their tier: not cached, not queued (a range: one slice each)."""
+    if type(idx) is range:
+        n = len(idx)
+        run.counts[idx.start : idx.stop] = [ABSENT] * n
+        run.stamps[idx.start : idx.stop] = [0] * n
+        return
+    counts, stamps = run.counts, run.stamps
+    for i in idx:
+        counts[i] = ABSENT
+        stamps[i] = 0
+
+
 def _live(queue: deque[list]) -> deque[list]:
     """The queue without the entries none of whose blocks is still queued."""
     return deque(e for e in queue if e[1].stamps[e[2] : e[3]].count(e[4]))
@@ -278,9 +291,7 @@ class PrefixCachingBlockManager(BlockManager):
         """Uncache the ``count`` blocks at the front of the eviction queue: down to the first lower
         tier when there is one, else out of the cache."""
         for key, run, idx in _take_oldest(self.queue, count):
-            for i in idx:
-                run.counts[i] = ABSENT
-                run.stamps[i] = 0
+            _uncache(run, idx)
             if self.tiers:
                 self._store(self.tiers[0], key, run, idx)
             else:
@@ -333,9 +344,7 @@ class PrefixCachingBlockManager(BlockManager):
     def _spill(self, tier: Tier, count: int) -> None:
         """``count`` blocks leave ``tier``, least recently stored first: to the tier below, or out of the cache."""
         for key, run, idx in _take_oldest(tier.queue, count):
-            for i in idx:
-                run.counts[i] = ABSENT
-                run.stamps[i] = 0
+            _uncache(run, idx)
             tier.used -= len(idx)
             tier.dropped += len(idx)
             if tier.below is not None:
