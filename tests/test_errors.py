@@ -20,6 +20,12 @@ CASES = [
     (["+foo=1"], "foo is not a known key; the keys of the top level are: name, seed"),
     (["+workload.trace.speed=2"], "workload.trace.speed is not a known key; the keys of workload.trace are: path, format"),
     (["workload.prompt_tokens=foo"], "workload.prompt_tokens='foo' is invalid: workload.prompt_tokens is a group of settings"),
+    # a key of an entry a name -> settings mapping does not have yet: how to add the entry (issue: the message had said
+    # "mi300x='{}' is invalid: mi300x is a group of settings; set its keys one by one")
+    (["+pricing.hardware.mi300x.spot=2.0"],
+     "pricing.hardware has no entry 'mi300x' to set a key of: add the entry whole, e.g. '++pricing.hardware={mi300x: {spot: 2.0}}'"),
+    (["pricing.hardware.mi300x.spot=2.0"], "e.g. '++pricing.hardware={mi300x: {spot: 2.0}}' (the keys of pricing.hardware.mi300x are: on_demand,"),
+    (["+cluster.groups.big.replicas=2"], "cluster.groups has no entry 'big' to set a key of: add the entry whole, e.g. '++cluster.groups={big: {replicas: 2}}'"),
     (["model=llama-3.1-70b"], "model=llama-3.1-70b does not fit"),
     (["workload.prompt_tokens.dist=fixed", "workload.prompt_tokens.value=200000"],
      "longer than model llama-3.1-8b's context of 131072 tokens"),
@@ -84,6 +90,14 @@ def test_api_raises_config_error(overrides, fragment):
     assert fragment in message
     assert "\n" not in message  # one sentence, one line
     assert message.endswith(".")
+
+
+def test_the_entry_the_mapping_error_advises_adds_a_price_and_keeps_the_others():
+    with pytest.raises(simulator.ConfigError, match=r"'\+\+pricing.hardware=\{mi300x: \{spot: 2.0\}\}'"):
+        simulator.load_config(["hardware=mi300x", "cluster.tier=spot", "pricing.hardware.mi300x.spot=2.0"])
+    cfg = simulator.load_config(["hardware=mi300x", "cluster.tier=spot", "++pricing.hardware={mi300x: {spot: 2.0}}"])
+    assert cfg.pricing.hardware["mi300x"].spot == 2.0
+    assert cfg.pricing.hardware["h100-sxm"].on_demand is not None  # merged into the catalog, not replacing it
 
 
 @pytest.mark.parametrize("hardware,advised", [("h100-sxm", 2), ("a100-40gb", 4), ("l40s", 4)])

@@ -51,6 +51,21 @@ def describe_hydra_error(exc: BaseException) -> str:
         text += "\n" + str(exc.__cause__)
     full_key = re.search(r"full_key: (\S+)", text)
 
+    override = re.search(r"(?:Error merging override|Could not override) '?\+*([\w.\-]+)(?:=([^'\n]*))?'?", text)
+    entry = _new_mapping_entry(override.group(1)) if override else None
+    if entry is not None and ("is not in struct" in text or "Invalid type assigned" in text):
+        mapping, name, rest = entry
+        given = override.group(2)
+        if given is None:  # "Could not override 'KEY'. To append to your config use +KEY=VALUE"
+            later = re.search(r"use \+[\w.\-]+=(\S+)", text)
+            given = later.group(1) if later else None
+        value = given if given is not None else "..."
+        inner = f"{{{rest}: {value}}}" if rest else value
+        return (
+            f"{mapping} has no entry {name!r} to set a key of: add the entry whole, e.g. "
+            f"'++{mapping}={{{name}: {inner}}}' ({_keys_of(f'{mapping}.{name}')})."
+        )
+
     missing = re.search(r"Could not find '([^']+)/([^']+)'", text)
     if missing:
         group, option = missing.groups()
@@ -87,6 +102,26 @@ def describe_hydra_error(exc: BaseException) -> str:
         and not line.strip().startswith(("reference_type", "object_type", "Config search path", "provider=", "Set the environment"))
     ]
     return " ".join(keep)
+
+
+def _new_mapping_entry(path: str) -> tuple[str, str, str] | None:
+    """For a dotted key inside a name -> settings mapping of the schema (``pricing.hardware.mi300x.spot``):
+    (the mapping's key, the entry's name, the rest of the key), else None."""
+    import typing
+
+    kind: Any = ScenarioConfig
+    parts = path.split(".")
+    for i, part in enumerate(parts):
+        if not dataclasses.is_dataclass(kind):
+            return None
+        hint = typing.get_type_hints(kind).get(part)
+        if hint is None:
+            return None
+        if typing.get_origin(hint) is dict and i + 1 < len(parts):
+            element = typing.get_args(hint)[1]
+            return (".".join(parts[: i + 1]), parts[i + 1], ".".join(parts[i + 2 :])) if dataclasses.is_dataclass(element) else None
+        kind = hint
+    return None
 
 
 _ARTICLE = {"Float": "a number", "Integer": "an integer", "Boolean": "true or false", "bool": "true or false", "String": "a string"}
