@@ -119,6 +119,7 @@ def test_hits_are_billed_and_counted_in_every_unit_cost():
     gpu_usd = sum(g["usd"] for g in cost["by_group"].values())
     assert rc["usd"] == pytest.approx(rc["hits"] * 0.001) == cost["response_cache_usd"]
     assert cost["usd"] == pytest.approx(gpu_usd + rc["usd"])
+    assert sum(t["usd"] for t in cost["by_tier"].values()) == pytest.approx(gpu_usd)  # the tier mix is of GPUs (docs/pricing.md)
     done = r.requests[r.requests["status"] == "completed"]
     assert cost["usd_per_request"] == pytest.approx(cost["usd"] / len(done))
     tokens = done["prompt_tokens"].sum() + done["output_tokens"].sum()
