@@ -53,7 +53,7 @@ def describe_hydra_error(exc: BaseException) -> str:
 
     override = re.search(r"(?:Error merging override|Could not override) '?\+*([\w.\-]+)(?:=([^'\n]*))?'?", text)
     entry = _new_mapping_entry(override.group(1)) if override else None
-    if entry is not None and ("is not in struct" in text or "Invalid type assigned" in text):
+    if override and entry is not None and ("is not in struct" in text or "Invalid type assigned" in text):
         mapping, name, rest = entry
         given = override.group(2)
         if given is None:  # "Could not override 'KEY'. To append to your config use +KEY=VALUE"

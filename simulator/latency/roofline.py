@@ -445,10 +445,10 @@ class RooflineLatency(LatencyModel):
         # attention_decode_s's arithmetic, step by step, in numpy (the same floats; tests/test_fast_forward.py holds
         # the two paths to step_time's values). numpy's fixed cost of about 5 us pays from about 48 steps on.
         if count >= 48 and not self._window:
-            ctx = np.arange(count, dtype=np.int64) * seqs + ctx_tokens
-            c = self._attn_flop_pair * ctx
-            m = self._kv_tok * (ctx + seqs)
-            return (t + (self._attn_fixed + np.where(c > m, c, m))).tolist()
+            ctxs = np.arange(count, dtype=np.int64) * seqs + ctx_tokens
+            cs = self._attn_flop_pair * ctxs
+            ms = self._kv_tok * (ctxs + seqs)
+            return (t + (self._attn_fixed + np.where(cs > ms, cs, ms))).tolist()
         if self._window:
             attn = self.attention_decode_s
             return [t + attn(seqs, ctx_tokens + i * seqs) for i in range(count)]
