@@ -155,7 +155,9 @@ def cmd_predict(args) -> int:
 
 
 def cmd_published(args) -> int:
-    from .published import OVERHEAD_GRID, error_table, fit_overheads, load_cases, preset, run_suite
+    import math
+
+    from .published import MIN_FIT_CASES, OVERHEAD_GRID, error_table, fit_overheads, load_cases, preset, run_suite
     from .published_report import chart, markdown
 
     cases = load_cases()
@@ -165,7 +167,10 @@ def cmd_published(args) -> int:
         for name in sorted({preset(c) for c in cases if not c.skip}):
             fit = fit_overheads(cases, name, max_requests=args.max_requests, say=_say)
             keys = ", ".join(f"{k}={v:g}" for k, v in fit["values"].items() if k in OVERHEAD_GRID)
-            print(f"{name}: {keys}  (mean |log error| {fit['loss']:.3f} over {len(fit['cases'])} fit cases)")
+            if math.isnan(fit["loss"]):  # too few fit cases to fit three numbers: the preset keeps its documented values
+                print(f"{name}: {keys}  (kept, not fitted: {len(fit['cases'])} fit cases, fewer than {MIN_FIT_CASES})")
+            else:
+                print(f"{name}: {keys}  (mean |log error| {fit['loss']:.3f} over {len(fit['cases'])} fit cases)")
         return 0
 
     def progress(i, n, row):

@@ -239,6 +239,16 @@ def test_tp2_halves_weight_reads_and_adds_measured_allreduces():
     assert two.allreduce_s(8192) == pytest.approx(2 * 32 * (16.6e-6 + 8192 * 8192 / 282.1e9), rel=1e-9)
 
 
+def test_mi300x_tp8_decode_all_reduces_by_the_one_shot_kernel_and_large_ones_by_rccl():
+    """vLLM on ROCm all-reduces under 8 MiB with its custom kernel at TP 8; the 8-GPU row prices it from
+    the nearest 8x MI300X measurement (6.6 us + bytes / 62 GB/s) and RCCL's fit (14.7 us + bytes / 131.8 GB/s)
+    takes over where it is faster (scenarios/hardware/mi300x.yaml)."""
+    model = roofline(hardware="mi300x", model="llama-3.1-70b", tp=8, weight_dtype="fp8")
+    hidden_bytes = 8192 * 2
+    assert model.allreduce_s(1) == pytest.approx(2 * 80 * (6.6e-6 + hidden_bytes / 62e9), rel=1e-9)
+    assert model.allreduce_s(1024) == pytest.approx(2 * 80 * (14.7e-6 + 1024 * hidden_bytes / 131.8e9), rel=1e-9)
+
+
 def test_tp_communication_grows_with_tokens_and_shrinks_with_bandwidth():
     nvlink = roofline(tp=4)
     pcie = roofline(hardware="l40s", tp=4)  # no measured table: a ring over PCIe
