@@ -120,6 +120,16 @@ def test_hits_are_billed_and_counted_in_every_unit_cost():
     assert rc["usd"] == pytest.approx(rc["hits"] * 0.001) == cost["response_cache_usd"]
     assert cost["usd"] == pytest.approx(gpu_usd + rc["usd"])
     assert sum(t["usd"] for t in cost["by_tier"].values()) == pytest.approx(gpu_usd)  # the tier mix is of GPUs (docs/pricing.md)
+    import io
+
+    from rich.console import Console
+
+    from simulator.report.console import render_summary
+
+    buf = io.StringIO()
+    render_summary(r.summary, None, Console(file=buf, width=200, highlight=False, soft_wrap=True))
+    line = next(x for x in buf.getvalue().splitlines() if x.startswith("cost:"))  # the console says what is GPUs and what hits
+    assert f"${cost['usd']:,.2f} (GPUs ${gpu_usd:,.2f} at $" in line and f"+ cache hits ${rc['usd']:,.2f})" in line
     done = r.requests[r.requests["status"] == "completed"]
     assert cost["usd_per_request"] == pytest.approx(cost["usd"] / len(done))
     tokens = done["prompt_tokens"].sum() + done["output_tokens"].sum()

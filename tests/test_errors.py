@@ -24,8 +24,13 @@ CASES = [
     # "mi300x='{}' is invalid: mi300x is a group of settings; set its keys one by one")
     (["+pricing.hardware.mi300x.spot=2.0"],
      "pricing.hardware has no entry 'mi300x' to set a key of: add the entry whole, e.g. '++pricing.hardware={mi300x: {spot: 2.0}}'"),
-    (["pricing.hardware.mi300x.spot=2.0"], "e.g. '++pricing.hardware={mi300x: {spot: 2.0}}' (the keys of pricing.hardware.mi300x are: on_demand,"),
+    (["pricing.hardware.mi300x.spot=2.0"], "e.g. '++pricing.hardware={mi300x: {spot: 2.0}}' (the keys of an entry are: on_demand,"),
     (["+cluster.groups.big.replicas=2"], "cluster.groups has no entry 'big' to set a key of: add the entry whole, e.g. '++cluster.groups={big: {replicas: 2}}'"),
+    (["pricing.hardware.mi300x.spot_source=AMD quote 2026"], "'++pricing.hardware={mi300x: {spot_source: AMD quote 2026}}'"),  # the whole value
+    (["pricing.hardware.mi300x={spot: 2.0}"], "pricing.hardware has no entry 'mi300x' yet: add it, e.g. '++pricing.hardware={mi300x: {spot: 2.0}}'"),
+    (["pricing.hardware.mi300x=2.0"], "pricing.hardware.mi300x=2.0 is invalid: an entry of pricing.hardware is a group of settings; add it whole"),
+    (["pricing.hardware.mi300x.spto=2.0"], "pricing.hardware.mi300x.spto is not a known key; the keys of an entry are: on_demand,"),  # no advice that fails again
+    (["pricing.hardware={mi300x: {spot: 2.0}}"], "write it '++pricing.hardware={mi300x: {spot: 2.0}}' (two +: merged into the entries pricing.hardware has)"),
     (["model=llama-3.1-70b"], "model=llama-3.1-70b does not fit"),
     (["workload.prompt_tokens.dist=fixed", "workload.prompt_tokens.value=200000"],
      "longer than model llama-3.1-8b's context of 131072 tokens"),
@@ -96,6 +101,8 @@ def test_the_entry_the_mapping_error_advises_adds_a_price_and_keeps_the_others()
     with pytest.raises(simulator.ConfigError, match=r"'\+\+pricing.hardware=\{mi300x: \{spot: 2.0\}\}'"):
         simulator.load_config(["hardware=mi300x", "cluster.tier=spot", "pricing.hardware.mi300x.spot=2.0"])
     cfg = simulator.load_config(["hardware=mi300x", "cluster.tier=spot", "++pricing.hardware={mi300x: {spot: 2.0}}"])
+    quoted = simulator.load_config(["hardware=mi300x", "++pricing.hardware={mi300x: {spot_source: AMD quote 2026}}"])
+    assert quoted.pricing.hardware["mi300x"].spot_source == "AMD quote 2026"  # the advice for a value with spaces runs too
     assert cfg.pricing.hardware["mi300x"].spot == 2.0
     assert cfg.pricing.hardware["h100-sxm"].on_demand is not None  # merged into the catalog, not replacing it
 

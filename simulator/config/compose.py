@@ -51,20 +51,9 @@ def describe_hydra_error(exc: BaseException) -> str:
         text += "\n" + str(exc.__cause__)
     full_key = re.search(r"full_key: (\S+)", text)
 
-    override = re.search(r"(?:Error merging override|Could not override) '?\+*([\w.\-]+)(?:=([^'\n]*))?'?", text)
-    entry = _new_mapping_entry(override.group(1)) if override else None
-    if override and entry is not None and ("is not in struct" in text or "Invalid type assigned" in text):
-        mapping, name, rest = entry
-        given = override.group(2)
-        if given is None:  # "Could not override 'KEY'. To append to your config use +KEY=VALUE"
-            later = re.search(r"use \+[\w.\-]+=(\S+)", text)
-            given = later.group(1) if later else None
-        value = given if given is not None else "..."
-        inner = f"{{{rest}: {value}}}" if rest else value
-        return (
-            f"{mapping} has no entry {name!r} to set a key of: add the entry whole, e.g. "
-            f"'++{mapping}={{{name}: {inner}}}' ({_keys_of(f'{mapping}.{name}')})."
-        )
+    mapping_error = _mapping_entry_error(text)
+    if mapping_error is not None:
+        return mapping_error
 
     missing = re.search(r"Could not find '([^']+)/([^']+)'", text)
     if missing:
@@ -104,9 +93,42 @@ def describe_hydra_error(exc: BaseException) -> str:
     return " ".join(keep)
 
 
-def _new_mapping_entry(path: str) -> tuple[str, str, str] | None:
-    """For a dotted key inside a name -> settings mapping of the schema (``pricing.hardware.mi300x.spot``):
-    (the mapping's key, the entry's name, the rest of the key), else None."""
+def _mapping_entry_error(text: str) -> str | None:
+    """The sentence for setting a name -> settings mapping (``pricing.hardware``, ``cluster.groups``) or an
+    entry of it that the composed config does not have yet, which hydra can only add whole; None otherwise."""
+    if "is not in struct" not in text and "Invalid type assigned" not in text:
+        return None
+    override = re.search(r"(?:Error merging override|Could not override) '?\+*([\w.\-]+)", text)
+    found = _mapping_entry(override.group(1)) if override else None
+    if found is None:
+        return None
+    mapping, name, rest, keys = found
+    given = re.search(r"^(?:Error merging override|To append to your config use) \+*[\w.\-]+=(.*)$", text, flags=re.M)
+    value = given.group(1).strip() if given and given.group(1).strip() else "..."
+    listed = f"the keys of an entry are: {', '.join(keys)}"
+    if name is None:  # the whole mapping: merged into the snapshot's entries only with ++
+        return f"{mapping}={value} adds entries: write it '++{mapping}={value}' (two +: merged into the entries {mapping} has) ({listed})."
+    if rest:
+        if rest.split(".")[0] not in keys:
+            return f"{mapping}.{name}.{rest} is not a known key; {listed}."
+        inner = value
+        for part in reversed(rest.split(".")):
+            inner = f"{{{part}: {inner}}}"
+    elif value.startswith("{"):
+        inner = value
+    else:  # an entry is a group of settings, not one value
+        return (
+            f"{mapping}.{name}={value} is invalid: an entry of {mapping} is a group of settings; add it whole, e.g. "
+            f"'++{mapping}={{{name}: {{{keys[0]}: ...}}}}' ({listed})."
+        )
+    what = "to set a key of: add the entry whole" if rest else "yet: add it"
+    return f"{mapping} has no entry {name!r} {what}, e.g. '++{mapping}={{{name}: {inner}}}' ({listed})."
+
+
+def _mapping_entry(path: str) -> tuple[str, str | None, str, list[str]] | None:
+    """For a dotted key that is a name -> settings mapping of the schema (``pricing.hardware``) or lies inside
+    one (``pricing.hardware.mi300x.spot``): (the mapping's key, the entry's name or None, the rest of the
+    key, the keys of an entry); else None."""
     import typing
 
     kind: Any = ScenarioConfig
@@ -117,9 +139,13 @@ def _new_mapping_entry(path: str) -> tuple[str, str, str] | None:
         hint = typing.get_type_hints(kind).get(part)
         if hint is None:
             return None
-        if typing.get_origin(hint) is dict and i + 1 < len(parts):
+        if typing.get_origin(hint) is dict:
             element = typing.get_args(hint)[1]
-            return (".".join(parts[: i + 1]), parts[i + 1], ".".join(parts[i + 2 :])) if dataclasses.is_dataclass(element) else None
+            if not dataclasses.is_dataclass(element):
+                return None
+            keys = [f.name for f in dataclasses.fields(element)]
+            name = parts[i + 1] if i + 1 < len(parts) else None
+            return ".".join(parts[: i + 1]), name, ".".join(parts[i + 2 :]), keys
         kind = hint
     return None
 

@@ -456,7 +456,12 @@ def _print_cost(p, summary: Summary) -> None:
     usd = ""
     if cost["usd"] is not None:
         price = cost.get("price_per_gpu_hour")
-        usd = f" · ${cost['usd']:,.2f}" + (f" at ${price:g}/GPU-h" if price is not None else " (priced per group)")
+        rate = f" at ${price:g}/GPU-h" if price is not None else " (priced per group)"
+        cache = cost.get("response_cache_usd")
+        if cache:  # the bill is GPUs + the response cache's hits: say which is which
+            usd = f" · ${cost['usd']:,.2f} (GPUs ${cost['usd'] - cache:,.2f}{rate} + cache hits ${cache:,.2f})"
+        else:
+            usd = f" · ${cost['usd']:,.2f}{rate}"
         usd += _tier_mix(cost)
     line = cluster_line(summary)
     if line:
