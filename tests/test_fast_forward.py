@@ -157,6 +157,26 @@ def test_rows_recorded_out_of_order_come_out_in_time_order():
     assert step_order(again[:, 2], again[:, 0], again[:, 1]) is None
 
 
+def test_the_step_order_is_the_three_key_sort_whatever_the_ties():
+    """step_order sorts by start time and settles equal start times by (replica, step), as np.lexsort
+    on the three keys does: rows recorded in shuffled blocks, many of them starting at the same instant."""
+    from simulator.metrics.recorder import step_order
+
+    rng = np.random.default_rng(7)
+    for ties in (0.0, 0.3, 1.0):
+        n = 5000
+        start = np.round(np.cumsum(rng.exponential(1.0, n)), 1 if ties else 12)
+        start[rng.random(n) < ties] = start[0]  # a share of the rows at one instant
+        replica = rng.integers(0, 8, n).astype(np.float64)
+        step = np.arange(n, dtype=np.float64)
+        blocks = np.array_split(np.arange(n), 50)
+        rng.shuffle(blocks)
+        rec = np.concatenate(blocks)  # recorded out of order, a block (a caught-up run) at a time
+        got = step_order(start[rec], replica[rec], step[rec])
+        want = np.lexsort((step[rec], replica[rec], start[rec]))
+        assert got is not None and got.tolist() == want.tolist(), ties
+
+
 def test_the_mean_gap_does_not_depend_on_the_recording_order():
     from simulator.metrics.stats import weighted_stats
 
