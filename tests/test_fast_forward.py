@@ -201,3 +201,26 @@ def test_a_decode_runs_prices_are_step_times_exactly(overrides):
     for seqs, ctx, count in ((7, 9_000, 20), (64, 150_000, 48), (200, 2_000_000, 300)):
         want = [model.step_time(StepShape(decode_seqs=seqs, decode_ctx_tokens=ctx + i * seqs)) for i in range(count)]
         assert model.decode_times(seqs, ctx, count) == want
+
+
+def test_a_replica_whose_runs_keep_being_cut_short_backs_off_twice_as_long_each_time():
+    """note_ride only picks the cheaper path: after a short run the replica steps through PAUSE_STEPS
+    eligible steps, then twice as many after each further short run in a row (up to 2**MAX_BACKOFF
+    times), and a run that lasts starts the count again."""
+    from types import SimpleNamespace
+
+    from simulator.engine import decode_run as dr
+
+    rep = SimpleNamespace(ff_steps=0.0, ff_pause=0, ff_misses=0)
+    pauses = []
+    for _ in range(dr.MAX_BACKOFF + 3):
+        dr.note_ride(rep, SimpleNamespace(started=2))
+        pauses.append(rep.ff_pause)
+    assert pauses == [dr.PAUSE_STEPS << min(k, dr.MAX_BACKOFF) for k in range(dr.MAX_BACKOFF + 3)]
+    for _ in range(20):  # runs that last: the average climbs past WORTH_STEPS, and no pause is set
+        rep.ff_pause = 0
+        dr.note_ride(rep, SimpleNamespace(started=50))
+    assert rep.ff_misses == 0 and rep.ff_pause == 0 and rep.ff_steps >= dr.WORTH_STEPS
+    rep.ff_steps = 0.0
+    dr.note_ride(rep, SimpleNamespace(started=2))
+    assert rep.ff_pause == dr.PAUSE_STEPS  # the count started again

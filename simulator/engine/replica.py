@@ -110,6 +110,7 @@ class Replica:
         self._run: decode_run.DecodeRun | None = None
         self.ff_steps = float(decode_run.WORTH_STEPS) * 2  # average steps of the recent runs (see note_ride)
         self.ff_pause = 0  # eligible steps left to step through before the next run
+        self.ff_misses = 0  # short runs in a row (each doubles the next pause, see note_ride)
         self.process = env.process(self._loop())
 
     def _running_set(self, kv: BlockManager) -> RunningSet:
