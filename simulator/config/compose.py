@@ -11,7 +11,7 @@ import copy
 import dataclasses
 import re
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any, cast, get_args, get_origin, get_type_hints
 
 from omegaconf import Container, DictConfig, ListConfig, Node, OmegaConf, open_dict, read_write
 
@@ -129,18 +129,16 @@ def _mapping_entry(path: str) -> tuple[str, str | None, str, list[str]] | None:
     """For a dotted key that is a name -> settings mapping of the schema (``pricing.hardware``) or lies inside
     one (``pricing.hardware.mi300x.spot``): (the mapping's key, the entry's name or None, the rest of the
     key, the keys of an entry); else None."""
-    import typing
-
     kind: Any = ScenarioConfig
     parts = path.split(".")
     for i, part in enumerate(parts):
         if not dataclasses.is_dataclass(kind):
             return None
-        hint = typing.get_type_hints(kind).get(part)
+        hint = get_type_hints(kind).get(part)
         if hint is None:
             return None
-        if typing.get_origin(hint) is dict:
-            element = typing.get_args(hint)[1]
+        if get_origin(hint) is dict:
+            element = get_args(hint)[1]
             if not dataclasses.is_dataclass(element):
                 return None
             keys = [f.name for f in dataclasses.fields(element)]
