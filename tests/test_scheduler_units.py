@@ -126,7 +126,7 @@ def test_continuous_decode_step_gives_a_block_to_whoever_starts_one():
     a = decoding(st, 0, prompt=32, generated=1)
     b = decoding(st, 1, prompt=20, generated=1)
     assert s.plan() == Plan(decode=True)
-    assert (a.blocks, b.blocks, st.kv.free) == (3, 2, 5)
+    assert (st.running.blocks_held(a), st.running.blocks_held(b), st.kv.free) == (3, 2, 5)
 
 
 def test_continuous_admission_stops_at_max_batch_size():
@@ -196,7 +196,7 @@ def test_recompute_preemption_evicts_the_newest_and_requeues_it_at_the_head():
     assert s.plan() == Plan(decode=True)
     assert list(st.running.members.values()) == [old] and list(st.waiting) == [new, q]
     assert (new.target, new.redo, new.prefilled, new.blocks, new.status) == (33, 32, 0, 0, "waiting")
-    assert (old.blocks, st.kv.free, st.in_flight) == (3, 2, 1)
+    assert (st.running.blocks_held(old), st.kv.free, st.in_flight) == (3, 2, 1)
     assert new.preemptions == 1 and st.preempted == 1 and st.swap_bytes == 0.0
 
 
@@ -232,7 +232,7 @@ def test_a_part_prefilled_victim_is_recomputed_even_in_swap_mode():
     assert s.plan() == Plan(decode=True)
     assert list(st.waiting) == [p] and not st.swapped and not st.prefilling
     assert (p.redo, p.prefilled, p.target, p.swaps) == (16, 0, 32, 0)
-    assert (a.blocks, st.kv.free, st.prefill_kv, st.swap_blocks_free) == (3, 1, 0, 100)
+    assert (st.running.blocks_held(a), st.kv.free, st.prefill_kv, st.swap_blocks_free) == (3, 1, 0, 100)
 
 
 def test_continuous_swaps_back_in_before_admitting_anyone():
@@ -244,7 +244,7 @@ def test_continuous_swaps_back_in_before_admitting_anyone():
     w = queued(st, 1, 16)
     assert s.plan() == Plan(decode=True)
     assert list(st.running.members.values()) == [r] and list(st.waiting) == [w]
-    assert (r.blocks, st.kv.free, st.swap_blocks_free, st.swap_bytes, st.in_flight) == (3, 7, 8, 2 * BLOCK_BYTES, 1)
+    assert (st.running.blocks_held(r), st.kv.free, st.swap_blocks_free, st.swap_bytes, st.in_flight) == (3, 7, 8, 2 * BLOCK_BYTES, 1)
 
 
 def test_a_swapped_request_that_cannot_return_blocks_the_queue():

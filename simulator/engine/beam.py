@@ -83,6 +83,8 @@ class Genealogy:
 class BeamRunningSet(RunningSet):
     """Decoding beam groups: each member is one request decoding ``width`` beams (see the module docstring)."""
 
+    counts_blocks = False  # members are listed per block they need (block_needers)
+
     def __init__(self, block_size: int, width: int, rng: np.random.Generator, kv: BlockManager):
         super().__init__(block_size, grows=True)
         self.kv = kv  # blocks a genealogy drops go straight back to the pool

@@ -161,14 +161,15 @@ class DecodeRun:
             return
         # step i starts its blocks at clock value clock0 + i + 1
         lo = self.clock0 + have + 1
-        needs = self.rep.sched_state.running.block_needs(lo, lo + count - 1)
-        if self.needs + len(needs) > self.free0:
-            needs.sort()
-            count = needs[self.free0 - self.needs] - lo
+        needs = self.rep.sched_state.running.block_counts(lo, lo + count - 1)
+        total = int(needs.sum())
+        if self.needs + total > self.free0:
+            # the first step whose blocks would not all fit ends the run before it
+            count = int(np.searchsorted(np.cumsum(needs), self.free0 - self.needs, side="right"))
             self.length = have + count
             if count <= 0:
                 return
-        self.needs += len(needs)
+        self.needs += total
         seqs = self.seqs
         more = self.rep.latency.decode_times(seqs, self.ctx0 + have * seqs, count)
         self.durations += more
@@ -237,11 +238,11 @@ class DecodeRun:
         running, kv = st.running, st.kv
         m = stop - first
         lo = self.clock0 + first + 1  # the clock value step `first` starts its blocks at
-        taken = running.take_blocks(lo + m - 1)
-        used = np.full(m, kv.total - kv.free, dtype=np.float64)
-        if taken:
-            kv.allocate(len(taken))
-            used += np.cumsum(np.bincount(np.asarray(taken, dtype=np.int64) - lo, minlength=m))
+        taken = np.cumsum(running.block_counts(lo, lo + m - 1))
+        running.take_until(lo + m - 1)
+        used = (kv.total - kv.free) + taken.astype(np.float64)
+        if taken[-1]:
+            kv.allocate(int(taken[-1]))
         idx = np.arange(first, stop, dtype=np.float64)
         seqs = self.seqs
         rows = np.zeros((m, ROW_WIDTH), dtype=np.float64)
@@ -270,9 +271,11 @@ class DecodeRun:
         rep = self.rep
         st = rep.sched_state
         running, kv = st.running, st.kv
-        taken = running.take_blocks(self.clock0 + i + 1)
+        k = self.clock0 + i + 1  # the clock value the step starts its blocks at
+        taken = running.due[k % running.block_size]
+        running.grown = k
         if taken:
-            kv.allocate(len(taken))
+            kv.allocate(taken)
         seqs = self.seqs
         dt = rep.compute_s = self.durations[i]
         rep.rec.record_step((

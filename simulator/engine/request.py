@@ -26,7 +26,7 @@ class Request:
         "generated",  # output tokens produced so far
         "prefilled",  # tokens of the current prefill target already computed
         "target",  # tokens the current prefill must compute (prompt, or prompt+generated after recompute)
-        "blocks",  # KV blocks held
+        "blocks",  # KV blocks held (while it decodes: those held when it joined, see RunningSet.blocks_held)
         "dst_blocks",  # KV blocks held on a decode replica while the KV is in transit
         "redo",  # tokens of discarded KV still to be recomputed
         "swapped_kv",  # KV entries parked in host memory (swap preemption)
@@ -37,6 +37,7 @@ class Request:
         "join_step",
         "kv0",
         "g0",
+        "need0",
         "epoch",
         # timestamps and counters
         "first_scheduled_s",
@@ -77,6 +78,7 @@ class Request:
         self.join_step = 0
         self.kv0 = 0
         self.g0 = 0
+        self.need0 = 0
         self.epoch = 0
         self.first_scheduled_s = math.nan
         self.first_token_s = math.nan

@@ -7,29 +7,43 @@ which it joined:
 
     generated(k) = g0 + (k - join_step)        kv_entries(k) = kv0 + (k - join_step)
 
-Three heaps keyed by clock value say which members finish at a step, which
-need a new KV block before a step, and which member is the newest (the
-preemption victim). Entries are invalidated lazily with a per-request epoch.
-So a decode step costs O(log n) per *event* (finish, new block) rather than
-O(n) per step, and the sum of context lengths that the latency model needs is
-one multiplication.
+Two heaps keyed by clock value say which members finish at a step and which
+member is the newest (the preemption victim); entries are invalidated lazily
+with a per-request epoch. New KV blocks need no per-member events at all: a
+member starts a block every ``block_size`` steps, always at the same clock
+value modulo ``block_size`` (its *residue*), from its first block boundary
+until it leaves. So the blocks the next step needs are one count (the members
+of that residue), and a member's ``req.blocks`` is brought up to date from
+its residue when it leaves (:meth:`RunningSet.remove`). A decode step costs
+O(log n) per *event* (a finish) rather than O(n) per step, and the sum of
+context lengths that the latency model needs is one multiplication.
 """
 
 from __future__ import annotations
 
 import heapq
 
+import numpy as np
+
 from simulator.engine.request import Request
 
 
 class RunningSet:
+    #: the members' new blocks are counted by residue (:meth:`block_count`); subclasses whose members
+    #: grow otherwise list them instead (:meth:`block_needers`) and count each block as it is taken
+    counts_blocks = True
+
     def __init__(self, block_size: int, grows: bool = True):
         self.block_size = block_size
         self.grows = grows  # paged KV: members take a block whenever a token starts one
         self.members: dict[int, Request] = {}
         self.clock = 0  # decode steps completed
         self._finish: list[tuple[int, int, int, Request]] = []
-        self._blocks: list[tuple[int, int, int, Request]] = []
+        #: members by the clock value, modulo block_size, at which each starts a new KV block
+        self.due = [0] * block_size
+        #: the clock value up to which the members have taken their blocks (clock, or clock + 1
+        #: once the next decode step's blocks are taken and until that step ends)
+        self.grown = 0
         self._newest: list[tuple[float, int, int, Request]] = []
         self._ctx_base = 0  # sum over members of (kv0 - join_step)
         self.fresh: list[tuple[Request, int]] = []  # joined since the last decode step (for ITL)
@@ -56,9 +70,10 @@ class RunningSet:
         heapq.heappush(self._finish, (last, req.id, e, req))
         if self.grows:
             bs = self.block_size
-            first_need = k + 1 + (-(-kv_entries // bs)) * bs - kv_entries
-            if first_need <= last:
-                heapq.heappush(self._blocks, (first_need, req.id, e, req))
+            # the first clock value after k at which a token starts a block: every bs-th one from there
+            first = req.need0 = k + 1 + (-(-kv_entries // bs)) * bs - kv_entries
+            assert first > self.grown, "members join between decode steps, before the next step's blocks are taken"
+            self.due[first % bs] += 1
         heapq.heappush(self._newest, (-req.arrival_s, -req.id, e, req))
         self.fresh.append((req, e))
 
@@ -71,6 +86,9 @@ class RunningSet:
         self._ctx_base -= req.kv0 - req.join_step
         if len(self._newest) > 2 * len(self.members) + 64:  # let go of the requests that left (and their memory)
             self._prune_newest()
+        if self.grows:
+            self.due[req.need0 % self.block_size] -= 1
+            req.blocks += self._started(req)
         steps = self.clock - req.join_step
         req.generated = req.g0 + steps
         req.epoch += 1
@@ -91,20 +109,39 @@ class RunningSet:
         """Sum of context lengths attended to in the next decode step."""
         return self._ctx_base + len(self.members) * (self.clock + 1)
 
+    def blocks_held(self, req: Request) -> int:
+        """KV blocks member ``req`` holds now: ``req.blocks`` counts those it held when it
+        joined; the blocks it starts while decoding are added when it leaves."""
+        if self.grows and self.counts_blocks and req.id in self.members:
+            return req.blocks + self._started(req)
+        return req.blocks
+
+    def _started(self, req: Request) -> int:
+        """Blocks member ``req`` started since it joined: at clock values need0, need0 + block_size, ...
+        up to ``grown`` (or its last step)."""
+        upto = min(self.grown, req.join_step + (req.output - req.g0))
+        return (upto - req.need0) // self.block_size + 1 if upto >= req.need0 else 0
+
+    def block_count(self) -> int:
+        """Blocks the members start in the next decode step (one each at most; ``counts_blocks`` sets only)."""
+        return self.due[(self.clock + 1) % self.block_size] if self.grows else 0
+
     def block_needers(self) -> list[Request]:
-        """Members that start a new KV block in the next decode step (popped)."""
+        """Members that start a new KV block in the next decode step, once per block
+        (the slow path, when the pool is short and some must be preempted first)."""
+        if not self.grows:
+            return []
         nxt = self.clock + 1
-        heap = self._blocks
-        out = []
-        while heap and heap[0][0] <= nxt:
-            step, _, e, req = heapq.heappop(heap)
-            if e != req.epoch:
-                continue
-            out.append(req)
-            following = step + self.block_size
-            if following <= req.join_step + (req.output - req.g0):
-                heapq.heappush(heap, (following, req.id, e, req))
-        return out
+        bs = self.block_size
+        return [r for r in self.members.values() if r.need0 <= nxt and (nxt - r.need0) % bs == 0]
+
+    def blocks_taken(self, needers: list[Request]) -> None:
+        """``needers`` (:meth:`block_needers`, less the preempted) have their blocks for the next step."""
+        if not self.counts_blocks:
+            for r in needers:
+                r.blocks += 1
+        elif self.members:
+            self.grown = self.clock + 1
 
     def next_finish(self) -> int | None:
         """The clock value of the next decode step that finishes a member, or None (no members)."""
@@ -116,43 +153,15 @@ class RunningSet:
             heapq.heappop(heap)  # stale: decode_done would discard it too
         return None
 
-    def block_needs(self, lo: int, hi: int) -> list[int]:
-        """The clock values from ``lo`` to ``hi`` at which members start a new KV block:
-        one entry per block (what :meth:`block_needers` will return step by step), unsorted."""
-        bs = self.block_size
-        out: list[int] = []
-        for step, _, e, req in self._blocks:
-            if e != req.epoch or step > hi:
-                continue
-            last = min(hi, req.join_step + (req.output - req.g0))
-            if step < lo:
-                step += -(-(lo - step) // bs) * bs
-            if step <= last:
-                out.extend(range(step, last + 1, bs))
-        return out
+    def block_counts(self, lo: int, hi: int) -> np.ndarray:
+        """The blocks the members start at each clock value from ``lo`` to ``hi``, while
+        none leaves (a decode run: only its last step may complete a member)."""
+        due = np.asarray(self.due, dtype=np.int64)
+        return due[np.arange(lo, hi + 1, dtype=np.int64) % self.block_size]
 
-    def take_blocks(self, until: int) -> list[int]:
-        """What :meth:`block_needers` does step by step up to clock value ``until``, at once:
-        each member gets its blocks (``req.blocks``); returns the clock value of every block taken."""
-        bs = self.block_size
-        heap = self._blocks
-        taken: list[int] = []
-        later = []
-        while heap and heap[0][0] <= until:
-            step, rid, e, req = heapq.heappop(heap)
-            if e != req.epoch:
-                continue
-            last = req.join_step + (req.output - req.g0)
-            stop = min(until, last)
-            n = (stop - step) // bs + 1
-            taken.extend(range(step, stop + 1, bs))
-            req.blocks += n
-            following = step + n * bs
-            if following <= last:
-                later.append((following, rid, e, req))
-        for entry in later:
-            heapq.heappush(heap, entry)
-        return taken
+    def take_until(self, until: int) -> None:
+        """The members have their blocks up to clock value ``until`` (a decode run's steps start)."""
+        self.grown = until
 
     def skip(self, steps: int, end: float) -> None:
         """What :meth:`decode_done` does for ``steps`` decode steps in which no member

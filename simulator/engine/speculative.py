@@ -72,6 +72,8 @@ class Acceptance:
 class SpeculativeRunningSet(RunningSet):
     """Decoding members that each keep 1..k+1 tokens per step (see the module docstring)."""
 
+    counts_blocks = False  # members are listed per block they need (block_needers)
+
     def __init__(self, block_size: int, grows: bool, acceptance: Acceptance):
         super().__init__(block_size, grows)
         self.acceptance = acceptance

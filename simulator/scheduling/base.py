@@ -122,16 +122,22 @@ class Scheduler(Component, ABC):
         step its block, preempting the newest requests while the pool is short."""
         st = self.state
         kv = st.kv
-        needers = st.running.block_needers()  # a member once per block it needs (beam groups may need several)
-        if len(needers) > kv.free:
-            while len(needers) > kv.free and (st.running or st.prefilling):
-                v = self.victim()
-                st.preempt(v, self.preemption_mode)
-                needers = [r for r in needers if r.id != v.id]
+        running = st.running
+        if running.counts_blocks:
+            n = running.block_count()
+            if n <= kv.free:  # the common case: no member is listed, the set counts its blocks
+                if n:
+                    kv.allocate(n)
+                running.grown = running.clock + 1
+                return
+        needers = running.block_needers()  # a member once per block it needs (beam groups may need several)
+        while len(needers) > kv.free and (st.running or st.prefilling):
+            v = self.victim()
+            st.preempt(v, self.preemption_mode)
+            needers = [r for r in needers if r.id != v.id]
         if needers:
             kv.allocate(len(needers))
-            for r in needers:
-                r.blocks += 1
+        running.blocks_taken(needers)
 
     def decode_first(self, plan: Plan) -> int:
         """Open a step whose decodes go first (chunked prefill, in-flight
