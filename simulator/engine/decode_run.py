@@ -161,11 +161,12 @@ class DecodeRun:
             return
         # step i starts its blocks at clock value clock0 + i + 1
         lo = self.clock0 + have + 1
-        needs = self.rep.sched_state.running.block_counts(lo, lo + count - 1)
-        total = int(needs.sum())
+        running = self.rep.sched_state.running
+        total = running.blocks_between(lo, lo + count - 1)
         if self.needs + total > self.free0:
             # the first step whose blocks would not all fit ends the run before it
-            count = int(np.searchsorted(np.cumsum(needs), self.free0 - self.needs, side="right"))
+            needs = np.cumsum(running.block_counts(lo, lo + count - 1))
+            count = int(np.searchsorted(needs, self.free0 - self.needs, side="right"))
             self.length = have + count
             if count <= 0:
                 return

@@ -156,8 +156,21 @@ class RunningSet:
     def block_counts(self, lo: int, hi: int) -> np.ndarray:
         """The blocks the members start at each clock value from ``lo`` to ``hi``, while
         none leaves (a decode run: only its last step may complete a member)."""
-        due = np.asarray(self.due, dtype=np.int64)
-        return due[np.arange(lo, hi + 1, dtype=np.int64) % self.block_size]
+        first, bs = lo % self.block_size, self.block_size
+        cycle = np.array(self.due[first:] + self.due[:first], dtype=np.int64)  # from lo on, one block's worth
+        n = hi - lo + 1
+        return np.tile(cycle, -(-n // bs))[:n]
+
+    def blocks_between(self, lo: int, hi: int) -> int:
+        """The sum of :meth:`block_counts` from ``lo`` to ``hi``."""
+        bs = self.block_size
+        n = hi - lo + 1
+        first = lo % bs
+        part = n % bs
+        rest = self.due[first : first + part]
+        if first + part > bs:
+            rest = rest + self.due[: first + part - bs]
+        return (n // bs) * sum(self.due) + sum(rest)
 
     def take_until(self, until: int) -> None:
         """The members have their blocks up to clock value ``until`` (a decode run's steps start)."""
