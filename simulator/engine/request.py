@@ -131,13 +131,12 @@ class Request:
         if granularity >= block_size:  # an id covers the last tokens of one block at least: a run per id
             last = (n * block_size - 1) // granularity  # the id covering the last full block
             id_of = ids[: last + 1].tolist() if hasattr(ids, "tolist") else [int(i) for i in ids[: last + 1]]
-            runs = []
-            first = 0
-            for c, prefix_id in enumerate(id_of):
-                end = min((c + 1) * granularity // block_size, n)  # blocks first..end-1 end inside id c's tokens
-                runs.append((prefix_id * KEY_SPAN + (first + 1) * block_size, first, end))
-                first = end
-            self.prefix_runs = tuple(runs)
+            # blocks ends[c-1]..ends[c]-1 end inside id c's tokens (only the last id's can reach past block n)
+            ends = [(c + 1) * granularity // block_size for c in range(len(id_of))]
+            ends[-1] = min(ends[-1], n)
+            firsts = [0, *ends[:-1]]
+            keys = [prefix_id * KEY_SPAN + (first + 1) * block_size for prefix_id, first in zip(id_of, firsts)]
+            self.prefix_runs = tuple(zip(keys, firsts, ends))
             return
         covering = (np.arange(1, n + 1, dtype=np.int64) * block_size - 1) // granularity  # id index of each block
         firsts = np.flatnonzero(np.diff(covering, prepend=-1))

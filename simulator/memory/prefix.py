@@ -185,15 +185,17 @@ class PrefixCachingBlockManager(BlockManager):
         req.hit_memo = (self.version, self, h)
         return h
 
-    def _spans(self, req, lo: int, hi: int):
-        """(run, start, stop) for blocks ``lo``..``hi``-1 of ``req``, run by run (offsets in the run)."""
+    def _spans(self, req, lo: int, hi: int) -> list:
+        """(run key, run, start, stop) for blocks ``lo``..``hi``-1 of ``req``, run by run (offsets in the run)."""
         cache = self.runs
+        out = []
         for key, first, end in req.prefix_runs:
             if end <= lo:
                 continue
             if first >= hi:
-                return
-            yield key, cache.get(key), max(lo, first) - first, min(hi, end) - first
+                break
+            out.append((key, cache.get(key), lo - first if lo > first else 0, (hi if hi < end else end) - first))
+        return out
 
     def cached_tokens(self, req) -> int:
         return 0 if req.blocks else self._hits(req) * self.block_size
