@@ -363,3 +363,27 @@ def test_the_schema_is_registered_once():
     node = ConfigStore.instance().repo["base_config.yaml"]
     register()
     assert ConfigStore.instance().repo["base_config.yaml"] is node
+
+
+def test_the_event_loop_runs_with_few_cyclic_collections_and_restores_the_thresholds(monkeypatch):
+    """simulate() raises the collector's youngest-generation threshold while the event loop
+    runs (simulation.few_collections) and puts the caller's thresholds back afterwards, also
+    when the run fails."""
+    import gc
+
+    from simulator import simulation
+
+    seen = []
+
+    def spy(env, gateway, cfg, workload):
+        seen.append(gc.get_threshold()[0])
+        raise RuntimeError("stop")
+
+    import simulator.progress as progress
+
+    monkeypatch.setattr(progress, "run_until_done", spy)
+    before = gc.get_threshold()
+    cfg = simulator.load_config(["workload.num_requests=5"])
+    with pytest.raises(RuntimeError, match="stop"):
+        simulation.simulate(cfg)
+    assert seen == [simulation.GC_GEN0_THRESHOLD] and gc.get_threshold() == before

@@ -134,9 +134,9 @@ class Request:
             # blocks ends[c-1]..ends[c]-1 end inside id c's tokens (only the last id's can reach past block n)
             ends = [(c + 1) * granularity // block_size for c in range(len(id_of))]
             ends[-1] = min(ends[-1], n)
-            firsts = [0, *ends[:-1]]
-            keys = [prefix_id * KEY_SPAN + (first + 1) * block_size for prefix_id, first in zip(id_of, firsts)]
-            self.prefix_runs = tuple(zip(keys, firsts, ends))
+            starts = [0, *ends[:-1]]
+            keys = [prefix_id * KEY_SPAN + (first + 1) * block_size for prefix_id, first in zip(id_of, starts)]
+            self.prefix_runs = tuple(zip(keys, starts, ends))
             return
         covering = (np.arange(1, n + 1, dtype=np.int64) * block_size - 1) // granularity  # id index of each block
         firsts = np.flatnonzero(np.diff(covering, prepend=-1))
