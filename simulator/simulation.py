@@ -96,9 +96,12 @@ GC_GEN0_THRESHOLD = 50_000
 def few_collections() -> Iterator[None]:
     """The event loop makes and drops millions of small containers (step rows, plans, SimPy events)
     that reference counting frees at once; cycles are few (a SimPy process and its events). With the
-    default threshold the cyclic collector walks the young objects every 700 allocations, about
-    10% of a long run's CPU time (a 12,031-request Mooncake replay: 4.50-4.65 s against 4.91-5.43 s,
-    four runs each); a threshold of 50,000 lets at most that many objects of cyclic garbage wait
+    default threshold the cyclic collector runs every 700 allocations, and its older generations
+    walk every object the process holds that is not frozen: from ``servesim``, which freezes what
+    start-up made, 2-3% of a run's CPU time (the Mooncake replay 5.93 s against 6.05 s, a 64-replica
+    fleet of 100,000 requests 5.50 s against 5.64 s, best of three); called from Python, as a
+    notebook does, about 10% (the Mooncake replay's event loop 4.50-4.65 s against 4.91-5.43 s,
+    four runs each). A threshold of 50,000 lets at most that many objects of cyclic garbage wait
     for their collection (a few MB). The previous thresholds come back afterwards."""
     old = gc.get_threshold()
     gc.set_threshold(GC_GEN0_THRESHOLD, *old[1:])
