@@ -246,22 +246,22 @@ class DecodeRun:
             kv.allocate(int(taken[-1]))
         idx = np.arange(first, stop, dtype=np.float64)
         seqs = self.seqs
-        rows = np.zeros((m, ROW_WIDTH), dtype=np.float64)
-        rows[:, 0] = rep.index
-        rows[:, 1] = np.arange(rep.steps, rep.steps + m, dtype=np.float64)
-        rows[:, 2] = self.ends[first - 1 : stop - 1]
-        rows[:, 3] = self.durations[first:stop]
-        rows[:, 6] = seqs
-        rows[:, 7] = seqs
-        rows[:, 8] = self.ctx0 + idx * seqs
-        rows[:, 9] = used
-        rows[:, 10] = kv.total
+        rows = np.zeros((ROW_WIDTH, m), dtype=np.float64)  # a row per column: each filled in one contiguous write
+        rows[0] = rep.index
+        rows[1] = np.arange(rep.steps, rep.steps + m, dtype=np.float64)
+        rows[2] = self.ends[first - 1 : stop - 1]
+        rows[3] = self.durations[first:stop]
+        rows[6] = seqs
+        rows[7] = seqs
+        rows[8] = self.ctx0 + idx * seqs
+        rows[9] = used
+        rows[10] = kv.total
         # the members' KV entries when each step starts (the clock then: clock0 + i)
-        rows[:, 11] = running.kv_entries() - (running.clock - self.clock0) * seqs + idx * seqs + st.prefill_kv + st.held_kv
-        rows[:, 12] = self.queued
-        rows[:, 13] = self.in_flight
-        rows[:, 14] = self.swapped
-        rows[:, 19] = seqs
+        rows[11] = running.kv_entries() - (running.clock - self.clock0) * seqs + idx * seqs + st.prefill_kv + st.held_kv
+        rows[12] = self.queued
+        rows[13] = self.in_flight
+        rows[14] = self.swapped
+        rows[19] = seqs
         rep.rec.record_rows(rows)
         rep.steps += m
         rep.compute_s = self.durations[stop - 1]

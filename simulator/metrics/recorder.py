@@ -173,13 +173,15 @@ class Recorder:
             width = len(STEP_COLUMNS)
             flat = itertools.chain.from_iterable(rows)
             block = np.fromiter(flat, dtype=np.float64, count=len(rows) * width).reshape(-1, width)
-            if self._fresh_rows:
-                block = np.concatenate([block, *self._fresh_rows])
+            if self._fresh_rows:  # (the runs' rows come column by column already)
+                columns = np.concatenate([block.T, *self._fresh_rows], axis=1)
                 self._fresh_rows = []
                 self._fresh_count = 0
-            columns = np.ascontiguousarray(block.T)  # one row per column
-            counts = columns[_STEP_INT_AT]
-            fits = bool(counts.size == 0 or (counts.max() <= _INT32.max and counts.min() >= _INT32.min))
+            else:
+                columns = np.ascontiguousarray(block.T)  # one row per column
+            fits = bool(columns.shape[1] == 0) or all(
+                columns[i].max() <= _INT32.max and columns[i].min() >= _INT32.min for i in _STEP_INT_AT
+            )
             for col, values in zip(self._step_cols, columns):
                 col.extend(values, fits=fits)  # (a count column checks for itself when some value is out of int32)
             rows.clear()
@@ -208,9 +210,10 @@ class Recorder:
             self._fresh_gaps.append((gaps, count))
 
     def record_rows(self, rows: np.ndarray) -> None:
-        """Step rows already in a float64 block (a fast-forwarded decode run), packed with the next pending rows."""
+        """Step rows already in a float64 block (a fast-forwarded decode run), one row per column of
+        STEP_COLUMNS and one column per step, packed with the next pending rows."""
         self._fresh_rows.append(rows)
-        self._fresh_count += len(rows)
+        self._fresh_count += rows.shape[1]
         if self._fresh_count >= PACK_ROWS:
             self._pack()
 
