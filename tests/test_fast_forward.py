@@ -65,6 +65,12 @@ CASES["ties-least-kv"] = [*GRID, "cluster.replicas=4", "cluster.router=least_kv"
 CASES["ties-kv-watermark"] = [*GRID, "admission.kv_watermark=0.001"]
 CASES["ties-failures"] = [*GRID, "workload.rate=2", "cluster.replicas=2", "cluster.failures.at_s=[3.875,4.0]", "cluster.failures.replica=[1,0]",
                           "cluster.failures.repair_s=1", "cluster.cold_start.provision_s=0.5"]  # fmt: skip
+# round robin: each replica knows when its next request arrives, and a run ends just before it;
+# with exact ties (a step ending at the very instant of an arrival), and with the hint made wrong
+# by a rate limit that turns requests away before the router counts them
+CASES["ties-round-robin"] = [*GRID, "cluster.replicas=4"]
+CASES["round-robin-rate-limited"] = ["cluster.replicas=3", "workload.rate=12", "admission.rate_limit.tokens_per_s=4000",
+                                     "workload.retry.max_attempts=2", "workload.retry.backoff_s=0.3"]  # fmt: skip
 CASES["speculative"] = ["scheduler.speculative.method=draft", "scheduler.speculative.draft_model=llama-3.2-1b"]
 
 
@@ -224,3 +230,42 @@ def test_a_replica_whose_runs_keep_being_cut_short_backs_off_twice_as_long_each_
     rep.ff_steps = 0.0
     dr.note_ride(rep, SimpleNamespace(started=2))
     assert rep.ff_pause == dr.PAUSE_STEPS  # the count started again
+
+
+def test_a_replica_knows_when_its_next_request_arrives_under_round_robin(monkeypatch):
+    """The gateway's hint (Gateway.next_arrival_s) is the arrival time of the request the
+    router will hand the replica next: checked at every submit of a 3-replica fleet. The runs
+    it shapes end before the arrival, so none is cut short by one."""
+    from simulator.cluster.gateway import Gateway
+    from simulator.engine.replica import Replica
+
+    hints: dict[int, float] = {}
+    checked = []
+    real_submit, real_enter = Replica.submit, Gateway.enter
+    fleet = []
+
+    def submit(rep, req):
+        if rep.index in hints:
+            checked.append((hints[rep.index], req.arrival_s))
+        real_submit(rep, req)
+        fleet.append(rep) if rep not in fleet else None
+
+    def enter(gateway, req):
+        real_enter(gateway, req)
+        for rep in fleet:  # what each replica is told once the request is routed
+            hints[rep.index] = rep.next_arrival(rep)
+
+    woken = []
+    real_note = decode_run.note_ride
+
+    def note(rep, run):
+        woken.append(run.woken)
+        real_note(rep, run)
+
+    monkeypatch.setattr(Replica, "submit", submit)
+    monkeypatch.setattr(Gateway, "enter", enter)
+    monkeypatch.setattr(decode_run, "note_ride", note)
+    res = _run(["cluster.replicas=3", "workload.rate=6"], True, monkeypatch, requests=120)
+    assert res.summary["requests"]["completed"] == 120
+    assert len(checked) == 117 and all(h == t for h, t in checked)
+    assert woken and not any(woken)

@@ -28,6 +28,7 @@ when every request that was issued has ended.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import simpy
@@ -36,7 +37,7 @@ from simulator.cluster.admission import Admission
 from simulator.cluster.cascade import Cascade
 from simulator.cluster.fleet import Fleet
 from simulator.cluster.response_cache import ResponseCache, cache_active
-from simulator.cluster.routers import build_router
+from simulator.cluster.routers import RoundRobin, build_router
 from simulator.engine.request import Request
 from simulator.metrics.recorder import Recorder
 from simulator.workload import Workload
@@ -72,6 +73,10 @@ class Gateway:
         self.done = env.event()
         self.waiters: dict[int, simpy.Event] = {}  # closed loop: request id -> its user's wake-up
         self.retries = 0
+        # round-robin arrival hints (next_arrival_s): the open loop's arrival times and each serving
+        # replica's place in the router's turn
+        self._arrival: list[float] = []
+        self._positions: tuple[list | None, dict[int, int]] = (None, {})
         fleet.on_end = self.end
         fleet.on_failure = self.on_failure
         # per-request columns, as lists (fast scalar access)
@@ -109,6 +114,9 @@ class Gateway:
         else:
             self.feeders += 1
             self.env.process(self._open_loop())
+            if type(self.router) is RoundRobin and self.cache is None and self.cascade is None and self.leader_of is None:
+                for rep in self.fleet.serving():
+                    rep.next_arrival = self.next_arrival_s
             if self.cache is not None:
                 self.feeders += 1
                 self.env.process(self._cache_hits())
@@ -139,11 +147,31 @@ class Gateway:
         self.issued += 1
         return req
 
+    def next_arrival_s(self, rep: Replica) -> float:
+        """When the next request for ``rep`` reaches it, as round-robin routing of the open loop's
+        arrivals in order says (inf: none left). A hint that lets a decode run end just before
+        it instead of being cut short by it: requests turned away before the router or routed
+        again (retries), a change of the serving replicas or a failure can make it wrong, which
+        costs speed, never results."""
+        replicas = self.fleet.serving()
+        if rep.state != "serving" or not replicas:
+            return math.inf
+        if self._positions[0] is not replicas:
+            self._positions = (replicas, {id(r): k for k, r in enumerate(replicas)})
+        place = self._positions[1].get(id(rep))
+        if place is None:
+            return math.inf
+        assert isinstance(self.router, RoundRobin)
+        turn = self.router.turn  # requests routed so far: request `turn` is the next, and so on in turn
+        i = turn + (place - turn) % len(replicas)
+        return self._arrival[i] + self.front_s if i < len(self._arrival) else math.inf
+
     def _open_loop(self):
         env = self.env
         front = self.front_s
         hit = self.cache.hit if self.cache is not None else None
-        for i, t in enumerate(self.wl.arrival_s.tolist()):
+        self._arrival = arrival = self.wl.arrival_s.tolist()
+        for i, t in enumerate(arrival):
             if hit is not None and hit[i]:
                 continue  # answered by the cache (_cache_hits)
             delay = t + front - env.now

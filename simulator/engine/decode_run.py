@@ -24,6 +24,13 @@ at that very float (:func:`step_end_at`). Ties are settled the same way on
 both paths: step ends are URGENT events (:class:`StepEnd`), so at one instant
 every step end comes before any other event.
 
+Under round-robin routing a replica knows when its next request arrives
+(``Gateway.next_arrival_s``): a run is then priced up to that time at once and
+ends with the last step that ends by then, instead of being cut short by the
+arrival (an interrupt, a catch-up and steps priced in vain). The hint only
+shapes runs - a wrong one (a request turned away before the router, a retry,
+a failure) costs speed, never results.
+
 Latency models must price a step from its shape alone (a pure function):
 a run prices steps ahead and drops those a wake-up cuts off.
 
@@ -36,7 +43,8 @@ from __future__ import annotations
 import bisect
 import math
 import os
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import simpy
@@ -64,6 +72,8 @@ class Replica(Protocol):
     rec: Recorder
     _inbox: list
     _forks: dict
+    next_arrival: Callable[[Any], float] | None  # (called with the replica itself)
+    arrival_due: float | None
 
     def _apply(self, plan: Plan, now: float) -> None: ...
 
@@ -128,9 +138,11 @@ class DecodeRun:
     recorded; one step is always in progress (``started == applied + 1``)."""
 
     __slots__ = ("rep", "plan", "length", "durations", "ends", "ctx0", "seqs", "clock0", "queued", "in_flight", "swapped",
-                 "applied", "started", "free0", "needs", "woken")  # fmt: skip
+                 "applied", "started", "free0", "needs", "woken", "until")  # fmt: skip
 
-    def __init__(self, rep: Replica, plan: Plan, length: int, dt: float, now: float, ctx0: int, seqs: int):
+    def __init__(
+        self, rep: Replica, plan: Plan, length: int, dt: float, now: float, ctx0: int, seqs: int, until: float = math.inf
+    ):
         st = rep.sched_state
         self.rep = rep
         self.plan = plan
@@ -149,6 +161,7 @@ class DecodeRun:
         self.free0 = st.kv.free  # blocks free for the run's steps 1..
         self.needs = 0  # blocks the priced steps take
         self.woken = False  # the replica was woken: the run ends at the step in progress
+        self.until = until  # a request is expected then: the run ends with the last step that ends by then
         self.extend()
 
     def extend(self) -> None:
@@ -156,7 +169,10 @@ class DecodeRun:
         FIRST_STRETCH, up to the run's length), which ends the run short of a step
         whose new KV blocks would not all fit (that step preempts)."""
         have = len(self.durations)
-        count = min(max(have, FIRST_STRETCH), self.length - have)
+        stretch = max(have, FIRST_STRETCH)
+        if have == 1 and self.until < math.inf:  # price up to the expected arrival at once (steps only get longer)
+            stretch = max(stretch, min(int((self.until - self.ends[0]) / self.durations[0]) + 1, MAX_STEPS))
+        count = min(stretch, self.length - have)
         if count <= 0:
             return
         # step i starts its blocks at clock value clock0 + i + 1
@@ -179,6 +195,9 @@ class DecodeRun:
         for d in more:  # the additions SimPy makes, one step after another
             t = t + d
             ends.append(t)
+        if t > self.until:  # the run ends before the step in progress when the request arrives
+            self.length = bisect.bisect_right(ends, self.until)
+            del ends[self.length :], self.durations[self.length :]
 
     @property
     def priced_end(self) -> float:
@@ -305,7 +324,15 @@ def plan_run(rep: Replica, plan: Plan, shape: StepShape, dt: float, now: float) 
     steps = min(finish - clock, MAX_STEPS)  # the step that completes a request ends the run
     if steps < MIN_STEPS:
         return None
-    run = DecodeRun(rep, plan, steps, dt, now, shape.decode_ctx_tokens, shape.decode_seqs)
+    until = math.inf
+    if rep.next_arrival is not None:
+        due = rep.arrival_due
+        if due is None:  # (asked once per request arriving here: Replica.submit forgets it)
+            due = rep.arrival_due = rep.next_arrival(rep)
+        until = due
+        if until < now + MIN_STEPS * dt:  # too soon for a run (a decode step never gets shorter)
+            return None
+    run = DecodeRun(rep, plan, steps, dt, now, shape.decode_ctx_tokens, shape.decode_seqs, until)
     return run if run.length >= MIN_STEPS else None
 
 

@@ -101,6 +101,10 @@ class Replica:
         self.on_step_end: Callable[[Replica], None] | None = None
         #: called with every request that ends here (completed or rejected)
         self.ended: Callable[[Request], None] = recorder.end_request
+        #: when the next request for this replica arrives, where the router can tell (round robin): a decode
+        #: run is priced up to it and ends just before it (a hint, see simulator.engine.decode_run)
+        self.next_arrival: Callable[[Replica], float] | None = None
+        self.arrival_due: float | None = None  # its answer, until the next request arrives here
         #: called once a draining replica has nothing left
         self.on_drained: Callable[[Replica], None] | None = None
         self._kv_factory: Callable[[], BlockManager] | None = None  # set by the cluster: builds an empty KV manager after a failure
@@ -202,6 +206,7 @@ class Replica:
 
     # -- called by the router / the KV-transfer stage -------------------------
     def submit(self, req: Request) -> None:
+        self.arrival_due = None
         req.replica = self.index
         req.pool = self.pool
         reason = self.scheduler.reject_reason(req)
