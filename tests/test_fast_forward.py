@@ -248,7 +248,8 @@ def test_a_replica_knows_when_its_next_request_arrives_under_round_robin(monkeyp
         if rep.index in hints:
             checked.append((hints[rep.index], req.arrival_s))
         real_submit(rep, req)
-        fleet.append(rep) if rep not in fleet else None
+        if rep not in fleet:
+            fleet.append(rep)
 
     def enter(gateway, req):
         real_enter(gateway, req)

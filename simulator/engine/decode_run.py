@@ -292,8 +292,8 @@ class DecodeRun:
         st = rep.sched_state
         running, kv = st.running, st.kv
         k = self.clock0 + i + 1  # the clock value the step starts its blocks at
-        taken = running.due[k % running.block_size]
-        running.grown = k
+        taken = running.block_count(k)
+        running.take_until(k)
         if taken:
             kv.allocate(taken)
         seqs = self.seqs

@@ -122,9 +122,12 @@ class RunningSet:
         upto = min(self.grown, req.join_step + (req.output - req.g0))
         return (upto - req.need0) // self.block_size + 1 if upto >= req.need0 else 0
 
-    def block_count(self) -> int:
-        """Blocks the members start in the next decode step (one each at most; ``counts_blocks`` sets only)."""
-        return self.due[(self.clock + 1) % self.block_size] if self.grows else 0
+    def block_count(self, at: int | None = None) -> int:
+        """Blocks the members start at clock value ``at`` (default: the next decode step's), one
+        each at most, while none leaves (``counts_blocks`` sets only)."""
+        if not self.grows:
+            return 0
+        return self.due[(self.clock + 1 if at is None else at) % self.block_size]
 
     def block_needers(self) -> list[Request]:
         """Members that start a new KV block in the next decode step, once per block
@@ -141,7 +144,7 @@ class RunningSet:
             for r in needers:
                 r.blocks += 1
         elif self.members:
-            self.grown = self.clock + 1
+            self.take_until(self.clock + 1)
 
     def next_finish(self) -> int | None:
         """The clock value of the next decode step that finishes a member, or None (no members)."""
@@ -173,7 +176,8 @@ class RunningSet:
         return (n // bs) * sum(self.due) + sum(rest)
 
     def take_until(self, until: int) -> None:
-        """The members have their blocks up to clock value ``until`` (a decode run's steps start)."""
+        """The members have their blocks up to clock value ``until`` (the next decode step's, or
+        those of a decode run's steps as they start)."""
         self.grown = until
 
     def skip(self, steps: int, end: float) -> None:

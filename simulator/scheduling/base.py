@@ -128,7 +128,7 @@ class Scheduler(Component, ABC):
             if n <= kv.free:  # the common case: no member is listed, the set counts its blocks
                 if n:
                     kv.allocate(n)
-                running.grown = running.clock + 1
+                running.take_until(running.clock + 1)
                 return
         needers = running.block_needers()  # a member once per block it needs (beam groups may need several)
         while len(needers) > kv.free and (st.running or st.prefilling):
