@@ -41,6 +41,7 @@ environment, or :data:`ENABLED` set false, to compare the two.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import os
 from collections.abc import Callable
@@ -50,7 +51,7 @@ import numpy as np
 import simpy
 
 from simulator.latency.base import LatencyModel, StepShape
-from simulator.metrics.recorder import STEP_COLUMNS, Recorder
+from simulator.metrics.recorder import DecodeRows, Recorder
 
 if TYPE_CHECKING:
     from simulator.scheduling.base import Plan
@@ -94,7 +95,6 @@ WORTH_STEPS = 6.0
 #: runs never pay, then hardly tries: on a 64-replica fleet of 100,000 requests runs cost 5% of the CPU time)
 PAUSE_STEPS = 32
 MAX_BACKOFF = 5
-ROW_WIDTH = len(STEP_COLUMNS)
 
 
 class StepEnd(simpy.events.Event):
@@ -191,11 +191,8 @@ class DecodeRun:
         more = self.rep.latency.decode_times(seqs, self.ctx0 + have * seqs, count)
         self.durations += more
         ends = self.ends
-        t = ends[-1]
-        for d in more:  # the additions SimPy makes, one step after another
-            t = t + d
-            ends.append(t)
-        if t > self.until:  # the run ends before the step in progress when the request arrives
+        ends += itertools.islice(itertools.accumulate(more, initial=ends[-1]), 1, None)  # SimPy's additions, in turn
+        if ends[-1] > self.until:  # the run ends before the step in progress when the request arrives
             self.length = bisect.bisect_right(ends, self.until)
             del ends[self.length :], self.durations[self.length :]
 
@@ -260,28 +257,17 @@ class DecodeRun:
         lo = self.clock0 + first + 1  # the clock value step `first` starts its blocks at
         taken = np.cumsum(running.block_counts(lo, lo + m - 1))
         running.take_until(lo + m - 1)
-        used = (kv.total - kv.free) + taken.astype(np.float64)
+        used = kv.total - kv.free
         if taken[-1]:
             kv.allocate(int(taken[-1]))
-        idx = np.arange(first, stop, dtype=np.float64)
         seqs = self.seqs
-        rows = np.zeros((ROW_WIDTH, m), dtype=np.float64)  # a row per column: each filled in one contiguous write
-        rows[0] = rep.index
-        rows[1] = np.arange(rep.steps, rep.steps + m, dtype=np.float64)
-        rows[2] = self.ends[first - 1 : stop - 1]
-        rows[3] = self.durations[first:stop]
-        rows[6] = seqs
-        rows[7] = seqs
-        rows[8] = self.ctx0 + idx * seqs
-        rows[9] = used
-        rows[10] = kv.total
-        # the members' KV entries when each step starts (the clock then: clock0 + i)
-        rows[11] = running.kv_entries() - (running.clock - self.clock0) * seqs + idx * seqs + st.prefill_kv + st.held_kv
-        rows[12] = self.queued
-        rows[13] = self.in_flight
-        rows[14] = self.swapped
-        rows[19] = seqs
-        rep.rec.record_rows(rows)
+        rep.rec.record_run(DecodeRows(
+            rep.index, rep.steps, first, self.ends[first - 1 : stop - 1], self.durations[first:stop], seqs, self.ctx0,
+            used, taken, kv.total,
+            # the members' KV entries when step 0 started (the clock then: clock0)
+            running.kv_entries() - (running.clock - self.clock0) * seqs + st.prefill_kv + st.held_kv,
+            self.queued, self.in_flight, self.swapped,
+        ))  # fmt: skip
         rep.steps += m
         rep.compute_s = self.durations[stop - 1]
         self.started = stop

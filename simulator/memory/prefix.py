@@ -38,6 +38,24 @@ HOST = -2  # ... held in the host-memory tier (memory.offload.host_gb)
 SSD = -3  # ... held in the SSD tier (memory.offload.ssd_gb)
 
 
+class _Filled(dict):
+    """``n`` -> a list of ``n`` copies of one value, made once for the short lengths a run's slices
+    have: a slice assignment copies from it (and never changes it) instead of building a list."""
+
+    def __init__(self, value: int) -> None:
+        super().__init__()
+        self.value = value
+
+    def __missing__(self, n: int) -> list[int]:
+        out = [self.value] * n
+        if n <= 256:
+            self[n] = out
+        return out
+
+
+_ABSENTS, _ZEROS, _ONES = _Filled(ABSENT), _Filled(0), _Filled(1)
+
+
 class Tier:
     """A KV tier below GPU memory (``memory.offload``): blocks the tier above evicts land here, least
     recently stored leave first (to the tier below, or out of the cache); a prompt that finds its
@@ -65,10 +83,11 @@ class _Run:
 
     __slots__ = ("counts", "stamps", "cached")
 
-    def __init__(self, length: int) -> None:
-        self.counts = [ABSENT] * length  # requests referencing each block; ABSENT: not cached
+    def __init__(self, length: int, held: bool = False) -> None:
+        """``length`` blocks, none cached; or (``held``) all cached, each referenced by one request."""
+        self.counts = [1 if held else ABSENT] * length  # requests referencing each block; ABSENT: not cached
         self.stamps = [0] * length  # an evictable block's place in the eviction queue (0: not evictable)
-        self.cached = 0  # blocks not ABSENT
+        self.cached = length if held else 0  # blocks not ABSENT
 
     def grow(self, length: int) -> None:
         """Room for ``length`` blocks (a longer prompt reaches further into the run)."""
@@ -110,8 +129,8 @@ def _uncache(run: _Run, idx: range | list[int]) -> None:
     """Blocks ``idx`` of ``run`` leave their tier: not cached, not queued (a range: one slice each)."""
     if type(idx) is range:
         n = len(idx)
-        run.counts[idx.start : idx.stop] = [ABSENT] * n
-        run.stamps[idx.start : idx.stop] = [0] * n
+        run.counts[idx.start : idx.stop] = _ABSENTS[n]
+        run.stamps[idx.start : idx.stop] = _ZEROS[n]
         return
     counts, stamps = run.counts, run.stamps
     for i in idx:
@@ -292,16 +311,49 @@ class PrefixCachingBlockManager(BlockManager):
     def _evict(self, count: int) -> None:
         """Uncache the ``count`` blocks at the front of the eviction queue: down to the first lower
         tier when there is one, else out of the cache."""
-        for key, run, idx in _take_oldest(self.queue, count):
-            _uncache(run, idx)
-            if self.tiers:
+        if self.tiers:
+            for key, run, idx in _take_oldest(self.queue, count):
+                _uncache(run, idx)
                 self._store(self.tiers[0], key, run, idx)
-            else:
-                self._forget(key, run, len(idx))
+        else:
+            self._drop_oldest(count)
         self.evictable -= count
         self.cached -= count
         self.evictions += count
         self.version += count
+
+    def _drop_oldest(self, count: int) -> None:
+        """What ``_take_oldest``, ``_uncache`` and ``_forget`` do to the ``count`` blocks at the front of
+        the eviction queue, in one pass: the usual entry, a whole range still queued, is dropped in two
+        slice assignments, or none when its blocks are all its run holds (the run goes)."""
+        queue, runs = self.queue, self.runs
+        while count:
+            entry = queue[0]
+            key, run, lo, hi, stamp = entry
+            stamps = run.stamps
+            n = hi - lo
+            live = stamps[lo:hi].count(stamp)
+            if live != n:  # some were revived since (or all: a stale entry): this entry block by block
+                if not live:
+                    queue.popleft()
+                for key, run, idx in _take_oldest(queue, min(count, live)):
+                    _uncache(run, idx)
+                    self._forget(key, run, len(idx))
+                    count -= len(idx)
+                continue
+            if n > count:
+                n = count
+                entry[2] = lo + n
+            else:
+                queue.popleft()
+                if run.cached == n and runs.get(key) is run:  # the run's last blocks: it goes as it is
+                    del runs[key]  # (entries left in the queue for it are stale: its stamps match none)
+                    count -= n
+                    continue
+            run.counts[lo : lo + n] = _ABSENTS[n]
+            stamps[lo : lo + n] = _ZEROS[n]
+            self._forget(key, run, n)
+            count -= n
 
     def _forget(self, key: int, run: _Run, n: int) -> None:
         """``n`` blocks of ``run``, just marked ABSENT, left the cache (the run goes with its last block)."""
@@ -366,6 +418,10 @@ class PrefixCachingBlockManager(BlockManager):
         cache = self.runs
         owned = 0
         for key, run, a, b in self._spans(req, req.shared, full):
+            if run is None and a == 0:  # a run nobody cached: all its blocks are ours
+                cache[key] = _Run(b, held=True)
+                owned += b
+                continue
             if run is None:
                 run = cache[key] = _Run(b)
             else:
@@ -373,12 +429,14 @@ class PrefixCachingBlockManager(BlockManager):
             counts = run.counts
             part = counts[a:b]
             mine = part.count(ABSENT)
-            if mine != b - a:  # up to a block another request holds in GPU memory; a lower tier's copy is superseded
+            if mine == b - a:
+                run.cached += mine
+            else:  # up to a block another request holds in GPU memory; a lower tier's copy is superseded
                 mine = next((i for i, n in enumerate(part) if n >= 0), b - a)
                 if mine and self.tiers and min(part[:mine]) < ABSENT:
                     self._supersede(run, a, part[:mine])
-            run.cached += part[:mine].count(ABSENT)
-            counts[a : a + mine] = [1] * mine
+                run.cached += part[:mine].count(ABSENT)
+            counts[a : a + mine] = _ONES[mine]
             owned += mine
             if mine != b - a:
                 break
@@ -408,7 +466,7 @@ class PrefixCachingBlockManager(BlockManager):
                 part = counts[a:b]
                 last = part.count(1)  # held by this request alone: cached, evictable, counted free
                 if last == b - a:
-                    counts[a:b] = [0] * last
+                    counts[a:b] = _ZEROS[last]
                     self._stamp += 1
                     run.stamps[a:b] = [self._stamp] * last
                     queue.append([key, run, a, b, self._stamp])

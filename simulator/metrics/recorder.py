@@ -96,6 +96,63 @@ _STEP_FLOAT = {c for c, t in typing.get_type_hints(StepRow).items() if t is floa
 _STEP_INT = {c for c in STEP_COLUMNS if c not in _STEP_FLOAT}
 _STEP_INT_AT = [i for i, c in enumerate(STEP_COLUMNS) if c in _STEP_INT]
 _INT32 = np.iinfo(np.int32)
+
+
+class DecodeRows(NamedTuple):
+    """The rows of steps ``first .. first + len(starts) - 1`` of a fast-forwarded decode run,
+    described rather than written out: every such step decodes the same ``seqs`` sequences, one
+    token each, and nothing else changes but the clock, the contexts and the KV blocks taken.
+    The recorder writes the rows of all the runs pending at once when it packs (a few numpy
+    calls for thousands of runs, instead of twenty for each)."""
+
+    replica: int
+    step: int  # the first row's step number (the rest follow it)
+    first: int  # the first row's step index in its run (step i decodes over ctx0 + i * seqs entries)
+    starts: list[float]  # each row's start_s
+    durations: list[float]  # ... and duration_s
+    seqs: int
+    ctx0: int  # the decode context of the run's step 0
+    used: int  # KV blocks in use before the first row's step took its own
+    taken: np.ndarray  # KV blocks the rows' steps have taken by each one's start, cumulative
+    kv_total: int
+    kv_base: int  # KV entries at the run's step 0 (the held and prefilling ones included)
+    queued: int
+    in_flight: int
+    swapped: int
+
+
+_COL = {c: i for i, c in enumerate(STEP_COLUMNS)}
+
+
+def decode_columns(runs: list[DecodeRows], out: np.ndarray) -> None:
+    """Write the rows ``runs`` describe into ``out`` (zeros, one row per step column, one column
+    per step: the runs' steps in order). Each value is the one a step-by-step row would hold."""
+    lengths = np.fromiter((len(r.starts) for r in runs), dtype=np.int64, count=len(runs))
+    n = int(lengths.sum())
+
+    def per_run(field: int) -> np.ndarray:  # a run's value, on each of its rows
+        return np.repeat(np.fromiter((r[field] for r in runs), dtype=np.float64, count=len(runs)), lengths)
+
+    place = np.arange(n, dtype=np.float64) - np.repeat((np.cumsum(lengths) - lengths).astype(np.float64), lengths)
+    seqs = per_run(5)
+    idx = per_run(2) + place  # each row's step index in its run
+    grown = idx * seqs  # the entries the run's members have added by that step
+    out[_COL["replica"]] = per_run(0)
+    out[_COL["step"]] = per_run(1) + place
+    out[_COL["start_s"]] = np.fromiter(itertools.chain.from_iterable(r.starts for r in runs), dtype=np.float64, count=n)
+    out[_COL["duration_s"]] = np.fromiter(itertools.chain.from_iterable(r.durations for r in runs), dtype=np.float64, count=n)
+    out[_COL["decode_seqs"]] = seqs
+    out[_COL["batch_size"]] = seqs
+    out[_COL["new_tokens"]] = seqs
+    out[_COL["decode_ctx_tokens"]] = per_run(6) + grown
+    out[_COL["kv_blocks_used"]] = per_run(7) + np.concatenate([r.taken for r in runs]).astype(np.float64)
+    out[_COL["kv_blocks_total"]] = per_run(9)
+    out[_COL["kv_tokens"]] = per_run(10) + grown
+    out[_COL["num_waiting"]] = per_run(11)
+    out[_COL["num_running"]] = per_run(12)
+    out[_COL["num_swapped"]] = per_run(13)
+
+
 #: step rows (and inter-token gaps) are packed into numpy columns once this many are pending: a
 #: packed row takes 96 bytes against about 440 as a tuple of Python numbers (issue 19)
 PACK_ROWS = 8_192
@@ -141,7 +198,7 @@ class Recorder:
         self._step_cols = [Column(np.int32 if c in _STEP_INT else np.float64) for c in STEP_COLUMNS]
         self._step_rows: StepRows | None = None  # the step rows in order, once made
         self._requests_df: pd.DataFrame | None = None  # the requests table, once made
-        self._fresh_rows: list[np.ndarray] = []  # fast-forwarded runs' rows, packed with the pending ones
+        self._fresh_runs: list[DecodeRows] = []  # fast-forwarded runs' rows, packed with the pending ones
         self._fresh_count = 0
         self._fresh_gaps: list[tuple[np.ndarray, int]] = []  # ... and their gaps (each of one count)
         self.blocked_area = 0.0  # request-seconds spent on idle replicas with work queued
@@ -169,13 +226,15 @@ class Recorder:
         runs recorded at once with them (the same values). The lists are cleared in place:
         the replicas hold their ``append``."""
         rows = self.step_rows
-        if rows or self._fresh_rows:
+        if rows or self._fresh_runs:
             width = len(STEP_COLUMNS)
             flat = itertools.chain.from_iterable(rows)
             block = np.fromiter(flat, dtype=np.float64, count=len(rows) * width).reshape(-1, width)
-            if self._fresh_rows:  # (the runs' rows come column by column already)
-                columns = np.concatenate([block.T, *self._fresh_rows], axis=1)
-                self._fresh_rows = []
+            if self._fresh_runs:  # the runs' rows after the others', all written at once
+                columns = np.zeros((width, len(rows) + self._fresh_count), dtype=np.float64)
+                columns[:, : len(rows)] = block.T
+                decode_columns(self._fresh_runs, columns[:, len(rows) :])
+                self._fresh_runs = []
                 self._fresh_count = 0
             else:
                 columns = np.ascontiguousarray(block.T)  # one row per column
@@ -209,11 +268,10 @@ class Recorder:
         if count and len(gaps):
             self._fresh_gaps.append((gaps, count))
 
-    def record_rows(self, rows: np.ndarray) -> None:
-        """Step rows already in a float64 block (a fast-forwarded decode run), one row per column of
-        STEP_COLUMNS and one column per step, packed with the next pending rows."""
-        self._fresh_rows.append(rows)
-        self._fresh_count += rows.shape[1]
+    def record_run(self, rows: DecodeRows) -> None:
+        """Step rows of a fast-forwarded decode run, written out with the next pending rows."""
+        self._fresh_runs.append(rows)
+        self._fresh_count += len(rows.starts)
         if self._fresh_count >= PACK_ROWS:
             self._pack()
 
