@@ -237,7 +237,7 @@ class DecodeRun:
             for i in range(first, stop):
                 record(ends[i] - ends[i - 1], self.seqs)
         else:
-            rep.rec.record_itl_many(np.diff(np.asarray(ends[first - 1 : stop], dtype=np.float64)), self.seqs)
+            rep.rec.record_itl_many(ends[first - 1 : stop], self.seqs)
         rep.sched_state.running.skip(stop - first, ends[stop - 1])
         self.applied = stop
 
@@ -255,15 +255,16 @@ class DecodeRun:
         running, kv = st.running, st.kv
         m = stop - first
         lo = self.clock0 + first + 1  # the clock value step `first` starts its blocks at
-        taken = np.cumsum(running.block_counts(lo, lo + m - 1))
+        taken = running.blocks_between(lo, lo + m - 1)
+        cycle = running.block_cycle(lo)
         running.take_until(lo + m - 1)
         used = kv.total - kv.free
-        if taken[-1]:
-            kv.allocate(int(taken[-1]))
+        if taken:
+            kv.allocate(taken)
         seqs = self.seqs
         rep.rec.record_run(DecodeRows(
             rep.index, rep.steps, first, self.ends[first - 1 : stop - 1], self.durations[first:stop], seqs, self.ctx0,
-            used, taken, kv.total,
+            used, cycle, kv.total,
             # the members' KV entries when step 0 started (the clock then: clock0)
             running.kv_entries() - (running.clock - self.clock0) * seqs + st.prefill_kv + st.held_kv,
             self.queued, self.in_flight, self.swapped,

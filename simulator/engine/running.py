@@ -159,10 +159,15 @@ class RunningSet:
     def block_counts(self, lo: int, hi: int) -> np.ndarray:
         """The blocks the members start at each clock value from ``lo`` to ``hi``, while
         none leaves (a decode run: only its last step may complete a member)."""
-        first, bs = lo % self.block_size, self.block_size
-        cycle = np.array(self.due[first:] + self.due[:first], dtype=np.int64)  # from lo on, one block's worth
+        cycle = np.array(self.block_cycle(lo), dtype=np.int64)
         n = hi - lo + 1
-        return np.tile(cycle, -(-n // bs))[:n]
+        return np.tile(cycle, -(-n // self.block_size))[:n]
+
+    def block_cycle(self, lo: int) -> list[int]:
+        """The blocks the members start at clock values ``lo`` to ``lo + block_size - 1``: one
+        block's worth of :meth:`block_counts`, which repeats it while none leaves."""
+        first = lo % self.block_size
+        return self.due[first:] + self.due[:first]
 
     def blocks_between(self, lo: int, hi: int) -> int:
         """The sum of :meth:`block_counts` from ``lo`` to ``hi``."""

@@ -445,10 +445,14 @@ class RooflineLatency(LatencyModel):
         # attention_decode_s's arithmetic, step by step, in numpy (the same floats; tests/test_fast_forward.py holds
         # the two paths to step_time's values). numpy's fixed cost of about 5 us pays from about 48 steps on.
         if count >= 48 and not self._window:
-            ctxs = np.arange(count, dtype=np.int64) * seqs + ctx_tokens
+            ctxs = np.arange(ctx_tokens, ctx_tokens + count * seqs, seqs, dtype=np.float64)[:count]  # (whole numbers: exact)
             cs = self._attn_flop_pair * ctxs
-            ms = self._kv_tok * (ctxs + seqs)
-            return (t + (self._attn_fixed + np.where(cs > ms, cs, ms))).tolist()
+            ctxs += seqs
+            ctxs *= self._kv_tok
+            np.maximum(cs, ctxs, out=cs)  # the larger of compute and memory
+            cs += self._attn_fixed
+            cs += t  # (t + (fixed + x): the same sums, each commutes)
+            return cs.tolist()
         if self._window:
             attn = self.attention_decode_s
             return [t + attn(seqs, ctx_tokens + i * seqs) for i in range(count)]

@@ -13,6 +13,7 @@ pair stands for all of them.
 from __future__ import annotations
 
 import itertools
+import operator
 import sys
 import typing
 from typing import NamedTuple
@@ -113,7 +114,7 @@ class DecodeRows(NamedTuple):
     seqs: int
     ctx0: int  # the decode context of the run's step 0
     used: int  # KV blocks in use before the first row's step took its own
-    taken: np.ndarray  # KV blocks the rows' steps have taken by each one's start, cumulative
+    cycle: list[int]  # KV blocks the rows' steps take, the first row's first: repeated (RunningSet.block_cycle)
     kv_total: int
     kv_base: int  # KV entries at the run's step 0 (the held and prefilling ones included)
     queued: int
@@ -130,27 +131,52 @@ def decode_columns(runs: list[DecodeRows], out: np.ndarray) -> None:
     lengths = np.fromiter((len(r.starts) for r in runs), dtype=np.int64, count=len(runs))
     n = int(lengths.sum())
 
-    def per_run(field: int) -> np.ndarray:  # a run's value, on each of its rows
-        return np.repeat(np.fromiter((r[field] for r in runs), dtype=np.float64, count=len(runs)), lengths)
+    def per_run(field: str) -> np.ndarray:  # a run's value, on each of its rows
+        return np.repeat(np.fromiter(map(operator.attrgetter(field), runs), dtype=np.float64, count=len(runs)), lengths)
 
-    place = np.arange(n, dtype=np.float64) - np.repeat((np.cumsum(lengths) - lengths).astype(np.float64), lengths)
-    seqs = per_run(5)
-    idx = per_run(2) + place  # each row's step index in its run
+    rank = np.arange(n) - np.repeat(np.cumsum(lengths) - lengths, lengths)  # each row's place in its run's rows
+    place = rank.astype(np.float64)
+    seqs = per_run("seqs")
+    idx = per_run("first") + place  # each row's step index in its run
     grown = idx * seqs  # the entries the run's members have added by that step
-    out[_COL["replica"]] = per_run(0)
-    out[_COL["step"]] = per_run(1) + place
+    out[_COL["replica"]] = per_run("replica")
+    out[_COL["step"]] = per_run("step") + place
     out[_COL["start_s"]] = np.fromiter(itertools.chain.from_iterable(r.starts for r in runs), dtype=np.float64, count=n)
     out[_COL["duration_s"]] = np.fromiter(itertools.chain.from_iterable(r.durations for r in runs), dtype=np.float64, count=n)
     out[_COL["decode_seqs"]] = seqs
     out[_COL["batch_size"]] = seqs
     out[_COL["new_tokens"]] = seqs
-    out[_COL["decode_ctx_tokens"]] = per_run(6) + grown
-    out[_COL["kv_blocks_used"]] = per_run(7) + np.concatenate([r.taken for r in runs]).astype(np.float64)
-    out[_COL["kv_blocks_total"]] = per_run(9)
-    out[_COL["kv_tokens"]] = per_run(10) + grown
-    out[_COL["num_waiting"]] = per_run(11)
-    out[_COL["num_running"]] = per_run(12)
-    out[_COL["num_swapped"]] = per_run(13)
+    out[_COL["decode_ctx_tokens"]] = per_run("ctx0") + grown
+    out[_COL["kv_blocks_used"]] = per_run("used") + _taken(runs, lengths, rank)
+    out[_COL["kv_blocks_total"]] = per_run("kv_total")
+    out[_COL["kv_tokens"]] = per_run("kv_base") + grown
+    out[_COL["num_waiting"]] = per_run("queued")
+    out[_COL["num_running"]] = per_run("in_flight")
+    out[_COL["num_swapped"]] = per_run("swapped")
+
+
+def _taken(runs: list[DecodeRows], lengths: np.ndarray, place: np.ndarray) -> np.ndarray:
+    """The KV blocks each row's step has taken by its start, counted from its run's first row:
+    row ``k`` of a run has taken its cycle ``k // len(cycle)`` whole times plus its first
+    ``k % len(cycle) + 1`` entries (whole numbers throughout)."""
+    sizes = np.fromiter((len(r.cycle) for r in runs), dtype=np.int64, count=len(runs))
+    sums = np.concatenate(([0], np.cumsum(np.fromiter(itertools.chain.from_iterable(r.cycle for r in runs), dtype=np.int64))))
+    at = np.cumsum(sizes) - sizes  # where each run's cycle starts in ``sums``
+    size, start = np.repeat(sizes, lengths), np.repeat(at, lengths)
+    whole = np.repeat(sums[at + sizes] - sums[at], lengths)  # a cycle's blocks
+    k = place + 1
+    return (k // size * whole + sums[start + k % size] - sums[start]).astype(np.float64)
+
+
+def gaps_of(runs: list[tuple[list[float], int]]) -> tuple[np.ndarray, np.ndarray]:
+    """(gap, count) arrays for runs of step ends, each run's ends ``(ends, count)``: the gaps between
+    consecutive ends of one run (np.diff of each, the same floats), each of the run's count."""
+    lengths = np.fromiter((len(e) for e, _ in runs), dtype=np.int64, count=len(runs))
+    ends = np.fromiter(itertools.chain.from_iterable(e for e, _ in runs), dtype=np.float64, count=int(lengths.sum()))
+    keep = np.ones(max(len(ends) - 1, 0), dtype=bool)
+    keep[(np.cumsum(lengths) - lengths)[1:] - 1] = False  # no gap from one run's last end to the next run's first
+    counts = np.fromiter((c for _, c in runs), dtype=np.int64, count=len(runs))
+    return np.diff(ends)[keep], np.repeat(counts, lengths - 1)
 
 
 #: step rows (and inter-token gaps) are packed into numpy columns once this many are pending: a
@@ -200,7 +226,7 @@ class Recorder:
         self._requests_df: pd.DataFrame | None = None  # the requests table, once made
         self._fresh_runs: list[DecodeRows] = []  # fast-forwarded runs' rows, packed with the pending ones
         self._fresh_count = 0
-        self._fresh_gaps: list[tuple[np.ndarray, int]] = []  # ... and their gaps (each of one count)
+        self._fresh_gaps: list[tuple[list[float], int]] = []  # ... and their step ends (gaps of one count each)
         self.blocked_area = 0.0  # request-seconds spent on idle replicas with work queued
         self.itl_gap: list[float] = []
         self.itl_count: list[int] = []
@@ -249,9 +275,9 @@ class Recorder:
         self.itl_gap.clear()
         self.itl_count.clear()
         if self._fresh_gaps:  # the runs' gaps, in the order recorded, in one piece
-            fresh = self._fresh_gaps
-            self._itl_gaps.extend(np.concatenate([gaps for gaps, _ in fresh]))
-            self._itl_counts.extend(np.repeat(np.array([c for _, c in fresh], dtype=np.int64), [len(g) for g, _ in fresh]))
+            gaps, counts = gaps_of(self._fresh_gaps)
+            self._itl_gaps.extend(gaps)
+            self._itl_counts.extend(counts)
             self._fresh_gaps = []
 
     def record_blocked(self, duration: float, requests: int) -> None:
@@ -262,11 +288,11 @@ class Recorder:
             self.itl_gap.append(gap)
             self.itl_count.append(count)
 
-    def record_itl_many(self, gaps: np.ndarray, count: int) -> None:
-        """One gap of ``count`` tokens per element of ``gaps`` (a fast-forwarded decode run).
-        (The order of gaps does not matter: their statistics sort them.)"""
-        if count and len(gaps):
-            self._fresh_gaps.append((gaps, count))
+    def record_itl_many(self, ends: list[float], count: int) -> None:
+        """One gap of ``count`` tokens between each two consecutive ``ends`` (of a fast-forwarded
+        decode run's steps). (The order of gaps does not matter: their statistics sort them.)"""
+        if count and len(ends) > 1:
+            self._fresh_gaps.append((ends, count))
 
     def record_run(self, rows: DecodeRows) -> None:
         """Step rows of a fast-forwarded decode run, written out with the next pending rows."""
