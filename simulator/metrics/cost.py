@@ -75,9 +75,8 @@ def group_input_shares(steps: pd.DataFrame, groups: Mapping[int, str], gpus: Map
     if len(steps) == 0:
         return {}, None
     replica = steps["replica"].to_numpy()
-    seen, first = np.unique(replica, return_index=True)
     by_group: dict[str, list[int]] = {}
-    for r in seen[np.argsort(first, kind="stable")].tolist():
+    for r in pd.unique(replica).tolist():  # in the order of their first steps (a hash table: no sort of every step)
         by_group.setdefault(str(groups.get(r, "")), []).append(r)
     columns = [steps[c].to_numpy(dtype=np.float64) for c in ("duration_s", "prefill_tokens", "decode_seqs")]
     shares: dict[str, float] = {}

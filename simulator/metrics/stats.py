@@ -65,7 +65,7 @@ def weighted_stats(values: np.ndarray, weights: np.ndarray) -> Stats:
         return _empty()
     # fsum: the exactly rounded sum, so the mean does not depend on the order the gaps were recorded in
     mean = math.fsum(values * weights) / total
-    order = np.argsort(values, kind="stable")
+    order = np.argsort(values)  # (ties hold the same value: any order of them picks the same percentiles)
     v = values[order]
     cum = np.cumsum(weights[order])  # (the arrays can hold millions of gaps: few temporaries at once)
     del order
