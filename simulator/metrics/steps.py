@@ -79,8 +79,8 @@ class StepRows:
             columns[c] = values.astype(np.int64) if c in self.int_columns else values
         df = pd.DataFrame(columns, copy=False)
         if self.pools:
-            names = np.asarray(self.pools, dtype=object)[df["replica"].to_numpy()]
-            df.insert(1, "pool", pd.Series(names, dtype="string"))
+            names = pd.array(self.pools, dtype="string").take(df["replica"].to_numpy())  # (Arrow's take: no str per row)
+            df.insert(1, "pool", pd.Series(names))
         if whole:
             self._table, self._frame = df, None
         return df
