@@ -162,7 +162,8 @@ class PrefixCachingBlockManager(BlockManager):
         self.runs: dict[int, _Run] = {}  # run key -> its blocks
         # the eviction queue, least recently released first: [run key, run, lo, hi, stamp] for blocks
         # lo..hi-1 of a run released together; a block still in it has that stamp (revived or evicted
-        # blocks lose it, so entries are checked, not searched and removed)
+        # blocks lose it, so entries are checked, not searched and removed). No two entries of one run
+        # share a stamp (entries of other runs may: one release stamps all its runs' ranges alike)
         self.queue: deque[list] = deque()
         self._stamp = 0
         self.evictable = 0  # cached blocks no request references (counted free)
@@ -461,15 +462,17 @@ class PrefixCachingBlockManager(BlockManager):
         released = req.blocks - shared  # private blocks always return
         if shared:
             queue = self.queue
+            self._stamp += 1
+            stamp = self._stamp  # one for the whole ranges released here (each of another run)
+            stamps = _Filled(stamp)
             for key, run, a, b in self._spans(req, 0, shared):
                 counts = run.counts
                 part = counts[a:b]
                 last = part.count(1)  # held by this request alone: cached, evictable, counted free
                 if last == b - a:
                     counts[a:b] = _ZEROS[last]
-                    self._stamp += 1
-                    run.stamps[a:b] = [self._stamp] * last
-                    queue.append([key, run, a, b, self._stamp])
+                    run.stamps[a:b] = stamps[last]
+                    queue.append([key, run, a, b, stamp])
                 else:
                     counts[a:b] = [n - 1 for n in part]
                     if last:
