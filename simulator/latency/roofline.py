@@ -446,13 +446,14 @@ class RooflineLatency(LatencyModel):
         # the two paths to step_time's values). numpy's fixed cost of about 5 us pays from about 48 steps on.
         if count >= 48 and not self._window:
             ctxs = np.arange(ctx_tokens, ctx_tokens + count * seqs, seqs, dtype=np.float64)[:count]  # (whole numbers: exact)
-            cs = self._attn_flop_pair * ctxs
+            cs = None if self._kv_tok >= self._attn_flop_pair else self._attn_flop_pair * ctxs
             ctxs += seqs
             ctxs *= self._kv_tok
-            np.maximum(cs, ctxs, out=cs)  # the larger of compute and memory
-            cs += self._attn_fixed
-            cs += t  # (t + (fixed + x): the same sums, each commutes)
-            return cs.tolist()
+            if cs is not None:  # else memory bounds every step: kv * (ctx + seqs) >= flop * ctx, rounded alike
+                np.maximum(cs, ctxs, out=ctxs)  # the larger of compute and memory
+            ctxs += self._attn_fixed
+            ctxs += t  # (t + (fixed + x): the same sums, each commutes)
+            return ctxs.tolist()
         if self._window:
             attn = self.attention_decode_s
             return [t + attn(seqs, ctx_tokens + i * seqs) for i in range(count)]
