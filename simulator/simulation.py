@@ -143,7 +143,7 @@ def simulate(cfg: ScenarioConfig, workload: Workload | None = None) -> Simulatio
 
         failures = FailureInjector(env, cfg, fleet)
     with few_collections():
-        gateway.start()
+        gateway.start(steady=autoscaler is None and failures is None and transfers is None)
         if not gateway.done.triggered:
             from simulator.progress import run_until_done
 

@@ -5,8 +5,9 @@ event and replays the steps when anything could notice. Each scenario here
 runs twice, fast-forward on and off, and every table and summary must be
 equal to the last bit; the scenarios cover each policy, preemption, swapping,
 prefix caching, routers and admission that read KV usage mid-run, the
-autoscaler, replica failures mid-run, disaggregation, pipeline parallelism
-and the levers that turn fast-forward off.
+autoscaler, replica failures mid-run, disaggregation, pipeline parallelism,
+the levers that turn fast-forward off, and replicas that step ahead of the
+event loop to their next request's arrival.
 """
 
 from __future__ import annotations
@@ -72,6 +73,11 @@ CASES["ties-round-robin"] = [*GRID, "cluster.replicas=4"]
 CASES["round-robin-rate-limited"] = ["cluster.replicas=3", "workload.rate=12", "admission.rate_limit.tokens_per_s=4000",
                                      "workload.retry.max_attempts=2", "workload.retry.backoff_s=0.3"]  # fmt: skip
 CASES["speculative"] = ["scheduler.speculative.method=draft", "scheduler.speculative.draft_model=llama-3.2-1b"]
+# stepping ahead (round robin, a steady fleet, no retries): a busy fleet, chunked prefill, prompts that wait
+# for memory, and a rate limit without retries (requests turned away before the router: hints too early)
+CASES["ahead-fleet"] = ["cluster.replicas=8", "workload.rate=96"]
+CASES["ahead-chunked-pressure"] = [*SCENARIOS["chunked-pressure"], "cluster.replicas=2"]
+CASES["ahead-rate-limited"] = ["cluster.replicas=3", "workload.rate=12", "admission.rate_limit.tokens_per_s=4000"]
 
 
 def _run(overrides: list[str], fast: bool, monkeypatch, requests: int = 200):
@@ -274,3 +280,55 @@ def test_a_replica_knows_when_its_next_request_arrives_under_round_robin(monkeyp
     assert res.summary["requests"]["completed"] == 120
     assert len(checked) == 117 and all(h == t for h, t in checked)
     assert woken and not any(woken)
+
+
+def test_replicas_step_ahead_to_their_next_arrival_only_where_the_hint_is_exact(monkeypatch):
+    """Under round robin on a steady fleet with nothing retried, a replica applies the steps that
+    end before its next request arrives without waiting for SimPy: most steps of a busy fleet are
+    then no events. A failure, the autoscaler, retries or disaggregation make the hint a guess
+    (the serving replicas or the requests they get change), and nobody steps ahead."""
+    ends: list[int] = []
+    real = decode_run.StepEnd.__init__
+
+    def count(self, env, delay):
+        ends.append(1)
+        real(self, env, delay)
+
+    monkeypatch.setattr(decode_run.StepEnd, "__init__", count)
+    busy = ["cluster.replicas=8", "workload.rate=96"]
+    res = _run(busy, True, monkeypatch, requests=400)
+    steps = res.summary["engine"]["steps"]
+    assert len(ends) < 0.4 * steps, (len(ends), steps)  # (0.315; decode runs alone leave 0.54)
+    ends.clear()
+    _run(busy, False, monkeypatch, requests=400)  # as SERVESIM_FAST_FORWARD=0: a step, an event
+    assert len(ends) >= steps
+    for lever in (["cluster.failures.at_s=[5.0]"], ["cluster.autoscaler.enabled=true"], ["workload.retry.max_attempts=2"],
+                  ["cluster.disaggregation.enabled=true"]):  # fmt: skip
+        ends.clear()
+        res = _run([*busy, *lever], True, monkeypatch, requests=400)
+        assert len(ends) > 0.45 * res.summary["engine"]["steps"], lever  # (0.50-0.54, disaggregated 1.0)
+
+
+def test_a_step_end_lands_on_a_time_no_delay_reaches():
+    """From 0.01403755105107312, no float delay makes ``now + delay`` equal 0.10026501753848192
+    (``now`` has bits below that time's last place): step_end_at puts the event there itself."""
+    now, when = 0.01403755105107312, 0.10026501753848192
+    d = when - now
+    reachable = set()
+    for k in range(-50, 51):
+        x = d
+        for _ in range(abs(k)):
+            x = math.nextafter(x, math.inf if k > 0 else -math.inf)
+        reachable.add(now + x)
+    assert when not in reachable
+    env = simpy.Environment()
+    got = []
+
+    def proc():
+        yield env.timeout(now)
+        yield decode_run.step_end_at(env, when)
+        got.append(env.now)
+
+    env.process(proc())
+    env.run()
+    assert got == [when]

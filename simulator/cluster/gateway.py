@@ -38,6 +38,7 @@ from simulator.cluster.cascade import Cascade
 from simulator.cluster.fleet import Fleet
 from simulator.cluster.response_cache import ResponseCache, cache_active
 from simulator.cluster.routers import RoundRobin, build_router
+from simulator.engine import decode_run
 from simulator.engine.request import Request
 from simulator.metrics.recorder import Recorder
 from simulator.workload import Workload
@@ -104,7 +105,10 @@ class Gateway:
         self.cascade = Cascade(cfg, rec, len(workload)) if on[1] else None
 
     # -- feeding ----------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, steady: bool = False) -> None:
+        """Feed the fleet. ``steady``: its serving replicas stay as they are (no failure, spot
+        reclaim, autoscaler or transfer to a decode pool), so with nothing retried the round-robin
+        arrival hints are exact and replicas may step ahead to them (see ``Replica._loop``)."""
         if self.cfg.workload.arrival == "closed_loop":
             users = min(int(self.cfg.workload.users), len(self.wl))
             self.next_index = 0
@@ -115,8 +119,10 @@ class Gateway:
             self.feeders += 1
             self.env.process(self._open_loop())
             if type(self.router) is RoundRobin and self.cache is None and self.cascade is None and self.leader_of is None:
+                ahead = steady and self.retry.max_attempts <= 1 and decode_run.ENABLED
                 for rep in self.fleet.serving():
                     rep.next_arrival = self.next_arrival_s
+                    rep.ahead_ok = ahead
             if self.cache is not None:
                 self.feeders += 1
                 self.env.process(self._cache_hits())

@@ -41,6 +41,7 @@ environment, or :data:`ENABLED` set false, to compare the two.
 from __future__ import annotations
 
 import bisect
+import heapq
 import itertools
 import math
 import os
@@ -123,7 +124,15 @@ def step_end_at(env: simpy.Environment, when: float) -> StepEnd:
         delay = math.nextafter(delay, math.inf)
     while now + delay > when and delay > 0:
         delay = math.nextafter(delay, -math.inf)
-    return StepEnd(env, delay)
+    if now + delay == when:
+        return StepEnd(env, delay)
+    # No delay reaches ``when`` from ``now`` (a ``now`` in a lower binade can have bits below ``when``'s
+    # last place, so ``now + delay`` steps over it): put the event on SimPy's queue at ``when`` itself, the
+    # entry ``Environment.schedule`` makes (time, priority, event id, event).
+    end = StepEnd.__new__(StepEnd)
+    end.env, end.callbacks, end._value, end._ok = env, [], None, True
+    heapq.heappush(env._queue, (when, simpy.events.URGENT, next(env._eid), end))
+    return end
 
 
 #: the cause of the interrupt that cuts a run short when the replica is woken

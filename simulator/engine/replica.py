@@ -31,6 +31,7 @@ applying its effects, and the hooks to the cluster.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import simpy
@@ -83,8 +84,12 @@ class Replica:
             if sp.method != "none"
             else None
         )
+        #: stepping ahead (see _loop): the replica's own time, ahead of the event loop's while it steps ahead
+        self.ahead_ok = False
+        self._ahead = False
+        self._vt = 0.0
         self.sched_state = ReplicaState(
-            env, kv, waiting, pool=pool, swap_blocks=swap_blocks, block_bytes=kv.block_size * kv_bytes_per_token,
+            self, kv, waiting, pool=pool, swap_blocks=swap_blocks, block_bytes=kv.block_size * kv_bytes_per_token,
             running=self._running_set(kv),
         )  # fmt: skip
         self.outstanding_tokens = 0  # prompt + output tokens of the requests assigned here and not ended
@@ -123,6 +128,12 @@ class Replica:
         if self.acceptance is not None:
             return SpeculativeRunningSet(kv.block_size, kv.grows, self.acceptance)
         return RunningSet(kv.block_size, grows=kv.grows)
+
+    @property
+    def now(self) -> float:
+        """The replica's time: the event loop's, or while it steps ahead (see ``_loop``) the start
+        of the step it is planning (the scheduling state's clock)."""
+        return self._vt if self._ahead else self.env.now
 
     # -- the scheduling state, as the cluster reads it -----------------------
     # (read from outside, these first bring a fast-forwarded run up to now: see catch_up)
@@ -273,7 +284,7 @@ class Replica:
         assert self._kv_factory is not None, "the cluster sets _kv_factory when it builds the replica"
         # a fresh state on the (drained) queue; KV in transfer here is still arriving
         st = ReplicaState(
-            self.env, self._kv_factory(), old.waiting,
+            self, self._kv_factory(), old.waiting,
             pool=self.pool, swap_blocks=old.swap_blocks, block_bytes=old.block_bytes,
             running=self._running_set(old.kv),
         )  # fmt: skip
@@ -320,6 +331,10 @@ class Replica:
                 self._join_inbox()
             plan = plan_step()
             if plan is None:
+                if self._ahead:  # idle from a time ahead: the event loop gets there first
+                    yield decode_run.step_end_at(env, self._vt)
+                    self._ahead = False
+                    continue
                 if (yield from self._idle()):
                     return
                 continue
@@ -333,6 +348,7 @@ class Replica:
             if n_decode:
                 shape.decode_seqs = n_seqs + plan.padded_seqs
                 shape.decode_ctx_tokens = running.decode_ctx_tokens() + plan.padded_ctx
+            start = self._vt if self._ahead else env.now
             dt = self.compute_s = price(shape)
             swap_s = st.swap_bytes / self.host_link_bps if st.swap_bytes else 0.0
             dt += swap_s
@@ -343,7 +359,7 @@ class Replica:
             row: StepTuple = (  # the columns of StepRow, in order
                 self.index,
                 self.steps,
-                env.now,
+                start,
                 dt,
                 shape.prefill_tokens - plan.padding_tokens,
                 shape.prefill_seqs,
@@ -364,18 +380,40 @@ class Replica:
             )
             record(row)
             self.steps += 1
-            run = decode_run.plan_run(self, plan, shape, dt, env.now) if fast and n_decode and not plan.prefill else None
+            run = decode_run.plan_run(self, plan, shape, dt, start) if fast and n_decode and not plan.prefill else None
+            if run is None and self.ahead_ok:
+                end = start + dt
+                if end < self._ahead_limit():  # nothing can happen here before this step ends: apply it now
+                    self._vt = end
+                    self._ahead = True
+                    self._apply(plan, end)
+                    continue
             try:
-                if run is None:
-                    yield decode_run.StepEnd(env, dt)
-                else:
+                if run is not None:
+                    self._ahead = False  # (a ride waits for its steps' absolute ends)
                     yield from self._ride(run)
+                elif self._ahead:
+                    self._ahead = False
+                    yield decode_run.step_end_at(env, start + dt)
+                else:
+                    yield decode_run.StepEnd(env, dt)
             except simpy.Interrupt:  # failed mid-step: the step ends now, its work is lost
                 self.rec.cut_last_step(self.index, env.now)
                 return
             self._apply(plan, env.now)
             if self.on_step_end is not None:
                 self.on_step_end(self)
+
+    def _ahead_limit(self) -> float:
+        """Steps that end before this time may be applied ahead of the event loop: a few units
+        in the last place before the next request's arrival (whose event time SimPy rounds)."""
+        due = self.arrival_due
+        if due is None:  # (asked once per request arriving here: submit forgets it)
+            assert self.next_arrival is not None, "stepping ahead needs the arrival hint"
+            due = self.arrival_due = self.next_arrival(self)
+        if due == math.inf:  # no request left for it: its last steps run as events (the run's end is theirs)
+            return -math.inf
+        return due - 4 * math.ulp(due)
 
     def _ride(self, run: decode_run.DecodeRun):
         """Wait out ``run`` until its end or a wake-up (an interrupt), whichever comes
