@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import simpy
 
+from simulator.cluster.admission import reads_queue_work
 from simulator.cluster.fleet import Fleet, Pool
 from simulator.config.pools import pool_configs
 from simulator.config.pricing import spot_rate_per_hour
@@ -51,7 +52,7 @@ class SimulationOutput:
     uncertainty: dict | None = None  # uncertainty=on: the run's draw of the model error (summary.json's section)
 
 
-def _build_pool(env, name, pcfg, rec: Recorder, counter: list[int]) -> Pool:
+def _build_pool(env, name, pcfg, rec: Recorder, counter: list[int], queue_work: bool = True) -> Pool:
     spec = ModelSpec.from_config(pcfg.model, pcfg.cluster.tp, pcfg.cluster.ep, pcfg.cluster.pp)
     budget = memory_budget(pcfg.hardware, pcfg.memory, spec, int(pcfg.scheduler.max_batch_size), proposer_spec(pcfg, spec))
     latency = build_latency_model(pcfg, spec)
@@ -76,6 +77,7 @@ def _build_pool(env, name, pcfg, rec: Recorder, counter: list[int]) -> Pool:
             kv_bytes_per_token=spec.kv_bytes_per_token,
             host_link_bps=float(pcfg.hardware.host_link_gbps) * 1e9 * spec.gpus,
             swap_blocks=swap_blocks,
+            queue_work=queue_work,
         )
         rep._kv_factory = kv_factory
         rec.pools.append(name)
@@ -120,7 +122,8 @@ def simulate(cfg: ScenarioConfig, workload: Workload | None = None) -> Simulatio
     env = simpy.Environment()
     rec = Recorder(block_size=int(cfg.memory.block_size))
     counter = [0]
-    pools = [_build_pool(env, name, pcfg, rec, counter) for name, pcfg in pool_configs(cfg)]
+    queue_work = reads_queue_work(cfg)
+    pools = [_build_pool(env, name, pcfg, rec, counter, queue_work) for name, pcfg in pool_configs(cfg)]
     entry = [p for p in pools if p.name != "decode"]
     fleet = Fleet(env, rec, pools, entry, float(cfg.cluster.failures.repair_s))
 

@@ -66,6 +66,12 @@ def tier_limits(cfg: ScenarioConfig) -> dict[str, Limits]:
     return out
 
 
+def reads_queue_work(cfg: ScenarioConfig) -> bool:
+    """Whether admission reads a replica's expected wait (``max_wait_s`` for some tier, or
+    SLO-aware admission): only then must replicas keep their queued prefill work up to date."""
+    return bool(cfg.admission.slo_aware) or any(lim.max_wait_s is not None for lim in tier_limits(cfg).values())
+
+
 class TokenBuckets:
     """One token bucket per key (tier, tenant), filled lazily from the time of its last use."""
 

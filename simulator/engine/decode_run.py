@@ -35,7 +35,8 @@ Latency models must price a step from its shape alone (a pure function):
 a run prices steps ahead and drops those a wake-up cuts off.
 
 Off (the step-by-step path) with ``SERVESIM_FAST_FORWARD=0`` in the
-environment, or :data:`ENABLED` set false, to compare the two.
+environment, or :data:`ENABLED` set false, to compare the two; that also
+turns off replicas stepping ahead to their next arrival (``Replica._loop``).
 """
 
 from __future__ import annotations

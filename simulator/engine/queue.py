@@ -10,6 +10,8 @@ request's wait without scanning the queue.
 ``FifoQueue``
     One first-come first-served line (no tiers). A ``deque`` subclass, so
     the scheduler's reads (``q[0]``, ``len(q)``, ``bool(q)``) stay at C speed.
+    ``LazyFifoQueue`` is the same line where nothing reads the work as it
+    goes: it sums it when asked.
 ``TieredQueue``
     One line per priority; the head is the oldest request of the highest
     priority that has any. Within a tier the order is first come, first
@@ -57,6 +59,29 @@ class FifoQueue(deque):
         out = list(self)
         self.clear()
         self.work_s = 0.0
+        return out
+
+
+class LazyFifoQueue(FifoQueue):
+    """A :class:`FifoQueue` that prices its prefill work only when asked, for replicas whose
+    admission control never asks (no ``max_wait_s``, not SLO-aware): appending and taking
+    stay ``deque``'s own, and a new prompt length is not priced on arrival."""
+
+    append = deque.append  # type: ignore[assignment]  # (deque's own: the same signature, at C speed)
+    appendleft = deque.appendleft  # type: ignore[assignment]
+    popleft = deque.popleft
+
+    def __init__(self, cost: Callable[[Request], float]):
+        deque.__init__(self)
+        self.cost = cost
+
+    @property
+    def work_s(self) -> float:  # type: ignore[override]
+        return sum(self.cost(r) for r in self)
+
+    def drain(self) -> list[Request]:
+        out = list(self)
+        self.clear()
         return out
 
 

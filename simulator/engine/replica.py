@@ -38,7 +38,7 @@ import simpy
 
 from simulator.engine import decode_run
 from simulator.engine.beam import BeamRunningSet
-from simulator.engine.queue import FifoQueue, TieredQueue
+from simulator.engine.queue import FifoQueue, LazyFifoQueue, TieredQueue
 from simulator.engine.request import Request
 from simulator.engine.running import RunningSet
 from simulator.engine.speculative import Acceptance, SpeculativeRunningSet
@@ -63,6 +63,7 @@ class Replica:
         kv_bytes_per_token: float = 0.0,
         host_link_bps: float = 0.0,
         swap_blocks: int = 0,
+        queue_work: bool = True,
     ):
         self.env = env
         self.index = index
@@ -72,7 +73,11 @@ class Replica:
         self.state = "serving"
         self._prefill_s: dict[int, float] = {}
         priorities = sorted({int(t.priority) for t in getattr(cfg, "tiers", {}).values()})
-        waiting = TieredQueue(self.prefill_s, priorities) if len(priorities) > 1 else FifoQueue(self.prefill_s)
+        # the queue keeps its prefill work as it goes where admission reads it (``queue_work``)
+        if len(priorities) > 1:
+            waiting: FifoQueue | TieredQueue = TieredQueue(self.prefill_s, priorities)
+        else:
+            waiting = FifoQueue(self.prefill_s) if queue_work else LazyFifoQueue(self.prefill_s)
         #: what the scheduler sees and changes: queues, admitted requests, KV, clock
         self.cfg = cfg
         #: beam search: sequences each decoding request puts in a step
@@ -88,6 +93,7 @@ class Replica:
         self.ahead_ok = False
         self._ahead = False
         self._vt = 0.0
+        self._ahead_until: float | None = None  # (from arrival_due, see _ahead_limit)
         self.sched_state = ReplicaState(
             self, kv, waiting, pool=pool, swap_blocks=swap_blocks, block_bytes=kv.block_size * kv_bytes_per_token,
             running=self._running_set(kv),
@@ -217,7 +223,7 @@ class Replica:
 
     # -- called by the router / the KV-transfer stage -------------------------
     def submit(self, req: Request) -> None:
-        self.arrival_due = None
+        self.arrival_due = self._ahead_until = None
         req.replica = self.index
         req.pool = self.pool
         reason = self.scheduler.reject_reason(req)
@@ -311,7 +317,14 @@ class Replica:
 
     # -- the engine loop -------------------------------------------------
     def _loop(self):
-        """Plan, price, record, wait out and apply one step after another."""
+        """Plan, price, record, wait out and apply one step after another.
+
+        Waiting a step out is a SimPy event, unless the step belongs to a decode run (one event
+        for many steps, :mod:`simulator.engine.decode_run`) or the replica may step ahead
+        (``ahead_ok``, set by the gateway where its arrival hint is exact): a step that ends
+        before the next request arrives is then applied at once, the replica's own time
+        (``now``, its scheduling state's clock) running ahead of the event loop's until a step
+        reaches past the arrival, whose exact end it waits for."""
         env = self.env
         st = self.sched_state
         running = st.running
@@ -407,13 +420,16 @@ class Replica:
     def _ahead_limit(self) -> float:
         """Steps that end before this time may be applied ahead of the event loop: a few units
         in the last place before the next request's arrival (whose event time SimPy rounds)."""
+        limit = self._ahead_until
+        if limit is not None:
+            return limit
         due = self.arrival_due
-        if due is None:  # (asked once per request arriving here: submit forgets it)
+        if due is None:  # (asked once per request arriving here: submit forgets both)
             assert self.next_arrival is not None, "stepping ahead needs the arrival hint"
             due = self.arrival_due = self.next_arrival(self)
-        if due == math.inf:  # no request left for it: its last steps run as events (the run's end is theirs)
-            return -math.inf
-        return due - 4 * math.ulp(due)
+        # no request left for it: its last steps are events (the simulation ends with the last)
+        limit = self._ahead_until = -math.inf if due == math.inf else due - 4 * math.ulp(due)
+        return limit
 
     def _ride(self, run: decode_run.DecodeRun):
         """Wait out ``run`` until its end or a wake-up (an interrupt), whichever comes
