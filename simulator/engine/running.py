@@ -44,7 +44,6 @@ class RunningSet:
         #: the clock value up to which the members have taken their blocks (clock, or clock + 1
         #: once the next decode step's blocks are taken and until that step ends)
         self.grown = 0
-        self._newest: list[tuple[float, int, int, Request]] = []
         self._ctx_base = 0  # sum over members of (kv0 - join_step)
         self.fresh: list[tuple[Request, int]] = []  # joined since the last decode step (for ITL)
         self.last_decode_end = 0.0
@@ -74,7 +73,6 @@ class RunningSet:
             first = req.need0 = k + 1 + (-(-kv_entries // bs)) * bs - kv_entries
             assert first > self.grown, "members join between decode steps, before the next step's blocks are taken"
             self.due[first % bs] += 1
-        heapq.heappush(self._newest, (-req.arrival_s, -req.id, e, req))
         self.fresh.append((req, e))
 
     def remove(self, req: Request) -> int:
@@ -84,8 +82,6 @@ class RunningSet:
         """
         del self.members[req.id]
         self._ctx_base -= req.kv0 - req.join_step
-        if len(self._newest) > 2 * len(self.members) + 64:  # let go of the requests that left (and their memory)
-            self._prune_newest()
         if self.grows:
             self.due[req.need0 % self.block_size] -= 1
             req.blocks += self._started(req)
@@ -93,12 +89,6 @@ class RunningSet:
         req.generated = req.g0 + steps
         req.epoch += 1
         return req.kv0 + steps
-
-    def _prune_newest(self) -> None:
-        members = self.members
-        live = [x for x in self._newest if x[2] == x[3].epoch and x[3].id in members]
-        heapq.heapify(live)
-        self._newest = live
 
     # -- queries ---------------------------------------------------------
     def kv_entries(self) -> int:
@@ -197,13 +187,10 @@ class RunningSet:
         self.last_decode_end = end
 
     def newest(self) -> Request:
-        """The member that arrived last: vLLM's preemption victim."""
-        heap = self._newest
-        while True:
-            _, _, e, req = heap[0]
-            if e == req.epoch and req.id in self.members:
-                return req
-            heapq.heappop(heap)
+        """The member that arrived last (the higher id of a tie): vLLM's preemption victim. Looked
+        for when asked, which is only under memory pressure, rather than kept in a heap every
+        member joins (most runs never preempt)."""
+        return max(self.members.values(), key=_arrival_order)
 
     # -- the step --------------------------------------------------------
     def draw_step(self) -> int:
@@ -229,3 +216,7 @@ class RunningSet:
         gap = now - self.last_decode_end
         self.last_decode_end = now
         return done, gap
+
+
+def _arrival_order(req: Request) -> tuple[float, int]:
+    return (req.arrival_s, req.id)
