@@ -65,3 +65,22 @@ def test_block_count_and_blocks_held_match_per_member_arithmetic(bs):
             assert r.blocks == -(-entries // bs)  # its last token's block included
             left.append(r)
     assert len(left) > 100
+
+
+@pytest.mark.parametrize("bs", [1, 4, 16])
+def test_a_runs_block_counts_cycle_and_sums_agree_with_each_clock_values_count(bs):
+    """block_counts, block_cycle and blocks_between (what a decode run takes its blocks by) give,
+    for every stretch of clock values, what block_count gives one clock value at a time."""
+    rng = np.random.default_rng(bs)
+    rs = RunningSet(bs)
+    for rid in range(12):
+        _join(rs, rid, int(rng.integers(1, 200)), 10_000, bs)
+    for lo in range(1, 3 * bs + 2):
+        for n in (1, bs - 1, bs, bs + 1, 5 * bs + 3):
+            if n < 1:
+                continue
+            hi = lo + n - 1
+            each = [rs.block_count(at) for at in range(lo, hi + 1)]
+            assert rs.block_counts(lo, hi).tolist() == each
+            assert rs.blocks_between(lo, hi) == sum(each)
+            assert rs.block_cycle(lo) == each[:bs] or n < bs

@@ -76,7 +76,8 @@ class Replica(Protocol):
     _inbox: list
     _forks: dict
     next_arrival: Callable[[Any], float] | None  # (called with the replica itself)
-    arrival_due: float | None
+
+    def arrival_hint(self) -> float: ...
 
     def _apply(self, plan: Plan, now: float) -> None: ...
 
@@ -323,10 +324,7 @@ def plan_run(rep: Replica, plan: Plan, shape: StepShape, dt: float, now: float) 
         return None
     until = math.inf
     if rep.next_arrival is not None:
-        due = rep.arrival_due
-        if due is None:  # (asked once per request arriving here: Replica.submit forgets it)
-            due = rep.arrival_due = rep.next_arrival(rep)
-        until = due
+        until = rep.arrival_hint()
         if until < now + MIN_STEPS * dt:  # too soon for a run (a decode step never gets shorter)
             return None
     run = DecodeRun(rep, plan, steps, dt, now, shape.decode_ctx_tokens, shape.decode_seqs, until)

@@ -361,7 +361,7 @@ class Replica:
             if n_decode:
                 shape.decode_seqs = n_seqs + plan.padded_seqs
                 shape.decode_ctx_tokens = running.decode_ctx_tokens() + plan.padded_ctx
-            start = self._vt if self._ahead else env.now
+            start = self._vt if self._ahead else env.now  # (Replica.now, inlined: every step reads it)
             dt = self.compute_s = price(shape)
             swap_s = st.swap_bytes / self.host_link_bps if st.swap_bytes else 0.0
             dt += swap_s
@@ -423,13 +423,18 @@ class Replica:
         limit = self._ahead_until
         if limit is not None:
             return limit
-        due = self.arrival_due
-        if due is None:  # (asked once per request arriving here: submit forgets both)
-            assert self.next_arrival is not None, "stepping ahead needs the arrival hint"
-            due = self.arrival_due = self.next_arrival(self)
+        due = self.arrival_hint()
         # no request left for it: its last steps are events (the simulation ends with the last)
         limit = self._ahead_until = -math.inf if due == math.inf else due - 4 * math.ulp(due)
         return limit
+
+    def arrival_hint(self) -> float:
+        """``next_arrival``'s answer, asked once per request arriving here (submit forgets it)."""
+        due = self.arrival_due
+        if due is None:
+            assert self.next_arrival is not None, "only a replica given the arrival hint asks for it"
+            due = self.arrival_due = self.next_arrival(self)
+        return due
 
     def _ride(self, run: decode_run.DecodeRun):
         """Wait out ``run`` until its end or a wake-up (an interrupt), whichever comes

@@ -160,15 +160,10 @@ class RunningSet:
         return self.due[first:] + self.due[:first]
 
     def blocks_between(self, lo: int, hi: int) -> int:
-        """The sum of :meth:`block_counts` from ``lo`` to ``hi``."""
-        bs = self.block_size
+        """The sum of :meth:`block_counts` from ``lo`` to ``hi``: whole cycles, then the start of one."""
         n = hi - lo + 1
-        first = lo % bs
-        part = n % bs
-        rest = self.due[first : first + part]
-        if first + part > bs:
-            rest = rest + self.due[: first + part - bs]
-        return (n // bs) * sum(self.due) + sum(rest)
+        cycle = self.block_cycle(lo)
+        return (n // self.block_size) * sum(cycle) + sum(cycle[: n % self.block_size])
 
     def take_until(self, until: int) -> None:
         """The members have their blocks up to clock value ``until`` (the next decode step's, or

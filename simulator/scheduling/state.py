@@ -27,8 +27,8 @@ class ReplicaState:
     """The scheduling state of one replica.
 
     ``clock`` is anything with a ``now`` attribute in seconds (the replica,
-    whose time is its SimPy environment's unless it steps ahead of it). ``kv`` is a KV manager from :mod:`simulator.memory`.
-    ``waiting`` defaults to a FIFO queue whose prefill work is not priced.
+    whose time is its SimPy environment's unless it steps ahead of it).
+    ``kv`` is a KV manager from :mod:`simulator.memory`. ``waiting`` defaults to a FIFO queue whose prefill work is not priced.
     ``swap_blocks`` is the host memory for swap preemption, in KV blocks, and
     ``block_bytes`` the size of one block (it prices the swap traffic).
     """
