@@ -230,6 +230,26 @@ def test_a_decode_runs_prices_are_step_times_exactly(overrides):
         assert model.decode_times(seqs, ctx, count) == want
 
 
+@pytest.mark.parametrize("overrides", [
+    [], ["model=mistral-7b"], ["latency.attention_efficiency=0.0001"], ["latency=constant"],
+    ["cluster.pp=2"], ["uncertainty.enabled=true"], ["model=llama-3.1-70b", "cluster.tp=4", "hardware=h200"],
+    ["scheduler.speculative.method=draft", "scheduler.speculative.draft_model=llama-3.2-1b"],
+    ["model=tiny-llama", "hardware=cpu", "latency.model=profile", "latency.profile.path=cpu-tiny-llama",
+     "workload.prompt_tokens.max=1024", "workload.output_tokens.max=256"],
+])  # fmt: skip
+def test_a_plain_decode_steps_price_is_its_step_time_exactly(overrides):
+    """decode_step_time (how the engine prices a plain decode step, without building its shape) gives
+    step_time's float for that shape, bit for bit, on every latency model, wrapped or not."""
+    from simulator.latency import build_latency_model
+    from simulator.latency.base import StepShape
+    from simulator.specs import ModelSpec
+
+    cfg = simulator.api.load_config(overrides)
+    model = build_latency_model(cfg, ModelSpec.from_config(cfg.model, cfg.cluster.tp))
+    for seqs, ctx in ((1, 17), (7, 9_000), (64, 150_000), (200, 2_000_000), (7, 9_007), (64, 150_000)):  # (cached again)
+        assert model.decode_step_time(seqs, ctx) == model.step_time(StepShape(decode_seqs=seqs, decode_ctx_tokens=ctx))
+
+
 def test_a_replica_whose_runs_keep_being_cut_short_backs_off_twice_as_long_each_time():
     """note_ride only picks the cheaper path: after a short run the replica steps through PAUSE_STEPS
     eligible steps, then twice as many after each further short run in a row (up to 2**MAX_BACKOFF

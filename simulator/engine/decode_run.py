@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import simpy
 
-from simulator.latency.base import LatencyModel, StepShape
+from simulator.latency.base import LatencyModel
 from simulator.metrics.recorder import DecodeRows, Recorder
 
 if TYPE_CHECKING:
@@ -296,18 +296,25 @@ class DecodeRun:
             kv.allocate(taken)
         seqs = self.seqs
         dt = rep.compute_s = self.durations[i]
-        rep.rec.record_step((
-            rep.index, rep.steps, self.ends[i - 1], dt, 0, 0, seqs, seqs, self.ctx0 + i * seqs,
-            kv.total - kv.free, kv.total, running.kv_entries() - (running.clock - self.clock0 - i) * seqs + st.prefill_kv + st.held_kv,
-            self.queued, self.in_flight, self.swapped, 0, 0, 0.0, 0, seqs,
-        ))  # fmt: skip
+        kv_tokens = running.kv_entries() - (running.clock - self.clock0 - i) * seqs + st.prefill_kv + st.held_kv
+        if self.swapped:
+            rep.rec.record_step((
+                rep.index, rep.steps, self.ends[i - 1], dt, 0, 0, seqs, seqs, self.ctx0 + i * seqs,
+                kv.total - kv.free, kv.total, kv_tokens, self.queued, self.in_flight, self.swapped, 0, 0, 0.0, 0, seqs,
+            ))  # fmt: skip
+        else:  # (the same row, short: DecodeStepRow)
+            rep.rec.record_decode((
+                rep.index, rep.steps, self.ends[i - 1], dt, seqs, self.ctx0 + i * seqs,
+                kv.total - kv.free, kv.total, kv_tokens, self.queued, self.in_flight,
+            ))  # fmt: skip
         rep.steps += 1
         self.started = i + 1
 
 
-def plan_run(rep: Replica, plan: Plan, shape: StepShape, dt: float, now: float) -> DecodeRun | None:
-    """The run that starts with the decode-only step ``plan`` (just recorded,
-    priced ``dt``, starting ``now``), or None when the next step may differ."""
+def plan_run(rep: Replica, plan: Plan, seqs: int, ctx: int, dt: float, now: float) -> DecodeRun | None:
+    """The run that starts with the decode-only step ``plan`` of ``seqs`` sequences over ``ctx``
+    context entries (just recorded, priced ``dt``, starting ``now``), or None when the next
+    step may differ."""
     if rep.ff_pause:  # recent runs were cut short: step through a while (see note_ride)
         rep.ff_pause -= 1
         return None
@@ -327,7 +334,7 @@ def plan_run(rep: Replica, plan: Plan, shape: StepShape, dt: float, now: float) 
         until = rep.arrival_hint()
         if until < now + MIN_STEPS * dt:  # too soon for a run (a decode step never gets shorter)
             return None
-    run = DecodeRun(rep, plan, steps, dt, now, shape.decode_ctx_tokens, shape.decode_seqs, until)
+    run = DecodeRun(rep, plan, steps, dt, now, ctx, seqs, until)
     return run if run.length >= MIN_STEPS else None
 
 

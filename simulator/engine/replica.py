@@ -330,8 +330,8 @@ class Replica:
         running = st.running
         kv = st.kv
         plan_step = self.scheduler.plan
-        price = self.latency.step_time
-        record = self.rec.record_step
+        price_decode = self.latency.decode_step_time
+        record_decode = self.rec.record_decode
         speculative = isinstance(running, SpeculativeRunningSet)
         beams = self.beam_width
         # runs of decode-only steps as one event, where every step is alike (see decode_run)
@@ -339,6 +339,8 @@ class Replica:
             decode_run.ENABLED and not speculative and beams == 1 and not self.scheduler.holds_finished
             and self.on_step_end is None and self.on_prefilled is None
         )  # fmt: skip
+        # a decode-only step may be a plain one (DecodeStepRow: one token per sequence, nothing padded)
+        plain = not speculative and beams == 1
         while True:
             if self._inbox:
                 self._join_inbox()
@@ -351,49 +353,23 @@ class Replica:
                 if (yield from self._idle()):
                     return
                 continue
-            if plan.prefill:
-                shape, recompute, completing = self._prefill_shape(plan)
-            else:
-                shape, recompute, completing = StepShape(), 0, 0
-            n_decode = len(running) if plan.decode else 0
-            emitted = running.draw_step() if n_decode and speculative else n_decode
-            n_seqs = n_decode * beams  # beam search: every beam is a sequence of the batch
-            if n_decode:
-                shape.decode_seqs = n_seqs + plan.padded_seqs
-                shape.decode_ctx_tokens = running.decode_ctx_tokens() + plan.padded_ctx
             start = self._vt if self._ahead else env.now  # (Replica.now, inlined: every step reads it)
-            dt = self.compute_s = price(shape)
-            swap_s = st.swap_bytes / self.host_link_bps if st.swap_bytes else 0.0
-            dt += swap_s
-            if kv.load_s:  # prefix blocks this step's admissions load from offload tiers (memory.offload): the step waits
-                dt += kv.load_s
-                kv.load_s = 0.0
-            preempted, st.preempted, st.swap_bytes = st.preempted, 0, 0.0
-            row: StepTuple = (  # the columns of StepRow, in order
-                self.index,
-                self.steps,
-                start,
-                dt,
-                shape.prefill_tokens - plan.padding_tokens,
-                shape.prefill_seqs,
-                n_seqs,
-                shape.prefill_seqs + n_seqs + plan.padded_seqs,
-                shape.decode_ctx_tokens,
-                kv.total - kv.free,
-                kv.total,
-                running.kv_entries() + st.prefill_kv + st.held_kv,
-                len(st.waiting) + self.inbound,
-                st.in_flight,
-                len(st.swapped),
-                preempted,
-                recompute,
-                swap_s,
-                plan.padding_tokens + plan.padded_seqs,
-                emitted + completing,
-            )
-            record(row)
+            n_decode = len(running) if plan.decode else 0
+            if (
+                plain and n_decode and not plan.prefill and not plan.padded_seqs
+                and not st.preempted and not st.swapped and not st.swap_bytes and not kv.load_s
+            ):  # fmt: skip
+                # a plain decode step (most steps): priced without a shape, its row the short one
+                ctx = running.decode_ctx_tokens()
+                dt = self.compute_s = price_decode(n_decode, ctx)
+                record_decode((
+                    self.index, self.steps, start, dt, n_decode, ctx, kv.total - kv.free, kv.total,
+                    running.kv_entries() + st.prefill_kv + st.held_kv, len(st.waiting) + self.inbound, st.in_flight,
+                ))  # fmt: skip
+            else:
+                dt, ctx = self._step_row(plan, n_decode, start, speculative, beams)
             self.steps += 1
-            run = decode_run.plan_run(self, plan, shape, dt, start) if fast and n_decode and not plan.prefill else None
+            run = decode_run.plan_run(self, plan, n_decode, ctx, dt, start) if fast and n_decode and not plan.prefill else None
             if run is None and self.ahead_ok:
                 end = start + dt
                 if end < self._ahead_limit():  # nothing can happen here before this step ends: apply it now
@@ -416,6 +392,52 @@ class Replica:
             self._apply(plan, env.now)
             if self.on_step_end is not None:
                 self.on_step_end(self)
+
+    def _step_row(self, plan, n_decode: int, start: float, speculative: bool, beams: int) -> tuple[float, int]:
+        """Price and record any step but a plain decode one (``_loop`` does those): its duration
+        and its decode context."""
+        st = self.sched_state
+        running, kv = st.running, st.kv
+        if plan.prefill:
+            shape, recompute, completing = self._prefill_shape(plan)
+        else:
+            shape, recompute, completing = StepShape(), 0, 0
+        emitted = running.draw_step() if n_decode and speculative else n_decode
+        n_seqs = n_decode * beams  # beam search: every beam is a sequence of the batch
+        if n_decode:
+            shape.decode_seqs = n_seqs + plan.padded_seqs
+            shape.decode_ctx_tokens = running.decode_ctx_tokens() + plan.padded_ctx
+        dt = self.compute_s = self.latency.step_time(shape)
+        swap_s = st.swap_bytes / self.host_link_bps if st.swap_bytes else 0.0
+        dt += swap_s
+        if kv.load_s:  # prefix blocks this step's admissions load from offload tiers (memory.offload): the step waits
+            dt += kv.load_s
+            kv.load_s = 0.0
+        preempted, st.preempted, st.swap_bytes = st.preempted, 0, 0.0
+        row: StepTuple = (  # the columns of StepRow, in order
+            self.index,
+            self.steps,
+            start,
+            dt,
+            shape.prefill_tokens - plan.padding_tokens,
+            shape.prefill_seqs,
+            n_seqs,
+            shape.prefill_seqs + n_seqs + plan.padded_seqs,
+            shape.decode_ctx_tokens,
+            kv.total - kv.free,
+            kv.total,
+            running.kv_entries() + st.prefill_kv + st.held_kv,
+            len(st.waiting) + self.inbound,
+            st.in_flight,
+            len(st.swapped),
+            preempted,
+            recompute,
+            swap_s,
+            plan.padding_tokens + plan.padded_seqs,
+            emitted + completing,
+        )
+        self.rec.record_step(row)
+        return dt, shape.decode_ctx_tokens
 
     def _ahead_limit(self) -> float:
         """Steps that end before this time may be applied ahead of the event loop: a few units

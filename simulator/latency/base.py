@@ -57,6 +57,11 @@ class LatencyModel(Component, ABC):
     def step_time(self, shape: StepShape) -> float:
         """Seconds the step takes on this replica (all TP ranks together)."""
 
+    def decode_step_time(self, seqs: int, ctx_tokens: int) -> float:
+        """:meth:`step_time` of a decode-only step of ``seqs`` sequences over ``ctx_tokens`` context
+        entries in all (the engine's most common step, priced without building its shape)."""
+        return self.step_time(StepShape(decode_seqs=seqs, decode_ctx_tokens=ctx_tokens))
+
     def decode_times(self, seqs: int, ctx_tokens: int, count: int) -> list[float]:
         """:meth:`step_time` of ``count`` decode-only steps of ``seqs`` sequences, the first over
         ``ctx_tokens`` context entries in all, each next over ``seqs`` more (a decode run)."""

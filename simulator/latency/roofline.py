@@ -249,6 +249,7 @@ class RooflineLatency(LatencyModel):
         self._lm_head = _Gemm(h, spec.vocab_size / tp, lm_wb, lm_flops, bytes_s, lam, n)
         self._linear_cache: dict[int, float] = {}
         self._lm_cache: dict[int, float] = {}
+        self._decode_work: dict[int, float] = {}  # decode steps: _token_work_s(seqs, seqs, seqs) by seqs
         ew_elems = 8 * h + 3 * inter / tp + 2 * (q + kv) / tp
         self._ew_tok = L * ew_elems * ACTIVATION_BYTES / bytes_s
         self._ew_fixed = L * ELEMENTWISE_KERNELS * lam
@@ -419,6 +420,27 @@ class RooflineLatency(LatencyModel):
             t += self.attention_decode_s(ds, shape.decode_ctx_tokens) if q == 1 else self.attention_decode_s(ds, shape.decode_ctx_tokens, q)
         return t
 
+    def decode_step_time(self, seqs: int, ctx_tokens: int) -> float:
+        # step_time's sums for this shape, in its order (the same float)
+        if seqs <= 0:
+            return super().decode_step_time(seqs, ctx_tokens)
+        work = self._decode_work.get(seqs)
+        if work is None:
+            work = self._decode_work_s(seqs)
+        if self._window:
+            return work + self.attention_decode_s(seqs, ctx_tokens)
+        c = self._attn_flop_pair * ctx_tokens  # attention_decode_s, inlined
+        m = self._kv_tok * (ctx_tokens + seqs)
+        return work + (self._attn_fixed + (c if c > m else m))
+
+    def _decode_work_s(self, seqs: int) -> float:
+        """A decode step's time before attention (``_token_work_s`` of ``seqs`` tokens, sequences and rows),
+        kept by batch size: batch sizes repeat, a few hundred of them in a run."""
+        work = self._decode_work.get(seqs)
+        if work is None:
+            work = self._decode_work[seqs] = self._token_work_s(seqs, seqs, seqs)
+        return work
+
     def _token_work_s(self, tokens: int, seqs: int, rows: int) -> float:
         """A step's time before attention, summed in this order (which :meth:`decode_times` relies on):
         overheads, the layer GEMMs of ``tokens`` rows, the LM head of ``rows`` rows, elementwise work,
@@ -441,7 +463,7 @@ class RooflineLatency(LatencyModel):
         # step_time's sum: the part that does not depend on the context once, then each step's attention
         if seqs <= 0:
             return super().decode_times(seqs, ctx_tokens, count)
-        t = self._token_work_s(seqs, seqs, seqs)
+        t = self._decode_work_s(seqs)
         # attention_decode_s's arithmetic, step by step, in numpy (the same floats; tests/test_fast_forward.py holds
         # the two paths to step_time's values). numpy's fixed cost of about 5 us pays from about 48 steps on.
         if count >= 48 and not self._window:

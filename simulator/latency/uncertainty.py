@@ -98,6 +98,9 @@ class ScaledLatency(LatencyModel):
     def step_time(self, shape: StepShape) -> float:
         return self.inner.step_time(shape) * self.factor
 
+    def decode_step_time(self, seqs: int, ctx_tokens: int) -> float:
+        return self.inner.decode_step_time(seqs, ctx_tokens) * self.factor
+
     def decode_times(self, seqs: int, ctx_tokens: int, count: int) -> list[float]:
         f = self.factor
         return [t * f for t in self.inner.decode_times(seqs, ctx_tokens, count)]

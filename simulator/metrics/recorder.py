@@ -92,6 +92,30 @@ class StepRow(NamedTuple):
 #: what ``record_step`` takes: one StepRow's values, in order, as a plain tuple
 StepTuple = tuple[int, int, float, float, int, int, int, int, int, int, int, int, int, int, int, int, int, float, int, int]
 
+
+class DecodeStepRow(NamedTuple):
+    """A plain decode step (most steps): every running sequence decodes one token and nothing
+    else happens - no prompt, no preemption, no swap, no padding. Its row of steps.parquet is
+    these values; the rest follow from them: ``batch_size`` and ``new_tokens`` are
+    ``decode_seqs``, every other count is 0. Recording 11 values instead of 20 halves what the
+    engine builds and the recorder converts for such a step (``record_decode``)."""
+
+    replica: int
+    step: int
+    start_s: float
+    duration_s: float
+    decode_seqs: int
+    decode_ctx_tokens: int
+    kv_blocks_used: int
+    kv_blocks_total: int
+    kv_tokens: int
+    num_waiting: int
+    num_running: int
+
+
+#: what ``record_decode`` takes: one DecodeStepRow's values, in order, as a plain tuple
+DecodeTuple = tuple[int, int, float, float, int, int, int, int, int, int, int]
+
 STEP_COLUMNS = StepRow._fields
 _STEP_FLOAT = {c for c, t in typing.get_type_hints(StepRow).items() if t is float}
 _STEP_INT = {c for c in STEP_COLUMNS if c not in _STEP_FLOAT}
@@ -123,6 +147,10 @@ class DecodeRows(NamedTuple):
 
 
 _COL = {c: i for i, c in enumerate(STEP_COLUMNS)}
+#: where each DecodeStepRow value goes among the step columns, and the columns that repeat its decode_seqs
+_DECODE_AT = [_COL[c] for c in DecodeStepRow._fields]
+_DECODE_SEQS_TOO = [_COL["batch_size"], _COL["new_tokens"]]
+_DECODE_SEQS = DecodeStepRow._fields.index("decode_seqs")
 
 
 def decode_columns(runs: list[DecodeRows], out: np.ndarray) -> None:
@@ -219,6 +247,7 @@ class Recorder:
         self._req_cols = {c: Column(dtype) for c, dtype in _REQ_NUMERIC.items()}
         self._req_text: dict[str, list] = {c: [] for c in _REQ_TEXT}
         self.step_rows: list[StepTuple] = []  # pending: packed into _step_cols every PACK_ROWS rows
+        self.decode_rows: list[DecodeTuple] = []  # ... and the plain decode steps' short rows
         #: packed step rows, column by column
         # (counts in int32, widened if one ever needs more: 96 bytes a step instead of 160)
         self._step_cols = [Column(np.int32 if c in _STEP_INT else np.float64) for c in STEP_COLUMNS]
@@ -234,8 +263,10 @@ class Recorder:
         self.replica_rows: list[tuple] = []
         #: optional requests.parquet columns (name -> (value by request id, default, dtype)), see ``request_column``
         self.extra: dict[str, tuple[dict[int, typing.Any], typing.Any, str]] = {}
-        #: hot path: ``record_step(row)``, one StepTuple per engine iteration
+        #: hot path: ``record_step(row)``, one StepTuple per engine iteration, or ``record_decode(row)``, one
+        #: DecodeTuple, for a plain decode step
         self.record_step = self.step_rows.append
+        self.record_decode = self.decode_rows.append
 
     def cut_last_step(self, replica: int, now: float) -> None:
         """``replica`` failed at ``now``: its step in progress (its last row, the one with
@@ -250,26 +281,32 @@ class Recorder:
     def _pack(self) -> None:
         """Move the pending step rows and gaps into numpy blocks, one per column, and the
         runs recorded at once with them (the same values). The lists are cleared in place:
-        the replicas hold their ``append``."""
-        rows = self.step_rows
-        if rows or self._fresh_runs:
+        the replicas hold their ``append``. (Rows go in as they come: the table sorts them.)"""
+        rows, short = self.step_rows, self.decode_rows
+        n_rows, n_short = len(rows), len(short)
+        if n_rows or n_short or self._fresh_runs:
             width = len(STEP_COLUMNS)
-            flat = itertools.chain.from_iterable(rows)
-            block = np.fromiter(flat, dtype=np.float64, count=len(rows) * width).reshape(-1, width)
+            columns = np.zeros((width, n_rows + n_short + self._fresh_count), dtype=np.float64)
+            if n_rows:
+                flat = itertools.chain.from_iterable(rows)
+                columns[:, :n_rows] = np.fromiter(flat, dtype=np.float64, count=n_rows * width).reshape(-1, width).T
+                rows.clear()
+            if n_short:
+                part = columns[:, n_rows : n_rows + n_short]
+                k = len(_DECODE_AT)
+                values = np.fromiter(itertools.chain.from_iterable(short), dtype=np.float64, count=n_short * k).reshape(-1, k).T
+                part[_DECODE_AT] = values
+                part[_DECODE_SEQS_TOO] = values[_DECODE_SEQS]
+                short.clear()
             if self._fresh_runs:  # the runs' rows after the others', all written at once
-                columns = np.zeros((width, len(rows) + self._fresh_count), dtype=np.float64)
-                columns[:, : len(rows)] = block.T
-                decode_columns(self._fresh_runs, columns[:, len(rows) :])
+                decode_columns(self._fresh_runs, columns[:, n_rows + n_short :])
                 self._fresh_runs = []
                 self._fresh_count = 0
-            else:
-                columns = np.ascontiguousarray(block.T)  # one row per column
             fits = bool(columns.shape[1] == 0) or all(
                 columns[i].max() <= _INT32.max and columns[i].min() >= _INT32.min for i in _STEP_INT_AT
             )
             for col, values in zip(self._step_cols, columns):
                 col.extend(values, fits=fits)  # (a count column checks for itself when some value is out of int32)
-            rows.clear()
         self._itl_gaps.extend(self.itl_gap)
         self._itl_counts.extend(self.itl_count)
         self.itl_gap.clear()
@@ -321,7 +358,7 @@ class Recorder:
         q["session"].append(r.session)
         q["tier"].append(r.tier)
         q["attempts"].append(r.attempts)
-        if len(self.step_rows) >= PACK_ROWS:
+        if len(self.step_rows) + len(self.decode_rows) >= PACK_ROWS:
             self._pack()
         if len(q["request_id"]) >= PACK_ROWS:
             self._pack_requests()
