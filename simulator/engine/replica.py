@@ -328,6 +328,7 @@ class Replica:
         env = self.env
         st = self.sched_state
         running = st.running
+        members = running.members  # (len(members) is len(running), at C speed: every step reads it)
         kv = st.kv
         plan_step = self.scheduler.plan
         price_decode = self.latency.decode_step_time
@@ -354,7 +355,7 @@ class Replica:
                     return
                 continue
             start = self._vt if self._ahead else env.now  # (Replica.now, inlined: every step reads it)
-            n_decode = len(running) if plan.decode else 0
+            n_decode = len(members) if plan.decode else 0
             if (
                 plain and n_decode and not plan.prefill and not plan.padded_seqs
                 and not st.preempted and not st.swapped and not st.swap_bytes and not kv.load_s
@@ -372,7 +373,8 @@ class Replica:
             run = decode_run.plan_run(self, plan, n_decode, ctx, dt, start) if fast and n_decode and not plan.prefill else None
             if run is None and self.ahead_ok:
                 end = start + dt
-                if end < self._ahead_limit():  # nothing can happen here before this step ends: apply it now
+                limit = self._ahead_until
+                if end < (self._ahead_limit() if limit is None else limit):  # nothing can happen here before this step ends: apply it now
                     self._vt = end
                     self._ahead = True
                     self._apply(plan, end)
@@ -554,13 +556,14 @@ class Replica:
             # Inter-token gaps: members that joined since the last decode step
             # each have their own gap; all others share one.
             n_fresh = 0
-            clock = running.clock
-            for r, epoch in running.fresh:
-                if r.epoch == epoch and r.join_step == clock:
-                    rec.record_itl(now - r.last_token_s, 1)
-                    n_fresh += 1
-            running.fresh = []
-            continuing = len(running) - n_fresh
+            if running.fresh:
+                clock = running.clock
+                for r, epoch in running.fresh:
+                    if r.epoch == epoch and r.join_step == clock:
+                        rec.record_itl(now - r.last_token_s, 1)
+                        n_fresh += 1
+                running.fresh = []
+            continuing = len(running.members) - n_fresh
             done, gap = running.decode_done(now)
             rec.record_itl(gap, continuing)
             for r in done:

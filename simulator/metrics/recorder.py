@@ -243,7 +243,7 @@ class Recorder:
     def __init__(self, pools: list[str] | None = None, block_size: int = 16) -> None:
         self.pools = pools or []  # pool name of each replica index
         self.block_size = block_size
-        self.req: dict[str, list] = {c: [] for c in REQUEST_COLUMNS}  # pending: packed every PACK_ROWS requests
+        self.req: list[tuple] = []  # pending ended requests, one REQUEST_COLUMNS tuple each: packed every PACK_ROWS
         self._req_cols = {c: Column(dtype) for c, dtype in _REQ_NUMERIC.items()}
         self._req_text: dict[str, list] = {c: [] for c in _REQ_TEXT}
         self.step_rows: list[StepTuple] = []  # pending: packed into _step_cols every PACK_ROWS rows
@@ -340,41 +340,27 @@ class Recorder:
 
     def end_request(self, r) -> None:
         q = self.req
-        q["request_id"].append(r.id)
-        q["arrival_s"].append(r.arrival_s)
-        q["prompt_tokens"].append(r.prompt)
-        q["output_tokens"].append(r.output)
-        q["status"].append(r.status)
-        q["reject_reason"].append(r.reject_reason)
-        q["replica"].append(r.replica)
-        q["first_scheduled_s"].append(r.first_scheduled_s)
-        q["prefill_done_s"].append(r.prefill_done_s)
-        q["first_token_s"].append(r.first_token_s)
-        q["last_token_s"].append(r.last_token_s)
-        q["finish_s"].append(r.finish_s)
-        q["preemptions"].append(r.preemptions)
-        q["swaps"].append(r.swaps)
-        q["tenant"].append(r.tenant)
-        q["session"].append(r.session)
-        q["tier"].append(r.tier)
-        q["attempts"].append(r.attempts)
+        q.append((  # REQUEST_COLUMNS, in order
+            r.id, r.arrival_s, r.prompt, r.output, r.status, r.reject_reason, r.replica, r.first_scheduled_s,
+            r.prefill_done_s, r.first_token_s, r.last_token_s, r.finish_s, r.preemptions, r.swaps, r.tenant,
+            r.session, r.tier, r.attempts,
+        ))  # fmt: skip
         if len(self.step_rows) + len(self.decode_rows) >= PACK_ROWS:
             self._pack()
-        if len(q["request_id"]) >= PACK_ROWS:
+        if len(q) >= PACK_ROWS:
             self._pack_requests()
 
     def _pack_requests(self) -> None:
         """Numeric columns of the pending requests into numpy blocks (8 bytes a value
         instead of a Python object); text columns stay lists of shared strings."""
-        q = self.req
-        for c in _REQ_NUMERIC:
-            self._req_cols[c].extend(q[c])
-            q[c] = []
-        for c in _REQ_TEXT:  # one str object per distinct value (tenant, tier... repeat)
-            col = q[c]
-            col[:] = [sys.intern(v) if type(v) is str else v for v in col]
-            self._req_text[c].extend(col)
-            q[c] = []
+        if not self.req:
+            return
+        for c, values in zip(REQUEST_COLUMNS, zip(*self.req)):
+            if c in _REQ_NUMERIC:
+                self._req_cols[c].extend(values)
+            else:  # one str object per distinct value (tenant, tier... repeat)
+                self._req_text[c].extend([sys.intern(v) if type(v) is str else v for v in values])
+        self.req.clear()
 
     def request_column(self, name: str, default: typing.Any, dtype: str) -> dict[int, typing.Any]:
         """Add column ``name`` (pandas ``dtype``) to the requests table: the returned dict, filled by

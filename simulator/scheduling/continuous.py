@@ -38,12 +38,13 @@ class ContinuousScheduler(Scheduler):
     def plan(self):
         st = self.state
         waiting, running, kv = st.waiting, st.running, st.kv
+        members = running.members  # (the set's own dict: read at C speed, every step)
         plan = Plan()
         if st.swapped:
             self.swap_in()
         elif waiting:
             tokens = 0
-            seqs = len(running) + st.arriving
+            seqs = len(members) + st.arriving
             while waiting and seqs < self.max_batch_size:
                 req = waiting[0]
                 need = req.target - max(req.prefilled, kv.cached_tokens(req))  # tokens to compute
@@ -59,12 +60,12 @@ class ContinuousScheduler(Scheduler):
                 seqs += 1
             if plan.prefill:
                 return plan
-        if not running:
+        if not members:
             # Idle; swapped requests wait for memory held by KV in transit to
             # this replica (disaggregation), which frees when it arrives.
             return None
         self.grow_for_decode()
-        if not running:  # all preempted: re-plan, which re-admits the oldest
+        if not members:  # all preempted: re-plan, which re-admits the oldest
             return self.plan()
         plan.decode = True
         return plan
