@@ -314,10 +314,7 @@ class DecodeRun:
 def plan_run(rep: Replica, plan: Plan, seqs: int, ctx: int, dt: float, now: float) -> DecodeRun | None:
     """The run that starts with the decode-only step ``plan`` of ``seqs`` sequences over ``ctx``
     context entries (just recorded, priced ``dt``, starting ``now``), or None when the next
-    step may differ."""
-    if rep.ff_pause:  # recent runs were cut short: step through a while (see note_ride)
-        rep.ff_pause -= 1
-        return None
+    step may differ. (The replica does not ask while it steps through after short runs: note_ride.)"""
     st = rep.sched_state
     if st.waiting or st.prefilling or st.swapped or st.held or st.arriving or rep._inbox or rep._forks:
         return None

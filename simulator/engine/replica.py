@@ -370,7 +370,12 @@ class Replica:
             else:
                 dt, ctx = self._step_row(plan, n_decode, start, speculative, beams)
             self.steps += 1
-            run = decode_run.plan_run(self, plan, n_decode, ctx, dt, start) if fast and n_decode and not plan.prefill else None
+            run = None
+            if fast and n_decode and not plan.prefill:
+                if self.ff_pause:  # recent runs were cut short: step through a while (decode_run.note_ride)
+                    self.ff_pause -= 1
+                else:
+                    run = decode_run.plan_run(self, plan, n_decode, ctx, dt, start)
             if run is None and self.ahead_ok:
                 end = start + dt
                 limit = self._ahead_until

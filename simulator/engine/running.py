@@ -165,6 +165,17 @@ class RunningSet:
         cycle = self.block_cycle(lo)
         return (n // self.block_size) * sum(cycle) + sum(cycle[: n % self.block_size])
 
+    def take_next(self, free: int) -> int | None:
+        """The next decode step's new blocks, taken if they fit in ``free``: their count (the caller
+        allocates them), or None, taking nothing, when they do not (``counts_blocks`` sets only).
+        :meth:`block_count` and :meth:`take_until` in one call, as every decode step asks."""
+        nxt = self.clock + 1
+        n = self.due[nxt % self.block_size] if self.grows else 0
+        if n > free:
+            return None
+        self.grown = nxt
+        return n
+
     def take_until(self, until: int) -> None:
         """The members have their blocks up to clock value ``until`` (the next decode step's, or
         those of a decode run's steps as they start)."""

@@ -124,11 +124,10 @@ class Scheduler(Component, ABC):
         kv = st.kv
         running = st.running
         if running.counts_blocks:
-            n = running.block_count()
-            if n <= kv.free:  # the common case: no member is listed, the set counts its blocks
+            n = running.take_next(kv.free)
+            if n is not None:  # the common case: they fit (no member is listed, the set counts its blocks)
                 if n:
                     kv.allocate(n)
-                running.take_until(running.clock + 1)
                 return
         needers = running.block_needers()  # a member once per block it needs (beam groups may need several)
         while len(needers) > kv.free and (st.running or st.prefilling):
