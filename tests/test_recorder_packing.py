@@ -43,6 +43,23 @@ def test_a_narrow_count_column_widens_before_it_overflows():
     assert col.values().tolist() == [1, 2, 3, 2**40, -5]
 
 
+def test_a_column_keeps_every_value_as_it_grows_and_widens():
+    """Blocks appended past the capacity again and again (it grows eightfold), a widening on the
+    way: the column is their concatenation."""
+    import numpy as np
+
+    from simulator.metrics.columns import Column
+
+    rng = np.random.default_rng(0)
+    blocks = [rng.integers(-1000, 1000, size=int(n)).astype(np.float64) for n in rng.integers(1, 9000, size=40)]
+    blocks[25][3] = 2.0**35  # out of int32: the column widens to int64 there
+    col = Column(np.int32)
+    for block in blocks:
+        col.extend(block)
+    assert col.data.dtype == np.int64
+    assert col.values().tolist() == np.concatenate(blocks).astype(np.int64).tolist()
+
+
 def _steps_file_by_whole_table(result, path, row_group: int) -> None:
     from simulator.metrics.steps import parquet_options
 

