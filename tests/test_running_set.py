@@ -43,11 +43,16 @@ def test_block_count_and_blocks_held_match_per_member_arithmetic(bs):
         if not rs:
             continue
         members = list(rs.members.values())
+        # the entries held and the context the next step reads (the engine records the one as the other less the size)
+        assert rs.kv_entries() == sum(_entries(rs, r) for r in members) == rs.decode_ctx_tokens() - len(members)
         # before the step: whoever's next token starts a block needs one
         needers = [r for r in members if _entries(rs, r) % bs == 0]
         assert rs.block_count() == len(needers)
+        nxt = rs.clock + 1
+        assert rs.take_next(-1) is None and rs.grown < nxt  # (they do not fit: nothing is taken)
         assert sorted(r.id for r in rs.block_needers()) == sorted(r.id for r in needers)
-        if rng.random() < 0.1:  # the pool is short: the newest is preempted before the blocks are taken
+        short = rng.random() < 0.1
+        if short:  # the pool is short: the newest is preempted before the blocks are taken
             victim = rs.newest()
             held = rs.blocks_held(victim)
             assert held == -(-_entries(rs, victim) // bs)
@@ -55,7 +60,10 @@ def test_block_count_and_blocks_held_match_per_member_arithmetic(bs):
             assert victim.blocks == held
             left.append(victim)
             needers = [r for r in needers if r is not victim]
-        rs.blocks_taken(needers)
+        if short:
+            rs.blocks_taken(needers)
+        else:  # as every decode step takes them when they fit
+            assert rs.take_next(len(needers)) == len(needers) and rs.grown == nxt
         for r in rs.members.values():  # between taking the blocks and the step's end
             assert rs.blocks_held(r) == -(-(_entries(rs, r) + 1) // bs)
         done, _ = rs.decode_done(1.0)

@@ -341,7 +341,7 @@ class Replica:
             and self.on_step_end is None and self.on_prefilled is None
         )  # fmt: skip
         # a decode-only step may be a plain one (DecodeStepRow: one token per sequence, nothing padded)
-        plain = not speculative and beams == 1
+        plain = type(running) is RunningSet  # (not speculative, one beam: its kv_entries() is decode_ctx_tokens() less its size)
         while True:
             if self._inbox:
                 self._join_inbox()
@@ -365,7 +365,7 @@ class Replica:
                 dt = self.compute_s = price_decode(n_decode, ctx)
                 record_decode((
                     self.index, self.steps, start, dt, n_decode, ctx, kv.total - kv.free, kv.total,
-                    running.kv_entries() + st.prefill_kv + st.held_kv, len(st.waiting) + self.inbound, st.in_flight,
+                    ctx - n_decode + st.prefill_kv + st.held_kv, len(st.waiting) + self.inbound, st.in_flight,
                 ))  # fmt: skip
             else:
                 dt, ctx = self._step_row(plan, n_decode, start, speculative, beams)
