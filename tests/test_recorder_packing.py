@@ -112,3 +112,17 @@ def test_the_public_steps_table_has_int64_counts_and_is_made_once():
     assert all(table[c].dtype == np.int64 for c in _STEP_INT)
     assert result.steps is table  # made once...
     assert rows.frame is table  # ... and the packed columns let go
+
+
+@pytest.mark.parametrize("values", [["completed", "rejected", "completed", "", None], [], ["a"] * 3, [None, None], ["s1", "s2", "s3"]])
+def test_a_text_column_is_what_pandas_makes_of_it(values):
+    """The requests table's text columns: each distinct string converted once, the same array as
+    ``pd.array(values, dtype="string")`` (type, dtype, values and missing ones)."""
+    import numpy as np
+
+    from simulator.metrics.recorder import _strings
+
+    column = np.asarray(values, dtype=object)
+    want, got = pd.array(column, dtype="string"), _strings(column)
+    assert type(got) is type(want) and got.dtype == want.dtype
+    pd.testing.assert_extension_array_equal(got, want)
