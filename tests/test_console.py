@@ -19,10 +19,39 @@ def text(summary: dict, outdir: str | None = None) -> str:
 
 
 def test_overload_is_named_with_what_the_run_served():
-    r = simulator.run([*QUICK, "workload.rate=40"])  # one H100 serves ~14 req/s
+    r = simulator.run([*QUICK, "workload.num_requests=1000", "workload.rate=40"])  # one H100 serves ~15 req/s
     out = text(r.summary)
+    win = r.summary["window"]
+    assert win["in_system_at_last_arrival"] > 1.25 * win["in_system_midway"]  # the backlog grew all along
     assert "note: overloaded: 40 req/s offered" in out and "servesim-plan max-rate" in out
+    assert f"grew from {win['in_system_midway']:,} midway" in out and "a longer run tells" not in out
     assert overload_note(simulator.run([*QUICK, "workload.rate=4"]).summary) is None
+
+
+def test_a_run_shorter_than_its_requests_says_so():
+    """200 requests at 40 req/s: the arrivals end before a typical request does, so the note says a
+    longer run is what tells overload from the system filling up."""
+    note = overload_note(simulator.run([*QUICK, "workload.rate=40"]).summary)
+    assert note is not None and note.startswith("note: overloaded") and "a longer run tells overload" in note
+
+
+def test_a_short_fleet_run_that_keeps_up_is_not_called_overloaded():
+    """64 replicas at 12 req/s each (each serves ~15): a quarter of the short run is the drain of requests
+    several seconds long, so throughput counts under the offered rate - but the requests in the system
+    held steady, and the note says the drain weighs, not that the queue grew."""
+    r = simulator.run([*QUICK, "cluster.replicas=64", "workload.rate=768", "workload.num_requests=20000", "output.tables=false"])
+    win = r.summary["window"]
+    assert abs(win["in_system_at_last_arrival"] - win["in_system_midway"]) < 0.05 * win["in_system_midway"]
+    note = overload_note(r.summary)
+    assert note is not None and note.startswith("note: the drain after the last arrival") and "overloaded" not in note
+
+
+def test_a_summary_without_the_in_system_counts_keeps_the_former_note():
+    summary = simulator.run([*QUICK, "workload.rate=40"]).summary
+    for key in ("in_system_midway", "in_system_at_last_arrival"):
+        del summary["window"][key]  # type: ignore[misc]
+    note = overload_note(summary)
+    assert note is not None and note.startswith("note: overloaded: 40 req/s offered") and "grew from" not in note
 
 
 def test_large_latencies_name_their_unit():

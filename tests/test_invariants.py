@@ -113,6 +113,14 @@ def test_every_request_ends_exactly_once(result):
     assert done[["first_token_s", "finish_s"]].notna().all().all()
 
 
+def test_the_requests_in_the_system_are_counted_request_by_request(result):
+    """window.in_system_*: the requests arrived and not yet ended halfway to the last arrival and at it."""
+    df, win = result.requests, result.summary["window"]
+    for key, t in (("in_system_midway", win["last_arrival_s"] / 2), ("in_system_at_last_arrival", win["last_arrival_s"])):
+        held = [r for r in df.itertuples() if r.arrival_s <= t and not r.finish_s <= t]
+        assert win[key] == len(held)
+
+
 def test_tokens_produced_equal_tokens_requested(result):
     # Every completed prefill yields a token, every decoding sequence one more.
     done = result.requests[result.requests["status"] == "completed"]

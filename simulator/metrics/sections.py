@@ -99,6 +99,8 @@ class WindowSection(TypedDict):
     start_s: float
     end_s: float
     last_arrival_s: float
+    in_system_midway: int  # requests arrived and not yet ended at last_arrival_s / 2
+    in_system_at_last_arrival: int  # ... and at last_arrival_s
     note: str
 
 

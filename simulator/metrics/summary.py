@@ -265,11 +265,22 @@ def _requests(run: _Run) -> RequestsSection:
 
 
 def _window(run: _Run) -> WindowSection:
+    arrival = run.requests["arrival_s"].to_numpy()
+    finish = run.requests["finish_s"].to_numpy()
+    last = float(arrival.max()) if run.n else 0.0
+
+    def in_system(t: float) -> int:  # arrived by t and not ended by t (a request never ended counts)
+        return int(((arrival <= t) & ~(finish <= t)).sum())
+
     return {
         "start_s": 0.0,
         "end_s": run.window,
         # the last arrival: what follows is the drain, which throughput and goodput include
-        "last_arrival_s": float(run.requests["arrival_s"].max()) if run.n else 0.0,
+        "last_arrival_s": last,
+        # requests in the system halfway to the last arrival and at it: a backlog that grows between the
+        # two (by more than a steady system's fluctuation) is offered load beyond what the run served
+        "in_system_midway": in_system(last / 2),
+        "in_system_at_last_arrival": in_system(last),
         "note": "whole run: warm-up and drain included",
     }
 

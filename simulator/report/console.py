@@ -108,7 +108,10 @@ def cluster_line(summary: Summary) -> str | None:
 
 
 def overload_note(summary: Summary) -> str | None:
-    """A line when the offered load exceeded what the run served: the queue still grew at the last arrival."""
+    """A line when the run served less than was offered and its drain weighs (over a quarter of the
+    run): overloaded if the requests in the system grew over the second half of the arrivals by more
+    than a steady system's fluctuation (three standard deviations of the difference of two Poisson
+    counts of that size), else only the drain: the configuration kept up, the run was short."""
     s, th, win = summary["scenario"], summary["throughput"], summary.get("window", {})
     end, last = win.get("end_s"), win.get("last_arrival_s")
     offered = s.get("rate_rps") or 0.0
@@ -118,10 +121,30 @@ def overload_note(summary: Summary) -> str | None:
     served = th["requests_per_s"]
     if drain <= 0.25 or offered <= 1.1 * served:
         return None
+    mid, at_last = win.get("in_system_midway"), win.get("in_system_at_last_arrival")
+    advice = "lower workload.rate, add replicas or GPUs (servesim-plan max-rate finds the rate this configuration sustains)"
+    if mid is None or at_last is None:  # (a summary written before these counts)
+        return (
+            f"note: overloaded: {offered:.3g} req/s offered, {served:.2f} req/s served; draining the backlog took "
+            f"{drain:.0%} of the run, so latencies grow with the run's length; {advice}"
+        )
+    if at_last - mid > max(0.25 * mid, 3 * math.sqrt(2 * mid + 1)):
+        e2e = summary["latency_s"]["e2e"]["p50"]
+        short = (
+            f" (its arrivals last {last:.3g} s, less than the median e2e of {e2e:.3g} s: a longer run tells overload "
+            f"from the system filling up)"
+            if e2e is not None and last < e2e
+            else ""
+        )
+        return (
+            f"note: overloaded: {offered:.3g} req/s offered, {served:.2f} req/s served; requests in the system grew from "
+            f"{mid:,} midway through the arrivals to {at_last:,} at the last, and draining them took {drain:.0%} of the "
+            f"run, so latencies grow with the run's length{short}; {advice}"
+        )
     return (
-        f"note: overloaded: {offered:.3g} req/s offered, {served:.2f} req/s served; the queue was still growing at the last "
-        f"arrival and draining it took {drain:.0%} of the run, so latencies grow with the run's length; lower "
-        f"workload.rate, add replicas or GPUs (servesim-plan max-rate finds the rate this configuration sustains)"
+        f"note: the drain after the last arrival is {drain:.0%} of the run: requests in the system held steady "
+        f"({mid:,} midway through the arrivals, {at_last:,} at the last), so the configuration kept up, and throughput, "
+        f"which counts the drain, understates what it sustains; more requests (workload.num_requests) shrink the drain"
     )
 
 
