@@ -129,6 +129,23 @@ def test_continuous_decode_step_gives_a_block_to_whoever_starts_one():
     assert (st.running.blocks_held(a), st.running.blocks_held(b), st.kv.free) == (3, 2, 5)
 
 
+def test_the_shared_decode_only_plan_cannot_be_changed():
+    """Every decode-only step of the continuous policy returns one shared plan: equal to Plan(decode=True),
+    and no one can set a field of it or add a prefill to it (which would reach every later step)."""
+    import pytest
+
+    from simulator.scheduling.base import DECODE_ONLY
+
+    st, s = make("continuous", blocks=10)
+    decoding(st, 0, prompt=20, generated=1)
+    assert s.plan() is DECODE_ONLY and DECODE_ONLY == Plan(decode=True) and DECODE_ONLY != Plan()
+    with pytest.raises(AttributeError, match="shared by every decode-only step"):
+        DECODE_ONLY.padded_seqs = 1
+    with pytest.raises(AttributeError):
+        DECODE_ONLY.prefill.append((None, 1))  # type: ignore[attr-defined]
+    assert DECODE_ONLY == Plan(decode=True)
+
+
 def test_continuous_admission_stops_at_max_batch_size():
     """max_batch_size 3 with two requests decoding: one of the three queued
     16-token prompts joins, the other two wait."""

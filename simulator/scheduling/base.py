@@ -41,6 +41,36 @@ class Plan:
     padded_ctx: int = 0  # ... and their context
 
 
+class _ReadOnlyPlan(Plan):
+    """A plan no one may change (its fields are set once, its prefill list is an empty tuple)."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"DECODE_ONLY is shared by every decode-only step: make a Plan to set {name}")
+
+    def __eq__(self, other: object) -> bool:  # equal to a Plan of the same fields (its prefill a tuple, theirs a list)
+        if not isinstance(other, Plan):
+            return NotImplemented
+        return all(list(getattr(self, f)) == list(getattr(other, f)) if f == "prefill" else getattr(self, f) == getattr(other, f)
+                   for f in Plan.__slots__)  # fmt: skip
+
+    __hash__ = None  # type: ignore[assignment]  # (as Plan's)
+
+
+def _decode_only() -> Plan:
+    plan = object.__new__(_ReadOnlyPlan)
+    for name, value in (("prefill", ()), ("decode", True), ("padding_tokens", 0), ("padding_pairs", 0.0), ("padded_seqs", 0),
+                        ("padded_ctx", 0)):  # fmt: skip
+        object.__setattr__(plan, name, value)
+    return plan
+
+
+#: the plan of a step in which every running request decodes and nothing else happens, shared by every
+#: such step (plans are read, never changed, once a scheduler returns them; this one cannot be changed)
+DECODE_ONLY: Plan = _decode_only()
+
+
 class Scheduler(Component, ABC):
     """One policy per engine; registered under ``scheduler.policy``. It checks its settings
     (:meth:`check`, and :meth:`check_prompts` against the workload's longest prompt) and is

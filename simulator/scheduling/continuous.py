@@ -23,7 +23,7 @@ whose recompute exceeds the budget is prefilled alone, so it always finishes.
 
 from __future__ import annotations
 
-from simulator.scheduling.base import SCHEDULERS, Plan, Scheduler
+from simulator.scheduling.base import DECODE_ONLY, SCHEDULERS, Plan, Scheduler
 
 
 @SCHEDULERS.register("continuous")
@@ -39,10 +39,10 @@ class ContinuousScheduler(Scheduler):
         st = self.state
         waiting, running, kv = st.waiting, st.running, st.kv
         members = running.members  # (the set's own dict: read at C speed, every step)
-        plan = Plan()
         if st.swapped:
             self.swap_in()
         elif waiting:
+            plan = Plan()
             tokens = 0
             seqs = len(members) + st.arriving
             while waiting and seqs < self.max_batch_size:
@@ -67,5 +67,4 @@ class ContinuousScheduler(Scheduler):
         self.grow_for_decode()
         if not members:  # all preempted: re-plan, which re-admits the oldest
             return self.plan()
-        plan.decode = True
-        return plan
+        return DECODE_ONLY
