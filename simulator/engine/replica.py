@@ -570,7 +570,9 @@ class Replica:
                 running.fresh = []
             continuing = len(running.members) - n_fresh
             done, gap = running.decode_done(now)
-            rec.record_itl(gap, continuing)
+            if continuing:  # (Recorder.record_itl, without the call: every decode step records its gap)
+                rec.itl_gap_append(gap)
+                rec.itl_count_append(continuing)
             for r in done:
                 entries = running.remove(r)
                 r.last_token_s = now

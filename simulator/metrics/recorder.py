@@ -272,9 +272,12 @@ class Recorder:
         #: optional requests.parquet columns (name -> (value by request id, default, dtype)), see ``request_column``
         self.extra: dict[str, tuple[dict[int, typing.Any], typing.Any, str]] = {}
         #: hot path: ``record_step(row)``, one StepTuple per engine iteration, or ``record_decode(row)``, one
-        #: DecodeTuple, for a plain decode step
+        #: DecodeTuple, for a plain decode step; a decode step's shared gap is ``record_itl``'s two appends,
+        #: ``itl_gap_append(gap)`` and ``itl_count_append(count)`` (a count of at least one)
         self.record_step = self.step_rows.append
         self.record_decode = self.decode_rows.append
+        self.itl_gap_append = self.itl_gap.append
+        self.itl_count_append = self.itl_count.append
 
     def cut_last_step(self, replica: int, now: float) -> None:
         """``replica`` failed at ``now``: its step in progress (its last row, the one with

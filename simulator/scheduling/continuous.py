@@ -47,10 +47,9 @@ class ContinuousScheduler(Scheduler):
             seqs = len(members) + st.arriving
             while waiting and seqs < self.max_batch_size:
                 req = waiting[0]
-                need = req.target - max(req.prefilled, kv.cached_tokens(req))  # tokens to compute
                 # A recomputed request may exceed the budget; it then runs alone.
-                if plan.prefill and tokens + need > self.max_batch_tokens:
-                    break
+                if plan.prefill and tokens + req.target - max(req.prefilled, kv.cached_tokens(req)) > self.max_batch_tokens:
+                    break  # (its tokens to compute, asked for only when it would share the step)
                 if not kv.can_admit(kv.admit_cost(req, req.target)):
                     break
                 self.admit_head()
