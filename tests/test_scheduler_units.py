@@ -383,3 +383,22 @@ def test_static_batch_decodes_on_with_its_finished_members_as_padding():
     w = queued(st, 3, 16)
     assert s.plan() == Plan(decode=True, padded_seqs=2, padded_ctx=102)
     assert list(st.waiting) == [w]
+
+
+def test_every_allocation_mode_counts_blocks_as_its_reservation_says():
+    """blocks_to_hold and ever_fits: the blocks of max(tokens, reservation) beyond those held, each mode's
+    reservation and block count asked only where the mode overrides them (``reserves``), the same answers."""
+    from simulator.memory import ALLOCATIONS
+    from simulator.memory.paged import BlockManager as Base
+
+    for name in ALLOCATIONS.names():
+        cls = ALLOCATIONS.get(name)
+        kv = cls(1000, BS, max_model_len=4096)
+        assert cls.reserves == (cls.reservation is not Base.reservation or cls.blocks_for is not Base.blocks_for)
+        for prompt, output, held, tokens in ((1, 1, 0, 0), (17, 5, 0, 17), (100, 900, 3, 100), (4000, 96, 300, 4000)):
+            req = Request(0, 0.0, prompt, output)
+            req.blocks = held
+            want = kv.blocks_for(max(tokens, kv.reservation(req)))  # (the general rule, as each mode defines it)
+            assert kv.blocks_to_hold(req, tokens) == max(want - held, 0), (name, prompt, tokens)
+            fits = kv.blocks_for(max(prompt + output - 1, kv.reservation(req))) <= kv.total - kv.watermark_blocks
+            assert kv.ever_fits(req) == fits, name
