@@ -56,11 +56,13 @@ def test_the_recorded_step_tuple_matches_the_named_step_row() -> None:
     assert STEP_COLUMNS[:4] == ("replica", "step", "start_s", "duration_s")  # positions Recorder.cut_last_step uses
 
 
-def test_the_short_decode_row_is_a_subset_of_the_step_row() -> None:
-    """DecodeTuple (a plain decode step's record) matches DecodeStepRow, whose every field is a StepRow
-    column of the same type."""
-    from simulator.metrics.recorder import DecodeStepRow, DecodeTuple, StepRow
+def test_the_short_rows_are_subsets_of_the_step_row() -> None:
+    """DecodeTuple and PrefillTuple (a plain decode step's and a prompt-only step's records) match
+    DecodeStepRow and PrefillStepRow, whose every field is a StepRow column of the same type."""
+    from simulator.metrics.recorder import DecodeStepRow, DecodeTuple, PrefillStepRow, PrefillTuple, StepRow
 
-    hints, full = typing.get_type_hints(DecodeStepRow), typing.get_type_hints(StepRow)
-    assert typing.get_args(DecodeTuple) == tuple(hints.values())
-    assert all(full[name] is kind for name, kind in hints.items())
+    full = typing.get_type_hints(StepRow)
+    for row, recorded in ((DecodeStepRow, DecodeTuple), (PrefillStepRow, PrefillTuple)):
+        hints = typing.get_type_hints(row)
+        assert typing.get_args(recorded) == tuple(hints.values())
+        assert all(full[name] is kind for name, kind in hints.items())

@@ -421,6 +421,13 @@ class Replica:
             dt += kv.load_s
             kv.load_s = 0.0
         preempted, st.preempted, st.swap_bytes = st.preempted, 0, 0.0
+        if not n_decode and not plan.padding_tokens and not plan.padded_seqs and not preempted and not swap_s and not st.swapped:
+            self.rec.record_prefill((  # prompts only (PrefillStepRow: the other columns are 0 or repeat these)
+                self.index, self.steps, start, dt, shape.prefill_tokens, shape.prefill_seqs, kv.total - kv.free, kv.total,
+                running.kv_entries() + st.prefill_kv + st.held_kv, len(st.waiting) + self.inbound, st.in_flight,
+                recompute, completing,
+            ))  # fmt: skip
+            return dt, 0
         row: StepTuple = (  # the columns of StepRow, in order
             self.index,
             self.steps,

@@ -116,6 +116,30 @@ class DecodeStepRow(NamedTuple):
 #: what ``record_decode`` takes: one DecodeStepRow's values, in order, as a plain tuple
 DecodeTuple = tuple[int, int, float, float, int, int, int, int, int, int, int]
 
+
+class PrefillStepRow(NamedTuple):
+    """A step of prompts only (one per arrival in a busy fleet): nothing decodes, is padded, preempted
+    or swapped. Its row is these values; ``batch_size`` is ``prefill_seqs`` and every other count is 0
+    (``record_prefill``: 13 values instead of 20)."""
+
+    replica: int
+    step: int
+    start_s: float
+    duration_s: float
+    prefill_tokens: int
+    prefill_seqs: int
+    kv_blocks_used: int
+    kv_blocks_total: int
+    kv_tokens: int
+    num_waiting: int
+    num_running: int
+    recompute_tokens: int
+    new_tokens: int
+
+
+#: what ``record_prefill`` takes: one PrefillStepRow's values, in order, as a plain tuple
+PrefillTuple = tuple[int, int, float, float, int, int, int, int, int, int, int, int, int]
+
 STEP_COLUMNS = StepRow._fields
 _STEP_FLOAT = {c for c, t in typing.get_type_hints(StepRow).items() if t is float}
 _STEP_INT = {c for c in STEP_COLUMNS if c not in _STEP_FLOAT}
@@ -147,10 +171,27 @@ class DecodeRows(NamedTuple):
 
 
 _COL = {c: i for i, c in enumerate(STEP_COLUMNS)}
-#: where each DecodeStepRow value goes among the step columns, and the columns that repeat its decode_seqs
-_DECODE_AT = [_COL[c] for c in DecodeStepRow._fields]
-_DECODE_SEQS_TOO = [_COL["batch_size"], _COL["new_tokens"]]
-_DECODE_SEQS = DecodeStepRow._fields.index("decode_seqs")
+
+
+class _Short(NamedTuple):
+    """How a short row kind fills the step columns: its values go to the columns ``at``, and each
+    ``(column, value index)`` of ``copies`` repeats one of them; the other columns stay 0."""
+
+    width: int
+    at: list[int]
+    copies: list[tuple[int, int]]
+
+
+def _short(row: type, copies: dict[str, str]) -> _Short:
+    fields = row._fields  # type: ignore[attr-defined]
+    return _Short(len(fields), [_COL[c] for c in fields], [(_COL[dst], fields.index(src)) for dst, src in copies.items()])
+
+
+#: the short row kinds, in the order the recorder keeps their pending lists
+_SHORT = (
+    _short(DecodeStepRow, {"batch_size": "decode_seqs", "new_tokens": "decode_seqs"}),
+    _short(PrefillStepRow, {"batch_size": "prefill_seqs"}),
+)
 
 
 def decode_columns(runs: list[DecodeRows], out: np.ndarray) -> None:
@@ -255,7 +296,8 @@ class Recorder:
         self._req_cols = {c: Column(dtype) for c, dtype in _REQ_NUMERIC.items()}
         self._req_text: dict[str, list] = {c: [] for c in _REQ_TEXT}
         self.step_rows: list[StepTuple] = []  # pending: packed into _step_cols every PACK_ROWS rows
-        self.decode_rows: list[DecodeTuple] = []  # ... and the plain decode steps' short rows
+        self.decode_rows: list[DecodeTuple] = []  # ... and the short rows: plain decode steps'
+        self.prefill_rows: list[PrefillTuple] = []  # ... and prompt-only steps'
         #: packed step rows, column by column
         # (counts in int32, widened if one ever needs more: 96 bytes a step instead of 160)
         self._step_cols = [Column(np.int32 if c in _STEP_INT else np.float64) for c in STEP_COLUMNS]
@@ -272,10 +314,12 @@ class Recorder:
         #: optional requests.parquet columns (name -> (value by request id, default, dtype)), see ``request_column``
         self.extra: dict[str, tuple[dict[int, typing.Any], typing.Any, str]] = {}
         #: hot path: ``record_step(row)``, one StepTuple per engine iteration, or ``record_decode(row)``, one
-        #: DecodeTuple, for a plain decode step; a decode step's shared gap is ``record_itl``'s two appends,
-        #: ``itl_gap_append(gap)`` and ``itl_count_append(count)`` (a count of at least one)
+        #: DecodeTuple, for a plain decode step, or ``record_prefill(row)``, one PrefillTuple, for a prompt-only
+        #: step; a decode step's shared gap is ``record_itl``'s two appends, ``itl_gap_append(gap)`` and
+        #: ``itl_count_append(count)`` (a count of at least one)
         self.record_step = self.step_rows.append
         self.record_decode = self.decode_rows.append
+        self.record_prefill = self.prefill_rows.append
         self.itl_gap_append = self.itl_gap.append
         self.itl_count_append = self.itl_count.append
 
@@ -293,8 +337,9 @@ class Recorder:
         """Move the pending step rows and gaps into numpy blocks, one per column, and the
         runs recorded at once with them (the same values). The lists are cleared in place:
         the replicas hold their ``append``. (Rows go in as they come: the table sorts them.)"""
-        rows, short = self.step_rows, self.decode_rows
-        n_rows, n_short = len(rows), len(short)
+        rows = self.step_rows
+        shorts: tuple[list[tuple], ...] = (self.decode_rows, self.prefill_rows)  # (in _SHORT's order)
+        n_rows, n_short = len(rows), sum(len(pending) for pending in shorts)
         if n_rows or n_short or self._fresh_runs:
             width = len(STEP_COLUMNS)
             columns = np.zeros((width, n_rows + n_short + self._fresh_count), dtype=np.float64)
@@ -302,13 +347,18 @@ class Recorder:
                 flat = itertools.chain.from_iterable(rows)
                 columns[:, :n_rows] = np.fromiter(flat, dtype=np.float64, count=n_rows * width).reshape(-1, width).T
                 rows.clear()
-            if n_short:
-                part = columns[:, n_rows : n_rows + n_short]
-                k = len(_DECODE_AT)
-                values = np.fromiter(itertools.chain.from_iterable(short), dtype=np.float64, count=n_short * k).reshape(-1, k).T
-                part[_DECODE_AT] = values
-                part[_DECODE_SEQS_TOO] = values[_DECODE_SEQS]
-                short.clear()
+            at = n_rows
+            for pending, kind in zip(shorts, _SHORT):
+                if not pending:
+                    continue
+                part = columns[:, at : at + len(pending)]
+                count = len(pending) * kind.width
+                values = np.fromiter(itertools.chain.from_iterable(pending), dtype=np.float64, count=count).reshape(-1, kind.width).T
+                part[kind.at] = values
+                for column, value in kind.copies:
+                    part[column] = values[value]
+                at += len(pending)
+                pending.clear()
             if self._fresh_runs:  # the runs' rows after the others', all written at once
                 decode_columns(self._fresh_runs, columns[:, n_rows + n_short :])
                 self._fresh_runs = []
@@ -356,7 +406,7 @@ class Recorder:
             r.prefill_done_s, r.first_token_s, r.last_token_s, r.finish_s, r.preemptions, r.swaps, r.tenant,
             r.session, r.tier, r.attempts,
         ))  # fmt: skip
-        if len(self.step_rows) + len(self.decode_rows) >= PACK_ROWS:
+        if len(self.step_rows) + len(self.decode_rows) + len(self.prefill_rows) >= PACK_ROWS:
             self._pack()
         if len(q) >= PACK_ROWS:
             self._pack_requests()
