@@ -34,6 +34,8 @@ def test_mypy_passes(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         ('def f(s: Summary) -> object:\n    return s["latency_s"]["ttft"]["p95"]\n', 'TypedDict "Stats" has no key "p95"'),
         ('def f(s: Summary) -> object:\n    return s["througput"]\n', 'TypedDict "Summary" has no key "througput"'),
         ("row: StepTuple = (0, 1, 0.0, 0.5)\n", 'Incompatible types in assignment'),
+        ("from simulator.metrics.recorder import Recorder\n\ndef f(r: Recorder) -> None:\n    r.record_decode(r.decode_row(0, 1, 0.0, 0.5))\n",
+         'Too few arguments'),
     ],
 )
 def test_the_output_contract_catches_a_wrong_key_or_row(
@@ -57,12 +59,13 @@ def test_the_recorded_step_tuple_matches_the_named_step_row() -> None:
 
 
 def test_the_short_rows_are_subsets_of_the_step_row() -> None:
-    """DecodeTuple and PrefillTuple (a plain decode step's and a prompt-only step's records) match
-    DecodeStepRow and PrefillStepRow, whose every field is a StepRow column of the same type."""
-    from simulator.metrics.recorder import DecodeStepRow, DecodeTuple, PrefillStepRow, PrefillTuple, StepRow
+    """DecodeTuple and PrefillTuple (what a plain decode step's and a prompt-only step's records are packed
+    from, as their packers' signatures say) match DecodeStepRow and PrefillStepRow, whose every field is a
+    StepRow column of the same type."""
+    from simulator.metrics import recorder as r
 
-    full = typing.get_type_hints(StepRow)
-    for row, recorded in ((DecodeStepRow, DecodeTuple), (PrefillStepRow, PrefillTuple)):
+    full = typing.get_type_hints(r.StepRow)
+    for row, recorded, pack in ((r.DecodeStepRow, r.DecodeTuple, r.DecodePack), (r.PrefillStepRow, r.PrefillTuple, r.PrefillPack)):
         hints = typing.get_type_hints(row)
-        assert typing.get_args(recorded) == tuple(hints.values())
+        assert typing.get_args(recorded) == tuple(hints.values()) == tuple(typing.get_args(pack)[0])
         assert all(full[name] is kind for name, kind in hints.items())

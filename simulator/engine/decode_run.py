@@ -303,7 +303,8 @@ class DecodeRun:
                 kv.total - kv.free, kv.total, kv_tokens, self.queued, self.in_flight, self.swapped, 0, 0, 0.0, 0, seqs,
             ))  # fmt: skip
         else:  # (the same row, short: DecodeStepRow)
-            rep.rec.record_decode((
+            rec = rep.rec
+            rec.record_decode(rec.decode_row(
                 rep.index, rep.steps, self.ends[i - 1], dt, seqs, self.ctx0 + i * seqs,
                 kv.total - kv.free, kv.total, kv_tokens, self.queued, self.in_flight,
             ))  # fmt: skip

@@ -332,7 +332,7 @@ class Replica:
         kv = st.kv
         plan_step = self.scheduler.plan
         price_decode = self.latency.decode_step_time
-        record_decode = self.rec.record_decode
+        record_decode, decode_row = self.rec.record_decode, self.rec.decode_row
         speculative = isinstance(running, SpeculativeRunningSet)
         beams = self.beam_width
         # runs of decode-only steps as one event, where every step is alike (see decode_run)
@@ -363,7 +363,7 @@ class Replica:
                 # a plain decode step (most steps): priced without a shape, its row the short one
                 ctx = running.decode_ctx_tokens()
                 dt = self.compute_s = price_decode(n_decode, ctx)
-                record_decode((
+                record_decode(decode_row(
                     self.index, self.steps, start, dt, n_decode, ctx, kv.total - kv.free, kv.total,
                     ctx - n_decode + st.prefill_kv + st.held_kv, len(st.waiting) + self.inbound, st.in_flight,
                 ))  # fmt: skip
@@ -422,7 +422,8 @@ class Replica:
             kv.load_s = 0.0
         preempted, st.preempted, st.swap_bytes = st.preempted, 0, 0.0
         if not n_decode and not plan.padding_tokens and not plan.padded_seqs and not preempted and not swap_s and not st.swapped:
-            self.rec.record_prefill((  # prompts only (PrefillStepRow: the other columns are 0 or repeat these)
+            rec = self.rec
+            rec.record_prefill(rec.prefill_row(  # prompts only (PrefillStepRow: the other columns are 0 or repeat these)
                 self.index, self.steps, start, dt, shape.prefill_tokens, shape.prefill_seqs, kv.total - kv.free, kv.total,
                 running.kv_entries() + st.prefill_kv + st.held_kv, len(st.waiting) + self.inbound, st.in_flight,
                 recompute, completing,
