@@ -297,13 +297,13 @@ class DecodeRun:
         seqs = self.seqs
         dt = rep.compute_s = self.durations[i]
         kv_tokens = running.kv_entries() - (running.clock - self.clock0 - i) * seqs + st.prefill_kv + st.held_kv
+        rec = rep.rec
         if self.swapped:
-            rep.rec.record_step((
+            rec.record_step(rec.step_row(
                 rep.index, rep.steps, self.ends[i - 1], dt, 0, 0, seqs, seqs, self.ctx0 + i * seqs,
                 kv.total - kv.free, kv.total, kv_tokens, self.queued, self.in_flight, self.swapped, 0, 0, 0.0, 0, seqs,
             ))  # fmt: skip
         else:  # (the same row, short: DecodeStepRow)
-            rec = rep.rec
             rec.record_decode(rec.decode_row(
                 rep.index, rep.steps, self.ends[i - 1], dt, seqs, self.ctx0 + i * seqs,
                 kv.total - kv.free, kv.total, kv_tokens, self.queued, self.in_flight,

@@ -451,7 +451,7 @@ class Replica:
             plan.padding_tokens + plan.padded_seqs,
             emitted + completing,
         )
-        self.rec.record_step(row)
+        self.rec.record_step(self.rec.step_row(*row))
         return dt, shape.decode_ctx_tokens
 
     def _ahead_limit(self) -> float:

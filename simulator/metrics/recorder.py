@@ -91,8 +91,9 @@ class StepRow(NamedTuple):
     new_tokens: int  # tokens emitted this step
 
 
-#: what ``record_step`` takes: one StepRow's values, in order, as a plain tuple
+#: what ``step_row`` takes: one StepRow's values, in order
 StepTuple = tuple[int, int, float, float, int, int, int, int, int, int, int, int, int, int, int, int, int, float, int, int]
+StepPack = Callable[[int, int, float, float, int, int, int, int, int, int, int, int, int, int, int, int, int, float, int, int], bytes]
 
 
 class DecodeStepRow(NamedTuple):
@@ -177,8 +178,8 @@ class DecodeRows(NamedTuple):
 _COL = {c: i for i, c in enumerate(STEP_COLUMNS)}
 
 
-class _Short(NamedTuple):
-    """A short row kind: recorded as the bytes ``pack`` makes of its values (int64 and float64, as its
+class _Kind(NamedTuple):
+    """A kind of step row: recorded as the bytes ``pack`` makes of its values (int64 and float64, as its
     fields are typed: packed as it is recorded, the Python numbers are let go at once, and the bytes
     of thousands of rows are one numpy array when the recorder packs: 2-3x cheaper than tuples), which
     fill the step columns: field ``name`` goes to column ``column`` for each ``(column, name)`` of
@@ -189,18 +190,20 @@ class _Short(NamedTuple):
     at: list[tuple[int, str]]
 
 
-def _short(row: type, copies: dict[str, str]) -> _Short:
+def _kind(row: type, copies: dict[str, str]) -> _Kind:
     kinds = typing.get_type_hints(row)
     fmt = struct.Struct("<" + "".join("d" if t is float else "q" for t in kinds.values()))
     dtype = np.dtype([(name, "<f8" if t is float else "<i8") for name, t in kinds.items()])
     at = [(_COL[c], c) for c in kinds] + [(_COL[dst], src) for dst, src in copies.items()]
-    return _Short(fmt.pack, dtype, at)
+    return _Kind(fmt.pack, dtype, at)
 
 
-#: the short row kinds, in the order the recorder keeps their pending lists
-_SHORT = (
-    _short(DecodeStepRow, {"batch_size": "decode_seqs", "new_tokens": "decode_seqs"}),
-    _short(PrefillStepRow, {"batch_size": "prefill_seqs"}),
+#: the row kinds - any step, a plain decode step, a prompt-only step - in the order the recorder keeps
+#: their pending lists
+_KINDS = (
+    _kind(StepRow, {}),
+    _kind(DecodeStepRow, {"batch_size": "decode_seqs", "new_tokens": "decode_seqs"}),
+    _kind(PrefillStepRow, {"batch_size": "prefill_seqs"}),
 )
 
 
@@ -305,9 +308,11 @@ class Recorder:
         self.req: list[tuple] = []  # pending ended requests, one REQUEST_COLUMNS tuple each: packed every PACK_ROWS
         self._req_cols = {c: Column(dtype) for c, dtype in _REQ_NUMERIC.items()}
         self._req_text: dict[str, list] = {c: [] for c in _REQ_TEXT}
-        self.step_rows: list[StepTuple] = []  # pending: packed into _step_cols every PACK_ROWS rows
-        self.decode_rows: list[bytes] = []  # ... and the short rows, packed: plain decode steps'
-        self.prefill_rows: list[bytes] = []  # ... and prompt-only steps'
+        #: pending step rows (as bytes: _Kind), packed into _step_cols every PACK_ROWS rows: any step's, plain
+        #: decode steps', prompt-only steps'
+        self.step_rows: list[bytes] = []
+        self.decode_rows: list[bytes] = []
+        self.prefill_rows: list[bytes] = []
         #: packed step rows, column by column
         # (counts in int32, widened if one ever needs more: 96 bytes a step instead of 160)
         self._step_cols = [Column(np.int32 if c in _STEP_INT else np.float64) for c in STEP_COLUMNS]
@@ -323,15 +328,16 @@ class Recorder:
         self.replica_rows: list[tuple] = []
         #: optional requests.parquet columns (name -> (value by request id, default, dtype)), see ``request_column``
         self.extra: dict[str, tuple[dict[int, typing.Any], typing.Any, str]] = {}
-        #: hot path: ``record_step(row)``, one StepTuple per engine iteration, or for a plain decode step
-        #: ``record_decode(decode_row(*values))`` (a DecodeTuple's values) and for a prompt-only step
-        #: ``record_prefill(prefill_row(*values))`` (a PrefillTuple's); a decode step's shared gap is
-        #: ``record_itl``'s two appends, ``itl_gap_append(gap)`` and ``itl_count_append(count)`` (a count
-        #: of at least one)
+        #: hot path, one row per engine iteration: ``record_step(step_row(*values))`` (a StepTuple's values),
+        #: or for a plain decode step ``record_decode(decode_row(*values))`` (a DecodeTuple's) and for a
+        #: prompt-only step ``record_prefill(prefill_row(*values))`` (a PrefillTuple's); a decode step's
+        #: shared gap is ``record_itl``'s two appends, ``itl_gap_append(gap)`` and ``itl_count_append(count)``
+        #: (a count of at least one)
+        self.step_row: StepPack = _KINDS[0].pack
         self.record_step = self.step_rows.append
-        self.decode_row: DecodePack = _SHORT[0].pack
+        self.decode_row: DecodePack = _KINDS[1].pack
         self.record_decode = self.decode_rows.append
-        self.prefill_row: PrefillPack = _SHORT[1].pack
+        self.prefill_row: PrefillPack = _KINDS[2].pack
         self.record_prefill = self.prefill_rows.append
         self.itl_gap_append = self.itl_gap.append
         self.itl_count_append = self.itl_count.append
@@ -350,18 +356,13 @@ class Recorder:
         """Move the pending step rows and gaps into numpy blocks, one per column, and the
         runs recorded at once with them (the same values). The lists are cleared in place:
         the replicas hold their ``append``. (Rows go in as they come: the table sorts them.)"""
-        rows = self.step_rows
-        shorts = (self.decode_rows, self.prefill_rows)  # (in _SHORT's order)
-        n_rows, n_short = len(rows), sum(len(pending) for pending in shorts)
-        if n_rows or n_short or self._fresh_runs:
+        kinds = (self.step_rows, self.decode_rows, self.prefill_rows)  # (in _KINDS' order)
+        n_rows = sum(len(pending) for pending in kinds)
+        if n_rows or self._fresh_runs:
             width = len(STEP_COLUMNS)
-            columns = np.zeros((width, n_rows + n_short + self._fresh_count), dtype=np.float64)
-            if n_rows:
-                flat = itertools.chain.from_iterable(rows)
-                columns[:, :n_rows] = np.fromiter(flat, dtype=np.float64, count=n_rows * width).reshape(-1, width).T
-                rows.clear()
-            at = n_rows
-            for pending, kind in zip(shorts, _SHORT):
+            columns = np.zeros((width, n_rows + self._fresh_count), dtype=np.float64)
+            at = 0
+            for pending, kind in zip(kinds, _KINDS):
                 if not pending:
                     continue
                 part = columns[:, at : at + len(pending)]
@@ -371,7 +372,7 @@ class Recorder:
                 at += len(pending)
                 pending.clear()
             if self._fresh_runs:  # the runs' rows after the others', all written at once
-                decode_columns(self._fresh_runs, columns[:, n_rows + n_short :])
+                decode_columns(self._fresh_runs, columns[:, n_rows:])
                 self._fresh_runs = []
                 self._fresh_count = 0
             fits = bool(columns.shape[1] == 0) or all(
