@@ -22,6 +22,7 @@ context lengths that the latency model needs is one multiplication.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -203,7 +204,7 @@ class RunningSet:
         """Tokens the members emit in the next decode step: one each (see SpeculativeRunningSet)."""
         return len(self.members)
 
-    def decode_done(self, now: float) -> tuple[list[Request], float]:
+    def decode_done(self, now: float) -> tuple[Sequence[Request], float]:
         """Advance the clock after a decode step ending at ``now``.
 
         Returns the members that produced their last token and the gap since
@@ -214,11 +215,13 @@ class RunningSet:
         self.clock += 1
         k = self.clock
         heap = self._finish
-        done = []
-        while heap and heap[0][0] <= k:
-            _, _, e, req = heapq.heappop(heap)
-            if e == req.epoch:
-                done.append(req)
+        done: Sequence[Request] = ()  # (most steps finish no one: no list for them)
+        if heap and heap[0][0] <= k:
+            done = []
+            while heap and heap[0][0] <= k:
+                _, _, e, req = heapq.heappop(heap)
+                if e == req.epoch:
+                    done.append(req)
         gap = now - self.last_decode_end
         self.last_decode_end = now
         return done, gap
