@@ -328,3 +328,29 @@ def test_the_a30_qwen2_table_imports_and_drives_a_simulation(tmp_path):
     decode = r.steps[(r.steps["decode_seqs"] > 0) & (r.steps["prefill_tokens"] == 0)]
     # A decode step reads ~15 GB of weights at 933 GB/s: the measured ops must say so.
     assert decode["duration_s"].median() > 0.015
+
+
+def test_a_decode_run_warns_past_the_grid_only_for_steps_that_run():
+    """A decode run prices its steps ahead (decode_times) and a wake-up may drop the later ones: the
+    past-the-grid warning waits for ran_to, which the run calls with the longest step it started. The
+    shipped CPU profile measures decode contexts up to 1,024 per sequence."""
+    from simulator.latency import build_latency_model
+    from simulator.specs import ModelSpec
+
+    def model():
+        cfg = simulator.load_config(["model=tiny-llama", "hardware=cpu", "latency.model=profile",
+                                     "latency.profile.path=cpu-tiny-llama", "workload.prompt_tokens.max=1024",
+                                     "workload.output_tokens.max=256"])  # fmt: skip
+        return build_latency_model(cfg, ModelSpec.from_config(cfg.model))
+
+    lm = model()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ahead = lm.decode_times(8, 7_000, 400)  # 875 per sequence at first, past 1,024 from step 144 on
+        lm.ran_to(8, 7_000 + 100 * 8)  # the run started 101 steps: all within the grid
+    assert not caught
+    with pytest.warns(UserWarning, match=r"past the measured grid of profile cpu-tiny-llama \(decode attention context"):
+        lm.ran_to(8, 7_000 + 200 * 8)  # ... 201 steps: the last ones past it
+    other = model()
+    with pytest.warns(UserWarning, match="past the measured grid"):  # a step the loop prices itself warns at once
+        assert ahead == [other.decode_step_time(8, 7_000 + i * 8) for i in range(400)]  # (and priced ahead alike)

@@ -235,6 +235,7 @@ class DecodeRun:
             self.applied = 1
         self._start(self.started, upto + 1)
         self._finish(self.applied, upto)
+        rep.latency.ran_to(self.seqs, self.ctx0 + (self.started - 1) * self.seqs)  # (the longest step started yet)
 
     def _finish(self, first: int, stop: int) -> None:
         """The ends of steps ``first .. stop - 1`` (first >= 1): one token for every member

@@ -64,8 +64,14 @@ class LatencyModel(Component, ABC):
 
     def decode_times(self, seqs: int, ctx_tokens: int, count: int) -> list[float]:
         """:meth:`step_time` of ``count`` decode-only steps of ``seqs`` sequences, the first over
-        ``ctx_tokens`` context entries in all, each next over ``seqs`` more (a decode run)."""
+        ``ctx_tokens`` context entries in all, each next over ``seqs`` more (a decode run, priced
+        ahead: a wake-up may drop its later steps, so what pricing says of them waits for :meth:`ran_to`)."""
         return [self.step_time(StepShape(decode_seqs=seqs, decode_ctx_tokens=ctx_tokens + i * seqs)) for i in range(count)]
+
+    def ran_to(self, seqs: int, ctx_tokens: int) -> None:
+        """A decode run has started its step of ``seqs`` sequences over ``ctx_tokens`` context entries,
+        its longest so far: a model that holds back what pricing ahead would tell the user (a profile's
+        past-the-grid warning) tells it now, for the steps that run."""
 
     def breakdown(self, shape: StepShape) -> dict[str, float]:
         """Seconds per operator for one step; the values sum to :meth:`step_time`.

@@ -55,11 +55,12 @@ class ProfileLatency(LatencyModel):
         self.overhead_source = "profile" if overhead is not None else "roofline (latency.step_overhead_s)"
         self._roof = RooflineLatency(cfg, spec)
         self.warned_past_grid = False
+        self._ahead = False  # pricing a decode run ahead: its past-the-grid steps may never run (ran_to says)
         self.predictor = Predictor(prof, num_layers=spec.num_layers, roof=self._roof, on_past_grid=self._past_grid)
         self.missing = self.predictor.missing
 
     def _past_grid(self, what: str, x: float, last: float) -> None:
-        if self.warned_past_grid:
+        if self.warned_past_grid or self._ahead:
             return
         self.warned_past_grid = True
         warnings.warn(
@@ -76,6 +77,17 @@ class ProfileLatency(LatencyModel):
 
     def step_time(self, shape: StepShape) -> float:
         return self._parts(shape).total
+
+    def decode_times(self, seqs: int, ctx_tokens: int, count: int) -> list[float]:
+        self._ahead = True
+        try:
+            return super().decode_times(seqs, ctx_tokens, count)
+        finally:
+            self._ahead = False
+
+    def ran_to(self, seqs: int, ctx_tokens: int) -> None:
+        if not self.warned_past_grid:  # (priced again, so the grid's check sees a step that runs)
+            self.step_time(StepShape(decode_seqs=seqs, decode_ctx_tokens=ctx_tokens))
 
     def breakdown(self, shape: StepShape) -> dict[str, float]:
         """Seconds per operator family for one step; the values sum to :meth:`step_time`.

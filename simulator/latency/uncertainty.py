@@ -101,6 +101,9 @@ class ScaledLatency(LatencyModel):
     def decode_step_time(self, seqs: int, ctx_tokens: int) -> float:
         return self.inner.decode_step_time(seqs, ctx_tokens) * self.factor
 
+    def ran_to(self, seqs: int, ctx_tokens: int) -> None:
+        self.inner.ran_to(seqs, ctx_tokens)
+
     def decode_times(self, seqs: int, ctx_tokens: int, count: int) -> list[float]:
         f = self.factor
         return [t * f for t in self.inner.decode_times(seqs, ctx_tokens, count)]
