@@ -98,6 +98,7 @@ the GEMM sum is cached per token count.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -203,6 +204,18 @@ class _Gemm:
         return self.latency + (c**n + m**n) ** self.inv_n
 
 
+class _ByKey(dict):
+    """A dict that makes a missing value with ``make(key)`` and keeps it (a lookup at C speed after that)."""
+
+    def __init__(self, make: Callable[[int], float]) -> None:
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, key: int) -> float:
+        value = self[key] = self.make(key)
+        return value
+
+
 @LATENCY_MODELS.register("roofline")
 class RooflineLatency(LatencyModel):
     """Analytical step time: kernel by kernel, smooth max(compute, memory) + fixed costs."""
@@ -249,7 +262,9 @@ class RooflineLatency(LatencyModel):
         self._lm_head = _Gemm(h, spec.vocab_size / tp, lm_wb, lm_flops, bytes_s, lam, n)
         self._linear_cache: dict[int, float] = {}
         self._lm_cache: dict[int, float] = {}
-        self._decode_work: dict[int, float] = {}  # decode steps: _token_work_s(seqs, seqs, seqs) by seqs
+        #: a decode step's time before attention by batch size (``_token_work_s(seqs, seqs, seqs)``, made
+        #: when first asked: batch sizes repeat, a few hundred of them in a run)
+        self._decode_work = _ByKey(self._decode_token_work_s)
         ew_elems = 8 * h + 3 * inter / tp + 2 * (q + kv) / tp
         self._ew_tok = L * ew_elems * ACTIVATION_BYTES / bytes_s
         self._ew_fixed = L * ELEMENTWISE_KERNELS * lam
@@ -424,22 +439,15 @@ class RooflineLatency(LatencyModel):
         # step_time's sums for this shape, in its order (the same float)
         if seqs <= 0:
             return super().decode_step_time(seqs, ctx_tokens)
-        work = self._decode_work.get(seqs)
-        if work is None:
-            work = self._decode_work_s(seqs)
+        work = self._decode_work[seqs]
         if self._window:
             return work + self.attention_decode_s(seqs, ctx_tokens)
         c = self._attn_flop_pair * ctx_tokens  # attention_decode_s, inlined
         m = self._kv_tok * (ctx_tokens + seqs)
         return work + (self._attn_fixed + (c if c > m else m))
 
-    def _decode_work_s(self, seqs: int) -> float:
-        """A decode step's time before attention (``_token_work_s`` of ``seqs`` tokens, sequences and rows),
-        kept by batch size: batch sizes repeat, a few hundred of them in a run."""
-        work = self._decode_work.get(seqs)
-        if work is None:
-            work = self._decode_work[seqs] = self._token_work_s(seqs, seqs, seqs)
-        return work
+    def _decode_token_work_s(self, seqs: int) -> float:
+        return self._token_work_s(seqs, seqs, seqs)
 
     def _token_work_s(self, tokens: int, seqs: int, rows: int) -> float:
         """A step's time before attention, summed in this order (which :meth:`decode_times` relies on):
@@ -463,7 +471,7 @@ class RooflineLatency(LatencyModel):
         # step_time's sum: the part that does not depend on the context once, then each step's attention
         if seqs <= 0:
             return super().decode_times(seqs, ctx_tokens, count)
-        t = self._decode_work_s(seqs)
+        t = self._decode_work[seqs]
         # attention_decode_s's arithmetic, step by step, in numpy (the same floats; tests/test_fast_forward.py holds
         # the two paths to step_time's values). numpy's fixed cost of about 5 us pays from about 48 steps on.
         if count >= 48 and not self._window:
