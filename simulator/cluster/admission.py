@@ -103,7 +103,6 @@ class Admission:
         self.active = self.slo_aware or any(
             v is not None for lim in self.limits.values() for v in (lim.max_queue, lim.max_wait_s, lim.kv_watermark)
         )
-        self.rate_limits = any(lim.tokens_per_s is not None for lim in self.limits.values())  # (else no bucket is asked)
 
     def rate_limit_reason(self, req: Request, now: float) -> str | None:
         """``rate_limited`` when the request's bucket is short now, ``exceeds_burst`` when it always will be."""

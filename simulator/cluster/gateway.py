@@ -245,8 +245,7 @@ class Gateway:
 
     def arrive(self, req: Request, limit: bool = True) -> None:
         """One attempt of ``req``: rate limit (unless ``limit`` is false), router, admission, a replica."""
-        admission = self.admission
-        reason = admission.rate_limit_reason(req, self.env.now) if limit and admission.rate_limits else None
+        reason = self.admission.rate_limit_reason(req, self.env.now) if limit else None
         if reason is not None:
             self.turn_away(req, reason)
             return
@@ -264,7 +263,7 @@ class Gateway:
                 req.pool = "decode"
                 rep.reject(req, reason)
                 return
-        reason = admission.reject_reason(req, rep) if admission.active else None
+        reason = self.admission.reject_reason(req, rep)
         if reason is not None:
             self.turn_away(req, reason, rep.index)
             return

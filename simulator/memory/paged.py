@@ -75,13 +75,6 @@ class BlockManager(Component):
     def used(self) -> int:
         return self.total - self.free
 
-    #: whether this mode reserves ahead of the tokens (overrides :meth:`reservation`; set for each subclass)
-    reserves = False
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls.reserves = cls.reservation is not BlockManager.reservation or cls.blocks_for is not BlockManager.blocks_for
-
     def blocks_for(self, tokens: int) -> int:
         return -(-tokens // self.block_size)
 
@@ -91,10 +84,7 @@ class BlockManager(Component):
 
     def blocks_to_hold(self, req, tokens: int) -> int:
         """Extra blocks ``req`` needs so that it can hold ``tokens`` KV entries."""
-        if self.reserves:
-            need = self.blocks_for(max(tokens, self.reservation(req))) - req.blocks
-        else:  # (the same, inlined: paged allocation asks this twice for every request)
-            need = -(-tokens // self.block_size) - req.blocks
+        need = self.blocks_for(max(tokens, self.reservation(req))) - req.blocks
         return need if need > 0 else 0
 
     # -- admission and release (overridden by prefix caching) -------------------
@@ -127,9 +117,8 @@ class BlockManager(Component):
     def ever_fits(self, req, tokens: int | None = None) -> bool:
         """Whether ``req`` can run to completion even alone (holding at most
         ``tokens`` KV entries here; default: its longest, prompt + output - 1)."""
-        tokens = req.prompt + req.output - 1 if tokens is None else tokens  # (req.max_kv_tokens)
-        blocks = self.blocks_for(max(tokens, self.reservation(req))) if self.reserves else -(-tokens // self.block_size)
-        return blocks <= self.total - self.watermark_blocks
+        tokens = req.max_kv_tokens if tokens is None else tokens
+        return self.blocks_for(max(tokens, self.reservation(req))) <= self.total - self.watermark_blocks
 
     def allocate(self, blocks: int) -> None:
         if blocks > self.free:
