@@ -421,12 +421,12 @@ class Replica:
             dt += kv.load_s
             kv.load_s = 0.0
         preempted, st.preempted, st.swap_bytes = st.preempted, 0, 0.0
+        rec = self.rec
+        used, kv_tokens, queued = kv.total - kv.free, running.kv_entries() + st.prefill_kv + st.held_kv, len(st.waiting) + self.inbound
         if not n_decode and not plan.padding_tokens and not plan.padded_seqs and not preempted and not swap_s and not st.swapped:
-            rec = self.rec
             rec.record_prefill(rec.prefill_row(  # prompts only (PrefillStepRow: the other columns are 0 or repeat these)
-                self.index, self.steps, start, dt, shape.prefill_tokens, shape.prefill_seqs, kv.total - kv.free, kv.total,
-                running.kv_entries() + st.prefill_kv + st.held_kv, len(st.waiting) + self.inbound, st.in_flight,
-                recompute, completing,
+                self.index, self.steps, start, dt, shape.prefill_tokens, shape.prefill_seqs, used, kv.total, kv_tokens, queued,
+                st.in_flight, recompute, completing,
             ))  # fmt: skip
             return dt, 0
         row: StepTuple = (  # the columns of StepRow, in order
@@ -439,10 +439,10 @@ class Replica:
             n_seqs,
             shape.prefill_seqs + n_seqs + plan.padded_seqs,
             shape.decode_ctx_tokens,
-            kv.total - kv.free,
+            used,
             kv.total,
-            running.kv_entries() + st.prefill_kv + st.held_kv,
-            len(st.waiting) + self.inbound,
+            kv_tokens,
+            queued,
             st.in_flight,
             len(st.swapped),
             preempted,
@@ -451,7 +451,7 @@ class Replica:
             plan.padding_tokens + plan.padded_seqs,
             emitted + completing,
         )
-        self.rec.record_step(self.rec.step_row(*row))
+        rec.record_step(rec.step_row(*row))
         return dt, shape.decode_ctx_tokens
 
     def _ahead_limit(self) -> float:
