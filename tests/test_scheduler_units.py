@@ -386,12 +386,15 @@ def test_static_batch_decodes_on_with_its_finished_members_as_padding():
 
 
 def test_every_allocation_mode_counts_blocks_as_its_reservation_says():
-    """blocks_to_hold and ever_fits: the blocks of max(tokens, reservation) beyond those held, in every mode."""
+    """blocks_to_hold and ever_fits: the blocks of max(tokens, reservation) beyond those held, in every mode
+    (inlined where a mode neither reserves nor counts its own way: ``reserves``)."""
     from simulator.memory import ALLOCATIONS
+    from simulator.memory.paged import BlockManager as Base
 
     for name in ALLOCATIONS.names():
         cls = ALLOCATIONS.get(name)
         kv = cls(1000, BS, max_model_len=4096)
+        assert cls.reserves == (cls.reservation is not Base.reservation or cls.blocks_for is not Base.blocks_for)
         for prompt, output, held, tokens in ((1, 1, 0, 0), (17, 5, 0, 17), (100, 900, 3, 100), (4000, 96, 300, 4000)):
             req = Request(0, 0.0, prompt, output)
             req.blocks = held

@@ -100,9 +100,11 @@ class Admission:
         self.limits = tier_limits(cfg)
         self.slo_aware = bool(cfg.admission.slo_aware)
         self.buckets = TokenBuckets()
+        #: some tier has admission control (else nobody asks ``reject_reason``) / a rate limit (``rate_limit_reason``)
         self.active = self.slo_aware or any(
             v is not None for lim in self.limits.values() for v in (lim.max_queue, lim.max_wait_s, lim.kv_watermark)
         )
+        self.rate_limits = any(lim.tokens_per_s is not None for lim in self.limits.values())
 
     def rate_limit_reason(self, req: Request, now: float) -> str | None:
         """``rate_limited`` when the request's bucket is short now, ``exceeds_burst`` when it always will be."""
@@ -117,9 +119,7 @@ class Admission:
         return "rate_limited"
 
     def reject_reason(self, req: Request, rep: Replica) -> str | None:
-        """Why ``rep`` should not take ``req`` now, or None to admit it."""
-        if not self.active:
-            return None
+        """Why ``rep`` should not take ``req`` now, or None to admit it (asked only where ``active``)."""
         lim = self.limits[req.tier]
         if lim.max_queue is not None and len(rep.waiting) > lim.max_queue:
             return "queue_full"

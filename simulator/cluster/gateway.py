@@ -245,7 +245,8 @@ class Gateway:
 
     def arrive(self, req: Request, limit: bool = True) -> None:
         """One attempt of ``req``: rate limit (unless ``limit`` is false), router, admission, a replica."""
-        reason = self.admission.rate_limit_reason(req, self.env.now) if limit else None
+        admission = self.admission  # (asked only where some tier sets a limit: every request passes here)
+        reason = admission.rate_limit_reason(req, self.env.now) if limit and admission.rate_limits else None
         if reason is not None:
             self.turn_away(req, reason)
             return
@@ -263,7 +264,7 @@ class Gateway:
                 req.pool = "decode"
                 rep.reject(req, reason)
                 return
-        reason = self.admission.reject_reason(req, rep)
+        reason = admission.reject_reason(req, rep) if admission.active else None
         if reason is not None:
             self.turn_away(req, reason, rep.index)
             return

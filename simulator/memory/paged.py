@@ -75,6 +75,15 @@ class BlockManager(Component):
     def used(self) -> int:
         return self.total - self.free
 
+    #: whether this mode reserves ahead of the tokens or counts blocks its own way (it overrides
+    #: :meth:`reservation` or :meth:`blocks_for`; set for each subclass): else the block count of
+    #: :meth:`blocks_to_hold` and :meth:`ever_fits` is inlined (asked three times for every request)
+    reserves = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.reserves = cls.reservation is not BlockManager.reservation or cls.blocks_for is not BlockManager.blocks_for
+
     def blocks_for(self, tokens: int) -> int:
         return -(-tokens // self.block_size)
 
@@ -84,7 +93,10 @@ class BlockManager(Component):
 
     def blocks_to_hold(self, req, tokens: int) -> int:
         """Extra blocks ``req`` needs so that it can hold ``tokens`` KV entries."""
-        need = self.blocks_for(max(tokens, self.reservation(req))) - req.blocks
+        if self.reserves:
+            need = self.blocks_for(max(tokens, self.reservation(req))) - req.blocks
+        else:  # (blocks_for, inlined: no reservation)
+            need = -(-tokens // self.block_size) - req.blocks
         return need if need > 0 else 0
 
     # -- admission and release (overridden by prefix caching) -------------------
@@ -118,7 +130,8 @@ class BlockManager(Component):
         """Whether ``req`` can run to completion even alone (holding at most
         ``tokens`` KV entries here; default: its longest, prompt + output - 1)."""
         tokens = req.max_kv_tokens if tokens is None else tokens
-        return self.blocks_for(max(tokens, self.reservation(req))) <= self.total - self.watermark_blocks
+        blocks = self.blocks_for(max(tokens, self.reservation(req))) if self.reserves else -(-tokens // self.block_size)
+        return blocks <= self.total - self.watermark_blocks
 
     def allocate(self, blocks: int) -> None:
         if blocks > self.free:
