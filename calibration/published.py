@@ -180,6 +180,7 @@ _ARGS = {  # engine argument -> servesim key
     "chunked_prefill_size": "scheduler.max_batch_tokens",
     "gpu_memory_utilization": "memory.gpu_memory_utilization",
     "mem_fraction_static": "memory.gpu_memory_utilization",
+    "num_scheduler_steps": "scheduler.multi_step",
 }
 
 

@@ -89,6 +89,12 @@ def test_tensorrt_llm_free_memory_fraction_becomes_a_share_of_all_memory():
     assert util == pytest.approx((0.9 * (total - weights) + weights) / total, rel=1e-3)
 
 
+def test_vllms_multi_step_scheduling_is_replayed_as_the_engine_ran_it():
+    ov = pub.overrides(_case(engine_version="0.6.4", engine_args={"num_scheduler_steps": 8}))
+    assert "engine=vllm_v0" in ov and "scheduler.multi_step=8" in ov
+    assert not any(o.startswith("scheduler.multi_step") for o in pub.overrides(_case(engine_version="0.6.4")))
+
+
 def test_uniform_lengths_are_replayed_from_their_mean():
     ov = pub.overrides(_case(dataset="random-uniform", input_tokens=512.5, output_tokens=4096.5))
     assert "workload.prompt_tokens.high=1024" in ov and "workload.output_tokens.high=8192" in ov

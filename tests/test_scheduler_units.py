@@ -40,13 +40,14 @@ def make(
     max_model_len=0,
     now=0.0,
     max_wait_s=0.5,
+    multi_step=1,
 ):
     """A replica state with ``blocks`` KV blocks (all free) and ``policy`` planning on it."""
     kv = kv_cls(blocks, BS, watermark, max_model_len)
     st = ReplicaState(SimpleNamespace(now=now), kv, swap_blocks=swap_blocks, block_bytes=BLOCK_BYTES)
     sched = SimpleNamespace(
         max_batch_size=batch_size, max_batch_tokens=budget, preemption_mode=mode, max_wait_s=max_wait_s,
-        speculative=SpeculativeConfig(),
+        speculative=SpeculativeConfig(), multi_step=multi_step,
     )  # fmt: skip
     return st, SCHEDULERS.get(policy)(SimpleNamespace(scheduler=sched, workload=SimpleNamespace(beam_width=1)), st)
 
@@ -273,6 +274,74 @@ def test_a_swapped_request_that_cannot_return_blocks_the_queue():
     w = queued(st, 1, 16)
     assert s.plan() is None
     assert st.swapped == [(0.0, 0, r)] and list(st.waiting) == [w] and st.kv.free == 2
+
+
+# -- multi-step scheduling (vLLM V0 --num-scheduler-steps) --------------------------------
+
+
+def _decode_step(st):
+    """The running set's members decode one token (what the replica applies after a decode step)."""
+    st.running.decode_done(0.0)
+
+
+def test_multi_step_group_admits_nobody_until_its_last_step():
+    """multi_step=4, one request decoding: the first decode step opens a group
+    of 4 (clock 0 -> 4). A prompt queued after its first step waits through
+    steps 2-4, which decode only; the plan after the 4th step admits it."""
+    st, s = make("continuous", blocks=100, multi_step=4)
+    decoding(st, 0, prompt=32, generated=1, output=100)
+    assert s.plan() == Plan(decode=True)
+    _decode_step(st)
+    w = queued(st, 1, 64)
+    for _ in range(3):  # steps 2, 3 and 4 of the group
+        assert s.plan() == Plan(decode=True) and list(st.waiting) == [w]
+        _decode_step(st)
+    assert s.plan() == Plan(prefill=[(w, 64)])
+
+
+def test_multi_step_one_admits_at_every_step():
+    """The default (multi_step=1): the same queued prompt is admitted at the very next plan."""
+    st, s = make("continuous", blocks=100)
+    decoding(st, 0, prompt=32, generated=1, output=100)
+    assert s.plan() == Plan(decode=True)
+    _decode_step(st)
+    w = queued(st, 1, 64)
+    assert s.plan() == Plan(prefill=[(w, 64)])
+
+
+def test_multi_step_group_ends_when_its_last_request_does():
+    """A group whose only member finishes after its 2nd of 8 steps: the next
+    plan is a scheduling decision again, and admits the queued prompt."""
+    st, s = make("continuous", blocks=100, multi_step=8)
+    decoding(st, 0, prompt=32, generated=1, output=3)  # two tokens to go
+    assert s.plan() == Plan(decode=True)
+    _decode_step(st)
+    w = queued(st, 1, 64)
+    assert s.plan() == Plan(decode=True)
+    done, _ = st.running.decode_done(0.0)
+    for req in done:
+        st.running.remove(req)
+    assert not st.running
+    assert s.plan() == Plan(prefill=[(w, 64)])
+
+
+def test_multi_step_chunked_runs_prompt_chunks_alone_and_groups_pure_decodes():
+    """chunked_prefill with multi_step=3: a step that continues a prompt is a
+    single step (vLLM forces one while prefills are scheduled); once only
+    decodes remain, a group of 3 runs without admitting the queued prompt."""
+    st, s = make("chunked_prefill", blocks=200, budget=512, multi_step=3)
+    decoding(st, 0, 16, 2)
+    p = part_prefilled(st, 1, 600, done=500)
+    assert s.plan() == Plan(prefill=[(p, 100)], decode=True)  # mixed: no group
+    _decode_step(st)
+    del st.prefilling[p.id]  # its prompt done (where it goes next is not this test's matter)
+    assert s.plan() == Plan(decode=True)  # opens a group: clock 1 -> 4
+    _decode_step(st)
+    w = queued(st, 2, 64)
+    for _ in range(2):
+        assert s.plan() == Plan(decode=True) and list(st.waiting) == [w]
+        _decode_step(st)
+    assert s.plan() == Plan(prefill=[(w, 64)], decode=True)
 
 
 # -- chunked prefill ------------------------------------------------------------------------

@@ -230,6 +230,7 @@ class SchedulerConfig:
     max_batch_tokens: int = 8192  # vLLM --max-num-batched-tokens
     max_wait_s: float = 0.0  # static batching: longest wait for a full batch
     preemption_mode: str = "recompute"  # recompute | swap (vLLM --preemption-mode)
+    multi_step: int = 1  # decode steps per scheduling decision (vLLM V0 --num-scheduler-steps)
     speculative: SpeculativeConfig = field(default_factory=SpeculativeConfig)
 
 

@@ -56,7 +56,7 @@ from simulator.latency.base import LatencyModel
 from simulator.metrics.recorder import DecodeRows, Recorder
 
 if TYPE_CHECKING:
-    from simulator.scheduling.base import Plan
+    from simulator.scheduling.base import Plan, Scheduler
     from simulator.scheduling.state import ReplicaState
 
 
@@ -71,6 +71,7 @@ class Replica(Protocol):
     ff_pause: int
     ff_misses: int
     sched_state: ReplicaState
+    scheduler: Scheduler
     latency: LatencyModel
     rec: Recorder
     _inbox: list
@@ -326,6 +327,8 @@ def plan_run(rep: Replica, plan: Plan, seqs: int, ctx: int, dt: float, now: floa
     if finish is None:
         return None
     steps = min(finish - clock, MAX_STEPS)  # the step that completes a request ends the run
+    if rep.scheduler.multi_step > 1:  # so does a multi-step group's last: the scheduler decides after it
+        steps = min(steps, rep.scheduler.group_end - clock)
     if steps < MIN_STEPS:
         return None
     until = math.inf

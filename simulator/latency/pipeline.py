@@ -81,7 +81,7 @@ class PipelineLatency(LatencyModel):
         mb_seqs = mb.prefill_seqs + mb.decode_seqs
         rows = mb_seqs + mb.decode_seqs * (mb.decode_queries - 1)
         lm = inner.lm_head_s(rows)
-        body = (inner.step_time(mb) - inner.overhead_s(mb_seqs) - lm) / self.pp
+        body = (inner.step_time(mb) - inner.overhead_s(mb_seqs, not mb.prefill_tokens) - lm) / self.pp
         tokens = mb.prefill_tokens + mb.decode_seqs * mb.decode_queries
         send = self.send_s(tokens)
         return m, [body + send] * (self.pp - 1) + [body + lm]
@@ -91,7 +91,7 @@ class PipelineLatency(LatencyModel):
         if seqs <= 0:
             return self.inner.step_time(shape)
         m, tau = self.stage_times(shape)
-        return self.inner.overhead_s(seqs) + max(sum(tau), m * max(tau))
+        return self.inner.overhead_s(seqs, not shape.prefill_tokens) + max(sum(tau), m * max(tau))
 
     def breakdown(self, shape: StepShape) -> dict[str, float]:
         seqs = shape.prefill_seqs + shape.decode_seqs
@@ -99,7 +99,7 @@ class PipelineLatency(LatencyModel):
             return self.inner.breakdown(shape)
         m, tau = self.stage_times(shape)
         work = max(sum(tau), m * max(tau))
-        return {"pipeline_cycle": work, "step_overhead": self.inner.overhead_s(seqs)}
+        return {"pipeline_cycle": work, "step_overhead": self.inner.overhead_s(seqs, not shape.prefill_tokens)}
 
     def describe(self) -> str:
         return f"{self.inner.describe()} PP{self.pp}"

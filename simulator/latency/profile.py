@@ -11,7 +11,8 @@ attention or LM head) are priced by the roofline model and named in
 ``describe()``, so a run always says which parts are measured. The per-step
 overhead comes from the profile when the harness fitted one, else from the
 roofline's (``latency.step_overhead_s`` + ``latency.step_overhead_per_seq_s``
-per sequence).
+per sequence); under multi-step scheduling (``scheduler.multi_step=N``) a
+decode-only step pays an N-th of it, as with the roofline.
 
 Past its measured grid a profile follows the roofline's shape from the last
 measured point (``t(x) = t(x_last) * roof(x) / roof(x_last)``, per operator
@@ -58,6 +59,8 @@ class ProfileLatency(LatencyModel):
         self._ahead = False  # pricing a decode run ahead: its past-the-grid steps may never run (ran_to says)
         self.predictor = Predictor(prof, num_layers=spec.num_layers, roof=self._roof, on_past_grid=self._past_grid)
         self.missing = self.predictor.missing
+        # multi-step scheduling (scheduler.multi_step): a decode-only step pays this share of the overhead less
+        self._amortised = 1.0 - 1.0 / int(cfg.scheduler.multi_step)
 
     def _past_grid(self, what: str, x: float, last: float) -> None:
         if self.warned_past_grid or self._ahead:
@@ -76,7 +79,10 @@ class ProfileLatency(LatencyModel):
         )
 
     def step_time(self, shape: StepShape) -> float:
-        return self._parts(shape).total
+        p = self._parts(shape)
+        if self._amortised and not shape.prefill_tokens:
+            return p.total - p.overhead * self._amortised
+        return p.total
 
     def decode_times(self, seqs: int, ctx_tokens: int, count: int) -> list[float]:
         self._ahead = True
@@ -98,7 +104,8 @@ class ProfileLatency(LatencyModel):
         (tensor parallelism); ``step_overhead``.
         """
         p = self._parts(shape)
-        return dict(zip(BREAKDOWN_KEYS, (p.token_ops, p.lm_head, p.attn_prefill, p.attn_decode, p.comm, p.overhead)))
+        overhead = p.overhead * (1.0 - self._amortised) if not shape.prefill_tokens else p.overhead
+        return dict(zip(BREAKDOWN_KEYS, (p.token_ops, p.lm_head, p.attn_prefill, p.attn_decode, p.comm, overhead)))
 
     def describe(self) -> str:
         filled = f"; roofline for {', '.join(self.missing)}" if self.missing else ""

@@ -79,7 +79,11 @@ comm_efficiency`` plus ``allreduce_latency_s``.
 **Fixed costs.** ``step_overhead_s + step_overhead_per_seq_s * sequences`` is
 the engine's per-iteration CPU work (scheduling, input preparation, sampling,
 detokenisation) that the GPU waits for; it does not shrink on a faster GPU.
-Engine presets (``engine=``) set it per engine.
+Engine presets (``engine=``) set it per engine. Under multi-step scheduling
+(``scheduler.multi_step=N``, vLLM V0's ``--num-scheduler-steps``) that work
+runs once per group of N decode steps (vLLM RFC #6854: "Multi-step decoding
+will be able to amortize all these overheads over n-steps at a time"), so a
+decode-only step pays an N-th of it.
 
 **Left out:** wave and tile quantisation (the smooth maximum absorbs their
 average); sliding-window attention and MoE; CPU/GPU overlap of the engine's
@@ -232,6 +236,10 @@ class RooflineLatency(LatencyModel):
         self.memory_efficiency = me = factor(cfg, "memory_efficiency")
         self.overhead = float(lat.step_overhead_s)
         self.overhead_per_seq = float(lat.step_overhead_per_seq_s)
+        # multi-step scheduling (scheduler.multi_step): a decode-only step's share of its group's one CPU pass
+        self.multi_step = int(cfg.scheduler.multi_step)
+        self._dec_overhead = self.overhead / self.multi_step
+        self._dec_overhead_per_seq = self.overhead_per_seq / self.multi_step
         lam = factor(cfg, "gemm_latency_s")
         n = factor(cfg, "overlap_exponent")
 
@@ -415,7 +423,11 @@ class RooflineLatency(LatencyModel):
             return 0.0
         return self._a2a[0] + self._a2a[1] * tokens
 
-    def overhead_s(self, seqs: int) -> float:
+    def overhead_s(self, seqs: int, decode_only: bool = False) -> float:
+        """The engine's CPU work for a step of ``seqs`` sequences; a decode-only step under
+        multi-step scheduling pays a ``scheduler.multi_step``-th of it."""
+        if decode_only:
+            return self._dec_overhead + self._dec_overhead_per_seq * seqs
         return self.overhead + self.overhead_per_seq * seqs
 
     # -- the step --------------------------------------------------------------------------
@@ -426,7 +438,7 @@ class RooflineLatency(LatencyModel):
         tokens = pt + ds * q if q != 1 else pt + ds
         seqs = shape.prefill_seqs + ds
         rows = seqs + ds * (q - 1) if q != 1 else seqs
-        t = self._token_work_s(tokens, seqs, rows)
+        t = self._token_work_s(tokens, seqs, rows, not pt)
         if tokens <= 0:
             return t
         if pt:
@@ -447,13 +459,16 @@ class RooflineLatency(LatencyModel):
         return work + (self._attn_fixed + (c if c > m else m))
 
     def _decode_token_work_s(self, seqs: int) -> float:
-        return self._token_work_s(seqs, seqs, seqs)
+        return self._token_work_s(seqs, seqs, seqs, True)
 
-    def _token_work_s(self, tokens: int, seqs: int, rows: int) -> float:
+    def _token_work_s(self, tokens: int, seqs: int, rows: int, decode_only: bool) -> float:
         """A step's time before attention, summed in this order (which :meth:`decode_times` relies on):
         overheads, the layer GEMMs of ``tokens`` rows, the LM head of ``rows`` rows, elementwise work,
         collectives."""
-        t = self.overhead + self.overhead_per_seq * seqs
+        if decode_only:
+            t = self._dec_overhead + self._dec_overhead_per_seq * seqs
+        else:
+            t = self.overhead + self.overhead_per_seq * seqs
         if tokens <= 0:
             return t
         lin = self._linear_cache.get(tokens)
@@ -510,13 +525,14 @@ class RooflineLatency(LatencyModel):
             "attention_decode": self.attention_decode_s(ds, shape.decode_ctx_tokens, q) if ds else 0.0,
             "allreduce": self.allreduce_s(tokens),
             **({"alltoall": self.alltoall_s(tokens)} if self._a2a is not None else {}),
-            "step_overhead": self.overhead_s(seqs),
+            "step_overhead": self.overhead_s(seqs, not pt),
         }
 
     def describe(self) -> str:
         gpus = (f" x{self.tp}" if self.tp > 1 else "") + (f" EP{self.ep}" if getattr(self, "ep", 1) > 1 else "")
         per_seq = f" + {self.overhead_per_seq * 1e6:g} us/seq" if self.overhead_per_seq else ""
+        group = f" once per {self.multi_step} decode steps" if self.multi_step > 1 else ""
         return (
             f"roofline {self.hardware_name}{gpus} ({self.compute_efficiency:.0%} MFU, "
-            f"{self.memory_efficiency:.0%} MBU, {self.overhead * 1e3:.3g} ms{per_seq} overhead)"
+            f"{self.memory_efficiency:.0%} MBU, {self.overhead * 1e3:.3g} ms{per_seq} overhead{group})"
         )

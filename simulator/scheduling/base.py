@@ -84,6 +84,8 @@ class Scheduler(Component, ABC):
     whole_prompts: ClassVar[bool] = False
     #: the engine's own words for raising the budget, appended to the too-long-prompt error
     budget_hint: ClassVar[str] = ""
+    #: runs ``scheduler.multi_step`` decode steps per scheduling decision (vLLM V0's multi-step scheduling)
+    multi_step_ok: ClassVar[bool] = False
 
     @classmethod
     def check(cls, sched, key):
@@ -95,6 +97,22 @@ class Scheduler(Component, ABC):
             sched.preemption_mode in modes,
             f"{key}.preemption_mode={sched.preemption_mode!r} is not a known preemption mode; choose one of: {', '.join(modes)}.",
         )
+        steps = sched.multi_step
+        need(
+            isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1,
+            f"{key}.multi_step must be a whole number of decode steps >= 1 (got {steps!r}).",
+        )
+        if steps > 1:
+            need(
+                cls.multi_step_ok,
+                f"{key}.multi_step={steps} is vLLM V0's multi-step scheduling, which servesim models for "
+                f"{key}.policy=continuous and chunked_prefill only (not {cls.name}).",
+            )
+            need(
+                sched.speculative.method == "none",
+                f"{key}.multi_step={steps} with speculative decoding ({key}.speculative.method="
+                f"{sched.speculative.method}): vLLM runs speculative decoding one step per scheduling; set one of them.",
+            )
 
     @classmethod
     def check_prompts(cls, sched, key: str, prompt_max: float) -> None:
@@ -118,6 +136,10 @@ class Scheduler(Component, ABC):
         sp = sched.speculative
         #: token-budget slots a decoding sequence takes: k + 1 when verifying k speculative tokens
         self.decode_queries = int(sp.num_tokens) + 1 if sp.method != "none" else int(cfg.workload.beam_width)
+        #: decode steps per scheduling decision (``scheduler.multi_step``): a decode-only step opens a group
+        #: of this many, during which nothing is admitted, swapped in or continued (see :meth:`in_group`)
+        self.multi_step = int(sched.multi_step)
+        self.group_end = 0  # the running set's decode clock at which the group under way ends
 
     def reject_reason(self, req: Request) -> str | None:
         """Why ``req`` can never run on this replica, or None if it can."""
@@ -133,6 +155,18 @@ class Scheduler(Component, ABC):
         """Choose the next iteration's work, or None if the replica is idle."""
 
     # -- shared mechanics --------------------------------------------------
+    def in_group(self) -> bool:
+        """A multi-step group is under way: its decode steps run without a scheduling decision
+        (vLLM V0 with ``--num-scheduler-steps``: the scheduler runs once per group, so requests
+        that arrive meanwhile wait for its end). A group ends early only when its last running
+        request does."""
+        running = self.state.running
+        return running.clock < self.group_end and bool(running)
+
+    def open_group(self) -> None:
+        """The decode-only step about to run opens a group of ``multi_step`` steps."""
+        self.group_end = self.state.running.clock + self.multi_step
+
     def victim(self) -> Request:
         """The newest admitted request (latest arrival): vLLM's preemption
         choice. With priority tiers, the newest of the lowest tier present."""

@@ -19,6 +19,13 @@ max_batch_size, ``--max-num-batched-tokens`` = max_batch_tokens,
 ``--preemption-mode``. A prompt longer than max_batch_tokens can never be
 scheduled and is rejected (vLLM refuses it the same way); a preempted request
 whose recompute exceeds the budget is prefilled alone, so it always finishes.
+
+``scheduler.multi_step=N`` is vLLM V0's multi-step scheduling
+(``--num-scheduler-steps``): a decode step opens a group of N, which run
+without a scheduling decision (nothing admitted or swapped in until the
+group ends; a request that finishes leaves at its last token), and the
+engine's per-step CPU work is paid once per group (the latency models
+charge each of its steps a N-th of it).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from simulator.scheduling.base import DECODE_ONLY, SCHEDULERS, Plan, Scheduler
 @SCHEDULERS.register("continuous")
 class ContinuousScheduler(Scheduler):
     whole_prompts = True
+    multi_step_ok = True
 
     def reject_reason(self, req):
         if req.prompt > self.max_batch_tokens:
@@ -39,7 +47,10 @@ class ContinuousScheduler(Scheduler):
         st = self.state
         waiting, running, kv = st.waiting, st.running, st.kv
         members = running.members  # (the set's own dict: read at C speed, every step)
-        if st.swapped:
+        grouped = self.multi_step > 1 and self.in_group()
+        if grouped:  # a multi-step group under way: no scheduling decision until it ends
+            pass
+        elif st.swapped:
             self.swap_in()
         elif waiting:
             plan = Plan()
@@ -66,4 +77,6 @@ class ContinuousScheduler(Scheduler):
         self.grow_for_decode()
         if not members:  # all preempted: re-plan, which re-admits the oldest
             return self.plan()
+        if self.multi_step > 1 and not grouped:
+            self.open_group()
         return DECODE_ONLY

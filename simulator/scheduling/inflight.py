@@ -33,6 +33,8 @@ class InflightScheduler(ContinuousScheduler):
     """Continuous batching whose steps mix the decodes with whole new prompts
     (it shares ``continuous``'s rejection of prompts beyond the budget)."""
 
+    multi_step_ok = False  # TensorRT-LLM schedules every iteration
+
     budget_hint = " (TensorRT-LLM: max_num_tokens, or enable_chunked_context)"
 
     @classmethod
