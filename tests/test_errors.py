@@ -9,7 +9,7 @@ from tests.conftest import servesim_cli
 
 # (overrides, a fragment the message must contain)
 CASES = [
-    (["scheduler=foo"], "scheduler=foo is not a known scheduler; choose one of: chunked_prefill, continuous, static"),
+    (["scheduler=foo"], "scheduler=foo is not a known scheduler; choose one of: chunked_prefill, continuous, inflight, static"),
     (["scheduler.policy=foo"], "scheduler.policy='foo' is not a known scheduling policy; choose one of: chunked_prefill, continuous, inflight, static"),
     (["latency.model=magic"], "latency.model='magic' is not a known latency model; choose one of: constant, roofline"),
     (["memory.allocation=magic"], "memory.allocation='magic' is not a known KV allocation mode; choose one of: paged, reserve_max, reserve_pow2, reserve_exact"),

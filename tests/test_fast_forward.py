@@ -59,7 +59,8 @@ CASES["pipeline-pp2"] = ["cluster.pp=2", "workload.rate=8"]
 CASES["beam-4"] = ["workload.beam_width=4", "workload.rate=4"]
 # multi-step scheduling: a run stops at its group's end, where the scheduler decides again
 CASES["multi-step-8"] = ["engine=vllm_v0", "scheduler.multi_step=8", "workload.rate=6"]
-CASES["multi-step-4-chunked"] = ["scheduler=chunked_prefill", "scheduler.multi_step=4", "workload.rate=10", "cluster.replicas=2"]
+CASES["multi-step-4-fleet"] = ["scheduler.multi_step=4", "workload.rate=20", "cluster.replicas=2"]
+CASES["multi-step-8-disaggregated"] = ["scheduler.multi_step=8", "cluster=disaggregated", "workload.rate=10"]
 # exact ties: events at the very instant a step ends (a 0.25 s grid of arrivals and step times)
 GRID = ["latency=constant", "latency.step_s=0.25", "workload.arrival=constant", "workload.rate=8", "workload.output_tokens.dist=fixed",
         "workload.output_tokens.value=64"]  # fmt: skip

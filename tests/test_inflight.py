@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import simulator
 from tests.conftest import run
 
@@ -27,8 +29,6 @@ def test_a_step_holds_no_more_than_its_token_budget():
 
 
 def test_prompts_beyond_the_budget_are_a_config_error_or_rejected():
-    import pytest
-
     with pytest.raises(simulator.ConfigError, match="inflight batching could never schedule"):
         simulator.load_config([*BASE, "scheduler.policy=inflight", "scheduler.max_batch_tokens=512"])
     r = run(*BASE[:4], "workload.prompt_tokens.dist=exponential", "workload.prompt_tokens.mean=300",
@@ -39,8 +39,6 @@ def test_prompts_beyond_the_budget_are_a_config_error_or_rejected():
 
 
 def test_prompts_near_the_budget_are_warned_about():
-    import pytest
-
     with pytest.warns(UserWarning, match="a prompt joins only when the running batch leaves room for it whole"):
         simulator.load_config(["engine=trtllm", "workload.prompt_tokens.max=8192"])  # prompts up to the budget
     import warnings
@@ -54,3 +52,17 @@ def test_engine_trtllm_selects_it_with_no_evict_reservations():
     cfg = simulator.load_config(["engine=trtllm", "memory.max_model_len=15360", "scheduler.max_batch_tokens=16384"])
     assert cfg.scheduler.policy == "inflight" and cfg.memory.allocation == "reserve_exact"
     assert cfg.engine_name == "trtllm"
+
+
+@pytest.mark.parametrize(("engine", "policy"), [("vllm_v0", "continuous"), ("vllm_v05", "continuous"), ("vllm_v1", "chunked_prefill"),
+                                                ("sglang", "chunked_prefill"), ("trtllm", "inflight")])  # fmt: skip
+def test_an_engine_sets_its_policy_and_a_scheduler_choice_on_the_command_line_wins(engine, policy):
+    short = "workload.prompt_tokens.max=4096"
+    preset = simulator.load_config([f"engine={engine}", short])
+    assert preset.scheduler.policy == policy
+    other = "static" if policy != "static" else "continuous"
+    for order in ([f"engine={engine}", f"scheduler={other}"], [f"scheduler={other}", f"engine={engine}"]):
+        cfg = simulator.load_config([*order, short, "memory.max_model_len=8192"])
+        assert cfg.scheduler.policy == other  # the user's choice, not silently the preset's
+        assert cfg.scheduler.max_batch_size == preset.scheduler.max_batch_size  # the engine's limits stay
+    assert simulator.load_config(["scheduler=inflight", short]).scheduler.policy == "inflight"

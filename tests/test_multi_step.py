@@ -29,15 +29,25 @@ def test_multi_step_must_be_a_whole_number_of_steps(bad, says):
         simulator.load_config([f"scheduler.multi_step={bad}"])
 
 
-@pytest.mark.parametrize("policy", ["static", "inflight"])
-def test_multi_step_is_for_vllms_v0_schedulers_only(policy):
-    with pytest.raises(ConfigError, match="continuous and chunked_prefill only"):
-        simulator.load_config([f"scheduler.policy={policy}", "scheduler.multi_step=8", "memory.allocation=reserve_exact"])
+@pytest.mark.parametrize("policy", ["static", "inflight", "chunked_prefill"])
+def test_multi_step_is_for_vllms_v0_scheduler_without_chunking_only(policy):
+    with pytest.raises(ConfigError, match="policy=continuous only"):
+        simulator.load_config([f"scheduler.policy={policy}", "scheduler.multi_step=8", "memory.allocation=reserve_exact",
+                               "workload.prompt_tokens.max=4096"])  # fmt: skip
 
 
-def test_multi_step_and_speculative_decoding_do_not_mix():
-    with pytest.raises(ConfigError, match="speculative decoding"):
-        simulator.load_config(["scheduler.multi_step=4", "scheduler.speculative.method=ngram"])
+@pytest.mark.parametrize("engine", ["vllm_v1", "sglang"])
+def test_engines_without_multi_step_scheduling_refuse_it(engine):
+    with pytest.raises(ConfigError, match=f"engine={engine} has none"):
+        simulator.load_config([f"engine={engine}", "scheduler.policy=continuous", "scheduler.multi_step=8",
+                               "workload.prompt_tokens.max=4096"])  # fmt: skip
+
+
+@pytest.mark.parametrize(("override", "says"), [("scheduler.speculative.method=ngram", "speculative decoding"),
+                                                ("workload.beam_width=2", "beam search")])  # fmt: skip
+def test_multi_step_refuses_what_vllm_refuses(override, says):
+    with pytest.raises(ConfigError, match=says):
+        simulator.load_config(["scheduler.multi_step=4", override])
 
 
 def test_a_decode_step_pays_an_nth_of_the_overhead_a_prefill_step_all_of_it():
@@ -99,3 +109,16 @@ def test_a_profile_charges_a_decode_step_the_same_share():
     assert one.step_time(decode) - four.step_time(decode) == pytest.approx(overhead * 3 / 4, rel=1e-9)
     assert four.breakdown(decode)["step_overhead"] == pytest.approx(overhead / 4)
     assert four.step_time(prefill) == one.step_time(prefill)
+
+
+def test_a_disaggregated_decode_pool_takes_arriving_kv_at_a_groups_end():
+    """vLLM V0's decode instance takes a request whose KV arrived at a scheduling step: with groups of 8 the
+    second token can wait for up to 8 steps; without, for about one. (The prefill pool has no decode steps.)"""
+    base = ["engine=vllm_v0", "cluster=disaggregated", "workload.rate=10", "workload.num_requests=300"]
+    for n, lo, hi in ((8, 4.0, 12.0), (1, 0.0, 2.5)):
+        r = run(*base, f"scheduler.multi_step={n}")
+        step = r.steps.loc[r.steps["pool"] == "decode", "duration_s"].max()
+        assert lo * step < r.summary["latency_s"]["itl"]["max"] < hi * step
+        prefill, decode = r.summary["pools"]
+        assert "multi_step" not in prefill and decode.get("multi_step", 1) == n
+        assert "once per" not in prefill["latency_model"]

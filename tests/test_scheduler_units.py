@@ -311,7 +311,8 @@ def test_multi_step_one_admits_at_every_step():
 
 def test_multi_step_group_ends_when_its_last_request_does():
     """A group whose only member finishes after its 2nd of 8 steps: the next
-    plan is a scheduling decision again, and admits the queued prompt."""
+    plan is a scheduling decision again and admits the queued prompt, whose
+    first decode step opens a group of 8 of its own (not the old one's rest)."""
     st, s = make("continuous", blocks=100, multi_step=8)
     decoding(st, 0, prompt=32, generated=1, output=3)  # two tokens to go
     assert s.plan() == Plan(decode=True)
@@ -323,25 +324,15 @@ def test_multi_step_group_ends_when_its_last_request_does():
         st.running.remove(req)
     assert not st.running
     assert s.plan() == Plan(prefill=[(w, 64)])
-
-
-def test_multi_step_chunked_runs_prompt_chunks_alone_and_groups_pure_decodes():
-    """chunked_prefill with multi_step=3: a step that continues a prompt is a
-    single step (vLLM forces one while prefills are scheduled); once only
-    decodes remain, a group of 3 runs without admitting the queued prompt."""
-    st, s = make("chunked_prefill", blocks=200, budget=512, multi_step=3)
-    decoding(st, 0, 16, 2)
-    p = part_prefilled(st, 1, 600, done=500)
-    assert s.plan() == Plan(prefill=[(p, 100)], decode=True)  # mixed: no group
-    _decode_step(st)
-    del st.prefilling[p.id]  # its prompt done (where it goes next is not this test's matter)
-    assert s.plan() == Plan(decode=True)  # opens a group: clock 1 -> 4
-    _decode_step(st)
-    w = queued(st, 2, 64)
-    for _ in range(2):
-        assert s.plan() == Plan(decode=True) and list(st.waiting) == [w]
+    st.prefilling.pop(w.id)  # its prompt done: it decodes from the next step
+    st.running.add(w, 64)
+    assert s.plan() == Plan(decode=True) and s.group_end == st.running.clock + 8
+    later = queued(st, 2, 64)
+    for _ in range(7):  # the new group's steps 1-7: the queue waits
         _decode_step(st)
-    assert s.plan() == Plan(prefill=[(w, 64)], decode=True)
+        assert s.plan() == Plan(decode=True) and list(st.waiting) == [later]
+    _decode_step(st)
+    assert s.plan() == Plan(prefill=[(later, 64)])
 
 
 # -- chunked prefill ------------------------------------------------------------------------

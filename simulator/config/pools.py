@@ -38,5 +38,8 @@ def pool_configs(cfg: ScenarioConfig) -> list[tuple[str, ScenarioConfig]]:
         model = load_model(model_name, f"{key}.model") if model_name else cfg.model
         tier = getattr(pool, "tier", None) or cfg.cluster.tier  # a group's pricing tier; pools pay the scenario's
         cluster = replace(cfg.cluster, replicas=pool.replicas, tp=pool.tp, tier=tier)
-        out.append((name, replace(cfg, hardware=hw, model=model, scheduler=_pool_scheduler(cfg, pool), cluster=cluster)))
+        sched = _pool_scheduler(cfg, pool)
+        if name == "prefill" and dis.enabled:  # a prefill pool runs no decode steps to group
+            sched = replace(sched, multi_step=1)
+        out.append((name, replace(cfg, hardware=hw, model=model, scheduler=sched, cluster=cluster)))
     return out

@@ -39,6 +39,7 @@ def validate(cfg: ScenarioConfig) -> None:
     prompt_max = check_longest(cfg)
     disagg = cfg.cluster.disaggregation.enabled
     check_scheduler(cfg.scheduler, "scheduler", None if disagg else prompt_max)
+    _multi_step(cfg)
     _latency(cfg.latency)
     _speculative(cfg)
     _memory(cfg)
@@ -81,6 +82,27 @@ def _energy(cfg: ScenarioConfig) -> None:
 
 
 SPECULATIVE_METHODS = ("none", "draft", "ngram", "mtp")
+
+
+#: engine presets whose engine has multi-step scheduling (vLLM V0 from 0.5.5, vllm-project/vllm#7000)
+MULTI_STEP_ENGINES = ("generic", "vllm_v0", "vllm_v05")
+
+
+def _multi_step(cfg: ScenarioConfig) -> None:
+    """scheduler.multi_step > 1 only where vLLM V0 would run it."""
+    n = cfg.scheduler.multi_step
+    if n == 1:
+        return
+    need(
+        cfg.engine_name in MULTI_STEP_ENGINES,
+        f"scheduler.multi_step={n} is vLLM V0's multi-step scheduling; engine={cfg.engine_name} has none "
+        f"(use engine=vllm_v0, or leave scheduler.multi_step at 1).",
+    )
+    need(
+        int(cfg.workload.beam_width) == 1,
+        f"scheduler.multi_step={n} with beam search (workload.beam_width={cfg.workload.beam_width}): vLLM refuses "
+        f"the two together; set one of them.",
+    )
 
 
 def _speculative(cfg: ScenarioConfig) -> None:

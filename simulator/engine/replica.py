@@ -342,8 +342,9 @@ class Replica:
         )  # fmt: skip
         # a decode-only step may be a plain one (DecodeStepRow: one token per sequence, nothing padded)
         plain = type(running) is RunningSet  # (not speculative, one beam: its kv_entries() is decode_ctx_tokens() less its size)
+        grouped = self.scheduler.in_group if self.scheduler.multi_step > 1 else None
         while True:
-            if self._inbox:
+            if self._inbox and (grouped is None or not grouped()):  # (a multi-step group takes them at its end)
                 self._join_inbox()
             plan = plan_step()
             if plan is None:

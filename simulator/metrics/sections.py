@@ -72,6 +72,7 @@ class PoolSection(DecodeBatch):
     pp: int
     gpus: int
     scheduler: str
+    multi_step: NotRequired[int]  # decode steps per scheduling decision, where more than one (scheduler.multi_step)
     allocation: str
     latency_model: str
     kv_blocks_per_replica: int

@@ -544,7 +544,7 @@ def _pool_summary(pool: Any, steps: pd.DataFrame, up_s: float) -> PoolSection:
     st = steps if mine.all() else steps[mine]  # (one pool: no copy of every step)
     busy = float(st["duration_s"].sum())
     cfg = pool.cfg
-    return {
+    out: PoolSection = {
         "name": pool.name,
         "model": cfg.model.name,
         "hardware": cfg.hardware.name,
@@ -567,6 +567,9 @@ def _pool_summary(pool: Any, steps: pd.DataFrame, up_s: float) -> PoolSection:
         "price_per_gpu_hour": tier_price(cfg),  # the hardware's price at the pool's tier (docs/pricing.md)
         "tier": cfg.cluster.tier,
     }
+    if cfg.scheduler.multi_step > 1:
+        out["multi_step"] = int(cfg.scheduler.multi_step)
+    return out
 
 
 def _decode_batch(steps: pd.DataFrame) -> DecodeBatch:

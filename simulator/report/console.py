@@ -368,6 +368,7 @@ def _print_scenario(p, summary: Summary) -> None:
         )
         + " · "
         + (f"{s['scheduler']}" if len(pools) > 1 else f"{s['scheduler']} batching")
+        + "".join(dict.fromkeys(f" (multi-step {p['multi_step']})" for p in pools if p.get("multi_step")))
         + (f" · engine {s['engine']}" if s.get("engine", "generic") != "generic" else "")
     )
     models = dict.fromkeys(f"{p['name']}: {p['latency_model']}" if len(pools) > 1 else p["latency_model"] for p in pools)

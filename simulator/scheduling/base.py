@@ -97,21 +97,21 @@ class Scheduler(Component, ABC):
             sched.preemption_mode in modes,
             f"{key}.preemption_mode={sched.preemption_mode!r} is not a known preemption mode; choose one of: {', '.join(modes)}.",
         )
-        steps = sched.multi_step
+        steps = sched.multi_step  # (a scenario-wide key: pools take it from scheduler.multi_step)
         need(
             isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1,
-            f"{key}.multi_step must be a whole number of decode steps >= 1 (got {steps!r}).",
+            f"scheduler.multi_step must be a whole number of decode steps >= 1 (got {steps!r}).",
         )
         if steps > 1:
             need(
                 cls.multi_step_ok,
-                f"{key}.multi_step={steps} is vLLM V0's multi-step scheduling, which servesim models for "
-                f"{key}.policy=continuous and chunked_prefill only (not {cls.name}).",
+                f"scheduler.multi_step={steps} is vLLM V0's multi-step scheduling without chunked prefill, which "
+                f"servesim models with {key}.policy=continuous only (not {cls.name}).",
             )
             need(
                 sched.speculative.method == "none",
-                f"{key}.multi_step={steps} with speculative decoding ({key}.speculative.method="
-                f"{sched.speculative.method}): vLLM runs speculative decoding one step per scheduling; set one of them.",
+                f"scheduler.multi_step={steps} with speculative decoding (scheduler.speculative.method="
+                f"{sched.speculative.method}): vLLM refuses the two together; set one of them.",
             )
 
     @classmethod
@@ -159,9 +159,12 @@ class Scheduler(Component, ABC):
         """A multi-step group is under way: its decode steps run without a scheduling decision
         (vLLM V0 with ``--num-scheduler-steps``: the scheduler runs once per group, so requests
         that arrive meanwhile wait for its end). A group ends early only when its last running
-        request does."""
+        request does; the next decode step then opens a group of its own."""
         running = self.state.running
-        return running.clock < self.group_end and bool(running)
+        if not running:
+            self.group_end = running.clock
+            return False
+        return running.clock < self.group_end
 
     def open_group(self) -> None:
         """The decode-only step about to run opens a group of ``multi_step`` steps."""

@@ -16,23 +16,16 @@ computed prompts never starve each other. When a decode needs a block and
 none is free, the newest admitted request (running or part-prefilled) is
 preempted. This is vLLM's ``--enable-chunked-prefill`` (the default since
 its v1 engine, whose KV allocation per chunk is not modelled).
-
-``scheduler.multi_step=N`` (vLLM V0's ``--num-scheduler-steps`` with chunked
-prefill): a step with prompt chunks runs alone, as vLLM forces a single step
-while prefills are scheduled; a decode-only step opens a group of N that run
-without a scheduling decision (see ``scheduler.policy=continuous``).
 """
 
 from __future__ import annotations
 
 from simulator.config.checks import need
-from simulator.scheduling.base import DECODE_ONLY, SCHEDULERS, Plan, Scheduler
+from simulator.scheduling.base import SCHEDULERS, Plan, Scheduler
 
 
 @SCHEDULERS.register("chunked_prefill")
 class ChunkedPrefillScheduler(Scheduler):
-    multi_step_ok = True
-
     @classmethod
     def check(cls, sched, key):
         super().check(sched, key)
@@ -45,10 +38,6 @@ class ChunkedPrefillScheduler(Scheduler):
     def plan(self):
         st = self.state
         waiting, running = st.waiting, st.running
-        if self.multi_step > 1 and self.in_group():  # a multi-step group under way: its decodes only
-            self.grow_for_decode()
-            if running:
-                return DECODE_ONLY
         plan = Plan()
         budget = self.decode_first(plan)
         # 1. continue part-computed prompts, oldest admission first (their blocks are held)
@@ -69,7 +58,5 @@ class ChunkedPrefillScheduler(Scheduler):
             budget -= n
             seqs += 1
         if plan.prefill or plan.decode:
-            if self.multi_step > 1 and not plan.prefill:
-                self.open_group()
             return plan
         return None
