@@ -46,6 +46,7 @@ NAMES = {
     "chunked_prefill": "chunked prefill",
     "fp8": "FP8 weights and KV",
     "speculative": "speculative decoding (1B draft)",
+    "multi_step": "multi-step scheduling (8 steps)",
     "tp2": "tensor parallel x2",
     "pp2": "pipeline parallel x2",
     "response_cache": "response cache (30% hits)",
