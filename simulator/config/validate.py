@@ -89,7 +89,7 @@ MULTI_STEP_ENGINES = ("generic", "vllm_v0", "vllm_v05")
 
 
 def _multi_step(cfg: ScenarioConfig) -> None:
-    """scheduler.multi_step > 1 only where vLLM V0 would run it."""
+    """scheduler.multi_step > 1 only where vLLM V0 would run it (its policies: Scheduler.check)."""
     n = cfg.scheduler.multi_step
     if n == 1:
         return
@@ -97,6 +97,12 @@ def _multi_step(cfg: ScenarioConfig) -> None:
         cfg.engine_name in MULTI_STEP_ENGINES,
         f"scheduler.multi_step={n} is vLLM V0's multi-step scheduling; engine={cfg.engine_name} has none "
         f"(use engine=vllm_v0, or leave scheduler.multi_step at 1).",
+    )
+    sp = cfg.scheduler.speculative.method
+    need(
+        sp == "none",
+        f"scheduler.multi_step={n} with speculative decoding (scheduler.speculative.method={sp}): vLLM refuses "
+        f"the two together; set one of them.",
     )
     need(
         int(cfg.workload.beam_width) == 1,

@@ -465,10 +465,7 @@ class RooflineLatency(LatencyModel):
         """A step's time before attention, summed in this order (which :meth:`decode_times` relies on):
         overheads, the layer GEMMs of ``tokens`` rows, the LM head of ``rows`` rows, elementwise work,
         collectives."""
-        if decode_only:
-            t = self._dec_overhead + self._dec_overhead_per_seq * seqs
-        else:
-            t = self.overhead + self.overhead_per_seq * seqs
+        t = self.overhead_s(seqs, decode_only)
         if tokens <= 0:
             return t
         lin = self._linear_cache.get(tokens)

@@ -102,17 +102,11 @@ class Scheduler(Component, ABC):
             isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1,
             f"scheduler.multi_step must be a whole number of decode steps >= 1 (got {steps!r}).",
         )
-        if steps > 1:
-            need(
-                cls.multi_step_ok,
-                f"scheduler.multi_step={steps} is vLLM V0's multi-step scheduling without chunked prefill, which "
-                f"servesim models with {key}.policy=continuous only (not {cls.name}).",
-            )
-            need(
-                sched.speculative.method == "none",
-                f"scheduler.multi_step={steps} with speculative decoding (scheduler.speculative.method="
-                f"{sched.speculative.method}): vLLM refuses the two together; set one of them.",
-            )
+        need(
+            steps == 1 or cls.multi_step_ok,
+            f"scheduler.multi_step={steps} is vLLM V0's multi-step scheduling without chunked prefill, which "
+            f"servesim models with {key}.policy=continuous only (not {cls.name}).",
+        )
 
     @classmethod
     def check_prompts(cls, sched, key: str, prompt_max: float) -> None:

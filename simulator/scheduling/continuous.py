@@ -25,7 +25,7 @@ whose recompute exceeds the budget is prefilled alone, so it always finishes.
 without a scheduling decision (nothing admitted or swapped in until the
 group ends; a request that finishes leaves at its last token), and the
 engine's per-step CPU work is paid once per group (the latency models
-charge each of its steps a N-th of it).
+charge each of its steps an N-th of it).
 """
 
 from __future__ import annotations
@@ -45,31 +45,15 @@ class ContinuousScheduler(Scheduler):
 
     def plan(self):
         st = self.state
-        waiting, running, kv = st.waiting, st.running, st.kv
-        members = running.members  # (the set's own dict: read at C speed, every step)
+        members = st.running.members  # (the set's own dict: read at C speed, every step)
         grouped = self.multi_step > 1 and self.in_group()
-        if grouped:  # a multi-step group under way: no scheduling decision until it ends
-            pass
-        elif st.swapped:
-            self.swap_in()
-        elif waiting:
-            plan = Plan()
-            tokens = 0
-            seqs = len(members) + st.arriving
-            while waiting and seqs < self.max_batch_size:
-                req = waiting[0]
-                # A recomputed request may exceed the budget; it then runs alone.
-                if plan.prefill and tokens + req.target - max(req.prefilled, kv.cached_tokens(req)) > self.max_batch_tokens:
-                    break  # (its tokens to compute, asked for only when it would share the step)
-                if not kv.can_admit(kv.admit_cost(req, req.target)):
-                    break
-                self.admit_head()
-                n = req.target - req.prefilled
-                plan.prefill.append((req, n))
-                tokens += n
-                seqs += 1
-            if plan.prefill:
-                return plan
+        if not grouped:  # (a multi-step group under way takes no scheduling decision until it ends)
+            if st.swapped:
+                self.swap_in()
+            elif st.waiting:
+                plan = self._admit(len(members) + st.arriving)
+                if plan.prefill:
+                    return plan
         if not members:
             # Idle; swapped requests wait for memory held by KV in transit to
             # this replica (disaggregation), which frees when it arrives.
@@ -80,3 +64,24 @@ class ContinuousScheduler(Scheduler):
         if self.multi_step > 1 and not grouped:
             self.open_group()
         return DECODE_ONLY
+
+    def _admit(self, seqs: int) -> Plan:
+        """A prefill step of the waiting requests, first come first served, while the batch (``seqs``
+        sequences so far) stays within its limits and their KV fits; empty when the head cannot join."""
+        st = self.state
+        waiting, kv = st.waiting, st.kv
+        plan = Plan()
+        tokens = 0
+        while waiting and seqs < self.max_batch_size:
+            req = waiting[0]
+            # A recomputed request may exceed the budget; it then runs alone.
+            if plan.prefill and tokens + req.target - max(req.prefilled, kv.cached_tokens(req)) > self.max_batch_tokens:
+                break  # (its tokens to compute, asked for only when it would share the step)
+            if not kv.can_admit(kv.admit_cost(req, req.target)):
+                break
+            self.admit_head()
+            n = req.target - req.prefilled
+            plan.prefill.append((req, n))
+            tokens += n
+            seqs += 1
+        return plan
