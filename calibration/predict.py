@@ -55,6 +55,7 @@ def predict(overrides: list[str], prefill: list[str], decode: list[str]) -> dict
     from dataclasses import asdict
 
     from simulator.config.compose import compose, to_scenario
+    from simulator.config.validate import check_pipeline
     from simulator.latency import build_latency_model
     from simulator.specs import ModelSpec
 
@@ -65,13 +66,16 @@ def predict(overrides: list[str], prefill: list[str], decode: list[str]) -> dict
     if longest > int(cfg.model.max_context):
         raise ConfigError(f"the step holds a sequence of {longest} tokens, longer than model {cfg.model.name}'s context "
                           f"of {cfg.model.max_context} tokens.")
-    model = build_latency_model(cfg, ModelSpec.from_config(cfg.model, cfg.cluster.tp, cfg.cluster.ep))
+    check_pipeline(cfg)
+    cl = cfg.cluster
+    model = build_latency_model(cfg, ModelSpec.from_config(cfg.model, cl.tp, cl.ep, cl.pp))
     ops = model.breakdown(shape)
+    stages = f" TP{cl.tp} PP{cl.pp}" if cl.pp > 1 else ""
     return {
         "step_s": model.step_time(shape),
         "ops": ops,
         "latency_model": model.describe(),
-        "scenario": f"{cfg.model.name} on {cfg.cluster.tp}x {cfg.hardware.name} ({cfg.model.weight_dtype})",
+        "scenario": f"{cfg.model.name} on {cl.tp * cl.pp}x {cfg.hardware.name}{stages} ({cfg.model.weight_dtype})",
         "shape": asdict(shape),
     }
 

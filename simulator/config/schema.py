@@ -64,6 +64,15 @@ class HardwareConfig:
     p2p_latency_us: float | None = None
     p2p_gbps: float | None = None
     p2p_source: str = ""
+    #: GPUs of one server that share its scale-up fabric (NVLink, xGMI); tensor parallelism over more
+    #: GPUs than this crosses the scale-out network (simulator/latency/roofline.py, allreduce_paths)
+    gpus_per_node: int = 8
+    #: scale-out network per GPU (one NIC per GPU, rail-optimised), one-way GB/s achieved;
+    #: null: not in the catalog, so tensor or expert parallelism cannot span nodes
+    network_gbps: float | None = None
+    #: what one network hop adds to a collective's latency (NCCL's cost model: 5 us, its NET tree/LL constant)
+    network_latency_us: float = 5.0
+    network_source: str = ""
     gemm: GemmConfig = field(default_factory=GemmConfig)
     price_per_gpu_hour: float | None = None  # USD, point-in-time snapshot
     price_source: str = ""

@@ -251,11 +251,9 @@ def _memory(cfg: ScenarioConfig) -> None:
         )
 
 
-def _cluster(cfg: ScenarioConfig, prompt_max: float | None) -> None:
-    """Replica counts, TP, and the pools of a disaggregated cluster (groups: :func:`check_cluster`)."""
+def check_pipeline(cfg: ScenarioConfig) -> None:
+    """``cluster.pp``: a whole number of stages, priced by the roofline, without expert parallelism."""
     cl = cfg.cluster
-    need(cl.replicas >= 1, f"cluster.replicas must be >= 1 (got {cl.replicas}).")
-    need(cl.tp >= 1, f"cluster.tp must be >= 1 (got {cl.tp}).")
     if cl.pp != 1:
         need(
             isinstance(cl.pp, int) and 1 <= cl.pp <= cfg.model.num_layers,
@@ -266,6 +264,14 @@ def _cluster(cfg: ScenarioConfig, prompt_max: float | None) -> None:
             f"cluster.pp={cl.pp} needs latency.model=roofline (the pipeline is priced from its per-layer times; got {cfg.latency.model}).",
         )
         need(cl.ep == 1, "cluster.pp and cluster.ep cannot be combined yet.")
+
+
+def _cluster(cfg: ScenarioConfig, prompt_max: float | None) -> None:
+    """Replica counts, TP, and the pools of a disaggregated cluster (groups: :func:`check_cluster`)."""
+    cl = cfg.cluster
+    need(cl.replicas >= 1, f"cluster.replicas must be >= 1 (got {cl.replicas}).")
+    need(cl.tp >= 1, f"cluster.tp must be >= 1 (got {cl.tp}).")
+    check_pipeline(cfg)
     if cl.ep != 1:
         m = cfg.model
         need(m.num_experts > 0, f"cluster.ep={cl.ep} needs a mixture-of-experts model; model={m.name} is dense.")

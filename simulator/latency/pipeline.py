@@ -21,9 +21,14 @@ full pipeline keeps every stage busy. Tensor-parallel all-reduces stay inside
 each stage (in the roofline's per-layer time); the engine's CPU overhead is
 paid once per cycle.
 
-Ignored: pipelining the chunks of one long prompt, uneven layer splits,
-the all-gather that reassembles a TP-split send, and stages on different
-nodes (the send costs are those of NVLink within a node).
+Stages on different nodes: the stages fill the nodes in order
+(``hardware.gpus_per_node`` GPUs each), so the hand-off after stage ``i``
+leaves the node when ``(i + 1) * tp`` is a multiple of ``gpus_per_node``;
+that send adds one network hop's latency (``hardware.network_latency_us``)
+and moves each TP rank's share over its own NIC (``hardware.network_gbps``).
+
+Ignored: pipelining the chunks of one long prompt, uneven layer splits, and
+the all-gather that reassembles a TP-split send.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import math
 from typing import TYPE_CHECKING
 
 from simulator.latency.base import LatencyModel, StepShape
-from simulator.latency.roofline import ACTIVATION_BYTES, RooflineLatency
+from simulator.latency.roofline import ACTIVATION_BYTES, RooflineLatency, network_bytes_s, nodes_of
 from simulator.specs import ModelSpec
 
 if TYPE_CHECKING:
@@ -54,9 +59,19 @@ class PipelineLatency(LatencyModel):
         gbps = hw.p2p_gbps if hw.p2p_gbps is not None else hw.interconnect_gbps
         self.send_fixed = float(lat_us) * 1e-6
         self.send_per_token = spec.hidden_size * ACTIVATION_BYTES / spec.tp / (float(gbps) * 1e9)
+        gpus = spec.tp * spec.pp
+        self.nodes, per_node = nodes_of(hw, gpus)
+        #: whether the hand-off after each stage but the last leaves its node
+        self.crosses = [(i + 1) * spec.tp % per_node == 0 for i in range(self.pp - 1)]
+        if any(self.crosses):
+            net = network_bytes_s(hw, gpus, f"cluster.tp x cluster.pp = {gpus} GPUs")
+            self.net_fixed = self.send_fixed + float(hw.network_latency_us) * 1e-6
+            self.net_per_token = spec.hidden_size * ACTIVATION_BYTES / spec.tp / net
 
-    def send_s(self, tokens: int) -> float:
-        """One stage-to-stage hand-off of ``tokens`` tokens' activations."""
+    def send_s(self, tokens: int, crosses: bool = False) -> float:
+        """One stage-to-stage hand-off of ``tokens`` tokens' activations (over the network when it ``crosses`` nodes)."""
+        if crosses:
+            return self.net_fixed + self.net_per_token * tokens
         return self.send_fixed + self.send_per_token * tokens
 
     def micro_batch(self, shape: StepShape, m: int) -> StepShape:
@@ -83,8 +98,7 @@ class PipelineLatency(LatencyModel):
         lm = inner.lm_head_s(rows)
         body = (inner.step_time(mb) - inner.overhead_s(mb_seqs, not mb.prefill_tokens) - lm) / self.pp
         tokens = mb.prefill_tokens + mb.decode_seqs * mb.decode_queries
-        send = self.send_s(tokens)
-        return m, [body + send] * (self.pp - 1) + [body + lm]
+        return m, [body + self.send_s(tokens, crosses) for crosses in self.crosses] + [body + lm]
 
     def step_time(self, shape: StepShape) -> float:
         seqs = shape.prefill_seqs + shape.decode_seqs
@@ -102,4 +116,5 @@ class PipelineLatency(LatencyModel):
         return {"pipeline_cycle": work, "step_overhead": self.inner.overhead_s(seqs, not shape.prefill_tokens)}
 
     def describe(self) -> str:
-        return f"{self.inner.describe()} PP{self.pp}"
+        over = f" over {self.nodes} nodes" if self.nodes > nodes_of(self.cfg.hardware, self.inner.tp)[0] else ""
+        return f"{self.inner.describe()} PP{self.pp}{over}"

@@ -74,7 +74,10 @@ bandwidth on H100 for 2-8 GPUs) and the engines' one-shot custom all-reduce
 kernel, which serving engines use for small messages (vLLM's, timed on H100
 in sgl-project/sglang PR #2904: 8.7-10 us and 27-60 GB/s for 2-8 GPUs). A
 GPU count the table lacks uses a ring over ``interconnect_gbps *
-comm_efficiency`` plus ``allreduce_latency_s``.
+comm_efficiency`` plus ``allreduce_latency_s``. Over more GPUs than a node
+holds (``hardware.gpus_per_node``) the all-reduce crosses the scale-out
+network as NCCL's cost model prices it (``allreduce_paths``; docs/cluster.md,
+"Across nodes"), and so do expert-parallel all-to-alls.
 
 **Fixed costs.** ``step_overhead_s + step_overhead_per_seq_s * sequences`` is
 the engine's per-iteration CPU work (scheduling, input preparation, sampling,
@@ -164,7 +167,24 @@ def peak_flops(cfg: ScenarioConfig, weight_dtype: str) -> tuple[float, float]:
 
 def allreduce_paths(hardware, gpus: int, latency) -> tuple[list[tuple[float, float]], str]:
     """The ways one all-reduce over ``gpus`` GPUs can run, each (latency s, algorithm bandwidth B/s),
-    and where they come from. An engine takes the fastest for each message size."""
+    and where they come from. An engine takes the fastest for each message size.
+
+    Over more GPUs than one node holds (``hardware.gpus_per_node``) only NCCL runs (the engines'
+    custom kernels stay on NVLink), hierarchically as NCCL's cost model prices it: in each node as
+    that node's all-reduce, and across the ``nodes`` nodes a reduce up and a broadcast down a tree
+    of depth log2(nodes), each level one network hop (``hardware.network_latency_us``); the bytes
+    cross the network on every GPU's own NIC (rail-optimised), S / gpus_per_node each, in a ring
+    of 2 (nodes - 1) / nodes of them, so the algorithm bandwidth is the lesser of the node's and
+    ``gpus_per_node * network_gbps * nodes / (2 (nodes - 1))``."""
+    per_node = nodes_of(hardware, gpus)[1]
+    if gpus > per_node:
+        nodes = nodes_of(hardware, gpus)[0]
+        net = network_bytes_s(hardware, gpus, f"cluster.tp={gpus}")
+        paths, source = allreduce_paths(hardware, per_node, latency)
+        alpha, beta = paths[0]  # NCCL's (or the ring model's) path; a custom kernel cannot leave the node
+        alpha += 2 * int(math.log2(nodes)) * float(hardware.network_latency_us) * 1e-6
+        beta = min(beta, per_node * net * nodes / (2.0 * (nodes - 1)))
+        return [(alpha, beta)], f"{source} in each node of {per_node}, network across {nodes}"
     for entry in hardware.allreduce or ():
         if int(entry["gpus"]) == gpus:
             paths = [(float(entry["latency_us"]) * 1e-6, float(entry["bandwidth_gbps"]) * 1e9)]
@@ -174,6 +194,32 @@ def allreduce_paths(hardware, gpus: int, latency) -> tuple[list[tuple[float, flo
     # A ring moves 2 (n - 1) / n of the message over each GPU's link.
     link = float(hardware.interconnect_gbps) * 1e9 * float(latency.comm_efficiency)
     return [(float(latency.allreduce_latency_s), link * gpus / (2.0 * (gpus - 1)))], "ring model"
+
+
+def nodes_of(hardware, gpus: int) -> tuple[int, int]:
+    """(nodes, GPUs per node) that ``gpus`` GPUs of ``hardware`` take."""
+    per_node = hardware.gpus_per_node
+    if isinstance(per_node, bool) or not isinstance(per_node, int) or per_node < 1:
+        raise ConfigError(f"hardware.gpus_per_node must be a whole number of GPUs >= 1 (got {per_node!r}).")
+    return -(-gpus // per_node), per_node
+
+
+def network_bytes_s(hardware, gpus: int, what: str) -> float:
+    """The scale-out network's bytes/s per GPU, for ``what`` spanning ``gpus`` GPUs over several nodes."""
+    nodes, per_node = nodes_of(hardware, gpus)
+    gbps = hardware.network_gbps
+    if gbps is None:
+        raise ConfigError(
+            f"{what} spans {nodes} nodes of {per_node} {hardware.name} GPUs (hardware.gpus_per_node), but the "
+            f"catalog has no scale-out network for {hardware.name}: set hardware.network_gbps (achieved one-way GB/s "
+            f"per GPU, e.g. 48 for 400 Gb/s InfiniBand NDR, one NIC per GPU) or keep it within {per_node} GPUs."
+        )
+    if isinstance(gbps, bool) or not isinstance(gbps, int | float) or not math.isfinite(gbps) or gbps <= 0:
+        raise ConfigError(f"hardware.network_gbps must be a positive number of GB/s (got {gbps!r}).")
+    lat = hardware.network_latency_us
+    if isinstance(lat, bool) or not isinstance(lat, int | float) or not math.isfinite(lat) or lat < 0:
+        raise ConfigError(f"hardware.network_latency_us must be a number of microseconds >= 0 (got {lat!r}).")
+    return float(gbps) * 1e9
 
 
 class _Gemm:
@@ -303,9 +349,15 @@ class RooflineLatency(LatencyModel):
         ep = int(cfg.cluster.ep or 1)
         self._a2a: tuple[float, float] | None = None
         if spec.is_moe and ep > tp:
-            alpha = min(a for a, _ in allreduce_paths(hw, min(ep, 8), lat)[0]) if ep > 1 else 0.0
+            per_node = nodes_of(hw, ep)[1]
+            alpha = min(a for a, _ in allreduce_paths(hw, min(ep, per_node), lat)[0]) if ep > 1 else 0.0
             link = float(hw.interconnect_gbps) * 1e9 * float(lat.comm_efficiency)
-            per_token = spec.experts_per_token * h * ACTIVATION_BYTES * (ep - 1) / ep / tp / link
+            sent = spec.experts_per_token * h * ACTIVATION_BYTES / tp  # bytes a GPU sends per token of its replica
+            per_token = sent * (min(ep, per_node) - 1) / ep / link
+            if ep > per_node:  # (ep - per_node)/ep of them leave the node, on each GPU's own NIC, meanwhile
+                alpha += float(hw.network_latency_us) * 1e-6
+                net = network_bytes_s(hw, ep, f"cluster.ep={ep}")
+                per_token = max(per_token, sent * (ep - per_node) / ep / net)
             self._a2a = (2 * spec.moe_layers * alpha, 2 * spec.moe_layers * per_token)
 
     def _init_layer_kinds(self, spec: ModelSpec, wb: float, flops_s: float, bytes_s: float, lam: float, n: float) -> None:
@@ -527,6 +579,8 @@ class RooflineLatency(LatencyModel):
 
     def describe(self) -> str:
         gpus = (f" x{self.tp}" if self.tp > 1 else "") + (f" EP{self.ep}" if getattr(self, "ep", 1) > 1 else "")
+        nodes, _ = nodes_of(self.cfg.hardware, max(self.tp, getattr(self, "ep", 1)))
+        gpus += f" over {nodes} nodes" if nodes > 1 else ""
         per_seq = f" + {self.overhead_per_seq * 1e6:g} us/seq" if self.overhead_per_seq else ""
         group = f" once per {self.multi_step} decode steps" if self.multi_step > 1 else ""
         return (
