@@ -769,6 +769,32 @@ def test_empty_scheduled_workload_names_the_schedule():
         check_workload(cfg, generate(cfg))
 
 
+@pytest.mark.parametrize("overrides,says", [
+    (["workload.rate_schedule=[[0,10],[300,40],[360,10]]"], r"ended the arrivals at .* before the rate schedule's last change at 360 s"),
+    (["workload.duration_s=600"], r"ended the arrivals at .* before workload\.duration_s=600; set workload\.num_requests=null"),
+])  # fmt: skip
+def test_a_request_count_that_ends_a_schedule_or_duration_early_is_said(overrides, says):
+    """2,000 requests at 10 req/s end near 200 s: a spike at 300 s, or a 600 s run, never happens."""
+    from simulator.config.validate import check_workload
+
+    cfg = simulator.load_config([*overrides, "workload.num_requests=2000"], config=_base())
+    with pytest.warns(UserWarning, match=says):
+        check_workload(cfg, generate(cfg))
+
+
+@pytest.mark.parametrize("overrides", [
+    ["workload.duration_s=60", "workload.num_requests=2000"],  # the duration ends it first
+    ["workload.rate_schedule=[[0,10],[30,40]]", "workload.num_requests=null", "workload.duration_s=90"],
+    ["workload.num_requests=2000"],  # no duration or schedule to fall short of
+])  # fmt: skip
+def test_no_warning_when_the_request_count_is_not_what_ends_the_scenario(overrides, recwarn):
+    from simulator.config.validate import check_workload
+
+    cfg = simulator.load_config(overrides, config=_base())
+    check_workload(cfg, generate(cfg))
+    assert not [w for w in recwarn if "ended the arrivals" in str(w.message)]
+
+
 def test_negative_seed_rejected():
     with pytest.raises(simulator.ConfigError, match=r"\bseed\b"):
         generate(simulator.load_config(["seed=-1", "workload.num_requests=10"]))

@@ -9,6 +9,7 @@ longest request must fit the model).
 from __future__ import annotations
 
 import math
+import warnings
 from typing import TYPE_CHECKING
 
 from omegaconf import ListConfig
@@ -228,6 +229,32 @@ def check_workload(cfg: ScenarioConfig, workload: Workload) -> None:
         raise ConfigError(
             f"the workload drew a request of {longest} tokens, longer than {what}; "
             f"lower workload.prompt_tokens / workload.output_tokens."
+        )
+    _warn_if_cut_short(cfg, workload)
+
+
+def _warn_if_cut_short(cfg: ScenarioConfig, workload: Workload) -> None:
+    """An open process whose ``workload.num_requests`` ran out before its ``duration_s`` or the last
+    change of its ``rate_schedule``: the run is shorter than the scenario reads, so say so."""
+    wl = cfg.workload
+    if wl.arrival in ("trace", "closed_loop") or wl.num_requests is None or len(workload) < int(wl.num_requests):
+        return
+    last = float(workload.arrival_s[-1])
+    ends = []
+    if wl.duration_s is not None and last < float(wl.duration_s):
+        ends.append(f"workload.duration_s={wl.duration_s:g}")
+    if wl.rate_schedule is not None:
+        from simulator.workload.arrivals import RateSchedule
+
+        final = float(RateSchedule.from_config(wl.rate_schedule).starts[-1])
+        if last < final:
+            ends.append(f"the rate schedule's last change at {final:g} s (its later rates never ran)")
+    if ends:
+        warnings.warn(
+            f"workload.num_requests={wl.num_requests} ended the arrivals at {last:.1f} s, before "
+            f"{' and '.join(ends)}; set workload.num_requests=null"
+            f"{'' if wl.duration_s is not None else ' and a workload.duration_s'} to run the whole of it.",
+            stacklevel=2,
         )
 
 
