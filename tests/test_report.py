@@ -422,6 +422,25 @@ def test_palette_is_okabe_ito_and_every_policy_has_its_own_colour():
     assert not {c.upper() for k, c in other.items() if "replicas" in k} & {c.upper() for c in POLICY_COLORS.values()}
 
 
+def test_past_eight_series_a_shared_colour_gets_its_own_marker(sweep, tmp_path, saved_figures):
+    """experiment=levers draws ten series: the palette has eight colours, so the ninth and tenth
+    repeat two and tell themselves apart by marker, in the lines and in the legend."""
+    df = collect(sweep)
+    levers = [f"l{k}" for k in range(10)]
+    many = pd.concat([df.assign(lever=name) for name in levers], ignore_index=True)
+    sweep_charts.latency_vs_load_chart(many, tmp_path, x="workload.rate", series=["lever"], formats=["png"])
+    legend = saved_figures[-1].legends[0]
+    looks = {
+        text.get_text(): (_hex(handle.get_color()), handle.get_marker())
+        for handle, text in zip(legend.legend_handles, legend.get_texts())
+        if text.get_text().startswith("lever=")
+    }
+    assert len(looks) == 10 and len(set(looks.values())) == 10
+    assert len({color for color, _ in looks.values()}) == 8
+    drawn = {(_hex(line.get_color()), line.get_marker()) for line in saved_figures[-1].axes[0].get_lines()}
+    assert set(looks.values()) <= drawn
+
+
 @pytest.fixture
 def saved_figures(monkeypatch) -> list:
     """Every figure the code under test saves, in order, once each (a figure saved as PNG and SVG counts once)."""

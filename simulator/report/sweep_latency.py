@@ -29,6 +29,7 @@ from simulator.report.sweep_style import (
     runs_caption,
     save_chart,
     series_colors,
+    shared_color_markers,
     slo_lines,
     span_is_large,
     time_unit,
@@ -47,6 +48,7 @@ class _LoadPlot:
     xs_all: np.ndarray
     cats: list[str] | None
     marks_knee: bool
+    markers: dict[str, str]  # a circle, or another shape for a series that shares its colour
 
 
 def latency_vs_load_chart(
@@ -64,14 +66,15 @@ def latency_vs_load_chart(
     labels = series_labels(df, series)
     order = list(pd.unique(labels))
     xs_all, cats = numeric_x(df, x)
-    plot = _LoadPlot(df, x, labels, order, series_colors(df, order), xs_all, cats, cats is None and is_load(x))
+    colors = series_colors(df, order)
+    plot = _LoadPlot(df, x, labels, order, colors, xs_all, cats, cats is None and is_load(x), shared_color_markers(colors))
     panels = [("ttft", "Time to first token", slo_ttft), ("tpot", "Time per output token", slo_tpot)]
 
     with chart_context():
         fig = Figure(figsize=(12, 4.6))
         FigureCanvasAgg(fig)
         axes = fig.subplots(1, 2)
-        knee_labels: dict[tuple[int, float], int] = {}
+        knee_labels: dict[tuple[int, float], tuple[int, float]] = {}
         for ax, (metric, title, override) in zip(axes, panels):
             _latency_panel(ax, plot, metric, title, override, knee_labels)
         handles = _legend_handles(plot)
@@ -91,7 +94,7 @@ def _latency_panel(ax, plot: _LoadPlot, metric: str, title: str, override: float
         agg = g.groupby("_x", sort=True)
         color = plot.colors[label]
         for stat, style in (("p50", "--"), ("p99", "-")):
-            _stat_line(ax, g, agg, f"{metric}_{stat}_s", stat, style, color, scale)
+            _stat_line(ax, g, agg, f"{metric}_{stat}_s", stat, style, color, scale, plot.markers[label])
         if plot.marks_knee and slos:
             _mark_knee(ax, g, agg, metric, override, slos, color, scale, knee_labels)
     _slo_lines(ax, slos, scale)
@@ -115,7 +118,7 @@ def _panel_scale(df: pd.DataFrame, metric: str, slos: list[float]) -> tuple[bool
     return log, scale, unit
 
 
-def _stat_line(ax, g: pd.DataFrame, agg, col: str, stat: str, style: str, color: str, scale: float) -> None:
+def _stat_line(ax, g: pd.DataFrame, agg, col: str, stat: str, style: str, color: str, scale: float, marker: str = "o") -> None:
     """One series' p50 or p99 over load: the mean per x, with 95% CI error bars when the runs have them."""
     mean = agg[col].mean()
     xv, yv = mean.index.to_numpy(dtype=float), mean.to_numpy(dtype=float) * scale
@@ -131,7 +134,7 @@ def _stat_line(ax, g: pd.DataFrame, agg, col: str, stat: str, style: str, color:
             yerr=yerr,
             color=color,
             linestyle=style,
-            marker="o",
+            marker=marker,
             markersize=3.5,
             capsize=2.5,
             elinewidth=0.9,
@@ -143,8 +146,8 @@ def _stat_line(ax, g: pd.DataFrame, agg, col: str, stat: str, style: str, color:
             yv,
             color=color,
             linestyle=style,
-            marker="o",
-            markersize=3.5,
+            marker=marker,
+            markersize=3.5 if marker == "o" else 4.5,
             linewidth=1.6 if stat == "p99" else 1.1,
             alpha=1.0 if stat == "p99" else 0.8,
         )
@@ -169,11 +172,12 @@ def _mark_knee(ax, g, agg, metric: str, override, slos: list[float], color: str,
         zorder=5,
     )
     beyond = bool((agg[f"{metric}_p99_s"].mean().to_numpy(dtype=float) * scale <= max(slos) * scale).all())
-    nth = knee_labels.setdefault((id(ax), k), 0)  # series sharing a knee stack their labels
-    knee_labels[(id(ax), k)] += 1
+    # series sharing a knee stack their labels in one column under the first one's diamond
+    nth, anchor = knee_labels.get((id(ax), k), (0, ky))
+    knee_labels[(id(ax), k)] = (nth + 1, anchor)
     ax.annotate(
         ("knee \u2265 " if beyond else "knee ") + fmt_x(k, None),
-        (k, ky),
+        (k, anchor),
         xytext=(6, -12 - 11 * nth),
         textcoords="offset points",
         fontsize=8,
@@ -218,7 +222,11 @@ def _format_axes(ax, plot: _LoadPlot, log: bool, unit: str) -> None:
 
 def _legend_handles(plot: _LoadPlot) -> list[Line2D]:
     """A line per series, then the p99 / p50 / SLO line styles and (when marked) the knee."""
-    handles = [Line2D([], [], color=plot.colors[lab], linewidth=2, label=lab) for lab in plot.order]
+    shapes = len(set(plot.markers.values())) > 1
+    handles = [
+        Line2D([], [], color=plot.colors[lab], linewidth=2, label=lab, marker=plot.markers[lab] if shapes else None, markersize=6)
+        for lab in plot.order
+    ]
     handles += [
         Line2D([], [], color="0.2", linestyle="-", label="p99"),
         Line2D([], [], color="0.2", linestyle="--", linewidth=1.1, label="p50"),

@@ -176,6 +176,17 @@ def series_colors(df: pd.DataFrame, labels: Sequence[str]) -> dict[str, str]:
     return label_colors(labels)
 
 
+def shared_color_markers(colors: dict[str, str]) -> dict[str, str]:
+    """A marker per series that tells apart series sharing a colour (past the palette's eight): the
+    first series of a colour gets a circle, the next of that colour a square, and so on (MARKERS)."""
+    seen: dict[str, int] = {}
+    out = {}
+    for label, color in colors.items():
+        out[label] = MARKERS[seen.get(color, 0) % len(MARKERS)]
+        seen[color] = seen.get(color, 0) + 1
+    return out
+
+
 def tint(color: str, strength: float) -> tuple[float, float, float]:
     """``color`` mixed with white: ``strength`` 1 is the colour itself, 0 white."""
     r, g, b = matplotlib.colors.to_rgb(color)
