@@ -366,6 +366,16 @@ def test_cli_cheapest_happy_path(tmp_path, capsys):
     assert lines[1].startswith(f"runs: {tmp_path} (2 of 2 configurations simulated, 0 skipped")
 
 
+def test_cli_cheapest_names_a_gpu_it_could_not_run(tmp_path, capsys):
+    """mi300x has no catalogued price: every one of its configurations is skipped, and the console says why."""
+    argv = ["cheapest", "--rate", "30", "--require", "ttft_mean_s<=0.05", "--replicas", "1,2", "--hardware", "h100-sxm,mi300x"]
+    cli.main([*argv, *QUEUE, "--requests", "400", "--quiet", "--out", str(tmp_path)])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[1].startswith(f"runs: {tmp_path} (2 of 4 configurations simulated, 2 skipped")
+    assert lines[2].startswith("skipped: every mi300x configuration (hardware=mi300x has no price_per_gpu_hour")
+    assert not any("h100-sxm configuration" in line for line in lines)
+
+
 @pytest.mark.parametrize(
     "argv,match",
     [

@@ -227,6 +227,10 @@ def main(argv: list[str] | None = None) -> None:
             f"{axes} combination{'s' if combos != 1 else ''}"
         )
     print(f"runs: {res.runs_dir} ({what}, {skipped} skipped; {res.wall_s:.1f} s)")
+    for hw, rows in c.groupby("hardware", sort=False):  # a GPU asked for by name and never run: say why
+        if (rows["status"] == "skipped").all():
+            reasons = "; ".join(dict.fromkeys(str(r) for r in rows["skipped"] if str(r)))
+            print(f"skipped: every {hw} configuration ({reasons})")
     if res.best is None:
         sys.exit(1)
 
