@@ -356,3 +356,16 @@ def test_cluster_config_errors_are_one_sentence(override, words):
     with pytest.raises(ConfigError) as e:
         run(*args)
     assert words in str(e.value) and str(e.value).count(". ") == 0
+
+
+@pytest.mark.parametrize("overrides,says", [
+    (["cluster=disaggregated", "cluster.tp=2", "cluster.replicas=4"],
+     r"cluster\.replicas=4 and cluster\.tp=2 are not used by this layout: set the pools' cluster\.disaggregation\.prefill"),
+    (["++cluster.groups={fast: {replicas: 1}}", "cluster.tp=2"],
+     r"cluster\.tp=2 is not used by this layout: set each group's cluster\.groups\.<name>\.replicas and \.tp"),
+])  # fmt: skip
+def test_replicas_and_tp_beside_a_layout_of_their_own_are_said_to_be_unused(overrides, says):
+    import simulator
+
+    with pytest.warns(UserWarning, match=says):
+        simulator.load_config(overrides)

@@ -795,6 +795,16 @@ def test_no_warning_when_the_request_count_is_not_what_ends_the_scenario(overrid
     assert not [w for w in recwarn if "ended the arrivals" in str(w.message)]
 
 
+def test_a_cv_without_gamma_arrivals_is_said_to_be_unused():
+    with pytest.warns(UserWarning, match=r"workload\.cv=3 shapes workload\.arrival=gamma only"):
+        simulator.load_config(["workload.arrival=poisson", "workload.cv=3"], config=_base())
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        simulator.load_config(["workload.arrival=gamma", "workload.cv=3"], config=_base())
+
+
 def test_negative_seed_rejected():
     with pytest.raises(simulator.ConfigError, match=r"\bseed\b"):
         generate(simulator.load_config(["seed=-1", "workload.num_requests=10"]))

@@ -5,6 +5,7 @@ cascade (one sentence per problem)."""
 from __future__ import annotations
 
 import math
+import warnings
 from typing import TYPE_CHECKING
 
 from simulator.config.checks import fraction, need, positive
@@ -29,6 +30,7 @@ def check_cluster(cfg: ScenarioConfig, prompt_max: float | None) -> None:
         "cluster.disaggregation.link.layerwise=true overlaps the prefill-to-decode KV transfer with prefill; "
         "it needs cluster.disaggregation.enabled=true (cluster=disaggregated).",
     )
+    _unused_layout_keys(cl, dis)
     if cl.groups:
         need(not dis, "cluster.groups and cluster.disaggregation.enabled=true cannot be combined; choose one layout.")
         from simulator.config.pools import pool_configs
@@ -51,6 +53,22 @@ def check_cluster(cfg: ScenarioConfig, prompt_max: float | None) -> None:
     _admission(cfg)
     _response_cache(cl, cfg)
     _cascade(cl)
+
+
+def _unused_layout_keys(cl: ClusterConfig, dis: bool) -> None:
+    """``cluster.replicas``/``cluster.tp`` set beside a layout that has its own (disaggregated pools,
+    heterogeneous groups): they are not used, which a user who set them should hear."""
+    if not (dis or cl.groups):
+        return
+    unused = [f"cluster.{k}={getattr(cl, k)}" for k in ("replicas", "tp") if getattr(cl, k) != 1]
+    if unused:
+        where = (
+            "the pools' cluster.disaggregation.prefill.* and decode.* (replicas, tp)"
+            if dis
+            else "each group's cluster.groups.<name>.replicas and .tp"
+        )
+        warnings.warn(f"{' and '.join(unused)} {'is' if len(unused) == 1 else 'are'} not used by this layout: set {where}.",
+                      stacklevel=2)
 
 
 def _autoscaler(cl: ClusterConfig) -> None:

@@ -26,6 +26,9 @@ def check_workload_config(cfg: ScenarioConfig) -> None:
     """``workload.*`` on its own (before memory and the engine are considered)."""
     wl = cfg.workload
     _arrival(wl)
+    if wl.cv != 1.0 and wl.arrival != "gamma":  # the schema's default; only gamma arrivals read it
+        warnings.warn(f"workload.cv={wl.cv:g} shapes workload.arrival=gamma only; with workload.arrival={wl.arrival} "
+                      f"it is not used (add workload.arrival=gamma for bursty arrivals).", stacklevel=2)
     _tenants_and_retries(wl)
     need(
         wl.num_requests is not None or wl.duration_s is not None or (wl.arrival == "trace" and not wl.trace.loop),
