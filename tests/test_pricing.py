@@ -265,7 +265,7 @@ def test_cheapest_compares_tiers_and_states_the_choice(tmp_path):
     b = res.best
     assert b is not None and b["tier"] == "spot" and b["usd_per_hour"] == pytest.approx(b["gpus"] * 2.125)
     assert (
-        f"({int(b['gpus'])} GPUs, ${b['usd_per_hour']:.2f}/h), all spot, $" in res.answer
+        f"({int(b['gpus'])} GPU{'' if int(b['gpus']) == 1 else 's'}, ${b['usd_per_hour']:.2f}/h), all spot, $" in res.answer
         and "per 1M tokens" in res.answer
     )
     with pytest.raises(ConfigError, match="tier=cheap is not known"):

@@ -69,7 +69,7 @@ class CheapestResult:
         unit = f"${per_m:.3g} per 1M tokens, " if per_m is not None and per_m == per_m else ""
         return (
             f"cheapest meeting {reqs} {at}: {b['replicas']}x {b['hardware']} "
-            f"TP{b['tp']} {b['policy']} ({int(b['gpus'])} GPUs, ${b['usd_per_hour']:.2f}/h), "
+            f"TP{b['tp']} {b['policy']} ({int(b['gpus'])} GPU{'' if int(b['gpus']) == 1 else 's'}, ${b['usd_per_hour']:.2f}/h), "
             f"all {b.get('tier', 'on_demand')}, {unit}goodput {b['goodput_rps']:.4g} req/s"
         )
 

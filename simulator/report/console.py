@@ -493,7 +493,7 @@ def _print_cost(p, summary: Summary) -> None:
         p(line)
         p(f"cost: {cost['gpu_hours']:.3f} GPU-h{usd} · GPUs billed: mean {billed['mean']:.1f}, peak {billed['max']}")
     else:
-        p(f"cost: {cost['gpus']} GPU · {cost['gpu_hours']:.3f} GPU-h{usd}")
+        p(f"cost: {cost['gpus']} GPU{'' if cost['gpus'] == 1 else 's'} · {cost['gpu_hours']:.3f} GPU-h{usd}")
     per_token = _per_token_line(cost)
     if per_token:
         p(per_token)
