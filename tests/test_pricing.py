@@ -110,7 +110,8 @@ def test_the_shipped_snapshot_agrees_with_the_hardware_catalog():
 
 def test_groups_pay_their_own_tiers_and_the_mix_adds_up():
     groups = "++cluster.groups={base: {replicas: 1}, burst: {replicas: 2, tier: spot}}"
-    r = simulator.run([*SMALL, *NO_SPOT_LOSS, groups, "cluster.router=jsq"])
+    small = [o for o in SMALL if not o.startswith("cluster.replicas=")]  # the groups hold the replicas
+    r = simulator.run([*small, *NO_SPOT_LOSS, groups, "cluster.router=jsq"])
     cost = r.summary["cost"]
     base, burst = cost["by_group"]["base"], cost["by_group"]["burst"]
     assert (base["tier"], burst["tier"]) == ("on_demand", "spot")
