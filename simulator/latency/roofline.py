@@ -176,9 +176,8 @@ def allreduce_paths(hardware, gpus: int, latency) -> tuple[list[tuple[float, flo
     cross the network on every GPU's own NIC (rail-optimised), S / gpus_per_node each, in a ring
     of 2 (nodes - 1) / nodes of them, so the algorithm bandwidth is the lesser of the node's and
     ``gpus_per_node * network_gbps * nodes / (2 (nodes - 1))``."""
-    per_node = nodes_of(hardware, gpus)[1]
-    if gpus > per_node:
-        nodes = nodes_of(hardware, gpus)[0]
+    nodes, per_node = nodes_of(hardware, gpus)
+    if nodes > 1:
         net = network_bytes_s(hardware, gpus, f"cluster.tp={gpus}")
         paths, source = allreduce_paths(hardware, per_node, latency)
         alpha, beta = paths[0]  # NCCL's (or the ring model's) path; a custom kernel cannot leave the node

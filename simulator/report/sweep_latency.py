@@ -118,8 +118,9 @@ def _panel_scale(df: pd.DataFrame, metric: str, slos: list[float]) -> tuple[bool
     return log, scale, unit
 
 
-def _stat_line(ax, g: pd.DataFrame, agg, col: str, stat: str, style: str, color: str, scale: float, marker: str = "o") -> None:
+def _stat_line(ax, g: pd.DataFrame, agg, col: str, stat: str, style: str, color: str, scale: float, marker: str) -> None:
     """One series' p50 or p99 over load: the mean per x, with 95% CI error bars when the runs have them."""
+    size = 3.5 if marker == "o" else 4.5  # a square or triangle reads as large as the circle at a little more
     mean = agg[col].mean()
     xv, yv = mean.index.to_numpy(dtype=float), mean.to_numpy(dtype=float) * scale
     lo_c, hi_c = col + "_ci95_low", col + "_ci95_high"
@@ -135,7 +136,7 @@ def _stat_line(ax, g: pd.DataFrame, agg, col: str, stat: str, style: str, color:
             color=color,
             linestyle=style,
             marker=marker,
-            markersize=3.5,
+            markersize=size,
             capsize=2.5,
             elinewidth=0.9,
             linewidth=1.4 if stat == "p99" else 1.1,
@@ -147,7 +148,7 @@ def _stat_line(ax, g: pd.DataFrame, agg, col: str, stat: str, style: str, color:
             color=color,
             linestyle=style,
             marker=marker,
-            markersize=3.5 if marker == "o" else 4.5,
+            markersize=size,
             linewidth=1.6 if stat == "p99" else 1.1,
             alpha=1.0 if stat == "p99" else 0.8,
         )
