@@ -158,7 +158,7 @@ def cmd_published(args) -> int:
     import math
 
     from .published import MIN_FIT_CASES, OVERHEAD_GRID, error_table, fit_overheads, load_cases, preset, run_suite
-    from .published_report import chart, markdown
+    from .published_report import chart, markdown, summary
 
     cases = load_cases()
     if args.split != "all":
@@ -182,7 +182,7 @@ def cmd_published(args) -> int:
     table = error_table(df)
     if args.split != "all":
         table = table[table["split"] == args.split]
-    print(table.to_string(index=False, formatters={c: "{:.1%}".format for c in ("median_abs", "p90_abs", "signed_median")}))
+    print(summary(table).to_string(index=False))
     skipped = int((df["skipped"] != "").sum())
     print(f"{len(df) - skipped} cases run, {skipped} not run" + (" (the report says why)" if args.out else " (--out DIR writes a report saying why)"))
     if args.out:

@@ -386,21 +386,56 @@ def run_suite(cases: list[Case], max_requests: int | None = None, extra: list[st
     return pd.DataFrame(rows)
 
 
-def error_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Median and p90 of |error| (and the signed median) per split and metric family."""
+#: resamples behind each 95% interval of :func:`error_table` (seeded: the same table every time)
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def run_key(overrides: str) -> str:
+    """The simulation a case replays: its overrides without its own ``name=``. Two metrics read
+    from one benchmark run (its TTFT and its ITL), or one workload measured under several engine
+    versions that share a preset, replay one simulation and are one independent sample."""
+    return " ".join(o for o in str(overrides).split() if not o.startswith("name="))
+
+
+def bootstrap_interval(errors: np.ndarray, runs: np.ndarray, q: float, resamples: int = BOOTSTRAP_RESAMPLES,
+                       seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of the q-quantile of ``errors``, resampling whole runs with replacement.
+
+    Resampling runs, not cases, keeps cases that share a simulation together: counting the same
+    prediction twice does not narrow the interval."""
+    codes, n_runs = pd.factorize(runs)[0], len(set(runs))
+    members = [np.flatnonzero(codes == k) for k in range(n_runs)]
+    rng = np.random.default_rng(seed)
+    stats = np.empty(resamples)
+    for i in range(resamples):
+        pick = rng.integers(0, n_runs, n_runs)
+        stats[i] = np.quantile(np.concatenate([errors[members[k]] for k in pick]), q)
+    lo, hi = np.quantile(stats, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+def error_table(df: pd.DataFrame, intervals: bool = True) -> pd.DataFrame:
+    """Median and p90 of |error| (and the signed median) per split and metric family, with the
+    number of independent runs and, for split-wide rows, 95% bootstrap intervals over runs."""
     ran = df[df["skipped"] == ""].copy()
     ran["abs"] = ran["error"].abs()
+    ran["run"] = ran["overrides"].map(run_key) if "overrides" in ran else ran["id"]
     groups = []
     for split in ("holdout", "fit", "all"):
         part = ran if split == "all" else ran[ran["split"] == split]
         for family in ["all", *sorted(part["family"].unique())]:
             sub = part if family == "all" else part[part["family"] == family]
             if len(sub):
-                groups.append({
-                    "split": split, "family": family, "cases": len(sub),
+                row = {
+                    "split": split, "family": family, "cases": len(sub), "runs": sub["run"].nunique(),
                     "median_abs": float(sub["abs"].median()), "p90_abs": float(sub["abs"].quantile(0.9)),
                     "signed_median": float(sub["error"].median()),
-                })
+                }
+                if intervals and family == "all":
+                    err, runs = sub["abs"].to_numpy(), sub["run"].to_numpy()
+                    row["median_lo"], row["median_hi"] = bootstrap_interval(err, runs, 0.5)
+                    row["p90_lo"], row["p90_hi"] = bootstrap_interval(err, runs, 0.9)
+                groups.append(row)
     return pd.DataFrame(groups)
 
 

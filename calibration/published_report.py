@@ -73,19 +73,40 @@ def _pct(x: float) -> str:
     return f"{x:+.1%}" if pd.notna(x) else ""
 
 
+def _interval(lo: float, hi: float) -> str:
+    return f"{lo:.1%}-{hi:.1%}" if pd.notna(lo) and pd.notna(hi) else ""
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """The error table as printed: percentages, and each split's 95% intervals beside its figures."""
+    out = table[["split", "family", "cases", "runs"]].copy()
+    for col in ("median_abs", "p90_abs", "signed_median"):
+        out[col] = table[col].map("{:+.1%}".format if col == "signed_median" else "{:.1%}".format)
+    for stat in ("median", "p90"):
+        lo, hi = (table.get(f"{stat}_{end}", pd.Series(float("nan"), index=table.index)) for end in ("lo", "hi"))
+        out[f"{stat}_95%"] = [_interval(a, b) for a, b in zip(lo, hi)]
+    return out
+
+
 def markdown(df: pd.DataFrame, table: pd.DataFrame, command: str) -> str:
     """The report: error tables per split and family, then every case with its signed error."""
     lines = [
         "# servesim against published measurements",
         "",
         f"Produced by `{command}`. Error = servesim / measured - 1 (a positive throughput error or a",
-        "negative latency error means servesim is optimistic).",
+        "negative latency error means servesim is optimistic). Runs: the independent simulations behind",
+        "the cases (two metrics of one benchmark run, or one workload under engine versions that share a",
+        "preset, are one run); the 95% intervals resample runs with replacement (seeded bootstrap).",
         "",
-        "| split | family | cases | median abs error | p90 abs error | signed median |",
-        "|---|---|---:|---:|---:|---:|",
+        "| split | family | cases | runs | median abs error (95%) | p90 abs error (95%) | signed median |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
-    for r in table.itertuples():
-        lines.append(f"| {r.split} | {r.family} | {r.cases} | {r.median_abs:.1%} | {r.p90_abs:.1%} | {_pct(r.signed_median)} |")
+    shown = summary(table)
+    for r, mid, tail in zip(table.itertuples(), shown["median_95%"], shown["p90_95%"]):
+        lines.append(
+            f"| {r.split} | {r.family} | {r.cases} | {r.runs} | {r.median_abs:.1%}{f' ({mid})' if mid else ''} | "
+            f"{r.p90_abs:.1%}{f' ({tail})' if tail else ''} | {_pct(r.signed_median)} |"
+        )
     ran = df[df["skipped"] == ""].sort_values(["split", "family", "id"])
     lines += ["", "## Every case", "", "| id | split | engine | GPU | model | TP | dtype | ISL/OSL | mode | metric | measured | servesim | error |",
               "|---|---|---|---|---|---:|---|---|---|---|---:|---:|---:|"]

@@ -13,6 +13,7 @@ import math
 from collections import Counter
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import simulator
@@ -157,6 +158,54 @@ def test_held_out_error_stays_within_the_published_bounds():
     err = ran["error"].abs()
     assert not np.isnan(err).any()
     assert err.median() <= HOLDOUT_MEDIAN and err.quantile(0.9) <= HOLDOUT_P90, pub.error_table(df).to_string()
+
+
+def test_cases_replaying_one_simulation_are_one_run():
+    assert pub.run_key("engine=trtllm name=a-ttft model=x") == pub.run_key("engine=trtllm name=a-itl model=x") == "engine=trtllm model=x"
+    assert pub.run_key("engine=trtllm name=a model=x") != pub.run_key("engine=trtllm name=a model=y")
+
+
+def test_the_bootstrap_resamples_runs_so_a_repeated_prediction_does_not_narrow_it():
+    rng = np.random.default_rng(1)
+    err = rng.exponential(0.08, 60)
+    runs = np.arange(60)
+    once = pub.bootstrap_interval(err, runs, 0.9)
+    assert once == pub.bootstrap_interval(err, runs, 0.9)  # seeded: the same report every time
+    assert once[0] < np.quantile(err, 0.9) < once[1]
+    twice = np.repeat(err, 2)
+    same_run = pub.bootstrap_interval(twice, np.repeat(runs, 2), 0.9)
+    as_cases = pub.bootstrap_interval(twice, np.arange(120), 0.9)
+    width = once[1] - once[0]
+    assert same_run[1] - same_run[0] == pytest.approx(width, rel=0.1)
+    assert as_cases[1] - as_cases[0] < 0.85 * width  # counted as 120 independent cases it would claim ~1/sqrt(2) the width
+
+
+def test_the_bootstrap_interval_covers_the_true_median_about_95_percent_of_the_time():
+    """100 samples of 100 errors from a known distribution: the 95% interval of the median should
+    contain the true median in about 95 of 100 (binomial sd 2.2; a percentile interval of a median
+    is slightly conservative). 84 or fewer would be a wrong interval, not bad luck (p < 1e-5)."""
+    rng = np.random.default_rng(7)
+    true_median = 0.08 * math.log(2)
+    hits = 0
+    for i in range(100):
+        err = rng.exponential(0.08, 100)
+        lo, hi = pub.bootstrap_interval(err, np.arange(100), 0.5, resamples=400, seed=i)
+        hits += lo <= true_median <= hi
+    assert hits >= 85
+
+
+def test_the_error_table_counts_runs_and_gives_each_split_its_intervals():
+    rows = []
+    for i in range(30):
+        for metric, family in (("ttft_mean", "ttft"), ("itl_mean", "tpot/itl")):
+            rows.append({"id": f"c{i}-{metric}", "split": "holdout" if i % 3 else "fit", "family": family, "skipped": "",
+                         "error": (-1) ** i * 0.01 * (i + 1), "overrides": f"engine=x workload.rate={i} name=c{i}-{metric}"})
+    table = pub.error_table(pd.DataFrame(rows))
+    whole = table[(table["split"] == "holdout") & (table["family"] == "all")].iloc[0]
+    assert (whole["cases"], whole["runs"]) == (40, 20)
+    assert whole["median_lo"] <= whole["median_abs"] <= whole["median_hi"]
+    assert whole["p90_lo"] <= whole["p90_abs"] <= whole["p90_hi"]
+    assert table.loc[table["family"] != "all", "p90_lo"].isna().all()  # per family: too few runs for an interval
 
 
 def test_the_overhead_fit_descends_until_a_round_changes_nothing(monkeypatch):
