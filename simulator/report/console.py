@@ -13,14 +13,38 @@ _LATENCY_LABELS = {"ttft": "TTFT", "tpot": "TPOT", "itl": "ITL", "e2e": "e2e", "
 
 
 def _ms(v) -> str:
-    """A latency cell of the table (in ms); from 10 s on it names its unit, seconds or minutes."""
+    """A latency cell of a column in ms; from 10 s on it names its unit, seconds or minutes."""
     if v is None:
         return "-"
     if v >= 600:
         return f"{v / 60:,.1f} min"
     if v >= 10:
         return f"{v:,.1f} s"
-    return f"{v * 1e3:,.1f}" if v < 10 else f"{v * 1e3:,.0f}"
+    return f"{v * 1e3:,.1f}"
+
+
+#: a latency row's unit: the largest whose scale its median reaches (ms below 1 s, min from 10 min)
+_UNITS = (("min", 60.0, 600.0), ("s", 1.0, 1.0), ("ms", 1e-3, 0.0))
+
+
+def _unit(d: dict) -> tuple[str, float]:
+    """The unit of one row of the latency table, chosen by its median (its mean when there is none),
+    so that every cell of the row reads in one unit."""
+    typical = d.get("p50") if d.get("p50") is not None else d.get("mean")
+    for name, scale, start in _UNITS:
+        if typical is not None and typical >= start:
+            return name, scale
+    return "ms", 1e-3
+
+
+def _cell(v, scale: float) -> str:
+    """One cell of the latency table, in its row's unit."""
+    if v is None:
+        return "-"
+    x = v / scale
+    if scale >= 1 and x < 100:  # seconds and minutes: two decimals for the small ones (3.67 s, not 3.7)
+        return f"{x:.2f}"
+    return f"{x:,.1f}" if x < 10_000 else f"{x:,.0f}"
 
 
 def _secs(v: float) -> str:
@@ -406,12 +430,13 @@ def _print_traffic(p, summary: Summary) -> None:
 def _latency_table(lat: LatencySection) -> Table:
     """Mean, p50, p90, p99 and max of TTFT, TPOT, ITL, e2e and queueing."""
     table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 1))
-    table.add_column("latency (ms)")
+    table.add_column("latency")
     for col in STAT_KEYS:
         table.add_column(col, justify="right", min_width=7)
     for key in LATENCY_KEYS:
         d = lat[key]
-        table.add_row(_LATENCY_LABELS[key], *(_ms(d[c]) for c in STAT_KEYS))
+        unit, scale = _unit(d)
+        table.add_row(f"{_LATENCY_LABELS[key]} ({unit})", *(_cell(d[c], scale) for c in STAT_KEYS))
     return table
 
 
