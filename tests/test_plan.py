@@ -200,6 +200,18 @@ def test_max_rate_nothing_passes_is_a_clear_error(tmp_path):
     assert "error" in plan["answer"] and len(pd.read_parquet(tmp_path / "plan.parquet")) == 4  # lo, 3 halvings
 
 
+def test_max_rate_stops_halving_once_the_failing_figure_no_longer_moves_with_load(tmp_path):
+    """The M/D/1 queue's TTFT falls to its 10 ms service time as the load goes: three halvings at 10 ms
+    (a fourfold range) say lower load will not meet 5 ms, without the other nine halvings."""
+    with pytest.raises(SearchError, match=r"no rate meets ttft_p99_s<=0.005: ttft_p99_s stays at 0.01 from 0.4688 down to 0.1172 req/s"):
+        max_rate(QUEUE, ["ttft_p99_s<=0.005"], requests=20, out_dir=tmp_path)
+    probes = pd.read_parquet(tmp_path / "plan.parquet")
+    assert list(probes["ttft_p99_s"].round(4)) == [0.0421, 0.0341, 0.02, 0.01, 0.01, 0.01]
+    # a bound within 10% of the floor keeps halving: noise at a lower rate may still meet it
+    with pytest.raises(SearchError, match="no probed rate meets ttft_p99_s<=0.0099"):
+        max_rate(QUEUE, ["ttft_p99_s<=0.0099"], requests=20, max_steps=5, out_dir=tmp_path / "near")
+
+
 def test_max_rate_nothing_fails_is_a_clear_error(tmp_path):
     with pytest.raises(SearchError, match="every probed rate up to 30 req/s meets completed>=1"):
         max_rate(QUEUE, ["completed>=1"], requests=20, max_steps=3, out_dir=tmp_path)  # 3.75, 7.5, 15, 30: doubling from a quarter of the default 15 req/s

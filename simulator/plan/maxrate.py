@@ -8,6 +8,7 @@ bracket is narrower than ``rel_tol``. Every probe is an ordinary simulated run
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -286,13 +287,49 @@ def _double_until_failing(search: _RateProbes, lo: float, hi: float | None, max_
     raise search.give_up(f"every probed rate up to {good:.4g} req/s meets {_joined(search.reqs)}")
 
 
+#: halving stops early once the failed figures held within this share over the last FLOOR_PROBES probes,
+#: each at least FLOOR_GAP (a share of its value) on the wrong side of its bound
+FLOOR_SPREAD = 0.02
+FLOOR_PROBES = 3  # a fourfold range of rates
+FLOOR_GAP = 0.1
+
+
+def _load_floor(search: _RateProbes) -> str | None:
+    """When every failed requirement's figure has stayed within FLOOR_SPREAD over the last FLOOR_PROBES
+    halvings and misses its bound by more than FLOOR_GAP, lower load will not meet it: the sentence
+    saying so, else None (a figure just past its bound keeps the halving going: noise may still pass it)."""
+    rows = search.rows[-FLOOR_PROBES:]
+    if len(rows) < FLOOR_PROBES or any(r["met"] for r in rows):
+        return None
+    failed = [q for q in search.reqs if not q.met(rows[-1])]
+    if not failed:  # failed on rejections alone: halving still sheds them
+        return None
+    held = []
+    for q in failed:
+        raw = [r.get(q.figure) for r in rows]
+        if any(v is None or not math.isfinite(v) for v in raw):
+            return None
+        values = [float(v) for v in raw if v is not None]
+        scale = max(abs(v) for v in values)
+        if max(values) - min(values) > FLOOR_SPREAD * scale or abs(values[-1] - q.threshold) <= FLOOR_GAP * scale:
+            return None
+        held.append(f"{q.figure} stays at {values[-1]:.4g}")
+    return (
+        f"no rate meets {_joined(search.reqs)}: {' and '.join(held)} from {rows[0]['rate']:.4g} down to {rows[-1]['rate']:.4g} req/s, "
+        f"its value without queueing, so lower load will not help (a faster GPU, more tensor parallelism or shorter requests may)"
+    )
+
+
 def _halve_until_passing(search: _RateProbes, lo: float, max_steps: int) -> tuple[float, float]:
-    """``lo`` failed: keep halving until a rate passes."""
+    """``lo`` failed: keep halving until a rate passes, or until the failed figures stop moving with load."""
     bad = lo
     nxt = lo / 2
     for _ in range(max_steps):
         if search.probe(nxt):
             return nxt, bad
+        floor = _load_floor(search)
+        if floor:
+            raise search.give_up(floor)
         bad, nxt = nxt, nxt / 2
     rows = search.rows
     raise search.give_up(

@@ -7,7 +7,15 @@ import math
 from rich.console import Console
 from rich.table import Table
 
-from simulator.metrics.sections import LATENCY_KEYS, STAT_KEYS, CostSection, LatencySection, SpeculativeSection, Summary
+from simulator.metrics.sections import (
+    LATENCY_KEYS,
+    STAT_KEYS,
+    CostSection,
+    LatencySection,
+    SpeculativeSection,
+    Stats,
+    Summary,
+)
 
 _LATENCY_LABELS = {"ttft": "TTFT", "tpot": "TPOT", "itl": "ITL", "e2e": "e2e", "queue": "queue"}
 
@@ -27,7 +35,7 @@ def _ms(v) -> str:
 _UNITS = (("min", 60.0, 600.0), ("s", 1.0, 1.0), ("ms", 1e-3, 0.0))
 
 
-def _unit(d: dict) -> tuple[str, float]:
+def _unit(d: Stats) -> tuple[str, float]:
     """The unit of one row of the latency table, chosen by its median (its mean when there is none),
     so that every cell of the row reads in one unit."""
     typical = d.get("p50") if d.get("p50") is not None else d.get("mean")
