@@ -297,6 +297,11 @@ def main() -> None:
         _preflight(argv)
         _collect_garbage()  # hydra's own path: a sweep may run long in this process, its jobs elsewhere
         _app()
+        from simulator.sweep_outcome import LAST, failure_line
+
+        if LAST.failed:  # a sweep ran and some of its points did not (each logged why)
+            print(failure_line(LAST), file=sys.stderr)
+            sys.exit(1)
     finally:
         if _gc_held:  # no job ran (a mistake, --help...)
             _gc_held = False

@@ -77,10 +77,52 @@ def test_a_dask_sweep_counts_the_points_that_failed(tmp_path):
          "workload.rate=2,-1", "hydra/launcher=dask", "hydra.launcher.n_workers=2"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "Dask: 1 of 2 points failed" in proc.stdout + proc.stderr and "job 1" in proc.stdout + proc.stderr
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"servesim: 1 of 2 points failed in {out}: job 1 ")
     assert "workload.rate must be" in (out / "1" / "cli.log").read_text()
     assert (out / "0" / "summary.json").is_file()
+
+
+def test_a_sweep_with_a_failed_point_finishes_the_others_then_exits_1_naming_it(tmp_path):
+    out = tmp_path / "sweep"
+    args = ["servesim", "-m", f"hydra.sweep.dir={out}", "workload.num_requests=30", "output.charts=false", "output.console=false"]
+    proc = subprocess.run([*args, "workload.rate=2,-1,3"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "workload.rate must be a finite number > 0" in proc.stdout + proc.stderr  # the point's own error, as it happened
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"servesim: 1 of 3 points failed in {out}: job 1 (each one's cli.log says why; servesim-report lists them)"
+    )
+    assert sorted(_summaries(out)) == ["0", "2"]
+    # the same directory again, every point valid: the earlier sweep's failed folder is rewritten, not counted
+    again = subprocess.run([*args, "workload.rate=2,4"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+
+
+def test_only_the_folders_a_sweep_wrote_count_as_its_points(tmp_path):
+    import os
+    import time
+
+    from simulator.sweep_outcome import CLOCK_SLACK_S, sweep_points
+
+    def job(name: str, summary: bool) -> Path:
+        d = tmp_path / name
+        (d / ".hydra").mkdir(parents=True)
+        (d / ".hydra" / "overrides.yaml").write_text("- workload.rate=2\n")
+        if summary:
+            (d / "summary.json").write_text("{}")
+        return d
+
+    old = time.time() - 3600
+    stale = job("0", summary=True)  # an earlier sweep's point, not rewritten
+    for f in (stale / ".hydra" / "overrides.yaml", stale / "summary.json"):
+        os.utime(f, (old, old))
+    reran = job("1", summary=True)  # rewritten now, but its summary is the earlier sweep's: it failed this time
+    os.utime(reran / "summary.json", (old, old))
+    job("2", summary=True)
+    job("10", summary=False)
+    found = sweep_points(tmp_path, time.time() - CLOCK_SLACK_S)
+    assert found.points == ["1", "2", "10"] and found.failed == ["1", "10"]
+    assert sweep_points(tmp_path / "missing", 0.0).points == []
 
 
 @pytest.mark.parametrize("via", ["address", "scheduler_file"])

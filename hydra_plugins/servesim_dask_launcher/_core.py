@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict, read_write
 
@@ -110,10 +110,8 @@ def launch(launcher: DaskLauncher, job_overrides: Sequence[Sequence[str]], initi
     assert isinstance(runs, list)
     for run in runs:
         assert isinstance(run, JobReturn)
-    # a point whose scenario is invalid logged its error on its worker and in its cli.log, and returned nothing
-    failed = [str(initial_job_idx + i) for i, r in enumerate(runs) if r.status == JobStatus.COMPLETED and r._return_value is None]
-    if failed:
-        log.warning(f"Dask: {len(failed)} of {len(runs)} points failed (their cli.log in {sweep_dir} says why): job {', '.join(failed)}")
+    # a point whose scenario is invalid logged its error on its worker and in its cli.log, and returned
+    # nothing: servesim names it when the sweep ends (simulator/sweep_outcome.py), as for every launcher
     return runs
 
 
