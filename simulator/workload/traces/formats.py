@@ -167,7 +167,7 @@ def _best_csv_format(header: list[str], path) -> str:
     if len(full) > 1:
         raise _fail(
             path,
-            f"the header matches more than one format ({', '.join(full)}); set workload.trace.format (or --format) to one of them; {_supported()}.",
+            f"the header matches more than one format ({', '.join(full)}); set workload.trace.format (servesim-trace: --format) to one of them; {_supported()}.",
         )
     if full:
         return full[0]
@@ -177,7 +177,7 @@ def _best_csv_format(header: list[str], path) -> str:
         return partial[0]  # read() then names the missing columns
     raise _fail(
         path,
-        f"cannot tell the trace format from its CSV header (columns: {', '.join(header) or 'none'}); set workload.trace.format (or --format); {_supported()}.",
+        f"cannot tell the trace format from its CSV header (columns: {', '.join(header) or 'none'}); set workload.trace.format (servesim-trace: --format); {_supported()}.",
     )
 
 
@@ -213,5 +213,5 @@ def detect(path: str | os.PathLike) -> str:
         return _best_csv_format(header, p)
     raise _fail(
         p,
-        f"cannot tell the trace format from the file name or its first bytes; set workload.trace.format (or --format); {_supported()}.",
+        f"cannot tell the trace format from the file name or its first bytes; set workload.trace.format (servesim-trace: --format); {_supported()}.",
     )
