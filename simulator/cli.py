@@ -42,6 +42,8 @@ log = logging.getLogger("servesim")
 
 CONFIG_PATH = "pkg://simulator.scenarios"
 CONFIG_NAME = "config"
+#: hydra callbacks the primary config names that change nothing a run reads (see _job_sees_what_was_checked)
+OWN_CALLBACKS = frozenset({"simulator.sweep_outcome.SweepOutcome"})
 
 
 @hydra.main(config_path=CONFIG_PATH, config_name=CONFIG_NAME, version_base="1.3")
@@ -237,10 +239,12 @@ _checked: list[tuple[ScenarioConfig, str]] = []
 def _job_sees_what_was_checked(cfg: DictConfig, scenario: ScenarioConfig) -> bool:
     """The job's own check of ``cfg`` (``load_config`` on hydra's copy of it) would give ``scenario``
     again: it reads the same values, unless hydra changes the environment the job runs in
-    (``hydra.job.env_set``; callbacks, which may change anything; ``hydra.job.chdir``, which
-    :func:`_take_checked` sees) or the scenario replays a trace (whose default length the job
-    reads off hydra's node, see ``simulator.api._replay_whole_trace``). Then the job checks again."""
-    return scenario.workload.arrival != "trace" and not cfg.hydra.job.env_set and not cfg.hydra.callbacks
+    (``hydra.job.env_set``; callbacks other than servesim's own, which may change anything;
+    ``hydra.job.chdir``, which :func:`_take_checked` sees) or the scenario replays a trace (whose
+    default length the job reads off hydra's node, see ``simulator.api._replay_whole_trace``).
+    Then the job checks again."""
+    foreign = [k for k, v in (cfg.hydra.callbacks or {}).items() if v.get("_target_") not in OWN_CALLBACKS]
+    return scenario.workload.arrival != "trace" and not cfg.hydra.job.env_set and not foreign
 
 
 def _take_checked() -> ScenarioConfig | None:

@@ -34,7 +34,7 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
     (5, ("simulator.cluster",)),
     (6, ("simulator.simulation", "simulator.config")),
     (7, ("simulator.api",)),
-    (8, ("simulator.report", "simulator.plan", "simulator.validation", "simulator.cli", "simulator.tracecli", "simulator.modelcli", "simulator.calibration.cli",
+    (8, ("simulator.report", "simulator.plan", "simulator.validation", "simulator.cli", "simulator.sweep_outcome", "simulator.tracecli", "simulator.modelcli", "simulator.calibration.cli",
          "simulator.calibration.published", "simulator.calibration.predict", "simulator.calibration.validate")),
     (9, ("simulator",)),  # the package's __init__ only: every other module has a longer prefix above
 ]

@@ -123,6 +123,7 @@ def test_a_plain_run_composes_once_then_not_at_all_and_loads_no_charts(tmp_path)
         ([], 1),  # checked before the run directory exists; the job runs what was checked
         (["hydra.job.chdir=true"], 2),  # the job runs elsewhere: relative paths may mean other files
         (["+hydra.job.env_set.SERVESIM_TEST=1"], 2),  # ... or with other environment variables
+        (["+hydra.callbacks.log._target_=hydra.experimental.callbacks.LogJobReturnCallback"], 2),  # a callback of the user's
         (["workload.arrival=trace", "workload.trace.path=TRACE"], 2),  # the replay's length comes from hydra's node
     ],
 )
