@@ -86,6 +86,16 @@ def test_requirement_met():
     assert not le.met({"ttft_p99_s": float("nan")}) and not le.met({})  # an undefined figure never passes
 
 
+def test_requirements_separated_by_commas_are_several():
+    from simulator.plan.requirements import _requirements
+
+    want = [Requirement.parse("ttft_p99_s<=2"), Requirement.parse("tpot_p99_s<=0.1"), Requirement.parse("goodput_rps>=5")]
+    assert _requirements(["ttft_p99_s<=2, tpot_p99_s<=0.1", "goodput_rps>=5"]) == want
+    assert _requirements("ttft_p99_s<=2,") == want[:1]
+    with pytest.raises(ConfigError, match="give at least one requirement"):
+        _requirements(",")
+
+
 @pytest.mark.parametrize("text", ["ttft_p99<=2", "ttft_p95_s<=2"])
 def test_requirement_unknown_figure_lists_the_valid_names(text):
     with pytest.raises(ConfigError) as e:
@@ -210,6 +220,46 @@ def test_max_rate_stops_halving_once_the_failing_figure_no_longer_moves_with_loa
     # a bound within 10% of the floor keeps halving: noise at a lower rate may still meet it
     with pytest.raises(SearchError, match="no probed rate meets ttft_p99_s<=0.0099"):
         max_rate(QUEUE, ["ttft_p99_s<=0.0099"], requests=20, max_steps=5, out_dir=tmp_path / "near")
+
+
+def _rows(rates, figure, values, served=None):
+    served = served or rates
+    return [{"rate": r, "met": False, figure: v, "throughput_rps": t} for r, v, t in zip(rates, values, served)]
+
+
+def test_halving_reads_a_floor_only_where_the_gpu_kept_up_and_the_bound_is_far():
+    from types import SimpleNamespace
+
+    from simulator.plan.maxrate import _halving_verdict
+    from simulator.plan.requirements import Requirement
+
+    rates = [0.4, 0.2, 0.1]
+    ttft = [Requirement.parse("ttft_p99_s<=0.005")]
+    floor = SimpleNamespace(reqs=ttft, rows=_rows(rates, "ttft_p99_s", [0.107, 0.108, 0.1067]))
+    assert _halving_verdict(floor) == ("floor", ["ttft_p99_s stays at 0.1067"])
+    # the same flat figure from runs that could not keep up (a saturated batch keeps TPOT flat): not a floor
+    saturated = SimpleNamespace(reqs=ttft, rows=_rows([160, 80, 40], "ttft_p99_s", [0.107, 0.108, 0.1067], served=[19.6] * 3))
+    assert _halving_verdict(saturated) == ("", [])
+    near = SimpleNamespace(reqs=[Requirement.parse("ttft_p99_s<=0.1")], rows=floor.rows)  # within 10%: noise may pass
+    assert _halving_verdict(near) == ("", [])
+    # one unreachable figure is enough, whatever the others do
+    both = SimpleNamespace(reqs=[*ttft, Requirement.parse("tpot_p99_s<=0.001")],
+                           rows=[{**a, "tpot_p99_s": v} for a, v in zip(floor.rows, (0.02, 0.015, 0.011))])
+    assert _halving_verdict(both)[0] == "floor"
+    goodput = SimpleNamespace(reqs=[Requirement.parse("goodput_rps>=10")], rows=_rows([3.75, 1.875, 0.9375], "goodput_rps", [3.76, 1.9, 0.95]))
+    verdict, phrases = _halving_verdict(goodput)
+    assert verdict == "rises" and phrases == ["goodput_rps falls with the load (3.76 at 3.75 req/s, 0.95 at 0.9375)"]
+
+
+def test_a_lower_bound_that_rises_with_load_is_searched_upward(tmp_path):
+    """throughput_rps>=12 fails at the start (3.75 req/s) and more so at every halving: the search turns
+    upward, finds 15 req/s passing and bisects up to where the TTFT bound fails."""
+    r = max_rate(QUEUE, ["throughput_rps>=12", "ttft_p99_s<=0.1"], requests=20, out_dir=tmp_path)
+    assert 15 <= r.rate < r.first_failing <= 22.5
+    assert list(r.probes["rate"][:5]) == [3.75, 1.875, 0.9375, 7.5, 15]
+    with pytest.raises(SearchError, match=r"no rate meets throughput_rps>=12 and ttft_p99_s<=0.05: up to .* req/s there is too little "
+                                          r"load \(throughput_rps=.*\), from .* req/s too much"):
+        max_rate(QUEUE, ["throughput_rps>=12", "ttft_p99_s<=0.05"], requests=20, out_dir=tmp_path / "none")
 
 
 def test_max_rate_nothing_fails_is_a_clear_error(tmp_path):

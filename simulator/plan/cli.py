@@ -47,7 +47,8 @@ def _common(p: argparse.ArgumentParser) -> None:
         action="append",
         metavar="REQ",
         default=None,
-        help='a requirement on a headline figure, e.g. "ttft_p99_s<=2" (repeatable; default ttft_p99_s<=2)',
+        help='a requirement on a headline figure, e.g. "ttft_p99_s<=2" (repeatable, or several separated by commas; '
+        'default ttft_p99_s<=2)',
     )
     p.add_argument("--out", metavar="DIR", default=None, help="plan directory (default plans/<date>/<time>)")
     p.add_argument(

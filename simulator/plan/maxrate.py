@@ -287,53 +287,134 @@ def _double_until_failing(search: _RateProbes, lo: float, hi: float | None, max_
     raise search.give_up(f"every probed rate up to {good:.4g} req/s meets {_joined(search.reqs)}")
 
 
-#: halving stops early once the failed figures held within this share over the last FLOOR_PROBES probes,
-#: each at least FLOOR_GAP (a share of its value) on the wrong side of its bound
+#: halving reads the last FLOOR_PROBES probes (a fourfold range of rates): a failed figure that held
+#: within FLOOR_SPREAD of its value while the GPU kept up, missing its bound by more than FLOOR_GAP,
+#: is at its floor; one that fell by more than FLOOR_SPREAD at each halving rises with load
 FLOOR_SPREAD = 0.02
-FLOOR_PROBES = 3  # a fourfold range of rates
+FLOOR_PROBES = 3
 FLOOR_GAP = 0.1
+#: a probe kept up with its load when it served at least this share of the offered rate
+KEPT_UP = 0.9
 
 
-def _load_floor(search: _RateProbes) -> str | None:
-    """When every failed requirement's figure has stayed within FLOOR_SPREAD over the last FLOOR_PROBES
-    halvings and misses its bound by more than FLOOR_GAP, lower load will not meet it: the sentence
-    saying so, else None (a figure just past its bound keeps the halving going: noise may still pass it)."""
+def _figures(rows: list[dict], q: Requirement) -> list[float] | None:
+    raw = [r.get(q.figure) for r in rows]
+    if any(v is None or not math.isfinite(v) for v in raw):
+        return None
+    return [float(v) for v in raw if v is not None]
+
+
+def _halving_verdict(search: _RateProbes) -> tuple[str, list[str]]:
+    """What the last FLOOR_PROBES failed halvings say: ("floor", phrases) when a failed figure no longer
+    moves with load (lower load cannot meet it), ("rises", phrases) when a failed lower bound falls with
+    the load (throughput, goodput: lower load moves away from it), else ("", [])."""
     rows = search.rows[-FLOOR_PROBES:]
     if len(rows) < FLOOR_PROBES or any(r["met"] for r in rows):
-        return None
+        return "", []
     failed = [q for q in search.reqs if not q.met(rows[-1])]
-    if not failed:  # failed on rejections alone: halving still sheds them
-        return None
-    held = []
+    kept_up = all(float(r.get("throughput_rps", float("nan"))) >= KEPT_UP * r["rate"] for r in rows)
+    floors, rises = [], []
     for q in failed:
-        raw = [r.get(q.figure) for r in rows]
-        if any(v is None or not math.isfinite(v) for v in raw):
-            return None
-        values = [float(v) for v in raw if v is not None]
+        values = _figures(rows, q)
+        if values is None:
+            continue
         scale = max(abs(v) for v in values)
-        if max(values) - min(values) > FLOOR_SPREAD * scale or abs(values[-1] - q.threshold) <= FLOOR_GAP * scale:
-            return None
-        held.append(f"{q.figure} stays at {values[-1]:.4g}")
-    return (
-        f"no rate meets {_joined(search.reqs)}: {' and '.join(held)} from {rows[0]['rate']:.4g} down to {rows[-1]['rate']:.4g} req/s, "
-        f"its value without queueing, so lower load will not help (a faster GPU, more tensor parallelism or shorter requests may)"
-    )
+        flat = max(values) - min(values) <= FLOOR_SPREAD * scale
+        if flat and kept_up and abs(values[-1] - q.threshold) > FLOOR_GAP * scale:  # saturated runs are flat too
+            floors.append(f"{q.figure} stays at {values[-1]:.4g}")
+        falling = all(b < a * (1 - FLOOR_SPREAD) for a, b in zip(values, values[1:]))
+        if q.op in (">=", ">") and falling:
+            rises.append(
+                f"{q.figure} falls with the load ({values[0]:.4g} at {rows[0]['rate']:.4g} req/s, "
+                f"{values[-1]:.4g} at {rows[-1]['rate']:.4g})"
+            )
+    if floors:
+        return "floor", floors
+    return ("rises", rises) if rises else ("", [])
 
 
 def _halve_until_passing(search: _RateProbes, lo: float, max_steps: int) -> tuple[float, float]:
-    """``lo`` failed: keep halving until a rate passes, or until the failed figures stop moving with load."""
+    """``lo`` failed: keep halving until a rate passes; stop when a failed figure no longer moves with
+    load, and search upward instead when a failed lower bound falls with the load."""
     bad = lo
     nxt = lo / 2
     for _ in range(max_steps):
         if search.probe(nxt):
             return nxt, bad
-        floor = _load_floor(search)
-        if floor:
-            raise search.give_up(floor)
+        verdict, phrases = _halving_verdict(search)
+        if verdict == "floor":
+            rows = search.rows[-FLOOR_PROBES:]
+            values = "its value" if len(phrases) == 1 else "their values"
+            raise search.give_up(
+                f"no rate meets {_joined(search.reqs)}: {' and '.join(phrases)} from {rows[0]['rate']:.4g} down to "
+                f"{rows[-1]['rate']:.4g} req/s, {values} without queueing, so lower load will not help (a faster GPU, "
+                f"more tensor parallelism or shorter requests may)"
+            )
+        if verdict == "rises":
+            _progress(search.progress, f"{' and '.join(phrases)}: searching above {lo:.4g} req/s instead")
+            return _double_until_passing(search, lo, max_steps)
         bad, nxt = nxt, nxt / 2
     rows = search.rows
     raise search.give_up(
         f"no probed rate meets {_joined(search.reqs)}: even {bad:.4g} req/s fails ({rows[-1]['failed']})"
+    )
+
+
+def _more_load_helps(search: _RateProbes, lower: dict, row: dict) -> bool:
+    """Whether ``row`` fails only on requirements that also failed at the lower rate of ``lower`` and
+    came closer to their bounds with the added load (a floor on throughput or goodput), not on one
+    that more load breaks (a latency bound, the SLO share, rejections)."""
+    failed = [q for q in search.reqs if not q.met(row)]
+    if not failed:  # it failed on rejections
+        return False
+    for q in failed:
+        a, b = lower.get(q.figure), row.get(q.figure)
+        if q.met(lower) or a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
+            return False
+        if abs(b - q.threshold) >= abs(a - q.threshold):
+            return False
+    return True
+
+
+def _double_until_passing(search: _RateProbes, lo: float, max_steps: int) -> tuple[float, float]:
+    """``lo`` failed a lower bound that rises with load (``goodput_rps>=10`` at too low a rate): double
+    until a rate passes, then go on doubling until one fails. A rate that fails on a bound more load
+    breaks (TTFT) brackets the passing rates from above: bisect for one between; give up when the
+    bracket closes, or once the GPU no longer keeps up with the load."""
+    low, lower = lo, next(r for r in search.rows if r["rate"] == lo)
+    nxt = 2 * lo
+    for _ in range(max_steps):
+        if search.probe(nxt):
+            return _double_until_failing(search, nxt, None, max_steps)
+        row = search.rows[-1]
+        if not _more_load_helps(search, lower, row):
+            return _between(search, low, lower, nxt)
+        if float(row.get("throughput_rps", float("nan"))) < KEPT_UP * nxt:
+            raise search.give_up(
+                f"no rate meets {_joined(search.reqs)}: lower rates offer too little load, and at {nxt:.4g} req/s the "
+                f"configuration serves only {float(row['throughput_rps']):.4g} req/s ({row['failed']})"
+            )
+        low, lower, nxt = nxt, row, 2 * nxt
+    raise search.give_up(f"no probed rate meets {_joined(search.reqs)}: up to {low:.4g} req/s every rate fails")
+
+
+def _between(search: _RateProbes, low: float, lower: dict, high: float) -> tuple[float, float]:
+    """``low`` fails for too little load, ``high`` for too much: bisect for a rate that passes, and
+    return the bracket (it, high) for the search of the highest."""
+    above = search.rows[-1]
+    tol = float(search.settings.get("rel_tol", 0.02))
+    while (high - low) / low > tol:
+        mid = (low + high) / 2
+        if search.probe(mid):
+            return mid, high
+        row = search.rows[-1]
+        if _more_load_helps(search, lower, row):
+            low, lower = mid, row
+        else:
+            high, above = mid, row
+    raise search.give_up(
+        f"no rate meets {_joined(search.reqs)}: up to {low:.4g} req/s there is too little load ({lower['failed']}), "
+        f"from {high:.4g} req/s too much ({above['failed']})"
     )
 
 
