@@ -32,7 +32,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 from simulator.errors import ServesimError
-from simulator.files import discard_empty_run_dir
+from simulator.files import discard_empty_run_dir, discard_stale_outputs
 
 if TYPE_CHECKING:
     from simulator.config.schema import ScenarioConfig
@@ -59,6 +59,7 @@ def _app(cfg: DictConfig) -> float | None:
     except ServesimError as exc:
         if hc.mode == RunMode.MULTIRUN:  # one bad point must not end the sweep
             log.error("servesim: error: %s", exc)
+            discard_stale_outputs(outdir)  # a sweep re-run into these folders: no earlier summary passes for this point's
             return None
         discard_empty_run_dir(outdir, {".hydra", "cli.log"}, hc.runtime.cwd)  # a failed run leaves nothing behind
         print(f"servesim: error: {exc}", file=sys.stderr)

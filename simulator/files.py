@@ -55,3 +55,17 @@ def discard_empty_run_dir(directory: str | Path, leftovers: set[str], up_to: str
             parent.rmdir()  # only succeeds when empty
         except OSError:
             break
+
+
+#: what a run writes into its directory (REPLICATION_DIR folders besides): what a failed run must not leave from an earlier one
+RUN_FILES = (REQUESTS_FILE, STEPS_FILE, SUMMARY_FILE, REPLICAS_FILE, CDF_CHART, TIMELINE_CHART, CONFIG_FILE, PERFETTO_FILE)
+
+
+def discard_stale_outputs(directory: str | Path) -> None:
+    """Remove an earlier run's outputs from ``directory``, where a run just failed (a sweep re-run into
+    the same folders): its summary.json would otherwise pass for this run's."""
+    d = Path(directory)
+    for name in RUN_FILES:
+        (d / name).unlink(missing_ok=True)
+    for rep in d.glob(f"{REPLICATION_DIR}-*"):
+        shutil.rmtree(rep, ignore_errors=True)

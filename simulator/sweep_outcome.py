@@ -19,7 +19,9 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-#: a file written this long before the sweep started still counts as the sweep's (coarse file times)
+#: written by hydra's sweeper into the sweep directory before the first point starts
+SWEEP_FILE = "multirun.yaml"
+#: without SWEEP_FILE (another sweeper), files this much older than the sweep's start still count as its own
 CLOCK_SLACK_S = 1.0
 
 
@@ -36,24 +38,31 @@ class Outcome:
 LAST = Outcome()
 
 
-def sweep_points(directory: str | Path, since: float) -> Outcome:
-    """The job folders under ``directory`` that this sweep wrote (``.hydra/overrides.yaml`` written at
-    or after ``since``), and those of them without a summary.json written as recently: a folder
-    reused from an earlier sweep neither counts nor hides a failure."""
+def sweep_points(directory: str | Path, started: float) -> Outcome:
+    """The job folders under ``directory`` that this sweep wrote, and those of them without a
+    summary.json of their own.
+
+    This sweep's folders are those whose ``.hydra/overrides.yaml`` is no older than the sweep's
+    ``multirun.yaml`` (``started``, the local clock, only where there is none); a point ran when its
+    summary.json is no older than its own overrides.yaml. Comparing file times with file times keeps
+    a shared filesystem's clock on both sides; a folder reused from an earlier sweep neither counts nor
+    passes for this sweep's."""
     from simulator.report.sweep_table import SUMMARY_FILE, _natural_key  # pandas: only once a sweep ends
 
     root = Path(directory)
-    out = Outcome()
+    out = Outcome(directory=str(directory))
     if not root.is_dir():
         return out
+    marker = root / SWEEP_FILE
+    since = marker.stat().st_mtime if marker.is_file() else started - CLOCK_SLACK_S
     for ov in root.rglob("overrides.yaml"):
-        if ov.parent.name != ".hydra" or ov.stat().st_mtime < since - CLOCK_SLACK_S:
+        if ov.parent.name != ".hydra" or (written := ov.stat().st_mtime) < since:
             continue
         folder = ov.parent.parent
         name = folder.relative_to(root).as_posix() or "."
         out.points.append(name)
         summary = folder / SUMMARY_FILE
-        if not summary.is_file() or summary.stat().st_mtime < since - CLOCK_SLACK_S:
+        if not summary.is_file() or summary.stat().st_mtime < written:
             out.failed.append(name)
     out.points.sort(key=_natural_key)
     out.failed.sort(key=_natural_key)
@@ -72,7 +81,7 @@ class SweepOutcome(Callback):
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         found = sweep_points(config.hydra.sweep.dir, self.started)
-        LAST.points, LAST.failed = found.points, found.failed
+        LAST.points, LAST.failed, LAST.directory = found.points, found.failed, found.directory
 
 
 def failure_line(outcome: Outcome) -> str:
@@ -81,6 +90,6 @@ def failure_line(outcome: Outcome) -> str:
     where = f" in {outcome.directory}" if outcome.directory else ""
     jobs = ", ".join(outcome.failed[:20]) + (", ..." if n > 20 else "")
     return (
-        f"servesim: {n} of {m} point{'s' if m != 1 else ''} failed{where}: job {jobs} "
+        f"servesim: {n} of {m} point{'s' if m != 1 else ''} failed{where}: job{'s' if n > 1 else ''} {jobs} "
         "(each one's cli.log says why; servesim-report lists them)"
     )

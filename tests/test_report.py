@@ -159,6 +159,17 @@ def test_runs_are_found_in_nested_sweeps_but_not_inside_a_run(sweep, tmp_path):
     assert list(collect(tmp_path / "a" / "0")["run"]) == ["."]
 
 
+def test_a_sweep_whose_every_point_failed_names_them(tmp_path, capsys):
+    for job in ("0", "1"):
+        (tmp_path / job / ".hydra").mkdir(parents=True)
+        (tmp_path / job / ".hydra" / "overrides.yaml").write_text("- workload.rate=-1\n")
+    assert main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"servesim-report: error: no runs under {tmp_path}") and err.rstrip().endswith(
+        "2 run folder(s) without summary.json (failed? each one's cli.log says why): 0, 1"
+    )
+
+
 def test_overrides_are_typed_like_hydra_types_them():
     ov = parse_overrides(
         [

@@ -96,33 +96,58 @@ def test_a_sweep_with_a_failed_point_finishes_the_others_then_exits_1_naming_it(
     # the same directory again, every point valid: the earlier sweep's failed folder is rewritten, not counted
     again = subprocess.run([*args, "workload.rate=2,4"], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
+    # and once more with the middle point failing: its earlier summary goes, servesim-report cannot list it as run
+    third = subprocess.run([*args, "workload.rate=2,-1"], capture_output=True, text=True, timeout=300)
+    assert third.returncode == 1 and "1 of 2 points failed" in third.stderr
+    assert not (out / "1" / "summary.json").exists() and (out / "2" / "summary.json").is_file()  # job 2: the first sweep's
 
 
 def test_only_the_folders_a_sweep_wrote_count_as_its_points(tmp_path):
     import os
     import time
 
-    from simulator.sweep_outcome import CLOCK_SLACK_S, sweep_points
+    from simulator.sweep_outcome import SWEEP_FILE, failure_line, sweep_points
 
-    def job(name: str, summary: bool) -> Path:
+    now = time.time()
+
+    def at(path: Path, t: float) -> None:
+        os.utime(path, (t, t))
+
+    def job(name: str, summary: float | None, written: float = now) -> None:
         d = tmp_path / name
         (d / ".hydra").mkdir(parents=True)
         (d / ".hydra" / "overrides.yaml").write_text("- workload.rate=2\n")
-        if summary:
+        at(d / ".hydra" / "overrides.yaml", written)
+        if summary is not None:
             (d / "summary.json").write_text("{}")
-        return d
+            at(d / "summary.json", summary)
 
-    old = time.time() - 3600
-    stale = job("0", summary=True)  # an earlier sweep's point, not rewritten
-    for f in (stale / ".hydra" / "overrides.yaml", stale / "summary.json"):
-        os.utime(f, (old, old))
-    reran = job("1", summary=True)  # rewritten now, but its summary is the earlier sweep's: it failed this time
-    os.utime(reran / "summary.json", (old, old))
-    job("2", summary=True)
-    job("10", summary=False)
-    found = sweep_points(tmp_path, time.time() - CLOCK_SLACK_S)
-    assert found.points == ["1", "2", "10"] and found.failed == ["1", "10"]
+    (tmp_path / SWEEP_FILE).write_text("{}")
+    at(tmp_path / SWEEP_FILE, now - 10)  # this sweep started 10 s ago
+    job("0", summary=now - 3600, written=now - 3600)  # an earlier sweep's point, not rewritten: not this sweep's
+    job("1", summary=now - 3600)  # rewritten by this sweep, its summary the earlier one's: it failed this time
+    job("2", summary=now)
+    job("10", summary=None)
+    job("11", summary=None)
+    found = sweep_points(tmp_path, started=0.0)  # the sweep file's time rules, not the local clock
+    assert found.points == ["1", "2", "10", "11"] and found.failed == ["1", "10", "11"]
+    assert failure_line(found) == (
+        f"servesim: 3 of 4 points failed in {tmp_path}: jobs 1, 10, 11 (each one's cli.log says why; servesim-report lists them)"
+    )
+    (tmp_path / SWEEP_FILE).unlink()  # another sweeper: the local clock at the sweep's start, with a second of slack
+    assert sweep_points(tmp_path, started=now - 5).points == ["1", "2", "10", "11"]
     assert sweep_points(tmp_path / "missing", 0.0).points == []
+
+
+def test_a_failed_point_leaves_no_earlier_run_behind(tmp_path):
+    from simulator.files import RUN_FILES, discard_stale_outputs
+
+    for name in (*RUN_FILES, "cli.log"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "replication-1").mkdir()
+    (tmp_path / "replication-1" / "summary.json").write_text("{}")
+    discard_stale_outputs(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cli.log"]
 
 
 @pytest.mark.parametrize("via", ["address", "scheduler_file"])

@@ -446,20 +446,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             include=_csv(args.include),
         )
     except (ServesimError, OSError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        skipped = unfinished_runs(args.dir) if Path(args.dir).is_dir() else []
+        print(f"{PROG}: error: {exc}" + (f"; {_failed_folders(skipped)}" if skipped else ""), file=sys.stderr)
         return 2
     notes = list(chosen["notes"])
     skipped = unfinished_runs(args.dir)
     if skipped:
-        shown = ", ".join(skipped[:6]) + (", ..." if len(skipped) > 6 else "")
-        print(
-            f"{PROG}: warning: {len(skipped)} run folder(s) without summary.json left out (failed?): {shown}",
-            file=sys.stderr,
-        )
+        print(f"{PROG}: warning: {_failed_folders(skipped)} left out", file=sys.stderr)
     _render(
         df, chosen["x"], chosen["series"], chosen["knees"], written, max(args.rows, 0), notes, chosen.get("skipped")
     )
     return 0
+
+
+def _failed_folders(names: list[str]) -> str:
+    shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+    return f"{len(names)} run folder(s) without summary.json (failed? each one's cli.log says why): {shown}"
 
 
 if __name__ == "__main__":
