@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 
 import simulator
-from simulator.report.console import _cell, _ms, _unit, overload_note, render_summary
+from simulator.report.console import _cell, _column_unit, _unit, overload_note, render_summary
 
 QUICK = ["workload.num_requests=200", "output.charts=false", "output.console=false"]
 
@@ -54,19 +54,18 @@ def test_a_summary_without_the_in_system_counts_keeps_the_former_note():
     assert note is not None and note.startswith("note: overloaded: 40 req/s offered") and "grew from" not in note
 
 
-def test_large_latencies_name_their_unit():
-    assert _ms(0.0421) == "42.1" and _ms(2.435) == "2,435.0"
-    assert _ms(12.5) == "12.5 s" and _ms(2435.258) == "40.6 min"
-
-
-def test_each_latency_row_reads_in_one_unit_chosen_by_its_median():
+def test_each_latency_row_reads_in_one_unit_chosen_by_its_p90():
     row = {"mean": 5.6638, "p50": 3.6656, "p90": 12.028, "p99": 16.861, "max": 25.556}
     assert _unit(row) == ("s", 1.0)
     assert [_cell(row[k], 1.0) for k in row] == ["5.66", "3.67", "12.03", "16.86", "25.56"]
     fast = {"mean": 0.0259, "p50": 0.0149, "p90": 0.0449, "p99": 0.219, "max": 63.8}
     assert _unit(fast) == ("ms", 1e-3) and _cell(fast["max"], 1e-3) == "63,800" and _cell(fast["p50"], 1e-3) == "14.9"
-    assert _unit({**row, "p50": 800.0})[0] == "min" and _unit({**row, "mean": 0.5, "p50": None}) == ("ms", 1e-3)
-    assert _cell(None, 1.0) == "-" and _cell(1234.5, 1.0) == "1,234.5"
+    # mostly fast with a slow tail (shed tiers): seconds, not a five-digit millisecond column
+    tail = {"mean": 9.5156, "p50": 0.5525, "p90": 24.134, "p99": 24.609, "max": 24.825}
+    assert _unit(tail) == ("s", 1.0) and [_cell(tail[k], 1.0) for k in tail] == ["9.52", "0.552", "24.13", "24.61", "24.82"]
+    assert _unit({**row, "p90": 800.0})[0] == "min" and _unit({**row, "mean": 0.5, "p50": None, "p90": None}) == ("ms", 1e-3)
+    assert _cell(None, 1.0) == "-" and _cell(1234.5, 1.0) == "1,234.5" and _cell(99.996, 1.0) == "100.0"
+    assert _column_unit([0.2, None, 24.6]) == ("s", 1.0) and _column_unit([None]) == ("ms", 1e-3)
     out = text(simulator.run(QUICK).summary)
     head = next(line for line in out.splitlines() if line.startswith("latency"))
     assert "(ms)" not in head and any(line.startswith(("TTFT (ms)", "TTFT (s)")) for line in out.splitlines())

@@ -20,39 +20,44 @@ from simulator.metrics.sections import (
 _LATENCY_LABELS = {"ttft": "TTFT", "tpot": "TPOT", "itl": "ITL", "e2e": "e2e", "queue": "queue"}
 
 
-def _ms(v) -> str:
-    """A latency cell of a column in ms; from 10 s on it names its unit, seconds or minutes."""
-    if v is None:
-        return "-"
-    if v >= 600:
-        return f"{v / 60:,.1f} min"
-    if v >= 10:
-        return f"{v:,.1f} s"
-    return f"{v * 1e3:,.1f}"
-
-
-#: a latency row's unit: the largest whose scale its median reaches (ms below 1 s, min from 10 min)
+#: latency units, largest first, each used from the value it starts at (ms below 1 s, min from 10 min)
 _UNITS = (("min", 60.0, 600.0), ("s", 1.0, 1.0), ("ms", 1e-3, 0.0))
 
 
-def _unit(d: Stats) -> tuple[str, float]:
-    """The unit of one row of the latency table, chosen by its median (its mean when there is none),
-    so that every cell of the row reads in one unit."""
-    typical = d.get("p50") if d.get("p50") is not None else d.get("mean")
+def _unit_of(typical: float | None) -> tuple[str, float]:
+    """(name, seconds per unit) of the unit a value of ``typical`` seconds reads best in."""
     for name, scale, start in _UNITS:
-        if typical is not None and typical >= start:
+        if typical is not None and math.isfinite(typical) and typical >= start:
             return name, scale
     return "ms", 1e-3
 
 
+def _unit(d: Stats) -> tuple[str, float]:
+    """The unit of one row of the latency table, chosen by its p90 (the tail a reader looks at; its
+    median or mean when there is none), so that every cell of the row reads in one unit."""
+    for key in ("p90", "p50", "mean"):
+        if d.get(key) is not None:
+            return _unit_of(d.get(key))
+    return "ms", 1e-3
+
+
+def _column_unit(values: list[float | None]) -> tuple[str, float]:
+    """The unit of a column of latencies: its largest value's."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return _unit_of(max(finite)) if finite else ("ms", 1e-3)
+
+
 def _cell(v, scale: float) -> str:
-    """One cell of the latency table, in its row's unit."""
-    if v is None:
+    """One latency cell in its row's or column's unit: seconds and minutes with two decimals below
+    100 (three below 1), milliseconds with one; none from 10,000 up."""
+    if v is None or not math.isfinite(v):
         return "-"
     x = v / scale
-    if scale >= 1 and x < 100:  # seconds and minutes: two decimals for the small ones (3.67 s, not 3.7)
+    if scale >= 1 and abs(x) < 1:
+        return f"{x:.3f}"
+    if scale >= 1 and round(x, 2) < 100:
         return f"{x:.2f}"
-    return f"{x:,.1f}" if x < 10_000 else f"{x:,.0f}"
+    return f"{x:,.1f}" if round(x, 1) < 10_000 else f"{x:,.0f}"
 
 
 def _secs(v: float) -> str:
@@ -96,8 +101,9 @@ def tier_table(tiers: dict) -> Table:
     table.add_column("rejected, why", overflow="fold", min_width=16)
     table.add_column("SLO met", justify="right", no_wrap=True)
     table.add_column("goodput\nreq/s", justify="right", no_wrap=True)
-    table.add_column("p99 TTFT\nms", justify="right", no_wrap=True)
-    table.add_column("p99 TPOT\nms", justify="right", no_wrap=True)
+    units = {k: _column_unit([d["latency_s"][k]["p99"] for d in tiers.values()]) for k in ("ttft", "tpot")}
+    table.add_column(f"p99 TTFT\n{units['ttft'][0]}", justify="right", no_wrap=True)
+    table.add_column(f"p99 TPOT\n{units['tpot'][0]}", justify="right", no_wrap=True)
     shown: dict[str, str] = {}
     for name, d in tiers.items():
         n = d["requests"]
@@ -110,8 +116,8 @@ def tier_table(tiers: dict) -> Table:
             _rejected_cell(d),
             _pct(d["slo_attainment"]),
             f"{d['goodput_rps']:.2f}" if d["goodput_rps"] == d["goodput_rps"] else "-",
-            _ms(d["latency_s"]["ttft"]["p99"]),
-            _ms(d["latency_s"]["tpot"]["p99"]),
+            _cell(d["latency_s"]["ttft"]["p99"], units["ttft"][1]),
+            _cell(d["latency_s"]["tpot"]["p99"], units["tpot"][1]),
         )
     if shown:
         table.caption = "why: " + ", ".join(f"{a} = {k}" for a, k in sorted(shown.items()))
