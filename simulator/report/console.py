@@ -35,9 +35,9 @@ def _unit_of(typical: float | None) -> tuple[str, float]:
 def _unit(d: Stats) -> tuple[str, float]:
     """The unit of one row of the latency table, chosen by its p90 (the tail a reader looks at; its
     median or mean when there is none), so that every cell of the row reads in one unit."""
-    for key in ("p90", "p50", "mean"):
-        if d.get(key) is not None:
-            return _unit_of(d.get(key))
+    for typical in (d.get("p90"), d.get("p50"), d.get("mean")):
+        if typical is not None:
+            return _unit_of(typical)
     return "ms", 1e-3
 
 
