@@ -67,7 +67,7 @@ def _recompute_kwh(cfg, steps: pd.DataFrame, billed_gpu_hours: float) -> float:
     """GPU kWh from steps.parquet and the billed hours, written out from docs/energy.md's formula."""
     hw, spec = cfg.hardware, ModelSpec.from_config(cfg.model, cfg.cluster.tp)
     peak = hw.bf16_tflops * 1e12 * hw.gemm.compute_efficiency
-    attn = hw.bf16_tflops * 1e12 * cfg.latency.attention_efficiency
+    attn = hw.bf16_tflops * 1e12 * hw.attention.efficiency
     bw = hw.memory_bw_gbps * 1e9 * hw.gemm.memory_efficiency
     d = steps["duration_s"].to_numpy(float)
     pt, ps = steps["prefill_tokens"].to_numpy(float), steps["prefill_seqs"].to_numpy(float)

@@ -76,5 +76,5 @@ def test_the_summary_counts_prompts_samples_and_what_they_shared():
     assert (ps["n"], ps["prompts"], ps["samples"], ps["prompts_completed"]) == (3, 40, 120, 40)
     # every later sample references the prompt's blocks but the one holding its last token (recomputed, as in vLLM)
     assert ps["shared_prompt_blocks"] == 40 * 2 * (2048 // 16 - 1)
-    assert ps["prompt_e2e_s"]["mean"] >= r.summary["latency_s"]["e2e"]["mean"]
+    assert ps["prompt_e2e_s"]["mean"] >= r.summary["latency_s"]["e2e"]["mean"] * (1 - 1e-12)  # equal when each prompt's samples finish together (the two means then differ by rounding alone)
     assert "parallel_sampling" not in run(*LONG).summary

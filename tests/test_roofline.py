@@ -314,6 +314,35 @@ def test_each_gpu_family_uses_its_own_measured_factors():
     assert (h100.compute_efficiency, h100.memory_efficiency) == (0.764, 0.93)
 
 
+def test_prefill_attention_prices_each_query_row_and_its_kernels_from_the_catalog():
+    """t = layers x latency + 4 x layers x heads x head_dim x (pairs + row_pairs x rows) / (peak x efficiency),
+    with the GPU's hardware.attention values (fitted to engines' measured kernels), latency.* overriding them."""
+    r = roofline()
+    cfg = scenario()
+    att, spec = cfg.hardware.attention, ModelSpec.from_config(cfg.model, 1)
+    assert att.source and (att.efficiency, att.row_pairs, att.latency_us) == (0.647, 530, 12.2)
+    peak = cfg.hardware.bf16_tflops * 1e12
+    for length in (64, 512, 4096):
+        pairs = length * (length + 1) / 2
+        work = 4 * spec.num_layers * spec.num_heads * spec.head_dim * (pairs + att.row_pairs * length)
+        want = spec.num_layers * att.latency_us * 1e-6 + work / (peak * att.efficiency)
+        assert r.attention_prefill_s(pairs, length, length) == pytest.approx(want, rel=1e-9)
+    # the row cost is why short prompts run far below the peak: a fifth of it at 512 tokens, over half at 16k
+    def share(length):
+        flops = 4 * spec.num_layers * spec.num_heads * spec.head_dim * length * (length + 1) / 2
+        return flops / (r.attention_prefill_s(length * (length + 1) / 2, length, length) * peak)
+    assert share(512) < 0.25 < 0.5 < share(16384) < att.efficiency
+    plain = roofline(attention_row_pairs=0.0, attention_latency_s=0.0, attention_efficiency=0.5)
+    assert plain.attention_prefill_s(1000.0, 0, 100) == pytest.approx(4 * spec.num_layers * spec.num_heads * spec.head_dim * 1000 / (peak * 0.5))
+    assert roofline(hardware="a100-80gb")._attn_row == 288 and roofline(hardware="l40s")._attn_row == 281
+
+
+@pytest.mark.parametrize("path", HARDWARE_FILES, ids=lambda p: p.stem)
+def test_every_gpu_names_where_its_attention_factors_come_from(path):
+    hw = load(HardwareConfig, path)
+    assert hw.attention.source and 0 < hw.attention.efficiency <= 1 and hw.attention.row_pairs >= 0 and hw.attention.latency_us >= 0
+
+
 def test_decode_attention_grows_with_context():
     model = roofline()
     short, long = model.step_time(decode(64, ctx=256)), model.step_time(decode(64, ctx=8192))

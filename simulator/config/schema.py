@@ -41,6 +41,19 @@ class GemmConfig:
 
 
 @dataclass
+class AttentionConfig:
+    """Achieved prefill-attention speed of a GPU family (see simulator/latency/roofline.py): a prompt's
+    causal query-key pairs run at ``efficiency`` of the BF16 peak, each query row costs ``row_pairs``
+    pairs more (a query tile's fixed work), and each layer's kernel ``latency_us``. Fitted to measured
+    engine kernel timings where a table exists; ``source`` says which."""
+
+    efficiency: float = 0.647
+    row_pairs: float = 530.0
+    latency_us: float = 12.2
+    source: str = ""
+
+
+@dataclass
 class HardwareConfig:
     """One accelerator type (per-GPU figures)."""
 
@@ -74,6 +87,7 @@ class HardwareConfig:
     network_latency_us: float = 5.0
     network_source: str = ""
     gemm: GemmConfig = field(default_factory=GemmConfig)
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
     price_per_gpu_hour: float | None = None  # USD, point-in-time snapshot
     price_source: str = ""
     #: board power for the energy model (simulator/metrics/energy.py, docs/energy.md): idle_w = a bare idle
@@ -261,7 +275,10 @@ class LatencyConfig:
     memory_efficiency: float | None = None  # HBM bandwidth
     overlap_exponent: float | None = None  # smooth max of compute and memory time per GEMM (inf = the plain roofline)
     gemm_latency_s: float | None = None  # fixed cost of one GEMM / attention kernel
-    attention_efficiency: float = 0.60  # attention math, of the BF16 peak (FlashAttention-2 reaches 50-73%)
+    # attention (null = hardware.attention, fitted to engines' measured kernels)
+    attention_efficiency: float | None = None  # attention math, of the BF16 peak
+    attention_row_pairs: float | None = None  # prefill: extra pairs' work per query row (a query tile's fixed cost)
+    attention_latency_s: float | None = None  # prefill: fixed cost of one layer's attention kernel
     # tensor-parallel all-reduce when the hardware's measured table lacks the GPU count
     comm_efficiency: float = 0.80
     allreduce_latency_s: float = 3e-5

@@ -207,7 +207,8 @@ def _latency(lat: LatencyConfig) -> None:
     for key in ("compute_efficiency", "compute_efficiency_fp8", "memory_efficiency", "attention_efficiency", "comm_efficiency"):
         if getattr(lat, key) is not None:
             fraction(getattr(lat, key), f"latency.{key}")
-    for key in ("step_overhead_s", "step_overhead_per_seq_s", "request_overhead_s", "allreduce_latency_s", "gemm_latency_s"):
+    for key in ("step_overhead_s", "step_overhead_per_seq_s", "request_overhead_s", "allreduce_latency_s", "gemm_latency_s",
+                "attention_row_pairs", "attention_latency_s"):
         if getattr(lat, key) is not None:
             positive(getattr(lat, key), f"latency.{key}", allow_zero=True)
     need(

@@ -54,15 +54,22 @@ Vidur's unfused torch timings show 20-30 us a layer for six such kernels at
 
 **Attention** is priced per kernel family, prefill and decode separately::
 
-    flops = 4 * num_layers * (num_heads / tp) * head_dim * pairs
-    bytes = kv_bytes_per_token / tp * (context tokens read + new tokens written)
-    t     = num_layers * gemm_latency_s + max(flops / (bf16_peak * attention_efficiency),
-                                              bytes / (hbm_bw * memory_efficiency))
+    flops   = 4 * num_layers * (num_heads / tp) * head_dim * (pairs + row_pairs * rows)
+    bytes   = kv_bytes_per_token / tp * (context tokens read + new tokens written)
+    prefill = num_layers * attention_latency + max(flops / (bf16_peak * attention_efficiency),
+                                                   bytes / (hbm_bw * memory_efficiency))
 
-with ``pairs = prefill_attn_pairs`` (causal query-key pairs) for prefill and
-``decode_ctx_tokens`` for decode. FlashAttention-2 reaches 50-73% of the A100
-peak on its forward pass (Dao, 2023, arXiv:2307.08691 fig. 4-5); the default
-``attention_efficiency=0.6`` sits in that range.
+with ``pairs = prefill_attn_pairs`` (causal query-key pairs) and ``rows`` the
+chunk's query tokens; decode is the same with ``pairs = decode_ctx_tokens``,
+no row cost and one GEMM kernel latency a layer. The three attention factors
+are data of each GPU (``hardware.attention``; ``latency.attention_*``
+override them), fitted (least squares on log time) to the context-attention
+kernel timings NVIDIA's AIConfigurator measured with TensorRT-LLM's, vLLM's
+and SGLang's own kernels (``benchmarks/aic_tables.py``): on Hopper 64.7% of
+the BF16 peak on long prompts, 530 pairs of work per query row (a query
+tile's fixed cost: a 512-token prompt runs at about a fifth of the peak) and
+12.2 us a layer. A constant 60% with no row cost, as before, was 49-79% fast
+on prompts under 1k tokens.
 
 **Tensor parallelism** adds two all-reduces per layer of ``tokens * hidden *
 2`` bytes, not overlapped with compute (as in vLLM). Each costs
@@ -91,11 +98,11 @@ decode-only step pays an N-th of it.
 **Left out:** wave and tile quantisation (the smooth maximum absorbs their
 average); sliding-window attention and MoE; CPU/GPU overlap of the engine's
 scheduling (async scheduling hides some of ``step_overhead_s``);
-power/clock throttling; the attention backend (one ``attention_efficiency``
-for every GPU and kernel: the A30 FlashInfer table in docs/profiles.md is
-2.8-3.8x slower on fresh prefills); measured factors for GPUs without a
-table (L40S, B200 use the joint A100+H100 fit; MI300X a published ROCm
-utilisation figure).
+power/clock throttling; the attention backend (one set of attention factors
+per GPU for every engine: its fit to three engines' kernels has a median
+error of 16-19%, each engine's own table 6-16%); measured factors for GPUs without a
+table (GEMMs: L40S and B200 use the joint A100+H100 fit, MI300X a published
+ROCm utilisation figure; attention: B200 and MI300X use Hopper's, A30 the A100's).
 
 ``step_time`` runs ~100k times per simulation: everything that does not
 depend on the step's shape is folded into coefficients in ``__init__``, and
@@ -123,31 +130,35 @@ ACTIVATION_BYTES = 2.0
 ELEMENTWISE_KERNELS = 4
 
 
-#: latency.* key -> (hardware.gemm key, scale to the latency key's unit)
+#: latency.* key -> (hardware block, its key, scale to the latency key's unit)
 FACTORS = {
-    "compute_efficiency": ("compute_efficiency", 1.0),
-    "compute_efficiency_fp8": ("compute_efficiency_fp8", 1.0),
-    "memory_efficiency": ("memory_efficiency", 1.0),
-    "overlap_exponent": ("overlap_exponent", 1.0),
-    "gemm_latency_s": ("latency_us", 1e-6),
+    "compute_efficiency": ("gemm", "compute_efficiency", 1.0),
+    "compute_efficiency_fp8": ("gemm", "compute_efficiency_fp8", 1.0),
+    "memory_efficiency": ("gemm", "memory_efficiency", 1.0),
+    "overlap_exponent": ("gemm", "overlap_exponent", 1.0),
+    "gemm_latency_s": ("gemm", "latency_us", 1e-6),
+    "attention_efficiency": ("attention", "efficiency", 1.0),
+    "attention_row_pairs": ("attention", "row_pairs", 1.0),
+    "attention_latency_s": ("attention", "latency_us", 1e-6),
 }
 
 
 def factor(cfg: ScenarioConfig, key: str) -> float:
-    """A roofline factor: ``latency.<key>`` when set, else the GPU's measured ``hardware.gemm`` value."""
+    """A roofline factor: ``latency.<key>`` when set, else the GPU's measured ``hardware.gemm`` or
+    ``hardware.attention`` value."""
     value = getattr(cfg.latency, key)
     if value is not None:
         return float(value)
-    gemm_key, scale = FACTORS[key]
-    return float(getattr(cfg.hardware.gemm, gemm_key)) * scale
+    block, hw_key, scale = FACTORS[key]
+    return float(getattr(getattr(cfg.hardware, block), hw_key)) * scale
 
 
 def peak_flops(cfg: ScenarioConfig, weight_dtype: str) -> tuple[float, float]:
     """(linear-layer, attention) achievable FLOP/s of one GPU for ``weight_dtype``."""
-    hardware, latency = cfg.hardware, cfg.latency
+    hardware = cfg.hardware
     bf16 = float(hardware.bf16_tflops) * 1e12
     ce = factor(cfg, "compute_efficiency")
-    attn = bf16 * float(latency.attention_efficiency)
+    attn = bf16 * factor(cfg, "attention_efficiency")
     if weight_dtype in ("bf16", "fp16", "int8", "int4"):
         return bf16 * ce, attn
     if weight_dtype == "fp8":
@@ -327,6 +338,8 @@ class RooflineLatency(LatencyModel):
         self._attn_flop_pair = 4.0 * L * (spec.num_heads / tp) * d_attn / attn_flops_s
         self._kv_tok = spec.kv_bytes_per_token / tp / bytes_s
         self._attn_fixed = L * lam
+        self._attn_row = factor(cfg, "attention_row_pairs")
+        self._prefill_attn_fixed = L * factor(cfg, "attention_latency_s")
         # Sliding-window layers attend to at most `window` keys per query and read at most that much KV.
         self._window = spec.sliding_window if spec.sliding_layers else 0
         if self._window:
@@ -429,16 +442,19 @@ class RooflineLatency(LatencyModel):
     def elementwise_s(self, tokens: int) -> float:
         return self._ew_fixed + self._ew_tok * tokens if tokens > 0 else 0.0
 
-    def attention_prefill_s(self, pairs: float, kv_tokens: int) -> float:
-        """Prefill attention over ``pairs`` causal query-key pairs, reading/writing ``kv_tokens`` KV entries."""
+    def attention_prefill_s(self, pairs: float, kv_tokens: int, rows: int = 0) -> float:
+        """Prefill attention over ``pairs`` causal query-key pairs of ``rows`` query rows (the chunk's
+        tokens), reading/writing ``kv_tokens`` KV entries. Each row costs ``attention_row_pairs`` pairs
+        more: the fixed work of its query tile, which keeps short prompts far below the peak."""
         if pairs <= 0 and kv_tokens <= 0:
             return 0.0
-        c = self._attn_flop_pair * pairs
+        extra = self._attn_row * rows
+        c = self._attn_flop_pair * (pairs + extra)
         m = self._kv_tok * kv_tokens
         if self._window:  # each query sees at most the window (the pair count is capped per token)
-            c += self._swa_flop_pair * min(pairs, kv_tokens * self._window)
+            c += self._swa_flop_pair * (min(pairs, kv_tokens * self._window) + extra)
             m += self._swa_kv_tok * kv_tokens
-        return self._attn_fixed + (c if c > m else m)
+        return self._prefill_attn_fixed + (c if c > m else m)
 
     def attention_decode_s(self, seqs: int, ctx_tokens: int, queries: int = 1) -> float:
         """Decode attention of ``seqs`` sequences over ``ctx_tokens`` context entries in all, each
@@ -493,7 +509,7 @@ class RooflineLatency(LatencyModel):
         if tokens <= 0:
             return t
         if pt:
-            t += self.attention_prefill_s(shape.prefill_attn_pairs, shape.prefill_ctx_tokens + pt)
+            t += self.attention_prefill_s(shape.prefill_attn_pairs, shape.prefill_ctx_tokens + pt, pt)
         if ds:
             t += self.attention_decode_s(ds, shape.decode_ctx_tokens) if q == 1 else self.attention_decode_s(ds, shape.decode_ctx_tokens, q)
         return t
@@ -569,7 +585,7 @@ class RooflineLatency(LatencyModel):
             "linear": self.linear_s(tokens),
             "lm_head": self.lm_head_s(seqs + ds * (q - 1)) if tokens > 0 else 0.0,
             "elementwise": self.elementwise_s(tokens),
-            "attention_prefill": self.attention_prefill_s(shape.prefill_attn_pairs, shape.prefill_ctx_tokens + pt) if pt else 0.0,
+            "attention_prefill": self.attention_prefill_s(shape.prefill_attn_pairs, shape.prefill_ctx_tokens + pt, pt) if pt else 0.0,
             "attention_decode": self.attention_decode_s(ds, shape.decode_ctx_tokens, q) if ds else 0.0,
             "allreduce": self.allreduce_s(tokens),
             **({"alltoall": self.alltoall_s(tokens)} if self._a2a is not None else {}),

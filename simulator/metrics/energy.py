@@ -80,7 +80,8 @@ class _Work:
         # metrics sit below the latency layer, so they are restated here)
         bf16 = float(hw.bf16_tflops) * 1e12
         dtype = str(cfg.model.weight_dtype)
-        self.attn_rate = bf16 * float(lat.attention_efficiency)
+        ae = lat.attention_efficiency if lat.attention_efficiency is not None else hw.attention.efficiency
+        self.attn_rate = bf16 * float(ae)
         self.lm_rate = bf16 * float(ce)  # quantised checkpoints keep the LM head in 16 bits, as the roofline prices it
         if dtype == "fp8" and hw.fp8_tflops is not None:
             ce8 = lat.compute_efficiency_fp8 if lat.compute_efficiency_fp8 is not None else gemm.compute_efficiency_fp8

@@ -1,0 +1,145 @@
+"""Fit the roofline's prefill-attention factors to NVIDIA AIConfigurator's measured kernel tables.
+
+    python benchmarks/aic_tables.py AICONFIGURATOR_CHECKOUT [--gemm]
+
+AIConfigurator (github.com/ai-dynamo/aiconfigurator, Apache-2.0) ships kernel
+timings it collected on real GPUs with each engine's own kernels, under
+``aic-core/src/aiconfigurator_core/systems/data/<gpu>/<op>/<engine>/<version>/``.
+This script reads them from a checkout (nothing is copied into servesim) and
+prints:
+
+1. **Context (prefill) attention**, ``context_attention_perf.parquet``: BF16
+   query and KV cache, head_dim 128, no sliding window, a fresh prompt of
+   ``isl`` tokens for each of ``batch_size`` sequences, per layer. The form
+   servesim prices (simulator/latency/roofline.py)::
+
+       t = latency + 4 * heads * head_dim * batch * (pairs + row_pairs * isl) / (bf16_peak * efficiency)
+
+   with ``pairs = isl (isl + 1) / 2`` causal query-key pairs per sequence:
+   attention reaches ``efficiency`` of the BF16 peak on long prompts, and each
+   query row costs as much as ``row_pairs`` more pairs (the fixed work of a
+   query tile: loading it, the softmax bookkeeping, writing the output), which
+   is why short prompts run far below that. Least squares on log time, per
+   table and jointly per GPU over three engines (TensorRT-LLM, vLLM, SGLang);
+   the joint fits are the catalog's ``hardware.attention`` values. Also the
+   former model's signed error by prompt length (efficiency 0.60, no row
+   cost, the GEMM kernel latency).
+2. with ``--gemm``, the catalog's ``hardware.gemm`` factors against the BF16
+   GEMM tables (``gemm_perf.parquet``): servesim's signed error by row count.
+
+Not a test (CI has no checkout of AIConfigurator): it reports the figures
+docs/fidelity.md quotes.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+
+from simulator.config.catalog import load_hardware
+
+DATA = Path("aic-core/src/aiconfigurator_core/systems/data")
+#: servesim hardware -> AIConfigurator system directory
+SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "a100-80gb": "a100_sxm", "l40s": "l40s", "b200": "b200_sxm"}
+#: the tables each joint fit uses: one release per engine (the most complete table of each)
+JOINT = {
+    "hopper": [("h100-sxm", "trtllm/1.2.0rc5"), ("h100-sxm", "vllm/0.19.0"), ("h100-sxm", "sglang/0.5.10"),
+               ("h200", "trtllm/1.2.0rc5"), ("h200", "vllm/0.18.0"), ("h200", "sglang/0.5.10")],
+    "a100": [("a100-80gb", "trtllm/1.0.0"), ("a100-80gb", "vllm/0.14.0"), ("a100-80gb", "sglang/0.5.10")],
+    "l40s": [("l40s", "trtllm/1.0.0"), ("l40s", "vllm/0.14.0"), ("l40s", "sglang/0.5.10")],
+}  # B200's tables are left out: they do not follow one form across engines (its joint fit runs to efficiency 1.0)
+LENGTHS = ((16, 256), (512, 1024), (1536, 4096), (6144, 16384))
+
+
+def context_table(root: Path, hw: str, engine: str) -> pd.DataFrame:
+    d = pd.read_parquet(root / DATA / SYSTEMS[hw] / "attention" / engine / "context_attention_perf.parquet")
+    d = d[(d["attn_dtype"] == "bfloat16") & (d["kv_cache_dtype"] == "bfloat16") & (d["head_dim"] == 128)]
+    if "window_size" in d:
+        d = d[d["window_size"] == 0]
+    if "step" in d and (d["step"] == 0).any():
+        d = d[d["step"] == 0]
+    return d.assign(peak=float(load_hardware(hw).bf16_tflops) * 1e12)
+
+
+def attention_s(p, d: pd.DataFrame) -> np.ndarray:
+    efficiency, row_pairs, latency_us = p
+    isl = d["isl"].to_numpy(float)
+    work = 4 * d["num_heads"].to_numpy(float) * d["head_dim"].to_numpy(float) * d["batch_size"].to_numpy(float)
+    return latency_us * 1e-6 + work * (isl * (isl + 1) / 2 + row_pairs * isl) / (d["peak"].to_numpy() * efficiency)
+
+
+def fit_attention(d: pd.DataFrame) -> np.ndarray:
+    t = d["latency"].to_numpy() * 1e-3  # the tables hold milliseconds
+
+    def resid(p):
+        return np.log(attention_s(p, d)) - np.log(t)
+
+    return least_squares(resid, (0.6, 500.0, 12.0), bounds=([0.05, 0.0, 0.0], [1.0, 20000.0, 200.0])).x
+
+
+def describe(p, d: pd.DataFrame) -> str:
+    e = attention_s(p, d) / (d["latency"].to_numpy() * 1e-3) - 1
+    return f"median |error| {np.median(np.abs(e)):.1%}, p90 {np.quantile(np.abs(e), 0.9):.1%}"
+
+
+def by_length(p, d: pd.DataFrame) -> str:
+    e = attention_s(p, d) / (d["latency"].to_numpy() * 1e-3) - 1
+    isl = d["isl"].to_numpy()
+    return "  ".join(f"{lo}-{hi}: {np.median(e[(isl >= lo) & (isl <= hi)]):+.0%}" for lo, hi in LENGTHS)
+
+
+def attention_report(root: Path) -> None:
+    print("Context attention: joint fits (efficiency, row_pairs, latency us) and each table under them")
+    for name, tables in JOINT.items():
+        parts = []
+        for hw, engine in tables:
+            try:
+                parts.append((hw, engine, context_table(root, hw, engine)))
+            except FileNotFoundError:
+                print(f"  ({name}: no {hw} {engine} table in this checkout)")
+        if not parts:
+            continue
+        d = pd.concat([x for _, _, x in parts], ignore_index=True)
+        p = fit_attention(d)
+        print(f"{name}: efficiency {p[0]:.3f}, row_pairs {p[1]:.0f}, latency {p[2]:.1f} us over {len(d)} timings: {describe(p, d)}")
+        for hw, engine, x in parts:
+            former = (0.60, 0.0, float(load_hardware(hw).gemm.latency_us))
+            print(f"  {hw:9s} {engine:16s} {describe(p, x)}; former model by prompt length: {by_length(former, x)}")
+
+
+def gemm_report(root: Path) -> None:
+    print("BF16 GEMMs: the catalog's hardware.gemm factors, signed error by rows (1-16, 17-128, 129-512, 513-2048, more)")
+    for hw in ("h100-sxm", "h200", "a100-80gb"):
+        spec = load_hardware(hw)
+        g = spec.gemm
+        for f in sorted((root / DATA / SYSTEMS[hw] / "gemm").glob("*/*/gemm_perf.parquet")):
+            d = pd.read_parquet(f)
+            d = d[(d["gemm_dtype"] == "bfloat16") & (d["m"] > 0) & (d["k"] >= 1024) & (d["n"] >= 1024)]
+            if d.empty:
+                continue
+            m, k, n = (d[c].to_numpy(float) for c in ("m", "k", "n"))
+            c = 2 * m * k * n / (float(spec.bf16_tflops) * 1e12 * g.compute_efficiency)
+            mem = (2 * k * n + 2 * m * (k + n)) / (float(spec.memory_bw_gbps) * 1e9 * g.memory_efficiency)
+            t = g.latency_us * 1e-6 + (c**g.overlap_exponent + mem**g.overlap_exponent) ** (1 / g.overlap_exponent)
+            e = t / (d["latency"].to_numpy() * 1e-3) - 1
+            bins = ((1, 16), (17, 128), (129, 512), (513, 2048), (2049, 10**6))
+            row = "  ".join(f"{np.median(e[(m >= lo) & (m <= hi)]):+.0%}" for lo, hi in bins)
+            print(f"  {hw:9s} {f.parent.parent.name}/{f.parent.name:12s} median |error| {np.median(np.abs(e)):.1%}: {row}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("checkout", type=Path, help="a checkout of github.com/ai-dynamo/aiconfigurator")
+    ap.add_argument("--gemm", action="store_true", help="also price the BF16 GEMM tables with the catalog's factors")
+    args = ap.parse_args()
+    attention_report(args.checkout)
+    if args.gemm:
+        gemm_report(args.checkout)
+
+
+if __name__ == "__main__":
+    main()
