@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from gemm_tiles import gemm_s  # the roofline's GEMM time over arrays (benchmarks/gemm_tiles.py)
 from scipy.optimize import least_squares
 
 from simulator.config.catalog import load_hardware
@@ -121,10 +122,9 @@ def gemm_report(root: Path) -> None:
             d = d[(d["gemm_dtype"] == "bfloat16") & (d["m"] > 0) & (d["k"] >= 1024) & (d["n"] >= 1024)]
             if d.empty:
                 continue
-            m, k, n = (d[c].to_numpy(float) for c in ("m", "k", "n"))
-            c = 2 * m * k * n / (float(spec.bf16_tflops) * 1e12 * g.compute_efficiency)
-            mem = (2 * k * n + 2 * m * (k + n)) / (float(spec.memory_bw_gbps) * 1e9 * g.memory_efficiency)
-            t = g.latency_us * 1e-6 + (c**g.overlap_exponent + mem**g.overlap_exponent) ** (1 / g.overlap_exponent)
+            m = d["m"].to_numpy(float)
+            factors = (g.compute_efficiency, g.memory_efficiency, g.overlap_exponent, g.latency_us)
+            t = gemm_s(factors, {"M": m, "K": d["k"], "N": d["n"]}, float(spec.bf16_tflops) * 1e12, float(spec.memory_bw_gbps) * 1e9)
             e = t / (d["latency"].to_numpy() * 1e-3) - 1
             bins = ((1, 16), (17, 128), (129, 512), (513, 2048), (2049, 10**6))
             row = "  ".join(f"{np.median(e[(m >= lo) & (m <= hi)]):+.0%}" for lo, hi in bins)

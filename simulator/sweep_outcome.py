@@ -19,6 +19,8 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
+from simulator.files import SUMMARY_FILE
+
 #: written by hydra's sweeper into the sweep directory before the first point starts
 SWEEP_FILE = "multirun.yaml"
 #: without SWEEP_FILE (another sweeper), files this much older than the sweep's start still count as its own
@@ -47,7 +49,7 @@ def sweep_points(directory: str | Path, started: float) -> Outcome:
     summary.json is no older than its own overrides.yaml. Comparing file times with file times keeps
     a shared filesystem's clock on both sides; a folder reused from an earlier sweep neither counts nor
     passes for this sweep's."""
-    from simulator.report.sweep_table import SUMMARY_FILE, _natural_key  # pandas: only once a sweep ends
+    from simulator.report.sweep_table import OVERRIDES_FILE, job_folders  # pandas: only once a sweep ends
 
     root = Path(directory)
     out = Outcome(directory=str(directory))
@@ -55,17 +57,14 @@ def sweep_points(directory: str | Path, started: float) -> Outcome:
         return out
     marker = root / SWEEP_FILE
     since = marker.stat().st_mtime if marker.is_file() else started - CLOCK_SLACK_S
-    for ov in root.rglob("overrides.yaml"):
-        if ov.parent.name != ".hydra" or (written := ov.stat().st_mtime) < since:
+    for name, folder in job_folders(root):
+        written = (folder / OVERRIDES_FILE).stat().st_mtime
+        if written < since:
             continue
-        folder = ov.parent.parent
-        name = folder.relative_to(root).as_posix() or "."
         out.points.append(name)
         summary = folder / SUMMARY_FILE
         if not summary.is_file() or summary.stat().st_mtime < written:
             out.failed.append(name)
-    out.points.sort(key=_natural_key)
-    out.failed.sort(key=_natural_key)
     return out
 
 

@@ -71,9 +71,12 @@ class Requirement:
 def _requirements(reqs: str | Requirement | Iterable[str | Requirement]) -> list[Requirement]:
     if isinstance(reqs, (str, Requirement)):
         reqs = [reqs]
-    # "ttft_p99_s<=2,tpot_p99_s<=0.1": a comma separates requirements as a second --require would
-    parts = [part for r in reqs for part in ([r] if isinstance(r, Requirement) else str(r).split(","))]
-    out = [Requirement.parse(r.strip() if isinstance(r, str) else r) for r in parts if not isinstance(r, str) or r.strip()]
+    out = []
+    for r in reqs:
+        if isinstance(r, Requirement):
+            out.append(r)
+        else:  # "ttft_p99_s<=2,tpot_p99_s<=0.1": a comma separates requirements as a second --require would
+            out += [Requirement.parse(part) for part in str(r).split(",") if part.strip()]
     if not out:
         raise ConfigError("give at least one requirement, e.g. ttft_p99_s<=2.")
     return out

@@ -20,10 +20,10 @@ import pandas as pd
 import yaml
 
 from simulator.errors import ServesimError
+from simulator.files import SUMMARY_FILE
 from simulator.metrics.headline import headline
 from simulator.metrics.sections import Summary
 
-SUMMARY_FILE = "summary.json"
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
 TABLE_PARQUET = "sweep.parquet"
 TABLE_CSV = "sweep.csv"
@@ -79,15 +79,17 @@ def find_runs(directory: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: _natural_key(_rel(p, root)))
 
 
+def job_folders(directory: str | Path) -> list[tuple[str, Path]]:
+    """Hydra job folders under ``directory`` (each with ``.hydra/overrides.yaml``), as (name relative
+    to ``directory``, folder), in natural order."""
+    root = Path(directory)
+    found = [(_rel(ov.parent.parent, root), ov.parent.parent) for ov in root.rglob("overrides.yaml") if ov.parent.name == ".hydra"]
+    return sorted(found, key=lambda job: _natural_key(job[0]))
+
+
 def unfinished_runs(directory: str | Path) -> list[str]:
     """Hydra job folders (with ``.hydra/overrides.yaml``) that have no summary.json: failed points."""
-    root = Path(directory)
-    out = []
-    for ov in root.rglob("overrides.yaml"):
-        d = ov.parent.parent
-        if ov.parent.name == ".hydra" and not (d / SUMMARY_FILE).is_file():
-            out.append(_rel(d, root))
-    return sorted(out, key=_natural_key)
+    return [name for name, folder in job_folders(directory) if not (folder / SUMMARY_FILE).is_file()]
 
 
 def _rel(path: Path, root: Path) -> str:
