@@ -394,11 +394,14 @@ class Predictor:
             lm = roof.lm_head_s(rows)
         else:
             lm = 0.0
+        return Prediction(tok, pre, dec, comm, lm, self.overhead_s(rows, tokens), L)
+
+    def overhead_s(self, rows: int, tokens: int) -> float:
+        """The per-step overhead of a step of ``rows`` sequences and ``tokens`` tokens (``a + b * T``)."""
         if self._roof_overhead:
-            overhead = roof.overhead_s(rows) + self.overhead_per_token * tokens
-        else:
-            overhead = self.overhead + self.overhead_per_token * tokens
-        return Prediction(tok, pre, dec, comm, lm, overhead, L)
+            assert self.roof is not None
+            return self.roof.overhead_s(rows) + self.overhead_per_token * tokens
+        return self.overhead + self.overhead_per_token * tokens
 
     def predict(
         self, prefill_seqs, prefill_tokens, prefill_attn_pairs, decode_seqs, decode_ctx_tokens, prefill_ctx_tokens=0

@@ -51,7 +51,10 @@ def shape_of(prefill: list[str], decode: list[str]):
 
 
 def predict(overrides: list[str], prefill: list[str], decode: list[str]) -> dict:
-    """``{"step_s", "ops", "latency_model", "shape"}`` for one step under the scenario."""
+    """``{"step_s", "ops", "cpu_s", "cpu_overlapped", "latency_model", "shape"}`` for one step under the
+    scenario. ``cpu_s`` is the engine's CPU work in the step; with ``cpu_overlapped``
+    (``scheduler.async_scheduling``) only what the GPU's work does not hide is in ``ops``'
+    ``step_overhead``."""
     from dataclasses import asdict
 
     from simulator.config.compose import compose, to_scenario
@@ -69,11 +72,14 @@ def predict(overrides: list[str], prefill: list[str], decode: list[str]) -> dict
     check_pipeline(cfg)
     cl = cfg.cluster
     model = build_latency_model(cfg, ModelSpec.from_config(cfg.model, cl.tp, cl.ep, cl.pp))
+    cpu = model.cpu_s(shape)
     ops = model.breakdown(shape)
     stages = f" TP{cl.tp} PP{cl.pp}" if cl.pp > 1 else ""
     return {
         "step_s": model.step_time(shape),
         "ops": ops,
+        "cpu_s": cpu,
+        "cpu_overlapped": bool(cfg.scheduler.async_scheduling),
         "latency_model": model.describe(),
         "scenario": f"{cfg.model.name} on {cl.tp * cl.pp}x {cfg.hardware.name}{stages} ({cfg.model.weight_dtype})",
         "shape": asdict(shape),
@@ -91,4 +97,7 @@ def render(out: dict) -> str:
     for op, sec in out["ops"].items():
         lines.append(f"{op:<20}{sec * 1e3:>10.3f}{sec / total:>8.1%}")
     lines.append(f"{'step':<20}{total * 1e3:>10.3f}")
+    if out.get("cpu_overlapped") and out.get("cpu_s"):
+        lines.append(f"the engine's CPU work, {out['cpu_s'] * 1e3:.3f} ms, runs beside the GPU's (scheduler.async_scheduling): "
+                     "step_overhead is the part the GPU's work does not hide")
     return "\n".join(lines)

@@ -199,6 +199,13 @@ def _engine_args(case, cfg_model, hw) -> list[str]:
     return out
 
 
+def _backend(case) -> str | None:
+    """TensorRT-LLM's backend as the case states it (``engine_args.backend``): ``pytorch``, or a TensorRT
+    engine (trtllm-build engines, Triton's tensorrtllm_backend, NIM); None when not stated."""
+    backend = (case.raw.get("engine_args") or {}).get("backend")
+    return str(backend).split()[0] if backend else None
+
+
 def _free_fraction(fraction: float, model, hw, tp: int) -> float:
     """TensorRT-LLM gives the KV cache a fraction of the memory left after the weights; as a share of all memory."""
     from simulator.specs import ModelSpec, device_bytes
@@ -236,6 +243,8 @@ def overrides(case, max_requests: int | None = None) -> list[str]:
     else:
         ov += ["workload.arrival=closed_loop", f"workload.users={int(wl['concurrency'])}", "workload.think_s=0"]
     ov += _engine_args(case, model, hw)
+    if preset(case) == "trtllm":  # the overlap scheduler is the PyTorch backend's; TensorRT engines step without it
+        ov.append(f"scheduler.async_scheduling={str(_backend(case) == 'pytorch').lower()}")
     if mode == "batch":
         ov.append(f"scheduler.max_batch_size={n}")
     if _batch_tokens(ov) <= isl and "scheduler.policy=chunked_prefill" not in ov:

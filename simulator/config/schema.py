@@ -254,6 +254,10 @@ class SchedulerConfig:
     max_wait_s: float = 0.0  # static batching: longest wait for a full batch
     preemption_mode: str = "recompute"  # recompute | swap (vLLM --preemption-mode)
     multi_step: int = 1  # decode steps per scheduling decision (vLLM V0 --num-scheduler-steps)
+    #: the engine's CPU work for a step runs while the GPU runs the previous one, so a step takes the
+    #: longer of the two (vLLM --async-scheduling, SGLang's overlap scheduler, TensorRT-LLM's PyTorch
+    #: backend; simulator/latency/overlap.py)
+    async_scheduling: bool = False
     speculative: SpeculativeConfig = field(default_factory=SpeculativeConfig)
 
 

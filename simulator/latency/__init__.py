@@ -3,8 +3,10 @@
 Importing this package registers every implementation in ``LATENCY_MODELS``.
 :func:`build_latency_model` builds the scenario's, wrapped by
 :class:`~simulator.latency.pipeline.PipelineLatency` when ``cluster.pp`` > 1
-and by :class:`~simulator.latency.speculative.SpeculativeLatency` when
-``scheduler.speculative.method`` is set.
+by :class:`~simulator.latency.speculative.SpeculativeLatency` when
+``scheduler.speculative.method`` is set, and by
+:class:`~simulator.latency.overlap.OverlappedLatency` when
+``scheduler.async_scheduling`` overlaps the engine's CPU work with the GPU's.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from simulator.latency import base, constant, profile, roofline  # noqa: F401  (register)
 from simulator.latency.base import LATENCY_MODELS, LatencyModel, StepShape
+from simulator.latency.overlap import with_overlap
 from simulator.latency.pipeline import PipelineLatency
 from simulator.latency.roofline import RooflineLatency
 from simulator.latency.speculative import SpeculativeLatency
@@ -23,14 +26,15 @@ if TYPE_CHECKING:
 
 
 def build_latency_model(cfg: ScenarioConfig, spec: ModelSpec) -> LatencyModel:
-    """The scenario's latency model; with speculative decoding, wrapped to verify k + 1 positions and add the proposal."""
+    """The scenario's latency model; with speculative decoding, wrapped to verify k + 1 positions and add the proposal;
+    with async scheduling, wrapped to overlap the engine's CPU work."""
     model = base.build_latency_model(cfg, spec)
     if spec.pp > 1:
         assert isinstance(model, RooflineLatency), "validation allows cluster.pp > 1 with latency.model=roofline only"
         model = PipelineLatency(cfg, spec, model)
     if cfg.scheduler.speculative.method != "none":
-        return SpeculativeLatency(cfg, spec, model)
-    return model
+        model = SpeculativeLatency(cfg, spec, model)
+    return with_overlap(cfg, model)
 
 
 __all__ = ["LATENCY_MODELS", "LatencyModel", "StepShape", "build_latency_model"]

@@ -73,6 +73,14 @@ class LatencyModel(Component, ABC):
         its longest so far: a model that holds back what pricing ahead would tell the user (a profile's
         past-the-grid warning) tells it now, for the steps that run."""
 
+    def cpu_s(self, shape: StepShape) -> float:
+        """Seconds of :meth:`step_time` that are the engine's CPU work between forward passes (its
+        ``step_overhead``: scheduling, input preparation, output processing), which
+        ``scheduler.async_scheduling`` overlaps with the GPU's work (:mod:`simulator.latency.overlap`).
+        It depends on the step's sequences and tokens, not on their contexts. A model that prices
+        no such work (``latency.model=constant``) has none."""
+        return 0.0
+
     def breakdown(self, shape: StepShape) -> dict[str, float]:
         """Seconds per operator for one step; the values sum to :meth:`step_time`.
         Attention operators have keys containing ``attention``."""
@@ -80,6 +88,28 @@ class LatencyModel(Component, ABC):
 
     def describe(self) -> str:
         return type(self).__name__
+
+
+class LatencyWrapper(LatencyModel):
+    """A latency model that changes another's step times (``inner``). A subclass defines how
+    (``step_time`` and, to stay consistent, ``decode_step_time``, ``decode_times``,
+    ``breakdown``, ``describe``); ``ran_to`` and ``cpu_s`` pass through, and attributes no
+    latency model has (a roofline's parts) are looked up on the inner model."""
+
+    def __init__(self, inner: LatencyModel):
+        self.inner = inner
+        self.cfg, self.spec = inner.cfg, inner.spec
+
+    def ran_to(self, seqs: int, ctx_tokens: int) -> None:
+        self.inner.ran_to(seqs, ctx_tokens)
+
+    def cpu_s(self, shape: StepShape) -> float:
+        return self.inner.cpu_s(shape)
+
+    def __getattr__(self, name: str):
+        if name == "inner":  # not set yet (a copy or an unpickling in progress): no recursion through it
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
 
 LATENCY_MODELS: Registry[type[LatencyModel]] = Registry("latency.model", "latency model")

@@ -107,6 +107,9 @@ class PipelineLatency(LatencyModel):
         m, tau = self.stage_times(shape)
         return self.inner.overhead_s(seqs, not shape.prefill_tokens) + max(sum(tau), m * max(tau))
 
+    def cpu_s(self, shape: StepShape) -> float:
+        return self.inner.overhead_s(shape.prefill_seqs + shape.decode_seqs, not shape.prefill_tokens)
+
     def breakdown(self, shape: StepShape) -> dict[str, float]:
         seqs = shape.prefill_seqs + shape.decode_seqs
         if seqs <= 0:

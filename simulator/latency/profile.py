@@ -95,6 +95,10 @@ class ProfileLatency(LatencyModel):
         if not self.warned_past_grid:  # (priced again, so the grid's check sees a step that runs)
             self.step_time(StepShape(decode_seqs=seqs, decode_ctx_tokens=ctx_tokens))
 
+    def cpu_s(self, shape: StepShape) -> float:
+        overhead = self.predictor.overhead_s(shape.prefill_seqs + shape.decode_seqs, shape.prefill_tokens + shape.decode_seqs)
+        return overhead * (1.0 - self._amortised) if not shape.prefill_tokens else overhead
+
     def breakdown(self, shape: StepShape) -> dict[str, float]:
         """Seconds per operator family for one step; the values sum to :meth:`step_time`.
 

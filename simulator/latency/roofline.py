@@ -93,11 +93,13 @@ Engine presets (``engine=``) set it per engine. Under multi-step scheduling
 (``scheduler.multi_step=N``, vLLM V0's ``--num-scheduler-steps``) that work
 runs once per group of N decode steps (vLLM RFC #6854: "Multi-step decoding
 will be able to amortize all these overheads over n-steps at a time"), so a
-decode-only step pays an N-th of it.
+decode-only step pays an N-th of it. An engine that overlaps that work with the
+GPU's (``scheduler.async_scheduling``: TensorRT-LLM's PyTorch backend, SGLang,
+vLLM's ``--async-scheduling``) pays only what the GPU's work does not hide
+(:mod:`simulator.latency.overlap`).
 
 **Left out:** wave and tile quantisation (the smooth maximum absorbs their
-average); sliding-window attention and MoE; CPU/GPU overlap of the engine's
-scheduling (async scheduling hides some of ``step_overhead_s``);
+average); sliding-window attention and MoE;
 power/clock throttling; the attention backend (one set of attention factors
 per GPU for every engine: its fit to three engines' kernels has a median
 error of 16-19%, each engine's own table 6-16%); measured factors for GPUs without a
@@ -496,6 +498,9 @@ class RooflineLatency(LatencyModel):
         if decode_only:
             return self._dec_overhead + self._dec_overhead_per_seq * seqs
         return self.overhead + self.overhead_per_seq * seqs
+
+    def cpu_s(self, shape: StepShape) -> float:
+        return self.overhead_s(shape.prefill_seqs + shape.decode_seqs, not shape.prefill_tokens)
 
     # -- the step --------------------------------------------------------------------------
     def step_time(self, shape: StepShape) -> float:

@@ -92,6 +92,11 @@ class SpeculativeLatency(LatencyModel):
             t += self.proposer.step_time(later)
         return t
 
+    def cpu_s(self, shape: StepShape) -> float:
+        if shape.decode_seqs:  # the target verifies k + 1 positions; the proposer runs without CPU overheads
+            shape = replace(shape, decode_queries=self.k + 1)
+        return self.target.cpu_s(shape)
+
     def breakdown(self, shape: StepShape) -> dict[str, float]:
         if not shape.decode_seqs:
             return self.target.breakdown(shape)
