@@ -47,6 +47,7 @@ NAMES = {
     "fp8": "FP8 weights and KV",
     "speculative": "speculative decoding (1B draft)",
     "multi_step": "multi-step scheduling (8 steps)",
+    "async_scheduling": "async (overlap) scheduling",
     "tp2": "tensor parallel x2",
     "pp2": "pipeline parallel x2",
     "response_cache": "response cache (30% hits)",
