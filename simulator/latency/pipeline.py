@@ -105,10 +105,10 @@ class PipelineLatency(LatencyModel):
         if seqs <= 0:
             return self.inner.step_time(shape)
         m, tau = self.stage_times(shape)
-        return self.inner.overhead_s(seqs, not shape.prefill_tokens) + max(sum(tau), m * max(tau))
+        return self.cpu_s(shape) + max(sum(tau), m * max(tau))
 
     def cpu_s(self, shape: StepShape) -> float:
-        return self.inner.overhead_s(shape.prefill_seqs + shape.decode_seqs, not shape.prefill_tokens)
+        return self.inner.cpu_s(shape)  # the engine's CPU work is the whole replica's, once a step
 
     def breakdown(self, shape: StepShape) -> dict[str, float]:
         seqs = shape.prefill_seqs + shape.decode_seqs
@@ -116,7 +116,7 @@ class PipelineLatency(LatencyModel):
             return self.inner.breakdown(shape)
         m, tau = self.stage_times(shape)
         work = max(sum(tau), m * max(tau))
-        return {"pipeline_cycle": work, "step_overhead": self.inner.overhead_s(seqs, not shape.prefill_tokens)}
+        return {"pipeline_cycle": work, "step_overhead": self.cpu_s(shape)}
 
     def describe(self) -> str:
         over = f" over {self.nodes} nodes" if self.nodes > nodes_of(self.cfg.hardware, self.inner.tp)[0] else ""

@@ -95,9 +95,13 @@ class ProfileLatency(LatencyModel):
         if not self.warned_past_grid:  # (priced again, so the grid's check sees a step that runs)
             self.step_time(StepShape(decode_seqs=seqs, decode_ctx_tokens=ctx_tokens))
 
-    def cpu_s(self, shape: StepShape) -> float:
-        overhead = self.predictor.overhead_s(shape.prefill_seqs + shape.decode_seqs, shape.prefill_tokens + shape.decode_seqs)
+    def _paid(self, overhead: float, shape: StepShape) -> float:
+        """The share of a step's overhead it pays: all of it with a prompt, less under multi-step scheduling."""
         return overhead * (1.0 - self._amortised) if not shape.prefill_tokens else overhead
+
+    def cpu_s(self, shape: StepShape) -> float:
+        rows = shape.prefill_seqs + shape.decode_seqs
+        return self._paid(self.predictor.overhead_s(rows, shape.prefill_tokens + shape.decode_seqs), shape)
 
     def breakdown(self, shape: StepShape) -> dict[str, float]:
         """Seconds per operator family for one step; the values sum to :meth:`step_time`.
@@ -108,8 +112,7 @@ class ProfileLatency(LatencyModel):
         (tensor parallelism); ``step_overhead``.
         """
         p = self._parts(shape)
-        overhead = p.overhead * (1.0 - self._amortised) if not shape.prefill_tokens else p.overhead
-        return dict(zip(BREAKDOWN_KEYS, (p.token_ops, p.lm_head, p.attn_prefill, p.attn_decode, p.comm, overhead)))
+        return dict(zip(BREAKDOWN_KEYS, (p.token_ops, p.lm_head, p.attn_prefill, p.attn_decode, p.comm, self._paid(p.overhead, shape))))
 
     def describe(self) -> str:
         filled = f"; roofline for {', '.join(self.missing)}" if self.missing else ""
