@@ -145,12 +145,24 @@ def _version(text) -> tuple[int, ...]:
     return tuple(parts) or (0,)
 
 
+#: vLLM releases that changed the preset, and their dates (github.com/vllm-project/vllm/releases)
+VLLM_RELEASES = (((0, 8), "2025-03-18", "vllm_v1"), ((0, 6), "2024-09-04", "vllm_v0"))
+
+
 def preset(case) -> str:
     """The engine preset a case runs under: vLLM's V1 engine is the default from v0.8.0, and
-    v0.6.0 moved V0's output processing off the critical path (vllm_v05 is the version before)."""
+    v0.6.0 moved V0's output processing off the critical path (vllm_v05 is the version before).
+    A source that names no version ran the latest release at its date, and one that names
+    neither (vLLM's performance CI pages) the current engine, V1."""
     if case.engine == "vllm":
-        v = _version(case.raw.get("engine_version", "0"))
-        return "vllm_v1" if v >= (0, 8) else "vllm_v0" if v >= (0, 6) else "vllm_v05"
+        text = str(case.raw.get("engine_version", "")).lstrip("v")
+        if text[:1].isdigit():
+            v = _version(text)
+            return next((name for since, _, name in VLLM_RELEASES if v >= since), "vllm_v05")
+        date = str(case.raw.get("date", ""))
+        if not (date[:4].isdigit() and date[4:5] == "-"):
+            return VLLM_RELEASES[0][2]
+        return next((name for _, since, name in VLLM_RELEASES if date >= since), "vllm_v05")
     return case.engine
 
 

@@ -52,8 +52,12 @@ def test_splits_are_fixed_by_the_id_and_both_hold_cases():
 
 def test_cases_servesim_cannot_replay_say_why():
     reasons = {c.skip for c in CASES if c.skip}
-    assert any("fp4" in r for r in reasons)
-    assert any("not in the catalog" in r for r in reasons)
+    assert any("fp4" in r for r in reasons) and any("ShareGPT" in r for r in reasons)
+    # every case names a catalog model and GPU (Llama-3.1-405B joined the catalog for AMD's and Oracle's rows)...
+    assert not any("not in the catalog" in r for r in reasons)
+    # ...and one that does not is skipped with the reason, not run
+    assert pub._skip_reason({**_case().raw, "model": "llama-9-1t"}, {"h100-sxm"}, {"llama-3.1-8b"}) == "model llama-9-1t is not in the catalog"
+    assert pub._skip_reason({**_case().raw, "hardware": "tpu-v9"}, {"h100-sxm"}, {"llama-3.1-8b"}) == "hardware tpu-v9 is not in the catalog"
 
 
 def _case(**changes) -> pub.Case:
@@ -76,6 +80,13 @@ def test_engine_presets_follow_the_engine_and_its_version():
     assert pub.preset(_case(engine_version="0.6.0")) == "vllm_v0"
     assert pub.preset(_case(engine_version="0.8.0")) == "vllm_v1"
     assert pub.preset(_case(engine="trtllm")) == "trtllm"
+    # no version stated: the latest release at the source's date (0.6.0 on 2024-09-04, 0.8.0 on 2025-03-18)
+    assert pub.preset(_case(engine_version="unknown", date="2024-10-10")) == "vllm_v0"
+    assert pub.preset(_case(engine_version="unknown", date="2024-08-30")) == "vllm_v05"
+    assert pub.preset(_case(engine_version="unknown", date="2025-03-18")) == "vllm_v1"
+    # neither (vLLM's CI pages): the current engine; digits inside the text are not a version
+    assert pub.preset(_case(engine_version="unknown (vLLM perf CI, Buildkite build 9513)", date="unknown (2024-2025)")) == "vllm_v1"
+    assert pub.preset(_case(engine_version="unknown (build 5)", date="unknown")) == "vllm_v1"
     ov = pub.overrides(_case())
     assert "engine=vllm_v1" in ov and "scheduler.max_batch_tokens=16384" in ov  # vLLM's offline default on H100
     a100 = pub.overrides(_case(hardware="a100-80gb", mode="rate", rate=2.0))
