@@ -24,7 +24,13 @@ prints:
    the joint fits are the catalog's ``hardware.attention`` values. Also the
    former model's signed error by prompt length (efficiency 0.60, no row
    cost, the GEMM kernel latency).
-2. with ``--gemm``, the catalog's ``hardware.gemm`` factors against the BF16
+2. **Decode attention**, ``generation_attention_perf.parquet``: large kernels
+   (batch >= 64, context >= 4k, up to 8 query heads per KV head) read their KV
+   cache at a share of HBM bandwidth with BF16 entries, but with 1-byte FP8
+   entries the count of entries a second, not the bytes, levels off on Hopper
+   (dequantising them binds first): the catalog's
+   ``hardware.attention.decode_kv_rate_g`` is that rate.
+3. with ``--gemm``, the catalog's ``hardware.gemm`` factors against the BF16
    GEMM tables (``gemm_perf.parquet``): servesim's signed error by row count.
 
 Not a test (CI has no checkout of AIConfigurator): it reports the figures
@@ -112,6 +118,48 @@ def attention_report(root: Path) -> None:
             print(f"  {hw:9s} {engine:16s} {describe(p, x)}; former model by prompt length: {by_length(former, x)}")
 
 
+#: the generation-attention tables of each GPU's decode figures: one recent release per engine
+DECODE = {
+    "h100-sxm": ("trtllm/1.3.0rc20", "vllm/0.19.0", "sglang/0.5.10"),
+    "h200": ("trtllm/1.3.0rc20", "vllm/0.18.0", "sglang/0.5.10"),
+    "b200": ("trtllm/1.3.0rc20", "vllm/0.19.0", "sglang/0.5.10"),
+    "l40s": ("trtllm/1.3.0rc20", "vllm/0.14.0", "sglang/0.5.14"),
+}  # (earlier TensorRT-LLM tables on Hopper and Blackwell read faster than HBM allows: not per-layer timings)
+
+
+def decode_report(root: Path) -> None:
+    """Large decode-attention kernels (batch >= 64, context >= 4k, at most 8 query heads per KV head,
+    head_dim 128), pooled over three engines: the KV entries read a second and that as a fraction of
+    HBM, by KV width. hardware.attention.decode_kv_rate_g is the FP8 row's rate."""
+    print("Decode attention, batch >= 64, context >= 4k, <= 8 query heads per KV head: KV entries/s (fraction of HBM)")
+    for hw, engines in DECODE.items():
+        spec, parts = load_hardware(hw), []
+        for engine in engines:
+            path = root / DATA / SYSTEMS[hw] / "attention" / engine / "generation_attention_perf.parquet"
+            if path.exists():
+                parts.append(pd.read_parquet(path).assign(engine=engine))
+        if not parts:
+            print(f"  ({hw}: no generation-attention tables in this checkout)")
+            continue
+        d = pd.concat(parts, ignore_index=True)
+        window = d["window_size"].fillna(0) if "window_size" in d else 0  # (a table without the column has none)
+        d = d[(d["head_dim"] == 128) & (d["beam_width"] == 1) & (window == 0)]
+        ctx = d["isl"] + d["step"]
+        d = d[(d["batch_size"] >= 64) & (ctx >= 4096) & (d["num_heads"] <= 8 * d["num_key_value_heads"])]
+        ctx = d["isl"] + d["step"]
+        entries = d["batch_size"] * ctx * 2 * d["num_key_value_heads"] * d["head_dim"]
+        width = np.where(d["kv_cache_dtype"].astype(str).str.contains("fp8"), 1.0, 2.0)
+        rate = entries / (d["latency"] * 1e-3)
+        frac = rate * width / (float(spec.memory_bw_gbps) * 1e9)
+        for w, name in ((2.0, "bf16"), (1.0, "fp8")):
+            sel = width == w
+            if sel.any():
+                per = " ".join(f"{e.split('/')[0]} {np.median(rate[sel & (d['engine'] == e)]) / 1e9:.0f}" for e in engines
+                               if (sel & (d["engine"] == e)).any())
+                print(f"  {hw:9s} {name} KV: {np.median(rate[sel]) / 1e9:,.0f} G entries/s ({np.median(frac[sel]):.1%} of HBM) "
+                      f"over {int(sel.sum())} timings; by engine: {per}")
+
+
 def gemm_report(root: Path) -> None:
     print("BF16 GEMMs: the catalog's hardware.gemm factors, signed error by rows (1-16, 17-128, 129-512, 513-2048, more)")
     for hw in ("h100-sxm", "h200", "a100-80gb"):
@@ -137,6 +185,7 @@ def main() -> None:
     ap.add_argument("--gemm", action="store_true", help="also price the BF16 GEMM tables with the catalog's factors")
     args = ap.parse_args()
     attention_report(args.checkout)
+    decode_report(args.checkout)
     if args.gemm:
         gemm_report(args.checkout)
 

@@ -58,7 +58,7 @@ def predict(overrides: list[str], prefill: list[str], decode: list[str]) -> dict
     from dataclasses import asdict
 
     from simulator.config.compose import compose, to_scenario
-    from simulator.config.validate import check_pipeline
+    from simulator.config.validate import check_latency, check_pipeline
     from simulator.latency import build_latency_model
     from simulator.specs import ModelSpec
 
@@ -69,6 +69,7 @@ def predict(overrides: list[str], prefill: list[str], decode: list[str]) -> dict
     if longest > int(cfg.model.max_context):
         raise ConfigError(f"the step holds a sequence of {longest} tokens, longer than model {cfg.model.name}'s context "
                           f"of {cfg.model.max_context} tokens.")
+    check_latency(cfg.latency)
     check_pipeline(cfg)
     cl = cfg.cluster
     model = build_latency_model(cfg, ModelSpec.from_config(cfg.model, cl.tp, cl.ep, cl.pp))

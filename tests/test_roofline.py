@@ -356,3 +356,55 @@ def test_tiny_test_model_parameter_count_follows_from_its_widths():
     h = spec.hidden_size
     counted = spec.layer_linear_params * spec.num_layers + spec.lm_head_params + spec.vocab_size * h + (2 * spec.num_layers + 1) * h
     assert counted == m.params_total
+
+
+def kv_scenario(hardware: str, kv_dtype: str, **latency) -> RooflineLatency:
+    cfg = scenario(hardware=hardware, weight_dtype="fp8", **latency)
+    cfg.model.kv_dtype = kv_dtype
+    return RooflineLatency(cfg, ModelSpec.from_config(cfg.model, 1))
+
+
+def test_fp8_kv_decode_attention_runs_at_the_gpus_entry_rate_where_dequantising_binds():
+    """Decode attention reads KV at HBM speed, or at hardware.attention.decode_kv_rate_g entries a second
+    where that is slower: FP8 entries on an H200 (3,103 G/s = 65% of HBM, AIConfigurator's tables);
+    16-bit entries stay at HBM speed, and so does every GPU without a measured rate."""
+    entries = 2 * 32 * 8 * 128  # Llama-3.1-8B: K and V, 32 layers, 8 KV heads of 128
+    batch, ctx = 256, 4096
+    def attention(model):
+        return model.attention_decode_s(batch, batch * ctx) - model.attention_decode_s(batch, 0)
+    h200_fp8, h200_bf16 = kv_scenario("h200", "fp8"), kv_scenario("h200", "bf16")
+    assert attention(h200_fp8) == pytest.approx(batch * ctx * entries / 3103e9, rel=1e-9)
+    assert attention(h200_bf16) == pytest.approx(batch * ctx * entries * 2 / (4.8e12 * 0.93), rel=1e-9)
+    # the bound is per entry: FP8 halves the bytes but not the time to half of BF16's
+    assert 0.5 < attention(h200_fp8) / attention(h200_bf16) < 0.75
+    # on an H100 the same entries take 3,103/2,666 of the H200's time (the same SMs dequantise them)
+    assert attention(kv_scenario("h100-sxm", "fp8")) == pytest.approx(attention(h200_fp8) * 3103 / 2666, rel=1e-9)
+    # no measured rate: HBM alone (the L40S's FP8 entries stream at nearly BF16's share of HBM; no MI300X table)
+    for hw in ("l40s", "mi300x", "a100-80gb"):
+        cfg = scenario(hardware=hw)
+        assert cfg.hardware.attention.decode_kv_rate_g is None
+    l40s = kv_scenario("l40s", "fp8")
+    assert attention(l40s) == pytest.approx(batch * ctx * entries / (864e9 * l40s.memory_efficiency), rel=1e-9)
+    # the override replaces the catalog's rate, in both directions
+    assert attention(kv_scenario("h200", "fp8", attention_decode_kv_rate_g=1e6)) == pytest.approx(attention(kv_scenario("h200", "bf16")) / 2)
+    assert attention(kv_scenario("l40s", "fp8", attention_decode_kv_rate_g=100.0)) == pytest.approx(batch * ctx * entries / 100e9)
+
+
+def test_the_entry_rate_also_bounds_prefill_reads_and_the_fast_decode_path():
+    model = kv_scenario("h200", "fp8")
+    # the fast paths price the same steps as step_time
+    assert model.decode_step_time(128, 128 * 2048) == model.step_time(decode(128, 2048))
+    assert model.decode_times(128, 128 * 2048, 60) == [model.step_time(StepShape(decode_seqs=128, decode_ctx_tokens=128 * (2048 + i)))
+                                                      for i in range(60)]
+    # a long context read by a short chunk is priced at the entry rate too
+    slow, fast = model.attention_prefill_s(0.0, 100_000, 1), kv_scenario("h200", "bf16").attention_prefill_s(0.0, 100_000, 1)
+    assert slow - model._prefill_attn_fixed == pytest.approx(100_000 * 65536 / 3103e9, rel=1e-9)
+    assert fast < slow * 1.5
+
+
+@pytest.mark.parametrize("value", [0, -3.0, float("inf")])
+def test_a_bad_entry_rate_names_its_key(value):
+    cfg = scenario(hardware="h200")
+    cfg.hardware.attention.decode_kv_rate_g = value
+    with pytest.raises(ConfigError, match=r"hardware\.attention\.decode_kv_rate_g must be a positive number"):
+        RooflineLatency(cfg, ModelSpec.from_config(cfg.model, 1))

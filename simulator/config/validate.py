@@ -40,7 +40,7 @@ def validate(cfg: ScenarioConfig) -> None:
     disagg = cfg.cluster.disaggregation.enabled
     check_scheduler(cfg.scheduler, "scheduler", None if disagg else prompt_max)
     _multi_step(cfg)
-    _latency(cfg.latency)
+    check_latency(cfg.latency)
     _speculative(cfg)
     _memory(cfg)
     _cluster(cfg, prompt_max)
@@ -200,7 +200,8 @@ def _run(cfg: ScenarioConfig) -> None:
     progress_mode(cfg.output.progress)  # auto, on or off (booleans read as on/off)
 
 
-def _latency(lat: LatencyConfig) -> None:
+def check_latency(lat: LatencyConfig) -> None:
+    """The latency block: a known model, efficiencies in (0, 1], costs >= 0, rates > 0."""
     from simulator.latency import LATENCY_MODELS
 
     LATENCY_MODELS.check(lat.model, lat, "latency")
@@ -211,6 +212,8 @@ def _latency(lat: LatencyConfig) -> None:
                 "attention_row_pairs", "attention_latency_s"):
         if getattr(lat, key) is not None:
             positive(getattr(lat, key), f"latency.{key}", allow_zero=True)
+    if lat.attention_decode_kv_rate_g is not None:
+        positive(lat.attention_decode_kv_rate_g, "latency.attention_decode_kv_rate_g")
     need(
         lat.overlap_exponent is None or lat.overlap_exponent >= 1,
         f"latency.overlap_exponent must be >= 1 (1 = compute and memory never overlap; inf = the plain roofline); "

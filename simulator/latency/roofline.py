@@ -61,7 +61,13 @@ Vidur's unfused torch timings show 20-30 us a layer for six such kernels at
 
 with ``pairs = prefill_attn_pairs`` (causal query-key pairs) and ``rows`` the
 chunk's query tokens; decode is the same with ``pairs = decode_ctx_tokens``,
-no row cost and one GEMM kernel latency a layer. The three attention factors
+no row cost and one GEMM kernel latency a layer. KV entries stream at HBM
+speed, or at ``hardware.attention.decode_kv_rate_g`` billion entries a second
+where that is slower: a kernel must convert each 1-byte FP8 entry before its
+math, and on Hopper that, not HBM, bounds it (AIConfigurator's decode tables,
+three engines, batch >= 64, context >= 4k: FP8 entries reach 80% of HBM on an
+H100 and 65% on an H200, whose same SMs serve 43% more bandwidth, against
+86-88% for BF16 entries; 2,666 and 3,103 G entries/s). The three attention factors
 are data of each GPU (``hardware.attention``; ``latency.attention_*``
 override them), fitted (least squares on log time) to the context-attention
 kernel timings NVIDIA's AIConfigurator measured with TensorRT-LLM's, vLLM's
@@ -99,10 +105,13 @@ vLLM's ``--async-scheduling``) pays only what the GPU's work does not hide
 (:mod:`simulator.latency.overlap`).
 
 **Left out:** wave and tile quantisation (the smooth maximum absorbs their
-average); sliding-window attention and MoE;
+average);
 power/clock throttling; the attention backend (one set of attention factors
 per GPU for every engine: its fit to three engines' kernels has a median
-error of 16-19%, each engine's own table 6-16%); measured factors for GPUs without a
+error of 16-19%, each engine's own table 6-16%); decode attention's own
+efficiency with BF16 entries (86-88% of HBM in the same tables, priced at
+``memory_efficiency``) and its fall past 8 query heads per KV head (Llama 3.1
+405B has 16: FP8 entries at 2,550 G/s on an H200, not 3,103); measured factors for GPUs without a
 table (GEMMs: L40S and B200 use the joint A100+H100 fit, MI300X a published
 ROCm utilisation figure; attention: B200 and MI300X use Hopper's, A30 the A100's).
 
@@ -153,6 +162,20 @@ def factor(cfg: ScenarioConfig, key: str) -> float:
         return float(value)
     block, hw_key, scale = FACTORS[key]
     return float(getattr(getattr(cfg.hardware, block), hw_key)) * scale
+
+
+def decode_kv_rate(cfg: ScenarioConfig) -> float | None:
+    """KV-cache entries a second one GPU's attention kernels read at most (None: no bound but HBM):
+    ``latency.attention_decode_kv_rate_g`` when set, else the GPU's measured ``hardware.attention``."""
+    value, key = cfg.latency.attention_decode_kv_rate_g, "latency.attention_decode_kv_rate_g"
+    if value is None:
+        value, key = getattr(cfg.hardware.attention, "decode_kv_rate_g", None), "hardware.attention.decode_kv_rate_g"
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{key} must be a positive number of KV-cache entries, in billions a second (got {value!r}); "
+                          f"leave it null for no bound but HBM bandwidth.")
+    return float(value) * 1e9
 
 
 def peak_flops(cfg: ScenarioConfig, weight_dtype: str) -> tuple[float, float]:
@@ -338,7 +361,10 @@ class RooflineLatency(LatencyModel):
         # MLA with absorbed weights: q.k over the latent and rope dims, attention x latent for V
         d_attn = (2 * spec.kv_lora_rank + spec.qk_rope_head_dim) / 2 if spec.is_mla else d
         self._attn_flop_pair = 4.0 * L * (spec.num_heads / tp) * d_attn / attn_flops_s
-        self._kv_tok = spec.kv_bytes_per_token / tp / bytes_s
+        # KV entries stream at HBM speed, or at the GPU's entry rate where dequantising them binds first (FP8 KV)
+        kv_rate = decode_kv_rate(cfg)
+        kv_bytes_s = bytes_s if kv_rate is None else min(bytes_s, kv_rate * spec.kv_bytes_per_element)
+        self._kv_tok = spec.kv_bytes_per_token / tp / kv_bytes_s
         self._attn_fixed = L * lam
         self._attn_row = factor(cfg, "attention_row_pairs")
         self._prefill_attn_fixed = L * factor(cfg, "attention_latency_s")
@@ -348,8 +374,8 @@ class RooflineLatency(LatencyModel):
             per_layer_pair = self._attn_flop_pair / L
             self._attn_flop_pair = per_layer_pair * (L - spec.sliding_layers)
             self._swa_flop_pair = per_layer_pair * spec.sliding_layers
-            self._kv_tok = (L - spec.sliding_layers) * spec.kv_bytes_per_token_per_layer / tp / bytes_s
-            self._swa_kv_tok = spec.sliding_layers * spec.kv_bytes_per_token_per_layer / tp / bytes_s
+            self._kv_tok = (L - spec.sliding_layers) * spec.kv_bytes_per_token_per_layer / tp / kv_bytes_s
+            self._swa_kv_tok = spec.sliding_layers * spec.kv_bytes_per_token_per_layer / tp / kv_bytes_s
         # Tensor-parallel all-reduces: 2 per layer of tokens x hidden x 2 bytes.
         if tp > 1:
             paths, self.allreduce_source = allreduce_paths(hw, tp, lat)
