@@ -31,7 +31,10 @@ prints:
    (dequantising them binds first): the catalog's
    ``hardware.attention.decode_kv_rate_g`` is that rate.
 3. with ``--gemm``, the catalog's ``hardware.gemm`` factors against the BF16
-   GEMM tables (``gemm_perf.parquet``): servesim's signed error by row count.
+   GEMM tables (``gemm_perf.parquet``), and against the FP8 ones less the
+   dynamic activation quantisation they time (each release's
+   ``computescale_perf.parquet``: a static-FP8 checkpoint's GEMM): servesim's
+   signed error by row count.
 
 Not a test (CI has no checkout of AIConfigurator): it reports the figures
 docs/fidelity.md quotes.
@@ -161,22 +164,38 @@ def decode_report(root: Path) -> None:
 
 
 def gemm_report(root: Path) -> None:
-    print("BF16 GEMMs: the catalog's hardware.gemm factors, signed error by rows (1-16, 17-128, 129-512, 513-2048, more)")
-    for hw in ("h100-sxm", "h200", "a100-80gb"):
-        spec = load_hardware(hw)
-        g = spec.gemm
-        for f in sorted((root / DATA / SYSTEMS[hw] / "gemm").glob("*/*/gemm_perf.parquet")):
-            d = pd.read_parquet(f)
-            d = d[(d["gemm_dtype"] == "bfloat16") & (d["m"] > 0) & (d["k"] >= 1024) & (d["n"] >= 1024)]
-            if d.empty:
-                continue
-            m = d["m"].to_numpy(float)
-            factors = (g.compute_efficiency, g.memory_efficiency, g.overlap_exponent, g.latency_us)
-            t = gemm_s(factors, {"M": m, "K": d["k"], "N": d["n"]}, float(spec.bf16_tflops) * 1e12, float(spec.memory_bw_gbps) * 1e9)
-            e = t / (d["latency"].to_numpy() * 1e-3) - 1
-            bins = ((1, 16), (17, 128), (129, 512), (513, 2048), (2049, 10**6))
-            row = "  ".join(f"{np.median(e[(m >= lo) & (m <= hi)]):+.0%}" for lo, hi in bins)
-            print(f"  {hw:9s} {f.parent.parent.name}/{f.parent.name:12s} median |error| {np.median(np.abs(e)):.1%}: {row}")
+    """The catalog's GEMM factors against every BF16 table, and against the FP8 tables with the
+    dynamic activation quantisation they include taken out (each release's own ``computescale``
+    table, ``quantize/<engine>/<version>/``): what a static-FP8 checkpoint's GEMM costs."""
+    bins = ((1, 16), (17, 128), (129, 512), (513, 2048), (2049, 10**6))
+    print("GEMMs: the catalog's hardware.gemm factors, signed error by rows (1-16, 17-128, 129-512, 513-2048, more)")
+    for dtype in ("bfloat16", "fp8"):
+        print(f" {dtype}{' (static: the table less its release computescale table)' if dtype == 'fp8' else ''}")
+        for hw in ("h100-sxm", "h200", "a100-80gb"):
+            spec = load_hardware(hw)
+            g = spec.gemm
+            for f in sorted((root / DATA / SYSTEMS[hw] / "gemm").glob("*/*/gemm_perf.parquet")):
+                d = pd.read_parquet(f)
+                d = d[(d["gemm_dtype"] == dtype) & (d["m"] > 0) & (d["k"] >= 1024) & (d["n"] >= 1024)]
+                if dtype == "fp8":
+                    scale = root / DATA / SYSTEMS[hw] / "quantize" / f.parent.parent.name / f.parent.name / "computescale_perf.parquet"
+                    if d.empty or not scale.exists():
+                        continue
+                    q = pd.read_parquet(scale)
+                    q = q[q["quant_dtype"].astype(str).str.contains("fp8")].groupby(["m", "k"])["latency"].median()
+                    d = d.join(q.rename("quantise"), on=["m", "k"], how="inner")
+                    d = d.assign(latency=d["latency"] - d["quantise"])
+                    d = d[d["latency"] > 0]
+                if d.empty:
+                    continue
+                m = d["m"].to_numpy(float)
+                ce, peak, wb = ((g.compute_efficiency, float(spec.bf16_tflops), 2) if dtype == "bfloat16"
+                                else (g.compute_efficiency_fp8, float(spec.fp8_tflops or 0), 1))
+                factors = (ce, g.memory_efficiency, g.overlap_exponent, g.latency_us)
+                t = gemm_s(factors, {"M": m, "K": d["k"], "N": d["n"]}, peak * 1e12, float(spec.memory_bw_gbps) * 1e9, weight_bytes=wb)
+                e = t / (d["latency"].to_numpy() * 1e-3) - 1
+                row = "  ".join(f"{np.median(e[(m >= lo) & (m <= hi)]):+.0%}" for lo, hi in bins)
+                print(f"  {hw:9s} {f.parent.parent.name}/{f.parent.name:12s} median |error| {np.median(np.abs(e)):.1%}: {row}")
 
 
 def main() -> None:

@@ -358,9 +358,9 @@ def test_tiny_test_model_parameter_count_follows_from_its_widths():
     assert counted == m.params_total
 
 
-def kv_scenario(hardware: str, kv_dtype: str, **latency) -> RooflineLatency:
+def kv_scenario(hardware: str, kv_dtype: str, engine: str = "generic", **latency) -> RooflineLatency:
     cfg = scenario(hardware=hardware, weight_dtype="fp8", **latency)
-    cfg.model.kv_dtype = kv_dtype
+    cfg.model.kv_dtype, cfg.engine_name = kv_dtype, engine
     return RooflineLatency(cfg, ModelSpec.from_config(cfg.model, 1))
 
 
@@ -385,7 +385,12 @@ def test_fp8_kv_decode_attention_runs_at_the_gpus_entry_rate_where_dequantising_
         assert cfg.hardware.attention.decode_kv_rate_g is None
     l40s = kv_scenario("l40s", "fp8")
     assert attention(l40s) == pytest.approx(batch * ctx * entries / (864e9 * l40s.memory_efficiency), rel=1e-9)
-    # the override replaces the catalog's rate, in both directions
+    # an engine preset reads its own kernels' rate (TensorRT-LLM's 3,570 G/s on an H200, vLLM's 2,860 for
+    # every vllm_* preset, SGLang's 3,183); an engine without one the pooled rate
+    for engine, rate in (("trtllm", 3570e9), ("vllm_v1", 2860e9), ("vllm_v05", 2860e9), ("sglang", 3183e9), ("generic", 3103e9)):
+        assert attention(kv_scenario("h200", "fp8", engine)) == pytest.approx(batch * ctx * entries / rate, rel=1e-9), engine
+    # the override replaces the catalog's rate, in both directions, whatever the engine
+    assert attention(kv_scenario("h200", "fp8", "trtllm", attention_decode_kv_rate_g=1000.0)) == pytest.approx(batch * ctx * entries / 1e12)
     assert attention(kv_scenario("h200", "fp8", attention_decode_kv_rate_g=1e6)) == pytest.approx(attention(kv_scenario("h200", "bf16")) / 2)
     assert attention(kv_scenario("l40s", "fp8", attention_decode_kv_rate_g=100.0)) == pytest.approx(batch * ctx * entries / 100e9)
 
@@ -402,9 +407,14 @@ def test_the_entry_rate_also_bounds_prefill_reads_and_the_fast_decode_path():
     assert fast < slow * 1.5
 
 
-@pytest.mark.parametrize("value", [0, -3.0, float("inf")])
+@pytest.mark.parametrize("value", [0, -3.0, float("inf"), "fast"])
 def test_a_bad_entry_rate_names_its_key(value):
     cfg = scenario(hardware="h200")
     cfg.hardware.attention.decode_kv_rate_g = value
     with pytest.raises(ConfigError, match=r"hardware\.attention\.decode_kv_rate_g must be a positive number"):
+        RooflineLatency(cfg, ModelSpec.from_config(cfg.model, 1))
+    cfg = scenario(hardware="h200")
+    cfg.engine_name = "sglang"
+    cfg.hardware.attention.decode_kv_rate_by_engine_g["sglang"] = value
+    with pytest.raises(ConfigError, match=r"hardware\.attention\.decode_kv_rate_by_engine_g\.sglang must be a positive number"):
         RooflineLatency(cfg, ModelSpec.from_config(cfg.model, 1))

@@ -55,6 +55,9 @@ class AttentionConfig:
     #: their width. With 1-byte FP8 entries dequantising them, not HBM, bounds it on Hopper and
     #: Blackwell; null = no such bound (HBM alone, at memory_efficiency)
     decode_kv_rate_g: float | None = None
+    #: the same per engine family (``trtllm``, ``vllm``, ``sglang``: engine_name up to its first "_"),
+    #: where each engine's own decode kernel was timed; an engine not listed uses decode_kv_rate_g
+    decode_kv_rate_by_engine_g: dict[str, float] = field(default_factory=dict)
     decode_source: str = ""
 
 

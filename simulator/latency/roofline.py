@@ -63,11 +63,12 @@ with ``pairs = prefill_attn_pairs`` (causal query-key pairs) and ``rows`` the
 chunk's query tokens; decode is the same with ``pairs = decode_ctx_tokens``,
 no row cost and one GEMM kernel latency a layer. KV entries stream at HBM
 speed, or at ``hardware.attention.decode_kv_rate_g`` billion entries a second
-where that is slower: a kernel must convert each 1-byte FP8 entry before its
-math, and on Hopper that, not HBM, bounds it (AIConfigurator's decode tables,
-three engines, batch >= 64, context >= 4k: FP8 entries reach 80% of HBM on an
-H100 and 65% on an H200, whose same SMs serve 43% more bandwidth, against
-86-88% for BF16 entries; 2,666 and 3,103 G entries/s). The three attention factors
+(each engine's own kernels': ``decode_kv_rate_by_engine_g``) where that is
+slower: a kernel must convert each 1-byte FP8 entry before its math, and on
+Hopper that, not HBM, bounds it (AIConfigurator's decode tables, three
+engines, batch >= 64, context >= 4k: FP8 entries reach 80% of HBM on an H100
+and 65% on an H200, whose same SMs serve 43% more bandwidth, against 86-88%
+for BF16 entries; 2,666 and 3,103 G entries/s pooled). The three attention factors
 are data of each GPU (``hardware.attention``; ``latency.attention_*``
 override them), fitted (least squares on log time) to the context-attention
 kernel timings NVIDIA's AIConfigurator measured with TensorRT-LLM's, vLLM's
@@ -166,10 +167,17 @@ def factor(cfg: ScenarioConfig, key: str) -> float:
 
 def decode_kv_rate(cfg: ScenarioConfig) -> float | None:
     """KV-cache entries a second one GPU's attention kernels read at most (None: no bound but HBM):
-    ``latency.attention_decode_kv_rate_g`` when set, else the GPU's measured ``hardware.attention``."""
+    ``latency.attention_decode_kv_rate_g`` when set, else the GPU's measured ``hardware.attention``
+    rate for the scenario's engine (its own kernels), else for any engine."""
     value, key = cfg.latency.attention_decode_kv_rate_g, "latency.attention_decode_kv_rate_g"
     if value is None:
-        value, key = getattr(cfg.hardware.attention, "decode_kv_rate_g", None), "hardware.attention.decode_kv_rate_g"
+        attention = cfg.hardware.attention
+        family = str(cfg.engine_name).split("_")[0]
+        by_engine = getattr(attention, "decode_kv_rate_by_engine_g", None) or {}
+        if family in by_engine:
+            value, key = by_engine[family], f"hardware.attention.decode_kv_rate_by_engine_g.{family}"
+        else:
+            value, key = getattr(attention, "decode_kv_rate_g", None), "hardware.attention.decode_kv_rate_g"
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
