@@ -41,7 +41,7 @@ CASES = [
     (["hardware=a100-80gb", "model.weight_dtype=fp8"], "model.weight_dtype='fp8' needs FP8 tensor cores"),
     (["latency=constant", "latency.step_s=0"], "latency.step_s must be a finite number > 0"),
     (["latency.attention_row_pairs=-5"], "latency.attention_row_pairs must be"),
-    (["latency.attention_decode_kv_rate_g=0"], "latency.attention_decode_kv_rate_g must be a finite number > 0"),
+    (["latency.attention_decode_kv_rate_g=0"], "latency.attention_decode_kv_rate_g must be a positive number of KV-cache entries, in billions a second, or inf"),
     (["scheduler.max_batch_size=0"], "scheduler.max_batch_size must be >= 1"),
     (["slo.ttft_s=-1"], "slo.ttft_s must be a finite number > 0"),
     (["memory.prefix_caching=true", "memory.allocation=reserve_pow2"], "memory.prefix_caching=true needs memory.allocation=paged"),

@@ -274,7 +274,7 @@ def test_predict_rejects_a_malformed_step(capsys):
     assert "longer than model llama-3.1-8b's context of 131072 tokens" in capsys.readouterr().err
     # the latency block is checked as a run checks it (a zero rate would divide by zero)
     assert calibrate(["predict", "latency.attention_decode_kv_rate_g=0", "--decode", "1:10"]) == 2
-    assert "latency.attention_decode_kv_rate_g must be a finite number > 0" in capsys.readouterr().err
+    assert "latency.attention_decode_kv_rate_g must be a positive number of KV-cache entries" in capsys.readouterr().err
     assert calibrate(["predict", "latency.memory_efficiency=1.5", "--decode", "1:10"]) == 2
     assert "latency.memory_efficiency must lie in (0, 1]" in capsys.readouterr().err
 

@@ -51,13 +51,14 @@ class AttentionConfig:
     row_pairs: float = 530.0
     latency_us: float = 12.2
     source: str = ""
-    #: decode: KV-cache entries (billions a second, one GPU) an attention kernel reads at most whatever
-    #: their width. With 1-byte FP8 entries dequantising them, not HBM, bounds it on Hopper and
-    #: Blackwell; null = no such bound (HBM alone, at memory_efficiency)
+    #: KV-cache entries (billions a second, one GPU) an attention kernel reads at most from an FP8
+    #: cache: converting the 1-byte entries, not HBM, bounds it on Hopper and Blackwell; null = no
+    #: such bound (HBM alone, at memory_efficiency). Applied to grouped-query attention's FP8 KV only
     decode_kv_rate_g: float | None = None
     #: the same per engine family (``trtllm``, ``vllm``, ``sglang``: engine_name up to its first "_"),
-    #: where each engine's own decode kernel was timed; an engine not listed uses decode_kv_rate_g
-    decode_kv_rate_by_engine_g: dict[str, float] = field(default_factory=dict)
+    #: where each engine's own decode kernel was timed (null: no bound for that engine); an engine
+    #: not listed uses decode_kv_rate_g
+    decode_kv_rate_by_engine_g: dict[str, float | None] = field(default_factory=dict)
     decode_source: str = ""
 
 
@@ -291,7 +292,7 @@ class LatencyConfig:
     attention_efficiency: float | None = None  # attention math, of the BF16 peak
     attention_row_pairs: float | None = None  # prefill: extra pairs' work per query row (a query tile's fixed cost)
     attention_latency_s: float | None = None  # prefill: fixed cost of one layer's attention kernel
-    attention_decode_kv_rate_g: float | None = None  # KV entries (billions/s) attention reads at most (FP8 KV's dequantisation bound)
+    attention_decode_kv_rate_g: float | None = None  # KV entries (billions/s) attention reads at most, any KV width and model (inf: none)
     # tensor-parallel all-reduce when the hardware's measured table lacks the GPU count
     comm_efficiency: float = 0.80
     allreduce_latency_s: float = 3e-5

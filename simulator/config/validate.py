@@ -11,6 +11,7 @@ and the cluster (:mod:`~simulator.config.validate_cluster`).
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from simulator.config.checks import fraction, need, positive
@@ -212,8 +213,12 @@ def check_latency(lat: LatencyConfig) -> None:
                 "attention_row_pairs", "attention_latency_s"):
         if getattr(lat, key) is not None:
             positive(getattr(lat, key), f"latency.{key}", allow_zero=True)
-    if lat.attention_decode_kv_rate_g is not None:
-        positive(lat.attention_decode_kv_rate_g, "latency.attention_decode_kv_rate_g")
+    rate = lat.attention_decode_kv_rate_g
+    need(
+        rate is None or rate == math.inf or (math.isfinite(rate) and rate > 0),
+        f"latency.attention_decode_kv_rate_g must be a positive number of KV-cache entries, in billions a second, "
+        f"or inf for no bound but HBM bandwidth (got {rate!r}).",
+    )
     need(
         lat.overlap_exponent is None or lat.overlap_exponent >= 1,
         f"latency.overlap_exponent must be >= 1 (1 = compute and memory never overlap; inf = the plain roofline); "

@@ -66,9 +66,12 @@ speed, or at ``hardware.attention.decode_kv_rate_g`` billion entries a second
 (each engine's own kernels': ``decode_kv_rate_by_engine_g``) where that is
 slower: a kernel must convert each 1-byte FP8 entry before its math, and on
 Hopper that, not HBM, bounds it (AIConfigurator's decode tables, three
-engines, batch >= 64, context >= 4k: FP8 entries reach 80% of HBM on an H100
-and 65% on an H200, whose same SMs serve 43% more bandwidth, against 86-88%
-for BF16 entries; 2,666 and 3,103 G entries/s pooled). The three attention factors
+engines' newest releases, batch >= 64, context >= 4k, 4-8 query heads per KV
+head: FP8 entries reach 70% of HBM on an H100 and 55% on an H200, whose same
+SMs serve 43% more bandwidth, against 84-87% for BF16 entries; 2,344 and
+2,649 G entries/s for any engine). Only FP8 caches of grouped-query attention
+get the catalog's rate: INT8/INT4 caches and latent attention's kernels were
+not timed. The three attention factors
 are data of each GPU (``hardware.attention``; ``latency.attention_*``
 override them), fitted (least squares on log time) to the context-attention
 kernel timings NVIDIA's AIConfigurator measured with TensorRT-LLM's, vLLM's
@@ -111,8 +114,9 @@ power/clock throttling; the attention backend (one set of attention factors
 per GPU for every engine: its fit to three engines' kernels has a median
 error of 16-19%, each engine's own table 6-16%); decode attention's own
 efficiency with BF16 entries (86-88% of HBM in the same tables, priced at
-``memory_efficiency``) and its fall past 8 query heads per KV head (Llama 3.1
-405B has 16: FP8 entries at 2,550 G/s on an H200, not 3,103); measured factors for GPUs without a
+``memory_efficiency``) and how the FP8 rate moves with query heads per KV head
+(pooled on an H200: 2,562 G/s at 1, 2,768 at 4, 2,612 at 8, 2,228 at 16, as
+Llama 3.1 405B has); measured factors for GPUs without a
 table (GEMMs: L40S and B200 use the joint A100+H100 fit, MI300X a published
 ROCm utilisation figure; attention: B200 and MI300X use Hopper's, A30 the A100's).
 
@@ -123,8 +127,11 @@ the GEMM sum is cached per token count.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -165,25 +172,52 @@ def factor(cfg: ScenarioConfig, key: str) -> float:
     return float(getattr(getattr(cfg.hardware, block), hw_key)) * scale
 
 
-def decode_kv_rate(cfg: ScenarioConfig) -> float | None:
-    """KV-cache entries a second one GPU's attention kernels read at most (None: no bound but HBM):
-    ``latency.attention_decode_kv_rate_g`` when set, else the GPU's measured ``hardware.attention``
-    rate for the scenario's engine (its own kernels), else for any engine."""
-    value, key = cfg.latency.attention_decode_kv_rate_g, "latency.attention_decode_kv_rate_g"
-    if value is None:
-        attention = cfg.hardware.attention
-        family = str(cfg.engine_name).split("_")[0]
-        by_engine = getattr(attention, "decode_kv_rate_by_engine_g", None) or {}
-        if family in by_engine:
-            value, key = by_engine[family], f"hardware.attention.decode_kv_rate_by_engine_g.{family}"
-        else:
-            value, key = getattr(attention, "decode_kv_rate_g", None), "hardware.attention.decode_kv_rate_g"
-    if value is None:
+@functools.cache
+def engine_families() -> frozenset[str]:
+    """The engine families the catalog's presets belong to (``vllm_v1`` -> ``vllm``). Found without
+    importing ``simulator.scenarios``, whose import registers the config schema (a run read back from
+    the compose cache never builds it)."""
+    spec = importlib.util.find_spec("simulator.scenarios")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    return frozenset(p.stem.split("_")[0] for folder in folders for p in Path(folder, "engine").glob("*.yaml"))
+
+
+def _rate(value, key: str, off: str) -> float | None:
+    """A rate in billions of entries a second as entries a second (None: no bound); bad values name ``key``."""
+    if value is None or value == math.inf:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
         raise ConfigError(f"{key} must be a positive number of KV-cache entries, in billions a second (got {value!r}); "
-                          f"leave it null for no bound but HBM bandwidth.")
+                          f"{off} for no bound but HBM bandwidth.")
     return float(value) * 1e9
+
+
+def decode_kv_rate(cfg: ScenarioConfig, spec: ModelSpec | None = None) -> float | None:
+    """KV-cache entries a second one GPU's attention kernels read at most (None: no bound but HBM).
+
+    ``latency.attention_decode_kv_rate_g`` when set (``inf``: no bound), for any model and KV width.
+    Else the GPU's measured ``hardware.attention`` rate for the scenario's engine family (its own
+    kernels: ``decode_kv_rate_by_engine_g``, where null means no bound), else for any engine
+    (``decode_kv_rate_g``): only for FP8 KV caches of grouped-query attention, the kernels the
+    rates were measured on. Every catalog value is checked, in use or not."""
+    attention = cfg.hardware.attention
+    by_engine = dict(getattr(attention, "decode_kv_rate_by_engine_g", None) or {})
+    families = engine_families()
+    for family, value in by_engine.items():
+        if family not in families:
+            raise ConfigError(f"hardware.attention.decode_kv_rate_by_engine_g has no engine family {family!r}; "
+                              f"choose among: {', '.join(sorted(families))} (an engine preset's name up to its first '_').")
+        _rate(value, f"hardware.attention.decode_kv_rate_by_engine_g.{family}", "set it to null")
+    pooled = _rate(getattr(attention, "decode_kv_rate_g", None), "hardware.attention.decode_kv_rate_g", "leave it null")
+    override = cfg.latency.attention_decode_kv_rate_g
+    if override is not None:
+        return _rate(override, "latency.attention_decode_kv_rate_g", "set it to inf")
+    if str(cfg.model.kv_dtype) != "fp8" or (spec is not None and spec.is_mla):
+        return None
+    family = str(cfg.engine_name).split("_")[0]
+    if family in by_engine:
+        return _rate(by_engine[family], f"hardware.attention.decode_kv_rate_by_engine_g.{family}", "set it to null")
+    return pooled
 
 
 def peak_flops(cfg: ScenarioConfig, weight_dtype: str) -> tuple[float, float]:
@@ -369,9 +403,11 @@ class RooflineLatency(LatencyModel):
         # MLA with absorbed weights: q.k over the latent and rope dims, attention x latent for V
         d_attn = (2 * spec.kv_lora_rank + spec.qk_rope_head_dim) / 2 if spec.is_mla else d
         self._attn_flop_pair = 4.0 * L * (spec.num_heads / tp) * d_attn / attn_flops_s
-        # KV entries stream at HBM speed, or at the GPU's entry rate where dequantising them binds first (FP8 KV)
-        kv_rate = decode_kv_rate(cfg)
+        # KV entries stream at HBM speed, or at the GPU's entry rate where converting them binds first (FP8 KV;
+        # measured on grouped-query kernels: latent attention's, every head reading one latent, is not covered)
+        kv_rate = decode_kv_rate(cfg, spec)
         kv_bytes_s = bytes_s if kv_rate is None else min(bytes_s, kv_rate * spec.kv_bytes_per_element)
+        self.kv_rate: float | None = kv_rate if kv_bytes_s < bytes_s else None  # binding: said in describe()
         self._kv_tok = spec.kv_bytes_per_token / tp / kv_bytes_s
         self._attn_fixed = L * lam
         self._attn_row = factor(cfg, "attention_row_pairs")
@@ -637,7 +673,8 @@ class RooflineLatency(LatencyModel):
         gpus += f" over {nodes} nodes" if nodes > 1 else ""
         per_seq = f" + {self.overhead_per_seq * 1e6:g} us/seq" if self.overhead_per_seq else ""
         group = f" once per {self.multi_step} decode steps" if self.multi_step > 1 else ""
+        kv = f", KV read at {self.kv_rate / 1e9:,.0f} G entries/s" if self.kv_rate else ""
         return (
             f"roofline {self.hardware_name}{gpus} ({self.compute_efficiency:.0%} MFU, "
-            f"{self.memory_efficiency:.0%} MBU, {self.overhead * 1e3:.3g} ms{per_seq} overhead{group})"
+            f"{self.memory_efficiency:.0%} MBU{kv}, {self.overhead * 1e3:.3g} ms{per_seq} overhead{group})"
         )
