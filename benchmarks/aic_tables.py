@@ -150,8 +150,8 @@ def decode_report(root: Path) -> None:
         d = d[(d["head_dim"] == 128) & (d["beam_width"] == 1) & (window == 0)]
         ctx = d["isl"] + d["step"]
         ratio = d["num_heads"] / d["num_key_value_heads"]
-        d = d[(d["batch_size"] >= 64) & (ctx >= 4096) & (ratio >= 4) & (ratio <= 8)]
-        ctx = d["isl"] + d["step"]
+        keep = (d["batch_size"] >= 64) & (ctx >= 4096) & (ratio >= 4) & (ratio <= 8)
+        d, ctx = d[keep], ctx[keep]
         entries = d["batch_size"] * ctx * 2 * d["num_key_value_heads"] * d["head_dim"]
         width = np.where(d["kv_cache_dtype"].astype(str).str.contains("fp8"), 1.0, 2.0)
         rate = entries / (d["latency"] * 1e-3)

@@ -113,7 +113,7 @@ average);
 power/clock throttling; the attention backend (one set of attention factors
 per GPU for every engine: its fit to three engines' kernels has a median
 error of 16-19%, each engine's own table 6-16%); decode attention's own
-efficiency with BF16 entries (86-88% of HBM in the same tables, priced at
+efficiency with BF16 entries (84-87% of HBM in the same tables, priced at
 ``memory_efficiency``) and how the FP8 rate moves with query heads per KV head
 (pooled on an H200: 2,562 G/s at 1, 2,768 at 4, 2,612 at 8, 2,228 at 16, as
 Llama 3.1 405B has); measured factors for GPUs without a
@@ -201,14 +201,14 @@ def decode_kv_rate(cfg: ScenarioConfig, spec: ModelSpec | None = None) -> float 
     (``decode_kv_rate_g``): only for FP8 KV caches of grouped-query attention, the kernels the
     rates were measured on. Every catalog value is checked, in use or not."""
     attention = cfg.hardware.attention
-    by_engine = dict(getattr(attention, "decode_kv_rate_by_engine_g", None) or {})
+    by_engine = dict(attention.decode_kv_rate_by_engine_g or {})
     families = engine_families()
     for family, value in by_engine.items():
         if family not in families:
             raise ConfigError(f"hardware.attention.decode_kv_rate_by_engine_g has no engine family {family!r}; "
                               f"choose among: {', '.join(sorted(families))} (an engine preset's name up to its first '_').")
         _rate(value, f"hardware.attention.decode_kv_rate_by_engine_g.{family}", "set it to null")
-    pooled = _rate(getattr(attention, "decode_kv_rate_g", None), "hardware.attention.decode_kv_rate_g", "leave it null")
+    pooled = _rate(attention.decode_kv_rate_g, "hardware.attention.decode_kv_rate_g", "leave it null")
     override = cfg.latency.attention_decode_kv_rate_g
     if override is not None:
         return _rate(override, "latency.attention_decode_kv_rate_g", "set it to inf")
