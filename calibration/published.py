@@ -166,16 +166,19 @@ def preset(case) -> str:
     return case.engine
 
 
-def _engine_defaults(case, hw) -> list[str]:
-    """Batch limits the engine picks by itself for this GPU and client (see scenarios/engine/*.yaml)."""
+def _engine_defaults(case, hw, max_context: int) -> list[str]:
+    """Batch limits the engine picks by itself for this GPU and client (see scenarios/engine/*.yaml).
+    ``max_context``: the checkpoint's context length, vLLM's ``max_model_len`` unless the case sets it."""
     name, offline = preset(case), case.workload["mode"] in ("offline", "batch")
     big = float(hw.memory_gib or hw.memory_gb) >= 70 and not hw.name.startswith("a100")
     if name == "vllm_v1":  # vllm/engine/arg_utils.py get_batch_defaults
         tokens, seqs = (16384 if offline else 8192, 1024) if big else (8192 if offline else 2048, 256)
         return [f"scheduler.max_batch_tokens={tokens}", f"scheduler.max_batch_size={seqs}"]
     if name in ("vllm_v0", "vllm_v05"):  # vllm/config.py SchedulerConfig: max(max_model_len, 2048) without chunked prefill
-        wl = case.workload
-        return [f"scheduler.max_batch_tokens={max(int(wl['input_tokens']) + int(wl['output_tokens']), 2048)}"]
+        # max_model_len: the engine argument when the case gives it, else the checkpoint's
+        # max_position_embeddings (benchmark_throughput.py and benchmark_latency.py leave it unset)
+        stated = (case.raw.get("engine_args") or {}).get("max_model_len")
+        return [f"scheduler.max_batch_tokens={max(int(stated or max_context), 2048)}"]
     if name == "sglang":  # sglang/srt/server_args.py: chunked_prefill_size by GPU memory
         mem = float(hw.memory_gib or hw.memory_gb)
         size = 2048 if mem < 35 else 4096 if mem < 60 else 8192 if mem < 90 else 16384
@@ -246,7 +249,7 @@ def overrides(case, max_requests: int | None = None) -> list[str]:
     ]
     if kv is not None:
         ov.append(f"model.kv_dtype={kv}")
-    ov += _engine_defaults(case, hw)
+    ov += _engine_defaults(case, hw, int(case.raw.get("max_context") or model.max_context))
     mode = wl["mode"]
     if mode in ("offline", "batch"):
         ov += ["workload.arrival=constant", "workload.rate=1e9"]

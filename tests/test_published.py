@@ -100,6 +100,19 @@ def test_tensorrt_llm_free_memory_fraction_becomes_a_share_of_all_memory():
     total, weights = 81559 * 2**20, 8.030e9 * 2
     assert util == pytest.approx((0.9 * (total - weights) + weights) / total, rel=1e-3)
 
+def test_vllm_v0s_prefill_budget_is_its_max_model_len():
+    def budget(**changes) -> int:
+        ov = pub.overrides(_case(engine_version="0.5.4", **changes))
+        return int([o for o in ov if o.startswith("scheduler.max_batch_tokens=")][-1].split("=")[1])
+
+    # vLLM's benchmark scripts leave max_model_len unset: the checkpoint's context (Llama-3.1: 131,072)
+    assert budget() == 131072
+    assert budget(model="llama-2-7b") == 4096
+    assert budget(max_context=8192) == 8192  # a checkpoint shorter than the catalog model it maps to
+    assert budget(engine_args={"max_model_len": 1024}) == 2048  # never under 2048 (vllm/config.py)
+    assert budget(engine_args={"max_model_len": 4000}, max_context=8192) == 4000
+
+
 
 def test_vllms_multi_step_scheduling_is_replayed_as_the_engine_ran_it():
     ov = pub.overrides(_case(engine_version="0.6.4", engine_args={"num_scheduler_steps": 8}))
