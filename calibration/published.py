@@ -367,25 +367,52 @@ def _stat(series: pd.Series, metric: str) -> float:
     return float(np.percentile(series, 99))
 
 
+#: Seeds a stochastic case is replayed with. A benchmark at a Poisson request rate, or with lengths
+#: drawn from a distribution, is one draw of a random run; so is one simulation of it, and near
+#: saturation two seeds' mean TTFT differ by up to 10%. The prediction is the mean over these
+#: seeds (the expected value of the simulated figure), reported with its standard error.
+REPLICATIONS = 5
+
+
+def stochastic(ov: list[str]) -> bool:
+    """Whether the scenario ``ov`` describes draws at random: Poisson arrivals or sampled lengths.
+    Constant arrivals (offline), closed loops without think time and static batches of fixed
+    lengths are deterministic, and so is a run whose overrides pick a seed."""
+    if any(o.startswith("seed=") for o in ov):
+        return False
+    return "workload.arrival=poisson" in ov or any(o.endswith(".dist=uniform") for o in ov)
+
+
 def run_case(case, max_requests: int | None = None, extra: list[str] | None = None) -> float:
-    return _replay(case, overrides(case, max_requests) + list(extra or []))
+    return _replay(case, overrides(case, max_requests) + list(extra or []))[0]
 
 
-def _replay(case, ov: list[str]) -> float:
-    """Simulate ``case`` under the overrides ``ov`` and measure its metric."""
+def _replay(case, ov: list[str], runs: dict | None = None) -> tuple[float, float, int]:
+    """Simulate ``case`` under the overrides ``ov`` and measure its metric: the mean over
+    :data:`REPLICATIONS` seeds when the scenario is :func:`stochastic` (else one run), the
+    standard error of that mean, and the number of runs. ``runs`` caches the simulations by
+    :func:`run_key`, so the cases read from one benchmark run (its TTFT and ITL) share them."""
     import warnings
 
     from simulator.api import run
 
-    with warnings.catch_warnings():  # a case replays a benchmark as it ran: advice about its settings is noise here
-        warnings.simplefilter("ignore")
-        result = run(ov)
-    return measure(case, result)
+    key = run_key(" ".join(ov))
+    results = runs.get(key) if runs is not None else None
+    if results is None:
+        seeds = range(REPLICATIONS) if stochastic(ov) else (None,)
+        with warnings.catch_warnings():  # a case replays a benchmark as it ran: advice about its settings is noise here
+            warnings.simplefilter("ignore")
+            results = [run(ov if seed is None else [*ov, f"seed={seed}"]) for seed in seeds]
+        if runs is not None:
+            runs[key] = results
+    v = np.asarray([measure(case, r) for r in results])
+    se = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0
+    return float(v.mean()), se, len(v)
 
 
 def run_suite(cases: list[Case], max_requests: int | None = None, extra: list[str] | None = None, progress=None) -> pd.DataFrame:
     """One row per case: what was measured, what servesim predicts, the signed error."""
-    rows = []
+    rows, runs = [], {}
     for i, case in enumerate(cases):
         row = {
             "id": case.id, "split": case.split, "engine": case.engine, "preset": preset(case) if not case.skip else "",
@@ -393,14 +420,15 @@ def run_suite(cases: list[Case], max_requests: int | None = None, extra: list[st
             "tp": int(case.tp), "dtype": str(case.raw.get("weight_dtype", "")), "mode": case.workload.get("mode"),
             "isl": case.workload.get("input_tokens"), "osl": case.workload.get("output_tokens"),
             "metric": case.metric, "family": case.family, "unit": case.raw.get("unit", ""),
-            "measured": float(case.value), "predicted": math.nan, "error": math.nan, "skipped": case.skip or "",
+            "measured": float(case.value), "predicted": math.nan, "predicted_se": math.nan, "seeds": 0,
+            "error": math.nan, "skipped": case.skip or "",
             "file": case.file, "overrides": "",
         }
         if not case.skip:
             try:
                 ov = overrides(case, max_requests) + list(extra or [])
                 row["overrides"] = " ".join(ov)
-                row["predicted"] = _replay(case, ov)
+                row["predicted"], row["predicted_se"], row["seeds"] = _replay(case, ov, runs)
                 row["error"] = row["predicted"] / row["measured"] - 1
             except Exception as exc:  # a case the simulator refuses (does not fit, ...): reported, not fatal
                 row["skipped"] = f"servesim refused it: {exc}"
@@ -476,7 +504,8 @@ MIN_FIT_CASES = 5
 
 
 def _loss(cases: list[Case], values: dict, max_requests: int | None) -> float:
-    errors = [math.log(run_case(c, max_requests, [f"{k}={v}" for k, v in values.items()]) / float(c.value)) for c in cases]
+    extra, runs = [f"{k}={v}" for k, v in values.items()], {}
+    errors = [math.log(_replay(c, overrides(c, max_requests) + extra, runs)[0] / float(c.value)) for c in cases]
     return float(np.mean(np.abs(errors)))
 
 

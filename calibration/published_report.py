@@ -69,6 +69,12 @@ def _num(x: float) -> str:
     return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
 
 
+def _predicted(r) -> str:
+    """servesim's figure; a stochastic case's with the standard error of its mean over seeds."""
+    seeds = int(getattr(r, "seeds", 1) or 1)
+    return f"{_num(r.predicted)} ± {r.predicted_se:.2g} ({seeds} seeds)" if seeds > 1 else _num(r.predicted)
+
+
 def _pct(x: float) -> str:
     return f"{x:+.1%}" if pd.notna(x) else ""
 
@@ -97,6 +103,8 @@ def markdown(df: pd.DataFrame, table: pd.DataFrame, command: str) -> str:
         "negative latency error means servesim is optimistic). Runs: the independent simulations behind",
         "the cases (two metrics of one benchmark run, or one workload under engine versions that share a",
         "preset, are one run); the 95% intervals resample runs with replacement (seeded bootstrap).",
+        "A case run at a Poisson rate or with drawn lengths is simulated with several seeds: its figure",
+        "is their mean, shown with the standard error of that mean.",
         "",
         "| split | family | cases | runs | median abs error (95%) | p90 abs error (95%) | signed median |",
         "|---|---|---:|---:|---:|---:|---:|",
@@ -113,7 +121,7 @@ def markdown(df: pd.DataFrame, table: pd.DataFrame, command: str) -> str:
     for r in ran.itertuples():
         lines.append(
             f"| {r.id} | {r.split} | {r.preset} {r.version} | {r.hardware} | {r.model} | {r.tp} | {r.dtype} | {_len(r.isl)}/{_len(r.osl)} | "
-            f"{r.mode} | {r.metric} | {_num(r.measured)} {r.unit} | {_num(r.predicted)} | {_pct(r.error)} |"
+            f"{r.mode} | {r.metric} | {_num(r.measured)} {r.unit} | {_predicted(r)} | {_pct(r.error)} |"
         )
     lines += ["", "Every case's exact servesim overrides are in the `overrides` column of `published.csv`."]
     skipped = df[df["skipped"] != ""]

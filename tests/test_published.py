@@ -184,6 +184,39 @@ def test_held_out_error_stays_within_the_published_bounds():
     assert err.median() <= HOLDOUT_MEDIAN and err.quantile(0.9) <= HOLDOUT_P90, pub.error_table(df).to_string()
 
 
+def test_a_stochastic_case_is_predicted_by_its_mean_over_seeds():
+    assert pub.stochastic(["workload.arrival=poisson"]) and pub.stochastic(["workload.prompt_tokens.dist=uniform"])
+    assert not pub.stochastic(["workload.arrival=constant", "workload.prompt_tokens.dist=fixed"])
+    assert not pub.stochastic(["workload.arrival=closed_loop", "workload.think_s=0"])
+    assert not pub.stochastic(["workload.arrival=poisson", "seed=3"])  # the user picked the draw
+    case = _case(metric="ttft_mean", unit="ms", mode="rate", rate=40.0, num_requests=60, input_tokens=512)
+    ov = pub.overrides(case)
+    draws = [pub.measure(case, simulator.run([*ov, f"seed={s}"])) for s in range(pub.REPLICATIONS)]
+    assert len(set(draws)) == pub.REPLICATIONS  # near saturation every seed is a different run
+    mean, se, n = pub._replay(case, ov)
+    assert n == pub.REPLICATIONS and mean == pytest.approx(np.mean(draws))
+    assert se == pytest.approx(np.std(draws, ddof=1) / math.sqrt(n))
+    assert pub.run_case(case) == pytest.approx(mean)
+    offline = _case()
+    assert pub._replay(offline, pub.overrides(offline))[1:] == (0.0, 1)  # deterministic: one run, no spread
+
+
+def test_the_suite_simulates_a_benchmark_run_once_for_all_its_metrics(monkeypatch):
+    calls = []
+    real = simulator.api.run
+
+    def counting(ov, *args, **kwargs):
+        calls.append(ov)
+        return real(ov, *args, **kwargs)
+
+    monkeypatch.setattr(simulator.api, "run", counting)
+    ttft = _case(id="r-ttft", metric="ttft_mean", unit="ms", mode="rate", rate=4.0, num_requests=20)
+    itl = _case(id="r-itl", metric="itl_mean", unit="ms", mode="rate", rate=4.0, num_requests=20)
+    df = pub.run_suite([ttft, itl])
+    assert len(calls) == pub.REPLICATIONS and (df["seeds"] == pub.REPLICATIONS).all()
+    assert (df["predicted_se"] > 0).all() and df["error"].notna().all()
+
+
 def test_cases_replaying_one_simulation_are_one_run():
     assert pub.run_key("engine=trtllm name=a-ttft model=x") == pub.run_key("engine=trtllm name=a-itl model=x") == "engine=trtllm model=x"
     assert pub.run_key("engine=trtllm name=a model=x") != pub.run_key("engine=trtllm name=a model=y")
