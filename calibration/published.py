@@ -387,7 +387,7 @@ def run_case(case, max_requests: int | None = None, extra: list[str] | None = No
     return _replay(case, overrides(case, max_requests) + list(extra or []))[0]
 
 
-def _replay(case, ov: list[str], runs: dict | None = None) -> tuple[float, float, int]:
+def _replay(case, ov: list[str], runs: dict[str, list] | None = None) -> tuple[float, float, int]:
     """Simulate ``case`` under the overrides ``ov`` and measure its metric: the mean over
     :data:`REPLICATIONS` seeds when the scenario is :func:`stochastic` (else one run), the
     standard error of that mean, and the number of runs. ``runs`` caches the simulations by
@@ -412,7 +412,8 @@ def _replay(case, ov: list[str], runs: dict | None = None) -> tuple[float, float
 
 def run_suite(cases: list[Case], max_requests: int | None = None, extra: list[str] | None = None, progress=None) -> pd.DataFrame:
     """One row per case: what was measured, what servesim predicts, the signed error."""
-    rows, runs = [], {}
+    rows: list[dict] = []
+    runs: dict[str, list] = {}  # run_key -> the simulations of one benchmark run (see _replay)
     for i, case in enumerate(cases):
         row = {
             "id": case.id, "split": case.split, "engine": case.engine, "preset": preset(case) if not case.skip else "",
@@ -504,7 +505,8 @@ MIN_FIT_CASES = 5
 
 
 def _loss(cases: list[Case], values: dict, max_requests: int | None) -> float:
-    extra, runs = [f"{k}={v}" for k, v in values.items()], {}
+    extra = [f"{k}={v}" for k, v in values.items()]
+    runs: dict[str, list] = {}
     errors = [math.log(_replay(c, overrides(c, max_requests) + extra, runs)[0] / float(c.value)) for c in cases]
     return float(np.mean(np.abs(errors)))
 
