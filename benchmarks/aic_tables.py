@@ -34,7 +34,11 @@ prints:
    GEMM tables (``gemm_perf.parquet``), and against the FP8 ones less the
    dynamic activation quantisation they time (each release's
    ``computescale_perf.parquet``: a static-FP8 checkpoint's GEMM): servesim's
-   signed error by row count.
+   signed error by row count. Then the FP8 efficiency refitted (least squares
+   on log time, the other three GEMM factors held) to TensorRT-LLM's newest
+   release's static FP8 GEMMs (:data:`FP8_FIT`): H100 and H200 jointly (one
+   GH100), L40S and B200 each; these are the catalog's
+   ``hardware.gemm.compute_efficiency_fp8``.
 
 Not a test (CI has no checkout of AIConfigurator): it reports the figures
 docs/fidelity.md quotes.
@@ -63,6 +67,12 @@ JOINT = {
     "l40s": [("l40s", "trtllm/1.0.0"), ("l40s", "vllm/0.14.0"), ("l40s", "sglang/0.5.10")],
 }  # B200's tables are left out: they do not follow one form across engines (its joint fit runs to efficiency 1.0)
 LENGTHS = ((16, 256), (512, 1024), (1536, 4096), (6144, 16384))
+#: the FP8 efficiency fits: GPU group -> (servesim hardware, TensorRT-LLM release) tables
+FP8_FIT = {
+    "hopper": [("h100-sxm", "1.3.0rc20"), ("h200", "1.3.0rc20")],
+    "l40s": [("l40s", "1.3.0rc20")],
+    "b200": [("b200", "1.3.0rc20")],
+}
 
 
 def context_table(root: Path, hw: str, engine: str) -> pd.DataFrame:
@@ -165,6 +175,49 @@ def decode_report(root: Path) -> None:
                       f"over {int(sel.sum())} timings; by engine: {per}")
 
 
+def static_fp8(root: Path, hw: str, engine_version: str) -> pd.DataFrame:
+    """One release's FP8 GEMM timings (K, N >= 1024) less its activation quantisation: ms per GEMM
+    (``latency``) with the GPU's FP8 peak and bandwidth (``peak``, ``bw``), or empty without both tables."""
+    gemm = root / DATA / SYSTEMS[hw] / "gemm" / engine_version / "gemm_perf.parquet"
+    scale = root / DATA / SYSTEMS[hw] / "quantize" / engine_version / "computescale_perf.parquet"
+    if not (gemm.exists() and scale.exists()):
+        return pd.DataFrame()
+    d = pd.read_parquet(gemm)
+    d = d[(d["gemm_dtype"] == "fp8") & (d["m"] > 0) & (d["k"] >= 1024) & (d["n"] >= 1024)]
+    q = pd.read_parquet(scale)
+    q = q[q["quant_dtype"].astype(str).str.contains("fp8")].groupby(["m", "k"])["latency"].median()
+    d = d.join(q.rename("quantise"), on=["m", "k"], how="inner")
+    d = d.assign(latency=d["latency"] - d["quantise"])
+    spec = load_hardware(hw)
+    return d[d["latency"] > 0].assign(peak=float(spec.fp8_tflops or 0) * 1e12, bw=float(spec.memory_bw_gbps) * 1e9)
+
+
+def _fp8_times(ce: float, rest: tuple[float, float, float], d: pd.DataFrame) -> np.ndarray:
+    """The roofline's time (s) of each FP8 GEMM of ``d`` at compute efficiency ``ce`` and the other factors ``rest``."""
+    return gemm_s((ce, *rest), {"M": d["m"].to_numpy(float), "K": d["k"], "N": d["n"]}, d["peak"].to_numpy(),
+                  d["bw"].to_numpy(), weight_bytes=1)
+
+
+def fp8_fit(root: Path) -> None:
+    """The FP8 compute efficiency that least-squares (log time) TensorRT-LLM's static FP8 GEMMs, the
+    other GEMM factors held at the catalog's."""
+    bins = ((1, 16), (17, 128), (129, 512), (513, 2048), (2049, 10**6))
+    print("FP8 compute efficiency refitted to TensorRT-LLM's static FP8 GEMMs (other factors held)")
+    for group, tables in FP8_FIT.items():
+        d = pd.concat([static_fp8(root, hw, f"trtllm/{version}") for hw, version in tables])
+        if d.empty:
+            continue
+        g = load_hardware(tables[0][0]).gemm
+        rest = (g.memory_efficiency, g.overlap_exponent, g.latency_us)
+        y = np.log(d["latency"].to_numpy() * 1e-3)
+        ce = float(least_squares(lambda p, d=d, rest=rest, y=y: np.log(_fp8_times(p[0], rest, d)) - y, [0.8],
+                                 bounds=([0.2], [1.0])).x[0])
+        e, m = _fp8_times(ce, rest, d) / (d["latency"].to_numpy() * 1e-3) - 1, d["m"].to_numpy()
+        print(f"  {group:7s} {', '.join(f'{hw} {v}' for hw, v in tables)}: efficiency {ce:.3f} "
+              f"(catalog {g.compute_efficiency_fp8:g}), {len(d)} GEMMs, median |error| {np.median(np.abs(e)):.1%}, by rows "
+              + "  ".join(f"{np.median(e[(m >= lo) & (m <= hi)]):+.0%}" for lo, hi in bins))
+
+
 def gemm_report(root: Path) -> None:
     """The catalog's GEMM factors against every BF16 table, and against the FP8 tables with the
     dynamic activation quantisation they include taken out (each release's own ``computescale``
@@ -177,17 +230,11 @@ def gemm_report(root: Path) -> None:
             spec = load_hardware(hw)
             g = spec.gemm
             for f in sorted((root / DATA / SYSTEMS[hw] / "gemm").glob("*/*/gemm_perf.parquet")):
-                d = pd.read_parquet(f)
-                d = d[(d["gemm_dtype"] == dtype) & (d["m"] > 0) & (d["k"] >= 1024) & (d["n"] >= 1024)]
                 if dtype == "fp8":
-                    scale = root / DATA / SYSTEMS[hw] / "quantize" / f.parent.parent.name / f.parent.name / "computescale_perf.parquet"
-                    if d.empty or not scale.exists():
-                        continue
-                    q = pd.read_parquet(scale)
-                    q = q[q["quant_dtype"].astype(str).str.contains("fp8")].groupby(["m", "k"])["latency"].median()
-                    d = d.join(q.rename("quantise"), on=["m", "k"], how="inner")
-                    d = d.assign(latency=d["latency"] - d["quantise"])
-                    d = d[d["latency"] > 0]
+                    d = static_fp8(root, hw, f"{f.parent.parent.name}/{f.parent.name}")
+                else:
+                    d = pd.read_parquet(f)
+                    d = d[(d["gemm_dtype"] == dtype) & (d["m"] > 0) & (d["k"] >= 1024) & (d["n"] >= 1024)]
                 if d.empty:
                     continue
                 m = d["m"].to_numpy(float)
@@ -209,6 +256,7 @@ def main() -> None:
     decode_report(args.checkout)
     if args.gemm:
         gemm_report(args.checkout)
+        fp8_fit(args.checkout)
 
 
 if __name__ == "__main__":

@@ -263,8 +263,8 @@ def test_fp8_weights_cut_decode_time_and_compute_at_their_own_efficiency():
     shape = decode(8)
     assert fp8.step_time(shape) < bf16.step_time(shape)
     assert fp8.linear_s(1) == pytest.approx(bf16.linear_s(1) / 2, rel=0.05)
-    # prefill math at the FP8 peak (2x) times its own efficiency (0.81 vs BF16's 0.764)
-    assert fp8.linear_s(16384) == pytest.approx(bf16.linear_s(16384) * 0.764 / (2 * 0.81), rel=0.06)  # the smooth max keeps some weight-streaming time
+    # prefill math at the FP8 peak (2x) times its own efficiency (Hopper's 0.719 vs BF16's 0.764)
+    assert fp8.linear_s(16384) == pytest.approx(bf16.linear_s(16384) * 0.764 / (2 * 0.719), rel=0.06)  # the smooth max keeps some weight-streaming time
 
 
 def test_quantised_checkpoints_keep_the_lm_head_in_16_bits():

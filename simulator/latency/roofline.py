@@ -38,11 +38,10 @@ logits are sampled), kept in BF16 by FP8 checkpoints.
 
 **Precision.** ``bf16``/``fp16`` use ``hardware.bf16_tflops`` and
 ``latency.compute_efficiency``; ``fp8`` (W8A8) uses ``hardware.fp8_tflops``
-and its own efficiency, ``hardware.gemm.compute_efficiency_fp8`` (0.81 on
-NVIDIA GPUs: cuBLASLt, which TensorRT-LLM and vLLM call directly, reaches
-~1,610 of 1,979 dense FP8 TFLOP/s on an H100 SXM at 8192^3, where torch's
-``_scaled_mm`` wrapper reaches ~1,170; the doubled peak is not the doubled
-speed of BF16's 0.76); ``int8``/``int4`` are weight-only:
+and its own efficiency, ``hardware.gemm.compute_efficiency_fp8`` (0.719 on
+Hopper, 0.587 on the L40S and B200: least squares to the static FP8 GEMMs
+TensorRT-LLM 1.3 runs at real model shapes, as AIConfigurator timed them; the
+doubled peak is not the doubled speed of BF16's 0.76); ``int8``/``int4`` are weight-only:
 BF16 math, smaller weight bytes; ``fp32`` runs at half the BF16 peak (TF32).
 
 **Elementwise kernels** (two fused add+RMSNorms, SiLU-and-multiply, rotary:

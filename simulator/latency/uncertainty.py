@@ -42,9 +42,9 @@ if TYPE_CHECKING:
 #: change together); families with fewer than MIN_CASES use "pooled".
 MODEL_ERROR: dict[str, tuple[float, float, int]] = {
     "ampere": (-0.0505, 0.0708, 11),  # A100 40/80 GB, A30
-    "hopper": (0.0275, 0.1199, 71),  # H100 SXM/PCIe, H200
+    "hopper": (0.0052, 0.1231, 71),  # H100 SXM/PCIe, H200
     "cdna3": (0.0593, 0.1024, 15),  # MI300X
-    "pooled": (0.0234, 0.1144, 99),  # every held-out case: L40S (2 cases), B200 (none), other GPUs
+    "pooled": (0.0063, 0.1169, 99),  # every held-out case: L40S (2 cases), B200 (none), other GPUs
 }
 MIN_CASES = 5
 
