@@ -26,10 +26,11 @@ prints:
    cost, the GEMM kernel latency).
 2. **Decode attention**, ``generation_attention_perf.parquet``: large kernels
    (batch >= 64, context >= 4k, 4-8 query heads per KV head) read their KV
-   cache at a share of HBM bandwidth with BF16 entries, but with 1-byte FP8
-   entries the count of entries a second, not the bytes, levels off on Hopper
-   (dequantising them binds first): the catalog's
-   ``hardware.attention.decode_kv_rate_g`` is that rate.
+   cache at 81-87% of HBM bandwidth with BF16 entries, below the GEMMs' share
+   (the catalog's ``hardware.attention.decode_kv_rate_bf16_g`` and, per engine,
+   ``decode_kv_rate_bf16_by_engine_g``), and with 1-byte FP8 entries the count
+   of entries a second, not the bytes, levels off on Hopper (dequantising them
+   binds first): ``decode_kv_rate_g`` and ``decode_kv_rate_by_engine_g``.
 3. with ``--gemm``, the catalog's ``hardware.gemm`` factors against the BF16
    GEMM tables (``gemm_perf.parquet``), and against the FP8 ones less the
    dynamic activation quantisation they time (each release's
@@ -144,7 +145,9 @@ def decode_report(root: Path) -> None:
     """Large decode-attention kernels (batch >= 64, context >= 4k, 4-8 query heads per KV head as the
     catalog's grouped-query models have, head_dim 128), pooled over three engines: the KV entries
     read a second and that as a fraction of HBM, by KV width. hardware.attention.decode_kv_rate_g is
-    the FP8 row's rate, decode_kv_rate_by_engine_g each engine's."""
+    the FP8 row's rate, decode_kv_rate_by_engine_g each engine's; decode_kv_rate_bf16_g and
+    decode_kv_rate_bf16_by_engine_g the BF16 row's. (A100: its newest tables disagree, TensorRT-LLM
+    1.0.0 reading faster than HBM allows and SGLang 0.5.10 at 40%: no rate is set.)"""
     print("Decode attention, batch >= 64, context >= 4k, 4-8 query heads per KV head: KV entries/s (fraction of HBM)")
     for hw, engines in DECODE.items():
         spec, parts = load_hardware(hw), []

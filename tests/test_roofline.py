@@ -399,6 +399,35 @@ def test_fp8_kv_decode_attention_runs_at_the_gpus_entry_rate_where_converting_bi
     assert "KV read" not in h200_bf16.describe()
 
 
+def test_16_bit_caches_read_at_a_decode_rate_when_the_gpu_has_one():
+    """hardware.attention.decode_kv_rate_bf16_g (and per engine decode_kv_rate_bf16_by_engine_g) bound
+    BF16 and FP16 caches as the FP8 fields bound FP8 ones. The catalog leaves them null (HBM at the
+    GEMMs' memory_efficiency): the measured rates are documented in docs/fidelity.md, not yet applied."""
+    for hw in ("h100-sxm", "h200", "b200", "l40s", "mi300x", "a100-80gb"):
+        attention = scenario(hardware=hw).hardware.attention
+        assert attention.decode_kv_rate_bf16_g is None and not attention.decode_kv_rate_bf16_by_engine_g, hw
+    cfg = scenario(hardware="h200", weight_dtype="fp8")
+    cfg.hardware.attention.decode_kv_rate_bf16_g = 2023.0
+    cfg.hardware.attention.decode_kv_rate_bf16_by_engine_g = {"trtllm": 1872.0, "sglang": None}
+    for kv, engine, rate in (("bf16", "generic", 2023e9), ("fp16", "generic", 2023e9), ("bf16", "trtllm", 1872e9),
+                             ("bf16", "sglang", None), ("fp8", "generic", 2649e9), ("int8", "trtllm", None)):
+        cfg.model.kv_dtype, cfg.engine_name = kv, engine
+        model = RooflineLatency(cfg, ModelSpec.from_config(cfg.model, 1))
+        width = {"bf16": 2, "fp16": 2, "fp8": 1, "int8": 1}[kv]
+        expected = BATCH * CTX * ENTRIES / rate if rate else BATCH * CTX * ENTRIES * width / (4.8e12 * 0.93)
+        assert kv_read(model) == pytest.approx(expected, rel=1e-9), (kv, engine)
+    cfg.model.kv_dtype, cfg.engine_name = "bf16", "generic"
+    assert "KV read at 2,023 G entries/s" in RooflineLatency(cfg, ModelSpec.from_config(cfg.model, 1)).describe()
+    cfg.hardware.attention.decode_kv_rate_bf16_by_engine_g = {"trt_llm": 100.0}  # a typo is refused, not ignored
+    with pytest.raises(ConfigError, match=r"decode_kv_rate_bf16_by_engine_g has no engine family 'trt_llm'"):
+        RooflineLatency(cfg, ModelSpec.from_config(cfg.model, 1))
+    cfg.hardware.attention.decode_kv_rate_bf16_by_engine_g = {}
+    cfg.hardware.attention.decode_kv_rate_bf16_g = 0  # checked even when the cache is FP8
+    cfg.model.kv_dtype = "fp8"
+    with pytest.raises(ConfigError, match=r"hardware\.attention\.decode_kv_rate_bf16_g must be a positive number.*leave it null"):
+        RooflineLatency(cfg, ModelSpec.from_config(cfg.model, 1))
+
+
 def test_the_catalog_rate_covers_fp8_grouped_query_caches_only():
     """The rates were measured on FP8 caches of grouped-query kernels: INT8/INT4 caches and latent
     attention (MLA) read at HBM speed unless latency.attention_decode_kv_rate_g says otherwise."""

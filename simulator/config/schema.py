@@ -59,6 +59,10 @@ class AttentionConfig:
     #: where each engine's own decode kernel was timed (null: no bound for that engine); an engine
     #: not listed uses decode_kv_rate_g
     decode_kv_rate_by_engine_g: dict[str, float | None] = field(default_factory=dict)
+    #: the same two for 16-bit (BF16 or FP16) caches: the share of HBM a decode kernel reaches with
+    #: 2-byte entries (81-87% where measured), below the GEMMs' memory_efficiency; null = HBM alone
+    decode_kv_rate_bf16_g: float | None = None
+    decode_kv_rate_bf16_by_engine_g: dict[str, float | None] = field(default_factory=dict)
     decode_source: str = ""
 
 

@@ -70,7 +70,9 @@ head: FP8 entries reach 70% of HBM on an H100 and 55% on an H200, whose same
 SMs serve 43% more bandwidth, against 84-87% for BF16 entries; 2,344 and
 2,649 G entries/s for any engine). Only FP8 caches of grouped-query attention
 get the catalog's rate: INT8/INT4 caches and latent attention's kernels were
-not timed. The three attention factors
+not timed. ``decode_kv_rate_bf16_g`` (and ``..._by_engine_g``) bound BF16 and
+FP16 caches the same way; the catalog leaves them null (docs/fidelity.md
+gives the measured 16-bit rates and why they are not yet applied). The three attention factors
 are data of each GPU (``hardware.attention``; ``latency.attention_*``
 override them), fitted (least squares on log time) to the context-attention
 kernel timings NVIDIA's AIConfigurator measured with TensorRT-LLM's, vLLM's
@@ -191,31 +193,44 @@ def _rate(value, key: str, off: str) -> float | None:
     return float(value) * 1e9
 
 
+#: KV-cache width -> the hardware.attention fields of its measured decode rate (pooled, per engine)
+KV_RATE_FIELDS = {"fp8": ("decode_kv_rate_g", "decode_kv_rate_by_engine_g"),
+                  "bf16": ("decode_kv_rate_bf16_g", "decode_kv_rate_bf16_by_engine_g"),
+                  "fp16": ("decode_kv_rate_bf16_g", "decode_kv_rate_bf16_by_engine_g")}
+
+
 def decode_kv_rate(cfg: ScenarioConfig, spec: ModelSpec | None = None) -> float | None:
     """KV-cache entries a second one GPU's attention kernels read at most (None: no bound but HBM).
 
     ``latency.attention_decode_kv_rate_g`` when set (``inf``: no bound), for any model and KV width.
-    Else the GPU's measured ``hardware.attention`` rate for the scenario's engine family (its own
-    kernels: ``decode_kv_rate_by_engine_g``, where null means no bound), else for any engine
-    (``decode_kv_rate_g``): only for FP8 KV caches of grouped-query attention, the kernels the
-    rates were measured on. Every catalog value is checked, in use or not."""
+    Else the GPU's measured ``hardware.attention`` rate for the cache's width (FP8:
+    ``decode_kv_rate_*``; BF16 and FP16: ``decode_kv_rate_bf16_*``) and the scenario's engine family
+    (its own kernels: ``..._by_engine_g``, where null means no bound), else for any engine
+    (``..._g``): only for grouped-query attention, the kernels the rates were measured on, and
+    not for INT8/INT4 caches, whose kernels were not timed. Every catalog value is checked, in use
+    or not."""
     attention = cfg.hardware.attention
-    by_engine = dict(attention.decode_kv_rate_by_engine_g or {})
     families = engine_families()
-    for family, value in by_engine.items():
-        if family not in families:
-            raise ConfigError(f"hardware.attention.decode_kv_rate_by_engine_g has no engine family {family!r}; "
-                              f"choose among: {', '.join(sorted(families))} (an engine preset's name up to its first '_').")
-        _rate(value, f"hardware.attention.decode_kv_rate_by_engine_g.{family}", "set it to null")
-    pooled = _rate(attention.decode_kv_rate_g, "hardware.attention.decode_kv_rate_g", "leave it null")
+    rates: dict[str, tuple[float | None, dict, str]] = {}
+    for pooled_key, engine_key in dict.fromkeys(KV_RATE_FIELDS.values()):
+        by_engine = dict(getattr(attention, engine_key) or {})
+        for family, value in by_engine.items():
+            if family not in families:
+                raise ConfigError(f"hardware.attention.{engine_key} has no engine family {family!r}; "
+                                  f"choose among: {', '.join(sorted(families))} (an engine preset's name up to its first '_').")
+            _rate(value, f"hardware.attention.{engine_key}.{family}", "set it to null")
+        pooled = _rate(getattr(attention, pooled_key), f"hardware.attention.{pooled_key}", "leave it null")
+        rates[pooled_key] = (pooled, by_engine, engine_key)
     override = cfg.latency.attention_decode_kv_rate_g
     if override is not None:
         return _rate(override, "latency.attention_decode_kv_rate_g", "set it to inf")
-    if str(cfg.model.kv_dtype) != "fp8" or (spec is not None and spec.is_mla):
+    fields = KV_RATE_FIELDS.get(str(cfg.model.kv_dtype))
+    if fields is None or (spec is not None and spec.is_mla):
         return None
+    pooled, by_engine, engine_key = rates[fields[0]]
     family = str(cfg.engine_name).split("_")[0]
     if family in by_engine:
-        return _rate(by_engine[family], f"hardware.attention.decode_kv_rate_by_engine_g.{family}", "set it to null")
+        return _rate(by_engine[family], f"hardware.attention.{engine_key}.{family}", "set it to null")
     return pooled
 
 
