@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -375,12 +376,16 @@ REPLICATIONS = 5
 
 
 def stochastic(ov: list[str]) -> bool:
-    """Whether the scenario ``ov`` describes draws at random: Poisson arrivals or sampled lengths.
-    Constant arrivals (offline), closed loops without think time and static batches of fixed
-    lengths are deterministic, and so is a run whose overrides pick a seed."""
-    if any(o.startswith("seed=") for o in ov):
+    """Whether the scenario ``ov`` draws at random: anything but constant arrivals (offline, static
+    batches) or a closed loop without think time, or lengths not fixed (the last override of each key
+    counts, as hydra applies them). A run whose overrides pick a seed is that one draw."""
+    last = dict(o.split("=", 1) for o in ov if "=" in o)
+    if "seed" in last:
         return False
-    return "workload.arrival=poisson" in ov or any(o.endswith(".dist=uniform") for o in ov)
+    arrival = last.get("workload.arrival")
+    steady = arrival == "constant" or (arrival == "closed_loop" and float(last.get("workload.think_s", 0) or 0) == 0)
+    fixed = all(last.get(f"workload.{k}.dist") == "fixed" for k in ("prompt_tokens", "output_tokens"))
+    return not (steady and fixed)
 
 
 def run_case(case, max_requests: int | None = None, extra: list[str] | None = None) -> float:
@@ -414,6 +419,12 @@ def run_suite(cases: list[Case], max_requests: int | None = None, extra: list[st
     """One row per case: what was measured, what servesim predicts, the signed error."""
     rows: list[dict] = []
     runs: dict[str, list] = {}  # run_key -> the simulations of one benchmark run (see _replay)
+    pending: Counter[str] = Counter()  # how many cases still read each run
+    for case in cases:
+        try:
+            pending[run_key(" ".join(overrides(case, max_requests) + list(extra or [])))] += 0 if case.skip else 1
+        except Exception:  # reported with the case below
+            pass
     for i, case in enumerate(cases):
         row = {
             "id": case.id, "split": case.split, "engine": case.engine, "preset": preset(case) if not case.skip else "",
@@ -429,8 +440,12 @@ def run_suite(cases: list[Case], max_requests: int | None = None, extra: list[st
             try:
                 ov = overrides(case, max_requests) + list(extra or [])
                 row["overrides"] = " ".join(ov)
+                key = run_key(row["overrides"])
                 row["predicted"], row["predicted_se"], row["seeds"] = _replay(case, ov, runs)
                 row["error"] = row["predicted"] / row["measured"] - 1
+                pending[key] -= 1
+                if pending[key] <= 0:  # no later case reads this run: let its results go
+                    runs.pop(key, None)
             except Exception as exc:  # a case the simulator refuses (does not fit, ...): reported, not fatal
                 row["skipped"] = f"servesim refused it: {exc}"
         rows.append(row)

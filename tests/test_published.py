@@ -185,10 +185,14 @@ def test_held_out_error_stays_within_the_published_bounds():
 
 
 def test_a_stochastic_case_is_predicted_by_its_mean_over_seeds():
-    assert pub.stochastic(["workload.arrival=poisson"]) and pub.stochastic(["workload.prompt_tokens.dist=uniform"])
-    assert not pub.stochastic(["workload.arrival=constant", "workload.prompt_tokens.dist=fixed"])
-    assert not pub.stochastic(["workload.arrival=closed_loop", "workload.think_s=0"])
-    assert not pub.stochastic(["workload.arrival=poisson", "seed=3"])  # the user picked the draw
+    fixed = ["workload.prompt_tokens.dist=fixed", "workload.output_tokens.dist=fixed"]
+    assert not pub.stochastic(["workload.arrival=constant", *fixed])
+    assert not pub.stochastic(["workload.arrival=closed_loop", "workload.think_s=0", *fixed])
+    assert pub.stochastic(["workload.arrival=poisson", *fixed])
+    assert pub.stochastic(["workload.arrival=closed_loop", "workload.think_s=0.5", *fixed])  # exponential think times
+    assert pub.stochastic(["workload.arrival=constant", *fixed, "workload.prompt_tokens.dist=uniform"])  # the last one counts
+    assert not pub.stochastic(["workload.arrival=poisson", *fixed, "seed=3"])  # the user picked the draw
+    assert all(pub.stochastic(pub.overrides(c)) == (c.workload["mode"] == "rate") for c in RUNNABLE)  # the suite's
     case = _case(metric="ttft_mean", unit="ms", mode="rate", rate=40.0, num_requests=60, input_tokens=512)
     ov = pub.overrides(case)
     draws = [pub.measure(case, simulator.run([*ov, f"seed={s}"])) for s in range(pub.REPLICATIONS)]
