@@ -180,11 +180,29 @@ def _engine_defaults(case, hw, max_context: int) -> list[str]:
         # max_position_embeddings (benchmark_throughput.py and benchmark_latency.py leave it unset)
         stated = (case.raw.get("engine_args") or {}).get("max_model_len")
         return [f"scheduler.max_batch_tokens={max(int(stated or max_context), 2048)}"]
-    if name == "sglang":  # sglang/srt/server_args.py: chunked_prefill_size by GPU memory
-        mem = float(hw.memory_gib or hw.memory_gb)
-        size = 2048 if mem < 35 else 4096 if mem < 60 else 8192 if mem < 90 else 16384
-        return [f"scheduler.max_batch_tokens={size}"]
+    if name == "sglang":
+        return [f"scheduler.max_batch_tokens={sglang_chunk(float(hw.memory_gib or hw.memory_gb), str(case.raw.get('date', '')))}"]
     return []
+
+
+#: SGLang's default chunked_prefill_size by GPU memory (GiB) changed twice (python/sglang/srt/server_args.py):
+#: from sgl-project/sglang PR #6718 (2025-05-28) GPUs of 160 GiB and more (B200, MI300) take 16,384;
+#: from PR #10372 (2025-09-19) those under 60 GiB (A100 40 GB, L40) take 4,096. Under 35 GiB 2,048
+#: throughout, 8,192 otherwise (H100, A100 80 GB and H200, whose 141 GB stay under 160 GiB).
+SGLANG_CHUNK_CHANGES = ("2025-05-28", "2025-09-19")
+
+
+def sglang_chunk(mem_gib: float, date: str) -> int:
+    """SGLang's default chunked_prefill_size on a GPU of ``mem_gib`` for a source dated ``date``
+    (``YYYY-MM-DD``; no date: the current rule)."""
+    dated = date[:4].isdigit()
+    if mem_gib < 35:
+        return 2048
+    if mem_gib >= 160 and (not dated or date >= SGLANG_CHUNK_CHANGES[0]):
+        return 16384
+    if mem_gib < 60 and (not dated or date >= SGLANG_CHUNK_CHANGES[1]):
+        return 4096
+    return 8192
 
 
 _ARGS = {  # engine argument -> servesim key

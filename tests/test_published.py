@@ -93,6 +93,16 @@ def test_engine_presets_follow_the_engine_and_its_version():
     assert "scheduler.max_batch_tokens=2048" in a100 and "scheduler.max_batch_size=256" in a100  # vllm serve on A100
 
 
+def test_sglangs_chunk_follows_its_release_rule_for_the_gpus_memory():
+    # sglang/srt/server_args.py: 8,192 for an H200 in every release (141 GB is under its 160 GiB tier)
+    assert pub.sglang_chunk(139.8, "2025-05-10") == pub.sglang_chunk(139.8, "2025-12-01") == 8192
+    assert (pub.sglang_chunk(40.0, "2025-05-01"), pub.sglang_chunk(40.0, "2025-10-01")) == (8192, 4096)  # PR #10372
+    assert (pub.sglang_chunk(192.0, "2025-05-10"), pub.sglang_chunk(192.0, "2025-06-01")) == (8192, 16384)  # PR #6718
+    assert pub.sglang_chunk(24.0, "2024-08-30") == 2048 and pub.sglang_chunk(40.0, "unknown") == 4096  # no date: today's rule
+    ov = pub.overrides(_case(engine="sglang", hardware="h200", date="2025-05-10", mode="rate", rate=4.0))
+    assert "scheduler.max_batch_tokens=8192" in ov
+
+
 def test_tensorrt_llm_free_memory_fraction_becomes_a_share_of_all_memory():
     ov = pub.overrides(_case(engine="trtllm", engine_args={"kv_cache_free_gpu_mem_fraction": 0.9}))
     util = float(next(o for o in ov if o.startswith("memory.gpu_memory_utilization=")).split("=")[1])
