@@ -124,7 +124,7 @@ MIXED = [
 def test_chunked_prefill_cuts_p99_inter_token_latency_at_the_same_throughput():
     cont = run(*MIXED, "scheduler=continuous").summary
     chunk = run(*MIXED, "scheduler=chunked_prefill").summary
-    # measured: p99 ITL 512 ms (continuous) vs 71 ms (chunked) (README, Tests and speed)
+    # measured: p99 ITL 525 ms (continuous) vs 72 ms (chunked) (README, Tests and speed)
     assert chunk["latency_s"]["itl"]["p99"] < 0.3 * cont["latency_s"]["itl"]["p99"]
     assert chunk["throughput"]["requests_per_s"] == pytest.approx(cont["throughput"]["requests_per_s"], rel=0.02)
     assert chunk["requests"]["completed"] == cont["requests"]["completed"] == 800
