@@ -436,14 +436,15 @@ def _replay(case, ov: list[str], runs: dict[str, list] | None = None) -> tuple[f
 def run_suite(cases: list[Case], max_requests: int | None = None, extra: list[str] | None = None, progress=None) -> pd.DataFrame:
     """One row per case: what was measured, what servesim predicts, the signed error."""
     rows: list[dict] = []
-    runs: dict[str, list] = {}  # run_key -> the simulations of one benchmark run (see _replay)
-    pending: Counter[str] = Counter()  # how many cases still read each run
+    plans: list[list[str] | Exception | None] = []  # each case's overrides, why they failed, or None (skipped)
     for case in cases:
         try:
-            pending[run_key(" ".join(overrides(case, max_requests) + list(extra or [])))] += 0 if case.skip else 1
-        except Exception:  # reported with the case below
-            pass
-    for i, case in enumerate(cases):
+            plans.append(None if case.skip else overrides(case, max_requests) + list(extra or []))
+        except Exception as exc:  # a case the harness cannot express: reported with it below
+            plans.append(exc)
+    runs: dict[str, list] = {}  # run_key -> the simulations of one benchmark run (see _replay)
+    pending = Counter(run_key(" ".join(ov)) for ov in plans if isinstance(ov, list))  # cases still to read each run
+    for i, (case, ov) in enumerate(zip(cases, plans)):
         row = {
             "id": case.id, "split": case.split, "engine": case.engine, "preset": preset(case) if not case.skip else "",
             "version": str(case.raw.get("engine_version", "")), "hardware": case.hardware, "model": case.model,
@@ -454,9 +455,10 @@ def run_suite(cases: list[Case], max_requests: int | None = None, extra: list[st
             "error": math.nan, "skipped": case.skip or "",
             "file": case.file, "overrides": "",
         }
-        if not case.skip:
+        if isinstance(ov, Exception):
+            row["skipped"] = f"servesim refused it: {ov}"
+        elif ov is not None:
             try:
-                ov = overrides(case, max_requests) + list(extra or [])
                 row["overrides"] = " ".join(ov)
                 key = run_key(row["overrides"])
                 row["predicted"], row["predicted_se"], row["seeds"] = _replay(case, ov, runs)
