@@ -39,6 +39,7 @@ REFERENCE_MODELS = {
 REFERENCE_GPUS = {"a100-40gb", "a100-80gb", "h100-sxm", "h100-pcie", "h200", "l40s", "b200", "mi300x", "a30"}
 
 H100_BW = 3.35e12
+ENTRIES = 2 * 32 * 8 * 128  # Llama-3.1-8B's KV entries per token: K and V, 32 layers, 8 KV heads of 128
 OVERHEAD = 0.002
 
 
@@ -143,7 +144,7 @@ def test_registered_and_built_by_name():
     cfg = scenario()
     model = build_latency_model(cfg, ModelSpec.from_config(cfg.model))
     assert isinstance(model, RooflineLatency)
-    assert model.describe() == "roofline h100-sxm (76% MFU, 93% MBU, 2 ms overhead)"
+    assert model.describe() == "roofline h100-sxm (76% MFU, 93% MBU, KV read at 1,452 G entries/s, 2 ms overhead)"
     assert roofline(tp=2).describe().startswith("roofline h100-sxm x2 ")
 
 
@@ -161,10 +162,11 @@ def test_decode_batch_one_is_memory_bound_at_weight_read_time():
     model = roofline(**BARE)
     shape = decode(1, ctx=512)
     parts = model.breakdown(shape)
-    # Every weight but the input embedding table (128256 x 4096) is streamed once, at the measured 93% of HBM.
+    # Every weight but the input embedding table (128256 x 4096) is streamed once, at the measured 93% of HBM;
+    # the KV cache at the H100's measured decode rate for 16-bit entries (1,452 G entries/s = 86.7% of HBM).
     expected = 2 * (8.030e9 - 128256 * 4096) / (H100_BW * 0.93)
     assert parts["linear"] + parts["lm_head"] == pytest.approx(expected, rel=0.03)
-    assert parts["attention_decode"] == pytest.approx(513 * 131072 / (H100_BW * 0.93), rel=1e-9)
+    assert parts["attention_decode"] == pytest.approx(513 * ENTRIES / 1452e9, rel=1e-9)
     assert model.step_time(shape) == pytest.approx(sum(parts.values()), rel=1e-12)
 
 
@@ -347,7 +349,7 @@ def test_every_gpu_names_where_its_attention_factors_come_from(path):
 def test_decode_attention_grows_with_context():
     model = roofline()
     short, long = model.step_time(decode(64, ctx=256)), model.step_time(decode(64, ctx=8192))
-    kv_read = 64 * (8192 - 256) * 131072 / (H100_BW * 0.93)
+    kv_read = 64 * (8192 - 256) * ENTRIES / 1452e9  # the H100's 16-bit decode rate
     assert long - short == pytest.approx(kv_read, rel=0.01)
 
 
@@ -366,7 +368,6 @@ def kv_scenario(hardware: str, kv_dtype: str, engine: str = "generic", model: st
     return RooflineLatency(cfg, ModelSpec.from_config(cfg.model, tp))
 
 
-ENTRIES = 2 * 32 * 8 * 128  # Llama-3.1-8B's KV entries per token: K and V, 32 layers, 8 KV heads of 128
 BATCH, CTX = 256, 4096
 
 
@@ -378,36 +379,40 @@ def kv_read(model) -> float:
 def test_fp8_kv_decode_attention_runs_at_the_gpus_entry_rate_where_converting_binds():
     """Decode attention reads KV at HBM speed, or at hardware.attention.decode_kv_rate_g entries a second
     where that is slower: FP8 entries on an H200 (2,649 G/s pooled = 55% of HBM, AIConfigurator's tables);
-    16-bit entries stay at HBM speed, and so does every GPU without a measured rate."""
+    16-bit entries at their own measured rate (2,023 G/s = 84% of HBM), and every GPU without one at HBM speed."""
     h200_fp8, h200_bf16 = kv_scenario("h200", "fp8"), kv_scenario("h200", "bf16")
     assert kv_read(h200_fp8) == pytest.approx(BATCH * CTX * ENTRIES / 2649e9, rel=1e-9)
-    assert kv_read(h200_bf16) == pytest.approx(BATCH * CTX * ENTRIES * 2 / (4.8e12 * 0.93), rel=1e-9)
+    assert kv_read(h200_bf16) == pytest.approx(BATCH * CTX * ENTRIES / 2023e9, rel=1e-9)
     # the bound is per entry: FP8 halves the bytes but not the time
     assert 0.5 < kv_read(h200_fp8) / kv_read(h200_bf16) < 0.95
     # on an H100 the same entries take 2,649/2,344 of the H200's time (the same SMs convert them)
     assert kv_read(kv_scenario("h100-sxm", "fp8")) == pytest.approx(kv_read(h200_fp8) * 2649 / 2344, rel=1e-9)
-    # no measured rate: HBM alone (the L40S's FP8 entries stream at nearly BF16's share of HBM; no MI300X table)
-    for hw in ("l40s", "mi300x", "a100-80gb", "h100-pcie"):
-        assert scenario(hardware=hw).hardware.attention.decode_kv_rate_g is None
-    l40s = kv_scenario("l40s", "fp8")
-    assert kv_read(l40s) == pytest.approx(BATCH * CTX * ENTRIES / (864e9 * l40s.memory_efficiency), rel=1e-9)
+    # no measured rate: HBM alone (no table for the MI300X, A100 or H100 PCIe)
+    for hw in ("mi300x", "a100-80gb", "h100-pcie"):
+        attention = scenario(hardware=hw).hardware.attention
+        assert attention.decode_kv_rate_g is None and attention.decode_kv_rate_bf16_g is None, hw
+    mi300x = kv_scenario("mi300x", "fp8")
+    assert kv_read(mi300x) == pytest.approx(BATCH * CTX * ENTRIES / (5300e9 * mi300x.memory_efficiency), rel=1e-9)
+    # the L40S converts FP8 entries at 697 G/s = 81% of its HBM, below the GEMMs' 91.7%
+    assert kv_read(kv_scenario("l40s", "fp8")) == pytest.approx(BATCH * CTX * ENTRIES / 697e9, rel=1e-9)
     # an engine preset reads its own kernels' rate (on an H200 TensorRT-LLM's 3,607 G/s, vLLM's 2,669 for
     # every vllm_* preset, SGLang's 2,235); an engine without one the pooled rate
     for engine, rate in (("trtllm", 3607e9), ("vllm_v1", 2669e9), ("vllm_v05", 2669e9), ("sglang", 2235e9), ("generic", 2649e9)):
         assert kv_read(kv_scenario("h200", "fp8", engine)) == pytest.approx(BATCH * CTX * ENTRIES / rate, rel=1e-9), engine
     assert "KV read at 3,607 G entries/s" in kv_scenario("h200", "fp8", "trtllm").describe()
-    assert "KV read" not in h200_bf16.describe()
+    assert "KV read at 2,023 G entries/s" in h200_bf16.describe()
+    assert "KV read" not in mi300x.describe()
 
 
 def test_16_bit_caches_read_at_a_decode_rate_when_the_gpu_has_one():
     """hardware.attention.decode_kv_rate_bf16_g (and per engine decode_kv_rate_bf16_by_engine_g) bound
-    BF16 and FP16 caches as the FP8 fields bound FP8 ones. The catalog leaves them null (HBM at the
-    GEMMs' memory_efficiency): the measured rates are documented in docs/fidelity.md, not yet applied."""
-    for hw in ("h100-sxm", "h200", "b200", "l40s", "mi300x", "a100-80gb"):
+    BF16 and FP16 caches as the FP8 fields bound FP8 ones: the catalog carries AIConfigurator's measured
+    rates where its tables exist (H100 SXM, H200, B200, L40S), none elsewhere (HBM at memory_efficiency)."""
+    for hw, pooled, trtllm in (("h100-sxm", 1452, 1403), ("h200", 2023, 1872), ("b200", 3245, 3167), ("l40s", 358, 334)):
         attention = scenario(hardware=hw).hardware.attention
-        assert attention.decode_kv_rate_bf16_g is None and not attention.decode_kv_rate_bf16_by_engine_g, hw
+        assert attention.decode_kv_rate_bf16_g == pooled and attention.decode_kv_rate_bf16_by_engine_g["trtllm"] == trtllm, hw
+        assert pooled * 2e9 < float(scenario(hardware=hw).hardware.memory_bw_gbps) * 1e9 * 0.93, hw  # below HBM x efficiency
     cfg = scenario(hardware="h200", weight_dtype="fp8")
-    cfg.hardware.attention.decode_kv_rate_bf16_g = 2023.0
     cfg.hardware.attention.decode_kv_rate_bf16_by_engine_g = {"trtllm": 1872.0, "sglang": None}
     for kv, engine, rate in (("bf16", "generic", 2023e9), ("fp16", "generic", 2023e9), ("bf16", "trtllm", 1872e9),
                              ("bf16", "sglang", None), ("fp8", "generic", 2649e9), ("int8", "trtllm", None)):
@@ -428,19 +433,22 @@ def test_16_bit_caches_read_at_a_decode_rate_when_the_gpu_has_one():
         RooflineLatency(cfg, ModelSpec.from_config(cfg.model, 1))
 
 
-def test_the_catalog_rate_covers_fp8_grouped_query_caches_only():
-    """The rates were measured on FP8 caches of grouped-query kernels: INT8/INT4 caches and latent
-    attention (MLA) read at HBM speed unless latency.attention_decode_kv_rate_g says otherwise."""
-    for kv in ("int8", "int4", "bf16"):
+def test_the_catalog_rates_cover_fp8_and_16_bit_grouped_query_caches_only():
+    """The rates were measured on FP8 and 16-bit caches of grouped-query kernels: INT8/INT4 caches and
+    latent attention (MLA) read at HBM speed unless latency.attention_decode_kv_rate_g says otherwise."""
+    for kv in ("int8", "int4"):
         model = kv_scenario("h200", kv, "trtllm")
-        assert kv_read(model) == pytest.approx(BATCH * CTX * ENTRIES * {"int8": 1, "int4": 0.5, "bf16": 2}[kv] / (4.8e12 * 0.93), rel=1e-9)
+        assert kv_read(model) == pytest.approx(BATCH * CTX * ENTRIES * {"int8": 1, "int4": 0.5}[kv] / (4.8e12 * 0.93), rel=1e-9)
+    assert kv_read(kv_scenario("h200", "bf16", "trtllm")) == pytest.approx(BATCH * CTX * ENTRIES / 1872e9, rel=1e-9)
     mla = kv_scenario("h200", "fp8", "sglang", model="deepseek-v3", tp=8)
     assert mla.kv_rate is None and mla._kv_tok == pytest.approx(mla.spec.kv_bytes_per_token / 8 / (4.8e12 * 0.93), rel=1e-9)
     # the override applies to any model and width; inf turns every bound off
     forced = kv_scenario("h200", "fp8", "sglang", model="deepseek-v3", tp=8, attention_decode_kv_rate_g=500.0)
     assert forced._kv_tok == pytest.approx(mla.spec.kv_bytes_per_token / mla.spec.kv_bytes_per_element / 8 / 500e9, rel=1e-9)
     assert kv_read(kv_scenario("h200", "int4", attention_decode_kv_rate_g=100.0)) == pytest.approx(BATCH * CTX * ENTRIES / 100e9)
-    assert kv_read(kv_scenario("h200", "fp8", "trtllm", attention_decode_kv_rate_g=math.inf)) == pytest.approx(kv_read(kv_scenario("h200", "bf16")) / 2)
+    unbound_bf16 = kv_scenario("h200", "bf16", attention_decode_kv_rate_g=math.inf)
+    assert kv_read(unbound_bf16) == pytest.approx(BATCH * CTX * ENTRIES * 2 / (4.8e12 * 0.93), rel=1e-9)
+    assert kv_read(kv_scenario("h200", "fp8", "trtllm", attention_decode_kv_rate_g=math.inf)) == pytest.approx(kv_read(unbound_bf16) / 2)
     assert kv_read(kv_scenario("l40s", "fp8", attention_decode_kv_rate_g=100.0)) == pytest.approx(BATCH * CTX * ENTRIES / 100e9)
 
 
@@ -449,7 +457,7 @@ def test_an_engine_rate_set_to_null_is_no_bound_for_that_engine():
     cfg.model.kv_dtype, cfg.engine_name = "fp8", "trtllm"
     cfg.hardware.attention.decode_kv_rate_by_engine_g["trtllm"] = None
     free = RooflineLatency(cfg, ModelSpec.from_config(cfg.model, 1))
-    assert free.kv_rate is None and kv_read(free) == pytest.approx(kv_read(kv_scenario("h200", "bf16")) / 2)
+    assert free.kv_rate is None and kv_read(free) == pytest.approx(BATCH * CTX * ENTRIES / (4.8e12 * 0.93), rel=1e-9)
     cfg.hardware.attention.decode_kv_rate_by_engine_g["trt_llm"] = 100.0  # a typo is refused, not ignored
     with pytest.raises(ConfigError, match=r"decode_kv_rate_by_engine_g has no engine family 'trt_llm'; choose among: sglang, trtllm, vllm"):
         RooflineLatency(cfg, ModelSpec.from_config(cfg.model, 1))
@@ -465,7 +473,7 @@ def test_the_entry_rate_also_bounds_prefill_reads_and_the_fast_decode_path():
     fp8 = model.attention_prefill_s(0.0, 100_000, 1) - model._prefill_attn_fixed
     bf16 = kv_scenario("h200", "bf16").attention_prefill_s(0.0, 100_000, 1) - model._prefill_attn_fixed
     assert fp8 == pytest.approx(100_000 * 65536 / 2649e9, rel=1e-9)
-    assert bf16 == pytest.approx(100_000 * 131072 / (4.8e12 * 0.93), rel=1e-9)
+    assert bf16 == pytest.approx(100_000 * 65536 / 2023e9, rel=1e-9)
 
 
 @pytest.mark.parametrize("value", [0, -3.0, float("nan"), "fast"])
