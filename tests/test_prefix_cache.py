@@ -169,7 +169,7 @@ MOONCAKE = SHARED / "traces" / "mooncake_synthetic" / "synthetic_trace.jsonl"
 def test_prefix_caching_cuts_ttft_on_the_mooncake_trace():
     """The whole Mooncake trace at half speed on one H200 (Qwen2.5-7B, chunked prefill).
 
-    Measured: mean TTFT 46.8 s without caching, 2.9 s with it; 24% of prompt
+    Measured: mean TTFT 44.2 s without caching, 2.6 s with it; 25% of prompt
     tokens served from cache (an unbounded cache would serve 65%: the trace's
     1.3M distinct blocks far exceed one GPU's KV memory)."""
     base = ["workload.arrival=trace", f"workload.trace.path={MOONCAKE}", "workload.num_requests=null",
