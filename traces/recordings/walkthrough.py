@@ -3,8 +3,9 @@
 Three runs of ``vllm bench serve --save-result --save-detailed`` as its newest versions write
 them (per-request ``start_times`` and ``latencies`` included), at 4, 8 and 14 req/s, of
 Llama-3.1-8B on one H100 serving the default chat workload. They are *synthetic*: servesim
-produced them with latency factors it was not told, so the walk-through can show
-``servesim-validate --calibrate`` finding them:
+produced them with latency factors it was not told, so the walk-through can show how close
+``servesim-validate --calibrate`` comes to them (docs/validate.md: a combination that replays
+every recording, not each factor exactly):
 
     latency.compute_efficiency=0.62 latency.memory_efficiency=0.74
     latency.step_overhead_s=0.0045 latency.request_overhead_s=0.012
