@@ -108,7 +108,7 @@ def test_layerwise_never_delays_a_request_and_improves_ttft_under_load(loaded):
     assert (b["first_token_s"] <= a["first_token_s"] + 1e-12).all()
     assert (b["finish_s"] - b["first_token_s"] >= 0).all()
     mean = {k: r.summary["latency_s"]["ttft"]["mean"] for k, r in (("whole", whole), ("lw", lw))}
-    # measured: 85.3 -> 50.3 ms
+    # measured: 86.7 -> 51.9 ms
     assert mean["lw"] < 0.75 * mean["whole"]
     assert lw.summary["latency_s"]["tpot"]["mean"] <= whole.summary["latency_s"]["tpot"]["mean"] * 1.01
     # the last layer's share and the link latency can never be hidden
