@@ -12,6 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from simulator.config.schema import HardwareConfig, ModelConfig, ScenarioConfig
+from simulator.config.validate import check_latency
 from simulator.errors import ConfigError
 from simulator.latency.base import LATENCY_MODELS, StepShape, build_latency_model
 from simulator.latency.roofline import RooflineLatency
@@ -250,6 +251,23 @@ def test_mi300x_tp8_decode_all_reduces_by_the_one_shot_kernel_and_large_ones_by_
     hidden_bytes = 8192 * 2
     assert model.allreduce_s(1) == pytest.approx(2 * 80 * (6.6e-6 + hidden_bytes / 62e9), rel=1e-9)
     assert model.allreduce_s(1024) == pytest.approx(2 * 80 * (14.7e-6 + 1024 * hidden_bytes / 131.8e9), rel=1e-9)
+
+
+def test_custom_allreduce_runs_only_on_the_vendors_the_engine_has_it_for():
+    """latency.custom_allreduce lists the GPU vendors whose engine runs its one-shot kernel; elsewhere,
+    and with [], every all-reduce goes by NCCL/RCCL. vLLM V0 (engine=vllm_v0, vllm_v05) had none on ROCm
+    ("not supported on AMD GPUs", vllm/config.py until PR #14125, 2025), so those presets list nvidia only."""
+    rccl = 2 * 80 * (14.7e-6 + 8192 * 2 / 131.8e9)
+    assert roofline(hardware="mi300x", model="llama-3.1-70b", tp=8, custom_allreduce=["nvidia"]).allreduce_s(1) == pytest.approx(rccl, rel=1e-9)
+    nccl = 2 * 32 * (16.6e-6 + 4096 * 2 / 282.1e9)  # the DGX H100 NCCL fit at 2 GPUs
+    assert roofline(tp=2, custom_allreduce=[]).allreduce_s(1) == pytest.approx(nccl, rel=1e-9)
+    assert roofline(tp=2, custom_allreduce=["nvidia"]).allreduce_s(1) < nccl
+    for engine, amd in (("vllm_v0", False), ("vllm_v05", False), ("vllm_v1", True), ("sglang", True)):
+        preset = OmegaConf.load(SCENARIOS / "engine" / f"{engine}.yaml")
+        vendors = list(OmegaConf.select(preset, "latency.custom_allreduce", default=["nvidia", "amd"]))
+        assert "nvidia" in vendors and ("amd" in vendors) == amd, engine
+    with pytest.raises(ConfigError, match=r"latency\.custom_allreduce must be a list of GPU vendors among nvidia, amd"):
+        check_latency(scenario(custom_allreduce=["intel"]).latency)
 
 
 def test_tp_communication_grows_with_tokens_and_shrinks_with_bandwidth():

@@ -300,6 +300,10 @@ class LatencyConfig:
     # tensor-parallel all-reduce when the hardware's measured table lacks the GPU count
     comm_efficiency: float = 0.80
     allreduce_latency_s: float = 3e-5
+    #: GPU vendors (hardware.vendor) on which the engine runs its own one-shot all-reduce kernel for
+    #: small messages (the custom_* rows of hardware.allreduce) besides NCCL/RCCL; [] = NCCL/RCCL only,
+    #: as vLLM's and SGLang's --disable-custom-all-reduce (engine presets set it)
+    custom_allreduce: list[str] = field(default_factory=lambda: ["nvidia", "amd"])
     # engine CPU work per iteration (engine presets set these)
     step_overhead_s: float = 0.002
     step_overhead_per_seq_s: float = 0.0

@@ -201,6 +201,10 @@ def _run(cfg: ScenarioConfig) -> None:
     progress_mode(cfg.output.progress)  # auto, on or off (booleans read as on/off)
 
 
+#: hardware.vendor values whose catalog GPUs carry an engine's custom all-reduce timing (latency.custom_allreduce)
+CUSTOM_ALLREDUCE_VENDORS = ("nvidia", "amd")
+
+
 def check_latency(lat: LatencyConfig) -> None:
     """The latency block: a known model, efficiencies in (0, 1], costs >= 0, rates > 0."""
     from simulator.latency import LATENCY_MODELS
@@ -213,6 +217,12 @@ def check_latency(lat: LatencyConfig) -> None:
                 "attention_row_pairs", "attention_latency_s"):
         if getattr(lat, key) is not None:
             positive(getattr(lat, key), f"latency.{key}", allow_zero=True)
+    vendors = lat.custom_allreduce
+    need(
+        isinstance(vendors, list | tuple) and all(v in CUSTOM_ALLREDUCE_VENDORS for v in vendors),
+        f"latency.custom_allreduce must be a list of GPU vendors among {', '.join(CUSTOM_ALLREDUCE_VENDORS)} "
+        f"(those whose engines run their own all-reduce kernel; [] for NCCL/RCCL only); got {vendors!r}.",
+    )
     rate = lat.attention_decode_kv_rate_g
     need(
         rate is None or rate == math.inf or (math.isfinite(rate) and rate > 0),

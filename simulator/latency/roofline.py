@@ -90,7 +90,8 @@ torch.distributed all-reduce timings Vidur measured on DGX A100 and DGX H100
 nodes, ``network/*/all_reduce.csv``: 17-31 us and 190-280 GB/s of algorithm
 bandwidth on H100 for 2-8 GPUs) and the engines' one-shot custom all-reduce
 kernel, which serving engines use for small messages (vLLM's, timed on H100
-in sgl-project/sglang PR #2904: 8.7-10 us and 27-60 GB/s for 2-8 GPUs). A
+in sgl-project/sglang PR #2904: 8.7-10 us and 27-60 GB/s for 2-8 GPUs), where
+the engine runs one on the GPU's vendor (``latency.custom_allreduce``). A
 GPU count the table lacks uses a ring over ``interconnect_gbps *
 comm_efficiency`` plus ``allreduce_latency_s``. Over more GPUs than a node
 holds (``hardware.gpus_per_node``) the all-reduce crosses the scale-out
@@ -259,7 +260,9 @@ def peak_flops(cfg: ScenarioConfig, weight_dtype: str) -> tuple[float, float]:
 
 def allreduce_paths(hardware, gpus: int, latency) -> tuple[list[tuple[float, float]], str]:
     """The ways one all-reduce over ``gpus`` GPUs can run, each (latency s, algorithm bandwidth B/s),
-    and where they come from. An engine takes the fastest for each message size.
+    and where they come from. An engine takes the fastest for each message size: NCCL's (RCCL's)
+    measured path, and its own one-shot kernel's (the table's ``custom_*``) where the engine runs
+    one on this vendor's GPUs (``latency.custom_allreduce``).
 
     Over more GPUs than one node holds (``hardware.gpus_per_node``) only NCCL runs (the engines'
     custom kernels stay on NVLink), hierarchically as NCCL's cost model prices it: in each node as
@@ -279,7 +282,7 @@ def allreduce_paths(hardware, gpus: int, latency) -> tuple[list[tuple[float, flo
     for entry in hardware.allreduce or ():
         if int(entry["gpus"]) == gpus:
             paths = [(float(entry["latency_us"]) * 1e-6, float(entry["bandwidth_gbps"]) * 1e9)]
-            if entry.get("custom_latency_us") is not None:
+            if entry.get("custom_latency_us") is not None and str(hardware.vendor) in latency.custom_allreduce:
                 paths.append((float(entry["custom_latency_us"]) * 1e-6, float(entry["custom_bandwidth_gbps"]) * 1e9))
             return paths, "measured"
     # A ring moves 2 (n - 1) / n of the message over each GPU's link.
