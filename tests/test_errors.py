@@ -20,6 +20,11 @@ CASES = [
     (["+foo=1"], "foo is not a known key; the keys of the top level are: name, seed"),
     (["+workload.trace.speed=2"], "workload.trace.speed is not a known key; the keys of workload.trace are: path, format"),
     (["workload.prompt_tokens=foo"], "workload.prompt_tokens='foo' is invalid: workload.prompt_tokens is a group of settings"),
+    # a list key given a bare value or null: the shape it takes, not omegaconf's ListConfig message
+    (["latency.custom_allreduce=nvidia"], "latency.custom_allreduce=nvidia is invalid: latency.custom_allreduce is a list; write it in brackets, quoted for the shell, e.g. 'latency.custom_allreduce=[nvidia]'"),
+    (["latency.custom_allreduce=null"], "latency.custom_allreduce=null is invalid: latency.custom_allreduce needs a value (an empty list is '[]')"),
+    (["latency.step_overhead_s=null"], "latency.step_overhead_s=null is invalid: latency.step_overhead_s needs a value."),
+    (["latency.custom_allreduce=[intel]"], "latency.custom_allreduce must be a list of GPU vendors among nvidia, amd"),
     # a key of an entry a name -> settings mapping does not have yet: how to add the entry (issue: the message had said
     # "mi300x='{}' is invalid: mi300x is a group of settings; set its keys one by one")
     (["+pricing.hardware.mi300x.spot=2.0"],

@@ -266,6 +266,10 @@ def test_custom_allreduce_runs_only_on_the_vendors_the_engine_has_it_for():
         preset = OmegaConf.load(SCENARIOS / "engine" / f"{engine}.yaml")
         vendors = list(OmegaConf.select(preset, "latency.custom_allreduce", default=["nvidia", "amd"]))
         assert "nvidia" in vendors and ("amd" in vendors) == amd, engine
+    # the run's latency description says so where the GPU has a custom path the engine does not take
+    assert "no custom all-reduce" in roofline(hardware="mi300x", model="llama-3.1-70b", tp=8, custom_allreduce=["nvidia"]).describe()
+    assert "all-reduce" not in roofline(hardware="mi300x", model="llama-3.1-70b", tp=8).describe()
+    assert "all-reduce" not in roofline(custom_allreduce=[]).describe()  # TP 1: no all-reduce at all
     with pytest.raises(ConfigError, match=r"latency\.custom_allreduce must be a list of GPU vendors among nvidia, amd"):
         check_latency(scenario(custom_allreduce=["intel"]).latency)
 

@@ -80,6 +80,18 @@ def describe_hydra_error(exc: BaseException) -> str:
         key = full_key.group(1)
         return f"{key}={group.group(2).strip()!r} is invalid: {key} is a group of settings; set its keys one by one ({_keys_of(key)})."
 
+    not_list = re.search(r"Invalid value assigned: \w+ is not a ListConfig, list or tuple", text)
+    if not_list and full_key:
+        key = full_key.group(1)
+        given = re.search(r"^Error merging override \+*[\w.\-]+=(.*)$", text, flags=re.M)
+        value = given.group(1).strip() if given else "..."
+        return f"{key}={value} is invalid: {key} is a list; write it in brackets, quoted for the shell, e.g. '{key}=[{value}]'."
+
+    if re.search(r"field '[\w.\-]+' is not Optional", text) and full_key:
+        key = full_key.group(1)
+        empty = " (an empty list is '[]')" if _is_list(key) else ""
+        return f"{key}=null is invalid: {key} needs a value{empty}."
+
     bad_enum = re.search(r"Invalid value '([^']*)', expected one of \[([^\]]*)\]", text)
     if bad_enum and full_key:
         return f"{full_key.group(1)}={bad_enum.group(1)!r} is invalid; choose one of: {bad_enum.group(2)}."
@@ -91,6 +103,16 @@ def describe_hydra_error(exc: BaseException) -> str:
         and not line.strip().startswith(("reference_type", "object_type", "Config search path", "provider=", "Set the environment"))
     ]
     return " ".join(keep)
+
+
+def _is_list(path: str) -> bool:
+    """Whether a dotted key of the schema is a list."""
+    kind: Any = ScenarioConfig
+    for part in path.split("."):
+        if not dataclasses.is_dataclass(kind):
+            return False
+        kind = get_type_hints(kind).get(part)
+    return get_origin(kind) is list
 
 
 def _mapping_entry_error(text: str) -> str | None:

@@ -68,11 +68,11 @@ Hopper that, not HBM, bounds it (AIConfigurator's decode tables, three
 engines' newest releases, batch >= 64, context >= 4k, 4-8 query heads per KV
 head: FP8 entries reach 70% of HBM on an H100 and 55% on an H200, whose same
 SMs serve 43% more bandwidth, against 84-87% for BF16 entries; 2,344 and
-2,649 G entries/s for any engine). Only FP8 caches of grouped-query attention
-get the catalog's rate: INT8/INT4 caches and latent attention's kernels were
-not timed. ``decode_kv_rate_bf16_g`` (and ``..._by_engine_g``) bound BF16 and
-FP16 caches the same way; the catalog leaves them null (docs/fidelity.md
-gives the measured 16-bit rates and why they are not yet applied). The three attention factors
+2,649 G entries/s for any engine). 16-bit entries, though not converted, stream
+below the GEMMs' share of HBM too, and ``decode_kv_rate_bf16_g`` (and
+``..._by_engine_g``) bound BF16 and FP16 caches the same way (H100 1,452, H200
+2,023 G entries/s). Only grouped-query caches of those widths get the catalog's
+rates: INT8/INT4 caches and latent attention's kernels were not timed. The three attention factors
 are data of each GPU (``hardware.attention``; ``latency.attention_*``
 override them), fitted (least squares on log time) to the context-attention
 kernel timings NVIDIA's AIConfigurator measured with TensorRT-LLM's, vLLM's
@@ -438,6 +438,9 @@ class RooflineLatency(LatencyModel):
             self._kv_tok = (L - spec.sliding_layers) * spec.kv_bytes_per_token_per_layer / tp / kv_bytes_s
             self._swa_kv_tok = spec.sliding_layers * spec.kv_bytes_per_token_per_layer / tp / kv_bytes_s
         # Tensor-parallel all-reduces: 2 per layer of tokens x hidden x 2 bytes.
+        #: the GPU has a custom all-reduce timing at this TP that the engine does not run (latency.custom_allreduce)
+        self.custom_allreduce_off = tp > 1 and str(hw.vendor) not in lat.custom_allreduce and any(
+            int(e["gpus"]) == tp and e.get("custom_latency_us") is not None for e in hw.allreduce or ())
         if tp > 1:
             paths, self.allreduce_source = allreduce_paths(hw, tp, lat)
             self._comm_paths = [(2 * L * alpha, 2 * L * h * ACTIVATION_BYTES / beta) for alpha, beta in paths]
@@ -691,7 +694,8 @@ class RooflineLatency(LatencyModel):
         per_seq = f" + {self.overhead_per_seq * 1e6:g} us/seq" if self.overhead_per_seq else ""
         group = f" once per {self.multi_step} decode steps" if self.multi_step > 1 else ""
         kv = f", KV read at {self.kv_rate / 1e9:,.0f} G entries/s" if self.kv_rate else ""
+        comm = ", no custom all-reduce" if self.custom_allreduce_off else ""
         return (
             f"roofline {self.hardware_name}{gpus} ({self.compute_efficiency:.0%} MFU, "
-            f"{self.memory_efficiency:.0%} MBU{kv}, {self.overhead * 1e3:.3g} ms{per_seq} overhead{group})"
+            f"{self.memory_efficiency:.0%} MBU{kv}{comm}, {self.overhead * 1e3:.3g} ms{per_seq} overhead{group})"
         )
