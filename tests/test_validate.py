@@ -59,7 +59,8 @@ def test_calibration_recovers_hidden_factors_and_predicts_a_held_out_load(tmp_pa
     fitted = [read_recording(record(tmp_path / f"r{r}.csv", r, 300, s, HIDDEN)) for r, s in ((4, 5), (14, 3))]
     held = read_recording(record(tmp_path / "r8.csv", 8, 300, 7, HIDDEN))
     f = fit([replay(r) for r in fitted], fitted)
-    # stated tolerance: every factor within 10% (measured: 0.5-4%), and the held-out error under 3%
+    # stated tolerance: every factor within 10% (measured: 2.5-9.7%; memory_efficiency and step_overhead_s trade against
+    # each other at these two loads, docs/validate.md), and the held-out error under 3%
     for k, v in HIDDEN.items():
         assert f.factors[k] == pytest.approx(v, rel=0.10), k
     rp = replay(held)
