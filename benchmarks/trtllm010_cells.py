@@ -16,8 +16,6 @@ tokens) or not. docs/fidelity.md quotes the figures.
 
 from __future__ import annotations
 
-import copy
-
 from simulator.calibration.published import load_cases, run_case
 
 #: (model, TP, precision, input, output, H100 tokens/s): every cell of the v0.10.0 table's two H100 80GB HBM3
@@ -55,11 +53,8 @@ def main() -> None:
     print(f"{'model':14s} {'TP':>2s} {'prec':4s} {'in/out':>9s} {'measured':>9s} {'servesim':>9s} {'error':>7s}  attention")
     errors: dict[str, list[float]] = {}
     for model, tp, precision, isl, osl, value in CELLS:
-        case = copy.copy(template)
-        case.raw = copy.deepcopy(template.raw)
-        case.raw.update(model=model, tp=tp, gpus=tp, weight_dtype=precision, kv_dtype=precision, value=value,
-                        id=f"trtllm-0.10-h100-{model}-{precision}-tp{tp}-{isl}-{osl}")
-        case.raw["workload"].update(input_tokens=isl, output_tokens=osl)
+        case = template.variant({"input_tokens": isl, "output_tokens": osl}, model=model, tp=tp, gpus=tp, weight_dtype=precision,
+                                kv_dtype=precision, value=value, id=f"trtllm-0.10-h100-{model}-{precision}-tp{tp}-{isl}-{osl}")
         predicted = run_case(case)
         error = predicted / value - 1
         errors.setdefault(f"{ATTENTION[model]}, output {osl}", []).append(error)

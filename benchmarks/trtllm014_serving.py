@@ -15,11 +15,9 @@ tensorrtllm_backend). Not a test and not cases: docs/fidelity.md quotes the figu
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 
-from simulator.calibration.published import _replay, load_cases, overrides
+from simulator.calibration.published import load_cases, run_case
 
 #: (GPU, model, input, output) -> rows of (QPS, mean TTFT ms, mean ITL ms), as the table prints them (whole ms)
 TABLE = {
@@ -45,14 +43,13 @@ def main() -> None:
     print(f"{'GPU':8s} {'model':13s} {'in/out':>7s} {'QPS':>3s}  {'TTFT':>5s} {'servesim':>8s} {'error':>7s}  {'ITL':>4s} {'servesim':>8s} {'error':>7s}")
     for (gpu, model, isl, osl), rows in TABLE.items():
         for qps, ttft, itl in rows:
-            predicted = {}
-            for metric in ("ttft_mean", "itl_mean"):
-                case = copy.copy(template)
-                case.raw = copy.deepcopy(template.raw)
-                tp = 4 if model.endswith("70b") else 1
-                case.raw.update(hardware=gpu, model=model, tp=tp, gpus=tp, metric=metric, id=f"trtllm-0.14-serve-{gpu}-{model}-{isl}-{osl}-qps{qps}")
-                case.raw["workload"].update(input_tokens=isl, output_tokens=osl, rate=qps)
-                predicted[metric] = _replay(case, overrides(case), runs)[0]
+            tp = 4 if model.endswith("70b") else 1
+            predicted = {
+                metric: run_case(template.variant({"input_tokens": isl, "output_tokens": osl, "rate": qps}, hardware=gpu, model=model,
+                                                  tp=tp, gpus=tp, metric=metric, id=f"trtllm-0.14-serve-{gpu}-{model}-{isl}-{osl}-qps{qps}"),
+                                 runs=runs)
+                for metric in ("ttft_mean", "itl_mean")
+            }
             e_ttft, e_itl = predicted["ttft_mean"] / ttft - 1, predicted["itl_mean"] / itl - 1
             errors.setdefault(f"TTFT, {isl}-token prompts, QPS {'2-8' if qps <= 8 else '16-32'}", []).append(e_ttft)
             errors.setdefault(f"ITL, {model}, QPS {'2-8' if qps <= 8 else '16-32'}", []).append(e_itl)

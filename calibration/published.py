@@ -31,10 +31,11 @@ parallelism) are listed as skipped, with the reason.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -74,6 +75,14 @@ class Case:
             return self.__dict__["raw"][key]
         except KeyError:
             raise AttributeError(key) from None
+
+    def variant(self, workload: dict | None = None, **fields) -> Case:
+        """A copy of this case with ``fields`` of its row and keys of its ``workload`` changed (the
+        benchmarks replay a source table's other cells from one of its cases this way)."""
+        raw = copy.deepcopy(self.raw)
+        raw.update(fields)
+        raw["workload"].update(workload or {})
+        return replace(self, raw=raw)
 
     @property
     def family(self) -> str:
@@ -406,8 +415,9 @@ def stochastic(ov: list[str]) -> bool:
     return not (steady and fixed)
 
 
-def run_case(case, max_requests: int | None = None, extra: list[str] | None = None) -> float:
-    return _replay(case, overrides(case, max_requests) + list(extra or []))[0]
+def run_case(case, max_requests: int | None = None, extra: list[str] | None = None, runs: dict[str, list] | None = None) -> float:
+    """The case's predicted figure (``runs``: a simulation cache shared by cases read from one run, as in :func:`_replay`)."""
+    return _replay(case, overrides(case, max_requests) + list(extra or []), runs)[0]
 
 
 def _replay(case, ov: list[str], runs: dict[str, list] | None = None) -> tuple[float, float, int]:

@@ -279,15 +279,20 @@ def allreduce_paths(hardware, gpus: int, latency) -> tuple[list[tuple[float, flo
         alpha += 2 * int(math.log2(nodes)) * float(hardware.network_latency_us) * 1e-6
         beta = min(beta, per_node * net * nodes / (2.0 * (nodes - 1)))
         return [(alpha, beta)], f"{source} in each node of {per_node}, network across {nodes}"
-    for entry in hardware.allreduce or ():
-        if int(entry["gpus"]) == gpus:
-            paths = [(float(entry["latency_us"]) * 1e-6, float(entry["bandwidth_gbps"]) * 1e9)]
-            if entry.get("custom_latency_us") is not None and str(hardware.vendor) in latency.custom_allreduce:
-                paths.append((float(entry["custom_latency_us"]) * 1e-6, float(entry["custom_bandwidth_gbps"]) * 1e9))
-            return paths, "measured"
+    entry = allreduce_row(hardware, gpus)
+    if entry is not None:
+        paths = [(float(entry["latency_us"]) * 1e-6, float(entry["bandwidth_gbps"]) * 1e9)]
+        if entry.get("custom_latency_us") is not None and str(hardware.vendor) in latency.custom_allreduce:
+            paths.append((float(entry["custom_latency_us"]) * 1e-6, float(entry["custom_bandwidth_gbps"]) * 1e9))
+        return paths, "measured"
     # A ring moves 2 (n - 1) / n of the message over each GPU's link.
     link = float(hardware.interconnect_gbps) * 1e9 * float(latency.comm_efficiency)
     return [(float(latency.allreduce_latency_s), link * gpus / (2.0 * (gpus - 1)))], "ring model"
+
+
+def allreduce_row(hardware, gpus: int) -> dict | None:
+    """The GPU's measured all-reduce row (``hardware.allreduce``) for ``gpus`` GPUs, or None."""
+    return next((entry for entry in hardware.allreduce or () if int(entry["gpus"]) == gpus), None)
 
 
 def nodes_of(hardware, gpus: int) -> tuple[int, int]:
@@ -439,8 +444,8 @@ class RooflineLatency(LatencyModel):
             self._swa_kv_tok = spec.sliding_layers * spec.kv_bytes_per_token_per_layer / tp / kv_bytes_s
         # Tensor-parallel all-reduces: 2 per layer of tokens x hidden x 2 bytes.
         #: the GPU has a custom all-reduce timing at this TP that the engine does not run (latency.custom_allreduce)
-        self.custom_allreduce_off = tp > 1 and str(hw.vendor) not in lat.custom_allreduce and any(
-            int(e["gpus"]) == tp and e.get("custom_latency_us") is not None for e in hw.allreduce or ())
+        row = allreduce_row(hw, tp) if tp > 1 else None
+        self.custom_allreduce_off = row is not None and row.get("custom_latency_us") is not None and str(hw.vendor) not in lat.custom_allreduce
         if tp > 1:
             paths, self.allreduce_source = allreduce_paths(hw, tp, lat)
             self._comm_paths = [(2 * L * alpha, 2 * L * h * ACTIVATION_BYTES / beta) for alpha, beta in paths]
