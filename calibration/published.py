@@ -159,21 +159,37 @@ def _version(text) -> tuple[int, ...]:
 VLLM_RELEASES = (((0, 8), "2025-03-18", "vllm_v1"), ((0, 6), "2024-09-04", "vllm_v0"))
 
 
+#: the first vLLM release whose custom all-reduce runs on MI300 (vllm-project/vllm PR #14125, its enable
+#: check fixed by PR #16010, both in v0.8.4): engine=vllm_v0 describes 0.6-0.7, which had none on ROCm
+ROCM_CUSTOM_ALLREDUCE = (0, 8, 4)
+
+
 def preset(case) -> str:
     """The engine preset a case runs under: vLLM's V1 engine is the default from v0.8.0, and
     v0.6.0 moved V0's output processing off the critical path (vllm_v05 is the version before).
-    A source that names no version ran the latest release at its date, and one that names
-    neither (vLLM's performance CI pages) the current engine, V1."""
+    A V1-era release whose ``engine_env`` turns V1 off (``VLLM_USE_V1: 0``) ran V0. A source
+    that names no version ran the latest release at its date, and one that names neither
+    (vLLM's performance CI pages) the current engine, V1."""
     if case.engine == "vllm":
         text = str(case.raw.get("engine_version", "")).lstrip("v")
         if text[:1].isdigit():
             v = _version(text)
-            return next((name for since, _, name in VLLM_RELEASES if v >= since), "vllm_v05")
+            name = next((name for since, _, name in VLLM_RELEASES if v >= since), "vllm_v05")
+            if name == "vllm_v1" and not _uses_v1(case):  # a V1-era release run on its V0 engine
+                return "vllm_v0"
+            return name
         date = str(case.raw.get("date", ""))
         if not (date[:4].isdigit() and date[4:5] == "-"):
             return VLLM_RELEASES[0][2]
         return next((name for _, since, name in VLLM_RELEASES if date >= since), "vllm_v05")
     return case.engine
+
+
+def _uses_v1(case) -> bool:
+    """The case's ``engine_env`` does not turn vLLM's V1 engine off (``VLLM_USE_V1: 0``, the switch
+    releases 0.8-0.10 kept; AMD's rocm/vllm images up to vLLM 0.9.0.1 shipped V0 as their default)."""
+    flag = (case.raw.get("engine_env") or {}).get("VLLM_USE_V1", 1)
+    return str(flag).strip().lower() not in ("0", "false")
 
 
 def _engine_defaults(case, hw, max_context: int) -> list[str]:
@@ -288,6 +304,8 @@ def overrides(case, max_requests: int | None = None) -> list[str]:
     ov += _engine_args(case, model, hw)
     if preset(case) == "trtllm":  # the overlap scheduler is the PyTorch backend's; TensorRT engines step without it
         ov.append(f"scheduler.async_scheduling={str(_backend(case) == 'pytorch').lower()}")
+    if preset(case) == "vllm_v0" and _version(case.raw.get("engine_version", "")) >= ROCM_CUSTOM_ALLREDUCE:
+        ov.append("latency.custom_allreduce=[nvidia,amd]")  # the release's all-reduce, whichever engine runs
     if mode == "batch":
         ov.append(f"scheduler.max_batch_size={n}")
     if _batch_tokens(ov) <= isl and "scheduler.policy=chunked_prefill" not in ov:

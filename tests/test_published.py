@@ -130,6 +130,21 @@ def test_vllms_multi_step_scheduling_is_replayed_as_the_engine_ran_it():
     assert not any(o.startswith("scheduler.multi_step") for o in pub.overrides(_case(engine_version="0.6.4")))
 
 
+def test_a_v1_era_release_run_on_its_v0_engine_is_replayed_as_v0_with_the_releases_all_reduce():
+    # AMD's rocm/vllm images up to vLLM 0.9.0.1 ran V0 (VLLM_USE_V1=0); V1 is the default from 0.8.0 otherwise
+    v0 = _case(engine_version="0.9.0.1", hardware="mi300x", engine_env={"VLLM_USE_V1": 0}, engine_args={"num_scheduler_steps": 10})
+    assert pub.preset(v0) == "vllm_v0" and pub.preset(_case(engine_version="0.9.0.1", engine_env={"VLLM_USE_V1": "1"})) == "vllm_v1"
+    ov = pub.overrides(v0)
+    assert "engine=vllm_v0" in ov and "scheduler.multi_step=10" in ov
+    # engine=vllm_v0 has no custom all-reduce on AMD (releases 0.6-0.7); this release's V0 runs it (from 0.8.4)
+    assert "latency.custom_allreduce=[nvidia,amd]" in ov
+    assert not any(o.startswith("latency.custom_allreduce") for o in pub.overrides(_case(engine_version="0.6.3", hardware="mi300x")))
+    assert pub.preset(_case(engine_version="0.6.3", engine_env={"VLLM_USE_V1": 0})) == "vllm_v0"  # no V1 to turn off
+    # the suite's four 0.9.0.1 throughput rows are such runs (ROCm/vllm docs/dev-docker/README.md @ 68af05584)
+    rows = [c for c in CASES if str(c.raw.get("engine_version")) == "0.9.0.1"]
+    assert len(rows) == 4 and all(pub.preset(c) == "vllm_v0" and "scheduler.multi_step=10" in pub.overrides(c) for c in rows)
+
+
 def test_uniform_lengths_are_replayed_from_their_mean():
     ov = pub.overrides(_case(dataset="random-uniform", input_tokens=512.5, output_tokens=4096.5))
     assert "workload.prompt_tokens.high=1024" in ov and "workload.output_tokens.high=8192" in ov
