@@ -186,6 +186,35 @@ def overload_note(summary: Summary) -> str | None:
     )
 
 
+#: |mean log error| of a GPU family in the published suite above which a run says so (5%)
+BIAS_NOTE = 0.05
+
+
+def bias_note(summary: Summary) -> str | None:
+    """A line when the run's roofline prices a GPU family the published suite finds biased by more than
+    :data:`BIAS_NOTE` (held-out mean log error, ``simulator.latency.uncertainty.MODEL_ERROR``), unless the
+    run already draws that error (``uncertainty=on``) or uses another latency model."""
+    from simulator.latency.uncertainty import MODEL_ERROR, gpu_family
+
+    if summary.get("uncertainty"):
+        return None
+    hardware = dict.fromkeys(p["hardware"] for p in summary["pools"] if str(p["latency_model"]).startswith("roofline"))
+    lines = []
+    for hw in hardware:
+        family = gpu_family(str(hw))
+        mean, _, cases = MODEL_ERROR[family]
+        if family == "pooled" or abs(mean) < BIAS_NOTE:
+            continue
+        way = "longer" if mean > 0 else "shorter"
+        lines.append(f"{abs(math.expm1(mean)):.0%} {way} on {hw} ({cases} held-out cases)")
+    if not lines:
+        return None
+    return (
+        f"note: published real-engine runs took a step {', '.join(lines)} than servesim prices it "
+        "(mean error, docs/fidelity.md); uncertainty=on carries that error into the run"
+    )
+
+
 def replication_line(block: dict) -> str:
     """Key figures over the replications (mean ± the 95% CI half-width), in three lines."""
     f, seeds = block["figures"], block["seeds"]
@@ -411,6 +440,9 @@ def _print_scenario(p, summary: Summary) -> None:
     )
     models = dict.fromkeys(f"{p['name']}: {p['latency_model']}" if len(pools) > 1 else p["latency_model"] for p in pools)
     p(f"latency model: {' · '.join(models)}")
+    bias = bias_note(summary)
+    if bias:
+        p(bias)
     ps = summary.get("parallel_sampling")
     count = f"{ps['prompts']:,} prompts x {ps['n']} samples" if ps else f"{rq['total']:,} requests"
     p(f"workload: {_workload_words(summary)} · {count} · seed {s['seed']} · {summary['window']['end_s']:,.1f} s simulated")
