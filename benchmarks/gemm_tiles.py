@@ -1,4 +1,4 @@
-"""Does tile quantisation explain the roofline's per-GEMM error? (docs/fidelity.md, "This round")
+"""Does tile quantisation explain the roofline's per-GEMM error? (docs/fidelity_rounds.md, round 4)
 
     python benchmarks/gemm_tiles.py [--shared ../shared]
 

@@ -11,7 +11,7 @@ https://github.com/NVIDIA/TensorRT-LLM/blob/v0.10.0/docs/source/performance/perf
 ("All data in the table below was generated using version 0.10.0"; tokens/s, all GPUs of the run).
 Not a test and not cases (the suite keeps one case per source row it was built from): it prints
 each cell's signed error, grouped by attention kind and by whether decode dominates (output 2,048
-tokens) or not. docs/fidelity.md quotes the figures.
+tokens) or not. docs/fidelity.md and docs/fidelity_rounds.md (round 9) quote the figures.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ left out) and prints mean TTFT and ITL against the table, to see how the errors 
 prompt length, model and GPU rather than case by case. The rows are transcribed from
 NVIDIA/TensorRT-LLM docs/source/performance/perf-overview.md @ 258c7540 ("Online Serving
 Measurements ... generated using version 0.14.0, with 500 requests and BF16 precision"; Triton's
-tensorrtllm_backend). Not a test and not cases: docs/fidelity.md quotes the figures.
+tensorrtllm_backend). Not a test and not cases: docs/fidelity_rounds.md (round 9) quotes the figures.
 """
 
 from __future__ import annotations
