@@ -158,7 +158,7 @@ def cmd_published(args) -> int:
     import math
 
     from .published import MIN_FIT_CASES, OVERHEAD_GRID, error_table, fit_overheads, load_cases, preset, run_suite
-    from .published_report import chart, markdown, summary
+    from .published_report import chart, groups, markdown, summary
 
     cases = load_cases()
     if args.split != "all":
@@ -183,6 +183,12 @@ def cmd_published(args) -> int:
     if args.split != "all":
         table = table[table["split"] == args.split]
     print(summary(table).to_string(index=False))
+    by = groups(df)
+    if len(by):
+        for col in ("median_abs", "p90_abs", "signed_median"):
+            by[col] = by[col].map("{:+.1%}".format if col == "signed_median" else "{:.1%}".format)
+        print("\nheld out, by engine and GPU:")
+        print(by.to_string(index=False))
     skipped = int((df["skipped"] != "").sum())
     print(f"{len(df) - skipped} cases run, {skipped} not run" + (" (the report says why)" if args.out else " (--out DIR writes a report saying why)"))
     if args.out:

@@ -94,6 +94,26 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def groups(df: pd.DataFrame, split: str = "holdout") -> pd.DataFrame:
+    """One split's cases by engine preset, by GPU, and two slices (NVIDIA GPUs, FP8 weights): cases, runs,
+    median and p90 |error|, signed median and how many are off by more than 15%."""
+    from .published import run_key
+
+    ran = df[(df["skipped"] == "") & (df["split"] == split)].copy()
+    ran["abs"] = ran["error"].abs()
+    ran["run"] = ran["overrides"].map(run_key)
+    slices = [(f"engine={preset}", ran[ran["preset"] == preset]) for preset in sorted(ran["preset"].unique())]
+    slices += [(f"hardware={hw}", ran[ran["hardware"] == hw]) for hw in sorted(ran["hardware"].unique())]
+    slices += [("NVIDIA GPUs", ran[~ran["hardware"].str.startswith("mi")]), ("FP8 weights", ran[ran["dtype"] == "fp8"])]
+    rows = [
+        {"group": name, "cases": len(sub), "runs": sub["run"].nunique(), "median_abs": float(sub["abs"].median()),
+         "p90_abs": float(sub["abs"].quantile(0.9)), "signed_median": float(sub["error"].median()),
+         "over_15": int((sub["abs"] > 0.15).sum())}
+        for name, sub in slices if len(sub)
+    ]
+    return pd.DataFrame(rows)
+
+
 def markdown(df: pd.DataFrame, table: pd.DataFrame, command: str) -> str:
     """The report: error tables per split and family, then every case with its signed error."""
     lines = [
@@ -115,6 +135,12 @@ def markdown(df: pd.DataFrame, table: pd.DataFrame, command: str) -> str:
             f"| {r.split} | {r.family} | {r.cases} | {r.runs} | {r.median_abs:.1%}{f' ({mid})' if mid else ''} | "
             f"{r.p90_abs:.1%}{f' ({tail})' if tail else ''} | {_pct(r.signed_median)} |"
         )
+    lines += ["", "## Held out, by engine and GPU", "",
+              "| cases | n | runs | median abs error | p90 abs error | signed median | over 15% |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        f"| {r.group} | {r.cases} | {r.runs} | {r.median_abs:.1%} | {r.p90_abs:.1%} | {_pct(r.signed_median)} | {r.over_15} |"
+        for r in groups(df).itertuples()
+    ]
     ran = df[df["skipped"] == ""].sort_values(["split", "family", "id"])
     lines += ["", "## Every case", "", "| id | split | engine | GPU | model | TP | dtype | ISL/OSL | mode | metric | measured | servesim | error |",
               "|---|---|---|---|---|---:|---|---|---|---|---:|---:|---:|"]
