@@ -114,6 +114,24 @@ def groups(df: pd.DataFrame, split: str = "holdout") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def sharing(df: pd.DataFrame) -> dict:
+    """How the held-out cases share simulations: cases whose run holds another held-out case, runs with
+    cases in both splits (and the held-out cases in them), and the 95% intervals of the held-out median
+    and p90 when single cases rather than runs are resampled."""
+    from .published import bootstrap_interval, run_key
+
+    ran = df[df["skipped"] == ""].copy()
+    ran["run"] = ran["overrides"].map(run_key)
+    held = ran[ran["split"] == "holdout"]
+    per_run = held.groupby("run").size()
+    both = set(ran.loc[ran["split"] == "fit", "run"]) & set(held["run"])
+    err, ids = held["error"].abs().to_numpy(), held["id"].to_numpy()
+    return {
+        "shared": int(per_run[per_run > 1].sum()), "runs_both": len(both), "held_in_both": int(held["run"].isin(both).sum()),
+        "median_cases": bootstrap_interval(err, ids, 0.5), "p90_cases": bootstrap_interval(err, ids, 0.9),
+    }
+
+
 def markdown(df: pd.DataFrame, table: pd.DataFrame, command: str) -> str:
     """The report: error tables per split and family, then every case with its signed error."""
     lines = [
@@ -140,6 +158,13 @@ def markdown(df: pd.DataFrame, table: pd.DataFrame, command: str) -> str:
     lines += [
         f"| {r.group} | {r.cases} | {r.runs} | {r.median_abs:.1%} | {r.p90_abs:.1%} | {_pct(r.signed_median)} | {r.over_15} |"
         for r in groups(df).itertuples()
+    ]
+    sh = sharing(df)
+    lines += [
+        "",
+        f"{sh['shared']} held-out cases share their run with another held-out case; {sh['runs_both']} runs have cases in both "
+        f"splits ({sh['held_in_both']} held-out cases in them). Resampling single cases instead of runs gives 95% intervals of "
+        f"{_interval(*sh['median_cases'])} for the held-out median and {_interval(*sh['p90_cases'])} for its p90.",
     ]
     ran = df[df["skipped"] == ""].sort_values(["split", "family", "id"])
     lines += ["", "## Every case", "", "| id | split | engine | GPU | model | TP | dtype | ISL/OSL | mode | metric | measured | servesim | error |",

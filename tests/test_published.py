@@ -372,7 +372,7 @@ def test_predict_works_for_the_profile_model(tmp_path, capsys):
 
 
 def test_the_report_breaks_the_held_out_errors_down_by_engine_and_gpu():
-    from simulator.calibration.published_report import groups
+    from simulator.calibration.published_report import groups, sharing
 
     rows = [
         {"id": "a", "split": "holdout", "skipped": "", "error": 0.10, "preset": "vllm_v1", "hardware": "mi300x", "dtype": "fp8", "overrides": "x=1"},
@@ -387,3 +387,7 @@ def test_the_report_breaks_the_held_out_errors_down_by_engine_and_gpu():
     assert (trt.cases, trt.runs, trt.over_15) == (2, 1, 1)
     assert trt.median_abs == pytest.approx(0.12) and trt.signed_median == pytest.approx(-0.08)
     assert g.loc["FP8 weights"].cases == 2 and g.loc["NVIDIA GPUs"].cases == 2
+    sh = sharing(pd.DataFrame(rows))
+    assert (sh["shared"], sh["runs_both"], sh["held_in_both"]) == (2, 0, 0)  # b and c: one run; d's run is its own
+    rows[3]["overrides"] = "x=2"  # the fit case now replays the held-out cases' simulation
+    assert (sharing(pd.DataFrame(rows))["runs_both"], sharing(pd.DataFrame(rows))["held_in_both"]) == (1, 2)
