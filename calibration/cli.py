@@ -157,8 +157,18 @@ def cmd_predict(args) -> int:
 def cmd_published(args) -> int:
     import math
 
-    from .published import MIN_FIT_CASES, OVERHEAD_GRID, error_table, fit_overheads, load_cases, preset, run_suite
-    from .published_report import chart, groups, markdown, summary
+    from .published import (
+        MIN_FIT_CASES,
+        OVERHEAD_GRID,
+        breakdown,
+        error_table,
+        fit_overheads,
+        load_cases,
+        preset,
+        run_suite,
+        sharing,
+    )
+    from .published_report import chart, markdown, summary
 
     cases = load_cases()
     if args.split != "all":
@@ -183,12 +193,13 @@ def cmd_published(args) -> int:
     if args.split != "all":
         table = table[table["split"] == args.split]
     print(summary(table).to_string(index=False))
-    by = groups(df)
+    by = breakdown(df)
     if len(by):
+        shown = by.copy()
         for col in ("median_abs", "p90_abs", "signed_median"):
-            by[col] = by[col].map("{:+.1%}".format if col == "signed_median" else "{:.1%}".format)
+            shown[col] = shown[col].map("{:+.1%}".format if col == "signed_median" else "{:.1%}".format)
         print("\nheld out, by engine and GPU:")
-        print(by.to_string(index=False))
+        print(shown.to_string(index=False))
     skipped = int((df["skipped"] != "").sum())
     print(f"{len(df) - skipped} cases run, {skipped} not run" + (" (the report says why)" if args.out else " (--out DIR writes a report saying why)"))
     if args.out:
@@ -197,7 +208,7 @@ def cmd_published(args) -> int:
         command = "servesim-calibrate published" + (f" --split {args.split}" if args.split != "all" else "") + "".join(
             f" {o}" for o in args.overrides
         )
-        (args.out / "published.md").write_text(markdown(df, table, command))
+        (args.out / "published.md").write_text(markdown(df, table, command, by=by, shared=sharing(df)))
         chart(df, args.out / "published.png")
         print(f"report: {args.out / 'published.md'}, chart: {args.out / 'published.png'}")
     return 0

@@ -555,6 +555,42 @@ def error_table(df: pd.DataFrame, intervals: bool = True) -> pd.DataFrame:
     return pd.DataFrame(groups)
 
 
+def breakdown(df: pd.DataFrame, split: str = "holdout") -> pd.DataFrame:
+    """One split's cases by engine preset, by GPU, and two slices (NVIDIA GPUs, FP8 weights): cases, runs,
+    median and p90 |error|, signed median and how many are off by more than 15%."""
+    ran = df[(df["skipped"] == "") & (df["split"] == split)].copy()
+    ran["abs"] = ran["error"].abs()
+    ran["run"] = ran["overrides"].map(run_key)
+    slices = [(f"engine={preset}", ran[ran["preset"] == preset]) for preset in sorted(ran["preset"].unique())]
+    slices += [(f"hardware={hw}", ran[ran["hardware"] == hw]) for hw in sorted(ran["hardware"].unique())]
+    slices += [("NVIDIA GPUs", ran[~ran["hardware"].str.startswith("mi")]), ("FP8 weights", ran[ran["dtype"] == "fp8"])]
+    rows = [
+        {"group": name, "cases": len(sub), "runs": sub["run"].nunique(), "median_abs": float(sub["abs"].median()),
+         "p90_abs": float(sub["abs"].quantile(0.9)), "signed_median": float(sub["error"].median()),
+         "over_15": int((sub["abs"] > 0.15).sum())}
+        for name, sub in slices if len(sub)
+    ]
+    return pd.DataFrame(rows)
+
+
+def sharing(df: pd.DataFrame) -> dict | None:
+    """How the held-out cases share simulations: cases whose run holds another held-out case, runs with
+    cases in both splits (and the held-out cases in them), and the 95% intervals of the held-out median
+    and p90 when single cases rather than runs are resampled (None without held-out cases)."""
+    ran = df[df["skipped"] == ""].copy()
+    ran["run"] = ran["overrides"].map(run_key)
+    held = ran[ran["split"] == "holdout"]
+    if held.empty:
+        return None
+    per_run = held.groupby("run").size()
+    both = set(ran.loc[ran["split"] == "fit", "run"]) & set(held["run"])
+    err, ids = held["error"].abs().to_numpy(), held["id"].to_numpy()
+    return {
+        "shared": int(per_run[per_run > 1].sum()), "runs_both": len(both), "held_in_both": int(held["run"].isin(both).sum()),
+        "median_cases": bootstrap_interval(err, ids, 0.5), "p90_cases": bootstrap_interval(err, ids, 0.9),
+    }
+
+
 #: The engine overheads fitted to the fit split, their grids (seconds) and physical bounds.
 OVERHEAD_GRID = {
     "latency.step_overhead_s": (0.00025, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.006),

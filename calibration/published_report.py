@@ -94,46 +94,11 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def groups(df: pd.DataFrame, split: str = "holdout") -> pd.DataFrame:
-    """One split's cases by engine preset, by GPU, and two slices (NVIDIA GPUs, FP8 weights): cases, runs,
-    median and p90 |error|, signed median and how many are off by more than 15%."""
-    from .published import run_key
-
-    ran = df[(df["skipped"] == "") & (df["split"] == split)].copy()
-    ran["abs"] = ran["error"].abs()
-    ran["run"] = ran["overrides"].map(run_key)
-    slices = [(f"engine={preset}", ran[ran["preset"] == preset]) for preset in sorted(ran["preset"].unique())]
-    slices += [(f"hardware={hw}", ran[ran["hardware"] == hw]) for hw in sorted(ran["hardware"].unique())]
-    slices += [("NVIDIA GPUs", ran[~ran["hardware"].str.startswith("mi")]), ("FP8 weights", ran[ran["dtype"] == "fp8"])]
-    rows = [
-        {"group": name, "cases": len(sub), "runs": sub["run"].nunique(), "median_abs": float(sub["abs"].median()),
-         "p90_abs": float(sub["abs"].quantile(0.9)), "signed_median": float(sub["error"].median()),
-         "over_15": int((sub["abs"] > 0.15).sum())}
-        for name, sub in slices if len(sub)
-    ]
-    return pd.DataFrame(rows)
-
-
-def sharing(df: pd.DataFrame) -> dict:
-    """How the held-out cases share simulations: cases whose run holds another held-out case, runs with
-    cases in both splits (and the held-out cases in them), and the 95% intervals of the held-out median
-    and p90 when single cases rather than runs are resampled."""
-    from .published import bootstrap_interval, run_key
-
-    ran = df[df["skipped"] == ""].copy()
-    ran["run"] = ran["overrides"].map(run_key)
-    held = ran[ran["split"] == "holdout"]
-    per_run = held.groupby("run").size()
-    both = set(ran.loc[ran["split"] == "fit", "run"]) & set(held["run"])
-    err, ids = held["error"].abs().to_numpy(), held["id"].to_numpy()
-    return {
-        "shared": int(per_run[per_run > 1].sum()), "runs_both": len(both), "held_in_both": int(held["run"].isin(both).sum()),
-        "median_cases": bootstrap_interval(err, ids, 0.5), "p90_cases": bootstrap_interval(err, ids, 0.9),
-    }
-
-
-def markdown(df: pd.DataFrame, table: pd.DataFrame, command: str) -> str:
-    """The report: error tables per split and family, then every case with its signed error."""
+def markdown(df: pd.DataFrame, table: pd.DataFrame, command: str, by: pd.DataFrame | None = None,
+             shared: dict | None = None) -> str:
+    """The report: error tables per split and family, the held-out cases by engine and GPU (``by``, from
+    ``published.breakdown``) and how they share runs (``shared``, from ``published.sharing``),
+    then every case with its signed error."""
     lines = [
         "# servesim against published measurements",
         "",
@@ -153,19 +118,20 @@ def markdown(df: pd.DataFrame, table: pd.DataFrame, command: str) -> str:
             f"| {r.split} | {r.family} | {r.cases} | {r.runs} | {r.median_abs:.1%}{f' ({mid})' if mid else ''} | "
             f"{r.p90_abs:.1%}{f' ({tail})' if tail else ''} | {_pct(r.signed_median)} |"
         )
-    lines += ["", "## Held out, by engine and GPU", "",
-              "| cases | n | runs | median abs error | p90 abs error | signed median | over 15% |", "|---|---:|---:|---:|---:|---:|---:|"]
-    lines += [
-        f"| {r.group} | {r.cases} | {r.runs} | {r.median_abs:.1%} | {r.p90_abs:.1%} | {_pct(r.signed_median)} | {r.over_15} |"
-        for r in groups(df).itertuples()
-    ]
-    sh = sharing(df)
-    lines += [
-        "",
-        f"{sh['shared']} held-out cases share their run with another held-out case; {sh['runs_both']} runs have cases in both "
-        f"splits ({sh['held_in_both']} held-out cases in them). Resampling single cases instead of runs gives 95% intervals of "
-        f"{_interval(*sh['median_cases'])} for the held-out median and {_interval(*sh['p90_cases'])} for its p90.",
-    ]
+    if by is not None and len(by):
+        lines += ["", "## Held out, by engine and GPU", "",
+                  "| cases | n | runs | median abs error | p90 abs error | signed median | over 15% |", "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"| {r.group} | {r.cases} | {r.runs} | {r.median_abs:.1%} | {r.p90_abs:.1%} | {_pct(r.signed_median)} | {r.over_15} |"
+            for r in by.itertuples()
+        ]
+    if shared:
+        lines += [
+            "",
+            f"{shared['shared']} held-out cases share their run with another held-out case; {shared['runs_both']} runs have cases "
+            f"in both splits ({shared['held_in_both']} held-out cases in them). Resampling single cases instead of runs gives 95% "
+            f"intervals of {_interval(*shared['median_cases'])} for the held-out median and {_interval(*shared['p90_cases'])} for its p90.",
+        ]
     ran = df[df["skipped"] == ""].sort_values(["split", "family", "id"])
     lines += ["", "## Every case", "", "| id | split | engine | GPU | model | TP | dtype | ISL/OSL | mode | metric | measured | servesim | error |",
               "|---|---|---|---|---|---:|---|---|---|---|---:|---:|---:|"]

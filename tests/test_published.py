@@ -372,8 +372,6 @@ def test_predict_works_for_the_profile_model(tmp_path, capsys):
 
 
 def test_the_report_breaks_the_held_out_errors_down_by_engine_and_gpu():
-    from simulator.calibration.published_report import groups, sharing
-
     rows = [
         {"id": "a", "split": "holdout", "skipped": "", "error": 0.10, "preset": "vllm_v1", "hardware": "mi300x", "dtype": "fp8", "overrides": "x=1"},
         {"id": "b", "split": "holdout", "skipped": "", "error": -0.20, "preset": "trtllm", "hardware": "h100-sxm", "dtype": "bf16", "overrides": "x=2"},
@@ -381,13 +379,14 @@ def test_the_report_breaks_the_held_out_errors_down_by_engine_and_gpu():
         {"id": "d", "split": "fit", "skipped": "", "error": 0.50, "preset": "trtllm", "hardware": "h100-sxm", "dtype": "fp8", "overrides": "x=3"},
         {"id": "e", "split": "holdout", "skipped": "fp4", "error": float("nan"), "preset": "", "hardware": "b200", "dtype": "fp4", "overrides": ""},
     ]
-    g = groups(pd.DataFrame(rows)).set_index("group")
+    g = pub.breakdown(pd.DataFrame(rows)).set_index("group")
     assert list(g.index) == ["engine=trtllm", "engine=vllm_v1", "hardware=h100-sxm", "hardware=mi300x", "NVIDIA GPUs", "FP8 weights"]
     trt = g.loc["engine=trtllm"]  # the fit case and the skipped one count nowhere; two cases of one run are one run
     assert (trt.cases, trt.runs, trt.over_15) == (2, 1, 1)
     assert trt.median_abs == pytest.approx(0.12) and trt.signed_median == pytest.approx(-0.08)
     assert g.loc["FP8 weights"].cases == 2 and g.loc["NVIDIA GPUs"].cases == 2
-    sh = sharing(pd.DataFrame(rows))
+    sh = pub.sharing(pd.DataFrame(rows))
     assert (sh["shared"], sh["runs_both"], sh["held_in_both"]) == (2, 0, 0)  # b and c: one run; d's run is its own
     rows[3]["overrides"] = "x=2"  # the fit case now replays the held-out cases' simulation
-    assert (sharing(pd.DataFrame(rows))["runs_both"], sharing(pd.DataFrame(rows))["held_in_both"]) == (1, 2)
+    assert (pub.sharing(pd.DataFrame(rows))["runs_both"], pub.sharing(pd.DataFrame(rows))["held_in_both"]) == (1, 2)
+    assert pub.sharing(pd.DataFrame(rows)[lambda d: d["split"] == "fit"]) is None and pub.breakdown(pd.DataFrame(rows), "none").empty
