@@ -71,7 +71,9 @@ SMs serve 43% more bandwidth, against 84-87% for BF16 entries; 2,344 and
 2,649 G entries/s for any engine). 16-bit entries, though not converted, stream
 below the GEMMs' share of HBM too, and ``decode_kv_rate_bf16_g`` (and
 ``..._by_engine_g``) bound BF16 and FP16 caches the same way (H100 1,452, H200
-2,023 G entries/s). Only grouped-query caches of those widths get the catalog's
+2,023 G entries/s). The MI300X's FP8 rate, 2,750 G entries/s (52% of HBM), is the
+one that reproduces the prompt-length differences of AMD's published vLLM
+latencies (``benchmarks/amd_v0_latency.py``). Only grouped-query caches of those widths get the catalog's
 rates: INT8/INT4 caches and latent attention's kernels were not timed. The three attention factors
 are data of each GPU (``hardware.attention``; ``latency.attention_*``
 override them), fitted (least squares on log time) to the context-attention
