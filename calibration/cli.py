@@ -168,7 +168,7 @@ def cmd_published(args) -> int:
         run_suite,
         sharing,
     )
-    from .published_report import chart, markdown, summary
+    from .published_report import chart, markdown, percentages, summary
 
     cases = load_cases()
     if args.split != "all":
@@ -195,11 +195,8 @@ def cmd_published(args) -> int:
     print(summary(table).to_string(index=False))
     by = breakdown(df)
     if len(by):
-        shown = by.copy()
-        for col in ("median_abs", "p90_abs", "signed_median"):
-            shown[col] = shown[col].map("{:+.1%}".format if col == "signed_median" else "{:.1%}".format)
         print("\nheld out, by engine and GPU:")
-        print(shown.to_string(index=False))
+        print(percentages(by).to_string(index=False))
     skipped = int((df["skipped"] != "").sum())
     print(f"{len(df) - skipped} cases run, {skipped} not run" + (" (the report says why)" if args.out else " (--out DIR writes a report saying why)"))
     if args.out:

@@ -285,8 +285,9 @@ def overrides(case, max_requests: int | None = None) -> list[str]:
     kv = KV_PRECISIONS.get(case.raw.get("kv_dtype"), None)
     n = _requests(case, max_requests)
     lengths, isl, osl = _lengths(wl)
+    name = preset(case)
     ov = [
-        f"engine={preset(case)}", f"hardware={case.hardware}", f"model={case.model}", f"cluster.tp={int(case.tp)}",
+        f"engine={name}", f"hardware={case.hardware}", f"model={case.model}", f"cluster.tp={int(case.tp)}",
         f"model.weight_dtype={model.weight_dtype}", *lengths,
         f"workload.num_requests={n}", f"memory.max_model_len={isl + osl}",
         "output.charts=false", "output.console=false", "output.progress=off", f"name={case.id}",
@@ -302,16 +303,16 @@ def overrides(case, max_requests: int | None = None) -> list[str]:
     else:
         ov += ["workload.arrival=closed_loop", f"workload.users={int(wl['concurrency'])}", "workload.think_s=0"]
     ov += _engine_args(case, model, hw)
-    if preset(case) == "trtllm":  # the overlap scheduler is the PyTorch backend's; TensorRT engines step without it
+    if name == "trtllm":  # the overlap scheduler is the PyTorch backend's; TensorRT engines step without it
         ov.append(f"scheduler.async_scheduling={str(_backend(case) == 'pytorch').lower()}")
-    if preset(case) == "vllm_v0" and _version(case.raw.get("engine_version", "")) >= ROCM_CUSTOM_ALLREDUCE:
+    if name == "vllm_v0" and _version(case.raw.get("engine_version", "")) >= ROCM_CUSTOM_ALLREDUCE:
         ov.append("latency.custom_allreduce=[nvidia,amd]")  # the release's all-reduce, whichever engine runs
     if mode == "batch":
         ov.append(f"scheduler.max_batch_size={n}")
     if _batch_tokens(ov) <= isl and "scheduler.policy=chunked_prefill" not in ov:
-        if preset(case) == "trtllm":  # a whole prompt must fit beside the generations: trtllm-bench chunks contexts
+        if name == "trtllm":  # a whole prompt must fit beside the generations: trtllm-bench chunks contexts
             ov.append("scheduler.policy=chunked_prefill")
-        elif preset(case) in ("vllm_v0", "vllm_v05") and _batch_tokens(ov) < isl:  # V0's budget is at least max_model_len
+        elif name in ("vllm_v0", "vllm_v05") and _batch_tokens(ov) < isl:  # V0's budget is at least max_model_len
             ov.append(f"scheduler.max_batch_tokens={isl}")
     return ov + case.extra
 
@@ -530,23 +531,33 @@ def bootstrap_interval(errors: np.ndarray, runs: np.ndarray, q: float, resamples
     return float(lo), float(hi)
 
 
-def error_table(df: pd.DataFrame, intervals: bool = True) -> pd.DataFrame:
-    """Median and p90 of |error| (and the signed median) per split and metric family, with the
-    number of independent runs and, for split-wide rows, 95% bootstrap intervals over runs."""
+def _ran(df: pd.DataFrame) -> pd.DataFrame:
+    """The cases that ran, with their |error| (``abs``) and the simulation each replays (``run``)."""
     ran = df[df["skipped"] == ""].copy()
     ran["abs"] = ran["error"].abs()
     ran["run"] = ran["overrides"].map(run_key) if "overrides" in ran else ran["id"]
+    return ran
+
+
+def _stats(sub: pd.DataFrame) -> dict:
+    """Cases, independent runs, median and p90 |error| and the signed median of some ran cases."""
+    return {
+        "cases": len(sub), "runs": sub["run"].nunique(), "median_abs": float(sub["abs"].median()),
+        "p90_abs": float(sub["abs"].quantile(0.9)), "signed_median": float(sub["error"].median()),
+    }
+
+
+def error_table(df: pd.DataFrame, intervals: bool = True) -> pd.DataFrame:
+    """Median and p90 of |error| (and the signed median) per split and metric family, with the
+    number of independent runs and, for split-wide rows, 95% bootstrap intervals over runs."""
+    ran = _ran(df)
     groups = []
     for split in ("holdout", "fit", "all"):
         part = ran if split == "all" else ran[ran["split"] == split]
         for family in ["all", *sorted(part["family"].unique())]:
             sub = part if family == "all" else part[part["family"] == family]
             if len(sub):
-                row = {
-                    "split": split, "family": family, "cases": len(sub), "runs": sub["run"].nunique(),
-                    "median_abs": float(sub["abs"].median()), "p90_abs": float(sub["abs"].quantile(0.9)),
-                    "signed_median": float(sub["error"].median()),
-                }
+                row = {"split": split, "family": family, **_stats(sub)}
                 if intervals and family == "all":
                     err, runs = sub["abs"].to_numpy(), sub["run"].to_numpy()
                     row["median_lo"], row["median_hi"] = bootstrap_interval(err, runs, 0.5)
@@ -558,18 +569,12 @@ def error_table(df: pd.DataFrame, intervals: bool = True) -> pd.DataFrame:
 def breakdown(df: pd.DataFrame, split: str = "holdout") -> pd.DataFrame:
     """One split's cases by engine preset, by GPU, and two slices (NVIDIA GPUs, FP8 weights): cases, runs,
     median and p90 |error|, signed median and how many are off by more than 15%."""
-    ran = df[(df["skipped"] == "") & (df["split"] == split)].copy()
-    ran["abs"] = ran["error"].abs()
-    ran["run"] = ran["overrides"].map(run_key)
+    ran = _ran(df)
+    ran = ran[ran["split"] == split]
     slices = [(f"engine={preset}", ran[ran["preset"] == preset]) for preset in sorted(ran["preset"].unique())]
     slices += [(f"hardware={hw}", ran[ran["hardware"] == hw]) for hw in sorted(ran["hardware"].unique())]
     slices += [("NVIDIA GPUs", ran[~ran["hardware"].str.startswith("mi")]), ("FP8 weights", ran[ran["dtype"] == "fp8"])]
-    rows = [
-        {"group": name, "cases": len(sub), "runs": sub["run"].nunique(), "median_abs": float(sub["abs"].median()),
-         "p90_abs": float(sub["abs"].quantile(0.9)), "signed_median": float(sub["error"].median()),
-         "over_15": int((sub["abs"] > 0.15).sum())}
-        for name, sub in slices if len(sub)
-    ]
+    rows = [{"group": name, **_stats(sub), "over_15": int((sub["abs"] > 0.15).sum())} for name, sub in slices if len(sub)]
     return pd.DataFrame(rows)
 
 
@@ -577,14 +582,13 @@ def sharing(df: pd.DataFrame) -> dict | None:
     """How the held-out cases share simulations: cases whose run holds another held-out case, runs with
     cases in both splits (and the held-out cases in them), and the 95% intervals of the held-out median
     and p90 when single cases rather than runs are resampled (None without held-out cases)."""
-    ran = df[df["skipped"] == ""].copy()
-    ran["run"] = ran["overrides"].map(run_key)
+    ran = _ran(df)
     held = ran[ran["split"] == "holdout"]
     if held.empty:
         return None
     per_run = held.groupby("run").size()
     both = set(ran.loc[ran["split"] == "fit", "run"]) & set(held["run"])
-    err, ids = held["error"].abs().to_numpy(), held["id"].to_numpy()
+    err, ids = held["abs"].to_numpy(), held["id"].to_numpy()
     return {
         "shared": int(per_run[per_run > 1].sum()), "runs_both": len(both), "held_in_both": int(held["run"].isin(both).sum()),
         "median_cases": bootstrap_interval(err, ids, 0.5), "p90_cases": bootstrap_interval(err, ids, 0.9),

@@ -83,11 +83,21 @@ def _interval(lo: float, hi: float) -> str:
     return f"{lo:.1%}-{hi:.1%}" if pd.notna(lo) and pd.notna(hi) else ""
 
 
+#: the error columns shown as percentages (the signed one with its sign)
+PERCENT_COLUMNS = ("median_abs", "p90_abs", "signed_median")
+
+
+def percentages(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of an error table (``error_table``, ``breakdown``) with its error columns as percentages."""
+    out = frame.copy()
+    for col in PERCENT_COLUMNS:
+        out[col] = frame[col].map("{:+.1%}".format if col == "signed_median" else "{:.1%}".format)
+    return out
+
+
 def summary(table: pd.DataFrame) -> pd.DataFrame:
     """The error table as printed: percentages, and each split's 95% intervals beside its figures."""
-    out = table[["split", "family", "cases", "runs"]].copy()
-    for col in ("median_abs", "p90_abs", "signed_median"):
-        out[col] = table[col].map("{:+.1%}".format if col == "signed_median" else "{:.1%}".format)
+    out = percentages(table[["split", "family", "cases", "runs", *PERCENT_COLUMNS]])
     for stat in ("median", "p90"):
         lo, hi = (table.get(f"{stat}_{end}", pd.Series(float("nan"), index=table.index)) for end in ("lo", "hi"))
         out[f"{stat}_95%"] = [_interval(a, b) for a, b in zip(lo, hi)]
